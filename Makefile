@@ -1,0 +1,41 @@
+# Makefile: the commands of the project and the installs they need (each skipped when present).
+SHELL := /bin/bash
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/quake-target
+CACHE        ?= $(HOME)/.cache/quake
+VENV         ?= $(CACHE)/venv
+MOTO_SERVER  := $(VENV)/bin/moto_server
+NOIDA_VERSION := 0.2.3
+NOIDA        := $(CACHE)/noida/bin/noida-db
+SHARED       ?= $(abspath ../shared)
+
+.PHONY: run test bench deps venv noida lint clean
+
+## run: the live map (for now: the ingest pipeline) on embedded defaults
+run:
+	cargo run --release -p quake -- run --log-format text
+
+## test: every test; starts a real Kafka broker (noida-db) for the broker tier
+test: deps
+	@bash scripts/test.sh
+
+## bench: throughput and memory numbers, printed
+bench: deps
+	@bash scripts/bench.sh
+
+deps: venv noida
+
+venv: $(MOTO_SERVER)
+$(MOTO_SERVER):
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet 'moto[server]>=5.1,<6'
+
+noida: $(NOIDA)
+$(NOIDA):
+	cargo install noida-db --version $(NOIDA_VERSION) --locked --no-default-features --features kafka --root $(CACHE)/noida
+
+lint:
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+clean:
+	rm -rf data .noida-db

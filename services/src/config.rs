@@ -1,0 +1,142 @@
+//! Command line and environment: every setting is a flag with an environment variable, shown
+//! in `--help`. Parsing only checks what was typed; [`crate::service`] builds the clients.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(name = "quake", version, about = "Live EMSC earthquakes: websocket -> Kafka -> store")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Producer, consumer and store in one process (the local default: mock Kafka + SQLite).
+    Run(RunArgs),
+    /// Only the producer: EMSC (or a replay file) to Kafka. Needs --kafka-brokers.
+    Producer(ProducerArgs),
+    /// Only the consumer: Kafka to the store. Needs --kafka-brokers.
+    Consumer(ConsumerArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct Common {
+    /// Kafka bootstrap servers; when empty, `run` starts librdkafka's mock cluster in process.
+    #[arg(long, env = "KAFKA_BROKERS", default_value = "")]
+    pub kafka_brokers: String,
+    /// Topic of the events, keyed by unid.
+    #[arg(long, env = "QUAKE_TOPIC", default_value = "quakes")]
+    pub topic: String,
+    /// Topic of frames and messages that could not be processed (reason in a header).
+    #[arg(long, env = "QUAKE_DEAD_LETTER_TOPIC", default_value = "quakes.dlq")]
+    pub dead_letter_topic: String,
+    /// Address of /healthz, /readyz and /metrics.
+    #[arg(long, env = "QUAKE_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Log format: one JSON object per line, or text for a terminal.
+    #[arg(long, env = "QUAKE_LOG_FORMAT", value_enum, default_value = "json")]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SourceArgs {
+    /// EMSC's websocket.
+    #[arg(long, env = "EMSC_WS_URL", default_value = "wss://www.seismicportal.eu/standing_order/websocket")]
+    pub ws_url: String,
+    /// EMSC's FDSN event service (backfill and catch-up).
+    #[arg(long, env = "EMSC_FDSN_URL", default_value = "https://www.seismicportal.eu/fdsnws/event/1/query")]
+    pub fdsn_url: String,
+    /// Hours of history fetched from FDSN at start, so a new install shows a full map (0 = none).
+    #[arg(long, env = "QUAKE_BACKFILL_HOURS", default_value_t = 24)]
+    pub backfill_hours: u32,
+    /// Seconds between websocket pings.
+    #[arg(long, env = "QUAKE_PING_SECS", default_value_t = 15)]
+    pub ping_secs: u64,
+    /// Replay this file (one websocket message per line) instead of the live feed.
+    #[arg(long, env = "QUAKE_REPLAY")]
+    pub replay: Option<PathBuf>,
+    /// Replay speed: 1 = the gaps between lines' lastupdate in real time, 60 = a minute per
+    /// second, 0 = as fast as possible.
+    #[arg(long, env = "QUAKE_REPLAY_SPEED", default_value_t = 0.0)]
+    pub speed: f64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    /// DynamoDB table; when set, events go to DynamoDB (standard AWS settings: AWS_REGION,
+    /// credentials chain, AWS_ENDPOINT_URL), otherwise to the SQLite file.
+    #[arg(long, env = "DYNAMODB_TABLE")]
+    pub dynamodb_table: Option<String>,
+    /// Create the DynamoDB table if missing (local and test use; production tables come from
+    /// the provisioner).
+    #[arg(long, env = "QUAKE_CREATE_TABLE")]
+    pub create_table: bool,
+    /// SQLite file of the embedded store.
+    #[arg(long, env = "QUAKE_DB", default_value = "data/quakes.sqlite")]
+    pub db: PathBuf,
+    /// Consumer group.
+    #[arg(long, env = "QUAKE_GROUP", default_value = "quake-store")]
+    pub group: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub common: Common,
+    #[command(flatten)]
+    pub source: SourceArgs,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ProducerArgs {
+    #[command(flatten)]
+    pub common: Common,
+    #[command(flatten)]
+    pub source: SourceArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ConsumerArgs {
+    #[command(flatten)]
+    pub common: Common,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_local_mode() {
+        let cli = Cli::try_parse_from(["quake", "run"]).unwrap();
+        let Command::Run(a) = cli.command else { panic!() };
+        assert!(a.common.kafka_brokers.is_empty());
+        assert_eq!(a.source.backfill_hours, 24);
+        assert_eq!(a.store.dynamodb_table, None);
+        assert_eq!(a.common.listen.port(), 8080);
+    }
+
+    #[test]
+    fn flags_parse() {
+        let cli = Cli::try_parse_from([
+            "quake", "consumer", "--kafka-brokers", "k:9092", "--dynamodb-table", "quakes", "--listen", "0.0.0.0:9090",
+        ])
+        .unwrap();
+        let Command::Consumer(a) = cli.command else { panic!() };
+        assert_eq!(a.common.kafka_brokers, "k:9092");
+        assert_eq!(a.store.dynamodb_table.as_deref(), Some("quakes"));
+        assert!(Cli::try_parse_from(["quake", "run", "--listen", "nope"]).is_err());
+    }
+}

@@ -1,0 +1,12 @@
+//! Streaming services of the live earthquake map: EMSC -> producer -> Kafka -> consumer -> store.
+
+pub mod config;
+pub mod consumer;
+pub mod fdsn;
+pub mod kafka;
+pub mod metrics;
+pub mod model;
+pub mod ops;
+pub mod producer;
+pub mod service;
+pub mod store;

@@ -1,0 +1,97 @@
+//! Prometheus metrics of the pipeline, one registry per process, rendered at `/metrics`.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use std::sync::Arc;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabel {
+    pub source: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StageLabel {
+    pub stage: String,
+}
+
+/// Every counter and gauge the services export; cheap to clone.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    pub frames_received: Family<SourceLabel, Counter>,
+    pub events_produced: Counter,
+    pub produce_retries: Counter,
+    pub events_written: Family<OutcomeLabel, Counter>,
+    pub dead_lettered: Family<StageLabel, Counter>,
+    pub reconnects: Counter,
+    pub fdsn_events: Counter,
+    pub store_retries: Counter,
+    pub consumer_lag: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut r = Registry::with_prefix("quake");
+        let m = Self {
+            registry: Arc::new(Registry::default()),
+            frames_received: Family::default(),
+            events_produced: Counter::default(),
+            produce_retries: Counter::default(),
+            events_written: Family::default(),
+            dead_lettered: Family::default(),
+            reconnects: Counter::default(),
+            fdsn_events: Counter::default(),
+            store_retries: Counter::default(),
+            consumer_lag: Gauge::default(),
+        };
+        r.register("frames_received", "Websocket frames, FDSN features and replay lines read", m.frames_received.clone());
+        r.register("events_produced", "Events acknowledged by Kafka", m.events_produced.clone());
+        r.register("produce_retries", "Kafka deliveries that failed and were sent again", m.produce_retries.clone());
+        r.register("events_written", "Store upserts by outcome (created, updated, unchanged, older)", m.events_written.clone());
+        r.register("dead_lettered", "Messages sent to the dead-letter topic, by stage", m.dead_lettered.clone());
+        r.register("ws_reconnects", "Websocket reconnects after the first connect", m.reconnects.clone());
+        r.register("fdsn_events", "Events read from the FDSN service (backfill and catch-up)", m.fdsn_events.clone());
+        r.register("store_retries", "Store writes retried after throttling or unavailability", m.store_retries.clone());
+        r.register("consumer_lag", "Messages behind the partition ends, summed over assigned partitions", m.consumer_lag.clone());
+        Self { registry: Arc::new(r), ..m }
+    }
+
+    pub fn frame(&self, source: &str) {
+        self.frames_received.get_or_create(&SourceLabel { source: source.to_owned() }).inc();
+    }
+
+    pub fn written(&self, outcome: &str) {
+        self.events_written.get_or_create(&OutcomeLabel { outcome: outcome.to_owned() }).inc();
+    }
+
+    pub fn written_count(&self, outcome: &str) -> u64 {
+        self.events_written.get_or_create(&OutcomeLabel { outcome: outcome.to_owned() }).get()
+    }
+
+    pub fn dead_letter(&self, stage: &str) {
+        self.dead_lettered.get_or_create(&StageLabel { stage: stage.to_owned() }).inc();
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}

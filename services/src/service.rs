@@ -1,0 +1,200 @@
+//! Wiring: builds brokers, stores and sources from the parsed settings and runs the chosen
+//! mode until SIGINT/SIGTERM, then drains (producer flushes, consumer commits).
+
+use crate::config::{Command, Common, ConsumerArgs, LogFormat, ProducerArgs, RunArgs, SourceArgs, StoreArgs};
+use crate::consumer::{self, ConsumerConfig};
+use crate::kafka::{LocalBroker, Publisher, Topics};
+use crate::metrics::Metrics;
+use crate::ops::{self, OpsState};
+use crate::producer::{self, Ingest, LiveConfig};
+use crate::store::dynamo::DynamoStore;
+use crate::store::sqlite::SqliteStore;
+use crate::store::Store;
+use anyhow::{bail, Context};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+pub fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rdkafka=warn"));
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    let _ = match format {
+        LogFormat::Json => b.json().flatten_event(true).with_current_span(false).try_init(),
+        LogFormat::Text => b.try_init(),
+    };
+}
+
+/// Resolves on the first SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+pub async fn run(cmd: Command) -> anyhow::Result<()> {
+    match cmd {
+        Command::Run(a) => run_all(a).await,
+        Command::Producer(a) => run_producer(a).await,
+        Command::Consumer(a) => run_consumer(a).await,
+    }
+}
+
+/// Opens the configured store: DynamoDB when a table is named, SQLite otherwise.
+pub async fn open_store(a: &StoreArgs) -> anyhow::Result<Arc<dyn Store>> {
+    if let Some(table) = &a.dynamodb_table {
+        let conf = aws_config::load_from_env().await;
+        let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&conf), table);
+        if a.create_table {
+            store.ensure_table().await.with_context(|| format!("creating DynamoDB table {table}"))?;
+        }
+        tracing::info!(table = %table, "Store: DynamoDB.");
+        Ok(Arc::new(store))
+    } else {
+        let store = SqliteStore::open(&a.db).with_context(|| format!("opening {}", a.db.display()))?;
+        tracing::info!(path = %a.db.display(), "Store: SQLite.");
+        Ok(Arc::new(store))
+    }
+}
+
+fn topics(c: &Common, brokers: String) -> Topics {
+    Topics { brokers, events: c.topic.clone(), dead_letter: c.dead_letter_topic.clone() }
+}
+
+fn live_config(s: &SourceArgs) -> LiveConfig {
+    let mut cfg = LiveConfig::new(&s.ws_url, &s.fdsn_url);
+    cfg.ping_interval = Duration::from_secs(s.ping_secs.max(1));
+    cfg.dead_after = cfg.ping_interval * 2 + Duration::from_secs(10);
+    cfg.backfill_hours = s.backfill_hours;
+    cfg
+}
+
+/// Starts the chosen source; the flag turns true while the source is healthy.
+fn spawn_source(s: &SourceArgs, ingest: Ingest, shutdown: CancellationToken) -> Arc<AtomicBool> {
+    let ready = Arc::new(AtomicBool::new(false));
+    if let Some(path) = s.replay.clone() {
+        let speed = s.speed;
+        let r = ready.clone();
+        tokio::spawn(async move {
+            r.store(true, std::sync::atomic::Ordering::Relaxed);
+            match producer::replay(&path, speed, &ingest, &shutdown).await {
+                Ok(n) => tracing::info!(lines = n, path = %path.display(), "Replay finished."),
+                Err(e) => tracing::error!(error = %e, path = %path.display(), "Replay failed."),
+            }
+        });
+    } else {
+        tokio::spawn(producer::run_live(live_config(s), ingest, ready.clone(), shutdown));
+    }
+    ready
+}
+
+async fn serve_ops(listen: std::net::SocketAddr, state: OpsState, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let listener =
+        tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen} (is it in use?)"))?;
+    tracing::info!(addr = %listen, "Ops endpoints listening: /healthz /readyz /metrics.");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, ops::router(state)).with_graceful_shutdown(shutdown.cancelled_owned()).await;
+    });
+    Ok(())
+}
+
+async fn run_all(a: RunArgs) -> anyhow::Result<()> {
+    init_logging(a.common.log_format);
+    let metrics = Metrics::new();
+    let shutdown = CancellationToken::new();
+    // The mock cluster lives as long as this function: the whole process.
+    let mut _local = None;
+    let brokers = if a.common.kafka_brokers.is_empty() {
+        let b = LocalBroker::start(1, &[(&a.common.topic, 3), (&a.common.dead_letter_topic, 1)])
+            .context("starting the in-process Kafka mock cluster")?;
+        let list = b.bootstrap_servers();
+        tracing::info!(brokers = %list, "Kafka: librdkafka mock cluster in process.");
+        _local = Some(b);
+        list
+    } else {
+        a.common.kafka_brokers.clone()
+    };
+    let store = open_store(&a.store).await?;
+    let publisher = Publisher::new(topics(&a.common, brokers.clone()), metrics.clone())?;
+    let ingest = Ingest::new(publisher.clone(), metrics.clone());
+    let source_ready = spawn_source(&a.source, ingest, shutdown.clone());
+    let assigned = Arc::new(AtomicBool::new(false));
+    let ccfg = ConsumerConfig::new(&brokers, &a.common.topic, &a.store.group);
+    let consumer = tokio::spawn(consumer::run(
+        ccfg,
+        store.clone(),
+        publisher.clone(),
+        metrics.clone(),
+        assigned.clone(),
+        shutdown.clone(),
+    ));
+    let state = OpsState {
+        metrics,
+        checks: vec![("source", source_ready), ("partitions assigned", assigned)],
+        store: Some(store),
+    };
+    serve_ops(a.common.listen, state, shutdown.clone()).await?;
+    shutdown_signal().await;
+    tracing::info!("Shutting down: flushing the producer, draining the consumer.");
+    shutdown.cancel();
+    publisher.flush(Duration::from_secs(10)).await;
+    consumer.await.context("consumer task")??;
+    Ok(())
+}
+
+async fn run_producer(a: ProducerArgs) -> anyhow::Result<()> {
+    init_logging(a.common.log_format);
+    if a.common.kafka_brokers.is_empty() {
+        bail!("the producer alone needs --kafka-brokers (or KAFKA_BROKERS); use `quake run` for the local mode");
+    }
+    let metrics = Metrics::new();
+    let shutdown = CancellationToken::new();
+    let publisher = Publisher::new(topics(&a.common, a.common.kafka_brokers.clone()), metrics.clone())?;
+    let ingest = Ingest::new(publisher.clone(), metrics.clone());
+    let ready = spawn_source(&a.source, ingest, shutdown.clone());
+    let state = OpsState { metrics, checks: vec![("source", ready)], store: None };
+    serve_ops(a.common.listen, state, shutdown.clone()).await?;
+    shutdown_signal().await;
+    shutdown.cancel();
+    if !publisher.flush(Duration::from_secs(10)).await {
+        tracing::error!(pending = publisher.pending(), "Messages still unacknowledged at exit.");
+    }
+    Ok(())
+}
+
+async fn run_consumer(a: ConsumerArgs) -> anyhow::Result<()> {
+    init_logging(a.common.log_format);
+    if a.common.kafka_brokers.is_empty() {
+        bail!("the consumer alone needs --kafka-brokers (or KAFKA_BROKERS); use `quake run` for the local mode");
+    }
+    let metrics = Metrics::new();
+    let shutdown = CancellationToken::new();
+    let store = open_store(&a.store).await?;
+    let publisher = Publisher::new(topics(&a.common, a.common.kafka_brokers.clone()), metrics.clone())?;
+    let assigned = Arc::new(AtomicBool::new(false));
+    let ccfg = ConsumerConfig::new(&a.common.kafka_brokers, &a.common.topic, &a.store.group);
+    let task = tokio::spawn(consumer::run(
+        ccfg,
+        store.clone(),
+        publisher,
+        metrics.clone(),
+        assigned.clone(),
+        shutdown.clone(),
+    ));
+    let state = OpsState { metrics, checks: vec![("partitions assigned", assigned)], store: Some(store) };
+    serve_ops(a.common.listen, state, shutdown.clone()).await?;
+    shutdown_signal().await;
+    shutdown.cancel();
+    task.await.context("consumer task")??;
+    Ok(())
+}

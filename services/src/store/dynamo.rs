@@ -1,0 +1,416 @@
+//! The DynamoDB store: conditional upserts keyed by `unid`, and two GSIs so every read is a Query.
+//!
+//! Table layout (see the README):
+//! - primary key `unid` (S);
+//! - `by_time`: partition `day` (S, origin day `YYYY-MM-DD`), sort `t` (N, origin time in µs);
+//!   a time window is one Query per day, newest day first;
+//! - `by_feed`: partition `fday` (S, day the content last changed), sort `fseq` (N, writer's
+//!   clock in µs when it changed); the change feed is one Query per day from the cursor on.
+//!
+//! The version is one string attribute `ver` whose byte order is the version order, so the
+//! condition `ver < :ver` is the whole "never older over newer" rule.
+
+use super::{Changes, Store, StoreError, Stored, WindowQuery, WriteOutcome};
+use crate::model::{Envelope, Event, Version};
+use async_trait::async_trait;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ReturnValue, ScalarAttributeType,
+};
+use aws_sdk_dynamodb::Client;
+use chrono::{DateTime, Duration as ChronoDuration, NaiveDate};
+use futures_util::stream::{self, StreamExt};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+/// How far the change feed reads back behind its cursor: GSIs are eventually consistent and
+/// several consumers' clocks are not in lockstep, so a short overlap is re-read and deduped.
+const FEED_OVERLAP_US: i64 = 5_000_000;
+
+type Item = HashMap<String, AttributeValue>;
+
+/// DynamoDB-backed [`Store`]; cheap to clone.
+#[derive(Clone)]
+pub struct DynamoStore {
+    client: Client,
+    table: Arc<str>,
+    /// Concurrent conditional writes per batch (no BatchWriteItem: it cannot carry conditions).
+    concurrency: usize,
+    last_fseq: Arc<AtomicI64>,
+}
+
+fn classify<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(op: &str, e: SdkError<E, R>) -> StoreError {
+    let code = e.code().unwrap_or("").to_owned();
+    let msg = format!("dynamodb {op}: {code} {}", e.message().unwrap_or_default());
+    match &e {
+        SdkError::ServiceError(_) => match code.as_str() {
+            "ProvisionedThroughputExceededException" | "ThrottlingException" | "RequestLimitExceeded" => {
+                StoreError::Throttled(msg)
+            }
+            "ValidationException" | "ItemCollectionSizeLimitExceededException" | "ResourceNotFoundException" => {
+                StoreError::Invalid(msg)
+            }
+            _ => StoreError::Unavailable(msg),
+        },
+        other => StoreError::Unavailable(format!("dynamodb {op}: {other:?}")),
+    }
+}
+
+fn day_of(us: i64) -> String {
+    DateTime::from_timestamp_micros(us).map(|t| t.format("%Y-%m-%d").to_string()).unwrap_or_default()
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+impl DynamoStore {
+    pub fn new(client: Client, table: &str) -> Self {
+        Self { client, table: table.into(), concurrency: 16, last_fseq: Arc::new(AtomicI64::new(0)) }
+    }
+
+    /// Creates the table with its indexes if it does not exist and waits until it is active.
+    /// Production tables come from the provisioner; this is for local and test use.
+    pub async fn ensure_table(&self) -> Result<(), StoreError> {
+        let key = |name: &str, t: KeyType| KeySchemaElement::builder().attribute_name(name).key_type(t).build();
+        let attr = |name: &str, t: ScalarAttributeType| {
+            AttributeDefinition::builder().attribute_name(name).attribute_type(t).build()
+        };
+        let gsi = |name: &str, pk: &str, sk: &str| {
+            GlobalSecondaryIndex::builder()
+                .index_name(name)
+                .key_schema(key(pk, KeyType::Hash).expect("static key"))
+                .key_schema(key(sk, KeyType::Range).expect("static key"))
+                .projection(Projection::builder().projection_type(ProjectionType::All).build())
+                .build()
+                .expect("static index")
+        };
+        let res = self
+            .client
+            .create_table()
+            .table_name(&*self.table)
+            .billing_mode(BillingMode::PayPerRequest)
+            .key_schema(key("unid", KeyType::Hash).expect("static key"))
+            .attribute_definitions(attr("unid", ScalarAttributeType::S).expect("static attr"))
+            .attribute_definitions(attr("day", ScalarAttributeType::S).expect("static attr"))
+            .attribute_definitions(attr("t", ScalarAttributeType::N).expect("static attr"))
+            .attribute_definitions(attr("fday", ScalarAttributeType::S).expect("static attr"))
+            .attribute_definitions(attr("fseq", ScalarAttributeType::N).expect("static attr"))
+            .global_secondary_indexes(gsi("by_time", "day", "t"))
+            .global_secondary_indexes(gsi("by_feed", "fday", "fseq"))
+            .send()
+            .await;
+        match res {
+            Ok(_) => {}
+            Err(e) if e.as_service_error().is_some_and(|se| se.is_resource_in_use_exception()) => {}
+            Err(e) => return Err(classify("CreateTable", e)),
+        }
+        use aws_sdk_dynamodb::client::Waiters;
+        self.client
+            .wait_until_table_exists()
+            .table_name(&*self.table)
+            .wait(std::time::Duration::from_secs(120))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("table {} did not become active: {e}", self.table)))?;
+        Ok(())
+    }
+
+    /// The writer's clock in µs, strictly increasing within this process.
+    fn next_fseq(&self) -> i64 {
+        let now = chrono::Utc::now().timestamp_micros();
+        let mut prev = self.last_fseq.load(Ordering::Relaxed);
+        loop {
+            let next = now.max(prev + 1);
+            match self.last_fseq.compare_exchange_weak(prev, next, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => return next,
+                Err(p) => prev = p,
+            }
+        }
+    }
+
+    fn item(&self, env: &Envelope, fseq: i64) -> Result<Item, StoreError> {
+        let e = &env.event;
+        let body = serde_json::to_string(e).map_err(|err| StoreError::Invalid(err.to_string()))?;
+        let mut item = Item::new();
+        item.insert("unid".into(), s(&e.unid));
+        item.insert("ver".into(), s(env.version().key()));
+        item.insert("lu".into(), n(env.event.lastupdate_us));
+        item.insert("arr".into(), n(env.arrival));
+        item.insert("h".into(), s(format!("{:016x}", e.content_hash())));
+        item.insert("day".into(), s(day_of(e.time_us)));
+        item.insert("t".into(), n(e.time_us));
+        if let Some(m) = e.mag {
+            item.insert("mag".into(), n(m));
+        }
+        item.insert("lat".into(), n(e.lat));
+        item.insert("lon".into(), n(e.lon));
+        item.insert("body".into(), s(body));
+        item.insert("fday".into(), s(day_of(fseq)));
+        item.insert("fseq".into(), n(fseq));
+        Ok(item)
+    }
+
+    async fn upsert_inner(&self, env: &Envelope) -> Result<WriteOutcome, StoreError> {
+        let fseq = self.next_fseq();
+        let item = self.item(env, fseq)?;
+        let ver = env.version().key();
+        let hash = item["h"].clone();
+        let put = self
+            .client
+            .put_item()
+            .table_name(&*self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(unid) OR (ver < :ver AND h <> :h)")
+            .expression_attribute_values(":ver", s(&ver))
+            .expression_attribute_values(":h", hash.clone())
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await;
+        match put {
+            Ok(out) => {
+                let existed = out.attributes().is_some_and(|a| !a.is_empty());
+                return Ok(if existed { WriteOutcome::Updated } else { WriteOutcome::Created });
+            }
+            Err(e) if !e.as_service_error().is_some_and(|se| se.is_conditional_check_failed_exception()) => {
+                return Err(classify("PutItem", e));
+            }
+            Err(_) => {}
+        }
+        // Same or newer stored, or identical content under a newer version: move only `ver`, so
+        // a later-arriving older message cannot win, and the change feed stays quiet.
+        let bump = self
+            .client
+            .update_item()
+            .table_name(&*self.table)
+            .key("unid", s(&env.event.unid))
+            .update_expression("SET ver = :ver, lu = :lu, arr = :arr")
+            .condition_expression("ver < :ver AND h = :h")
+            .expression_attribute_values(":ver", s(&ver))
+            .expression_attribute_values(":h", hash)
+            .expression_attribute_values(":lu", n(env.event.lastupdate_us))
+            .expression_attribute_values(":arr", n(env.arrival))
+            .send()
+            .await;
+        match bump {
+            Ok(_) => Ok(WriteOutcome::Unchanged),
+            Err(e) if e.as_service_error().is_some_and(|se| se.is_conditional_check_failed_exception()) => {
+                Ok(WriteOutcome::Older)
+            }
+            Err(e) => Err(classify("UpdateItem", e)),
+        }
+    }
+
+    fn stored_from(item: &Item) -> Result<Stored, StoreError> {
+        let get_s = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).map(String::as_str);
+        let get_n = |k: &str| item.get(k).and_then(|v| v.as_n().ok()).and_then(|x| x.parse::<i64>().ok());
+        let body = get_s("body").ok_or_else(|| StoreError::Invalid("item without body".into()))?;
+        let event: Event =
+            serde_json::from_str(body).map_err(|e| StoreError::Invalid(format!("stored body unreadable: {e}")))?;
+        let version = Version {
+            lastupdate_us: get_n("lu").unwrap_or(event.lastupdate_us),
+            arrival: get_n("arr").unwrap_or(0),
+        };
+        Ok(Stored { event, version, seq: get_n("fseq").unwrap_or(0) })
+    }
+
+    /// Runs a paginated Query on one index partition and returns every item.
+    async fn query_all(
+        &self,
+        index: &str,
+        cond: &str,
+        values: Vec<(&str, AttributeValue)>,
+        names: Vec<(&str, &str)>,
+        forward: bool,
+        filter: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Item>, StoreError> {
+        let mut out = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let mut q = self
+                .client
+                .query()
+                .table_name(&*self.table)
+                .index_name(index)
+                .key_condition_expression(cond)
+                .scan_index_forward(forward)
+                .set_exclusive_start_key(start.take());
+            for (k, v) in &values {
+                q = q.expression_attribute_values(*k, v.clone());
+            }
+            for (k, v) in &names {
+                q = q.expression_attribute_names(*k, *v);
+            }
+            if let Some(f) = filter {
+                q = q.filter_expression(f);
+            }
+            let page = q.send().await.map_err(|e| classify("Query", e))?;
+            out.extend(page.items().iter().cloned());
+            match page.last_evaluated_key() {
+                Some(k) if !k.is_empty() && out.len() < limit => start = Some(k.clone()),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn days_between(from_us: i64, to_us: i64) -> Vec<String> {
+    let (Some(a), Some(b)) = (DateTime::from_timestamp_micros(from_us), DateTime::from_timestamp_micros(to_us)) else {
+        return Vec::new();
+    };
+    let mut d: NaiveDate = a.date_naive();
+    let end = b.date_naive();
+    let mut out = Vec::new();
+    while d <= end && out.len() < 20_000 {
+        out.push(d.format("%Y-%m-%d").to_string());
+        d += ChronoDuration::days(1);
+    }
+    out
+}
+
+#[async_trait]
+impl Store for DynamoStore {
+    async fn upsert(&self, env: &Envelope) -> Result<WriteOutcome, StoreError> {
+        self.upsert_inner(env).await
+    }
+
+    async fn upsert_batch(&self, envs: &[Envelope]) -> Vec<Result<WriteOutcome, StoreError>> {
+        // Conditions make concurrent writes of two versions of one event safe: the newer wins.
+        let this = self.clone();
+        let envs = envs.to_vec();
+        stream::iter(envs.into_iter().map(move |e| {
+            let this = this.clone();
+            async move { this.upsert_inner(&e).await }
+        }))
+        .buffered(self.concurrency)
+        .collect()
+        .await
+    }
+
+    async fn get(&self, unid: &str) -> Result<Option<Stored>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&*self.table)
+            .key("unid", s(unid))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| classify("GetItem", e))?;
+        out.item().map(Self::stored_from).transpose()
+    }
+
+    async fn window(&self, q: &WindowQuery) -> Result<Vec<Stored>, StoreError> {
+        let mut filters = Vec::new();
+        let mut values = vec![(":a", n(q.start_us)), (":b", n(q.end_us))];
+        if let Some(m) = q.min_mag {
+            filters.push("mag >= :minmag");
+            values.push((":minmag", n(m)));
+        }
+        if let Some(m) = q.max_mag {
+            filters.push("mag <= :maxmag");
+            values.push((":maxmag", n(m)));
+        }
+        if let Some((a, b, c, d)) = q.bbox {
+            filters.push("lat BETWEEN :la AND :lb");
+            values.push((":la", n(a)));
+            values.push((":lb", n(b)));
+            if c <= d {
+                filters.push("lon BETWEEN :lc AND :ld");
+            } else {
+                filters.push("(lon >= :lc OR lon <= :ld)");
+            }
+            values.push((":lc", n(c)));
+            values.push((":ld", n(d)));
+        }
+        let filter = (!filters.is_empty()).then(|| filters.join(" AND "));
+        let mut out = Vec::new();
+        for day in days_between(q.start_us, q.end_us).into_iter().rev() {
+            let mut vals = values.clone();
+            vals.push((":day", s(day)));
+            let items = self
+                .query_all(
+                    "by_time",
+                    "#d = :day AND t BETWEEN :a AND :b",
+                    vals,
+                    vec![("#d", "day")],
+                    false,
+                    filter.as_deref(),
+                    q.limit - out.len(),
+                )
+                .await?;
+            for it in &items {
+                let st = Self::stored_from(it)?;
+                if q.matches(&st.event) {
+                    out.push(st);
+                }
+                if out.len() >= q.limit {
+                    return Ok(out);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn changes_since(&self, cursor: i64, limit: usize) -> Result<Changes, StoreError> {
+        let now = chrono::Utc::now().timestamp_micros();
+        // Cursor 0 means "from the beginning": the feed keeps a rolling 30 days.
+        let from = if cursor <= 0 { now - 30 * 86_400_000_000 } else { cursor - FEED_OVERLAP_US };
+        let mut events = Vec::new();
+        let mut next = cursor;
+        for day in days_between(from, now) {
+            let items = self
+                .query_all(
+                    "by_feed",
+                    "fday = :d AND fseq > :c",
+                    vec![(":d", s(day)), (":c", n(from))],
+                    vec![],
+                    true,
+                    None,
+                    limit.saturating_sub(events.len()),
+                )
+                .await?;
+            for it in &items {
+                let st = Self::stored_from(it)?;
+                next = next.max(st.seq);
+                events.push(st);
+            }
+            if events.len() >= limit {
+                break;
+            }
+        }
+        Ok(Changes { events, cursor: next })
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.client
+            .describe_table()
+            .table_name(&*self.table)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| classify("DescribeTable", e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn days_cover_the_window_inclusively() {
+        let d = |s: &str| crate::model::parse_utc(s).unwrap();
+        assert_eq!(
+            days_between(d("2024-04-11T23:00:00Z"), d("2024-04-13T00:00:00Z")),
+            vec!["2024-04-11", "2024-04-12", "2024-04-13"]
+        );
+        assert!(days_between(d("2024-04-13T00:00:00Z"), d("2024-04-11T00:00:00Z")).is_empty());
+    }
+}
