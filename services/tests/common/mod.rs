@@ -1,0 +1,302 @@
+//! Test harness: real peers started per test (moto server, librdkafka mock cluster, a local
+//! EMSC websocket + FDSN server) and helpers to read the shared real-data fixtures.
+#![allow(dead_code)]
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use futures_util::{SinkExt, StreamExt};
+use quake::consumer::{self, ConsumerConfig};
+use quake::kafka::{LocalBroker, Publisher, Topics};
+use quake::metrics::Metrics;
+use quake::model::{parse_feature, parse_frame, Event, Frame};
+use quake::store::{Store, WindowQuery};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
+
+pub const REPLAY: &str = "emsc/replay_2024-04-11_to_18.jsonl";
+
+/// A file of `../shared/fixtures/`; panics with a clear message when it is absent, so a missing
+/// fixture never passes silently.
+pub fn fixture(rel: &str) -> PathBuf {
+    let base = std::env::var("QUAKE_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared"));
+    let p = base.join("fixtures").join(rel);
+    assert!(p.exists(), "fixture {} is missing: these tests need ../shared/fixtures beside the project", p.display());
+    p
+}
+
+pub fn fixture_lines(rel: &str) -> Vec<String> {
+    std::fs::read_to_string(fixture(rel))
+        .expect("readable fixture")
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The state the store must end in: the last message of each `unid`, in the given order.
+pub fn expected_final(lines: &[String]) -> HashMap<String, Event> {
+    let mut m = HashMap::new();
+    for l in lines {
+        if let Ok(Frame::Event(_, e)) = parse_frame(l) {
+            m.insert(e.unid.clone(), e);
+        }
+    }
+    m
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A moto server on a free port, killed when dropped.
+pub struct Moto {
+    child: Child,
+    pub url: String,
+}
+
+impl Moto {
+    pub async fn start() -> Self {
+        let bin = std::env::var("QUAKE_MOTO_SERVER").unwrap_or_else(|_| {
+            format!("{}/.cache/quake/venv/bin/moto_server", std::env::var("HOME").unwrap_or_default())
+        });
+        assert!(
+            std::path::Path::new(&bin).exists(),
+            "moto_server not found at {bin}: run `make deps` (or set QUAKE_MOTO_SERVER)"
+        );
+        let port = free_port();
+        let child = Command::new(&bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto_server starts");
+        let url = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        for _ in 0..300 {
+            if http.get(format!("{url}/moto-api/")).send().await.is_ok() {
+                return Self { child, url };
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("moto_server did not answer on {url}");
+    }
+
+    pub fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
+        let conf = aws_sdk_dynamodb::Config::builder()
+            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+            .region(aws_sdk_dynamodb::config::Region::new("eu-central-1"))
+            .endpoint_url(&self.url)
+            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("test", "test", None, None, "test"))
+            .build();
+        aws_sdk_dynamodb::Client::from_conf(conf)
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What the fake EMSC serves: websocket frames per connection and an FDSN catalogue.
+#[derive(Default)]
+pub struct EmscState {
+    /// Frames to send, consumed by the connections in turn.
+    pub frames: Mutex<Vec<String>>,
+    pub next: AtomicUsize,
+    /// Close the current connection abruptly once `next` reaches this index.
+    pub drop_at: Mutex<Option<usize>>,
+    /// Frames skipped (sent to nobody) when the drop happens: what the producer missed.
+    pub skip_on_drop: AtomicUsize,
+    pub catalogue: Mutex<Vec<Value>>,
+    pub connections: AtomicUsize,
+    pub fdsn_requests: Mutex<Vec<HashMap<String, String>>>,
+    /// Delay between frames.
+    pub pace: Mutex<Duration>,
+    pub done: AtomicBool,
+}
+
+pub struct FakeEmsc {
+    pub state: Arc<EmscState>,
+    pub ws_url: String,
+    pub fdsn_url: String,
+}
+
+impl FakeEmsc {
+    pub async fn start(frames: Vec<String>) -> Self {
+        let state = Arc::new(EmscState { frames: Mutex::new(frames), ..Default::default() });
+        let ws = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let ws_url = format!("ws://{}/standing_order/websocket", ws.local_addr().unwrap());
+        let st = state.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = ws.accept().await else { return };
+                let st = st.clone();
+                tokio::spawn(async move {
+                    let Ok(mut sock) = tokio_tungstenite::accept_async(tcp).await else { return };
+                    st.connections.fetch_add(1, Ordering::SeqCst);
+                    loop {
+                        let i = st.next.load(Ordering::SeqCst);
+                        let drop_at = *st.drop_at.lock().unwrap();
+                        if drop_at == Some(i) {
+                            *st.drop_at.lock().unwrap() = None;
+                            st.next.fetch_add(st.skip_on_drop.load(Ordering::SeqCst), Ordering::SeqCst);
+                            // Abrupt: no close frame, the TCP connection just goes away.
+                            return;
+                        }
+                        let frame = st.frames.lock().unwrap().get(i).cloned();
+                        let Some(frame) = frame else {
+                            st.done.store(true, Ordering::SeqCst);
+                            // Stay connected and answer pings, like EMSC in a quiet hour.
+                            while let Some(Ok(_)) = sock.next().await {}
+                            return;
+                        };
+                        if sock.send(Message::Text(frame.into())).await.is_err() {
+                            return;
+                        }
+                        st.next.fetch_add(1, Ordering::SeqCst);
+                        let pace = *st.pace.lock().unwrap();
+                        if !pace.is_zero() {
+                            tokio::time::sleep(pace).await;
+                        }
+                    }
+                });
+            }
+        });
+        let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let fdsn_url = format!("http://{}/fdsnws/event/1/query", http.local_addr().unwrap());
+        let app = axum::Router::new().route("/fdsnws/event/1/query", axum::routing::get(fdsn)).with_state(state.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(http, app).await;
+        });
+        Self { state, ws_url, fdsn_url }
+    }
+}
+
+/// FDSN semantics as EMSC answers them: `updatedafter`, `starttime`, 1-based `offset`, `limit`,
+/// `orderby=time-asc`, and an empty 204 when nothing matches.
+async fn fdsn(State(st): State<Arc<EmscState>>, Query(q): Query<HashMap<String, String>>) -> impl IntoResponse {
+    st.fdsn_requests.lock().unwrap().push(q.clone());
+    let t = |k: &str| q.get(k).and_then(|s| quake::model::parse_utc(s));
+    let updated_after = t("updatedafter");
+    let start = t("starttime");
+    let mut hits: Vec<(i64, Value)> = st
+        .catalogue
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|f| {
+            let e = parse_feature(f).ok()?;
+            if updated_after.is_some_and(|u| e.lastupdate_us <= u) || start.is_some_and(|s| e.time_us < s) {
+                return None;
+            }
+            Some((e.time_us, f.clone()))
+        })
+        .collect();
+    hits.sort_by_key(|(t, _)| *t);
+    let offset: usize = q.get("offset").and_then(|s| s.parse().ok()).unwrap_or(1);
+    let limit: usize = q.get("limit").and_then(|s| s.parse().ok()).unwrap_or(usize::MAX);
+    let page: Vec<Value> = hits.into_iter().skip(offset.saturating_sub(1)).take(limit).map(|(_, f)| f).collect();
+    if page.is_empty() {
+        return StatusCode::NO_CONTENT.into_response();
+    }
+    // EMSC's count may exceed the features: make it wrong on purpose.
+    let body = serde_json::json!({"type": "FeatureCollection", "metadata": {"count": page.len() + 3}, "features": page});
+    axum::Json(body).into_response()
+}
+
+/// Broker, topics, publisher and a consumer task, all real, around a store.
+pub struct Pipeline {
+    pub broker: Option<LocalBroker>,
+    pub topics: Topics,
+    pub metrics: Metrics,
+    pub publisher: Publisher,
+    pub store: Arc<dyn Store>,
+}
+
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}-{}", std::process::id(), rand::random::<u32>())
+}
+
+impl Pipeline {
+    /// With the in-process mock cluster (3 brokers, 3 partitions, replication 3).
+    pub fn mock(store: Arc<dyn Store>) -> Self {
+        let topics = ("quakes", "quakes.dlq");
+        let broker = LocalBroker::start(3, &[(topics.0, 3), (topics.1, 1)]).unwrap();
+        let t = Topics { brokers: broker.bootstrap_servers(), events: topics.0.into(), dead_letter: topics.1.into() };
+        Self::with(Some(broker), t, store)
+    }
+
+    /// With a real broker at `brokers` (topics auto-created, unique per test).
+    pub fn real(brokers: &str, store: Arc<dyn Store>) -> Self {
+        let events = unique("quakes");
+        let t = Topics { brokers: brokers.into(), dead_letter: format!("{events}.dlq"), events };
+        Self::with(None, t, store)
+    }
+
+    fn with(broker: Option<LocalBroker>, topics: Topics, store: Arc<dyn Store>) -> Self {
+        let metrics = Metrics::new();
+        let publisher = Publisher::new(topics.clone(), metrics.clone()).unwrap();
+        Self { broker, topics, metrics, publisher, store }
+    }
+
+    pub fn ingest(&self) -> quake::producer::Ingest {
+        quake::producer::Ingest::new(self.publisher.clone(), self.metrics.clone())
+    }
+
+    /// Starts a consumer in `group`; returns its shutdown token and task.
+    pub fn consumer(&self, group: &str) -> (CancellationToken, tokio::task::JoinHandle<()>) {
+        let token = CancellationToken::new();
+        let mut cfg = ConsumerConfig::new(&self.topics.brokers, &self.topics.events, group);
+        cfg.session_timeout = Duration::from_secs(6);
+        let fut = consumer::run(
+            cfg,
+            self.store.clone(),
+            self.publisher.clone(),
+            self.metrics.clone(),
+            Arc::new(AtomicBool::new(false)),
+            token.clone(),
+        );
+        let task = tokio::spawn(async move {
+            fut.await.expect("consumer runs");
+        });
+        (token, task)
+    }
+}
+
+/// Waits until the store holds exactly `expected` (by window count and by each `get`).
+pub async fn wait_for_store(store: &dyn Store, expected: &HashMap<String, Event>, timeout: Duration) {
+    let (lo, hi) = expected.values().fold((i64::MAX, i64::MIN), |(a, b), e| (a.min(e.time_us), b.max(e.time_us)));
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let all = store.window(&WindowQuery::new(lo, hi)).await.unwrap();
+        if all.len() == expected.len() && all.iter().all(|s| expected.get(&s.event.unid) == Some(&s.event)) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "store has {} events, {} matching, expected {} distinct",
+            all.len(),
+            all.iter().filter(|s| expected.get(&s.event.unid) == Some(&s.event)).count(),
+            expected.len()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // Each unid exactly once, with the values of its last message.
+    for (unid, e) in expected {
+        let got = store.get(unid).await.unwrap().unwrap_or_else(|| panic!("{unid} missing"));
+        assert_eq!(&got.event, e, "{unid} does not hold its last message");
+    }
+}
