@@ -98,6 +98,12 @@ pub async fn run(
         .set("session.timeout.ms", cfg.session_timeout.as_millis().to_string())
         .set("heartbeat.interval.ms", (cfg.session_timeout.as_millis() / 3).to_string())
         .set("statistics.interval.ms", "5000")
+        // A topic that does not exist yet is created by the first subscriber (as by the first
+        // producer), and noticed within seconds instead of librdkafka's default 5 minutes.
+        .set("allow.auto.create.topics", "true")
+        .set("topic.metadata.refresh.interval.ms", "10000")
+        // Bounded prefetch: the default (64 MB) alone would exceed the consumer's memory target.
+        .set("queued.max.messages.kbytes", "8192")
         .create_with_context(ctx)?;
     consumer.subscribe(&[&cfg.topic])?;
     tracing::info!(topic = %cfg.topic, group = %cfg.group, "Consumer subscribed.");

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# bench.sh: builds the release binary and runs the ingest benchmark (numbers printed, not asserted).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CACHE="${CACHE:-$HOME/.cache/quake}"
+export QUAKE_MOTO_SERVER="${QUAKE_MOTO_SERVER:-$CACHE/venv/bin/moto_server}"
+export QUAKE_SHARED="${QUAKE_SHARED:-$(cd .. && pwd)/shared}"
+cargo build --release -p quake --bin quake
+cargo bench -p quake --bench ingest
