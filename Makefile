@@ -8,10 +8,10 @@ NOIDA_VERSION := 0.2.3
 NOIDA        := $(CACHE)/noida/bin/noida-db
 SHARED       ?= $(abspath ../shared)
 
-.PHONY: run test bench deps venv noida lint clean
+.PHONY: run test bench deps sysdeps venv noida lint clean
 
 ## run: the live map (for now: the ingest pipeline) on embedded defaults
-run:
+run: sysdeps
 	cargo run --release -p quake -- run --log-format text
 
 ## test: every test; starts a real Kafka broker (noida-db) for the broker tier
@@ -22,7 +22,15 @@ test: deps
 bench: deps
 	@bash scripts/bench.sh
 
-deps: venv noida
+deps: sysdeps venv noida
+
+# C libraries the Rust crates build against (librdkafka, OpenSSL, SQLite are compiled from
+# source, but need these headers and tools); installed only when missing.
+sysdeps:
+	@pkg-config --exists openssl zlib 2>/dev/null && command -v make >/dev/null && command -v cc >/dev/null \
+	  || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libssl-dev zlib1g-dev pkg-config make gcc; }
+	@python3 -c 'import venv, ensurepip' 2>/dev/null \
+	  || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv; }
 
 venv: $(MOTO_SERVER)
 $(MOTO_SERVER):

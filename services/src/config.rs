@@ -39,6 +39,12 @@ pub struct Common {
     /// Topic of frames and messages that could not be processed (reason in a header).
     #[arg(long, env = "QUAKE_DEAD_LETTER_TOPIC", default_value = "quakes.dlq")]
     pub dead_letter_topic: String,
+    /// Partitions of the events topic when this process creates it (real brokers only).
+    #[arg(long, env = "QUAKE_PARTITIONS", default_value_t = 3)]
+    pub partitions: i32,
+    /// Replication factor of topics this process creates.
+    #[arg(long, env = "QUAKE_REPLICATION", default_value_t = 1)]
+    pub replication: i32,
     /// Address of /healthz, /readyz and /metrics.
     #[arg(long, env = "QUAKE_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,

@@ -230,3 +230,47 @@ async fn resend(producer: &FutureProducer, msg: &OwnedMessage) -> Option<Deliver
         }
     }
 }
+
+/// Creates the topics on a real cluster if they are missing (partitions, replication factor);
+/// "already exists" is success. Brokers that refuse the admin call (no CreateTopics, no ACL)
+/// leave it to auto-creation, which is logged.
+pub async fn ensure_topics(brokers: &str, topics: &[(&str, i32)], replication: i32) -> Result<(), KafkaError> {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", brokers).create()?;
+    // Look first: some brokers (librdkafka's mock) have no CreateTopics and would only time out.
+    let probe: BaseProducer = ClientConfig::new().set("bootstrap.servers", brokers).create()?;
+    let existing: std::collections::HashSet<String> = tokio::task::spawn_blocking(move || {
+        probe
+            .client()
+            .fetch_metadata(None, Duration::from_secs(10))
+            .map(|m| m.topics().iter().map(|t| t.name().to_owned()).collect())
+    })
+    .await
+    .map_err(|_| KafkaError::Canceled)??;
+    let new: Vec<NewTopic<'_>> = topics
+        .iter()
+        .filter(|(n, _)| !existing.contains(*n))
+        .map(|(n, p)| NewTopic::new(n, *p, TopicReplication::Fixed(replication)))
+        .collect();
+    if new.is_empty() {
+        return Ok(());
+    }
+    let opts = AdminOptions::new().request_timeout(Some(Duration::from_secs(10)));
+    match admin.create_topics(new.iter(), &opts).await {
+        Ok(results) => {
+            for r in results {
+                match r {
+                    Ok(name) => tracing::info!(topic = %name, "Topic created."),
+                    Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                    Err((name, code)) => tracing::warn!(topic = %name, %code, "Topic not created; relying on auto-creation."),
+                }
+            }
+            Ok(())
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "Topic creation failed; relying on auto-creation.");
+            Ok(())
+        }
+    }
+}

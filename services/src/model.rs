@@ -291,6 +291,21 @@ impl Version {
     }
 }
 
+/// Microseconds since the epoch from the wall clock, but strictly greater than the last value
+/// handed out through `last`: an arrival order (or change-feed position) that never ties.
+pub fn monotonic_micros(last: &std::sync::atomic::AtomicI64) -> i64 {
+    use std::sync::atomic::Ordering;
+    let now = chrono::Utc::now().timestamp_micros();
+    let mut prev = last.load(Ordering::Relaxed);
+    loop {
+        let next = now.max(prev + 1);
+        match last.compare_exchange_weak(prev, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return next,
+            Err(p) => prev = p,
+        }
+    }
+}
+
 /// What travels on the Kafka topic: the event, its version and what the producer was told.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Envelope {

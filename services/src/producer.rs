@@ -42,15 +42,7 @@ impl Ingest {
     /// Microseconds since the epoch, strictly increasing in this process, so two messages about
     /// one event that share a `lastupdate` are still ordered as they arrived.
     fn arrival(&self) -> i64 {
-        let now = chrono::Utc::now().timestamp_micros();
-        let mut prev = self.last_arrival.load(Ordering::Relaxed);
-        loop {
-            let next = now.max(prev + 1);
-            match self.last_arrival.compare_exchange_weak(prev, next, Ordering::Relaxed, Ordering::Relaxed) {
-                Ok(_) => return next,
-                Err(p) => prev = p,
-            }
-        }
+        crate::model::monotonic_micros(&self.last_arrival)
     }
 
     pub fn watermark(&self) -> i64 {

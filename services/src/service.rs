@@ -71,6 +71,17 @@ fn topics(c: &Common, brokers: String) -> Topics {
     Topics { brokers, events: c.topic.clone(), dead_letter: c.dead_letter_topic.clone() }
 }
 
+/// On real brokers, makes sure both topics exist with the configured partitions.
+async fn ensure_topics(c: &Common) -> anyhow::Result<()> {
+    crate::kafka::ensure_topics(
+        &c.kafka_brokers,
+        &[(&c.topic, c.partitions), (&c.dead_letter_topic, 1)],
+        c.replication,
+    )
+    .await
+    .context("connecting to Kafka to create topics")
+}
+
 fn live_config(s: &SourceArgs) -> LiveConfig {
     let mut cfg = LiveConfig::new(&s.ws_url, &s.fdsn_url);
     cfg.ping_interval = Duration::from_secs(s.ping_secs.max(1));
@@ -122,6 +133,7 @@ async fn run_all(a: RunArgs) -> anyhow::Result<()> {
         _local = Some(b);
         list
     } else {
+        ensure_topics(&a.common).await?;
         a.common.kafka_brokers.clone()
     };
     let store = open_store(&a.store).await?;
@@ -149,6 +161,9 @@ async fn run_all(a: RunArgs) -> anyhow::Result<()> {
     shutdown.cancel();
     publisher.flush(Duration::from_secs(10)).await;
     consumer.await.context("consumer task")??;
+    // Keep the mock cluster up until the process exits: clients still held by background
+    // tasks would otherwise log connection errors while the runtime winds down.
+    std::mem::forget(_local);
     Ok(())
 }
 
@@ -157,6 +172,7 @@ async fn run_producer(a: ProducerArgs) -> anyhow::Result<()> {
     if a.common.kafka_brokers.is_empty() {
         bail!("the producer alone needs --kafka-brokers (or KAFKA_BROKERS); use `quake run` for the local mode");
     }
+    ensure_topics(&a.common).await?;
     let metrics = Metrics::new();
     let shutdown = CancellationToken::new();
     let publisher = Publisher::new(topics(&a.common, a.common.kafka_brokers.clone()), metrics.clone())?;
@@ -177,6 +193,7 @@ async fn run_consumer(a: ConsumerArgs) -> anyhow::Result<()> {
     if a.common.kafka_brokers.is_empty() {
         bail!("the consumer alone needs --kafka-brokers (or KAFKA_BROKERS); use `quake run` for the local mode");
     }
+    ensure_topics(&a.common).await?;
     let metrics = Metrics::new();
     let shutdown = CancellationToken::new();
     let store = open_store(&a.store).await?;

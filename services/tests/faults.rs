@@ -332,16 +332,7 @@ async fn shuffled_delivery_through_kafka_ends_in_the_same_state() {
     let lines = fixture_lines(REPLAY);
     let expected = expected_final(&lines);
     // Envelopes stamped in file order, then published in a random order.
-    let mut envs: Vec<Envelope> = lines
-        .iter()
-        .enumerate()
-        .filter_map(|(i, l)| match parse_frame(l) {
-            Ok(Frame::Event(action, event)) => {
-                Some(Envelope { action, arrival: i as i64 + 1, source: "replay".into(), event })
-            }
-            _ => None,
-        })
-        .collect();
+    let mut envs: Vec<Envelope> = stamped(&lines);
     envs.shuffle(&mut rand::rngs::StdRng::seed_from_u64(3));
     let (_dir, store) = sqlite();
     let p = Pipeline::mock(store.clone());
@@ -350,6 +341,60 @@ async fn shuffled_delivery_through_kafka_ends_in_the_same_state() {
     }
     let (token, task) = p.consumer("store");
     wait_for_store(store.as_ref(), &expected, Duration::from_secs(60)).await;
+    token.cancel();
+    task.await.unwrap();
+}
+
+/// Wraps a store and answers a share of writes with throttling, as DynamoDB does under load.
+struct Throttling {
+    inner: Arc<dyn Store>,
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl Store for Throttling {
+    async fn upsert(&self, env: &Envelope) -> Result<quake::store::WriteOutcome, quake::store::StoreError> {
+        self.inner.upsert(env).await
+    }
+    async fn upsert_batch(
+        &self,
+        envs: &[Envelope],
+    ) -> Vec<Result<quake::store::WriteOutcome, quake::store::StoreError>> {
+        // Every third batch is refused as a whole, before anything is written.
+        if self.calls.fetch_add(1, Ordering::SeqCst) % 3 == 0 {
+            return envs.iter().map(|_| Err(quake::store::StoreError::Throttled("test".into()))).collect();
+        }
+        self.inner.upsert_batch(envs).await
+    }
+    async fn get(&self, unid: &str) -> Result<Option<quake::store::Stored>, quake::store::StoreError> {
+        self.inner.get(unid).await
+    }
+    async fn window(&self, q: &WindowQuery) -> Result<Vec<quake::store::Stored>, quake::store::StoreError> {
+        self.inner.window(q).await
+    }
+    async fn changes_since(&self, c: i64, l: usize) -> Result<quake::store::Changes, quake::store::StoreError> {
+        self.inner.changes_since(c, l).await
+    }
+    async fn ping(&self) -> Result<(), quake::store::StoreError> {
+        self.inner.ping().await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttled_store_writes_are_retried_until_stored() {
+    let lines = fixture_lines(REPLAY);
+    let expected = expected_final(&lines);
+    let (_dir, inner) = sqlite();
+    let store: Arc<dyn Store> = Arc::new(Throttling { inner, calls: Default::default() });
+    let p = Pipeline::mock(store.clone());
+    let (token, task) = p.consumer("store");
+    let ingest = p.ingest();
+    for l in &lines {
+        ingest.frame("replay", l).await.unwrap();
+    }
+    wait_for_store(store.as_ref(), &expected, Duration::from_secs(120)).await;
+    assert!(p.metrics.store_retries.get() > 0, "throttling was hit and retried");
+    assert_eq!(p.metrics.dead_lettered.get_or_create(&quake::metrics::StageLabel { stage: "consumer".into() }).get(), 0);
     token.cancel();
     task.await.unwrap();
 }

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use quake::model::{parse_frame, Envelope, Event, Frame};
+use quake::model::{Envelope, Event};
 use quake::store::dynamo::DynamoStore;
 use quake::store::sqlite::SqliteStore;
 use quake::store::{Store, WindowQuery, WriteOutcome};
@@ -16,16 +16,7 @@ use std::collections::{HashMap, HashSet};
 /// Every message of events that have more than one, stamped in file order.
 fn multi_version_envelopes() -> Vec<Envelope> {
     let lines = fixture_lines(REPLAY);
-    let mut envs: Vec<Envelope> = lines
-        .iter()
-        .enumerate()
-        .filter_map(|(i, l)| match parse_frame(l) {
-            Ok(Frame::Event(action, event)) => {
-                Some(Envelope { action, arrival: i as i64 + 1, source: "replay".into(), event })
-            }
-            _ => None,
-        })
-        .collect();
+    let mut envs: Vec<Envelope> = stamped(&lines);
     let mut count: HashMap<String, usize> = HashMap::new();
     for e in &envs {
         *count.entry(e.event.unid.clone()).or_default() += 1;

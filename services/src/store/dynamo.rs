@@ -22,7 +22,7 @@ use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Duration as ChronoDuration, NaiveDate};
 use futures_util::stream::{self, StreamExt};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
 
 /// How far the change feed reads back behind its cursor: GSIs are eventually consistent and
@@ -123,15 +123,7 @@ impl DynamoStore {
 
     /// The writer's clock in µs, strictly increasing within this process.
     fn next_fseq(&self) -> i64 {
-        let now = chrono::Utc::now().timestamp_micros();
-        let mut prev = self.last_fseq.load(Ordering::Relaxed);
-        loop {
-            let next = now.max(prev + 1);
-            match self.last_fseq.compare_exchange_weak(prev, next, Ordering::Relaxed, Ordering::Relaxed) {
-                Ok(_) => return next,
-                Err(p) => prev = p,
-            }
-        }
+        crate::model::monotonic_micros(&self.last_fseq)
     }
 
     fn item(&self, env: &Envelope, fseq: i64) -> Result<Item, StoreError> {
@@ -374,7 +366,8 @@ impl Store for DynamoStore {
                     vec![],
                     true,
                     None,
-                    limit.saturating_sub(events.len()),
+                    // Whole days: a page cut inside the overlap window could repeat forever.
+                    usize::MAX,
                 )
                 .await?;
             for it in &items {

@@ -9,7 +9,7 @@ use futures_util::{SinkExt, StreamExt};
 use quake::consumer::{self, ConsumerConfig};
 use quake::kafka::{LocalBroker, Publisher, Topics};
 use quake::metrics::Metrics;
-use quake::model::{parse_feature, parse_frame, Event, Frame};
+use quake::model::{parse_feature, parse_frame, Envelope, Event, Frame};
 use quake::store::{Store, WindowQuery};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -53,6 +53,20 @@ pub fn expected_final(lines: &[String]) -> HashMap<String, Event> {
         }
     }
     m
+}
+
+/// Every event message of the lines as an envelope, arrival stamped in line order.
+pub fn stamped(lines: &[String]) -> Vec<Envelope> {
+    lines
+        .iter()
+        .enumerate()
+        .filter_map(|(i, l)| match parse_frame(l) {
+            Ok(Frame::Event(action, event)) => {
+                Some(Envelope { action, arrival: i as i64 + 1, source: "replay".into(), event })
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 pub fn free_port() -> u16 {

@@ -1,0 +1,135 @@
+//! The `quake` binary as operators run it: the one-process local mode, and separate producer and
+//! consumer processes configured only through the environment (real broker, DynamoDB on moto);
+//! SIGTERM drains and exits cleanly.
+
+mod common;
+
+use common::*;
+use quake::store::dynamo::DynamoStore;
+use quake::store::sqlite::SqliteStore;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+struct Proc(Child);
+
+impl Proc {
+    fn spawn(cmd: &mut Command) -> Self {
+        Self(cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("quake starts"))
+    }
+
+    /// SIGTERM, then the exit status within `wait`.
+    fn terminate(mut self, wait: Duration) -> std::process::ExitStatus {
+        Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status().unwrap();
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            if let Some(st) = self.0.try_wait().unwrap() {
+                return st;
+            }
+            assert!(std::time::Instant::now() < deadline, "quake did not exit after SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn quake() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_quake"));
+    // Only what each test sets: no inherited settings.
+    for k in ["KAFKA_BROKERS", "DYNAMODB_TABLE", "QUAKE_DB", "QUAKE_REPLAY", "AWS_ENDPOINT_URL"] {
+        c.env_remove(k);
+    }
+    c
+}
+
+async fn metric(port: u16, name: &str) -> u64 {
+    let Ok(res) = reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await else { return 0 };
+    let text = res.text().await.unwrap_or_default();
+    text.lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+async fn wait_metric(port: u16, name: &str, at_least: u64, timeout: Duration) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while metric(port, name).await < at_least {
+        assert!(tokio::time::Instant::now() < deadline, "{name} stayed below {at_least}: {}", metric(port, name).await);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_mode_replays_into_sqlite_and_stops_on_sigterm() {
+    let replay = fixture(REPLAY);
+    let expected = expected_final(&fixture_lines(REPLAY));
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("q.sqlite");
+    let port = free_port();
+    let p = Proc::spawn(quake().args(["run", "--listen", &format!("127.0.0.1:{port}")]).env("QUAKE_DB", &db).env(
+        "QUAKE_REPLAY",
+        &replay,
+    ));
+    wait_metric(port, "quake_events_written_total", 3171, Duration::from_secs(60)).await;
+    let ready = reqwest::get(format!("http://127.0.0.1:{port}/readyz")).await.unwrap();
+    assert_eq!(ready.status(), 200);
+    assert_eq!(reqwest::get(format!("http://127.0.0.1:{port}/healthz")).await.unwrap().status(), 200);
+    let st = tokio::task::spawn_blocking(move || p.terminate(Duration::from_secs(20))).await.unwrap();
+    assert!(st.success(), "clean exit after SIGTERM: {st:?}");
+    let store = SqliteStore::open(&db).unwrap();
+    wait_for_store(&store, &expected, Duration::from_secs(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn producer_and_consumer_processes_with_real_broker_and_dynamodb() {
+    let Ok(brokers) = std::env::var("QUAKE_TEST_KAFKA") else {
+        assert_eq!(
+            std::env::var("QUAKE_SKIP_BROKER_TIER").as_deref(),
+            Ok("1"),
+            "QUAKE_TEST_KAFKA is not set: run through `make test`, or set QUAKE_SKIP_BROKER_TIER=1"
+        );
+        return;
+    };
+    let moto = Moto::start().await;
+    let topic = unique("quakes");
+    let expected = expected_final(&fixture_lines(REPLAY));
+    let (pport, cport) = (free_port(), free_port());
+    let env = |c: &mut Command| {
+        c.env("KAFKA_BROKERS", &brokers)
+            .env("QUAKE_TOPIC", &topic)
+            .env("QUAKE_DEAD_LETTER_TOPIC", format!("{topic}.dlq"))
+            .env("AWS_ENDPOINT_URL", &moto.url)
+            .env("AWS_REGION", "eu-central-1")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test");
+    };
+    let mut cc = quake();
+    cc.args(["consumer", "--listen", &format!("127.0.0.1:{cport}"), "--create-table"]).env("DYNAMODB_TABLE", "quakes");
+    env(&mut cc);
+    let consumer = Proc::spawn(&mut cc);
+    let mut pc = quake();
+    pc.args(["producer", "--listen", &format!("127.0.0.1:{pport}")]).env("QUAKE_REPLAY", fixture(REPLAY));
+    env(&mut pc);
+    let producer = Proc::spawn(&mut pc);
+    wait_metric(pport, "quake_events_produced_total", 3171, Duration::from_secs(60)).await;
+    wait_metric(cport, "quake_events_written_total", 3171, Duration::from_secs(180)).await;
+    let st = tokio::task::spawn_blocking(move || producer.terminate(Duration::from_secs(20))).await.unwrap();
+    assert!(st.success(), "producer exit: {st:?}");
+    let st = tokio::task::spawn_blocking(move || consumer.terminate(Duration::from_secs(30))).await.unwrap();
+    assert!(st.success(), "consumer exit: {st:?}");
+    let store = DynamoStore::new(moto.dynamodb(), "quakes");
+    wait_for_store(&store, &expected, Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn producer_without_brokers_says_what_to_do() {
+    let out = quake().args(["producer", "--listen", "127.0.0.1:0"]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--kafka-brokers") && err.contains("quake run"), "{err}");
+}
