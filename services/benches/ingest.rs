@@ -58,13 +58,21 @@ fn written(m: &Metrics) -> u64 {
 
 async fn pipeline_rate(lines: &[String], store: Arc<dyn Store>, label: &str) -> f64 {
     let broker = LocalBroker::start(1, &[("quakes", 3), ("quakes.dlq", 1)]).unwrap();
-    let topics = Topics { brokers: broker.bootstrap_servers(), events: "quakes".into(), dead_letter: "quakes.dlq".into() };
+    let topics =
+        Topics { brokers: broker.bootstrap_servers(), events: "quakes".into(), dead_letter: "quakes.dlq".into() };
     let metrics = Metrics::new();
     let publisher = Publisher::new(topics.clone(), metrics.clone()).unwrap();
     let ingest = Ingest::new(publisher.clone(), metrics.clone());
     let token = CancellationToken::new();
     let cfg = ConsumerConfig::new(&topics.brokers, "quakes", "bench");
-    let task = tokio::spawn(consumer::run(cfg, store, publisher.clone(), metrics.clone(), Arc::new(AtomicBool::new(false)), token.clone()));
+    let task = tokio::spawn(consumer::run(
+        cfg,
+        store,
+        publisher.clone(),
+        metrics.clone(),
+        Arc::new(AtomicBool::new(false)),
+        token.clone(),
+    ));
     // Let the consumer join before the clock starts.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let start = Instant::now();
@@ -99,7 +107,9 @@ async fn raw_kafka_rate(lines: &[String]) -> f64 {
     let mut futs = Vec::with_capacity(lines.len());
     for (i, l) in lines.iter().enumerate() {
         let key = i.to_string();
-        futs.push(producer.send_result(FutureRecord::to("raw").key(&key).payload(l.as_str())).map_err(|(e, _)| e).unwrap());
+        futs.push(
+            producer.send_result(FutureRecord::to("raw").key(&key).payload(l.as_str())).map_err(|(e, _)| e).unwrap(),
+        );
     }
     for f in futs {
         f.await.unwrap().unwrap();
@@ -131,7 +141,8 @@ fn rss_kb(pid: u32) -> Option<u64> {
 /// Starts the release binary as separate producer and consumer processes against a mock
 /// cluster hosted here, replays the file, and reads their RSS during and after the replay.
 async fn process_rss(lines: &[String]) {
-    let exe = PathBuf::from(std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into())).join("release/quake");
+    let exe =
+        PathBuf::from(std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into())).join("release/quake");
     if !exe.exists() {
         println!("RSS: {} not built; run `cargo build --release -p quake` first", exe.display());
         return;
@@ -169,7 +180,9 @@ async fn process_rss(lines: &[String]) {
     let start = Instant::now();
     let mut done = None;
     // Sample while the replay flows, then 3 s more of idle: the steady state.
-    while done.is_none_or(|d: Instant| d.elapsed() < Duration::from_secs(3)) && start.elapsed() < Duration::from_secs(120) {
+    while done.is_none_or(|d: Instant| d.elapsed() < Duration::from_secs(3))
+        && start.elapsed() < Duration::from_secs(120)
+    {
         tokio::time::sleep(Duration::from_millis(100)).await;
         pmax = pmax.max(rss_kb(producer.id()).unwrap_or(0));
         cmax = cmax.max(rss_kb(consumer.id()).unwrap_or(0));
@@ -230,14 +243,19 @@ async fn main() {
     let dir = tempfile::tempdir().unwrap();
     let sqlite: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("b.sqlite")).unwrap());
     let rate = pipeline_rate(&many, sqlite, "pipeline into SQLite").await;
-    println!("  ratio to the 20000 events/s target: {:.2}x; to bare rdkafka: {:.2}x", rate / 20_000.0, rate / reference);
+    println!(
+        "  ratio to the 20000 events/s target: {:.2}x; to bare rdkafka: {:.2}x",
+        rate / 20_000.0,
+        rate / reference
+    );
 
     println!("== the same into DynamoDB on moto server ({} events)", lines.len());
     match moto_dynamo().await {
         Some((mut child, client)) => {
             let store = DynamoStore::new(client.clone(), "bench");
             store.ensure_table().await.unwrap();
-            let rate = pipeline_rate(&repeated(&lines, lines.len()), Arc::new(store), "pipeline into DynamoDB/moto").await;
+            let rate =
+                pipeline_rate(&repeated(&lines, lines.len()), Arc::new(store), "pipeline into DynamoDB/moto").await;
             // Reference: unconditional PutItems of the same count, 16 at a time, on the same moto.
             let start = Instant::now();
             let sem = Arc::new(tokio::sync::Semaphore::new(16));

@@ -137,7 +137,14 @@ mod tests {
     #[test]
     fn flags_parse() {
         let cli = Cli::try_parse_from([
-            "quake", "consumer", "--kafka-brokers", "k:9092", "--dynamodb-table", "quakes", "--listen", "0.0.0.0:9090",
+            "quake",
+            "consumer",
+            "--kafka-brokers",
+            "k:9092",
+            "--dynamodb-table",
+            "quakes",
+            "--listen",
+            "0.0.0.0:9090",
         ])
         .unwrap();
         let Command::Consumer(a) = cli.command else { panic!() };

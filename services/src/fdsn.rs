@@ -26,9 +26,7 @@ pub fn client() -> reqwest::Client {
 }
 
 fn fdsn_time(us: i64) -> String {
-    chrono::DateTime::from_timestamp_micros(us)
-        .map(|t| t.format("%Y-%m-%dT%H:%M:%S").to_string())
-        .unwrap_or_default()
+    chrono::DateTime::from_timestamp_micros(us).map(|t| t.format("%Y-%m-%dT%H:%M:%S").to_string()).unwrap_or_default()
 }
 
 /// The query string of one page (FDSN's `offset` counts from 1).
@@ -76,7 +74,13 @@ pub async fn fetch_page(
 }
 
 /// Pages through the query and publishes every feature; retries each page with backoff.
-pub async fn publish_all(http: reqwest::Client, base: String, q: FdsnQuery, ingest: Ingest, shutdown: CancellationToken) {
+pub async fn publish_all(
+    http: reqwest::Client,
+    base: String,
+    q: FdsnQuery,
+    ingest: Ingest,
+    shutdown: CancellationToken,
+) {
     let mut offset = 1;
     let mut total = 0usize;
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));

@@ -263,7 +263,9 @@ pub async fn ensure_topics(brokers: &str, topics: &[(&str, i32)], replication: i
                 match r {
                     Ok(name) => tracing::info!(topic = %name, "Topic created."),
                     Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                    Err((name, code)) => tracing::warn!(topic = %name, %code, "Topic not created; relying on auto-creation."),
+                    Err((name, code)) => {
+                        tracing::warn!(topic = %name, %code, "Topic not created; relying on auto-creation.")
+                    }
                 }
             }
             Ok(())

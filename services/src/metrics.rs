@@ -59,15 +59,27 @@ impl Metrics {
             store_retries: Counter::default(),
             consumer_lag: Gauge::default(),
         };
-        r.register("frames_received", "Websocket frames, FDSN features and replay lines read", m.frames_received.clone());
+        r.register(
+            "frames_received",
+            "Websocket frames, FDSN features and replay lines read",
+            m.frames_received.clone(),
+        );
         r.register("events_produced", "Events acknowledged by Kafka", m.events_produced.clone());
         r.register("produce_retries", "Kafka deliveries that failed and were sent again", m.produce_retries.clone());
-        r.register("events_written", "Store upserts by outcome (created, updated, unchanged, older)", m.events_written.clone());
+        r.register(
+            "events_written",
+            "Store upserts by outcome (created, updated, unchanged, older)",
+            m.events_written.clone(),
+        );
         r.register("dead_lettered", "Messages sent to the dead-letter topic, by stage", m.dead_lettered.clone());
         r.register("ws_reconnects", "Websocket reconnects after the first connect", m.reconnects.clone());
         r.register("fdsn_events", "Events read from the FDSN service (backfill and catch-up)", m.fdsn_events.clone());
         r.register("store_retries", "Store writes retried after throttling or unavailability", m.store_retries.clone());
-        r.register("consumer_lag", "Messages behind the partition ends, summed over assigned partitions", m.consumer_lag.clone());
+        r.register(
+            "consumer_lag",
+            "Messages behind the partition ends, summed over assigned partitions",
+            m.consumer_lag.clone(),
+        );
         Self { registry: Arc::new(r), ..m }
     }
 

@@ -40,6 +40,8 @@ pub enum Action {
 }
 
 /// A parsed websocket frame.
+// Frames live for one hop; boxing the event would cost an allocation per frame for nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Frame {
     Event(Action, Event),
@@ -207,8 +209,9 @@ fn opt_string(props: &Map<String, Value>, key: &str) -> Result<Option<String>, R
 
 fn parse_time(props: &Map<String, Value>, key: &str) -> Result<i64, Rejection> {
     match props.get(key) {
-        Some(Value::String(s)) => parse_utc(s)
-            .ok_or_else(|| Rejection(format!("properties.{key}: {s:?} is not a UTC time like 2024-04-11T00:05:07.229343Z"))),
+        Some(Value::String(s)) => parse_utc(s).ok_or_else(|| {
+            Rejection(format!("properties.{key}: {s:?} is not a UTC time like 2024-04-11T00:05:07.229343Z"))
+        }),
         Some(other) => reject(format!("properties.{key}: expected string, found {}", kind(other))),
         None => reject(format!("properties.{key}: missing")),
     }

@@ -30,12 +30,8 @@ pub fn router(state: OpsState) -> Router {
 }
 
 async fn readyz(State(s): State<OpsState>) -> impl IntoResponse {
-    let mut failing: Vec<String> = s
-        .checks
-        .iter()
-        .filter(|(_, ok)| !ok.load(Ordering::Relaxed))
-        .map(|(name, _)| (*name).to_owned())
-        .collect();
+    let mut failing: Vec<String> =
+        s.checks.iter().filter(|(_, ok)| !ok.load(Ordering::Relaxed)).map(|(name, _)| (*name).to_owned()).collect();
     if let Some(store) = &s.store {
         if let Err(e) = store.ping().await {
             failing.push(format!("store: {e}"));

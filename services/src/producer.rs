@@ -27,12 +27,7 @@ pub struct Ingest {
 
 impl Ingest {
     pub fn new(publisher: Publisher, metrics: Metrics) -> Self {
-        Self {
-            publisher,
-            metrics,
-            last_arrival: Arc::new(AtomicI64::new(0)),
-            watermark: Arc::new(AtomicI64::new(0)),
-        }
+        Self { publisher, metrics, last_arrival: Arc::new(AtomicI64::new(0)), watermark: Arc::new(AtomicI64::new(0)) }
     }
 
     pub fn publisher(&self) -> &Publisher {
@@ -170,7 +165,13 @@ pub async fn run_live(cfg: LiveConfig, ingest: Ingest, connected: Arc<AtomicBool
                 if !first && wm > 0 {
                     let since = wm - cfg.catchup_margin.as_micros() as i64;
                     let q = FdsnQuery::UpdatedAfter { since_us: since };
-                    tokio::spawn(fdsn::publish_all(http.clone(), cfg.fdsn_url.clone(), q, ingest.clone(), shutdown.clone()));
+                    tokio::spawn(fdsn::publish_all(
+                        http.clone(),
+                        cfg.fdsn_url.clone(),
+                        q,
+                        ingest.clone(),
+                        shutdown.clone(),
+                    ));
                 }
                 first = false;
                 let began = Instant::now();

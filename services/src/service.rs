@@ -73,13 +73,9 @@ fn topics(c: &Common, brokers: String) -> Topics {
 
 /// On real brokers, makes sure both topics exist with the configured partitions.
 async fn ensure_topics(c: &Common) -> anyhow::Result<()> {
-    crate::kafka::ensure_topics(
-        &c.kafka_brokers,
-        &[(&c.topic, c.partitions), (&c.dead_letter_topic, 1)],
-        c.replication,
-    )
-    .await
-    .context("connecting to Kafka to create topics")
+    crate::kafka::ensure_topics(&c.kafka_brokers, &[(&c.topic, c.partitions), (&c.dead_letter_topic, 1)], c.replication)
+        .await
+        .context("connecting to Kafka to create topics")
 }
 
 fn live_config(s: &SourceArgs) -> LiveConfig {

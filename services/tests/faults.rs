@@ -82,10 +82,8 @@ async fn websocket_drop_is_caught_up_from_fdsn() {
     });
     let (drop_at, missed) = (500, 300);
     // EMSC's catalogue at the time of the reconnect: the newest version of everything so far.
-    let catalogue: Vec<serde_json::Value> = expected_final(&lines[..drop_at + missed])
-        .values()
-        .map(|e| e.to_feature())
-        .collect();
+    let catalogue: Vec<serde_json::Value> =
+        expected_final(&lines[..drop_at + missed]).values().map(|e| e.to_feature()).collect();
     let expected = expected_final(&lines);
     let missed_unids: Vec<String> = expected_final(&lines[drop_at..drop_at + missed]).into_keys().collect();
     let emsc = FakeEmsc::start(lines).await;
@@ -146,7 +144,11 @@ async fn dead_websocket_is_detected_by_missing_pongs() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop.cancel();
     producer.await.unwrap();
-    assert!(accepted.load(Ordering::SeqCst) >= 3, "reconnected after silent links: {}", accepted.load(Ordering::SeqCst));
+    assert!(
+        accepted.load(Ordering::SeqCst) >= 3,
+        "reconnected after silent links: {}",
+        accepted.load(Ordering::SeqCst)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -279,10 +281,7 @@ async fn thousand_mutated_frames_all_dead_lettered_with_reasons() {
     dlq.subscribe(&[&p.topics.dead_letter]).unwrap();
     let mut reasons = Vec::new();
     while reasons.len() < 1000 {
-        let m = tokio::time::timeout(Duration::from_secs(20), dlq.recv())
-            .await
-            .expect("dead letters arrive")
-            .unwrap();
+        let m = tokio::time::timeout(Duration::from_secs(20), dlq.recv()).await.expect("dead letters arrive").unwrap();
         let h = m.headers().expect("dead letter has headers");
         let reason = h.iter().find(|h| h.key == "reason").and_then(|h| h.value).expect("reason header");
         reasons.push(String::from_utf8_lossy(reason).into_owned());
@@ -361,7 +360,7 @@ impl Store for Throttling {
         envs: &[Envelope],
     ) -> Vec<Result<quake::store::WriteOutcome, quake::store::StoreError>> {
         // Every third batch is refused as a whole, before anything is written.
-        if self.calls.fetch_add(1, Ordering::SeqCst) % 3 == 0 {
+        if self.calls.fetch_add(1, Ordering::SeqCst).is_multiple_of(3) {
             return envs.iter().map(|_| Err(quake::store::StoreError::Throttled("test".into()))).collect();
         }
         self.inner.upsert_batch(envs).await
@@ -394,7 +393,10 @@ async fn throttled_store_writes_are_retried_until_stored() {
     }
     wait_for_store(store.as_ref(), &expected, Duration::from_secs(120)).await;
     assert!(p.metrics.store_retries.get() > 0, "throttling was hit and retried");
-    assert_eq!(p.metrics.dead_lettered.get_or_create(&quake::metrics::StageLabel { stage: "consumer".into() }).get(), 0);
+    assert_eq!(
+        p.metrics.dead_lettered.get_or_create(&quake::metrics::StageLabel { stage: "consumer".into() }).get(),
+        0
+    );
     token.cancel();
     task.await.unwrap();
 }

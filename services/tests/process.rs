@@ -50,10 +50,7 @@ fn quake() -> Command {
 async fn metric(port: u16, name: &str) -> u64 {
     let Ok(res) = reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await else { return 0 };
     let text = res.text().await.unwrap_or_default();
-    text.lines()
-        .filter(|l| l.starts_with(name))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum()
+    text.lines().filter(|l| l.starts_with(name)).filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok()).sum()
 }
 
 async fn wait_metric(port: u16, name: &str, at_least: u64, timeout: Duration) {
@@ -71,10 +68,12 @@ async fn local_mode_replays_into_sqlite_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("q.sqlite");
     let port = free_port();
-    let p = Proc::spawn(quake().args(["run", "--listen", &format!("127.0.0.1:{port}")]).env("QUAKE_DB", &db).env(
-        "QUAKE_REPLAY",
-        &replay,
-    ));
+    let p = Proc::spawn(
+        quake()
+            .args(["run", "--listen", &format!("127.0.0.1:{port}")])
+            .env("QUAKE_DB", &db)
+            .env("QUAKE_REPLAY", &replay),
+    );
     wait_metric(port, "quake_events_written_total", 3171, Duration::from_secs(60)).await;
     let ready = reqwest::get(format!("http://127.0.0.1:{port}/readyz")).await.unwrap();
     assert_eq!(ready.status(), 200);

@@ -121,7 +121,10 @@ async fn contract(store: &dyn Store) {
     assert_eq!(store.get("A").await.unwrap().unwrap().event.mag, Some(4.9));
     assert!(store.get("nope").await.unwrap().is_none());
 
-    let all = WindowQuery::new(quake::model::parse_utc("2024-04-10T00:00:00Z").unwrap(), quake::model::parse_utc("2024-04-13T00:00:00Z").unwrap());
+    let all = WindowQuery::new(
+        quake::model::parse_utc("2024-04-10T00:00:00Z").unwrap(),
+        quake::model::parse_utc("2024-04-13T00:00:00Z").unwrap(),
+    );
     let ids = |v: Vec<quake::store::Stored>| v.into_iter().map(|s| s.event.unid).collect::<Vec<_>>();
     assert_eq!(ids(store.window(&all).await.unwrap()), ["C", "B", "A"], "newest first across days");
     let q = WindowQuery { min_mag: Some(3.0), ..all.clone() };
@@ -145,7 +148,11 @@ async fn contract(store: &dyn Store) {
         }
         cursor = page.cursor;
     }
-    assert!(seen.contains(&("A".into(), Some(49))) && seen.contains(&("B".into(), Some(20))) && seen.contains(&("C".into(), None)));
+    assert!(
+        seen.contains(&("A".into(), Some(49)))
+            && seen.contains(&("B".into(), Some(20)))
+            && seen.contains(&("C".into(), None))
+    );
     let d = event("D", "2024-04-12T13:00:00.0Z", Some(1.0), 0.0, 0.0);
     store.upsert(&env(&d, 9)).await.unwrap();
     let page = store.changes_since(cursor, 100).await.unwrap();

@@ -204,14 +204,13 @@ impl DynamoStore {
         let body = get_s("body").ok_or_else(|| StoreError::Invalid("item without body".into()))?;
         let event: Event =
             serde_json::from_str(body).map_err(|e| StoreError::Invalid(format!("stored body unreadable: {e}")))?;
-        let version = Version {
-            lastupdate_us: get_n("lu").unwrap_or(event.lastupdate_us),
-            arrival: get_n("arr").unwrap_or(0),
-        };
+        let version =
+            Version { lastupdate_us: get_n("lu").unwrap_or(event.lastupdate_us), arrival: get_n("arr").unwrap_or(0) };
         Ok(Stored { event, version, seq: get_n("fseq").unwrap_or(0) })
     }
 
     /// Runs a paginated Query on one index partition and returns every item.
+    #[allow(clippy::too_many_arguments)] // the Query's own parts, named at each call site
     async fn query_all(
         &self,
         index: &str,

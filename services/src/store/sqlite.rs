@@ -91,11 +91,7 @@ fn upsert_one(tx: &rusqlite::Transaction<'_>, env: &Envelope) -> Result<WriteOut
         })
         .optional()
         .map_err(db_err)?;
-    let outcome = decide(
-        stored.map(|(l, a, h)| (Version { lastupdate_us: l, arrival: a }, h as u64)),
-        incoming,
-        hash,
-    );
+    let outcome = decide(stored.map(|(l, a, h)| (Version { lastupdate_us: l, arrival: a }, h as u64)), incoming, hash);
     match outcome {
         WriteOutcome::Older => {}
         WriteOutcome::Unchanged => {
@@ -107,9 +103,8 @@ fn upsert_one(tx: &rusqlite::Transaction<'_>, env: &Envelope) -> Result<WriteOut
         }
         WriteOutcome::Created | WriteOutcome::Updated => {
             let body = serde_json::to_string(e).map_err(|err| StoreError::Invalid(err.to_string()))?;
-            let seq: i64 = tx
-                .query_row("SELECT COALESCE(MAX(seq), 0) + 1 FROM events", [], |r| r.get(0))
-                .map_err(db_err)?;
+            let seq: i64 =
+                tx.query_row("SELECT COALESCE(MAX(seq), 0) + 1 FROM events", [], |r| r.get(0)).map_err(db_err)?;
             tx.execute(
                 "INSERT INTO events (unid, lastupdate, arrival, hash, time_us, mag, lat, lon, body, seq)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)

@@ -89,6 +89,8 @@ impl Moto {
             "moto_server not found at {bin}: run `make deps` (or set QUAKE_MOTO_SERVER)"
         );
         let port = free_port();
+        // Waited for in Drop.
+        #[allow(clippy::zombie_processes)]
         let child = Command::new(&bin)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
@@ -191,7 +193,8 @@ impl FakeEmsc {
         });
         let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let fdsn_url = format!("http://{}/fdsnws/event/1/query", http.local_addr().unwrap());
-        let app = axum::Router::new().route("/fdsnws/event/1/query", axum::routing::get(fdsn)).with_state(state.clone());
+        let app =
+            axum::Router::new().route("/fdsnws/event/1/query", axum::routing::get(fdsn)).with_state(state.clone());
         tokio::spawn(async move {
             let _ = axum::serve(http, app).await;
         });
@@ -227,7 +230,8 @@ async fn fdsn(State(st): State<Arc<EmscState>>, Query(q): Query<HashMap<String, 
         return StatusCode::NO_CONTENT.into_response();
     }
     // EMSC's count may exceed the features: make it wrong on purpose.
-    let body = serde_json::json!({"type": "FeatureCollection", "metadata": {"count": page.len() + 3}, "features": page});
+    let body =
+        serde_json::json!({"type": "FeatureCollection", "metadata": {"count": page.len() + 3}, "features": page});
     axum::Json(body).into_response()
 }
 
