@@ -8,10 +8,10 @@ NOIDA_VERSION := 0.2.3
 NOIDA        := $(CACHE)/noida/bin/noida-db
 SHARED       ?= $(abspath ../shared)
 
-.PHONY: run test bench deps sysdeps venv noida lint clean
+.PHONY: run test bench deps sysdeps venv noida web lint clean
 
 ## run: the live map (for now: the ingest pipeline) on embedded defaults
-run: sysdeps
+run: sysdeps web
 	cargo run --release -p quake -- run --log-format text
 
 ## test: every test; starts a real Kafka broker (noida-db) for the broker tier
@@ -22,7 +22,25 @@ test: deps
 bench: deps
 	@bash scripts/bench.sh
 
-deps: sysdeps venv noida
+deps: sysdeps venv noida web browser
+
+WEB    := assets/web
+VENDOR := $(WEB)/vendor
+
+## web: the map page's libraries from npm, copied to where the page loads them
+web: $(VENDOR)/.done
+$(VENDOR)/.done: $(WEB)/package.json $(WEB)/package-lock.json
+	cd $(WEB) && npm ci --no-audit --no-fund --loglevel=error
+	mkdir -p $(VENDOR)/leaflet
+	cp -r $(WEB)/node_modules/leaflet/dist/leaflet.js $(WEB)/node_modules/leaflet/dist/leaflet.css \
+	      $(WEB)/node_modules/leaflet/dist/images $(VENDOR)/leaflet/
+	cp $(WEB)/node_modules/topojson-client/dist/topojson-client.min.js $(VENDOR)/
+	cp $(WEB)/node_modules/world-atlas/countries-110m.json $(VENDOR)/
+	touch $@
+
+## browser: Debian's Chromium for the browser tests
+browser:
+	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
 # C libraries the Rust crates build against (librdkafka, OpenSSL, SQLite are compiled from
 # source, but need these headers and tools); installed only when missing.

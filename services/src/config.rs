@@ -20,6 +20,8 @@ pub enum Command {
     Producer(ProducerArgs),
     /// Only the consumer: Kafka to the store. Needs --kafka-brokers.
     Consumer(ConsumerArgs),
+    /// Only the web server: map page, query API and live stream, following the store.
+    Web(WebArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -45,7 +47,7 @@ pub struct Common {
     /// Replication factor of topics this process creates.
     #[arg(long, env = "QUAKE_REPLICATION", default_value_t = 1)]
     pub replication: i32,
-    /// Address of /healthz, /readyz and /metrics.
+    /// Address of the map, the API and /healthz, /readyz, /metrics.
     #[arg(long, env = "QUAKE_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
     /// Log format: one JSON object per line, or text for a terminal.
@@ -70,6 +72,9 @@ pub struct SourceArgs {
     /// Replay this file (one websocket message per line) instead of the live feed.
     #[arg(long, env = "QUAKE_REPLAY")]
     pub replay: Option<PathBuf>,
+    /// Shift a replay's times so its last revision is now (demos and tests on old recordings).
+    #[arg(long, env = "QUAKE_REPLAY_SHIFT")]
+    pub replay_shift: bool,
     /// Replay speed: 1 = the gaps between lines' lastupdate in real time, 60 = a minute per
     /// second, 0 = as fast as possible.
     #[arg(long, env = "QUAKE_REPLAY_SPEED", default_value_t = 0.0)]
@@ -95,6 +100,29 @@ pub struct StoreArgs {
 }
 
 #[derive(Debug, Clone, Args)]
+pub struct WebOpts {
+    /// Directory of the map page (index.html and its scripts, with `vendor/` from npm).
+    #[arg(long, env = "QUAKE_ASSETS", default_value = "assets/web")]
+    pub assets: PathBuf,
+    /// Days of events held in memory; queries reaching further back read the store.
+    #[arg(long, env = "QUAKE_WINDOW_DAYS", default_value_t = 30)]
+    pub window_days: u64,
+    /// Most events held in memory (the oldest go first).
+    #[arg(long, env = "QUAKE_WINDOW_MAX", default_value_t = 200_000)]
+    pub window_max: usize,
+    /// Online map tiles (e.g. https://tile.example.org/{z}/{x}/{y}.png); empty = the built-in
+    /// Natural Earth basemap, which needs no tile server and no internet.
+    #[arg(long, env = "QUAKE_TILES_URL", default_value = "")]
+    pub tiles_url: String,
+    /// Attribution shown with the online tiles.
+    #[arg(long, env = "QUAKE_TILES_ATTRIBUTION", default_value = "")]
+    pub tiles_attribution: String,
+    /// Milliseconds between change-feed reads (in `run`, writes also wake it at once).
+    #[arg(long, env = "QUAKE_FEED_POLL_MS", default_value_t = 500)]
+    pub feed_poll_ms: u64,
+}
+
+#[derive(Debug, Clone, Args)]
 pub struct RunArgs {
     #[command(flatten)]
     pub common: Common,
@@ -102,6 +130,18 @@ pub struct RunArgs {
     pub source: SourceArgs,
     #[command(flatten)]
     pub store: StoreArgs,
+    #[command(flatten)]
+    pub web: WebOpts,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct WebArgs {
+    #[command(flatten)]
+    pub common: Common,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(flatten)]
+    pub web: WebOpts,
 }
 
 #[derive(Debug, Clone, Args)]

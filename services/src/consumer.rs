@@ -27,6 +27,8 @@ pub struct ConsumerConfig {
     pub batch_wait: Duration,
     /// Session timeout; real brokers reject less than 6 s.
     pub session_timeout: Duration,
+    /// Told after every stored batch, so an in-process web server shows writes at once.
+    pub stored: Option<Arc<tokio::sync::Notify>>,
 }
 
 impl ConsumerConfig {
@@ -38,6 +40,7 @@ impl ConsumerConfig {
             batch_max: 500,
             batch_wait: Duration::from_millis(5),
             session_timeout: Duration::from_secs(10),
+            stored: None,
         }
     }
 }
@@ -131,6 +134,9 @@ pub async fn run(
             // Shut down while the store was unavailable: the batch's offsets stay unstored, so
             // its messages come again after the restart.
             break;
+        }
+        if let Some(n) = &cfg.stored {
+            n.notify_one();
         }
         let mut tpl = TopicPartitionList::new();
         let mut next: BTreeMap<(String, i32), i64> = BTreeMap::new();

@@ -10,3 +10,4 @@ pub mod ops;
 pub mod producer;
 pub mod service;
 pub mod store;
+pub mod web;

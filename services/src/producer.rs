@@ -247,15 +247,18 @@ async fn session(ws: Ws, cfg: &LiveConfig, ingest: &Ingest, shutdown: &Cancellat
 pub async fn replay(
     path: &std::path::Path,
     speed: f64,
+    shift: bool,
     ingest: &Ingest,
     shutdown: &CancellationToken,
 ) -> std::io::Result<u64> {
     use tokio::io::AsyncBufReadExt;
+    let offset = if shift { shift_to_now(path).await? } else { 0 };
     let file = tokio::fs::File::open(path).await?;
     let mut lines = tokio::io::BufReader::new(file).lines();
     let mut count = 0u64;
     let mut prev: Option<i64> = None;
     while let Some(line) = lines.next_line().await? {
+        let line = if offset != 0 { shifted(&line, offset).unwrap_or(line) } else { line };
         if shutdown.is_cancelled() {
             break;
         }
@@ -277,6 +280,24 @@ pub async fn replay(
         count += 1;
     }
     Ok(count)
+}
+
+/// Microseconds to add so the file's newest `lastupdate` becomes now.
+async fn shift_to_now(path: &std::path::Path) -> std::io::Result<i64> {
+    let text = tokio::fs::read_to_string(path).await?;
+    let newest = text.lines().filter_map(line_lastupdate).max().unwrap_or(0);
+    Ok(if newest > 0 { chrono::Utc::now().timestamp_micros() - newest } else { 0 })
+}
+
+/// The line with its origin and revision times moved by `offset` µs (other fields untouched).
+fn shifted(line: &str, offset: i64) -> Option<String> {
+    let mut v: serde_json::Value = serde_json::from_str(line).ok()?;
+    let props = v.pointer_mut("/data/properties")?.as_object_mut()?;
+    for key in ["time", "lastupdate"] {
+        let t = crate::model::parse_utc(props.get(key)?.as_str()?)?;
+        props.insert(key.into(), serde_json::Value::String(crate::model::format_utc(t + offset)));
+    }
+    Some(v.to_string())
 }
 
 fn line_lastupdate(line: &str) -> Option<i64> {

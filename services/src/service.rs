@@ -1,7 +1,9 @@
 //! Wiring: builds brokers, stores and sources from the parsed settings and runs the chosen
 //! mode until SIGINT/SIGTERM, then drains (producer flushes, consumer commits).
 
-use crate::config::{Command, Common, ConsumerArgs, LogFormat, ProducerArgs, RunArgs, SourceArgs, StoreArgs};
+use crate::config::{
+    Command, Common, ConsumerArgs, LogFormat, ProducerArgs, RunArgs, SourceArgs, StoreArgs, WebArgs, WebOpts,
+};
 use crate::consumer::{self, ConsumerConfig};
 use crate::kafka::{LocalBroker, Publisher, Topics};
 use crate::metrics::Metrics;
@@ -10,6 +12,7 @@ use crate::producer::{self, Ingest, LiveConfig};
 use crate::store::dynamo::DynamoStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::Store;
+use crate::web::{self, window::Window, WebState};
 use anyhow::{bail, Context};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -47,6 +50,7 @@ pub async fn run(cmd: Command) -> anyhow::Result<()> {
         Command::Run(a) => run_all(a).await,
         Command::Producer(a) => run_producer(a).await,
         Command::Consumer(a) => run_consumer(a).await,
+        Command::Web(a) => run_web(a).await,
     }
 }
 
@@ -90,11 +94,11 @@ fn live_config(s: &SourceArgs) -> LiveConfig {
 fn spawn_source(s: &SourceArgs, ingest: Ingest, shutdown: CancellationToken) -> Arc<AtomicBool> {
     let ready = Arc::new(AtomicBool::new(false));
     if let Some(path) = s.replay.clone() {
-        let speed = s.speed;
+        let (speed, shift) = (s.speed, s.replay_shift);
         let r = ready.clone();
         tokio::spawn(async move {
             r.store(true, std::sync::atomic::Ordering::Relaxed);
-            match producer::replay(&path, speed, &ingest, &shutdown).await {
+            match producer::replay(&path, speed, shift, &ingest, &shutdown).await {
                 Ok(n) => tracing::info!(lines = n, path = %path.display(), "Replay finished."),
                 Err(e) => tracing::error!(error = %e, path = %path.display(), "Replay failed."),
             }
@@ -105,14 +109,58 @@ fn spawn_source(s: &SourceArgs, ingest: Ingest, shutdown: CancellationToken) -> 
     ready
 }
 
-async fn serve_ops(listen: std::net::SocketAddr, state: OpsState, shutdown: CancellationToken) -> anyhow::Result<()> {
+async fn serve(listen: std::net::SocketAddr, app: axum::Router, shutdown: CancellationToken) -> anyhow::Result<()> {
     let listener =
         tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen} (is it in use?)"))?;
-    tracing::info!(addr = %listen, "Ops endpoints listening: /healthz /readyz /metrics.");
     tokio::spawn(async move {
-        let _ = axum::serve(listener, ops::router(state)).with_graceful_shutdown(shutdown.cancelled_owned()).await;
+        let _ = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await;
     });
     Ok(())
+}
+
+async fn serve_ops(listen: std::net::SocketAddr, state: OpsState, shutdown: CancellationToken) -> anyhow::Result<()> {
+    tracing::info!(addr = %listen, "Ops endpoints listening: /healthz /readyz /metrics.");
+    serve(listen, ops::router(state), shutdown).await
+}
+
+/// The in-memory window, kept current by a follower task of the change feed.
+fn start_window(
+    o: &WebOpts,
+    store: Arc<dyn Store>,
+    wake: Arc<tokio::sync::Notify>,
+    shutdown: CancellationToken,
+) -> Arc<Window> {
+    let window = Arc::new(Window::new(Duration::from_secs(o.window_days * 86_400), o.window_max));
+    tokio::spawn(web::window::follow(
+        window.clone(),
+        store,
+        wake,
+        Duration::from_millis(o.feed_poll_ms.max(10)),
+        web::now_us,
+        shutdown,
+    ));
+    window
+}
+
+/// Serves the map, the API and the operations endpoints on one address.
+async fn serve_web(
+    listen: std::net::SocketAddr,
+    o: &WebOpts,
+    window: Arc<Window>,
+    store: Arc<dyn Store>,
+    ops_state: OpsState,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    if !o.assets.join("index.html").exists() {
+        tracing::warn!(path = %o.assets.display(), "No map page there: run `make run` (it installs the page's libraries) or set QUAKE_ASSETS.");
+    }
+    let mut state = WebState::new(window, store, o.assets.clone());
+    if !o.tiles_url.is_empty() {
+        state.page_config = serde_json::json!({ "tiles": o.tiles_url, "tiles_attribution": o.tiles_attribution });
+    }
+    let app = web::app(state, ops_state);
+    tracing::info!(url = %format!("http://{listen}/"), "Live map and API listening.");
+    serve(listen, app, shutdown).await
 }
 
 async fn run_all(a: RunArgs) -> anyhow::Result<()> {
@@ -137,7 +185,10 @@ async fn run_all(a: RunArgs) -> anyhow::Result<()> {
     let ingest = Ingest::new(publisher.clone(), metrics.clone());
     let source_ready = spawn_source(&a.source, ingest, shutdown.clone());
     let assigned = Arc::new(AtomicBool::new(false));
-    let ccfg = ConsumerConfig::new(&brokers, &a.common.topic, &a.store.group);
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let mut ccfg = ConsumerConfig::new(&brokers, &a.common.topic, &a.store.group);
+    ccfg.stored = Some(wake.clone());
+    let window = start_window(&a.web, store.clone(), wake, shutdown.clone());
     let consumer = tokio::spawn(consumer::run(
         ccfg,
         store.clone(),
@@ -149,9 +200,9 @@ async fn run_all(a: RunArgs) -> anyhow::Result<()> {
     let state = OpsState {
         metrics,
         checks: vec![("source", source_ready), ("partitions assigned", assigned)],
-        store: Some(store),
+        store: Some(store.clone()),
     };
-    serve_ops(a.common.listen, state, shutdown.clone()).await?;
+    serve_web(a.common.listen, &a.web, window, store, state, shutdown.clone()).await?;
     shutdown_signal().await;
     tracing::info!("Shutting down: flushing the producer, draining the consumer.");
     shutdown.cancel();
@@ -209,5 +260,17 @@ async fn run_consumer(a: ConsumerArgs) -> anyhow::Result<()> {
     shutdown_signal().await;
     shutdown.cancel();
     task.await.context("consumer task")??;
+    Ok(())
+}
+
+async fn run_web(a: WebArgs) -> anyhow::Result<()> {
+    init_logging(a.common.log_format);
+    let shutdown = CancellationToken::new();
+    let store = open_store(&a.store).await?;
+    let window = start_window(&a.web, store.clone(), Arc::new(tokio::sync::Notify::new()), shutdown.clone());
+    let state = OpsState { metrics: Metrics::new(), checks: vec![], store: Some(store.clone()) };
+    serve_web(a.common.listen, &a.web, window, store, state, shutdown.clone()).await?;
+    shutdown_signal().await;
+    shutdown.cancel();
     Ok(())
 }

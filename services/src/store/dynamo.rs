@@ -273,16 +273,45 @@ impl Store for DynamoStore {
     }
 
     async fn upsert_batch(&self, envs: &[Envelope]) -> Vec<Result<WriteOutcome, StoreError>> {
-        // Conditions make concurrent writes of two versions of one event safe: the newer wins.
+        // Versions of one event go one after another, in the order given; different events go
+        // concurrently. The conditions alone would keep the newest, but only if the service
+        // evaluates them atomically, which emulators do not promise; in order is also cheaper.
+        let mut groups: Vec<Vec<usize>> = Vec::new();
+        let mut by_unid: HashMap<&str, usize> = HashMap::new();
+        for (i, e) in envs.iter().enumerate() {
+            let g = *by_unid.entry(e.event.unid.as_str()).or_insert_with(|| {
+                groups.push(Vec::new());
+                groups.len() - 1
+            });
+            groups[g].push(i);
+        }
         let this = self.clone();
         let envs = envs.to_vec();
-        stream::iter(envs.into_iter().map(move |e| {
-            let this = this.clone();
-            async move { this.upsert_inner(&e).await }
-        }))
-        .buffered(self.concurrency)
-        .collect()
-        .await
+        let n = envs.len();
+        let envs = Arc::new(envs);
+        let done: Vec<Vec<(usize, Result<WriteOutcome, StoreError>)>> =
+            stream::iter(groups.into_iter().map(move |g| {
+                let this = this.clone();
+                let envs = envs.clone();
+                async move {
+                    let mut out = Vec::with_capacity(g.len());
+                    for i in g {
+                        out.push((i, this.upsert_inner(&envs[i]).await));
+                    }
+                    out
+                }
+            }))
+            .buffer_unordered(self.concurrency)
+            .collect()
+            .await;
+        let mut results: Vec<Option<Result<WriteOutcome, StoreError>>> = (0..n).map(|_| None).collect();
+        for (i, r) in done.into_iter().flatten() {
+            results[i] = Some(r);
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(StoreError::Unavailable("write not attempted".into()))))
+            .collect()
     }
 
     async fn get(&self, unid: &str) -> Result<Option<Stored>, StoreError> {
