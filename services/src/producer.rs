@@ -290,7 +290,7 @@ async fn shift_to_now(path: &std::path::Path) -> std::io::Result<i64> {
 }
 
 /// The line with its origin and revision times moved by `offset` µs (other fields untouched).
-fn shifted(line: &str, offset: i64) -> Option<String> {
+pub fn shifted(line: &str, offset: i64) -> Option<String> {
     let mut v: serde_json::Value = serde_json::from_str(line).ok()?;
     let props = v.pointer_mut("/data/properties")?.as_object_mut()?;
     for key in ["time", "lastupdate"] {

@@ -175,9 +175,12 @@ impl FakeEmsc {
                         let frame = st.frames.lock().unwrap().get(i).cloned();
                         let Some(frame) = frame else {
                             st.done.store(true, Ordering::SeqCst);
-                            // Stay connected and answer pings, like EMSC in a quiet hour.
-                            while let Some(Ok(_)) = sock.next().await {}
-                            return;
+                            // Quiet, like EMSC between events: answer pings, wait for more frames.
+                            tokio::select! {
+                                m = sock.next() => if !matches!(m, Some(Ok(_))) { return },
+                                _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+                            }
+                            continue;
                         };
                         if sock.send(Message::Text(frame.into())).await.is_err() {
                             return;
@@ -276,9 +279,19 @@ impl Pipeline {
 
     /// Starts a consumer in `group`; returns its shutdown token and task.
     pub fn consumer(&self, group: &str) -> (CancellationToken, tokio::task::JoinHandle<()>) {
+        self.consumer_notifying(group, None)
+    }
+
+    /// A consumer that tells `stored` after each batch (as in the one-process mode).
+    pub fn consumer_notifying(
+        &self,
+        group: &str,
+        stored: Option<Arc<tokio::sync::Notify>>,
+    ) -> (CancellationToken, tokio::task::JoinHandle<()>) {
         let token = CancellationToken::new();
         let mut cfg = ConsumerConfig::new(&self.topics.brokers, &self.topics.events, group);
         cfg.session_timeout = Duration::from_secs(6);
+        cfg.stored = stored;
         let fut = consumer::run(
             cfg,
             self.store.clone(),
@@ -317,4 +330,104 @@ pub async fn wait_for_store(store: &dyn Store, expected: &HashMap<String, Event>
         let got = store.get(unid).await.unwrap().unwrap_or_else(|| panic!("{unid} missing"));
         assert_eq!(&got.event, e, "{unid} does not hold its last message");
     }
+}
+
+/// The whole local product in this process: fake EMSC -> producer -> mock Kafka -> consumer ->
+/// SQLite -> window -> web server on a free port.
+pub struct LiveStack {
+    pub url: String,
+    pub emsc: FakeEmsc,
+    pub pipeline: Pipeline,
+    pub window: Arc<quake::web::window::Window>,
+    stop: CancellationToken,
+    consumer: Option<(CancellationToken, tokio::task::JoinHandle<()>)>,
+    _dir: tempfile::TempDir,
+}
+
+pub fn assets_dir() -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../assets/web");
+    assert!(p.join("vendor/leaflet/leaflet.js").exists(), "map page libraries missing: run `make deps`");
+    p
+}
+
+impl LiveStack {
+    pub async fn start(frames: Vec<String>) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(quake::store::sqlite::SqliteStore::open(&dir.path().join("q.sqlite")).unwrap());
+        let pipeline = Pipeline::mock(store.clone());
+        let stop = CancellationToken::new();
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let consumer = pipeline.consumer_notifying("store", Some(wake.clone()));
+        let window = Arc::new(quake::web::window::Window::new(Duration::from_secs(30 * 86_400), 200_000));
+        tokio::spawn(quake::web::window::follow(
+            window.clone(),
+            store.clone(),
+            wake,
+            Duration::from_millis(500),
+            quake::web::now_us,
+            stop.clone(),
+        ));
+        let app = quake::web::app(
+            quake::web::WebState::new(window.clone(), store.clone(), assets_dir()),
+            quake::ops::OpsState { metrics: pipeline.metrics.clone(), checks: vec![], store: Some(store) },
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let s3 = stop.clone();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).with_graceful_shutdown(s3.cancelled_owned()).await;
+        });
+        let emsc = FakeEmsc::start(frames).await;
+        let mut cfg = quake::producer::LiveConfig::new(&emsc.ws_url, &emsc.fdsn_url);
+        cfg.backfill_hours = 0;
+        tokio::spawn(quake::producer::run_live(cfg, pipeline.ingest(), Arc::new(AtomicBool::new(false)), stop.clone()));
+        Self { url, emsc, pipeline, window, stop, consumer: Some(consumer), _dir: dir }
+    }
+
+    /// Stops everything and waits for the consumer to leave its group: a Kafka consumer
+    /// dropped while the runtime shuts down can block in its close.
+    pub async fn stop(mut self) {
+        self.stop.cancel();
+        if let Some((token, task)) = self.consumer.take() {
+            token.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(15), task).await;
+        }
+    }
+
+    /// Sends one more websocket frame.
+    pub fn push(&self, frame: String) {
+        self.emsc.state.frames.lock().unwrap().push(frame);
+    }
+}
+
+impl Drop for LiveStack {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// Replay lines with their times moved so the newest revision is now.
+pub fn shifted_to_now(lines: &[String]) -> Vec<String> {
+    let newest = lines
+        .iter()
+        .filter_map(|l| match parse_frame(l) {
+            Ok(Frame::Event(_, e)) => Some(e.lastupdate_us),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0);
+    let offset = chrono::Utc::now().timestamp_micros() - newest;
+    lines.iter().map(|l| quake::producer::shifted(l, offset).unwrap_or_else(|| l.clone())).collect()
+}
+
+/// A websocket frame for a new event now, with the given values.
+pub fn frame_now(unid: &str, mag: f64, lat: f64, lon: f64, region: &str) -> String {
+    let now = quake::model::format_utc(chrono::Utc::now().timestamp_micros());
+    serde_json::json!({"action": "create", "data": {"type": "Feature", "id": unid,
+        "geometry": {"type": "Point", "coordinates": [lon, lat, -10.0]},
+        "properties": {"unid": unid, "time": now, "lastupdate": now, "lat": lat, "lon": lon, "depth": 10.0,
+            "mag": mag, "magtype": "ml", "flynn_region": region, "auth": "TEST", "evtype": "ke",
+            "source_id": "1", "source_catalog": "EMSC-RTS"}}})
+    .to_string()
 }

@@ -1,0 +1,194 @@
+//! The map page in Debian's headless Chromium over the DevTools protocol, against the whole
+//! local product in process: symbols, live arrival, filters in the URL, details, hostile
+//! region text, no request leaving localhost, and a screenshot.
+
+mod common;
+
+#[path = "common/cdp.rs"]
+mod cdp;
+
+use cdp::Browser;
+use common::*;
+use std::time::Duration;
+
+fn screenshot_dir() -> std::path::PathBuf {
+    std::env::var("QUAKE_SCREENSHOTS").map(Into::into).unwrap_or_else(|_| {
+        std::path::PathBuf::from(std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into()))
+            .join("screenshots")
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_map_in_chromium() {
+    let lines = shifted_to_now(&fixture_lines(REPLAY)[..400]);
+    let now = chrono::Utc::now().timestamp_micros();
+    let week = now - 7 * 86_400_000_000;
+    let in_week: std::collections::HashMap<String, quake::model::Event> =
+        expected_final(&lines).into_iter().filter(|(_, e)| e.time_us >= week + 60_000_000).collect();
+    let stack = LiveStack::start(lines.clone()).await;
+    // Wait until the pipeline stored everything before the page loads.
+    let expected_all = expected_final(&lines);
+    wait_for_store(stack.pipeline.store.as_ref(), &expected_all, Duration::from_secs(60)).await;
+    let b = Browser::start(1280, 800).await;
+    b.goto(&format!("{}/?window=7d", stack.url)).await;
+    b.wait_for("document.body.dataset.loaded === 'true'", Duration::from_secs(20), "the page to load").await;
+    let n = in_week.len();
+    b.wait_for(
+        &format!("document.querySelectorAll('path.quake').length === {n}"),
+        Duration::from_secs(10),
+        &format!("{n} symbols"),
+    )
+    .await;
+    b.wait_for(&format!("document.getElementById('count').textContent === '{n}'"), Duration::from_secs(2), "the count")
+        .await;
+    b.wait_for("document.getElementById('conn').dataset.state === 'live'", Duration::from_secs(10), "live").await;
+
+    // One more event: it appears without reload, within 2 s of being sent.
+    stack.push(frame_now("29991231_0000001", 5.5, 38.0, 23.7, "GREECE"));
+    let took = b
+        .wait_for(
+            "!!document.querySelector('path.quake[data-unid=\"29991231_0000001\"]')",
+            Duration::from_secs(2),
+            "the new event's symbol within 2 s",
+        )
+        .await;
+    println!("new event visible after {took:?}");
+    b.wait_for(
+        &format!("document.getElementById('count').textContent === '{}'", n + 1),
+        Duration::from_secs(2),
+        "the count",
+    )
+    .await;
+
+    // Hostile region text is shown as text and runs nothing.
+    let evil = "<img src=x onerror=alert(1)>";
+    stack.push(frame_now("29991231_0000002", 4.2, -20.0, -70.0, evil));
+    b.wait_for(
+        "!!document.querySelector('path.quake[data-unid=\"29991231_0000002\"]')",
+        Duration::from_secs(5),
+        "evil event",
+    )
+    .await;
+    b.eval("document.querySelector('path.quake[data-unid=\"29991231_0000002\"]').dispatchEvent(new MouseEvent('click', {bubbles: true})); true").await;
+    b.wait_for(
+        "!!document.querySelector('.leaflet-popup-content .details')",
+        Duration::from_secs(5),
+        "the details popup",
+    )
+    .await;
+    let popup = b.eval("document.querySelector('.leaflet-popup-content').textContent").await;
+    let popup = popup.as_str().unwrap();
+    assert!(popup.contains(evil), "region shown literally: {popup}");
+    for label in ["Origin (UTC)", "Origin (local)", "Magnitude", "Depth", "Agency", "Revised", "This event on EMSC"] {
+        assert!(popup.contains(label), "details show {label}: {popup}");
+    }
+    assert_eq!(b.eval("document.querySelectorAll('#list img, .leaflet-popup img').length").await, 0);
+    assert!(b.eval("location.search").await.as_str().unwrap().contains("sel=29991231_0000002"), "selection in the URL");
+
+    // Selecting in the list highlights on the map and vice versa.
+    b.eval("document.querySelector('#list button[data-unid=\"29991231_0000001\"]').click(); true").await;
+    b.wait_for("window.quakeMap.state.sel === '29991231_0000001'", Duration::from_secs(2), "selection from the list")
+        .await;
+    assert_eq!(
+        b.eval("window.quakeMap.quakes.get('29991231_0000001').marker.options.weight").await,
+        serde_json::json!(4),
+        "the selected symbol is highlighted"
+    );
+
+    tokio::time::sleep(Duration::from_millis(400)).await; // the popup's fade-in
+    let shot = screenshot_dir().join("map.png");
+    b.screenshot(&shot).await;
+    println!("screenshot: {}", shot.display());
+
+    // Filters change the URL and the symbols; the URL alone reproduces the view.
+    b.eval("const s = document.getElementById('minmag'); s.value = '4'; s.dispatchEvent(new Event('change')); true")
+        .await;
+    let big = in_week.values().filter(|e| e.mag.is_some_and(|m| m >= 4.0)).count() + 2;
+    b.wait_for(
+        &format!("location.search.includes('minmag=4') && document.querySelectorAll('path.quake').length === {big}"),
+        Duration::from_secs(10),
+        &format!("{big} symbols of magnitude 4 or more"),
+    )
+    .await;
+    let url = b.eval("location.href").await.as_str().unwrap().to_owned();
+    b.goto(&url).await;
+    b.wait_for("document.body.dataset.loaded === 'true'", Duration::from_secs(20), "the reload").await;
+    b.wait_for(
+        &format!("document.getElementById('minmag').value === '4' && document.querySelectorAll('path.quake').length === {big}"),
+        Duration::from_secs(10),
+        "the same view from the URL",
+    )
+    .await;
+    b.eval("const w = document.getElementById('window'); w.value = '1h'; w.dispatchEvent(new Event('change')); true")
+        .await;
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+    let hour: serde_json::Value = http
+        .get(format!("{}/api/quakes?window=1h&minmagnitude=4", stack.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let in_hour = hour["features"].as_array().unwrap().len();
+    assert!(in_hour >= 2, "the two new events are in the last hour");
+    b.wait_for(
+        &format!(
+            "location.search.includes('window=1h') && document.querySelectorAll('path.quake').length === {in_hour}"
+        ),
+        Duration::from_secs(10),
+        &format!("the last hour's {in_hour} events of magnitude 4 or more"),
+    )
+    .await;
+
+    assert!(b.dialogs.lock().unwrap().is_empty(), "no dialog opened: {:?}", b.dialogs.lock().unwrap());
+    let outside: Vec<String> = b
+        .requests
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|u| !(u.starts_with("http://127.0.0.1") || u.starts_with("data:") || u.starts_with("about:")))
+        .cloned()
+        .collect();
+    assert!(outside.is_empty(), "requests outside localhost: {outside:?}");
+    assert!(b.errors.lock().unwrap().is_empty(), "page errors: {:?}", b.errors.lock().unwrap());
+    drop(b);
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_distinct_replay_event_in_the_seven_day_view() {
+    let lines = shifted_to_now(&fixture_lines(REPLAY));
+    let expected = expected_final(&lines);
+    let stack = LiveStack::start(lines.clone()).await;
+    wait_for_store(stack.pipeline.store.as_ref(), &expected, Duration::from_secs(120)).await;
+    let now = chrono::Utc::now().timestamp_micros();
+    let in_week: Vec<&quake::model::Event> =
+        expected.values().filter(|e| e.time_us >= now - 7 * 86_400_000_000 + 60_000_000).collect();
+    // The file holds a week of revisions; events revised in it whose origin is older than the
+    // week (EMSC revises events for weeks) fall outside the 7-day view by definition.
+    println!("{} of {} distinct events have an origin time in the last 7 days", in_week.len(), expected.len());
+    assert!(in_week.len() > 2000);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let body: serde_json::Value = loop {
+        let body: serde_json::Value =
+            reqwest::get(format!("{}/api/quakes?window=7d", stack.url)).await.unwrap().json().await.unwrap();
+        if body["features"].as_array().unwrap().len() >= in_week.len() || tokio::time::Instant::now() > deadline {
+            break body;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let got: std::collections::HashSet<&str> =
+        body["features"].as_array().unwrap().iter().map(|f| f["properties"]["unid"].as_str().unwrap()).collect();
+    assert_eq!(got.len(), body["features"].as_array().unwrap().len(), "each event once");
+    for e in &in_week {
+        assert!(got.contains(e.unid.as_str()), "{} missing from the 7-day view", e.unid);
+    }
+    assert!(got.len() <= in_week.len() + 5, "only the week: {} shown for {}", got.len(), in_week.len());
+    // Each shown in its last version.
+    for f in body["features"].as_array().unwrap() {
+        let e = quake::model::parse_feature(f).unwrap();
+        assert_eq!(Some(&e), expected.get(&e.unid), "{} in its last version", e.unid);
+    }
+    stack.stop().await;
+}
