@@ -170,18 +170,12 @@ async fn quakes_index(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let now = (s.now)();
-    let q = query::parse(&pairs, now)?;
+    // Relative windows end at the next whole minute: answers (and their ETags) then stay the
+    // same for a minute unless an event changes, so caches and 304s work.
+    let anchor = (now / 60_000_000 + 1) * 60_000_000;
+    let q = query::parse(&pairs, anchor)?;
     let enc = Encoding::from_headers(&headers);
-    // Relative windows move with the clock: key them by the minute they were asked in.
-    let key = format!(
-        "{:?}|{}",
-        q,
-        if pairs.iter().any(|(k, _)| k == "window") || !pairs.iter().any(|(k, _)| k.starts_with("start")) {
-            now / 60_000_000
-        } else {
-            0
-        }
-    );
+    let key = format!("{q:?}");
     let version = s.window.version();
     let cached = {
         let mut c = s.cache.lock().expect("cache lock");
@@ -209,7 +203,7 @@ async fn quakes_index(
                     })
                     .collect()
             };
-            let (body, ctype) = render(entries, &q, now);
+            let (body, ctype) = render(entries, &q);
             let etag = format!("\"{:016x}\"", fnv(&body));
             let e = Arc::new(Encoded { etag, body: encode(&body, enc).into(), content_type: ctype });
             s.cache.lock().expect("cache lock").bodies.insert((key, enc), e.clone());
@@ -261,7 +255,7 @@ fn sort(entries: &mut [Arc<Entry>], order: OrderBy) {
     }
 }
 
-fn render(mut entries: Vec<Arc<Entry>>, q: &QuakeQuery, now: i64) -> (Vec<u8>, &'static str) {
+fn render(mut entries: Vec<Arc<Entry>>, q: &QuakeQuery) -> (Vec<u8>, &'static str) {
     sort(&mut entries, q.order);
     entries.truncate(q.window.limit);
     match q.format {
@@ -269,9 +263,8 @@ fn render(mut entries: Vec<Arc<Entry>>, q: &QuakeQuery, now: i64) -> (Vec<u8>, &
             let mut out = Vec::with_capacity(64 + entries.len() * 420);
             let _ = write!(
                 out,
-                r#"{{"type":"FeatureCollection","metadata":{{"count":{},"generated":"{}","starttime":"{}","endtime":"{}","attribution":"Data: EMSC-CSEM (CC BY 4.0)"}},"features":["#,
+                r#"{{"type":"FeatureCollection","metadata":{{"count":{},"starttime":"{}","endtime":"{}","attribution":"Data: EMSC-CSEM (CC BY 4.0)"}},"features":["#,
                 entries.len(),
-                format_utc(now),
                 format_utc(q.window.start_us),
                 format_utc(q.window.end_us)
             );
@@ -377,12 +370,10 @@ async fn stream_events(
     };
     let hello = SseEvent::default().event("hello").data(json!({ "events": s.window.len() }).to_string());
     let live = stream::unfold(rx, move |mut rx| async move {
-        loop {
-            match rx.recv().await {
-                Ok(c) => return Some((Some(c), rx)),
-                Err(RecvError::Lagged(_)) => return Some((None, rx)),
-                Err(RecvError::Closed) => return None,
-            }
+        match rx.recv().await {
+            Ok(c) => Some((Some(c), rx)),
+            Err(RecvError::Lagged(_)) => Some((None, rx)),
+            Err(RecvError::Closed) => None,
         }
     })
     .filter_map(move |c| {

@@ -228,7 +228,7 @@ pub async fn follow(
             }
             Err(e) => {
                 failures += 1;
-                if failures == 1 || failures % 60 == 0 {
+                if failures == 1 || failures.is_multiple_of(60) {
                     tracing::warn!(error = %e, "Change feed read failed; retrying.");
                 }
             }
