@@ -8,7 +8,7 @@ NOIDA_VERSION := 0.2.3
 NOIDA        := $(CACHE)/noida/bin/noida-db
 SHARED       ?= $(abspath ../shared)
 
-.PHONY: run test bench deps sysdeps venv noida web lint clean
+.PHONY: run test bench benchdeps deps sysdeps venv noida web browser lint clean
 
 ## run: the live map (for now: the ingest pipeline) on embedded defaults
 run: sysdeps web
@@ -19,8 +19,13 @@ test: deps
 	@bash scripts/test.sh
 
 ## bench: throughput and memory numbers, printed
-bench: deps
+bench: deps benchdeps
 	@bash scripts/bench.sh
+
+## benchdeps: the reference server and load generator of `make bench`
+benchdeps:
+	@command -v wrk >/dev/null && { command -v nginx >/dev/null || test -x /usr/sbin/nginx; } \
+	  || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk nginx-light; }
 
 deps: sysdeps venv noida web browser
 

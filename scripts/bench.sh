@@ -7,3 +7,6 @@ export QUAKE_MOTO_SERVER="${QUAKE_MOTO_SERVER:-$CACHE/venv/bin/moto_server}"
 export QUAKE_SHARED="${QUAKE_SHARED:-$(cd .. && pwd)/shared}"
 cargo build --release -p quake --bin quake
 cargo bench -p quake --bench ingest
+# 10,000 SSE clients and the server each need that many descriptors.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+cargo bench -p quake --bench web

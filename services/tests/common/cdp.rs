@@ -22,6 +22,8 @@ pub struct Browser {
     pub dialogs: Arc<Mutex<Vec<String>>>,
     /// Console errors and uncaught exceptions.
     pub errors: Arc<Mutex<Vec<String>>>,
+    /// Bytes received over the network (compressed, headers included), for page weight.
+    pub received: Arc<Mutex<f64>>,
 }
 
 impl Browser {
@@ -78,6 +80,7 @@ impl Browser {
         let requests: Arc<Mutex<Vec<String>>> = Arc::default();
         let dialogs: Arc<Mutex<Vec<String>>> = Arc::default();
         let errors: Arc<Mutex<Vec<String>>> = Arc::default();
+        let received: Arc<Mutex<f64>> = Arc::default();
         let p = pending.clone();
         tokio::spawn(async move {
             let mut id = 0u64;
@@ -90,7 +93,8 @@ impl Browser {
                 }
             }
         });
-        let (p, r, d, e) = (pending.clone(), requests.clone(), dialogs.clone(), errors.clone());
+        let (p, r, d, e, bytes) =
+            (pending.clone(), requests.clone(), dialogs.clone(), errors.clone(), received.clone());
         let tx2 = tx.clone();
         tokio::spawn(async move {
             while let Some(Ok(Message::Text(t))) = stream.next().await {
@@ -112,6 +116,9 @@ impl Browser {
                         let _ = tx2
                             .send((json!({"method": "Page.handleJavaScriptDialog", "params": {"accept": false}}), ack));
                     }
+                    Some("Network.loadingFinished") => {
+                        *bytes.lock().unwrap() += v["params"]["encodedDataLength"].as_f64().unwrap_or(0.0)
+                    }
                     Some("Runtime.exceptionThrown") => {
                         e.lock().unwrap().push(v["params"]["exceptionDetails"].to_string())
                     }
@@ -119,7 +126,7 @@ impl Browser {
                 }
             }
         });
-        let b = Self { child, _profile: profile, tx, requests, dialogs, errors };
+        let b = Self { child, _profile: profile, tx, requests, dialogs, errors, received };
         for m in ["Page.enable", "Network.enable", "Runtime.enable"] {
             b.call(m, json!({})).await;
         }
