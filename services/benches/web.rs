@@ -217,11 +217,12 @@ http {{ access_log off; client_body_temp_path {d}; proxy_temp_path {d}; fastcgi_
     }
 
     // --- 2. websocket frame -> SSE frame, 1000 events ---------------------------------------
-    println!("== local mode end to end: websocket frame sent -> SSE frame received, 1000 events");
+    let events: usize = std::env::var("BENCH_E2E_EVENTS").ok().and_then(|s| s.parse().ok()).unwrap_or(1000);
+    println!("== local mode end to end: websocket frame sent -> SSE frame received, {events} events");
     let mut rx = sse_client(port).await.unwrap();
     while rx.recv().await.unwrap().0 != "hello" {}
-    let mut lat = Vec::with_capacity(1000);
-    for i in 0..1000 {
+    let mut lat = Vec::with_capacity(events);
+    for i in 0..events {
         let unid = format!("29990101_{i:07}");
         let start = Instant::now();
         tx.send(frame_now(&unid)).unwrap();

@@ -107,6 +107,9 @@ pub async fn run(
         .set("topic.metadata.refresh.interval.ms", "10000")
         // Bounded prefetch: the default (64 MB) alone would exceed the consumer's memory target.
         .set("queued.max.messages.kbytes", "8192")
+        // A new event should reach the map in well under a second; the broker answers a fetch
+        // as soon as data is there, this bounds the wait where it does not (the mock cluster).
+        .set("fetch.wait.max.ms", "100")
         .create_with_context(ctx)?;
     consumer.subscribe(&[&cfg.topic])?;
     tracing::info!(topic = %cfg.topic, group = %cfg.group, "Consumer subscribed.");

@@ -57,14 +57,7 @@ async fn replay_into_dynamodb_on_moto_through_mock_cluster() {
 /// it fails, unless QUAKE_SKIP_BROKER_TIER=1 says so on purpose.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_into_embedded_store_through_noida_broker() {
-    let Ok(brokers) = std::env::var("QUAKE_TEST_KAFKA") else {
-        assert_eq!(
-            std::env::var("QUAKE_SKIP_BROKER_TIER").as_deref(),
-            Ok("1"),
-            "QUAKE_TEST_KAFKA is not set: run through `make test`, or set QUAKE_SKIP_BROKER_TIER=1"
-        );
-        return;
-    };
+    let Some(brokers) = real_broker() else { return };
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(SqliteStore::open(&dir.path().join("q.sqlite")).unwrap());
     replay_through(&Pipeline::real(&brokers, store)).await;

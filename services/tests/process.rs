@@ -86,14 +86,7 @@ async fn local_mode_replays_into_sqlite_and_stops_on_sigterm() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn producer_and_consumer_processes_with_real_broker_and_dynamodb() {
-    let Ok(brokers) = std::env::var("QUAKE_TEST_KAFKA") else {
-        assert_eq!(
-            std::env::var("QUAKE_SKIP_BROKER_TIER").as_deref(),
-            Ok("1"),
-            "QUAKE_TEST_KAFKA is not set: run through `make test`, or set QUAKE_SKIP_BROKER_TIER=1"
-        );
-        return;
-    };
+    let Some(brokers) = real_broker() else { return };
     let moto = Moto::start().await;
     let topic = unique("quakes");
     let expected = expected_final(&fixture_lines(REPLAY));

@@ -1,7 +1,6 @@
 //! The web server's in-memory window of recent events, kept current from the store's change
 //! feed, so a page view costs no database read; every applied change becomes an SSE event.
 
-use crate::model::Event;
 use crate::store::{Store, Stored, WindowQuery};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, RwLock};
@@ -239,9 +238,4 @@ pub async fn follow(
             _ = tokio::time::sleep(every) => { window.prune(now()); }
         }
     }
-}
-
-/// Just the events of a list of entries (for tests and CSV).
-pub fn events(entries: &[Arc<Entry>]) -> Vec<&Event> {
-    entries.iter().map(|e| &e.stored.event).collect()
 }

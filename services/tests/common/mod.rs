@@ -69,6 +69,22 @@ pub fn stamped(lines: &[String]) -> Vec<Envelope> {
         .collect()
 }
 
+/// The real broker `make test` starts (QUAKE_TEST_KAFKA). Without it a test fails, unless
+/// QUAKE_SKIP_BROKER_TIER=1 says the tier is skipped on purpose.
+pub fn real_broker() -> Option<String> {
+    match std::env::var("QUAKE_TEST_KAFKA") {
+        Ok(b) => Some(b),
+        Err(_) => {
+            assert_eq!(
+                std::env::var("QUAKE_SKIP_BROKER_TIER").as_deref(),
+                Ok("1"),
+                "QUAKE_TEST_KAFKA is not set: run through `make test`, or set QUAKE_SKIP_BROKER_TIER=1"
+            );
+            None
+        }
+    }
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
