@@ -154,13 +154,16 @@ async fn serve_web(
     if !o.assets.join("index.html").exists() {
         tracing::warn!(path = %o.assets.display(), "No map page there: run `make run` (it installs the page's libraries) or set QUAKE_ASSETS.");
     }
-    let mut state = WebState::new(window, store, o.assets.clone());
+    let mut state = WebState::new(window.clone(), store, o.assets.clone());
     if !o.tiles_url.is_empty() {
         state.page_config = serde_json::json!({ "tiles": o.tiles_url, "tiles_attribution": o.tiles_attribution });
     }
     let app = web::app(state, ops_state);
+    let listener =
+        tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen} (is it in use?)"))?;
     tracing::info!(url = %format!("http://{listen}/"), "Live map and API listening.");
-    serve(listen, app, shutdown).await
+    tokio::spawn(web::serve(listener, app, window, shutdown));
+    Ok(())
 }
 
 async fn run_all(a: RunArgs) -> anyhow::Result<()> {

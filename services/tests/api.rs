@@ -227,8 +227,12 @@ async fn etag_304_cache_headers_and_compression() {
 }
 
 /// Reads SSE frames `(event, id, data)` from a real connection.
-async fn sse(url: &str, last_id: Option<&str>) -> impl futures_util::Stream<Item = (String, String, String)> {
-    let mut req = reqwest::Client::new().get(url);
+async fn sse(
+    client: &reqwest::Client,
+    url: &str,
+    last_id: Option<&str>,
+) -> impl futures_util::Stream<Item = (String, String, String)> {
+    let mut req = client.get(url);
     if let Some(id) = last_id {
         req = req.header("last-event-id", id);
     }
@@ -264,15 +268,34 @@ async fn sse(url: &str, last_id: Option<&str>) -> impl futures_util::Stream<Item
     })
 }
 
+/// Both ways a stream is served: a connection that opens with it (the lean writer) and a
+/// keep-alive connection that served another request first (the general HTTP path).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sse_pushes_changes_and_resumes_with_last_event_id() {
+    for warm in [false, true] {
+        sse_case(warm).await;
+    }
+}
+
+async fn sse_case(warm: bool) {
     let mut f = Fixture::new().await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/api/stream", listener.local_addr().unwrap());
-    let router = f.router();
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-
-    let mut s = Box::pin(sse(&url, None).await);
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let url = format!("{base}/api/stream");
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(quake::web::serve(listener, f.router(), f.window.clone(), stop.clone()));
+    let client = reqwest::Client::builder().pool_max_idle_per_host(1).build().unwrap();
+    let warm_up = |c: reqwest::Client| {
+        let base = base.clone();
+        async move {
+            if warm {
+                let r = c.get(format!("{base}/healthz")).send().await.unwrap();
+                assert_eq!(r.text().await.unwrap(), "ok\n");
+            }
+        }
+    };
+    warm_up(client.clone()).await;
+    let mut s = Box::pin(sse(&client, &url, None).await);
     let (ev0, _, _) = s.next().await.unwrap();
     assert_eq!(ev0, "hello");
     f.write(ev("G", 0.1, Some(3.0), 1.0, 1.0, "FIRST")).await;
@@ -291,7 +314,9 @@ async fn sse_pushes_changes_and_resumes_with_last_event_id() {
     // Missed while away: two more; a reconnect with the last id it saw gets exactly those.
     f.write(ev("H", 0.1, Some(2.2), 2.0, 2.0, "MISSED ONE")).await;
     f.write(ev("I", 0.1, Some(2.3), 3.0, 3.0, "MISSED TWO")).await;
-    let mut s = Box::pin(sse(&url, Some(&id2)).await);
+    let client = reqwest::Client::builder().pool_max_idle_per_host(1).build().unwrap();
+    warm_up(client.clone()).await;
+    let mut s = Box::pin(sse(&client, &url, Some(&id2)).await);
     let mut got = Vec::new();
     while got.len() < 3 {
         let (e, _, d) = tokio::time::timeout(Duration::from_secs(2), s.next()).await.unwrap().unwrap();
@@ -304,6 +329,7 @@ async fn sse_pushes_changes_and_resumes_with_last_event_id() {
     let (e, _, d) = tokio::time::timeout(Duration::from_secs(2), s.next()).await.unwrap().unwrap();
     assert_eq!(e, "created");
     assert!(d.contains("LIVE AGAIN"), "{d}");
+    stop.cancel();
 }
 
 #[tokio::test]

@@ -339,36 +339,50 @@ async fn quakes_show(
     Ok(respond(&e, enc, &headers, "public, max-age=30"))
 }
 
-fn sse_event(c: &Change) -> SseEvent {
-    SseEvent::default().id(c.id.to_string()).event(c.kind).data(&*c.feature)
+/// One frame of the event stream, whichever server path writes it.
+pub enum StreamFrame {
+    Hello(usize),
+    Change(Change),
+    /// The client missed more than is held: reload the list.
+    Reset,
 }
 
-/// `GET /api/stream`: `created` and `updated` events with the change-feed position as id. A
-/// reconnecting browser sends `Last-Event-ID` and first gets what it missed; a client that fell
-/// too far behind gets `reset` (reload the list) instead of holding anyone up.
-async fn stream_events(
-    State(s): State<WebState>,
-    headers: HeaderMap,
-    Query(params): Query<HashMap<String, String>>,
-) -> impl IntoResponse {
-    let last: Option<i64> = headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .or(params.get("lastEventId").map(String::as_str))
-        .and_then(|v| v.trim().parse().ok());
+impl StreamFrame {
+    fn to_sse(&self) -> SseEvent {
+        match self {
+            Self::Hello(n) => SseEvent::default().event("hello").data(json!({ "events": n }).to_string()),
+            Self::Change(c) => SseEvent::default().id(c.id.to_string()).event(c.kind).data(&*c.feature),
+            Self::Reset => SseEvent::default().event("reset").data("reload"),
+        }
+    }
+
+    /// The same frame in the text/event-stream wire format.
+    pub fn to_wire(&self) -> String {
+        match self {
+            Self::Hello(n) => format!("event: hello\ndata: {}\n\n", json!({ "events": n })),
+            // Features are single-line JSON, so one data line carries them.
+            Self::Change(c) => format!("id: {}\nevent: {}\ndata: {}\n\n", c.id, c.kind, c.feature),
+            Self::Reset => "event: reset\ndata: reload\n\n".to_owned(),
+        }
+    }
+}
+
+/// What a client gets: `hello`, then what it missed since `last` (or `reset`), then every
+/// change as it happens; a client that falls behind the bounded buffer gets `reset`.
+pub fn stream_frames(window: &Window, last: Option<i64>) -> impl Stream<Item = StreamFrame> + Send + 'static {
     // Subscribe before reading the backlog so nothing falls between the two.
-    let rx = s.window.subscribe();
-    let (backlog, mut high): (Vec<SseEvent>, i64) = match last {
-        None => (Vec::new(), s.window.cursor()),
-        Some(id) => match s.window.since(id) {
+    let rx = window.subscribe();
+    let (backlog, mut high): (Vec<StreamFrame>, i64) = match last {
+        None => (Vec::new(), window.cursor()),
+        Some(id) => match window.since(id) {
             Some(missed) => {
                 let high = missed.last().map_or(id, |c| c.id);
-                (missed.iter().map(sse_event).collect(), high)
+                (missed.into_iter().map(StreamFrame::Change).collect(), high)
             }
-            None => (vec![SseEvent::default().event("reset").data("reload")], s.window.cursor()),
+            None => (vec![StreamFrame::Reset], window.cursor()),
         },
     };
-    let hello = SseEvent::default().event("hello").data(json!({ "events": s.window.len() }).to_string());
+    let hello = StreamFrame::Hello(window.len());
     let live = stream::unfold(rx, move |mut rx| async move {
         match rx.recv().await {
             Ok(c) => Some((Some(c), rx)),
@@ -381,18 +395,195 @@ async fn stream_events(
             Some(c) if c.id <= high => None, // already sent from the backlog
             Some(c) => {
                 high = high.max(c.id);
-                Some(sse_event(&c))
+                Some(StreamFrame::Change(c))
             }
-            None => Some(SseEvent::default().event("reset").data("reload")),
+            None => Some(StreamFrame::Reset),
         };
         async move { out }
     });
+    stream::iter(std::iter::once(hello).chain(backlog)).chain(live)
+}
+
+/// `Last-Event-ID` (header) or `lastEventId` (query, for a first connect that resumes).
+fn last_event_id(header: Option<&str>, query: Option<&str>) -> Option<i64> {
+    header.or(query).and_then(|v| v.trim().parse().ok())
+}
+
+/// `GET /api/stream` over a general HTTP connection (a keep-alive connection that served other
+/// requests first); connections that open with this request take the lean path in [`serve`].
+async fn stream_events(
+    State(s): State<WebState>,
+    headers: HeaderMap,
+    Query(params): Query<HashMap<String, String>>,
+) -> impl IntoResponse {
+    let last = last_event_id(
+        headers.get("last-event-id").and_then(|v| v.to_str().ok()),
+        params.get("lastEventId").map(String::as_str),
+    );
     let all: std::pin::Pin<Box<dyn Stream<Item = Result<SseEvent, Infallible>> + Send>> =
-        Box::pin(stream::iter(std::iter::once(hello).chain(backlog)).chain(live).map(Ok));
+        Box::pin(stream_frames(&s.window, last).map(|f| Ok(f.to_sse())));
     (
         [(header::CACHE_CONTROL, "no-cache"), (header::HeaderName::from_static("x-accel-buffering"), "no")],
         Sse::new(all).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))),
     )
+}
+
+/// Serves `app` on `listener` until `shutdown`. A connection whose first request is
+/// `GET /api/stream` is answered by a small writer of its own instead of a general HTTP/1
+/// connection: a browser holds that connection open for hours, and the general one keeps about
+/// 30 kB of buffers per client, which 10,000 clients turn into hundreds of megabytes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    window: Arc<Window>,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> std::io::Result<()> {
+    loop {
+        let (tcp, _) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                // Out of descriptors and the like: wait a moment rather than spin.
+                Err(e) => {
+                    tracing::warn!(error = %e, "Accept failed.");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => return Ok(()),
+        };
+        let (app, window, shutdown) = (app.clone(), window.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            if opens_with_stream(&tcp).await {
+                lean::serve_stream(tcp, &window, &shutdown).await;
+            } else {
+                serve_http(tcp, app, &shutdown).await;
+            }
+        });
+    }
+}
+
+/// Peeks at the first bytes without consuming them.
+async fn opens_with_stream(tcp: &tokio::net::TcpStream) -> bool {
+    const WANT: &[u8] = b"GET /api/stream";
+    let mut buf = [0u8; 16];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let n = match tokio::time::timeout_at(deadline, tcp.peek(&mut buf)).await {
+            Ok(Ok(n)) => n,
+            _ => return false,
+        };
+        if n == 0 {
+            return false;
+        }
+        let k = n.min(WANT.len());
+        if buf[..k] != WANT[..k] {
+            return false;
+        }
+        if n > WANT.len() {
+            return matches!(buf[WANT.len()], b' ' | b'?');
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+async fn serve_http(tcp: tokio::net::TcpStream, app: Router, shutdown: &tokio_util::sync::CancellationToken) {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let service = hyper_util::service::TowerToHyperService::new(app);
+    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(tcp), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+}
+
+mod lean {
+    //! The event stream written straight to the socket: read the request head, answer, then
+    //! one `write_all` per frame; a few kB per client instead of a full HTTP connection.
+
+    use super::{last_event_id, stream_frames, Window};
+    use futures_util::StreamExt;
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_util::sync::CancellationToken;
+
+    const HEAD_MAX: usize = 8192;
+
+    /// The `Last-Event-ID` header or `lastEventId` query parameter of a request head.
+    pub(super) fn parse_head(head: &str) -> Option<i64> {
+        let mut lines = head.split("\r\n");
+        let target = lines.next()?.split(' ').nth(1)?;
+        let query = target
+            .split_once('?')
+            .map(|(_, q)| q)
+            .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("lastEventId=")).map(str::to_owned));
+        let header = lines.find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim().eq_ignore_ascii_case("last-event-id").then(|| v.trim().to_owned())
+        });
+        last_event_id(header.as_deref(), query.as_deref())
+    }
+
+    pub(super) async fn serve_stream(mut tcp: tokio::net::TcpStream, window: &Window, shutdown: &CancellationToken) {
+        let last = {
+            let mut head = Vec::with_capacity(1024);
+            let mut chunk = [0u8; 1024];
+            loop {
+                let n = match tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut chunk)).await {
+                    Ok(Ok(n)) if n > 0 => n,
+                    _ => return,
+                };
+                head.extend_from_slice(&chunk[..n]);
+                if head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    break;
+                }
+                if head.len() > HEAD_MAX {
+                    let _ = tcp.write_all(b"HTTP/1.1 431 Request Header Fields Too Large\r\nconnection: close\r\ncontent-length: 0\r\n\r\n").await;
+                    return;
+                }
+            }
+            parse_head(&String::from_utf8_lossy(&head))
+        };
+        let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n\
+                    x-accel-buffering: no\r\nconnection: close\r\n\r\n";
+        if tcp.write_all(head.as_bytes()).await.is_err() {
+            return;
+        }
+        let frames = stream_frames(window, last);
+        tokio::pin!(frames);
+        let (mut rd, mut wr) = tcp.split();
+        let mut ping = tokio::time::interval(Duration::from_secs(15));
+        ping.tick().await;
+        let mut sink = [0u8; 64];
+        loop {
+            tokio::select! {
+                f = frames.next() => match f {
+                    Some(f) => if wr.write_all(f.to_wire().as_bytes()).await.is_err() { return },
+                    None => return,
+                },
+                _ = ping.tick() => if wr.write_all(b": keep-alive\n\n").await.is_err() { return },
+                // The client sends nothing more; a read that ends means it went away.
+                r = rd.read(&mut sink) => if !matches!(r, Ok(n) if n > 0) { return },
+                _ = shutdown.cancelled() => return,
+            }
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn last_event_id_from_header_or_query() {
+            let h = "GET /api/stream HTTP/1.1\r\nHost: x\r\nLast-Event-ID: 42\r\n\r\n";
+            assert_eq!(super::parse_head(h), Some(42));
+            assert_eq!(super::parse_head("GET /api/stream?lastEventId=7 HTTP/1.1\r\n\r\n"), Some(7));
+            assert_eq!(super::parse_head("GET /api/stream HTTP/1.1\r\n\r\n"), None);
+            assert_eq!(super::parse_head("garbage"), None);
+        }
+    }
 }
 
 #[cfg(test)]

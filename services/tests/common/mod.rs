@@ -390,10 +390,7 @@ impl LiveStack {
         );
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let s3 = stop.clone();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).with_graceful_shutdown(s3.cancelled_owned()).await;
-        });
+        tokio::spawn(quake::web::serve(listener, app, window.clone(), stop.clone()));
         let emsc = FakeEmsc::start(frames).await;
         let mut cfg = quake::producer::LiveConfig::new(&emsc.ws_url, &emsc.fdsn_url);
         cfg.backfill_hours = 0;
