@@ -64,7 +64,11 @@ impl Metrics {
             "Websocket frames, FDSN features and replay lines read",
             m.frames_received.clone(),
         );
-        r.register("events_produced", "Events acknowledged by Kafka", m.events_produced.clone());
+        r.register(
+            "events_produced",
+            "Messages acknowledged by Kafka (events and dead letters)",
+            m.events_produced.clone(),
+        );
         r.register("produce_retries", "Kafka deliveries that failed and were sent again", m.produce_retries.clone());
         r.register(
             "events_written",

@@ -76,7 +76,7 @@ impl Ingest {
     async fn event(&self, source: &str, action: Action, event: Event) -> Result<(), PublishError> {
         self.watermark.fetch_max(event.lastupdate_us, Ordering::Relaxed);
         let env = Envelope { action, arrival: self.arrival(), source: source.to_owned(), event };
-        tracing::debug!(unid = %env.event.unid, source, hop = "produce", "Event published.");
+        tracing::info!(unid = %env.event.unid, source, hop = "produce", "Event published.");
         self.publisher.publish(&env).await
     }
 }

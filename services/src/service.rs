@@ -202,7 +202,11 @@ async fn run_all(a: RunArgs) -> anyhow::Result<()> {
     ));
     let state = OpsState {
         metrics,
-        checks: vec![("source", source_ready), ("partitions assigned", assigned)],
+        checks: vec![
+            ("source", source_ready),
+            ("partitions assigned", assigned),
+            ("window loaded", window.loaded_flag()),
+        ],
         store: Some(store.clone()),
     };
     serve_web(a.common.listen, &a.web, window, store, state, shutdown.clone()).await?;
@@ -271,7 +275,11 @@ async fn run_web(a: WebArgs) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let store = open_store(&a.store).await?;
     let window = start_window(&a.web, store.clone(), Arc::new(tokio::sync::Notify::new()), shutdown.clone());
-    let state = OpsState { metrics: Metrics::new(), checks: vec![], store: Some(store.clone()) };
+    let state = OpsState {
+        metrics: Metrics::new(),
+        checks: vec![("window loaded", window.loaded_flag())],
+        store: Some(store.clone()),
+    };
     serve_web(a.common.listen, &a.web, window, store, state, shutdown.clone()).await?;
     shutdown_signal().await;
     shutdown.cancel();

@@ -43,6 +43,8 @@ pub struct Window {
     max_events: usize,
     replay_capacity: usize,
     tx: broadcast::Sender<Change>,
+    /// True once the first page of the change feed is in: `/readyz` waits for it.
+    loaded_flag: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Window {
@@ -62,6 +64,7 @@ impl Window {
             max_events,
             replay_capacity: 10_000,
             tx,
+            loaded_flag: Arc::default(),
         }
     }
 
@@ -75,6 +78,11 @@ impl Window {
 
     pub fn loaded(&self) -> bool {
         self.inner.read().expect("window lock").loaded
+    }
+
+    /// The flag behind [`Window::loaded`], for readiness checks.
+    pub fn loaded_flag(&self) -> Arc<std::sync::atomic::AtomicBool> {
+        self.loaded_flag.clone()
     }
 
     pub fn len(&self) -> usize {
@@ -146,6 +154,7 @@ impl Window {
             }
             g.loaded = true;
         }
+        self.loaded_flag.store(true, std::sync::atomic::Ordering::Relaxed);
         for c in &changes {
             // No receivers is fine: nobody is watching.
             let _ = self.tx.send(c.clone());
