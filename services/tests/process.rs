@@ -125,3 +125,59 @@ async fn producer_without_brokers_says_what_to_do() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--kafka-brokers") && err.contains("quake run"), "{err}");
 }
+
+/// The production web server: `quake web` following DynamoDB (on moto) written by someone else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn web_process_follows_dynamodb() {
+    use quake::model::{parse_frame, Envelope, Frame};
+    use quake::store::Store;
+    let moto = Moto::start().await;
+    let store = DynamoStore::new(moto.dynamodb(), "quakes");
+    store.ensure_table().await.unwrap();
+    let lines = shifted_to_now(&fixture_lines(REPLAY)[..200]);
+    let envs: Vec<Envelope> = stamped(&lines);
+    for r in store.upsert_batch(&envs).await {
+        r.unwrap();
+    }
+    let port = free_port();
+    let p = Proc::spawn(
+        quake()
+            .args(["web", "--listen", &format!("127.0.0.1:{port}"), "--feed-poll-ms", "200"])
+            .env("DYNAMODB_TABLE", "quakes")
+            .env("AWS_ENDPOINT_URL", &moto.url)
+            .env("AWS_REGION", "eu-central-1")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("QUAKE_ASSETS", assets_dir()),
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while reqwest::get(format!("{base}/readyz")).await.map(|r| r.status().as_u16()).unwrap_or(0) != 200 {
+        assert!(tokio::time::Instant::now() < deadline, "quake web never became ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let expected = expected_final(&lines);
+    let now = chrono::Utc::now().timestamp_micros();
+    let in_month = expected.values().filter(|e| e.time_us >= now - 30 * 86_400_000_000 + 60_000_000).count();
+    let body: serde_json::Value =
+        reqwest::get(format!("{base}/api/quakes?window=30d")).await.unwrap().json().await.unwrap();
+    assert_eq!(body["features"].as_array().unwrap().len(), in_month, "the window loaded from DynamoDB's change feed");
+
+    // A write by another process shows up on the stream within the poll period.
+    let mut stream = reqwest::get(format!("{base}/api/stream")).await.unwrap();
+    let Ok(Frame::Event(action, event)) = parse_frame(&frame_now("29990909_0000001", 4.4, 1.0, 2.0, "FROM DYNAMODB"))
+    else {
+        panic!()
+    };
+    let written = tokio::time::Instant::now();
+    store.upsert(&Envelope { action, arrival: i64::MAX / 2, source: "t".into(), event }).await.unwrap();
+    let mut seen = String::new();
+    while !seen.contains("FROM DYNAMODB") {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), stream.chunk()).await.expect("SSE within 10 s");
+        seen.push_str(&String::from_utf8_lossy(&chunk.unwrap().expect("stream open")));
+    }
+    println!("DynamoDB write -> SSE frame in {:?}", written.elapsed());
+    assert!(written.elapsed() < Duration::from_secs(3));
+    let st = tokio::task::spawn_blocking(move || p.terminate(Duration::from_secs(10))).await.unwrap();
+    assert!(st.success(), "clean exit: {st:?}");
+}
