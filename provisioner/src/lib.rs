@@ -1,0 +1,8 @@
+//! The provisioner: declarative TOML stacks reconciled against AWS. This part: the stack model,
+//! the resource-kind declarations, and validation, JSON Schema and docs derived from them.
+
+pub mod diag;
+pub mod docs;
+pub mod kinds;
+pub mod schema;
+pub mod stack;

@@ -1,0 +1,145 @@
+//! How a resource kind is declared: its fields (type, required, default, whether a change is made
+//! in place or forces replacement) and outputs. Validation, `schema` and `docs` are all derived
+//! from these declarations; the engine never names a kind.
+
+use crate::diag::Diags;
+use crate::stack::{Resource, Stack};
+use serde_json::{json, Value};
+
+/// The type of a field, as written in a stack file.
+#[derive(Debug, Clone, Copy)]
+pub enum FieldType {
+    String,
+    Bool,
+    /// An integer within bounds (inclusive).
+    Int {
+        min: i64,
+        max: i64,
+    },
+    /// An IPv4 network, `10.0.0.0/16`, without host bits.
+    Cidr,
+    /// One of these strings.
+    Enum(&'static [&'static str]),
+    /// A reference `kind.name` to a resource of one of these kinds, which must exist first.
+    Ref(&'static [&'static str]),
+    /// A reference that does not order creation (a security-group rule naming another group,
+    /// or its own: the rule is applied once both exist, so groups may refer to each other).
+    Peer(&'static [&'static str]),
+    List(&'static FieldType),
+    /// A table with these fields (for example a security-group rule).
+    Table(&'static [Field]),
+    /// A table of string to string (tags).
+    StringMap,
+}
+
+/// What changing a field does to the live resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Update {
+    InPlace,
+    /// The resource is destroyed and created again.
+    Replace,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Field {
+    pub name: &'static str,
+    pub ty: FieldType,
+    pub required: bool,
+    /// The default, as TOML, for docs and schema (`None`: no default).
+    pub default: Option<&'static str>,
+    pub update: Update,
+    pub doc: &'static str,
+}
+
+impl Field {
+    /// A required field.
+    pub const fn required(name: &'static str, ty: FieldType, update: Update, doc: &'static str) -> Self {
+        Self { name, ty, required: true, default: None, update, doc }
+    }
+
+    /// An optional field, with its default when it has one.
+    pub const fn optional(
+        name: &'static str,
+        ty: FieldType,
+        default: Option<&'static str>,
+        update: Update,
+        doc: &'static str,
+    ) -> Self {
+        Self { name, ty, required: false, default, update, doc }
+    }
+}
+
+/// A resource kind: the one declaration everything else reads.
+pub struct Kind {
+    /// The TOML table name: `[vpc.main]`.
+    pub name: &'static str,
+    pub doc: &'static str,
+    pub fields: &'static [Field],
+    /// Attributes known only once the resource exists (`id`, `arn`, ...).
+    pub outputs: &'static [(&'static str, &'static str)],
+    /// Checks that need more than one field or resource (a subnet inside its VPC, ...).
+    pub check: fn(&Resource, &Stack, &mut Diags),
+}
+
+impl std::fmt::Debug for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name)
+    }
+}
+
+/// The default for `check` when a kind needs none.
+pub fn no_check(_: &Resource, _: &Stack, _: &mut Diags) {}
+
+impl FieldType {
+    /// How the type reads in messages and docs.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::String => "string".into(),
+            Self::Bool => "boolean".into(),
+            Self::Int { min, max } => format!("integer from {min} to {max}"),
+            Self::Cidr => "IPv4 CIDR such as \"10.0.0.0/16\"".into(),
+            Self::Enum(v) => format!("one of {}", v.iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(", ")),
+            Self::Ref(kinds) | Self::Peer(kinds) => format!("reference \"{}.<name>\"", kinds.join("|")),
+            Self::List(t) => format!("array of {}", t.describe()),
+            Self::Table(_) => "table".into(),
+            Self::StringMap => "table of strings".into(),
+        }
+    }
+
+    /// JSON Schema of the type.
+    pub fn json_schema(&self) -> Value {
+        match self {
+            Self::String => json!({"type": "string"}),
+            Self::Bool => json!({"type": "boolean"}),
+            Self::Int { min, max } => json!({"type": "integer", "minimum": min, "maximum": max}),
+            Self::Cidr => {
+                json!({"type": "string", "pattern": r"^(\d{1,3}\.){3}\d{1,3}/\d{1,2}$|^\$\{var\.[A-Za-z0-9_]+\}$"})
+            }
+            Self::Enum(v) => json!({"type": "string", "enum": v}),
+            Self::Ref(kinds) | Self::Peer(kinds) => {
+                let alts = kinds.join("|");
+                json!({"type": "string", "pattern": format!(r"^({alts})\.[A-Za-z0-9_-]+$")})
+            }
+            Self::List(t) => json!({"type": "array", "items": t.json_schema()}),
+            Self::Table(fields) => fields_schema(fields),
+            Self::StringMap => json!({"type": "object", "additionalProperties": {"type": "string"}}),
+        }
+    }
+}
+
+/// JSON Schema of a table with these fields.
+pub fn fields_schema(fields: &[Field]) -> Value {
+    let mut props = serde_json::Map::new();
+    for f in fields {
+        let mut s = f.ty.json_schema();
+        s["description"] = json!(f.doc);
+        if let Some(d) = f.default {
+            if let Ok(v) = d.parse::<toml_edit::Value>() {
+                s["default"] = crate::stack::toml_to_json(&v);
+            }
+        }
+        props.insert(f.name.to_owned(), s);
+    }
+    let required: Vec<&str> = fields.iter().filter(|f| f.required).map(|f| f.name).collect();
+    json!({"type": "object", "properties": props, "required": required, "additionalProperties": false})
+}

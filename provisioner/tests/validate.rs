@@ -1,0 +1,382 @@
+//! Stack validation: the real stacks pass; a corpus of broken stacks (each problem kind of the
+//! issue) and thousands of random mutations give located diagnostics and never a panic; the
+//! CLI's exit codes, rendering, variables, schema, docs and completions.
+
+use provisioner::stack::load;
+use std::collections::BTreeMap;
+use std::process::Command;
+
+fn prod() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../stacks/prod.toml")).unwrap()
+}
+
+fn no_vars() -> BTreeMap<String, String> {
+    BTreeMap::new()
+}
+
+#[test]
+fn the_real_stacks_are_valid() {
+    for f in ["prod.toml", "local.toml"] {
+        let path = format!("{}/../stacks/{f}", env!("CARGO_MANIFEST_DIR"));
+        let src = std::fs::read_to_string(&path).unwrap();
+        let s = load(f, &src, &no_vars()).unwrap_or_else(|d| panic!("{f}: {:?}", d.items));
+        assert!(s.resources.len() >= 10, "{f}");
+    }
+}
+
+/// (what is broken, text to find in prod.toml, its replacement, the diagnostic code expected)
+const CORPUS: &[(&str, &str, &str, &str)] = &[
+    ("syntax: unclosed string", "cidr = \"10.0.0.0/16\"", "cidr = \"10.0.0.0/16", "syntax"),
+    (
+        "syntax: missing value",
+        "az = \"a\"\npublic_ip_on_launch = true\n\n[subnet.public_b]",
+        "az = \n\n[subnet.public_b]",
+        "syntax",
+    ),
+    ("syntax: duplicate table", "[subnet.web_b]", "[subnet.web_a]", "syntax"),
+    ("syntax: duplicate key", "cidr = \"10.0.0.0/16\"", "cidr = \"10.0.0.0/16\"\ncidr = \"10.1.0.0/16\"", "syntax"),
+    ("unknown kind", "[vpc_endpoint.s3]", "[vpc_endpont.s3]", "unknown-kind"),
+    ("unknown kind: typo vpc", "[vpc.main]", "[vcp.main]", "unknown-kind"),
+    ("unknown kind: plural", "[internet_gateway.main]", "[internet_gateways.main]", "unknown-kind"),
+    ("unknown kind: made up", "[internet_gateway.main]", "[gateway.main]", "unknown-kind"),
+    ("unknown field in vpc", "cidr = \"10.0.0.0/16\"", "cidr = \"10.0.0.0/16\"\ncidr_block = \"x\"", "unknown-field"),
+    ("unknown field in subnet", "az = \"b\"", "az = \"b\"\nzone = \"b\"", "unknown-field"),
+    ("unknown field in rule", "description = \"HTTP\"", "descr = \"HTTP\"", "unknown-field"),
+    ("unknown field in route", "destination = \"0.0.0.0/0\"", "dest = \"0.0.0.0/0\"", "unknown-field"),
+    (
+        "unknown field in stack",
+        "region = \"eu-central-1\"",
+        "region = \"eu-central-1\"\nowner = \"me\"",
+        "unknown-field",
+    ),
+    (
+        "wrong type: bool as string",
+        "public_ip_on_launch = true\n\n[subnet.public_b]",
+        "public_ip_on_launch = \"yes\"\n\n[subnet.public_b]",
+        "wrong-type",
+    ),
+    ("wrong type: cidr as number", "cidr = \"10.0.0.0/16\"", "cidr = 10", "wrong-type"),
+    ("wrong type: port as string", "from_port = 80,", "from_port = \"80\",", "wrong-type"),
+    (
+        "wrong type: reference as array",
+        "vpc = \"vpc.main\"\ncidr = \"10.0.0.0/24\"",
+        "vpc = [\"vpc.main\"]\ncidr = \"10.0.0.0/24\"",
+        "wrong-type",
+    ),
+    (
+        "wrong type: subnets as string",
+        "subnets = [\"subnet.public_a\", \"subnet.public_b\", \"subnet.web_a\", \"subnet.web_b\", \"subnet.hosts\"]",
+        "subnets = \"subnet.public_a\"",
+        "wrong-type",
+    ),
+    (
+        "wrong type: tags as string",
+        "tags = { project = \"quake\", cost-center = \"analytics\" }",
+        "tags = \"quake\"",
+        "wrong-type",
+    ),
+    ("wrong type: tag value number", "project = \"quake\"", "project = 7", "wrong-type"),
+    (
+        "wrong type: ingress as table",
+        "egress = [{ protocol = \"all\", cidr = \"0.0.0.0/0\", description = \"EMSC, AWS APIs, Loki\" }]",
+        "egress = 5",
+        "wrong-type",
+    ),
+    ("wrong type: variable not a string", "admin_cidr = \"192.0.2.10/32\"", "admin_cidr = 1", "wrong-type"),
+    ("wrong type: kind not a table", "[stack]", "eip = 5\n[stack]", "wrong-type"),
+    ("missing field: vpc cidr", "[vpc.main]\ncidr = \"10.0.0.0/16\"", "[vpc.main]", "missing-field"),
+    ("missing field: subnet az", "cidr = \"10.0.1.0/24\"\naz = \"b\"", "cidr = \"10.0.1.0/24\"", "missing-field"),
+    (
+        "missing field: sg description",
+        "description = \"Load balancer: HTTP and HTTPS from anywhere\"",
+        "",
+        "missing-field",
+    ),
+    ("missing field: rule protocol", "{ protocol = \"tcp\", from_port = 80,", "{ from_port = 80,", "missing-field"),
+    ("missing field: stack name", "name = \"quake-prod\"", "", "missing-field"),
+    ("missing field: stack region", "region = \"eu-central-1\"", "", "missing-field"),
+    ("missing field: endpoint service", "service = \"s3\"", "", "missing-field"),
+    (
+        "missing reference: vpc",
+        "[subnet.hosts]\nvpc = \"vpc.main\"",
+        "[subnet.hosts]\nvpc = \"vpc.mian\"",
+        "missing-reference",
+    ),
+    (
+        "missing reference: igw",
+        "internet_gateway = \"internet_gateway.main\"",
+        "internet_gateway = \"internet_gateway.other\"",
+        "missing-reference",
+    ),
+    ("missing reference: subnet in list", "\"subnet.hosts\"]", "\"subnet.hostz\"]", "missing-reference"),
+    (
+        "missing reference: rule group",
+        "group = \"security_group.web\"",
+        "group = \"security_group.webb\"",
+        "missing-reference",
+    ),
+    (
+        "missing reference: endpoint table",
+        "route_tables = [\"route_table.main\"]\n\n[vpc_endpoint.s3]",
+        "route_tables = [\"route_table.nope\"]\n\n[vpc_endpoint.s3]",
+        "missing-reference",
+    ),
+    (
+        "wrong reference kind",
+        "[subnet.web_a]\nvpc = \"vpc.main\"",
+        "[subnet.web_a]\nvpc = \"subnet.public_a\"",
+        "wrong-reference",
+    ),
+    (
+        "wrong reference kind in route",
+        "internet_gateway = \"internet_gateway.main\"",
+        "internet_gateway = \"vpc.main\"",
+        "wrong-reference",
+    ),
+    ("bad cidr: garbage", "cidr = \"10.0.20.0/24\"", "cidr = \"10.0.20/24\"", "bad-cidr"),
+    ("bad cidr: host bits", "cidr = \"10.0.0.0/16\"", "cidr = \"10.0.0.5/16\"", "bad-cidr"),
+    ("bad cidr: prefix too long", "cidr = \"10.0.11.0/24\"", "cidr = \"10.0.11.0/33\"", "bad-cidr"),
+    ("bad cidr: ipv6", "cidr = \"10.0.10.0/24\"", "cidr = \"fd00::/64\"", "bad-cidr"),
+    (
+        "bad cidr: rule",
+        "cidr = \"0.0.0.0/0\", description = \"HTTPS\"",
+        "cidr = \"0.0.0.0\", description = \"HTTPS\"",
+        "bad-cidr",
+    ),
+    ("overlapping subnets", "cidr = \"10.0.11.0/24\"", "cidr = \"10.0.10.0/23\"", "overlapping-subnets"),
+    ("identical subnets", "cidr = \"10.0.20.0/24\"", "cidr = \"10.0.0.0/24\"", "overlapping-subnets"),
+    ("subnet outside its vpc", "cidr = \"10.0.20.0/24\"", "cidr = \"10.1.20.0/24\"", "subnet-outside-vpc"),
+    (
+        "unknown az letter",
+        "az = \"b\"\npublic_ip_on_launch = true\n\n[subnet.web_a]",
+        "az = \"d\"\npublic_ip_on_launch = true\n\n[subnet.web_a]",
+        "unknown-az",
+    ),
+    (
+        "az as full name",
+        "cidr = \"10.0.20.0/24\"\naz = \"a\"",
+        "cidr = \"10.0.20.0/24\"\naz = \"eu-central-1a\"",
+        "unknown-az",
+    ),
+    ("undefined variable", "cidr = \"${var.admin_cidr}\"", "cidr = \"${var.admin_cdr}\"", "undefined-variable"),
+    ("not a variable expression", "cidr = \"${var.admin_cidr}\"", "cidr = \"${env.ADMIN}\"", "bad-variable"),
+    ("unclosed variable", "cidr = \"${var.admin_cidr}\"", "cidr = \"${var.admin_cidr\"", "bad-variable"),
+    ("bad enum: protocol", "protocol = \"tcp\", from_port = 9092", "protocol = \"tpc\", from_port = 9092", "bad-value"),
+    ("bad enum: service", "service = \"s3\"", "service = \"sqs\"", "bad-value"),
+    ("port out of range", "from_port = 443,", "from_port = 70443,", "out-of-range"),
+    ("rule without peer", ", cidr = \"0.0.0.0/0\", description = \"HTTP\"", ", description = \"HTTP\"", "bad-rule"),
+    (
+        "rule with two peers",
+        "group = \"security_group.alb\", description",
+        "group = \"security_group.alb\", cidr = \"10.0.0.0/8\", description",
+        "bad-rule",
+    ),
+    (
+        "tcp rule without port",
+        "{ protocol = \"tcp\", from_port = 8080, group = \"security_group.alb\"",
+        "{ protocol = \"tcp\", group = \"security_group.alb\"",
+        "bad-rule",
+    ),
+    ("reversed port range", "from_port = 443,", "from_port = 443, to_port = 80,", "bad-rule"),
+    ("route without target", ", internet_gateway = \"internet_gateway.main\" }]", " }]", "bad-route"),
+    (
+        "route with two targets",
+        "internet_gateway = \"internet_gateway.main\" }]",
+        "internet_gateway = \"internet_gateway.main\", nat_gateway = \"nat_gateway.x\" }]",
+        "bad-route",
+    ),
+    ("bad resource name", "[subnet.hosts]", "[subnet.\"ho sts\"]", "bad-name"),
+    (
+        "wrong type: az as number",
+        "az = \"a\"\npublic_ip_on_launch = true\n\n[subnet.public_b]",
+        "az = 1\npublic_ip_on_launch = true\n\n[subnet.public_b]",
+        "wrong-type",
+    ),
+];
+
+#[test]
+fn every_broken_stack_is_reported_with_its_place() {
+    let base = prod();
+    assert!(CORPUS.len() >= 50, "{} cases", CORPUS.len());
+    for (what, find, replace, code) in CORPUS {
+        assert!(base.contains(find), "{what}: `{find}` not in prod.toml");
+        let src = base.replacen(find, replace, 1);
+        let Err(d) = load("prod.toml", &src, &no_vars()) else { panic!("{what}: accepted") };
+        assert!(d.items.iter().any(|x| x.code == *code), "{what}: expected {code}, got {:?}", d.items);
+        for x in &d.items {
+            assert!(
+                x.span.start <= x.span.end && x.span.end <= src.len(),
+                "{what}: span {:?} outside the file",
+                x.span
+            );
+            assert!(!x.message.is_empty());
+        }
+        let text = provisioner::diag::render("stacks/prod.toml", &src, &d.items, false);
+        assert!(text.contains("stacks/prod.toml:"), "{what}: {text}");
+    }
+}
+
+#[test]
+fn all_problems_are_reported_together() {
+    let src = prod()
+        .replacen("[vpc.main]", "[vcp.main]", 1)
+        .replacen("az = \"b\"", "az = \"q\"", 1)
+        .replacen("from_port = 443,", "from_port = 99999,", 1)
+        .replacen("${var.admin_cidr}", "${var.nobody}", 1);
+    let d = load("prod.toml", &src, &no_vars()).unwrap_err();
+    let codes: Vec<&str> = d.items.iter().map(|x| x.code).collect();
+    for c in ["unknown-kind", "out-of-range", "undefined-variable"] {
+        assert!(codes.contains(&c), "{c} in {codes:?}");
+    }
+    // Sorted by place in the file.
+    assert!(d.items.windows(2).all(|w| w[0].span.start <= w[1].span.start));
+}
+
+#[test]
+fn reference_cycles_are_reported_with_their_path() {
+    let src = "[stack]\nname = \"c\"\nregion = \"eu-central-1\"\n\n[vpc.v]\ncidr = \"10.0.0.0/16\"\n\n\
+               [subnet.s]\nvpc = \"vpc.v\"\ncidr = \"10.0.0.0/24\"\naz = \"a\"\n\n\
+               [nat_gateway.n]\nsubnet = \"subnet.s\"\neip = \"eip.e\"\n\n[eip.e]\n\n\
+               [route_table.r]\nvpc = \"vpc.v\"\nroutes = [{ destination = \"0.0.0.0/0\", nat_gateway = \"nat_gateway.n\" }]\n\
+               subnets = [\"subnet.s\"]\n";
+    load("c.toml", src, &no_vars()).expect("no cycle: a route table may serve the subnet its NAT gateway sits in");
+    // Security groups may name each other (rules apply once both exist).
+    let sg = "[stack]\nname = \"c\"\nregion = \"eu-central-1\"\n[vpc.v]\ncidr = \"10.0.0.0/16\"\n\
+              [security_group.a]\nvpc = \"vpc.v\"\ndescription = \"a\"\ningress = [{ protocol = \"tcp\", from_port = 1, group = \"security_group.b\" }]\n\
+              [security_group.b]\nvpc = \"vpc.v\"\ndescription = \"b\"\ningress = [{ protocol = \"tcp\", from_port = 1, group = \"security_group.a\" }, { protocol = \"all\", self = true }]\n";
+    load("sg.toml", sg, &no_vars()).expect("groups referring to each other are fine");
+}
+
+#[test]
+fn variables_come_from_the_file_then_the_caller() {
+    let src = prod();
+    let s = load("prod.toml", &src, &no_vars()).unwrap();
+    let rule =
+        |s: &provisioner::stack::Stack| format!("{:?}", s.get("security_group.logging").unwrap().fields["ingress"]);
+    assert!(rule(&s).contains("192.0.2.10/32"));
+    let vars = BTreeMap::from([("admin_cidr".to_owned(), "198.51.100.7/32".to_owned())]);
+    let s = load("prod.toml", &src, &vars).unwrap();
+    assert!(rule(&s).contains("198.51.100.7/32"));
+    let bad = BTreeMap::from([("admin_cidr".to_owned(), "not a cidr".to_owned())]);
+    let d = load("prod.toml", &src, &bad).unwrap_err();
+    assert_eq!(d.items[0].code, "bad-cidr");
+}
+
+#[test]
+fn thousands_of_random_mutations_never_panic() {
+    let base = prod();
+    let lines: Vec<&str> = base.lines().collect();
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut rejected = 0;
+    for _ in 0..3000 {
+        let mut l: Vec<String> = lines.iter().map(|s| (*s).to_owned()).collect();
+        for _ in 0..(1 + next() % 3) {
+            let i = (next() as usize) % l.len();
+            match next() % 6 {
+                0 => {
+                    l.remove(i);
+                }
+                1 => {
+                    let dup = l[i].clone();
+                    l.insert(i, dup);
+                }
+                2 => {
+                    let cut = (next() as usize) % (l[i].len() + 1);
+                    l[i].truncate(cut);
+                }
+                3 => l[i] = l[i].replace('"', ""),
+                4 => {
+                    let j = (next() as usize) % l.len();
+                    l.swap(i, j);
+                }
+                _ => {
+                    let junk = ["=", "[", "]", "{", "\"", "${var.", "0.0.0.0/99", "é", "\u{0}", "[[x]]"]
+                        [(next() % 10) as usize];
+                    let at = (next() as usize) % (l[i].len() + 1);
+                    if l[i].is_char_boundary(at) {
+                        l[i].insert_str(at, junk);
+                    }
+                }
+            }
+            if l.is_empty() {
+                l.push(String::new());
+            }
+        }
+        let src = l.join("\n");
+        if let Err(d) = load("m.toml", &src, &no_vars()) {
+            rejected += 1;
+            assert!(!d.items.is_empty());
+            for x in &d.items {
+                assert!(x.span.end <= src.len().max(1), "span {:?} past {} in:\n{src}", x.span, src.len());
+            }
+            let _ = provisioner::diag::render("m.toml", &src, &d.items, false);
+        }
+    }
+    assert!(rejected > 1000, "most mutations break something: {rejected}");
+}
+
+fn cli(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_provisioner"))
+        .args(args)
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .env_remove("PROVISIONER_VAR_admin_cidr")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn cli_validate_exit_codes_and_rendering() {
+    let ok = cli(&["validate"]);
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("stacks/prod.toml: stack `quake-prod`"));
+    let dir = tempfile_dir();
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, prod().replacen("[vpc.main]", "[vcp.main]", 1)).unwrap();
+    let out = cli(&["--color", "never", "validate", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.toml:19:2: unknown resource kind `vcp`"), "{err}");
+    assert!(err.contains("did you mean `vpc`?"), "{err}");
+    assert!(err.contains("[vcp.main]"), "the source line: {err}");
+    let var = cli(&["validate", "--var", "admin_cidr=nonsense"]);
+    assert_eq!(var.status.code(), Some(1));
+    assert!(cli(&["validate", "--var", "admin_cidr=198.51.100.0/24"]).status.success());
+    let missing = cli(&["validate", "stacks/none.toml"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot read stacks/none.toml"));
+}
+
+fn tempfile_dir() -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("provisioner-test-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn cli_schema_docs_and_completions_come_from_the_declarations() {
+    let schema: serde_json::Value = serde_json::from_slice(&cli(&["schema"]).stdout).unwrap();
+    for kind in provisioner::kinds::all() {
+        assert!(schema["properties"][kind.name].is_object(), "{} in the schema", kind.name);
+        let docs = String::from_utf8(cli(&["docs"]).stdout).unwrap();
+        assert!(docs.contains(&format!("## `{}`", kind.name)));
+        for f in kind.fields {
+            assert!(docs.contains(&format!("`{}`", f.name)), "{}.{} documented", kind.name, f.name);
+            assert!(schema["properties"][kind.name]["additionalProperties"]["properties"][f.name].is_object());
+        }
+    }
+    assert_eq!(
+        schema["properties"]["subnet"]["additionalProperties"]["required"],
+        serde_json::json!(["vpc", "cidr", "az"])
+    );
+    let docs = String::from_utf8(cli(&["docs"]).stdout).unwrap();
+    assert!(docs.contains("| `cidr` | IPv4 CIDR such as \"10.0.0.0/16\" | yes |  | forces replacement |"), "{docs}");
+    assert!(docs.contains("`ingress[].protocol`"));
+    let bash = cli(&["completions", "bash"]);
+    assert!(bash.status.success() && String::from_utf8_lossy(&bash.stdout).contains("provisioner"));
+}
