@@ -4,5 +4,6 @@
 pub mod diag;
 pub mod docs;
 pub mod kinds;
+pub mod plan;
 pub mod schema;
 pub mod stack;

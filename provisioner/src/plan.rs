@@ -1,0 +1,417 @@
+//! The plan: a value saying, per resource, what happens and why. The action comes from one pure
+//! function over the kind's declaration (which fields force replacement); rendering (terraform
+//! style, a separate security section, JSON) reads only the value.
+
+use crate::kinds;
+use crate::schema::{Field, FieldType, Kind, Update};
+use crate::stack::{Resource, Stack, Val};
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    NoOp,
+    Create,
+    Update,
+    Replace,
+    Delete,
+}
+
+/// One attribute that differs.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AttrChange {
+    pub field: String,
+    pub before: Value,
+    pub after: Value,
+    pub forces_replacement: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ResourceChange {
+    pub address: String,
+    pub kind: String,
+    pub action: Action,
+    pub changes: Vec<AttrChange>,
+    /// Why a replacement is needed: the fields that force it.
+    pub replace_reasons: Vec<String>,
+}
+
+/// A security-relevant change, listed on its own.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SecurityChange {
+    pub address: String,
+    /// `+` added, `-` removed.
+    pub op: char,
+    pub direction: String,
+    pub rule: Value,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Plan {
+    pub resources: Vec<ResourceChange>,
+    pub security: Vec<SecurityChange>,
+}
+
+impl Plan {
+    /// (to add, to change, to destroy), a replacement counting as one add and one destroy.
+    pub fn summary(&self) -> (usize, usize, usize) {
+        let mut s = (0, 0, 0);
+        for r in &self.resources {
+            match r.action {
+                Action::Create => s.0 += 1,
+                Action::Update => s.1 += 1,
+                Action::Replace => {
+                    s.0 += 1;
+                    s.2 += 1
+                }
+                Action::Delete => s.2 += 1,
+                Action::NoOp => {}
+            }
+        }
+        s
+    }
+
+    pub fn has_changes(&self) -> bool {
+        self.resources.iter().any(|r| r.action != Action::NoOp)
+    }
+}
+
+/// The desired attributes of a resource as JSON, defaults filled in.
+pub fn desired(r: &Resource) -> Value {
+    fields_json(r.kind.fields, &r.fields)
+}
+
+fn fields_json(spec: &[Field], fields: &BTreeMap<String, (Val, crate::stack::Span)>) -> Value {
+    let mut m = Map::new();
+    for f in spec {
+        let v = match fields.get(f.name) {
+            Some((v, _)) => val_json(&f.ty, v),
+            None => f
+                .default
+                .and_then(|d| d.parse::<toml_edit::Value>().ok())
+                .map_or(Value::Null, |v| crate::stack::toml_to_json(&v)),
+        };
+        m.insert(f.name.to_owned(), v);
+    }
+    Value::Object(m)
+}
+
+fn val_json(ty: &FieldType, v: &Val) -> Value {
+    match (ty, v) {
+        (_, Val::Str(s)) => json!(s),
+        (_, Val::Int(i)) => json!(i),
+        (_, Val::Bool(b)) => json!(b),
+        (FieldType::List(inner), Val::List(items)) => {
+            Value::Array(items.iter().map(|(x, _)| val_json(inner, x)).collect())
+        }
+        (FieldType::Table(spec), Val::Table(t)) => fields_json(spec, t),
+        (FieldType::StringMap, Val::Table(t)) => {
+            Value::Object(t.iter().map(|(k, (v, _))| (k.clone(), val_json(&FieldType::String, v))).collect())
+        }
+        _ => Value::Null,
+    }
+}
+
+/// The one function that chooses an action: from the declaration's replacement flags and the
+/// differences between desired and actual attributes. `None` = absent on that side.
+pub fn diff(kind: &Kind, address: &str, desired: Option<&Value>, actual: Option<&Value>) -> ResourceChange {
+    let mk = |action, changes, replace_reasons| ResourceChange {
+        address: address.to_owned(),
+        kind: kind.name.to_owned(),
+        action,
+        changes,
+        replace_reasons,
+    };
+    match (desired, actual) {
+        (None, None) => mk(Action::NoOp, vec![], vec![]),
+        (Some(d), None) => mk(Action::Create, all_fields(kind, d, true), vec![]),
+        (None, Some(a)) => mk(Action::Delete, all_fields(kind, a, false), vec![]),
+        (Some(d), Some(a)) => {
+            let mut changes = Vec::new();
+            for f in kind.fields {
+                let (before, after) =
+                    (a.get(f.name).cloned().unwrap_or(Value::Null), d.get(f.name).cloned().unwrap_or(Value::Null));
+                if !same(&f.ty, &before, &after) {
+                    changes.push(AttrChange {
+                        field: f.name.to_owned(),
+                        before,
+                        after,
+                        forces_replacement: f.update == Update::Replace,
+                    });
+                }
+            }
+            let reasons: Vec<String> =
+                changes.iter().filter(|c| c.forces_replacement).map(|c| c.field.clone()).collect();
+            let action = if changes.is_empty() {
+                Action::NoOp
+            } else if reasons.is_empty() {
+                Action::Update
+            } else {
+                Action::Replace
+            };
+            mk(action, changes, reasons)
+        }
+    }
+}
+
+/// Equality that ignores order where order has no meaning (rules, associations).
+fn same(ty: &FieldType, a: &Value, b: &Value) -> bool {
+    match (ty, a, b) {
+        (FieldType::List(_), Value::Array(x), Value::Array(y)) => {
+            let key = |v: &Value| v.to_string();
+            let mut x: Vec<String> = x.iter().map(key).collect();
+            let mut y: Vec<String> = y.iter().map(key).collect();
+            x.sort();
+            y.sort();
+            x == y
+        }
+        (FieldType::List(_), Value::Null, Value::Array(y)) | (FieldType::List(_), Value::Array(y), Value::Null) => {
+            y.is_empty()
+        }
+        (FieldType::StringMap, Value::Null, Value::Object(m))
+        | (FieldType::StringMap, Value::Object(m), Value::Null) => m.is_empty(),
+        _ => a == b,
+    }
+}
+
+fn all_fields(kind: &Kind, v: &Value, creating: bool) -> Vec<AttrChange> {
+    kind.fields
+        .iter()
+        .filter_map(|f| {
+            let x = v.get(f.name).cloned().unwrap_or(Value::Null);
+            if x.is_null() {
+                return None;
+            }
+            let (before, after) = if creating { (Value::Null, x) } else { (x, Value::Null) };
+            Some(AttrChange { field: f.name.to_owned(), before, after, forces_replacement: false })
+        })
+        .collect()
+}
+
+/// Plans `stack` against what exists: `actual` maps addresses (from the ownership tags) to
+/// their attributes in the declared shape. Deletes come only from "exists, no longer declared".
+pub fn plan(stack: &Stack, actual: &BTreeMap<String, Value>) -> Plan {
+    let mut p = Plan::default();
+    for r in &stack.resources {
+        let addr = r.address();
+        let d = desired(r);
+        let change = diff(r.kind, &addr, Some(&d), actual.get(&addr));
+        security_changes(r.kind, &addr, Some(&d), actual.get(&addr), &mut p.security);
+        p.resources.push(change);
+    }
+    for (addr, a) in actual {
+        if stack.get(addr).is_some() {
+            continue;
+        }
+        let Some(kind) = addr.split('.').next().and_then(kinds::find) else { continue };
+        security_changes(kind, addr, None, Some(a), &mut p.security);
+        p.resources.push(diff(kind, addr, None, Some(a)));
+    }
+    p
+}
+
+/// Rule additions and removals of security groups (any kind whose fields are named ingress or
+/// egress lists of tables).
+fn security_changes(
+    kind: &Kind,
+    addr: &str,
+    desired: Option<&Value>,
+    actual: Option<&Value>,
+    out: &mut Vec<SecurityChange>,
+) {
+    for f in kind.fields.iter().filter(|f| matches!(f.name, "ingress" | "egress")) {
+        let rules = |v: Option<&Value>| -> Vec<Value> {
+            v.and_then(|v| v.get(f.name)).and_then(Value::as_array).cloned().unwrap_or_default()
+        };
+        let (before, after) = (rules(actual), rules(desired));
+        for r in &after {
+            if !before.contains(r) {
+                out.push(SecurityChange {
+                    address: addr.to_owned(),
+                    op: '+',
+                    direction: f.name.to_owned(),
+                    rule: r.clone(),
+                });
+            }
+        }
+        for r in &before {
+            if !after.contains(r) {
+                out.push(SecurityChange {
+                    address: addr.to_owned(),
+                    op: '-',
+                    direction: f.name.to_owned(),
+                    rule: r.clone(),
+                });
+            }
+        }
+    }
+}
+
+fn show(v: &Value) -> String {
+    match v {
+        Value::Null => "(none)".into(),
+        other => other.to_string(),
+    }
+}
+
+fn rule_text(r: &Value) -> String {
+    let s = |k: &str| r.get(k).and_then(Value::as_str).map(str::to_owned);
+    let port = match (r.get("from_port").and_then(Value::as_i64), r.get("to_port").and_then(Value::as_i64)) {
+        (Some(a), Some(b)) if a != b => format!(" {a}-{b}"),
+        (Some(a), _) => format!(" {a}"),
+        _ => String::new(),
+    };
+    let peer = s("cidr").or(s("group")).unwrap_or_else(|| {
+        if r.get("self") == Some(&json!(true)) {
+            "itself".into()
+        } else {
+            "?".into()
+        }
+    });
+    let desc = s("description").map(|d| format!(" ({d})")).unwrap_or_default();
+    format!("{}{port} {peer}{desc}", s("protocol").unwrap_or_default())
+}
+
+/// Renders the plan like terraform. `color` adds ANSI colours to the symbols.
+pub fn render(p: &Plan, color: bool) -> String {
+    let paint = |code: &str, s: &str| if color { format!("\u{1b}[{code}m{s}\u{1b}[0m") } else { s.to_owned() };
+    let mut out = String::new();
+    for r in p.resources.iter().filter(|r| r.action != Action::NoOp) {
+        let (sym, verb) = match r.action {
+            Action::Create => (paint("32", "+"), "will be created"),
+            Action::Update => (paint("33", "~"), "will be updated in place"),
+            Action::Replace => (paint("31", "-/+"), "must be replaced"),
+            Action::Delete => (paint("31", "-"), "will be destroyed"),
+            Action::NoOp => continue,
+        };
+        out.push_str(&format!("  # {} {verb}\n{sym:>3} {} {{\n", r.address, r.address));
+        let width = r.changes.iter().map(|c| c.field.len()).max().unwrap_or(0);
+        for c in &r.changes {
+            let line = match r.action {
+                Action::Create => format!("      + {:<width$} = {}", c.field, show(&c.after)),
+                Action::Delete => format!("      - {:<width$} = {}", c.field, show(&c.before)),
+                _ => format!("      ~ {:<width$} = {} -> {}", c.field, show(&c.before), show(&c.after)),
+            };
+            out.push_str(&line);
+            if c.forces_replacement {
+                out.push_str(&paint("31", " # forces replacement"));
+            }
+            out.push('\n');
+        }
+        out.push_str("    }\n\n");
+    }
+    if !p.security.is_empty() {
+        out.push_str("Security changes:\n");
+        for s in &p.security {
+            out.push_str(&format!("  {} {} {} {}\n", s.op, s.address, s.direction, rule_text(&s.rule)));
+        }
+        out.push('\n');
+    }
+    let (a, c, d) = p.summary();
+    if p.has_changes() {
+        out.push_str(&format!("Plan: {a} to add, {c} to change, {d} to destroy.\n"));
+    } else {
+        out.push_str("No changes. The infrastructure matches the stack.\n");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn stack(src: &str) -> Stack {
+        crate::stack::load("t.toml", src, &BTreeMap::new()).unwrap_or_else(|d| panic!("{:?}", d.items))
+    }
+
+    const BASE: &str = r#"
+[stack]
+name = "t"
+region = "eu-central-1"
+[vpc.main]
+cidr = "10.0.0.0/16"
+[subnet.a]
+vpc = "vpc.main"
+cidr = "10.0.1.0/24"
+az = "a"
+[security_group.web]
+vpc = "vpc.main"
+description = "web"
+ingress = [{ protocol = "tcp", from_port = 443, cidr = "0.0.0.0/0" }]
+"#;
+
+    fn actual_of(s: &Stack) -> BTreeMap<String, Value> {
+        s.resources.iter().map(|r| (r.address(), desired(r))).collect()
+    }
+
+    #[test]
+    fn everything_new_is_created_and_in_sync_is_no_change() {
+        let s = stack(BASE);
+        let p = plan(&s, &BTreeMap::new());
+        assert_eq!(p.summary(), (3, 0, 0));
+        assert!(p.resources.iter().all(|r| r.action == Action::Create));
+        let p = plan(&s, &actual_of(&s));
+        assert!(!p.has_changes());
+        assert!(render(&p, false).contains("No changes."));
+    }
+
+    #[test]
+    fn in_place_and_forcing_changes_get_their_actions_and_symbols() {
+        let old = stack(BASE);
+        let new = stack(
+            &BASE
+                .replace("cidr = \"10.0.1.0/24\"", "cidr = \"10.0.2.0/24\"")
+                .replace("cidr = \"10.0.0.0/16\"", "cidr = \"10.0.0.0/16\"\ndns_hostnames = false"),
+        );
+        let p = plan(&new, &actual_of(&old));
+        let by = |a: &str| p.resources.iter().find(|r| r.address == a).unwrap();
+        assert_eq!(by("vpc.main").action, Action::Update);
+        assert_eq!(by("subnet.a").action, Action::Replace);
+        assert_eq!(by("subnet.a").replace_reasons, ["cidr"]);
+        assert_eq!(by("security_group.web").action, Action::NoOp);
+        assert_eq!(p.summary(), (1, 1, 1));
+        let text = render(&p, false);
+        assert!(text.contains("-/+ subnet.a"), "{text}");
+        assert!(
+            text.contains("~ cidr") && text.contains("\"10.0.1.0/24\" -> \"10.0.2.0/24\" # forces replacement"),
+            "{text}"
+        );
+        assert!(text.contains("  ~ vpc.main") && text.contains("dns_hostnames = true -> false"), "{text}");
+        assert!(text.contains("Plan: 1 to add, 1 to change, 1 to destroy."), "{text}");
+    }
+
+    #[test]
+    fn resources_that_left_the_file_are_deleted_and_rule_changes_are_listed() {
+        let old = stack(&format!("{BASE}\n[eip.old]\n"));
+        let new = stack(&BASE.replace(
+            "ingress = [{ protocol = \"tcp\", from_port = 443, cidr = \"0.0.0.0/0\" }]",
+            "ingress = [{ protocol = \"tcp\", from_port = 80, cidr = \"0.0.0.0/0\", description = \"HTTP\" }]",
+        ));
+        let p = plan(&new, &actual_of(&old));
+        assert_eq!(p.resources.iter().find(|r| r.address == "eip.old").unwrap().action, Action::Delete);
+        assert_eq!(p.security.len(), 2);
+        let text = render(&p, false);
+        assert!(text.contains("Security changes:\n  + security_group.web ingress tcp 80 0.0.0.0/0 (HTTP)\n  - security_group.web ingress tcp 443 0.0.0.0/0"), "{text}");
+        assert!(text.contains("  - eip.old {"), "{text}");
+        let json = serde_json::to_value(&p).unwrap();
+        assert_eq!(json["resources"].as_array().unwrap().len(), 4);
+    }
+
+    #[test]
+    fn rule_order_does_not_matter() {
+        let two = |a: &str, b: &str| {
+            stack(&BASE.replace(
+                "ingress = [{ protocol = \"tcp\", from_port = 443, cidr = \"0.0.0.0/0\" }]",
+                &format!("ingress = [{a}, {b}]"),
+            ))
+        };
+        let r1 = "{ protocol = \"tcp\", from_port = 443, cidr = \"0.0.0.0/0\" }";
+        let r2 = "{ protocol = \"tcp\", from_port = 80, cidr = \"0.0.0.0/0\" }";
+        let p = plan(&two(r1, r2), &actual_of(&two(r2, r1)));
+        assert!(!p.has_changes());
+        assert!(p.security.is_empty());
+    }
+}
