@@ -7,3 +7,4 @@ pub mod kinds;
 pub mod plan;
 pub mod schema;
 pub mod stack;
+pub mod walk;

@@ -1,0 +1,365 @@
+//! The apply walker: carries out a plan over the dependency graph with bounded parallelism.
+//! Creates and updates go in dependency order, deletes in reverse; retryable errors are retried
+//! with backoff and jitter up to a per-resource deadline; a failure skips everything that
+//! depends on it; a cancel starts nothing new and lets running work finish.
+
+use crate::plan::{Action, Plan, ResourceChange};
+use async_trait::async_trait;
+use rand::RngExt;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, Semaphore};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// Why one operation failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OpError {
+    /// Throttling, eventual consistency (`DependencyViolation` while interfaces drain, a role
+    /// not yet assumable): try again later.
+    Retryable(String),
+    Fatal(String),
+}
+
+/// Carries out one resource change against the cloud. Implementations are per kind and
+/// idempotent (client tokens), so a retry or a rerun after a crash never duplicates.
+#[async_trait]
+pub trait Executor: Send + Sync {
+    async fn execute(&self, change: &ResourceChange) -> Result<(), OpError>;
+}
+
+#[derive(Debug, Clone)]
+pub struct WalkOptions {
+    pub parallelism: usize,
+    /// Overall time one resource may take, retries included.
+    pub resource_timeout: Duration,
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+}
+
+impl Default for WalkOptions {
+    fn default() -> Self {
+        Self {
+            parallelism: 10,
+            resource_timeout: Duration::from_secs(15 * 60),
+            backoff_base: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(20),
+        }
+    }
+}
+
+/// What happened to each resource.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub done: Vec<String>,
+    pub failed: Vec<(String, String)>,
+    /// Not attempted: a dependency failed, or the walk was cancelled first.
+    pub skipped: Vec<String>,
+}
+
+impl Report {
+    pub fn ok(&self) -> bool {
+        self.failed.is_empty() && self.skipped.is_empty()
+    }
+}
+
+/// Progress events for live output.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Progress {
+    Started(String, Action),
+    Retrying(String, String),
+    Finished(String, Result<(), String>, Duration),
+}
+
+/// Runs the plan. `deps` are `(a, b)`: `a` refers to `b`, so `b` exists before `a` and is
+/// deleted after it.
+pub async fn walk(
+    plan: &Plan,
+    deps: &[(String, String)],
+    exec: Arc<dyn Executor>,
+    opts: &WalkOptions,
+    progress: Option<mpsc::UnboundedSender<Progress>>,
+    cancel: CancellationToken,
+) -> Report {
+    let mut report = Report::default();
+    let changes: BTreeMap<&str, &ResourceChange> =
+        plan.resources.iter().filter(|r| r.action != Action::NoOp).map(|r| (r.address.as_str(), r)).collect();
+    let forward: Vec<&ResourceChange> = changes.values().filter(|r| r.action != Action::Delete).copied().collect();
+    let backward: Vec<&ResourceChange> = changes.values().filter(|r| r.action == Action::Delete).copied().collect();
+    // Forward: a node waits for what it refers to. Backward: a node waits for what refers to it.
+    let fwd_edges: Vec<(String, String)> = deps.to_vec();
+    let back_edges: Vec<(String, String)> = deps.iter().map(|(a, b)| (b.clone(), a.clone())).collect();
+    phase(&forward, &fwd_edges, &exec, opts, &progress, &cancel, &mut report).await;
+    phase(&backward, &back_edges, &exec, opts, &progress, &cancel, &mut report).await;
+    report
+}
+
+/// One direction: `waits_for` edges `(a, b)` mean `a` starts only after `b` succeeded.
+async fn phase(
+    nodes: &[&ResourceChange],
+    waits_for: &[(String, String)],
+    exec: &Arc<dyn Executor>,
+    opts: &WalkOptions,
+    progress: &Option<mpsc::UnboundedSender<Progress>>,
+    cancel: &CancellationToken,
+    report: &mut Report,
+) {
+    let in_phase: BTreeSet<&str> = nodes.iter().map(|n| n.address.as_str()).collect();
+    let mut pending: BTreeMap<&str, BTreeSet<&str>> = nodes
+        .iter()
+        .map(|n| {
+            let before = waits_for
+                .iter()
+                .filter(|(a, b)| a == &n.address && in_phase.contains(b.as_str()))
+                .map(|(_, b)| b.as_str())
+                .collect();
+            (n.address.as_str(), before)
+        })
+        .collect();
+    let by_addr: BTreeMap<&str, &ResourceChange> = nodes.iter().map(|n| (n.address.as_str(), *n)).collect();
+    let sem = Arc::new(Semaphore::new(opts.parallelism.max(1)));
+    let (tx, mut rx) = mpsc::unbounded_channel::<(String, Result<(), String>)>();
+    let mut running = 0usize;
+    loop {
+        // Start everything whose prerequisites are done, unless cancelled.
+        if !cancel.is_cancelled() {
+            let ready: Vec<&str> = pending.iter().filter(|(_, b)| b.is_empty()).map(|(a, _)| *a).collect();
+            for addr in ready {
+                pending.remove(addr);
+                running += 1;
+                let change = by_addr[addr].clone();
+                let (exec, sem, tx, opts, progress) =
+                    (exec.clone(), sem.clone(), tx.clone(), opts.clone(), progress.clone());
+                tokio::spawn(async move {
+                    let _permit = sem.acquire_owned().await;
+                    let res = run_one(&change, exec.as_ref(), &opts, progress.as_ref()).await;
+                    let _ = tx.send((change.address.clone(), res));
+                });
+            }
+        }
+        if running == 0 {
+            break;
+        }
+        let (addr, res) = tokio::select! {
+            m = rx.recv() => match m { Some(m) => m, None => break },
+            _ = cancel.cancelled(), if !cancel.is_cancelled() => continue,
+        };
+        running -= 1;
+        match res {
+            Ok(()) => {
+                for b in pending.values_mut() {
+                    b.remove(addr.as_str());
+                }
+                report.done.push(addr);
+            }
+            Err(e) => {
+                // Everything that waits for it, directly or not, is skipped.
+                let mut stack = vec![addr.clone()];
+                while let Some(x) = stack.pop() {
+                    let dependents: Vec<&str> =
+                        pending.iter().filter(|(_, b)| b.contains(x.as_str())).map(|(a, _)| *a).collect();
+                    for d in dependents {
+                        pending.remove(d);
+                        report.skipped.push(d.to_owned());
+                        stack.push(d.to_owned());
+                    }
+                }
+                report.failed.push((addr, e));
+            }
+        }
+    }
+    // Cancelled (or blocked): what never started is skipped.
+    report.skipped.extend(pending.keys().map(|a| (*a).to_owned()));
+}
+
+async fn run_one(
+    change: &ResourceChange,
+    exec: &dyn Executor,
+    opts: &WalkOptions,
+    progress: Option<&mpsc::UnboundedSender<Progress>>,
+) -> Result<(), String> {
+    let started = Instant::now();
+    let deadline = started + opts.resource_timeout;
+    let say = |p: Progress| {
+        if let Some(tx) = progress {
+            let _ = tx.send(p);
+        }
+    };
+    say(Progress::Started(change.address.clone(), change.action));
+    let mut attempt: u32 = 0;
+    let res = loop {
+        match exec.execute(change).await {
+            Ok(()) => break Ok(()),
+            Err(OpError::Fatal(e)) => break Err(e),
+            Err(OpError::Retryable(e)) => {
+                let cap = opts.backoff_base.saturating_mul(1u32 << attempt.min(16)).min(opts.backoff_max);
+                let delay = Duration::from_millis(rand::rng().random_range(0..=cap.as_millis() as u64));
+                if Instant::now() + delay >= deadline {
+                    break Err(format!("gave up after {:?}: {e}", started.elapsed()));
+                }
+                say(Progress::Retrying(change.address.clone(), e));
+                tokio::time::sleep(delay).await;
+                attempt += 1;
+            }
+        }
+    };
+    say(Progress::Finished(change.address.clone(), res.clone(), started.elapsed()));
+    res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// Records the order of operations and fails or throttles where told.
+    #[derive(Default)]
+    struct Fake {
+        log: Mutex<Vec<(String, &'static str)>>,
+        running: Mutex<usize>,
+        max_running: Mutex<usize>,
+        fail: Vec<&'static str>,
+        throttle_first: Mutex<BTreeMap<String, u32>>,
+    }
+
+    #[async_trait]
+    impl Executor for Fake {
+        async fn execute(&self, c: &ResourceChange) -> Result<(), OpError> {
+            if let Some(n) = self.throttle_first.lock().unwrap().get_mut(&c.address) {
+                if *n > 0 {
+                    *n -= 1;
+                    return Err(OpError::Retryable("Throttling".into()));
+                }
+            }
+            {
+                let mut r = self.running.lock().unwrap();
+                *r += 1;
+                let mut m = self.max_running.lock().unwrap();
+                *m = (*m).max(*r);
+            }
+            self.log.lock().unwrap().push((c.address.clone(), "start"));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            self.log.lock().unwrap().push((c.address.clone(), "end"));
+            *self.running.lock().unwrap() -= 1;
+            if self.fail.contains(&c.address.as_str()) {
+                return Err(OpError::Fatal("InvalidParameterValue".into()));
+            }
+            Ok(())
+        }
+    }
+
+    fn change(addr: &str, action: Action) -> ResourceChange {
+        ResourceChange {
+            address: addr.into(),
+            kind: addr.split('.').next().unwrap().into(),
+            action,
+            changes: vec![],
+            replace_reasons: vec![],
+        }
+    }
+
+    fn net_plan(action: Action) -> (Plan, Vec<(String, String)>) {
+        let addrs = ["vpc.v", "subnet.a", "subnet.b", "internet_gateway.i", "route_table.r", "security_group.s"];
+        let deps = [
+            ("subnet.a", "vpc.v"),
+            ("subnet.b", "vpc.v"),
+            ("internet_gateway.i", "vpc.v"),
+            ("route_table.r", "vpc.v"),
+            ("route_table.r", "internet_gateway.i"),
+            ("route_table.r", "subnet.a"),
+            ("route_table.r", "subnet.b"),
+            ("security_group.s", "vpc.v"),
+        ];
+        let plan = Plan { resources: addrs.iter().map(|a| change(a, action)).collect(), security: vec![] };
+        (plan, deps.iter().map(|(a, b)| ((*a).to_owned(), (*b).to_owned())).collect())
+    }
+
+    fn opts(p: usize) -> WalkOptions {
+        WalkOptions {
+            parallelism: p,
+            backoff_base: Duration::from_millis(1),
+            backoff_max: Duration::from_millis(5),
+            ..Default::default()
+        }
+    }
+
+    fn pos(log: &[(String, &str)], addr: &str, ev: &str) -> usize {
+        log.iter().position(|(a, e)| a == addr && *e == ev).unwrap_or_else(|| panic!("{addr} {ev} in {log:?}"))
+    }
+
+    #[tokio::test]
+    async fn creates_follow_dependencies_deletes_go_in_reverse() {
+        let (plan, deps) = net_plan(Action::Create);
+        let fake = Arc::new(Fake::default());
+        let r = walk(&plan, &deps, fake.clone(), &opts(10), None, CancellationToken::new()).await;
+        assert!(r.ok() && r.done.len() == 6, "{r:?}");
+        let log = fake.log.lock().unwrap().clone();
+        for (a, b) in &deps {
+            assert!(pos(&log, b, "end") < pos(&log, a, "start"), "{a} started before {b} ended");
+        }
+        assert!(*fake.max_running.lock().unwrap() >= 3, "independent resources ran together");
+
+        let (plan, deps) = net_plan(Action::Delete);
+        let fake = Arc::new(Fake::default());
+        let r = walk(&plan, &deps, fake.clone(), &opts(10), None, CancellationToken::new()).await;
+        assert!(r.ok());
+        let log = fake.log.lock().unwrap().clone();
+        for (a, b) in &deps {
+            assert!(pos(&log, a, "end") < pos(&log, b, "start"), "{b} deleted before its dependent {a}");
+        }
+    }
+
+    #[tokio::test]
+    async fn parallelism_is_bounded() {
+        let (plan, deps) = net_plan(Action::Create);
+        let fake = Arc::new(Fake::default());
+        walk(&plan, &deps, fake.clone(), &opts(1), None, CancellationToken::new()).await;
+        assert_eq!(*fake.max_running.lock().unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_failure_skips_its_dependents_only() {
+        let (plan, deps) = net_plan(Action::Create);
+        let fake = Arc::new(Fake { fail: vec!["subnet.a"], ..Default::default() });
+        let r = walk(&plan, &deps, fake.clone(), &opts(10), None, CancellationToken::new()).await;
+        assert_eq!(r.failed.len(), 1);
+        assert_eq!(r.failed[0].0, "subnet.a");
+        assert_eq!(r.skipped, ["route_table.r"]);
+        assert_eq!(r.done.len(), 4);
+    }
+
+    #[tokio::test]
+    async fn throttling_is_retried_until_it_passes() {
+        let (plan, deps) = net_plan(Action::Create);
+        let fake = Arc::new(Fake::default());
+        fake.throttle_first.lock().unwrap().insert("vpc.v".into(), 3);
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let r = walk(&plan, &deps, fake.clone(), &opts(10), Some(tx), CancellationToken::new()).await;
+        assert!(r.ok(), "{r:?}");
+        let mut retries = 0;
+        while let Ok(p) = rx.try_recv() {
+            if matches!(p, Progress::Retrying(ref a, _) if a == "vpc.v") {
+                retries += 1;
+            }
+        }
+        assert_eq!(retries, 3);
+    }
+
+    #[tokio::test]
+    async fn cancel_finishes_running_work_and_starts_nothing_new() {
+        let (plan, deps) = net_plan(Action::Create);
+        let fake = Arc::new(Fake::default());
+        let cancel = CancellationToken::new();
+        let c = cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            c.cancel();
+        });
+        let r = walk(&plan, &deps, fake.clone(), &opts(10), None, cancel).await;
+        assert_eq!(r.done, ["vpc.v"], "the running create finished");
+        assert_eq!(r.skipped.len(), 5);
+        let log = fake.log.lock().unwrap().clone();
+        assert_eq!(log.iter().filter(|(_, e)| *e == "start").count(), 1);
+    }
+}
