@@ -10,9 +10,9 @@ SHARED       ?= $(abspath ../shared)
 
 .PHONY: run test bench benchdeps deps sysdeps venv noida web browser lint clean
 
-## run: the live map (for now: the ingest pipeline) on embedded defaults
+## run: the live map on embedded defaults (ARGS="..." passes flags to `quake run`)
 run: sysdeps web
-	cargo run --release -p quake -- run --log-format text
+	cargo run --release -p quake -- run --log-format text $(ARGS)
 
 ## test: every test; starts a real Kafka broker (noida-db) for the broker tier
 test: deps
