@@ -221,6 +221,8 @@ mod tests {
         max_running: Mutex<usize>,
         fail: Vec<&'static str>,
         throttle_first: Mutex<BTreeMap<String, u32>>,
+        /// Cancelled as the first operation starts: a Ctrl-C while work is running.
+        cancel_on_start: Option<CancellationToken>,
     }
 
     #[async_trait]
@@ -239,6 +241,9 @@ mod tests {
                 *m = (*m).max(*r);
             }
             self.log.lock().unwrap().push((c.address.clone(), "start"));
+            if let Some(t) = &self.cancel_on_start {
+                t.cancel();
+            }
             tokio::time::sleep(Duration::from_millis(20)).await;
             self.log.lock().unwrap().push((c.address.clone(), "end"));
             *self.running.lock().unwrap() -= 1;
@@ -349,13 +354,8 @@ mod tests {
     #[tokio::test]
     async fn cancel_finishes_running_work_and_starts_nothing_new() {
         let (plan, deps) = net_plan(Action::Create);
-        let fake = Arc::new(Fake::default());
         let cancel = CancellationToken::new();
-        let c = cancel.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-            c.cancel();
-        });
+        let fake = Arc::new(Fake { cancel_on_start: Some(cancel.clone()), ..Default::default() });
         let r = walk(&plan, &deps, fake.clone(), &opts(10), None, cancel).await;
         assert_eq!(r.done, ["vpc.v"], "the running create finished");
         assert_eq!(r.skipped.len(), 5);

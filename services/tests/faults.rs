@@ -141,14 +141,16 @@ async fn dead_websocket_is_detected_by_missing_pongs() {
     cfg.backoff_max = Duration::from_millis(50);
     let stop = CancellationToken::new();
     let producer = tokio::spawn(run_live(cfg, p.ingest(), Arc::new(AtomicBool::new(false)), stop.clone()));
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Each silent link is given up after `dead_after`, then the producer connects again.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while accepted.load(Ordering::SeqCst) < 3 {
+        let n = accepted.load(Ordering::SeqCst);
+        assert!(tokio::time::Instant::now() < deadline, "reconnected after silent links: {n}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     stop.cancel();
     producer.await.unwrap();
-    assert!(
-        accepted.load(Ordering::SeqCst) >= 3,
-        "reconnected after silent links: {}",
-        accepted.load(Ordering::SeqCst)
-    );
+    assert!(p.metrics.reconnects.get() >= 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
