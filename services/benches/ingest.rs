@@ -2,6 +2,10 @@
 //! store), the same into DynamoDB on moto, and the RSS of separate producer and consumer
 //! processes. Prints numbers and ratios against references measured in the same run.
 
+#[path = "../tests/common/probe.rs"]
+mod probe;
+
+use probe::{free_port, metric, rss_kb};
 use quake::consumer::{self, ConsumerConfig};
 use quake::kafka::{LocalBroker, Publisher, Topics};
 use quake::metrics::Metrics;
@@ -123,21 +127,6 @@ async fn raw_kafka_rate(lines: &[String]) -> f64 {
     rate
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-async fn scrape(port: u16, name: &str) -> u64 {
-    let Ok(res) = reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await else { return 0 };
-    let text = res.text().await.unwrap_or_default();
-    text.lines().filter(|l| l.starts_with(name)).filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok()).sum()
-}
-
-fn rss_kb(pid: u32) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    s.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()
-}
-
 /// Starts the release binary as separate producer and consumer processes against a mock
 /// cluster hosted here, replays the file, and reads their RSS during and after the replay.
 async fn process_rss(lines: &[String]) {
@@ -186,7 +175,7 @@ async fn process_rss(lines: &[String]) {
         tokio::time::sleep(Duration::from_millis(100)).await;
         pmax = pmax.max(rss_kb(producer.id()).unwrap_or(0));
         cmax = cmax.max(rss_kb(consumer.id()).unwrap_or(0));
-        if done.is_none() && scrape(cport, "quake_events_written_total").await >= lines.len() as u64 {
+        if done.is_none() && metric(cport, "quake_events_written_total").await >= lines.len() as u64 {
             println!("separate processes stored {} events in {:.2} s", lines.len(), start.elapsed().as_secs_f64());
             done = Some(Instant::now());
         }

@@ -5,6 +5,10 @@
 
 #[path = "../tests/common/cdp.rs"]
 mod cdp;
+#[path = "../tests/common/probe.rs"]
+mod probe;
+
+use probe::{free_port, metric};
 
 use futures_util::{SinkExt, StreamExt};
 use std::path::PathBuf;
@@ -17,10 +21,6 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 fn shared() -> PathBuf {
     std::env::var("QUAKE_SHARED")
         .map(PathBuf::from)
@@ -28,12 +28,7 @@ fn shared() -> PathBuf {
 }
 
 fn rss_mb(pid: u32) -> f64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    s.lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        .unwrap_or(0.0)
-        / 1024.0
+    probe::rss_kb(pid).unwrap_or(0) as f64 / 1024.0
 }
 
 struct Killed(Child);
@@ -44,24 +39,13 @@ impl Drop for Killed {
     }
 }
 
-async fn metric(port: u16, name: &str) -> u64 {
-    let Ok(r) = reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await else { return 0 };
-    let t = r.text().await.unwrap_or_default();
-    t.lines().filter(|l| l.starts_with(name)).filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok()).sum()
-}
-
 fn pct(v: &mut [f64], p: f64) -> f64 {
     v.sort_by(f64::total_cmp);
     v[((v.len() as f64 - 1.0) * p).round() as usize]
 }
 
 fn frame_now(unid: &str) -> String {
-    let now = quake::model::format_utc(chrono::Utc::now().timestamp_micros());
-    serde_json::json!({"action": "create", "data": {"type": "Feature", "id": unid,
-        "geometry": {"type": "Point", "coordinates": [23.0, 38.0, -10.0]},
-        "properties": {"unid": unid, "time": now, "lastupdate": now, "lat": 38.0, "lon": 23.0, "depth": 10.0,
-            "mag": 3.0, "magtype": "ml", "flynn_region": "BENCH", "auth": "B", "evtype": "ke"}}})
-    .to_string()
+    probe::frame_now(unid, 3.0, 38.0, 23.0, "BENCH")
 }
 
 /// A websocket server that sends whatever arrives on the channel to the one connection.

@@ -184,8 +184,13 @@ async fn process_batch(
     let mut todo: Vec<usize> = (0..envs.len()).collect();
     let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(10));
     while !todo.is_empty() {
-        let slice: Vec<Envelope> = todo.iter().map(|&i| envs[i].clone()).collect();
-        let results = store.upsert_batch(&slice).await;
+        // Only retries need a subset: the first attempt writes the batch as it came.
+        let results = if todo.len() == envs.len() {
+            store.upsert_batch(&envs).await
+        } else {
+            let retry: Vec<Envelope> = todo.iter().map(|&i| envs[i].clone()).collect();
+            store.upsert_batch(&retry).await
+        };
         let mut again = Vec::new();
         for (&i, res) in todo.iter().zip(results) {
             let env = &envs[i];

@@ -265,17 +265,20 @@ impl Event {
         })
     }
 
-    /// A hash of everything but the key, so identical repeats can be recognised cheaply.
+    /// A hash of the whole event, so identical repeats can be recognised cheaply.
     pub fn content_hash(&self) -> u64 {
-        // FNV-1a over the canonical JSON: stable across processes and versions of Rust.
-        let bytes = serde_json::to_vec(self).unwrap_or_default();
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in bytes {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-        h
+        fnv1a(&serde_json::to_vec(self).unwrap_or_default())
     }
+}
+
+/// FNV-1a: stable across processes and Rust versions (stored hashes and ETags rely on that).
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
 }
 
 /// The version of one message about an event: newer is decided by EMSC's `lastupdate` first and

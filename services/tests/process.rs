@@ -47,12 +47,6 @@ fn quake() -> Command {
     c
 }
 
-async fn metric(port: u16, name: &str) -> u64 {
-    let Ok(res) = reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await else { return 0 };
-    let text = res.text().await.unwrap_or_default();
-    text.lines().filter(|l| l.starts_with(name)).filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok()).sum()
-}
-
 async fn wait_metric(port: u16, name: &str, at_least: u64, timeout: Duration) {
     let deadline = tokio::time::Instant::now() + timeout;
     while metric(port, name).await < at_least {

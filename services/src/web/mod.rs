@@ -204,7 +204,7 @@ async fn quakes_index(
                     .collect()
             };
             let (body, ctype) = render(entries, &q);
-            let etag = format!("\"{:016x}\"", fnv(&body));
+            let etag = format!("\"{:016x}\"", crate::model::fnv1a(&body));
             let e = Arc::new(Encoded { etag, body: encode(&body, enc).into(), content_type: ctype });
             s.cache.lock().expect("cache lock").bodies.insert((key, enc), e.clone());
             e
@@ -234,15 +234,6 @@ fn respond(e: &Encoded, enc: Encoding, req: &HeaderMap, cache: &'static str) -> 
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
     h.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
     r
-}
-
-fn fnv(b: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for x in b {
-        h ^= u64::from(*x);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
 }
 
 fn sort(entries: &mut [Arc<Entry>], order: OrderBy) {
@@ -332,7 +323,7 @@ async fn quakes_show(
     };
     let enc = Encoding::from_headers(&headers);
     let e = Encoded {
-        etag: format!("\"{:016x}\"", fnv(feature.as_bytes())),
+        etag: format!("\"{:016x}\"", crate::model::fnv1a(feature.as_bytes())),
         body: encode(feature.as_bytes(), enc).into(),
         content_type: "application/geo+json",
     };

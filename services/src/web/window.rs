@@ -33,7 +33,6 @@ struct Inner {
     recent: VecDeque<Change>,
     /// Highest id dropped from `recent`: clients behind it cannot resume.
     evicted: i64,
-    loaded: bool,
 }
 
 pub struct Window {
@@ -58,7 +57,6 @@ impl Window {
                 cursor: 0,
                 recent: VecDeque::new(),
                 evicted: i64::MIN,
-                loaded: false,
             }),
             horizon,
             max_events,
@@ -77,7 +75,7 @@ impl Window {
     }
 
     pub fn loaded(&self) -> bool {
-        self.inner.read().expect("window lock").loaded
+        self.loaded_flag.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The flag behind [`Window::loaded`], for readiness checks.
@@ -152,7 +150,6 @@ impl Window {
                     }
                 }
             }
-            g.loaded = true;
         }
         self.loaded_flag.store(true, std::sync::atomic::Ordering::Relaxed);
         for c in &changes {

@@ -2,6 +2,9 @@
 //! EMSC websocket + FDSN server) and helpers to read the shared real-data fixtures.
 #![allow(dead_code)]
 
+mod probe;
+pub use probe::*;
+
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
@@ -83,10 +86,6 @@ pub fn real_broker() -> Option<String> {
             None
         }
     }
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// A moto server on a free port, killed when dropped.
@@ -432,15 +431,4 @@ pub fn shifted_to_now(lines: &[String]) -> Vec<String> {
         .unwrap_or(0);
     let offset = chrono::Utc::now().timestamp_micros() - newest;
     lines.iter().map(|l| quake::producer::shifted(l, offset).unwrap_or_else(|| l.clone())).collect()
-}
-
-/// A websocket frame for a new event now, with the given values.
-pub fn frame_now(unid: &str, mag: f64, lat: f64, lon: f64, region: &str) -> String {
-    let now = quake::model::format_utc(chrono::Utc::now().timestamp_micros());
-    serde_json::json!({"action": "create", "data": {"type": "Feature", "id": unid,
-        "geometry": {"type": "Point", "coordinates": [lon, lat, -10.0]},
-        "properties": {"unid": unid, "time": now, "lastupdate": now, "lat": lat, "lon": lon, "depth": 10.0,
-            "mag": mag, "magtype": "ml", "flynn_region": region, "auth": "TEST", "evtype": "ke",
-            "source_id": "1", "source_catalog": "EMSC-RTS"}}})
-    .to_string()
 }
