@@ -2,9 +2,12 @@
 //! the resource-kind declarations, and validation, JSON Schema and docs derived from them.
 
 pub mod diag;
+pub mod engine;
+pub mod lock;
 pub mod docs;
 pub mod kinds;
 pub mod plan;
+pub mod provider;
 pub mod schema;
 pub mod stack;
 pub mod walk;

@@ -1,6 +1,9 @@
 //! `provisioner`: the thin binary; parses arguments and calls the library.
 
+mod cmd;
+
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+use cmd::Aws;
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -34,12 +37,104 @@ enum Cmd {
         #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
         vars: Vec<(String, String)>,
     },
+    /// Show what apply would change: exit 0 when nothing, 2 when there are changes, 1 on error.
+    Plan {
+        #[command(flatten)]
+        target: Target,
+        /// The plan as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make AWS match the stack.
+    Apply {
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Delete everything the stack owns.
+    Destroy {
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Print the ids and outputs of what the stack owns.
+    Outputs {
+        #[command(flatten)]
+        target: Target,
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove the stack's lock, whoever holds it (after a run was killed).
+    ForceUnlock {
+        #[command(flatten)]
+        target: Target,
+    },
     /// Print the JSON Schema of stack files (for editors).
     Schema,
     /// Print the reference of every resource kind (Markdown).
     Docs,
     /// Print shell completions.
     Completions { shell: clap_complete::Shell },
+}
+
+#[derive(Debug, clap::Args)]
+struct Target {
+    /// The stack file.
+    #[arg(default_value = "stacks/prod.toml")]
+    stack: PathBuf,
+    /// Set a variable, overriding the file's default (repeatable).
+    #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
+    vars: Vec<(String, String)>,
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    yes: bool,
+    /// How many resources are worked on at once.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=256))]
+    parallelism: u16,
+    /// Seconds one resource may take, retries and waits included.
+    #[arg(long, default_value_t = 900)]
+    resource_timeout: u64,
+}
+
+/// Reads and checks a stack file; problems are printed.
+fn load(target: &Target, color: bool) -> Option<provisioner::stack::Stack> {
+    let file = target.stack.display().to_string();
+    let src = match std::fs::read_to_string(&target.stack) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("provisioner: cannot read {file}: {e}");
+            return None;
+        }
+    };
+    // Environment first, then --var: the command line wins.
+    let mut all: BTreeMap<String, String> = std::env::vars()
+        .filter_map(|(k, v)| k.strip_prefix("PROVISIONER_VAR_").map(|n| (n.to_owned(), v)))
+        .collect();
+    all.extend(target.vars.iter().cloned());
+    match provisioner::stack::load(&file, &src, &all) {
+        Ok(s) => Some(s),
+        Err(d) => {
+            eprint!("{}", provisioner::diag::render(&file, &src, &d.items, color));
+            None
+        }
+    }
+}
+
+impl From<&RunArgs> for provisioner::walk::WalkOptions {
+    fn from(a: &RunArgs) -> Self {
+        Self {
+            parallelism: a.parallelism.into(),
+            resource_timeout: std::time::Duration::from_secs(a.resource_timeout),
+            ..Self::default()
+        }
+    }
 }
 
 fn parse_var(s: &str) -> Result<(String, String), String> {
@@ -57,37 +152,30 @@ fn main() -> ExitCode {
         Color::Never => false,
         Color::Auto => std::env::var_os("NO_COLOR").is_none() && std::io::stderr().is_terminal(),
     };
-    match cli.command {
-        Cmd::Validate { stack, vars } => {
-            let file = stack.display().to_string();
-            let src = match std::fs::read_to_string(&stack) {
-                Ok(s) => s,
-                Err(e) => {
-                    eprintln!("provisioner: cannot read {file}: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            // Environment first, then --var: the command line wins.
-            let mut all: BTreeMap<String, String> = std::env::vars()
-                .filter_map(|(k, v)| k.strip_prefix("PROVISIONER_VAR_").map(|n| (n.to_owned(), v)))
-                .collect();
-            all.extend(vars);
-            match provisioner::stack::load(&file, &src, &all) {
-                Ok(s) => {
-                    println!(
-                        "{file}: stack `{}` in {}: {} resources, no problems",
-                        s.name,
-                        s.region,
-                        s.resources.len()
-                    );
-                    ExitCode::SUCCESS
-                }
-                Err(d) => {
-                    eprint!("{}", provisioner::diag::render(&file, &src, &d.items, color));
-                    ExitCode::FAILURE
-                }
+    let aws = |target: Target, what: Aws| -> ExitCode {
+        let Some(stack) = load(&target, color) else { return ExitCode::FAILURE };
+        let rt = match tokio::runtime::Runtime::new() {
+            Ok(rt) => rt,
+            Err(e) => {
+                eprintln!("provisioner: cannot start the runtime: {e}");
+                return ExitCode::FAILURE;
             }
-        }
+        };
+        ExitCode::from(rt.block_on(cmd::run(stack, what, color)))
+    };
+    match cli.command {
+        Cmd::Plan { target, json } => aws(target, Aws::Plan { json }),
+        Cmd::Apply { target, run } => aws(target, Aws::Apply { destroy: false, yes: run.yes, opts: (&run).into() }),
+        Cmd::Destroy { target, run } => aws(target, Aws::Apply { destroy: true, yes: run.yes, opts: (&run).into() }),
+        Cmd::Outputs { target, json } => aws(target, Aws::Outputs { json }),
+        Cmd::ForceUnlock { target } => aws(target, Aws::ForceUnlock),
+        Cmd::Validate { stack, vars } => match load(&Target { stack, vars }, color) {
+            Some(s) => {
+                println!("{}: stack `{}` in {}: {} resources, no problems", s.file, s.name, s.region, s.resources.len());
+                ExitCode::SUCCESS
+            }
+            None => ExitCode::FAILURE,
+        },
         Cmd::Schema => {
             println!("{}", serde_json::to_string_pretty(&provisioner::docs::json_schema()).unwrap_or_default());
             ExitCode::SUCCESS

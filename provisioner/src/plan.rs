@@ -78,9 +78,19 @@ impl Plan {
     }
 }
 
-/// The desired attributes of a resource as JSON, defaults filled in.
-pub fn desired(r: &Resource) -> Value {
-    fields_json(r.kind.fields, &r.fields)
+/// The desired attributes of a resource as JSON: defaults filled in, the stack's tags merged
+/// under the resource's own, in the kind's canonical form.
+pub fn desired(r: &Resource, stack_tags: &BTreeMap<String, String>) -> Value {
+    let mut v = fields_json(r.kind.fields, &r.fields);
+    if r.kind.fields.iter().any(|f| f.name == "tags") {
+        let mut tags: Map<String, Value> = stack_tags.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+        if let Some(own) = v.get("tags").and_then(Value::as_object) {
+            tags.extend(own.clone());
+        }
+        v["tags"] = Value::Object(tags);
+    }
+    (r.kind.normalize)(&mut v);
+    v
 }
 
 fn fields_json(spec: &[Field], fields: &BTreeMap<String, (Val, crate::stack::Span)>) -> Value {
@@ -194,13 +204,16 @@ fn all_fields(kind: &Kind, v: &Value, creating: bool) -> Vec<AttrChange> {
 /// their attributes in the declared shape. Deletes come only from "exists, no longer declared".
 pub fn plan(stack: &Stack, actual: &BTreeMap<String, Value>) -> Plan {
     let mut p = Plan::default();
+    let mut wanted = BTreeMap::new();
     for r in &stack.resources {
         let addr = r.address();
-        let d = desired(r);
+        let d = desired(r, &stack.tags);
         let change = diff(r.kind, &addr, Some(&d), actual.get(&addr));
         security_changes(r.kind, &addr, Some(&d), actual.get(&addr), &mut p.security);
         p.resources.push(change);
+        wanted.insert(addr, (r.kind, d));
     }
+    cascade_replacements(&mut p, &wanted);
     for (addr, a) in actual {
         if stack.get(addr).is_some() {
             continue;
@@ -210,6 +223,46 @@ pub fn plan(stack: &Stack, actual: &BTreeMap<String, Value>) -> Plan {
         p.resources.push(diff(kind, addr, None, Some(a)));
     }
     p
+}
+
+/// A resource that refers to a replaced one must follow it to the new id: through a field that
+/// forces replacement it is replaced too, otherwise it is updated in place. Repeats until no
+/// more change, so replacements travel down chains.
+fn cascade_replacements(p: &mut Plan, wanted: &BTreeMap<String, (&'static Kind, Value)>) {
+    loop {
+        let replaced: Vec<String> =
+            p.resources.iter().filter(|r| r.action == Action::Replace).map(|r| r.address.clone()).collect();
+        let mut changed = false;
+        for rc in p.resources.iter_mut().filter(|r| matches!(r.action, Action::NoOp | Action::Update)) {
+            let Some((kind, d)) = wanted.get(&rc.address) else { continue };
+            for f in kind.fields {
+                let Some(v) = d.get(f.name) else { continue };
+                let hit = crate::schema::refs(std::slice::from_ref(f), &json!({ f.name: v }))
+                    .iter()
+                    .any(|(t, _)| replaced.contains(t));
+                if !hit || rc.changes.iter().any(|c| c.field == f.name) {
+                    continue;
+                }
+                let forces = f.update == Update::Replace;
+                rc.changes.push(AttrChange {
+                    field: f.name.to_owned(),
+                    before: v.clone(),
+                    after: v.clone(),
+                    forces_replacement: forces,
+                });
+                if forces {
+                    rc.replace_reasons.push(f.name.to_owned());
+                    rc.action = Action::Replace;
+                } else if rc.action == Action::NoOp {
+                    rc.action = Action::Update;
+                }
+                changed = true;
+            }
+        }
+        if !changed {
+            return;
+        }
+    }
 }
 
 /// Rule additions and removals of security groups (any kind whose fields are named ingress or
@@ -292,6 +345,9 @@ pub fn render(p: &Plan, color: bool) -> String {
             let line = match r.action {
                 Action::Create => format!("      + {:<width$} = {}", c.field, show(&c.after)),
                 Action::Delete => format!("      - {:<width$} = {}", c.field, show(&c.before)),
+                _ if c.before == c.after => {
+                    format!("      ~ {:<width$} = {} (refers to a replaced resource)", c.field, show(&c.after))
+                }
                 _ => format!("      ~ {:<width$} = {} -> {}", c.field, show(&c.before), show(&c.after)),
             };
             out.push_str(&line);
@@ -344,7 +400,7 @@ ingress = [{ protocol = "tcp", from_port = 443, cidr = "0.0.0.0/0" }]
 "#;
 
     fn actual_of(s: &Stack) -> BTreeMap<String, Value> {
-        s.resources.iter().map(|r| (r.address(), desired(r))).collect()
+        s.resources.iter().map(|r| (r.address(), desired(r, &s.tags))).collect()
     }
 
     #[test]

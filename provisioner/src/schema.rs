@@ -3,6 +3,7 @@
 //! from these declarations; the engine never names a kind.
 
 use crate::diag::Diags;
+use crate::provider::Ops;
 use crate::stack::{Resource, Stack};
 use serde_json::{json, Value};
 
@@ -79,6 +80,11 @@ pub struct Kind {
     pub outputs: &'static [(&'static str, &'static str)],
     /// Checks that need more than one field or resource (a subnet inside its VPC, ...).
     pub check: fn(&Resource, &Stack, &mut Diags),
+    /// Brings desired and live attributes to one canonical form before they are compared
+    /// (a port range written as one port, a protocol's implied ports, ...).
+    pub normalize: fn(&mut Value),
+    /// The AWS side: discover, create, update, delete.
+    pub ops: &'static dyn Ops,
 }
 
 impl std::fmt::Debug for Kind {
@@ -89,6 +95,57 @@ impl std::fmt::Debug for Kind {
 
 /// The default for `check` when a kind needs none.
 pub fn no_check(_: &Resource, _: &Stack, _: &mut Diags) {}
+
+/// The default for `normalize` when AWS reports attributes exactly as declared.
+pub fn as_is(_: &mut Value) {}
+
+/// Calls `f` on every reference in `v`, an object with the declared `fields`, with whether it is
+/// a peer reference (one that does not order creation). `f` may rewrite the reference.
+pub fn visit_refs(fields: &[Field], v: &mut Value, f: &mut dyn FnMut(&mut Value, bool)) {
+    for fd in fields {
+        if let Some(x) = v.get_mut(fd.name) {
+            visit_ty(&fd.ty, x, f);
+        }
+    }
+}
+
+fn visit_ty(ty: &FieldType, v: &mut Value, f: &mut dyn FnMut(&mut Value, bool)) {
+    match (ty, v) {
+        (FieldType::Ref(_), x @ Value::String(_)) => f(x, false),
+        (FieldType::Peer(_), x @ Value::String(_)) => f(x, true),
+        (FieldType::List(inner), Value::Array(items)) => items.iter_mut().for_each(|i| visit_ty(inner, i, f)),
+        (FieldType::Table(fields), x @ Value::Object(_)) => visit_refs(fields, x, f),
+        _ => {}
+    }
+}
+
+/// The references in `v` (an object with the declared `fields`): `(target, is_peer)`.
+pub fn refs(fields: &[Field], v: &Value) -> Vec<(String, bool)> {
+    let mut out = Vec::new();
+    visit_refs(fields, &mut v.clone(), &mut |x, peer| {
+        if let Some(s) = x.as_str() {
+            out.push((s.to_owned(), peer));
+        }
+    });
+    out
+}
+
+/// Removes from every list the table items that name a peer for which `keep` is false (rules
+/// whose peer group does not exist yet, or is about to go).
+pub fn drop_peer_items(fields: &[Field], v: &mut Value, keep: &dyn Fn(&str) -> bool) {
+    for fd in fields {
+        let (FieldType::List(FieldType::Table(inner)), Some(Value::Array(items))) = (&fd.ty, v.get_mut(fd.name))
+        else {
+            continue;
+        };
+        items.retain(|item| {
+            inner.iter().all(|f| match (&f.ty, item.get(f.name).and_then(Value::as_str)) {
+                (FieldType::Peer(_), Some(target)) => keep(target),
+                _ => true,
+            })
+        });
+    }
+}
 
 impl FieldType {
     /// How the type reads in messages and docs.

@@ -621,6 +621,8 @@ pub fn table_str<'a>(t: &'a BTreeMap<String, (Val, Span)>, k: &str) -> Option<&'
 mod tests {
     use super::*;
     use crate::schema::{no_check, Field, FieldType, Kind, Update};
+    use crate::walk::OpError;
+    use serde_json::Value;
 
     static NODE: Kind = Kind {
         name: "node",
@@ -628,7 +630,31 @@ mod tests {
         fields: &[Field::optional("after", FieldType::Ref(&["node"]), None, Update::InPlace, "dependency")],
         outputs: &[],
         check: no_check,
+        normalize: crate::schema::as_is,
+        ops: &NoAws,
     };
+
+    /// The test kind never reaches AWS: these tests stop at validation.
+    struct NoAws;
+
+    #[async_trait::async_trait]
+    impl crate::provider::Ops for NoAws {
+        fn resource_types(&self) -> &'static [&'static str] {
+            &["node"]
+        }
+        async fn discover(&self, _: &crate::provider::Cx) -> Result<Vec<crate::provider::Live>, OpError> {
+            Err(OpError::Fatal("test kind".into()))
+        }
+        async fn create(&self, _: &crate::provider::Cx, _: &str, _: &Value, _: &str) -> Result<String, OpError> {
+            Err(OpError::Fatal("test kind".into()))
+        }
+        async fn update(&self, _: &crate::provider::Cx, _: &str, _: &Value, _: &Value) -> Result<(), OpError> {
+            Err(OpError::Fatal("test kind".into()))
+        }
+        async fn delete(&self, _: &crate::provider::Cx, _: &str, _: &Value) -> Result<(), OpError> {
+            Err(OpError::Fatal("test kind".into()))
+        }
+    }
 
     fn node(name: &str, after: Option<&str>, at: usize) -> Resource {
         let mut fields = BTreeMap::new();

@@ -22,6 +22,15 @@ pub enum OpError {
     Fatal(String),
 }
 
+impl std::fmt::Display for OpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Retryable(m) => write!(f, "{m} (still failing after retries)"),
+            Self::Fatal(m) => f.write_str(m),
+        }
+    }
+}
+
 /// Carries out one resource change against the cloud. Implementations are per kind and
 /// idempotent (client tokens), so a retry or a rerun after a crash never duplicates.
 #[async_trait]
@@ -92,6 +101,22 @@ pub async fn walk(
     let back_edges: Vec<(String, String)> = deps.iter().map(|(a, b)| (b.clone(), a.clone())).collect();
     phase(&forward, &fwd_edges, &exec, opts, &progress, &cancel, &mut report).await;
     phase(&backward, &back_edges, &exec, opts, &progress, &cancel, &mut report).await;
+    report
+}
+
+/// Runs steps over an explicit graph: `waits_for` edges `(a, b)` mean `a` starts only after `b`
+/// succeeded (the engine's steps: deletes of replacements before their creates, rule steps).
+pub async fn run_graph(
+    nodes: &[ResourceChange],
+    waits_for: &[(String, String)],
+    exec: Arc<dyn Executor>,
+    opts: &WalkOptions,
+    progress: Option<mpsc::UnboundedSender<Progress>>,
+    cancel: CancellationToken,
+) -> Report {
+    let mut report = Report::default();
+    let nodes: Vec<&ResourceChange> = nodes.iter().collect();
+    phase(&nodes, waits_for, &exec, opts, &progress, &cancel, &mut report).await;
     report
 }
 

@@ -1,6 +1,11 @@
 //! `eip`: an Elastic IP address.
 
-use crate::schema::{no_check, Field, FieldType, Kind, Update};
+use crate::provider::{address_of, aws_err, gone_ok, owned, set_tags, tag_spec, tags_json, Cx, Live, Ops};
+use crate::schema::{as_is, no_check, Field, FieldType, Kind, Update};
+use crate::walk::OpError;
+use async_trait::async_trait;
+use aws_sdk_ec2::types::{DomainType, ResourceType};
+use serde_json::{json, Map, Value};
 
 pub static KIND: Kind = Kind {
     name: "eip",
@@ -8,4 +13,55 @@ pub static KIND: Kind = Kind {
     fields: &[Field::optional("tags", FieldType::StringMap, None, Update::InPlace, "Tags besides the stack's own.")],
     outputs: &[("id", "Allocation id (eipalloc-...)"), ("public_ip", "The address")],
     check: no_check,
+    normalize: as_is,
+    ops: &Eip,
 };
+
+struct Eip;
+
+#[async_trait]
+impl Ops for Eip {
+    fn resource_types(&self) -> &'static [&'static str] {
+        // AWS says elastic-ip, moto vpc-elastic-ip.
+        &["elastic-ip", "vpc-elastic-ip"]
+    }
+
+    async fn discover(&self, cx: &Cx) -> Result<Vec<Live>, OpError> {
+        // DescribeAddresses has no pages: it answers every address at once.
+        let out = cx.ec2.describe_addresses().filters(owned(cx)).send().await.map_err(|e| aws_err("DescribeAddresses", e))?;
+        Ok(out
+            .addresses()
+            .iter()
+            .filter_map(|a| {
+                let mut outputs = Map::new();
+                outputs.insert("public_ip".into(), json!(a.public_ip()));
+                Some(Live {
+                    id: a.allocation_id()?.to_owned(),
+                    address: address_of(a.tags())?,
+                    attrs: json!({"tags": tags_json(a.tags())}),
+                    outputs,
+                })
+            })
+            .collect())
+    }
+
+    async fn create(&self, cx: &Cx, _: &str, want: &Value, _token: &str) -> Result<String, OpError> {
+        let out = cx
+            .ec2
+            .allocate_address()
+            .domain(DomainType::Vpc)
+            .tag_specifications(tag_spec(ResourceType::ElasticIp, want))
+            .send()
+            .await
+            .map_err(|e| aws_err("AllocateAddress", e))?;
+        out.allocation_id().map(str::to_owned).ok_or_else(|| OpError::Fatal("AllocateAddress: no id".into()))
+    }
+
+    async fn update(&self, cx: &Cx, id: &str, have: &Value, want: &Value) -> Result<(), OpError> {
+        set_tags(cx, id, have, want).await
+    }
+
+    async fn delete(&self, cx: &Cx, id: &str, _: &Value) -> Result<(), OpError> {
+        gone_ok(cx.ec2.release_address().allocation_id(id).send().await.map_err(|e| aws_err("ReleaseAddress", e)))
+    }
+}

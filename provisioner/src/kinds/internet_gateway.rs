@@ -1,6 +1,11 @@
 //! `internet_gateway`: the VPC's door to the internet, attached to one VPC.
 
-use crate::schema::{no_check, Field, FieldType, Kind, Update};
+use crate::provider::{address_of, aws_err, gone_ok, need, owned, s, set_tags, tag_spec, tags_json, Cx, Live, Ops};
+use crate::schema::{as_is, no_check, Field, FieldType, Kind, Update};
+use crate::walk::OpError;
+use async_trait::async_trait;
+use aws_sdk_ec2::types::ResourceType;
+use serde_json::{json, Map, Value};
 
 pub static KIND: Kind = Kind {
     name: "internet_gateway",
@@ -16,4 +21,92 @@ pub static KIND: Kind = Kind {
     ],
     outputs: &[("id", "Internet gateway id (igw-...)")],
     check: no_check,
+    normalize: as_is,
+    ops: &Igw,
 };
+
+struct Igw;
+
+async fn attach(cx: &Cx, id: &str, vpc: &str) -> Result<(), OpError> {
+    cx.ec2
+        .attach_internet_gateway()
+        .internet_gateway_id(id)
+        .vpc_id(vpc)
+        .send()
+        .await
+        .map_err(|e| aws_err("AttachInternetGateway", e))?;
+    Ok(())
+}
+
+async fn detach(cx: &Cx, id: &str, vpc: &str) -> Result<(), OpError> {
+    let r = cx.ec2.detach_internet_gateway().internet_gateway_id(id).vpc_id(vpc).send().await;
+    match r.map_err(|e| aws_err("DetachInternetGateway", e)) {
+        Err(OpError::Fatal(m)) if m.contains("Gateway.NotAttached") => Ok(()),
+        other => gone_ok(other),
+    }
+}
+
+#[async_trait]
+impl Ops for Igw {
+    fn resource_types(&self) -> &'static [&'static str] {
+        &["internet-gateway"]
+    }
+
+    async fn discover(&self, cx: &Cx) -> Result<Vec<Live>, OpError> {
+        let mut out = Vec::new();
+        let mut pages = cx.ec2.describe_internet_gateways().filters(owned(cx)).into_paginator().send();
+        while let Some(page) = pages.next().await {
+            for g in page.map_err(|e| aws_err("DescribeInternetGateways", e))?.internet_gateways() {
+                let (Some(id), Some(address)) = (g.internet_gateway_id(), address_of(g.tags())) else { continue };
+                let vpc = g.attachments().first().and_then(|a| a.vpc_id());
+                out.push(Live {
+                    id: id.to_owned(),
+                    address,
+                    attrs: json!({"vpc": vpc, "tags": tags_json(g.tags())}),
+                    outputs: Map::new(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn create(&self, cx: &Cx, _: &str, want: &Value, _token: &str) -> Result<String, OpError> {
+        let out = cx
+            .ec2
+            .create_internet_gateway()
+            .tag_specifications(tag_spec(ResourceType::InternetGateway, want))
+            .send()
+            .await
+            .map_err(|e| aws_err("CreateInternetGateway", e))?;
+        let id = out
+            .internet_gateway()
+            .and_then(|g| g.internet_gateway_id())
+            .ok_or_else(|| OpError::Fatal("CreateInternetGateway: no id".into()))?;
+        attach(cx, id, need(want, "vpc")?).await?;
+        Ok(id.to_owned())
+    }
+
+    async fn update(&self, cx: &Cx, id: &str, have: &Value, want: &Value) -> Result<(), OpError> {
+        if s(have, "vpc") != s(want, "vpc") {
+            if let Some(old) = s(have, "vpc") {
+                detach(cx, id, old).await?;
+            }
+            attach(cx, id, need(want, "vpc")?).await?;
+        }
+        set_tags(cx, id, have, want).await
+    }
+
+    async fn delete(&self, cx: &Cx, id: &str, have: &Value) -> Result<(), OpError> {
+        if let Some(vpc) = s(have, "vpc") {
+            detach(cx, id, vpc).await?;
+        }
+        gone_ok(
+            cx.ec2
+                .delete_internet_gateway()
+                .internet_gateway_id(id)
+                .send()
+                .await
+                .map_err(|e| aws_err("DeleteInternetGateway", e)),
+        )
+    }
+}

@@ -1,6 +1,13 @@
 //! `nat_gateway`: outbound internet for private subnets (costs about $33-38 a month).
 
-use crate::schema::{no_check, Field, FieldType, Kind, Update};
+use crate::provider::{address_of, aws_err, gone_ok, need, owned, set_tags, tag_spec, tags_json, Cx, Live, Ops};
+use crate::schema::{as_is, no_check, Field, FieldType, Kind, Update};
+use crate::walk::OpError;
+use async_trait::async_trait;
+use aws_sdk_ec2::client::Waiters;
+use aws_sdk_ec2::types::{Filter, NatGatewayState, ResourceType};
+use serde_json::{json, Map, Value};
+use std::time::Duration;
 
 pub static KIND: Kind = Kind {
     name: "nat_gateway",
@@ -12,4 +19,84 @@ pub static KIND: Kind = Kind {
     ],
     outputs: &[("id", "NAT gateway id (nat-...)")],
     check: no_check,
+    normalize: as_is,
+    ops: &Nat,
 };
+
+struct Nat;
+
+/// How long AWS may take to bring a NAT gateway up or down (usually one to three minutes).
+const WAIT: Duration = Duration::from_secs(10 * 60);
+
+#[async_trait]
+impl Ops for Nat {
+    fn resource_types(&self) -> &'static [&'static str] {
+        // AWS says natgateway, moto nat-gateway.
+        &["natgateway", "nat-gateway"]
+    }
+
+    async fn discover(&self, cx: &Cx) -> Result<Vec<Live>, OpError> {
+        // Deleted gateways stay visible (with their tags) for an hour: only living ones count.
+        let alive = Filter::builder().name("state").values("pending").values("available").build();
+        let mut out = Vec::new();
+        let mut pages = cx.ec2.describe_nat_gateways().filter(owned(cx)).filter(alive).into_paginator().send();
+        while let Some(page) = pages.next().await {
+            for g in page.map_err(|e| aws_err("DescribeNatGateways", e))?.nat_gateways() {
+                if matches!(g.state(), Some(NatGatewayState::Deleting | NatGatewayState::Deleted)) {
+                    continue;
+                }
+                let (Some(id), Some(address)) = (g.nat_gateway_id(), address_of(g.tags())) else { continue };
+                let eip = g.nat_gateway_addresses().first().and_then(|a| a.allocation_id());
+                out.push(Live {
+                    id: id.to_owned(),
+                    address,
+                    attrs: json!({"subnet": g.subnet_id(), "eip": eip, "tags": tags_json(g.tags())}),
+                    outputs: Map::new(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn create(&self, cx: &Cx, _: &str, want: &Value, token: &str) -> Result<String, OpError> {
+        let out = cx
+            .ec2
+            .create_nat_gateway()
+            .subnet_id(need(want, "subnet")?)
+            .allocation_id(need(want, "eip")?)
+            .client_token(token)
+            .tag_specifications(tag_spec(ResourceType::Natgateway, want))
+            .send()
+            .await
+            .map_err(|e| aws_err("CreateNatGateway", e))?;
+        let id = out
+            .nat_gateway()
+            .and_then(|g| g.nat_gateway_id())
+            .ok_or_else(|| OpError::Fatal("CreateNatGateway: no id".into()))?;
+        cx.ec2
+            .wait_until_nat_gateway_available()
+            .nat_gateway_ids(id)
+            .wait(WAIT)
+            .await
+            .map_err(|e| OpError::Retryable(format!("waiting for {id} to be available: {e}")))?;
+        Ok(id.to_owned())
+    }
+
+    async fn update(&self, cx: &Cx, id: &str, have: &Value, want: &Value) -> Result<(), OpError> {
+        set_tags(cx, id, have, want).await
+    }
+
+    async fn delete(&self, cx: &Cx, id: &str, _: &Value) -> Result<(), OpError> {
+        gone_ok(
+            cx.ec2.delete_nat_gateway().nat_gateway_id(id).send().await.map_err(|e| aws_err("DeleteNatGateway", e)),
+        )?;
+        // Its address and subnet are held until it is gone.
+        cx.ec2
+            .wait_until_nat_gateway_deleted()
+            .nat_gateway_ids(id)
+            .wait(WAIT)
+            .await
+            .map_err(|e| OpError::Retryable(format!("waiting for {id} to be deleted: {e}")))?;
+        Ok(())
+    }
+}

@@ -1,8 +1,14 @@
 //! `route_table`: routes of a VPC and the subnets that use them.
 
 use crate::diag::Diags;
-use crate::schema::{Field, FieldType, Kind, Update};
+use crate::provider::{address_of, aws_err, gone_ok, need, owned, s, set_tags, strs, tag_spec, tags_json, Cx, Live, Ops};
+use crate::schema::{as_is, Field, FieldType, Kind, Update};
 use crate::stack::{Resource, Stack, Val};
+use crate::walk::OpError;
+use async_trait::async_trait;
+use aws_sdk_ec2::types::{ResourceType, RouteOrigin};
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
 
 static ROUTE: [Field; 3] = [
     Field::required("destination", FieldType::Cidr, Update::InPlace, "Destination range, e.g. \"0.0.0.0/0\"."),
@@ -39,7 +45,196 @@ pub static KIND: Kind = Kind {
     ],
     outputs: &[("id", "Route table id (rtb-...)")],
     check,
+    normalize: as_is,
+    ops: &RouteTable,
 };
+
+struct RouteTable;
+
+/// Route destination -> (target field, target id).
+fn routes(v: &Value) -> BTreeMap<String, (&'static str, String)> {
+    let mut out = BTreeMap::new();
+    for r in v.get("routes").and_then(Value::as_array).into_iter().flatten() {
+        let Some(dest) = s(r, "destination") else { continue };
+        for target in ["internet_gateway", "nat_gateway"] {
+            if let Some(id) = s(r, target) {
+                out.insert(dest.to_owned(), (target, id.to_owned()));
+            }
+        }
+    }
+    out
+}
+
+async fn put_route(cx: &Cx, id: &str, dest: &str, target: &(&str, String), replace: bool) -> Result<(), OpError> {
+    let (op, res) = if replace {
+        let mut call = cx.ec2.replace_route().route_table_id(id).destination_cidr_block(dest);
+        call = match target.0 {
+            "nat_gateway" => call.nat_gateway_id(&target.1),
+            _ => call.gateway_id(&target.1),
+        };
+        ("ReplaceRoute", call.send().await.map(|_| ()).map_err(|e| aws_err("ReplaceRoute", e)))
+    } else {
+        let mut call = cx.ec2.create_route().route_table_id(id).destination_cidr_block(dest);
+        call = match target.0 {
+            "nat_gateway" => call.nat_gateway_id(&target.1),
+            _ => call.gateway_id(&target.1),
+        };
+        ("CreateRoute", call.send().await.map(|_| ()).map_err(|e| aws_err("CreateRoute", e)))
+    };
+    match res {
+        // A rerun after a crash between CreateRoute and its answer.
+        Err(OpError::Fatal(m)) if op == "CreateRoute" && m.contains("RouteAlreadyExists") => {
+            Box::pin(put_route(cx, id, dest, target, true)).await
+        }
+        other => other,
+    }
+}
+
+/// Subnet id -> association id of the table's explicit associations.
+async fn associations(cx: &Cx, id: &str) -> Result<BTreeMap<String, String>, OpError> {
+    let out = cx
+        .ec2
+        .describe_route_tables()
+        .route_table_ids(id)
+        .send()
+        .await
+        .map_err(|e| aws_err("DescribeRouteTables", e))?;
+    Ok(out
+        .route_tables()
+        .iter()
+        .flat_map(|t| t.associations())
+        .filter(|a| a.main() != Some(true))
+        .filter_map(|a| Some((a.subnet_id()?.to_owned(), a.route_table_association_id()?.to_owned())))
+        .collect())
+}
+
+#[async_trait]
+impl Ops for RouteTable {
+    fn resource_types(&self) -> &'static [&'static str] {
+        &["route-table"]
+    }
+
+    async fn discover(&self, cx: &Cx) -> Result<Vec<Live>, OpError> {
+        let mut out = Vec::new();
+        let mut pages = cx.ec2.describe_route_tables().filters(owned(cx)).into_paginator().send();
+        while let Some(page) = pages.next().await {
+            for t in page.map_err(|e| aws_err("DescribeRouteTables", e))?.route_tables() {
+                let (Some(id), Some(address)) = (t.route_table_id(), address_of(t.tags())) else { continue };
+                // The VPC-local route and the endpoints' prefix-list routes are not ours to list.
+                let routes: Vec<Value> = t
+                    .routes()
+                    .iter()
+                    .filter(|r| r.origin() != Some(&RouteOrigin::CreateRouteTable))
+                    .filter(|r| r.gateway_id() != Some("local"))
+                    .filter_map(|r| {
+                        let dest = r.destination_cidr_block()?;
+                        Some(match (r.nat_gateway_id(), r.gateway_id()) {
+                            (Some(nat), _) => json!({"destination": dest, "internet_gateway": null, "nat_gateway": nat}),
+                            (None, Some(gw)) => json!({"destination": dest, "internet_gateway": gw, "nat_gateway": null}),
+                            _ => return None,
+                        })
+                    })
+                    .collect();
+                let subnets: Vec<&str> = t
+                    .associations()
+                    .iter()
+                    .filter(|a| a.main() != Some(true))
+                    .filter_map(|a| a.subnet_id())
+                    .collect();
+                out.push(Live {
+                    id: id.to_owned(),
+                    address,
+                    attrs: json!({"vpc": t.vpc_id(), "routes": routes, "subnets": subnets, "tags": tags_json(t.tags())}),
+                    outputs: Map::new(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn create(&self, cx: &Cx, _: &str, want: &Value, token: &str) -> Result<String, OpError> {
+        let out = cx
+            .ec2
+            .create_route_table()
+            .vpc_id(need(want, "vpc")?)
+            .client_token(token)
+            .tag_specifications(tag_spec(ResourceType::RouteTable, want))
+            .send()
+            .await
+            .map_err(|e| aws_err("CreateRouteTable", e))?;
+        let id = out
+            .route_table()
+            .and_then(|t| t.route_table_id())
+            .ok_or_else(|| OpError::Fatal("CreateRouteTable: no id".into()))?;
+        let empty = json!({"routes": [], "subnets": [], "tags": want.get("tags")});
+        self.update(cx, id, &empty, want).await?;
+        Ok(id.to_owned())
+    }
+
+    async fn update(&self, cx: &Cx, id: &str, have: &Value, want: &Value) -> Result<(), OpError> {
+        let (old, new) = (routes(have), routes(want));
+        for (dest, target) in &new {
+            match old.get(dest) {
+                Some(t) if t == target => {}
+                Some(_) => put_route(cx, id, dest, target, true).await?,
+                None => put_route(cx, id, dest, target, false).await?,
+            }
+        }
+        for dest in old.keys().filter(|d| !new.contains_key(*d)) {
+            gone_ok(
+                cx.ec2
+                    .delete_route()
+                    .route_table_id(id)
+                    .destination_cidr_block(dest)
+                    .send()
+                    .await
+                    .map_err(|e| aws_err("DeleteRoute", e)),
+            )?;
+        }
+        let (had, wanted) = (strs(have, "subnets"), strs(want, "subnets"));
+        if had != wanted {
+            let current = associations(cx, id).await?;
+            for subnet in wanted.iter().filter(|s| !current.contains_key(*s)) {
+                cx.ec2
+                    .associate_route_table()
+                    .route_table_id(id)
+                    .subnet_id(subnet)
+                    .send()
+                    .await
+                    .map_err(|e| aws_err("AssociateRouteTable", e))?;
+            }
+            for assoc in current.iter().filter(|(s, _)| !wanted.contains(s)).map(|(_, a)| a) {
+                gone_ok(
+                    cx.ec2
+                        .disassociate_route_table()
+                        .association_id(assoc)
+                        .send()
+                        .await
+                        .map_err(|e| aws_err("DisassociateRouteTable", e)),
+                )?;
+            }
+        }
+        set_tags(cx, id, have, want).await
+    }
+
+    async fn delete(&self, cx: &Cx, id: &str, have: &Value) -> Result<(), OpError> {
+        if !strs(have, "subnets").is_empty() {
+            for assoc in associations(cx, id).await?.values() {
+                gone_ok(
+                    cx.ec2
+                        .disassociate_route_table()
+                        .association_id(assoc)
+                        .send()
+                        .await
+                        .map_err(|e| aws_err("DisassociateRouteTable", e)),
+                )?;
+            }
+        }
+        gone_ok(
+            cx.ec2.delete_route_table().route_table_id(id).send().await.map_err(|e| aws_err("DeleteRouteTable", e)),
+        )
+    }
+}
 
 /// Each route has exactly one target.
 fn check(r: &Resource, _: &Stack, d: &mut Diags) {

@@ -2,8 +2,13 @@
 //! another (or the same) group.
 
 use crate::diag::Diags;
+use crate::provider::{address_of, aws_err, gone_ok, need, owned, s, set_tags, tag_spec, tags_json, Cx, Live, Ops};
 use crate::schema::{Field, FieldType, Kind, Update};
 use crate::stack::{table_str, Resource, Stack, Val};
+use crate::walk::OpError;
+use async_trait::async_trait;
+use aws_sdk_ec2::types::{Filter, IpPermission, IpRange, ResourceType, UserIdGroupPair};
+use serde_json::{json, Map, Value};
 
 static RULE: [Field; 7] = [
     Field::required("protocol", FieldType::Enum(&["tcp", "udp", "icmp", "all"]), Update::InPlace, "IP protocol."),
@@ -50,7 +55,257 @@ pub static KIND: Kind = Kind {
     ],
     outputs: &[("id", "Security group id (sg-...)")],
     check,
+    normalize,
+    ops: &Group,
 };
+
+/// One canonical form per rule: ports as AWS reports them (a single port is a range of one;
+/// `all` has none), a peer in exactly one of cidr/group/self.
+fn normalize(v: &mut Value) {
+    for dir in ["ingress", "egress"] {
+        let Some(Value::Array(rules)) = v.get_mut(dir) else { continue };
+        for r in rules.iter_mut() {
+            let proto = s(r, "protocol").unwrap_or_default().to_owned();
+            if proto == "all" {
+                r["from_port"] = Value::Null;
+                r["to_port"] = Value::Null;
+            } else if r.get("to_port").is_none_or(Value::is_null) {
+                r["to_port"] = r.get("from_port").cloned().unwrap_or(Value::Null);
+            }
+            if r.get("self").is_none() {
+                r["self"] = json!(false);
+            }
+            for k in ["cidr", "group", "description"] {
+                if r.get(k).is_none() {
+                    r[k] = Value::Null;
+                }
+            }
+        }
+        rules.sort_by_key(|r| r.to_string());
+    }
+}
+
+struct Group;
+
+/// The rules of one direction as AWS lists them, one per peer.
+fn flatten(perms: &[IpPermission], own: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    for p in perms {
+        let proto = match p.ip_protocol() {
+            Some("-1") | None => "all",
+            Some(other) => other,
+        };
+        let port = |x: Option<i32>| match (proto, x) {
+            ("all", _) | (_, None | Some(-1)) => Value::Null,
+            (_, Some(n)) => json!(n),
+        };
+        let rule = |cidr: Option<&str>, group: Option<&str>, desc: Option<&str>| {
+            let me = group == Some(own);
+            json!({
+                "protocol": proto,
+                "from_port": port(p.from_port()),
+                "to_port": port(p.to_port()),
+                "cidr": cidr,
+                "group": if me { None } else { group },
+                "self": me,
+                "description": desc,
+            })
+        };
+        for r in p.ip_ranges() {
+            out.push(rule(r.cidr_ip(), None, r.description()));
+        }
+        for g in p.user_id_group_pairs() {
+            out.push(rule(None, g.group_id(), g.description()));
+        }
+    }
+    out
+}
+
+fn permission(r: &Value, own: &str) -> IpPermission {
+    let proto = match s(r, "protocol") {
+        Some("all") | None => "-1",
+        Some(p) => p,
+    };
+    let port = |k: &str| r.get(k).and_then(Value::as_i64).map(|n| n as i32);
+    let mut p = IpPermission::builder().ip_protocol(proto);
+    if proto != "-1" {
+        p = p.set_from_port(port("from_port").or(Some(-1))).set_to_port(port("to_port").or(Some(-1)));
+    }
+    let desc = s(r, "description").map(str::to_owned);
+    if let Some(cidr) = s(r, "cidr") {
+        p = p.ip_ranges(IpRange::builder().cidr_ip(cidr).set_description(desc).build());
+    } else {
+        let group = if r.get("self") == Some(&json!(true)) { own } else { s(r, "group").unwrap_or(own) };
+        p = p.user_id_group_pairs(UserIdGroupPair::builder().group_id(group).set_description(desc).build());
+    }
+    p.build()
+}
+
+fn rules(v: &Value, dir: &str) -> Vec<Value> {
+    let mut v = v.clone();
+    normalize(&mut v);
+    v.get(dir).and_then(Value::as_array).cloned().unwrap_or_default()
+}
+
+/// Revokes by rule id: matching by content misses group rules whose description differs.
+async fn revoke(cx: &Cx, id: &str, egress: bool, gone: &[Value]) -> Result<(), OpError> {
+    let filter = Filter::builder().name("group-id").values(id).build();
+    let mut ids = Vec::new();
+    let mut pages = cx.ec2.describe_security_group_rules().filters(filter).into_paginator().send();
+    while let Some(page) = pages.next().await {
+        for r in page.map_err(|e| aws_err("DescribeSecurityGroupRules", e))?.security_group_rules() {
+            if r.is_egress() != Some(egress) {
+                continue;
+            }
+            let perm = IpPermission::builder()
+                .set_ip_protocol(r.ip_protocol().map(str::to_owned))
+                .set_from_port(r.from_port())
+                .set_to_port(r.to_port())
+                .set_ip_ranges(r.cidr_ipv4().map(|c| {
+                    vec![IpRange::builder().cidr_ip(c).set_description(r.description().map(str::to_owned)).build()]
+                }))
+                .set_user_id_group_pairs(r.referenced_group_info().map(|g| {
+                    vec![UserIdGroupPair::builder()
+                        .set_group_id(g.group_id().map(str::to_owned))
+                        .set_description(r.description().map(str::to_owned))
+                        .build()]
+                }))
+                .build();
+            if flatten(&[perm], id).iter().any(|x| gone.contains(x)) {
+                ids.extend(r.security_group_rule_id().map(str::to_owned));
+            }
+        }
+    }
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let res = if egress {
+        cx.ec2
+            .revoke_security_group_egress()
+            .group_id(id)
+            .set_security_group_rule_ids(Some(ids))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| aws_err("RevokeSecurityGroupEgress", e))
+    } else {
+        cx.ec2
+            .revoke_security_group_ingress()
+            .group_id(id)
+            .set_security_group_rule_ids(Some(ids))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| aws_err("RevokeSecurityGroupIngress", e))
+    };
+    gone_ok(res)
+}
+
+async fn authorize(cx: &Cx, id: &str, egress: bool, new: &[Value]) -> Result<(), OpError> {
+    if new.is_empty() {
+        return Ok(());
+    }
+    let perms: Vec<IpPermission> = new.iter().map(|r| permission(r, id)).collect();
+    let res = if egress {
+        cx.ec2
+            .authorize_security_group_egress()
+            .group_id(id)
+            .set_ip_permissions(Some(perms))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| aws_err("AuthorizeSecurityGroupEgress", e))
+    } else {
+        cx.ec2
+            .authorize_security_group_ingress()
+            .group_id(id)
+            .set_ip_permissions(Some(perms))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| aws_err("AuthorizeSecurityGroupIngress", e))
+    };
+    match res {
+        // Already there: a rerun after a crash between the call and its answer.
+        Err(OpError::Fatal(m)) if m.contains("InvalidPermission.Duplicate") => Ok(()),
+        other => other,
+    }
+}
+
+#[async_trait]
+impl Ops for Group {
+    fn resource_types(&self) -> &'static [&'static str] {
+        &["security-group"]
+    }
+
+    async fn discover(&self, cx: &Cx) -> Result<Vec<Live>, OpError> {
+        let mut out = Vec::new();
+        let mut pages = cx.ec2.describe_security_groups().filters(owned(cx)).into_paginator().send();
+        while let Some(page) = pages.next().await {
+            for g in page.map_err(|e| aws_err("DescribeSecurityGroups", e))?.security_groups() {
+                let (Some(id), Some(address)) = (g.group_id(), address_of(g.tags())) else { continue };
+                out.push(Live {
+                    id: id.to_owned(),
+                    address,
+                    attrs: json!({
+                        "vpc": g.vpc_id(),
+                        "description": g.description(),
+                        "ingress": flatten(g.ip_permissions(), id),
+                        "egress": flatten(g.ip_permissions_egress(), id),
+                        "tags": tags_json(g.tags()),
+                    }),
+                    outputs: Map::new(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn create(&self, cx: &Cx, address: &str, want: &Value, _token: &str) -> Result<String, OpError> {
+        // Group names are unique per VPC: the stack and resource name make a rerun collide
+        // instead of duplicating.
+        let name = format!("{}-{}", cx.stack, address.split_once('.').map_or(address, |(_, n)| n));
+        let out = cx
+            .ec2
+            .create_security_group()
+            .group_name(name)
+            .description(need(want, "description")?)
+            .vpc_id(need(want, "vpc")?)
+            .tag_specifications(tag_spec(ResourceType::SecurityGroup, want))
+            .send()
+            .await
+            .map_err(|e| aws_err("CreateSecurityGroup", e))?;
+        let id = out.group_id().ok_or_else(|| OpError::Fatal("CreateSecurityGroup: no id".into()))?;
+        // A new group allows all egress; the declared rules replace that.
+        let fresh = json!({
+            "ingress": [],
+            "egress": [{"protocol": "all", "cidr": "0.0.0.0/0"}],
+            "tags": want.get("tags"),
+        });
+        self.update(cx, id, &fresh, want).await?;
+        Ok(id.to_owned())
+    }
+
+    async fn update(&self, cx: &Cx, id: &str, have: &Value, want: &Value) -> Result<(), OpError> {
+        for (dir, egress) in [("ingress", false), ("egress", true)] {
+            let (old, new) = (rules(have, dir), rules(want, dir));
+            let gone: Vec<Value> = old.iter().filter(|r| !new.contains(r)).cloned().collect();
+            let added: Vec<Value> = new.iter().filter(|r| !old.contains(r)).cloned().collect();
+            // Revoke first: a rule whose description changed is the same permission to AWS.
+            if !gone.is_empty() {
+                revoke(cx, id, egress, &gone).await?;
+            }
+            authorize(cx, id, egress, &added).await?;
+        }
+        set_tags(cx, id, have, want).await
+    }
+
+    async fn delete(&self, cx: &Cx, id: &str, _: &Value) -> Result<(), OpError> {
+        gone_ok(
+            cx.ec2.delete_security_group().group_id(id).send().await.map_err(|e| aws_err("DeleteSecurityGroup", e)),
+        )
+    }
+}
 
 fn check(r: &Resource, _: &Stack, d: &mut Diags) {
     for dir in ["ingress", "egress"] {

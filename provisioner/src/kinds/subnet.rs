@@ -2,9 +2,14 @@
 //! not overlap its siblings, and names an availability zone the region has.
 
 use crate::diag::Diags;
-use crate::schema::{Field, FieldType, Kind, Update};
+use crate::provider::{address_of, aws_err, b, gone_ok, need, owned, set_tags, tag_spec, tags_json, Cx, Live, Ops};
+use crate::schema::{as_is, Field, FieldType, Kind, Update};
 use crate::stack::{Resource, Stack};
+use crate::walk::OpError;
+use async_trait::async_trait;
+use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType};
 use ipnet::Ipv4Net;
+use serde_json::{json, Map, Value};
 
 pub static KIND: Kind = Kind {
     name: "subnet",
@@ -34,7 +39,85 @@ pub static KIND: Kind = Kind {
     ],
     outputs: &[("id", "Subnet id (subnet-...)"), ("availability_zone", "Full zone name")],
     check,
+    normalize: as_is,
+    ops: &Subnet,
 };
+
+struct Subnet;
+
+async fn set_public_ip(cx: &Cx, id: &str, on: bool) -> Result<(), OpError> {
+    cx.ec2
+        .modify_subnet_attribute()
+        .subnet_id(id)
+        .map_public_ip_on_launch(AttributeBooleanValue::builder().value(on).build())
+        .send()
+        .await
+        .map_err(|e| aws_err("ModifySubnetAttribute", e))?;
+    Ok(())
+}
+
+#[async_trait]
+impl Ops for Subnet {
+    fn resource_types(&self) -> &'static [&'static str] {
+        &["subnet"]
+    }
+
+    async fn discover(&self, cx: &Cx) -> Result<Vec<Live>, OpError> {
+        let mut out = Vec::new();
+        let mut pages = cx.ec2.describe_subnets().filters(owned(cx)).into_paginator().send();
+        while let Some(page) = pages.next().await {
+            for sn in page.map_err(|e| aws_err("DescribeSubnets", e))?.subnets() {
+                let (Some(id), Some(address)) = (sn.subnet_id(), address_of(sn.tags())) else { continue };
+                let zone = sn.availability_zone().unwrap_or_default();
+                let letter = zone.strip_prefix(cx.region.as_str()).unwrap_or(zone);
+                let mut outputs = Map::new();
+                outputs.insert("availability_zone".into(), json!(zone));
+                out.push(Live {
+                    id: id.to_owned(),
+                    address,
+                    attrs: json!({
+                        "vpc": sn.vpc_id(),
+                        "cidr": sn.cidr_block(),
+                        "az": letter,
+                        "public_ip_on_launch": sn.map_public_ip_on_launch().unwrap_or(false),
+                        "tags": tags_json(sn.tags()),
+                    }),
+                    outputs,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn create(&self, cx: &Cx, _: &str, want: &Value, _token: &str) -> Result<String, OpError> {
+        let out = cx
+            .ec2
+            .create_subnet()
+            .vpc_id(need(want, "vpc")?)
+            .cidr_block(need(want, "cidr")?)
+            .availability_zone(format!("{}{}", cx.region, need(want, "az")?))
+            .tag_specifications(tag_spec(ResourceType::Subnet, want))
+            .send()
+            .await
+            .map_err(|e| aws_err("CreateSubnet", e))?;
+        let id = out.subnet().and_then(|v| v.subnet_id()).ok_or_else(|| OpError::Fatal("CreateSubnet: no id".into()))?;
+        if b(want, "public_ip_on_launch") {
+            set_public_ip(cx, id, true).await?;
+        }
+        Ok(id.to_owned())
+    }
+
+    async fn update(&self, cx: &Cx, id: &str, have: &Value, want: &Value) -> Result<(), OpError> {
+        if b(have, "public_ip_on_launch") != b(want, "public_ip_on_launch") {
+            set_public_ip(cx, id, b(want, "public_ip_on_launch")).await?;
+        }
+        set_tags(cx, id, have, want).await
+    }
+
+    async fn delete(&self, cx: &Cx, id: &str, _: &Value) -> Result<(), OpError> {
+        gone_ok(cx.ec2.delete_subnet().subnet_id(id).send().await.map_err(|e| aws_err("DeleteSubnet", e)))
+    }
+}
 
 /// Availability-zone letters of the regions this product deploys to.
 fn zones(region: &str) -> Option<&'static str> {

@@ -1,6 +1,11 @@
 //! `vpc`: a virtual network.
 
-use crate::schema::{no_check, Field, FieldType, Kind, Update};
+use crate::provider::{aws_err, b, gone_ok, need, owned, set_tags, tag_spec, tags_json, Cx, Live, Ops};
+use crate::schema::{as_is, no_check, Field, FieldType, Kind, Update};
+use crate::walk::OpError;
+use async_trait::async_trait;
+use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType, VpcAttributeName};
+use serde_json::{json, Map, Value};
 
 pub static KIND: Kind = Kind {
     name: "vpc",
@@ -19,4 +24,124 @@ pub static KIND: Kind = Kind {
     ],
     outputs: &[("id", "VPC id (vpc-...)")],
     check: no_check,
+    normalize: as_is,
+    ops: &Vpc,
 };
+
+struct Vpc;
+
+async fn attribute(cx: &Cx, id: &str, name: VpcAttributeName) -> Result<bool, OpError> {
+    let out = cx
+        .ec2
+        .describe_vpc_attribute()
+        .vpc_id(id)
+        .attribute(name.clone())
+        .send()
+        .await
+        .map_err(|e| aws_err("DescribeVpcAttribute", e))?;
+    let v = match name {
+        VpcAttributeName::EnableDnsHostnames => out.enable_dns_hostnames(),
+        _ => out.enable_dns_support(),
+    };
+    Ok(v.and_then(AttributeBooleanValue::value).unwrap_or(false))
+}
+
+async fn set_dns(cx: &Cx, id: &str, have: (bool, bool), want: (bool, bool)) -> Result<(), OpError> {
+    let flag = |on: bool| AttributeBooleanValue::builder().value(on).build();
+    let support = async {
+        if have.0 != want.0 {
+            cx.ec2
+                .modify_vpc_attribute()
+                .vpc_id(id)
+                .enable_dns_support(flag(want.0))
+                .send()
+                .await
+                .map_err(|e| aws_err("ModifyVpcAttribute", e))?;
+        }
+        Ok::<_, OpError>(())
+    };
+    let hostnames = async {
+        if have.1 != want.1 {
+            cx.ec2
+                .modify_vpc_attribute()
+                .vpc_id(id)
+                .enable_dns_hostnames(flag(want.1))
+                .send()
+                .await
+                .map_err(|e| aws_err("ModifyVpcAttribute", e))?;
+        }
+        Ok::<_, OpError>(())
+    };
+    // Hostnames need DNS support: turn support on first and off last.
+    if want.0 {
+        support.await?;
+        hostnames.await
+    } else {
+        hostnames.await?;
+        support.await
+    }
+}
+
+fn dns(v: &Value) -> (bool, bool) {
+    (b(v, "dns_support"), b(v, "dns_hostnames"))
+}
+
+#[async_trait]
+impl Ops for Vpc {
+    fn resource_types(&self) -> &'static [&'static str] {
+        &["vpc"]
+    }
+
+    async fn discover(&self, cx: &Cx) -> Result<Vec<Live>, OpError> {
+        let mut found = Vec::new();
+        let mut pages = cx.ec2.describe_vpcs().filters(owned(cx)).into_paginator().send();
+        while let Some(page) = pages.next().await {
+            for v in page.map_err(|e| aws_err("DescribeVpcs", e))?.vpcs() {
+                let (Some(id), Some(address)) = (v.vpc_id(), crate::provider::address_of(v.tags())) else { continue };
+                found.push((id.to_owned(), address, v.cidr_block().unwrap_or_default().to_owned(), tags_json(v.tags())));
+            }
+        }
+        // DescribeVpcs does not carry the DNS attributes: two reads per VPC, all at once.
+        let reads = found.iter().map(|(id, ..)| async move {
+            tokio::try_join!(
+                attribute(cx, id, VpcAttributeName::EnableDnsSupport),
+                attribute(cx, id, VpcAttributeName::EnableDnsHostnames)
+            )
+        });
+        let flags = futures::future::try_join_all(reads).await?;
+        Ok(found
+            .into_iter()
+            .zip(flags)
+            .map(|((id, address, cidr, tags), (support, hostnames))| Live {
+                id,
+                address,
+                attrs: json!({"cidr": cidr, "dns_support": support, "dns_hostnames": hostnames, "tags": tags}),
+                outputs: Map::new(),
+            })
+            .collect())
+    }
+
+    async fn create(&self, cx: &Cx, _: &str, want: &Value, _token: &str) -> Result<String, OpError> {
+        let out = cx
+            .ec2
+            .create_vpc()
+            .cidr_block(need(want, "cidr")?)
+            .tag_specifications(tag_spec(ResourceType::Vpc, want))
+            .send()
+            .await
+            .map_err(|e| aws_err("CreateVpc", e))?;
+        let id = out.vpc().and_then(|v| v.vpc_id()).ok_or_else(|| OpError::Fatal("CreateVpc: no id".into()))?;
+        // A new VPC has DNS support on and hostnames off.
+        set_dns(cx, id, (true, false), dns(want)).await?;
+        Ok(id.to_owned())
+    }
+
+    async fn update(&self, cx: &Cx, id: &str, have: &Value, want: &Value) -> Result<(), OpError> {
+        set_dns(cx, id, dns(have), dns(want)).await?;
+        set_tags(cx, id, have, want).await
+    }
+
+    async fn delete(&self, cx: &Cx, id: &str, _: &Value) -> Result<(), OpError> {
+        gone_ok(cx.ec2.delete_vpc().vpc_id(id).send().await.map_err(|e| aws_err("DeleteVpc", e)))
+    }
+}

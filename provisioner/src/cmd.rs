@@ -1,0 +1,203 @@
+//! The commands that talk to AWS: plan, apply, destroy, outputs, force-unlock. Output, exit
+//! codes, confirmation, the lock and Ctrl-C live here; the work is the library's.
+
+use provisioner::engine::{self, Inventory};
+use provisioner::lock::{force_unlock, Lock};
+use provisioner::plan::{render, Action};
+use provisioner::stack::Stack;
+use provisioner::walk::{Progress, WalkOptions};
+use std::collections::BTreeMap;
+use std::io::{BufRead, IsTerminal, Write};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+pub enum Aws {
+    Plan { json: bool },
+    Apply { destroy: bool, yes: bool, opts: WalkOptions },
+    Outputs { json: bool },
+    ForceUnlock,
+}
+
+/// How long a lock lives without renewal (a killed run's lock frees itself after this).
+const LOCK_TTL: Duration = Duration::from_secs(15 * 60);
+
+/// Runs one command; returns the exit code.
+pub async fn run(stack: Stack, what: Aws, color: bool) -> u8 {
+    let (cx, ddb) = engine::connect(&stack).await;
+    match what {
+        Aws::Plan { json } => {
+            let inv = match engine::discover(&cx).await {
+                Ok(i) => i,
+                Err(e) => return fail(&format!("reading {} from AWS: {e}", stack.name)),
+            };
+            let plan = engine::plan(&stack, &inv);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&plan).unwrap_or_default());
+            } else {
+                print!("{}", render(&plan, color));
+            }
+            if plan.has_changes() {
+                2
+            } else {
+                0
+            }
+        }
+        Aws::Outputs { json } => match engine::discover(&cx).await {
+            Ok(inv) => {
+                print_outputs(&inv, json);
+                0
+            }
+            Err(e) => fail(&format!("reading {} from AWS: {e}", stack.name)),
+        },
+        Aws::ForceUnlock => match force_unlock(&ddb, &stack.name).await {
+            Ok(Some(h)) => {
+                println!("Removed the lock of stack {} held by {h}", stack.name);
+                0
+            }
+            Ok(None) => {
+                println!("Stack {} was not locked", stack.name);
+                0
+            }
+            Err(e) => fail(&e.to_string()),
+        },
+        Aws::Apply { destroy, yes, opts } => {
+            let op = if destroy { "destroy" } else { "apply" };
+            let lock = match Lock::acquire(&ddb, &stack.name, op, LOCK_TTL).await {
+                Ok(l) => l,
+                Err(e) => return fail(&e.to_string()),
+            };
+            let code = apply(&cx, stack, destroy, yes, &opts, color).await;
+            if let Err(e) = lock.release().await {
+                eprintln!("provisioner: releasing the lock: {e}");
+            }
+            code
+        }
+    }
+}
+
+fn fail(msg: &str) -> u8 {
+    eprintln!("provisioner: {msg}");
+    1
+}
+
+fn print_outputs(inv: &Inventory, json: bool) {
+    let out = inv.outputs();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+        return;
+    }
+    for (addr, o) in out.as_object().into_iter().flatten() {
+        for (k, v) in o.as_object().into_iter().flatten() {
+            println!("{addr}.{k} = {}", v.as_str().map_or_else(|| v.to_string(), str::to_owned));
+        }
+    }
+}
+
+async fn apply(cx: &provisioner::provider::Cx, stack: Stack, destroy: bool, yes: bool, opts: &WalkOptions, color: bool) -> u8 {
+    let inv = match engine::discover(cx).await {
+        Ok(i) => i,
+        Err(e) => return fail(&format!("reading {} from AWS: {e}", stack.name)),
+    };
+    // Destroying is applying a stack that declares nothing.
+    let target = if destroy { Stack { resources: vec![], ..stack } } else { stack };
+    let plan = engine::plan(&target, &inv);
+    print!("{}", render(&plan, color));
+    if !plan.has_changes() {
+        return 0;
+    }
+    if !yes && !confirm(destroy) {
+        eprintln!("provisioner: not confirmed; nothing was changed");
+        return 1;
+    }
+    let cancel = CancellationToken::new();
+    tokio::spawn(interrupts(cancel.clone()));
+    let (tx, rx) = mpsc::unbounded_channel();
+    let printer = tokio::spawn(progress(rx));
+    let started = Instant::now();
+    let out = engine::apply(cx, &target, &inv, &plan, opts, Some(tx), cancel).await;
+    let _ = printer.await;
+    let r = &out.report;
+    println!();
+    if r.ok() {
+        let (a, c, d) = plan.summary();
+        let verb = if destroy { "Destroy" } else { "Apply" };
+        println!("{verb} complete after {:.1}s! Resources: {a} added, {c} changed, {d} destroyed.", started.elapsed().as_secs_f64());
+        0
+    } else {
+        println!("Stopped after {:.1}s: {} steps done, {} failed, {} skipped.", started.elapsed().as_secs_f64(), r.done.len(), r.failed.len(), r.skipped.len());
+        for (a, e) in &r.failed {
+            println!("  failed:  {a}: {e}");
+        }
+        for a in &r.skipped {
+            println!("  skipped: {a}");
+        }
+        1
+    }
+}
+
+fn confirm(destroy: bool) -> bool {
+    if !std::io::stdin().is_terminal() {
+        eprintln!("provisioner: no terminal to confirm on; pass --yes to go ahead");
+        return false;
+    }
+    let what = if destroy { "destroy everything this stack owns" } else { "perform these actions" };
+    print!("\nDo you want to {what}? Only 'yes' will be accepted: ");
+    let _ = std::io::stdout().flush();
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).is_ok() && line.trim() == "yes"
+}
+
+/// First Ctrl-C: start nothing new, finish what runs. Second: stop at once.
+async fn interrupts(cancel: CancellationToken) {
+    if tokio::signal::ctrl_c().await.is_err() {
+        return;
+    }
+    eprintln!("\nInterrupted: finishing the operations in progress, starting nothing new (Ctrl-C again to stop now)");
+    cancel.cancel();
+    if tokio::signal::ctrl_c().await.is_ok() {
+        eprintln!("\nStopped. The stack lock stays until it expires or `provisioner force-unlock`; rerun apply to converge.");
+        std::process::exit(130);
+    }
+}
+
+/// Live progress lines, terraform style, with a reminder every 10 s for long operations.
+async fn progress(mut rx: mpsc::UnboundedReceiver<Progress>) {
+    let mut running: BTreeMap<String, (Action, Instant)> = BTreeMap::new();
+    let mut tick = tokio::time::interval(Duration::from_secs(10));
+    tick.tick().await;
+    let ing = |a: Action| match a {
+        Action::Create => "Creating",
+        Action::Delete => "Destroying",
+        _ => "Modifying",
+    };
+    loop {
+        tokio::select! {
+            m = rx.recv() => match m {
+                Some(Progress::Started(addr, action)) => {
+                    println!("{addr}: {}...", ing(action));
+                    running.insert(addr, (action, Instant::now()));
+                }
+                Some(Progress::Retrying(addr, e)) => println!("{addr}: retrying: {e}"),
+                Some(Progress::Finished(addr, res, took)) => {
+                    let action = running.remove(&addr).map_or(Action::Update, |r| r.0);
+                    let done = match action {
+                        Action::Create => "Creation complete",
+                        Action::Delete => "Destruction complete",
+                        _ => "Modifications complete",
+                    };
+                    match res {
+                        Ok(()) => println!("{addr}: {done} after {:.1}s", took.as_secs_f64()),
+                        Err(e) => println!("{addr}: failed after {:.1}s: {e}", took.as_secs_f64()),
+                    }
+                }
+                None => return,
+            },
+            _ = tick.tick() => {
+                for (addr, (action, since)) in &running {
+                    println!("{addr}: Still {}... [{}s elapsed]", ing(*action).to_lowercase(), since.elapsed().as_secs());
+                }
+            }
+        }
+    }
+}

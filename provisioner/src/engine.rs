@@ -1,0 +1,415 @@
+//! The engine: finds what a stack owns (by tag, one describe per kind present), turns it into
+//! the declared shape for the plan, and carries a plan out through the kinds' operations as a
+//! graph of steps. It knows no kind by name: everything comes from the declarations.
+
+use crate::kinds;
+use crate::plan::{desired, Action, Plan, ResourceChange};
+use crate::provider::{aws_err, Cx, Live, ID_TAG, STACK_TAG};
+use crate::schema::{drop_peer_items, refs, visit_refs, Kind};
+use crate::stack::Stack;
+use crate::walk::{run_graph, Executor, OpError, Progress, Report, WalkOptions};
+use async_trait::async_trait;
+use aws_sdk_ec2::types::Filter;
+use rand::RngExt;
+use serde_json::{json, Map, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// What the stack owns, by address. A second resource claiming an address (a duplicate) gets
+/// the address `kind.name#id`, so the plan deletes it.
+#[derive(Debug, Default, Clone)]
+pub struct Inventory {
+    pub live: BTreeMap<String, (&'static Kind, Live)>,
+}
+
+impl Inventory {
+    fn ids(&self) -> BTreeMap<String, String> {
+        self.live.iter().map(|(a, (_, l))| (a.clone(), l.id.clone())).collect()
+    }
+
+    /// Attributes in the declared shape with references as addresses: what `plan` compares.
+    /// Ownership tags are bookkeeping and left out.
+    pub fn actual(&self) -> BTreeMap<String, Value> {
+        let by_id: BTreeMap<&str, &str> =
+            self.live.iter().filter(|(a, _)| !a.contains('#')).map(|(a, (_, l))| (l.id.as_str(), a.as_str())).collect();
+        self.live
+            .iter()
+            .map(|(addr, (kind, l))| {
+                let mut v = l.attrs.clone();
+                visit_refs(kind.fields, &mut v, &mut |x, _| {
+                    if let Some(a) = x.as_str().and_then(|id| by_id.get(id)) {
+                        *x = json!(a);
+                    }
+                });
+                if let Some(Value::Object(tags)) = v.get_mut("tags") {
+                    tags.retain(|k, _| !k.starts_with("provisioner:"));
+                }
+                (kind.normalize)(&mut v);
+                (addr.clone(), v)
+            })
+            .collect()
+    }
+
+    /// Each resource's id and declared outputs.
+    pub fn outputs(&self) -> Value {
+        Value::Object(
+            self.live
+                .iter()
+                .map(|(a, (_, l))| {
+                    let mut o = Map::new();
+                    o.insert("id".into(), json!(l.id));
+                    o.extend(l.outputs.clone());
+                    (a.clone(), Value::Object(o))
+                })
+                .collect(),
+        )
+    }
+}
+
+/// Retries a read while AWS throttles, with full-jitter backoff, for up to `limit`.
+async fn with_retry<T, F, Fut>(limit: Duration, mut f: F) -> Result<T, OpError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, OpError>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut attempt = 0u32;
+    loop {
+        match f().await {
+            Err(OpError::Retryable(e)) => {
+                let cap = Duration::from_millis(200 << attempt.min(6));
+                let delay = Duration::from_millis(rand::rng().random_range(0..=cap.as_millis() as u64));
+                if tokio::time::Instant::now() + delay > deadline {
+                    return Err(OpError::Retryable(e));
+                }
+                tokio::time::sleep(delay).await;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// The resource types that carry this stack's tag: one paginated `DescribeTags`, so kinds with
+/// nothing tagged cost no call.
+async fn tagged_types(cx: &Cx) -> Result<BTreeSet<String>, OpError> {
+    let filters = [
+        Filter::builder().name("key").values(STACK_TAG).build(),
+        Filter::builder().name("value").values(&cx.stack).build(),
+    ];
+    let mut types = BTreeSet::new();
+    let mut pages = cx.ec2.describe_tags().set_filters(Some(filters.to_vec())).into_paginator().send();
+    while let Some(page) = pages.next().await {
+        for t in page.map_err(|e| aws_err("DescribeTags", e))?.tags() {
+            if let Some(rt) = t.resource_type() {
+                types.insert(rt.as_str().to_owned());
+            }
+        }
+    }
+    Ok(types)
+}
+
+/// Finds everything the stack owns.
+pub async fn discover(cx: &Cx) -> Result<Inventory, String> {
+    let limit = Duration::from_secs(120);
+    let types = with_retry(limit, || tagged_types(cx)).await.map_err(|e| e.to_string())?;
+    let present: Vec<&'static Kind> =
+        kinds::all().iter().copied().filter(|k| k.ops.resource_types().iter().any(|t| types.contains(*t))).collect();
+    let found = futures::future::try_join_all(
+        present.iter().map(|k| async move { with_retry(limit, || k.ops.discover(cx)).await.map(|l| (*k, l)) }),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let mut inv = Inventory::default();
+    for (kind, lives) in found {
+        for l in lives {
+            let mut addr = l.address.clone();
+            // An address that is not this kind's (a hand-edited tag) cannot be planned as
+            // declared: it is kept under the kind, so it is deleted.
+            if addr.split_once('.').is_none_or(|(k, n)| k != kind.name || n.is_empty()) {
+                addr = format!("{}.{}", kind.name, l.id);
+            }
+            if inv.live.contains_key(&addr) {
+                addr = format!("{addr}#{}", l.id);
+            }
+            inv.live.insert(addr, (kind, l));
+        }
+    }
+    Ok(inv)
+}
+
+/// Plans `stack` against the inventory.
+pub fn plan(stack: &Stack, inv: &Inventory) -> Plan {
+    crate::plan::plan(stack, &inv.actual())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Create,
+    Update,
+    Delete,
+    /// Rules naming groups created in the same apply, once those exist.
+    Peers,
+    /// Rules naming other groups removed before any of them is deleted.
+    Unpeer,
+}
+
+#[derive(Debug, Clone)]
+struct Step {
+    address: String,
+    kind: &'static Kind,
+    op: Op,
+}
+
+/// Builds the step graph of a plan: `(steps, waits_for)`.
+fn steps(
+    stack: &Stack,
+    inv: &Inventory,
+    plan: &Plan,
+) -> (Vec<(ResourceChange, Step)>, Vec<(String, String)>, BTreeMap<String, Value>) {
+    let actual = inv.actual();
+    let mut want: BTreeMap<String, Value> = BTreeMap::new();
+    for r in &stack.resources {
+        want.insert(r.address(), desired(r, &stack.tags));
+    }
+    let action: BTreeMap<&str, Action> = plan.resources.iter().map(|r| (r.address.as_str(), r.action)).collect();
+    let kind_of = |a: &str| a.split('.').next().and_then(kinds::find);
+    let fwd = |a: &str| matches!(action.get(a), Some(Action::Create | Action::Update | Action::Replace));
+    let del = |a: &str| match action.get(a) {
+        Some(Action::Replace) => Some(format!("{a} (old)")),
+        Some(Action::Delete) => Some(a.to_owned()),
+        _ => None,
+    };
+    let (mut nodes, mut edges) = (Vec::new(), Vec::new());
+    let mut node = |id: String, address: &str, kind: &'static Kind, op: Op, action: Action| {
+        let rc = ResourceChange {
+            address: id,
+            kind: kind.name.to_owned(),
+            action,
+            changes: vec![],
+            replace_reasons: vec![],
+        };
+        nodes.push((rc, Step { address: address.to_owned(), kind, op }));
+    };
+    for rc in plan.resources.iter().filter(|r| r.action != Action::NoOp) {
+        let a = rc.address.as_str();
+        let Some(kind) = kind_of(a) else { continue };
+        let wanted_refs = want.get(a).map(|v| refs(kind.fields, v)).unwrap_or_default();
+        let actual_refs = actual.get(a).map(|v| refs(kind.fields, v)).unwrap_or_default();
+        if fwd(a) {
+            let op = if rc.action == Action::Update { Op::Update } else { Op::Create };
+            node(a.to_owned(), a, kind, op, if op == Op::Create { Action::Create } else { Action::Update });
+            for (t, peer) in &wanted_refs {
+                if !peer && fwd(t) {
+                    edges.push((a.to_owned(), t.clone()));
+                }
+            }
+            let late: Vec<&String> = wanted_refs
+                .iter()
+                .filter(|(t, peer)| *peer && t != a && matches!(action.get(t.as_str()), Some(Action::Create | Action::Replace)))
+                .map(|(t, _)| t)
+                .collect();
+            if !late.is_empty() {
+                let id = format!("{a} (peer rules)");
+                node(id.clone(), a, kind, Op::Peers, Action::Update);
+                edges.push((id.clone(), a.to_owned()));
+                edges.extend(late.into_iter().map(|t| (id.clone(), t.clone())));
+            }
+        }
+        if let Some(d) = del(a) {
+            node(d.clone(), a, kind, Op::Delete, Action::Delete);
+            if rc.action == Action::Replace {
+                edges.push((a.to_owned(), d.clone()));
+            }
+            if actual_refs.iter().any(|(t, peer)| *peer && t != a) {
+                let id = format!("{a} (drop peer rules)");
+                node(id.clone(), a, kind, Op::Unpeer, Action::Update);
+                edges.push((d.clone(), id.clone()));
+            }
+        }
+    }
+    // Deletions wait for whatever still refers to the resource to go or let go first.
+    for rc in plan.resources.iter() {
+        let z = rc.address.as_str();
+        let Some(kind) = kind_of(z) else { continue };
+        for (x, peer) in actual.get(z).map(|v| refs(kind.fields, v)).unwrap_or_default() {
+            let Some(dx) = del(&x) else { continue };
+            if x == z {
+                continue;
+            }
+            if peer {
+                if del(z).is_some() {
+                    edges.push((dx.clone(), format!("{z} (drop peer rules)")));
+                }
+            } else if let Some(dz) = del(z) {
+                edges.push((dx.clone(), dz));
+            }
+            // A plain delete also waits for in-place updates that drop the reference (a
+            // replacement's old half cannot: those updates wait for its new half).
+            if action.get(x.as_str()) == Some(&Action::Delete) && rc.action == Action::Update {
+                edges.push((dx, z.to_owned()));
+            }
+        }
+    }
+    edges.sort();
+    edges.dedup();
+    (nodes, edges, want)
+}
+
+/// Carries steps out against AWS, keeping ids and last-applied attributes as it goes.
+struct Exec {
+    cx: Cx,
+    steps: BTreeMap<String, Step>,
+    /// Desired attributes by address, references as addresses.
+    want: BTreeMap<String, Value>,
+    ids: Mutex<BTreeMap<String, String>>,
+    /// Attributes as they are live (id space), by address.
+    have: Mutex<BTreeMap<String, Value>>,
+    attempts: Mutex<BTreeMap<String, u32>>,
+    created: Mutex<Vec<(String, String)>>,
+}
+
+impl Exec {
+    /// Desired attributes with references resolved to ids and ownership tags added; rules
+    /// naming a group without an id yet are left for the peer step (or fail if `all_peers`).
+    fn resolve(&self, step: &Step, all_peers: bool) -> Result<Value, OpError> {
+        let mut v = self.want.get(&step.address).cloned().ok_or_else(|| OpError::Fatal("not in the stack".into()))?;
+        let ids = self.ids.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if !all_peers {
+            drop_peer_items(step.kind.fields, &mut v, &|t| ids.contains_key(t));
+        }
+        let mut missing = None;
+        visit_refs(step.kind.fields, &mut v, &mut |x, _| match x.as_str().and_then(|a| ids.get(a)) {
+            Some(id) => *x = json!(id),
+            None => missing = x.as_str().map(str::to_owned),
+        });
+        if let Some(m) = missing {
+            return Err(OpError::Retryable(format!("{m} has no id yet")));
+        }
+        if let Some(Value::Object(tags)) = v.get_mut("tags") {
+            tags.insert(STACK_TAG.into(), json!(self.cx.stack));
+            tags.insert(ID_TAG.into(), json!(step.address));
+        }
+        Ok(v)
+    }
+
+    /// After a failed attempt the resource may be half made: read it again (one describe of
+    /// its kind) so the retry continues from what exists instead of creating a second one.
+    async fn refresh(&self, step: &Step) -> Result<(), OpError> {
+        let lives = step.kind.ops.discover(&self.cx).await?;
+        let found: Vec<&Live> = lives.iter().filter(|l| l.address == step.address).collect();
+        let (mut ids, mut have) =
+            (self.ids.lock().unwrap_or_else(|p| p.into_inner()), self.have.lock().unwrap_or_else(|p| p.into_inner()));
+        if let Some(l) = found.first() {
+            ids.insert(step.address.clone(), l.id.clone());
+            have.insert(step.address.clone(), l.attrs.clone());
+        }
+        Ok(())
+    }
+
+    fn token(&self, address: &str, want: &Value) -> String {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (&self.cx.stack, address, want.to_string()).hash(&mut h);
+        format!("provisioner-{:016x}", h.finish())
+    }
+}
+
+#[async_trait]
+impl Executor for Exec {
+    async fn execute(&self, change: &ResourceChange) -> Result<(), OpError> {
+        let step = self.steps.get(&change.address).ok_or_else(|| OpError::Fatal("unknown step".into()))?;
+        let attempt = {
+            let mut a = self.attempts.lock().unwrap_or_else(|p| p.into_inner());
+            let n = a.entry(change.address.clone()).or_default();
+            *n += 1;
+            *n
+        };
+        if attempt > 1 && step.op != Op::Delete {
+            self.refresh(step).await?;
+        }
+        let ops = step.kind.ops;
+        let id = self.ids.lock().unwrap_or_else(|p| p.into_inner()).get(&step.address).cloned();
+        let have = self.have.lock().unwrap_or_else(|p| p.into_inner()).get(&step.address).cloned();
+        let applied = match (step.op, id, have) {
+            (Op::Delete, Some(id), have) => {
+                ops.delete(&self.cx, &id, &have.unwrap_or(Value::Null)).await?;
+                self.ids.lock().unwrap_or_else(|p| p.into_inner()).remove(&step.address);
+                self.have.lock().unwrap_or_else(|p| p.into_inner()).remove(&step.address);
+                return Ok(());
+            }
+            (Op::Delete, None, _) => return Ok(()),
+            (Op::Create, None, _) => {
+                let want = self.resolve(step, false)?;
+                let id = ops.create(&self.cx, &step.address, &want, &self.token(&step.address, &want)).await?;
+                self.ids.lock().unwrap_or_else(|p| p.into_inner()).insert(step.address.clone(), id.clone());
+                self.created.lock().unwrap_or_else(|p| p.into_inner()).push((step.address.clone(), id));
+                want
+            }
+            (Op::Unpeer, Some(id), Some(have)) => {
+                let mut want = have.clone();
+                drop_peer_items(step.kind.fields, &mut want, &|_| false);
+                ops.update(&self.cx, &id, &have, &want).await?;
+                want
+            }
+            // Create found it already there (a retry, a rerun), Update, Peers: bring it to want.
+            (op, Some(id), have) => {
+                let want = self.resolve(step, op == Op::Peers)?;
+                ops.update(&self.cx, &id, &have.unwrap_or(Value::Null), &want).await?;
+                want
+            }
+            (op, None, _) => return Err(OpError::Retryable(format!("{op:?}: {} does not exist yet", step.address))),
+        };
+        self.have.lock().unwrap_or_else(|p| p.into_inner()).insert(step.address.clone(), applied);
+        Ok(())
+    }
+}
+
+/// What an apply did.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub report: Report,
+    /// `(address, id)` of everything created.
+    pub created: Vec<(String, String)>,
+}
+
+/// Applies `plan` (made from `stack` and `inv`). For a destroy, `stack` has no resources.
+pub async fn apply(
+    cx: &Cx,
+    stack: &Stack,
+    inv: &Inventory,
+    plan: &Plan,
+    opts: &WalkOptions,
+    progress: Option<mpsc::UnboundedSender<Progress>>,
+    cancel: CancellationToken,
+) -> Outcome {
+    let (nodes, edges, want) = steps(stack, inv, plan);
+    let exec = Arc::new(Exec {
+        cx: cx.clone(),
+        steps: nodes.iter().map(|(rc, s)| (rc.address.clone(), s.clone())).collect(),
+        want,
+        ids: Mutex::new(inv.ids()),
+        have: Mutex::new(inv.live.iter().map(|(a, (_, l))| (a.clone(), l.attrs.clone())).collect()),
+        attempts: Mutex::default(),
+        created: Mutex::default(),
+    });
+    let rcs: Vec<ResourceChange> = nodes.into_iter().map(|(rc, _)| rc).collect();
+    let report = run_graph(&rcs, &edges, exec.clone(), opts, progress, cancel).await;
+    let created = exec.created.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    Outcome { report, created }
+}
+
+/// The AWS clients for a stack's region; the standard configuration applies (credential chain,
+/// profiles, `AWS_ENDPOINT_URL`), so the same binary runs against AWS or an emulator.
+pub async fn connect(stack: &Stack) -> (Cx, aws_sdk_dynamodb::Client) {
+    let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(stack.region.clone()))
+        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(5))
+        .load()
+        .await;
+    let cx = Cx { ec2: aws_sdk_ec2::Client::new(&conf), stack: stack.name.clone(), region: stack.region.clone() };
+    (cx, aws_sdk_dynamodb::Client::new(&conf))
+}
