@@ -94,7 +94,14 @@ fn print_outputs(inv: &Inventory, json: bool) {
     }
 }
 
-async fn apply(cx: &provisioner::provider::Cx, stack: Stack, destroy: bool, yes: bool, opts: &WalkOptions, color: bool) -> u8 {
+async fn apply(
+    cx: &provisioner::provider::Cx,
+    stack: Stack,
+    destroy: bool,
+    yes: bool,
+    opts: &WalkOptions,
+    color: bool,
+) -> u8 {
     let inv = match engine::discover(cx).await {
         Ok(i) => i,
         Err(e) => return fail(&format!("reading {} from AWS: {e}", stack.name)),
@@ -122,10 +129,19 @@ async fn apply(cx: &provisioner::provider::Cx, stack: Stack, destroy: bool, yes:
     if r.ok() {
         let (a, c, d) = plan.summary();
         let verb = if destroy { "Destroy" } else { "Apply" };
-        println!("{verb} complete after {:.1}s! Resources: {a} added, {c} changed, {d} destroyed.", started.elapsed().as_secs_f64());
+        println!(
+            "{verb} complete after {:.1}s! Resources: {a} added, {c} changed, {d} destroyed.",
+            started.elapsed().as_secs_f64()
+        );
         0
     } else {
-        println!("Stopped after {:.1}s: {} steps done, {} failed, {} skipped.", started.elapsed().as_secs_f64(), r.done.len(), r.failed.len(), r.skipped.len());
+        println!(
+            "Stopped after {:.1}s: {} steps done, {} failed, {} skipped.",
+            started.elapsed().as_secs_f64(),
+            r.done.len(),
+            r.failed.len(),
+            r.skipped.len()
+        );
         for (a, e) in &r.failed {
             println!("  failed:  {a}: {e}");
         }
@@ -156,7 +172,9 @@ async fn interrupts(cancel: CancellationToken) {
     eprintln!("\nInterrupted: finishing the operations in progress, starting nothing new (Ctrl-C again to stop now)");
     cancel.cancel();
     if tokio::signal::ctrl_c().await.is_ok() {
-        eprintln!("\nStopped. The stack lock stays until it expires or `provisioner force-unlock`; rerun apply to converge.");
+        eprintln!(
+            "\nStopped. The stack lock stays until it expires or `provisioner force-unlock`; rerun apply to converge."
+        );
         std::process::exit(130);
     }
 }

@@ -165,12 +165,24 @@ struct Step {
     op: Op,
 }
 
-/// Builds the step graph of a plan: `(steps, waits_for)`.
-fn steps(
-    stack: &Stack,
-    inv: &Inventory,
-    plan: &Plan,
-) -> (Vec<(ResourceChange, Step)>, Vec<(String, String)>, BTreeMap<String, Value>) {
+/// The steps of an apply and the order between them.
+struct StepGraph {
+    nodes: Vec<(ResourceChange, Step)>,
+    /// `(a, b)`: step `a` starts after step `b` succeeded.
+    edges: Vec<(String, String)>,
+    /// Desired attributes by address, references as addresses.
+    want: BTreeMap<String, Value>,
+}
+
+/// The step ids of applying `plan` and the `(a, b)` "a waits for b" edges between them (for
+/// measuring the critical path).
+pub fn graph(stack: &Stack, inv: &Inventory, plan: &Plan) -> (Vec<String>, Vec<(String, String)>) {
+    let g = steps(stack, inv, plan);
+    (g.nodes.into_iter().map(|(rc, _)| rc.address).collect(), g.edges)
+}
+
+/// Builds the step graph of a plan.
+fn steps(stack: &Stack, inv: &Inventory, plan: &Plan) -> StepGraph {
     let actual = inv.actual();
     let mut want: BTreeMap<String, Value> = BTreeMap::new();
     for r in &stack.resources {
@@ -210,7 +222,9 @@ fn steps(
             }
             let late: Vec<&String> = wanted_refs
                 .iter()
-                .filter(|(t, peer)| *peer && t != a && matches!(action.get(t.as_str()), Some(Action::Create | Action::Replace)))
+                .filter(|(t, peer)| {
+                    *peer && t != a && matches!(action.get(t.as_str()), Some(Action::Create | Action::Replace))
+                })
                 .map(|(t, _)| t)
                 .collect();
             if !late.is_empty() {
@@ -257,7 +271,7 @@ fn steps(
     }
     edges.sort();
     edges.dedup();
-    (nodes, edges, want)
+    StepGraph { nodes, edges, want }
 }
 
 /// Carries steps out against AWS, keeping ids and last-applied attributes as it goes.
@@ -386,7 +400,7 @@ pub async fn apply(
     progress: Option<mpsc::UnboundedSender<Progress>>,
     cancel: CancellationToken,
 ) -> Outcome {
-    let (nodes, edges, want) = steps(stack, inv, plan);
+    let StepGraph { nodes, edges, want } = steps(stack, inv, plan);
     let exec = Arc::new(Exec {
         cx: cx.clone(),
         steps: nodes.iter().map(|(rc, s)| (rc.address.clone(), s.clone())).collect(),

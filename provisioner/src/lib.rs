@@ -2,10 +2,10 @@
 //! the resource-kind declarations, and validation, JSON Schema and docs derived from them.
 
 pub mod diag;
-pub mod engine;
-pub mod lock;
 pub mod docs;
+pub mod engine;
 pub mod kinds;
+pub mod lock;
 pub mod plan;
 pub mod provider;
 pub mod schema;

@@ -28,7 +28,13 @@ pub struct Holder {
 impl std::fmt::Display for Holder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let ago = now().saturating_sub(self.since);
-        write!(f, "{} ({}, {ago} s ago, expires in {} s)", self.holder, self.operation, self.expires.saturating_sub(now()))
+        write!(
+            f,
+            "{} ({}, {ago} s ago, expires in {} s)",
+            self.holder,
+            self.operation,
+            self.expires.saturating_sub(now())
+        )
     }
 }
 
@@ -211,14 +217,7 @@ impl Lock {
 
 /// Removes the stack's lock whoever holds it; returns who held it.
 pub async fn force_unlock(ddb: &Client, stack: &str) -> Result<Option<Holder>, LockError> {
-    match ddb
-        .delete_item()
-        .table_name(TABLE)
-        .key("stack", s(stack))
-        .return_values(ReturnValue::AllOld)
-        .send()
-        .await
-    {
+    match ddb.delete_item().table_name(TABLE).key("stack", s(stack)).return_values(ReturnValue::AllOld).send().await {
         Ok(out) => Ok(out.attributes().map(holder_of)),
         Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => Ok(None),
         Err(e) => Err(err("DeleteItem", e)),

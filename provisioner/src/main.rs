@@ -114,9 +114,8 @@ fn load(target: &Target, color: bool) -> Option<provisioner::stack::Stack> {
         }
     };
     // Environment first, then --var: the command line wins.
-    let mut all: BTreeMap<String, String> = std::env::vars()
-        .filter_map(|(k, v)| k.strip_prefix("PROVISIONER_VAR_").map(|n| (n.to_owned(), v)))
-        .collect();
+    let mut all: BTreeMap<String, String> =
+        std::env::vars().filter_map(|(k, v)| k.strip_prefix("PROVISIONER_VAR_").map(|n| (n.to_owned(), v))).collect();
     all.extend(target.vars.iter().cloned());
     match provisioner::stack::load(&file, &src, &all) {
         Ok(s) => Some(s),
@@ -171,7 +170,13 @@ fn main() -> ExitCode {
         Cmd::ForceUnlock { target } => aws(target, Aws::ForceUnlock),
         Cmd::Validate { stack, vars } => match load(&Target { stack, vars }, color) {
             Some(s) => {
-                println!("{}: stack `{}` in {}: {} resources, no problems", s.file, s.name, s.region, s.resources.len());
+                println!(
+                    "{}: stack `{}` in {}: {} resources, no problems",
+                    s.file,
+                    s.name,
+                    s.region,
+                    s.resources.len()
+                );
                 ExitCode::SUCCESS
             }
             None => ExitCode::FAILURE,

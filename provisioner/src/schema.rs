@@ -134,8 +134,7 @@ pub fn refs(fields: &[Field], v: &Value) -> Vec<(String, bool)> {
 /// whose peer group does not exist yet, or is about to go).
 pub fn drop_peer_items(fields: &[Field], v: &mut Value, keep: &dyn Fn(&str) -> bool) {
     for fd in fields {
-        let (FieldType::List(FieldType::Table(inner)), Some(Value::Array(items))) = (&fd.ty, v.get_mut(fd.name))
-        else {
+        let (FieldType::List(FieldType::Table(inner)), Some(Value::Array(items))) = (&fd.ty, v.get_mut(fd.name)) else {
             continue;
         };
         items.retain(|item| {

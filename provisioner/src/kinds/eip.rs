@@ -28,7 +28,8 @@ impl Ops for Eip {
 
     async fn discover(&self, cx: &Cx) -> Result<Vec<Live>, OpError> {
         // DescribeAddresses has no pages: it answers every address at once.
-        let out = cx.ec2.describe_addresses().filters(owned(cx)).send().await.map_err(|e| aws_err("DescribeAddresses", e))?;
+        let out =
+            cx.ec2.describe_addresses().filters(owned(cx)).send().await.map_err(|e| aws_err("DescribeAddresses", e))?;
         Ok(out
             .addresses()
             .iter()

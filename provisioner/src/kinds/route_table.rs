@@ -1,7 +1,9 @@
 //! `route_table`: routes of a VPC and the subnets that use them.
 
 use crate::diag::Diags;
-use crate::provider::{address_of, aws_err, gone_ok, need, owned, s, set_tags, strs, tag_spec, tags_json, Cx, Live, Ops};
+use crate::provider::{
+    address_of, aws_err, gone_ok, need, owned, s, set_tags, strs, tag_spec, tags_json, Cx, Live, Ops,
+};
 use crate::schema::{as_is, Field, FieldType, Kind, Update};
 use crate::stack::{Resource, Stack, Val};
 use crate::walk::OpError;
@@ -129,18 +131,18 @@ impl Ops for RouteTable {
                     .filter_map(|r| {
                         let dest = r.destination_cidr_block()?;
                         Some(match (r.nat_gateway_id(), r.gateway_id()) {
-                            (Some(nat), _) => json!({"destination": dest, "internet_gateway": null, "nat_gateway": nat}),
-                            (None, Some(gw)) => json!({"destination": dest, "internet_gateway": gw, "nat_gateway": null}),
+                            (Some(nat), _) => {
+                                json!({"destination": dest, "internet_gateway": null, "nat_gateway": nat})
+                            }
+                            (None, Some(gw)) => {
+                                json!({"destination": dest, "internet_gateway": gw, "nat_gateway": null})
+                            }
                             _ => return None,
                         })
                     })
                     .collect();
-                let subnets: Vec<&str> = t
-                    .associations()
-                    .iter()
-                    .filter(|a| a.main() != Some(true))
-                    .filter_map(|a| a.subnet_id())
-                    .collect();
+                let subnets: Vec<&str> =
+                    t.associations().iter().filter(|a| a.main() != Some(true)).filter_map(|a| a.subnet_id()).collect();
                 out.push(Live {
                     id: id.to_owned(),
                     address,
@@ -230,9 +232,7 @@ impl Ops for RouteTable {
                 )?;
             }
         }
-        gone_ok(
-            cx.ec2.delete_route_table().route_table_id(id).send().await.map_err(|e| aws_err("DeleteRouteTable", e)),
-        )
+        gone_ok(cx.ec2.delete_route_table().route_table_id(id).send().await.map_err(|e| aws_err("DeleteRouteTable", e)))
     }
 }
 

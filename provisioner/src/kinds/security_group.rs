@@ -301,9 +301,7 @@ impl Ops for Group {
     }
 
     async fn delete(&self, cx: &Cx, id: &str, _: &Value) -> Result<(), OpError> {
-        gone_ok(
-            cx.ec2.delete_security_group().group_id(id).send().await.map_err(|e| aws_err("DeleteSecurityGroup", e)),
-        )
+        gone_ok(cx.ec2.delete_security_group().group_id(id).send().await.map_err(|e| aws_err("DeleteSecurityGroup", e)))
     }
 }
 

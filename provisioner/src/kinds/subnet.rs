@@ -100,7 +100,8 @@ impl Ops for Subnet {
             .send()
             .await
             .map_err(|e| aws_err("CreateSubnet", e))?;
-        let id = out.subnet().and_then(|v| v.subnet_id()).ok_or_else(|| OpError::Fatal("CreateSubnet: no id".into()))?;
+        let id =
+            out.subnet().and_then(|v| v.subnet_id()).ok_or_else(|| OpError::Fatal("CreateSubnet: no id".into()))?;
         if b(want, "public_ip_on_launch") {
             set_public_ip(cx, id, true).await?;
         }

@@ -98,7 +98,12 @@ impl Ops for Vpc {
         while let Some(page) = pages.next().await {
             for v in page.map_err(|e| aws_err("DescribeVpcs", e))?.vpcs() {
                 let (Some(id), Some(address)) = (v.vpc_id(), crate::provider::address_of(v.tags())) else { continue };
-                found.push((id.to_owned(), address, v.cidr_block().unwrap_or_default().to_owned(), tags_json(v.tags())));
+                found.push((
+                    id.to_owned(),
+                    address,
+                    v.cidr_block().unwrap_or_default().to_owned(),
+                    tags_json(v.tags()),
+                ));
             }
         }
         // DescribeVpcs does not carry the DNS attributes: two reads per VPC, all at once.

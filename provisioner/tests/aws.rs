@@ -1,0 +1,369 @@
+//! The provisioner against moto server: lifecycle of the production network stack (apply,
+//! no-change plan, in-place and forcing changes, destroy), drift, crash consistency, throttling,
+//! API call ordering, the lock, and no AWS call for a broken stack file.
+
+mod common;
+
+use common::{assert_no_duplicates, owned, run, Call, Moto, Proxy};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+const PROD: &str = "stacks/prod.toml";
+const LOCAL: &str = "stacks/local.toml";
+
+fn root(path: &str) -> String {
+    format!("{}/../{path}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A copy of a stack file under another stack name (so tests can share a server), with edits.
+fn variant(src_path: &str, name: &str, edits: &[(&str, &str)]) -> (tempfile::TempDir, String) {
+    let mut src = std::fs::read_to_string(root(src_path)).unwrap();
+    let old_name = src.lines().find(|l| l.starts_with("name = ")).unwrap().to_owned();
+    src = src.replace(&old_name, &format!("name = \"{name}\""));
+    for (a, b) in edits {
+        assert!(src.contains(a), "edit target `{a}` not in {src_path}");
+        src = src.replacen(a, b, 1);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("stack.toml");
+    std::fs::write(&path, src).unwrap();
+    (dir, path.to_str().unwrap().to_owned())
+}
+
+fn ok(r: &(i32, String, String), code: i32, what: &str) {
+    assert_eq!(r.0, code, "{what}: exit {} (wanted {code})\nstdout:\n{}\nstderr:\n{}", r.0, r.1, r.2);
+}
+
+static ID: std::sync::LazyLock<regex_lite::Regex> = std::sync::LazyLock::new(|| {
+    regex_lite::Regex::new(r"\b(vpc|subnet|igw|eipalloc|nat|rtb|sg|vpce)-[0-9a-f]{8,}\b").unwrap()
+});
+
+fn ids(s: &str) -> BTreeSet<String> {
+    ID.find_iter(s).map(|m| m.as_str().to_owned()).collect()
+}
+
+fn mutating(c: &Call) -> bool {
+    !c.faulted && c.status < 300 && !c.action.starts_with("Describe") && !c.action.contains("DynamoDB")
+}
+
+/// Checks the recorded order: every id a call names was created by an earlier call (or existed
+/// before), nothing is named after its deletion, and nothing is deleted while a resource made
+/// from it (whose create named it) still exists.
+fn assert_ordered(calls: &[Call], existing: &BTreeSet<String>) {
+    let mut created: BTreeSet<String> = existing.clone();
+    let mut deleted: BTreeSet<String> = BTreeSet::new();
+    // child -> the ids its create call named (its dependencies).
+    let mut parents: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for c in calls.iter().filter(|c| mutating(c)) {
+        let named: BTreeSet<String> = c.params.values().flat_map(|v| ids(v)).collect();
+        for id in &named {
+            assert!(created.contains(id), "{} names {id} before it was created", c.action);
+            assert!(!deleted.contains(id), "{} names {id} after it was deleted", c.action);
+        }
+        let is_create = (c.action.starts_with("Create") || c.action.starts_with("Allocate"))
+            && !matches!(c.action.as_str(), "CreateTags" | "CreateRoute");
+        if is_create {
+            for new in ids(&c.response).difference(&created).cloned().collect::<Vec<_>>() {
+                parents.insert(new.clone(), named.clone());
+                created.insert(new);
+            }
+        }
+        if c.action.starts_with("Delete") && c.action != "DeleteTags" && c.action != "DeleteRoute"
+            || c.action == "ReleaseAddress"
+        {
+            for id in &named {
+                let alive_children: Vec<&String> = parents
+                    .iter()
+                    .filter(|(child, ps)| ps.contains(id) && !deleted.contains(*child) && *child != id)
+                    .map(|(child, _)| child)
+                    .collect();
+                assert!(
+                    alive_children.is_empty(),
+                    "{} deletes {id} while {alive_children:?} made from it exist",
+                    c.action
+                );
+                deleted.insert(id.clone());
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lifecycle_of_the_production_network() {
+    let moto = Moto::start().await;
+    let proxy = Proxy::start(&moto.url).await;
+    let ep = proxy.url.clone();
+    let (_d, stack) = variant(PROD, "life", &[]);
+    let declared = common::declared(&std::fs::read_to_string(&stack).unwrap());
+
+    let r = run(&ep, &["apply", &stack, "--yes"]);
+    ok(&r, 0, "apply from empty");
+    assert!(r.1.contains("Apply complete") && r.1.contains("14 added"), "{}", r.1);
+    assert_ordered(&proxy.take_calls(), &BTreeSet::new());
+    let live = owned(&moto.ec2(), "life").await;
+    assert_eq!(live.iter().map(|(a, _)| a.clone()).collect::<BTreeSet<_>>(), declared);
+    assert_no_duplicates(&live, "after apply");
+
+    let r = run(&ep, &["plan", &stack]);
+    ok(&r, 0, "plan after apply");
+    assert!(r.1.contains("No changes."), "{}", r.1);
+
+    // One in-place change and one that forces replacement.
+    let (_d2, changed) = variant(
+        PROD,
+        "life",
+        &[
+            ("cidr = \"10.0.0.0/16\"\n", "cidr = \"10.0.0.0/16\"\ndns_hostnames = false\n"),
+            ("10.0.20.0/24", "10.0.21.0/24"),
+        ],
+    );
+    let r = run(&ep, &["plan", &changed]);
+    ok(&r, 2, "plan with changes");
+    let text = &r.1;
+    assert!(text.contains("  ~ vpc.main {") && text.contains("~ dns_hostnames = true -> false"), "{text}");
+    assert!(text.contains("-/+ subnet.hosts {"), "{text}");
+    assert!(text.contains("~ cidr = \"10.0.20.0/24\" -> \"10.0.21.0/24\" # forces replacement"), "{text}");
+    // The route table follows the new subnet id in place.
+    assert!(text.contains("  ~ route_table.main {") && text.contains("(refers to a replaced resource)"), "{text}");
+    assert!(text.contains("Plan: 1 to add, 2 to change, 1 to destroy."), "{text}");
+    let touched = text.lines().filter(|l| l.starts_with("  # ")).count();
+    assert_eq!(touched, 3, "only the changed resources are listed:\n{text}");
+    let ids_before = owned(&moto.ec2(), "life").await;
+
+    let r = run(&ep, &["apply", &changed, "--yes"]);
+    ok(&r, 0, "apply changes");
+    let calls = proxy.take_calls();
+    assert_ordered(&calls, &ids_before.iter().map(|(_, id)| id.clone()).collect());
+    let r = run(&ep, &["plan", &changed]);
+    ok(&r, 0, "plan after changes");
+    let after = owned(&moto.ec2(), "life").await;
+    assert_no_duplicates(&after, "after changes");
+    let id_of = |l: &[(String, String)], a: &str| l.iter().find(|(x, _)| x == a).map(|(_, i)| i.clone());
+    assert_ne!(id_of(&ids_before, "subnet.hosts"), id_of(&after, "subnet.hosts"), "subnet replaced");
+    assert_eq!(id_of(&ids_before, "vpc.main"), id_of(&after, "vpc.main"), "vpc changed in place");
+
+    let r = run(&ep, &["outputs", &changed, "--json"]);
+    ok(&r, 0, "outputs");
+    let out: serde_json::Value = serde_json::from_str(&r.1).unwrap();
+    assert_eq!(out["subnet.hosts"]["id"].as_str(), id_of(&after, "subnet.hosts").as_deref());
+    assert_eq!(out["subnet.hosts"]["availability_zone"], "eu-central-1a");
+
+    let before_destroy: BTreeSet<String> = after.iter().map(|(_, i)| i.clone()).collect();
+    let r = run(&ep, &["destroy", &changed, "--yes"]);
+    ok(&r, 0, "destroy");
+    assert_ordered(&proxy.take_calls(), &before_destroy);
+    assert!(owned(&moto.ec2(), "life").await.is_empty(), "nothing tagged is left");
+    let r = run(&ep, &["plan", &changed]);
+    ok(&r, 2, "plan after destroy");
+    assert!(r.1.contains("Plan: 14 to add, 0 to change, 0 to destroy."), "{}", r.1);
+
+    // The local stack: Elastic IP, NAT gateway (with its waiters), two route tables.
+    let (_d3, local) = variant(LOCAL, "local", &[]);
+    ok(&run(&ep, &["apply", &local, "--yes"]), 0, "apply local");
+    assert_ordered(&proxy.take_calls(), &BTreeSet::new());
+    ok(&run(&ep, &["plan", &local]), 0, "plan local");
+    let live: BTreeSet<String> = owned(&moto.ec2(), "local").await.into_iter().map(|(_, i)| i).collect();
+    assert_eq!(live.len(), 10);
+    ok(&run(&ep, &["destroy", &local, "--yes"]), 0, "destroy local");
+    assert_ordered(&proxy.take_calls(), &live);
+    assert!(owned(&moto.ec2(), "local").await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_is_shown_and_repaired() {
+    let moto = Moto::start().await;
+    let (_d, stack) = variant(PROD, "drift", &[]);
+    ok(&run(&moto.url, &["apply", &stack, "--yes"]), 0, "apply");
+    let ec2 = moto.ec2();
+    let live: BTreeMap<String, String> = owned(&ec2, "drift").await.into_iter().collect();
+
+    // Out of band: delete a rule, add a tag, delete a subnet.
+    let sg = &live["security_group.logging"];
+    let rules = ec2
+        .describe_security_group_rules()
+        .filters(aws_sdk_ec2::types::Filter::builder().name("group-id").values(sg).build())
+        .send()
+        .await
+        .unwrap();
+    let grafana = rules
+        .security_group_rules()
+        .iter()
+        .find(|r| r.from_port() == Some(3000) && r.is_egress() == Some(false))
+        .and_then(|r| r.security_group_rule_id())
+        .expect("grafana rule")
+        .to_owned();
+    ec2.revoke_security_group_ingress().group_id(sg).security_group_rule_ids(grafana).send().await.unwrap();
+    ec2.create_tags()
+        .resources(&live["vpc.main"])
+        .tags(aws_sdk_ec2::types::Tag::builder().key("owner").value("someone").build())
+        .send()
+        .await
+        .unwrap();
+    ec2.delete_subnet().subnet_id(&live["subnet.web_b"]).send().await.unwrap();
+
+    let r = run(&moto.url, &["plan", &stack]);
+    ok(&r, 2, "plan shows drift");
+    let text = &r.1;
+    assert!(text.contains("+ security_group.logging ingress tcp 3000 192.0.2.10/32 (Grafana for the admin)"), "{text}");
+    assert!(text.contains("  ~ vpc.main {") && text.contains("\"owner\":\"someone\""), "{text}");
+    assert!(text.contains("  + subnet.web_b {"), "{text}");
+
+    ok(&run(&moto.url, &["apply", &stack, "--yes"]), 0, "apply repairs");
+    let r = run(&moto.url, &["plan", &stack]);
+    ok(&r, 0, "plan after repair");
+    let after = owned(&ec2, "drift").await;
+    assert_no_duplicates(&after, "after repair");
+    assert_eq!(after.len(), 14);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_applies_converge_without_duplicates() {
+    let moto = Moto::start().await;
+    let proxy = Proxy::start(&moto.url).await;
+    // Latency spreads a full apply over a few seconds, so kills land in the middle of it.
+    proxy.set_faults(0.0, Duration::from_millis(25));
+    let (_d, stack) = variant(PROD, "crash", &[]);
+    // A warm full apply: its length and its number of changing calls.
+    ok(&run(&proxy.url, &["apply", &stack, "--yes"]), 0, "first apply");
+    moto.reset().await;
+    proxy.take_calls();
+    let started = Instant::now();
+    ok(&run(&proxy.url, &["apply", &stack, "--yes"]), 0, "measuring apply");
+    let _ = started;
+    let changes: Vec<Call> = proxy.take_calls().into_iter().filter(mutating).collect();
+    let total = changes.len();
+    // The span from the first change to the last: where kills are aimed.
+    let full = changes[total - 1].at - changes[0].at;
+    let mut inside = 0;
+    for round in 0..10 {
+        moto.reset().await;
+        let at = full.mul_f64(rand::random_range(0.0..1.0));
+        let mut child = common::cli(&proxy.url)
+            .args(["apply", &stack, "--yes"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        while !proxy.calls().iter().any(mutating) {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        tokio::time::sleep(at).await;
+        let _ = child.kill();
+        let _ = child.wait();
+        let partial = owned(&moto.ec2(), "crash").await;
+        assert_no_duplicates(&partial, &format!("round {round}, killed after {at:?}"));
+        let done = proxy.take_calls().iter().filter(|c| mutating(c)).count();
+        eprintln!(
+            "round {round}: killed after {at:?} of {full:?}: {done} of {total} changes made, {} resources",
+            partial.len()
+        );
+        if (1..total).contains(&done) {
+            inside += 1;
+        }
+
+        // The killed run still holds the lock: a rerun is refused naming it, until unlocked.
+        let r = run(&proxy.url, &["apply", &stack, "--yes"]);
+        if r.0 != 0 {
+            assert!(r.2.contains("locked by") && r.2.contains("pid"), "round {round}: {}", r.2);
+            ok(&run(&proxy.url, &["force-unlock", &stack]), 0, "force-unlock");
+            ok(&run(&proxy.url, &["apply", &stack, "--yes"]), 0, &format!("round {round}: rerun"));
+        }
+        ok(&run(&proxy.url, &["plan", &stack]), 0, &format!("round {round}: converged"));
+        proxy.take_calls();
+        let live = owned(&moto.ec2(), "crash").await;
+        assert_no_duplicates(&live, &format!("round {round} after rerun"));
+        assert_eq!(live.len(), 14, "round {round}: {live:?}");
+    }
+    // The kills fell inside applies, not before or after them.
+    assert!(inside >= 8, "only {inside} of 10 kills landed inside an apply");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttled_apply_and_destroy_succeed() {
+    let moto = Moto::start().await;
+    let proxy = Proxy::start(&moto.url).await;
+    proxy.set_faults(0.3, Duration::from_millis(5));
+    let (_d, stack) = variant(LOCAL, "throttled", &[]);
+    ok(&run(&proxy.url, &["apply", &stack, "--yes", "--resource-timeout", "120"]), 0, "apply under throttling");
+    ok(&run(&proxy.url, &["plan", &stack]), 0, "plan under throttling");
+    ok(&run(&proxy.url, &["destroy", &stack, "--yes", "--resource-timeout", "120"]), 0, "destroy under throttling");
+    let calls = proxy.take_calls();
+    let faulted = calls.iter().filter(|c| c.faulted).count();
+    assert!(faulted * 5 > calls.len(), "about 30 % throttled: {faulted} of {}", calls.len());
+    assert_ordered(&calls, &BTreeSet::new());
+    assert!(owned(&moto.ec2(), "throttled").await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_applies_take_turns() {
+    let moto = Moto::start().await;
+    let proxy = Proxy::start(&moto.url).await;
+    proxy.set_faults(0.0, Duration::from_millis(20));
+    let (_d, stack) = variant(PROD, "locked", &[]);
+    // The lock table exists before the race, as after any first use.
+    ok(&run(&proxy.url, &["force-unlock", &stack]), 0, "no lock yet");
+    let spawn = || {
+        common::cli(&proxy.url)
+            .args(["apply", &stack, "--yes"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    let codes = [a.status.code(), b.status.code()];
+    assert!(codes.contains(&Some(0)) && codes.contains(&Some(1)), "one wins, one is refused: {codes:?}");
+    let loser = if a.status.success() { &b } else { &a };
+    let err = String::from_utf8_lossy(&loser.stderr);
+    assert!(err.contains("locked by") && err.contains("(apply,") && err.contains("force-unlock"), "{err}");
+    let live = owned(&moto.ec2(), "locked").await;
+    assert_no_duplicates(&live, "after the race");
+    assert_eq!(live.len(), 14);
+
+    // A held lock is named to the next run and removed by force-unlock.
+    let ddb = moto.dynamodb();
+    let held = provisioner::lock::Lock::acquire(&ddb, "locked", "destroy", Duration::from_secs(600)).await.unwrap();
+    let r = run(&moto.url, &["destroy", &stack, "--yes"]);
+    ok(&r, 1, "destroy while locked");
+    assert!(r.2.contains(&provisioner::lock::whoami()) && r.2.contains("(destroy,"), "{}", r.2);
+    let r = run(&moto.url, &["force-unlock", &stack]);
+    ok(&r, 0, "force-unlock");
+    assert!(r.1.contains("held by"), "{}", r.1);
+    drop(held);
+    ok(&run(&moto.url, &["destroy", &stack, "--yes"]), 0, "destroy after unlock");
+    assert!(owned(&moto.ec2(), "locked").await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_stacks_make_no_aws_call() {
+    let moto = Moto::start().await;
+    let proxy = Proxy::start(&moto.url).await;
+    let src = std::fs::read_to_string(root(PROD)).unwrap();
+    let broken = [
+        src.replace("cidr = \"10.0.0.0/16\"", "cidr = \"10.0.0.0/33\""),
+        src.replace("vpc = \"vpc.main\"", "vpc = \"vpc.mian\""),
+        src.replace("[vpc.main]", "[vpcc.main]"),
+        src.replace("az = \"b\"", "az = \"q\""),
+        src.replace("${var.admin_cidr}", "${var.nobody}"),
+        src.replace("from_port = 80,", "from_port = \"eighty\","),
+        src.replace("10.0.11.0/24", "10.0.10.128/25"),
+        src.replace("[stack]", "[stack\n"),
+    ];
+    for (i, b) in broken.iter().enumerate() {
+        assert_ne!(b, &src, "mutation {i} applies");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("broken.toml");
+        std::fs::write(&path, b).unwrap();
+        for cmd in ["plan", "apply", "destroy"] {
+            let mut args = vec![cmd, path.to_str().unwrap()];
+            if cmd != "plan" {
+                args.push("--yes");
+            }
+            let r = run(&proxy.url, &args);
+            ok(&r, 1, &format!("{cmd} of broken stack {i}"));
+            assert!(r.2.contains("broken.toml:"), "located diagnostic: {}", r.2);
+        }
+    }
+    assert!(proxy.calls().is_empty(), "no AWS call: {:?}", proxy.calls().iter().map(|c| &c.action).collect::<Vec<_>>());
+}

@@ -1,0 +1,299 @@
+//! Test harness for the provisioner against real peers: a moto server on a free port, a
+//! fault-injecting and recording HTTP proxy in front of it, the CLI as a child process, and SDK
+//! checks of what exists.
+#![allow(dead_code)]
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::Response;
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const REGION: &str = "eu-central-1";
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+/// A moto server on a free port, killed when dropped.
+pub struct Moto {
+    child: Child,
+    pub url: String,
+}
+
+impl Moto {
+    pub async fn start() -> Self {
+        let bin = std::env::var("QUAKE_MOTO_SERVER").unwrap_or_else(|_| {
+            format!("{}/.cache/quake/venv/bin/moto_server", std::env::var("HOME").unwrap_or_default())
+        });
+        assert!(
+            std::path::Path::new(&bin).exists(),
+            "moto_server not found at {bin}: run `make deps` (or set QUAKE_MOTO_SERVER)"
+        );
+        let port = free_port();
+        // Waited for in Drop.
+        #[allow(clippy::zombie_processes)]
+        let child = Command::new(&bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto_server starts");
+        let url = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        for _ in 0..300 {
+            if http.get(format!("{url}/moto-api/")).send().await.is_ok() {
+                return Self { child, url };
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("moto_server did not answer on {url}");
+    }
+
+    /// Forgets everything (all services).
+    pub async fn reset(&self) {
+        reqwest::Client::new().post(format!("{}/moto-api/reset", self.url)).send().await.expect("reset");
+    }
+
+    pub fn ec2(&self) -> aws_sdk_ec2::Client {
+        let conf = aws_sdk_ec2::Config::builder()
+            .behavior_version(aws_sdk_ec2::config::BehaviorVersion::latest())
+            .region(aws_sdk_ec2::config::Region::new(REGION))
+            .endpoint_url(&self.url)
+            .credentials_provider(aws_sdk_ec2::config::Credentials::new("test", "test", None, None, "test"))
+            .build();
+        aws_sdk_ec2::Client::from_conf(conf)
+    }
+
+    pub fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
+        let conf = aws_sdk_dynamodb::Config::builder()
+            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+            .region(aws_sdk_dynamodb::config::Region::new(REGION))
+            .endpoint_url(&self.url)
+            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("test", "test", None, None, "test"))
+            .build();
+        aws_sdk_dynamodb::Client::from_conf(conf)
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One API call as the proxy saw it.
+#[derive(Debug, Clone)]
+pub struct Call {
+    /// `CreateVpc`, `DynamoDB_20120810.PutItem`, ...
+    pub action: String,
+    pub params: BTreeMap<String, String>,
+    pub status: u16,
+    pub response: String,
+    /// Answered by the proxy with a throttling error instead of being forwarded.
+    pub faulted: bool,
+    pub at: Instant,
+}
+
+#[derive(Default)]
+pub struct Faults {
+    /// Share of calls answered with a throttling error, 0.0 to 1.0.
+    pub rate: f64,
+    /// Added to every call.
+    pub latency: Duration,
+}
+
+pub struct ProxyState {
+    upstream: String,
+    http: reqwest::Client,
+    pub calls: Mutex<Vec<Call>>,
+    pub faults: Mutex<Faults>,
+}
+
+/// An HTTP proxy in front of moto that records every call, adds latency and answers a share of
+/// calls with the throttling errors AWS sends (`RequestLimitExceeded` for EC2, `Throttling...`
+/// for JSON services).
+pub struct Proxy {
+    pub url: String,
+    pub state: Arc<ProxyState>,
+}
+
+impl Proxy {
+    pub async fn start(upstream: &str) -> Self {
+        let state = Arc::new(ProxyState {
+            upstream: upstream.to_owned(),
+            http: reqwest::Client::new(),
+            calls: Mutex::default(),
+            faults: Mutex::default(),
+        });
+        let app = axum::Router::new().fallback(forward).with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self { url, state }
+    }
+
+    pub fn set_faults(&self, rate: f64, latency: Duration) {
+        *self.state.faults.lock().unwrap() = Faults { rate, latency };
+    }
+
+    pub fn take_calls(&self) -> Vec<Call> {
+        std::mem::take(&mut *self.state.calls.lock().unwrap())
+    }
+
+    pub fn calls(&self) -> Vec<Call> {
+        self.state.calls.lock().unwrap().clone()
+    }
+}
+
+async fn forward(
+    State(st): State<Arc<ProxyState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let params: BTreeMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
+    let action = target.clone().or_else(|| params.get("Action").cloned()).unwrap_or_else(|| uri.path().to_owned());
+    let (rate, latency) = {
+        let f = st.faults.lock().unwrap();
+        (f.rate, f.latency)
+    };
+    tokio::time::sleep(latency).await;
+    let record = |status: u16, response: String, faulted: bool| Call {
+        action: action.clone(),
+        params: params.clone(),
+        status,
+        response,
+        faulted,
+        at: Instant::now(),
+    };
+    if rand::random::<f64>() < rate {
+        let (status, body) = if target.is_some() {
+            (
+                StatusCode::BAD_REQUEST,
+                r#"{"__type":"com.amazonaws.dynamodb.v20120810#ThrottlingException","message":"Rate exceeded"}"#
+                    .to_owned(),
+            )
+        } else {
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "<Response><Errors><Error><Code>RequestLimitExceeded</Code><Message>Request limit exceeded.\
+                 </Message></Error></Errors><RequestID>proxy</RequestID></Response>"
+                    .to_owned(),
+            )
+        };
+        st.calls.lock().unwrap().push(record(status.as_u16(), body.clone(), true));
+        return Response::builder().status(status).body(Body::from(body)).expect("response");
+    }
+    let mut req = st.http.request(method, format!("{}{}", st.upstream, uri));
+    for (k, v) in &headers {
+        if k != "host" && k != "content-length" {
+            req = req.header(k, v);
+        }
+    }
+    match req.body(body).send().await {
+        Ok(resp) => {
+            let status = resp.status();
+            let hdrs = resp.headers().clone();
+            let bytes = resp.bytes().await.unwrap_or_default();
+            st.calls.lock().unwrap().push(record(status.as_u16(), String::from_utf8_lossy(&bytes).into_owned(), false));
+            let mut out = Response::builder().status(status.as_u16());
+            for (k, v) in &hdrs {
+                if k != "content-length" && k != "transfer-encoding" {
+                    out = out.header(k, v);
+                }
+            }
+            out.body(Body::from(bytes)).expect("response")
+        }
+        Err(e) => Response::builder().status(502).body(Body::from(e.to_string())).expect("response"),
+    }
+}
+
+/// The CLI, talking to `endpoint`, from the repository root.
+pub fn cli(endpoint: &str) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_provisioner"));
+    c.current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .env("AWS_ENDPOINT_URL", endpoint)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env_remove("AWS_PROFILE")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null());
+    c
+}
+
+/// Runs the CLI to the end: (exit code, stdout, stderr).
+pub fn run(endpoint: &str, args: &[&str]) -> (i32, String, String) {
+    let out = cli(endpoint).args(args).output().expect("provisioner runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Every resource of every network kind carrying `provisioner:stack = stack`, as
+/// `(provisioner:id, aws id)`; deleted NAT gateways and endpoints do not count.
+pub async fn owned(ec2: &aws_sdk_ec2::Client, stack: &str) -> Vec<(String, String)> {
+    use aws_sdk_ec2::types::{Filter, Tag};
+    let f = || Filter::builder().name("tag:provisioner:stack").values(stack).build();
+    let idt = |tags: &[Tag]| {
+        tags.iter().find(|t| t.key() == Some("provisioner:id")).and_then(|t| t.value()).unwrap_or("?").to_owned()
+    };
+    let mut out = Vec::new();
+    for v in ec2.describe_vpcs().filters(f()).send().await.unwrap().vpcs() {
+        out.push((idt(v.tags()), v.vpc_id().unwrap().to_owned()));
+    }
+    for s in ec2.describe_subnets().filters(f()).send().await.unwrap().subnets() {
+        out.push((idt(s.tags()), s.subnet_id().unwrap().to_owned()));
+    }
+    for g in ec2.describe_internet_gateways().filters(f()).send().await.unwrap().internet_gateways() {
+        out.push((idt(g.tags()), g.internet_gateway_id().unwrap().to_owned()));
+    }
+    for a in ec2.describe_addresses().filters(f()).send().await.unwrap().addresses() {
+        out.push((idt(a.tags()), a.allocation_id().unwrap().to_owned()));
+    }
+    for n in ec2.describe_nat_gateways().filter(f()).send().await.unwrap().nat_gateways() {
+        let state = n.state().map(|s| s.as_str().to_ascii_lowercase()).unwrap_or_default();
+        if state != "deleted" && state != "deleting" {
+            out.push((idt(n.tags()), n.nat_gateway_id().unwrap().to_owned()));
+        }
+    }
+    for t in ec2.describe_route_tables().filters(f()).send().await.unwrap().route_tables() {
+        out.push((idt(t.tags()), t.route_table_id().unwrap().to_owned()));
+    }
+    for g in ec2.describe_security_groups().filters(f()).send().await.unwrap().security_groups() {
+        out.push((idt(g.tags()), g.group_id().unwrap().to_owned()));
+    }
+    for e in ec2.describe_vpc_endpoints().filters(f()).send().await.unwrap().vpc_endpoints() {
+        let state = e.state().map(|s| s.as_str().to_ascii_lowercase()).unwrap_or_default();
+        if state != "deleted" && state != "deleting" {
+            out.push((idt(e.tags()), e.vpc_endpoint_id().unwrap().to_owned()));
+        }
+    }
+    out
+}
+
+/// Panics naming any `provisioner:id` held by more than one resource.
+pub fn assert_no_duplicates(owned: &[(String, String)], when: &str) {
+    let mut seen: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (addr, id) in owned {
+        seen.entry(addr).or_default().push(id);
+    }
+    let dups: Vec<_> = seen.iter().filter(|(_, ids)| ids.len() > 1).collect();
+    assert!(dups.is_empty(), "{when}: duplicates {dups:?}");
+}
+
+/// The addresses a stack file declares (`[kind.name]` headers).
+pub fn declared(src: &str) -> BTreeSet<String> {
+    src.lines()
+        .filter_map(|l| l.trim().strip_prefix('[')?.strip_suffix(']').map(str::to_owned))
+        .filter(|h| h.contains('.') && !h.starts_with("stack") && !h.starts_with("variables"))
+        .collect()
+}
