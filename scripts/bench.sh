@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench.sh: builds the release binary and runs the ingest benchmark (numbers printed, not asserted).
+# bench.sh: builds the release binaries and runs the benchmarks (numbers printed, not asserted).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CACHE="${CACHE:-$HOME/.cache/quake}"
@@ -10,3 +10,4 @@ cargo bench -p quake --bench ingest
 # 10,000 SSE clients and the server each need that many descriptors.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 cargo bench -p quake --bench web
+cargo bench -p provisioner --bench provisioner

@@ -128,6 +128,15 @@ async fn lifecycle_of_the_production_network() {
     assert!(text.contains("Plan: 1 to add, 2 to change, 1 to destroy."), "{text}");
     let touched = text.lines().filter(|l| l.starts_with("  # ")).count();
     assert_eq!(touched, 3, "only the changed resources are listed:\n{text}");
+    let r = run(&ep, &["plan", &changed, "--json"]);
+    ok(&r, 2, "plan --json");
+    let plan: serde_json::Value = serde_json::from_str(&r.1).unwrap();
+    let action = |a: &str| {
+        plan["resources"].as_array().unwrap().iter().find(|r| r["address"] == a).map(|r| r["action"].clone()).unwrap()
+    };
+    assert_eq!(action("vpc.main"), "update");
+    assert_eq!(action("subnet.hosts"), "replace");
+    assert_eq!(action("subnet.web_a"), "no-op");
     let ids_before = owned(&moto.ec2(), "life").await;
 
     let r = run(&ep, &["apply", &changed, "--yes"]);
@@ -366,4 +375,43 @@ async fn broken_stacks_make_no_aws_call() {
         }
     }
     assert!(proxy.calls().is_empty(), "no AWS call: {:?}", proxy.calls().iter().map(|c| &c.action).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_interrupt_finishes_running_steps_and_stops() {
+    let moto = Moto::start().await;
+    let proxy = Proxy::start(&moto.url).await;
+    proxy.set_faults(0.0, Duration::from_millis(40));
+    let (_d, stack) = variant(PROD, "interrupt", &[]);
+    let child = common::cli(&proxy.url)
+        .args(["apply", &stack, "--yes"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    while !proxy.calls().iter().any(mutating) {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let sent = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(sent.success());
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stderr.contains("Interrupted: finishing the operations in progress"), "{stderr}");
+    assert!(stdout.contains("Stopped after") && stdout.contains("  skipped: "), "{stdout}");
+    // Every step that started also finished: nothing was cut off.
+    for line in stdout.lines().filter(|l| l.ends_with(": Creating...") || l.ends_with(": Modifying...")) {
+        let step = line.rsplit_once(": ").unwrap().0;
+        assert!(
+            stdout.lines().any(|l| l.starts_with(&format!("{step}: ")) && l.contains(" complete after ")),
+            "{step} started but did not finish:\n{stdout}"
+        );
+    }
+    // The run ended properly, so its lock is gone and a rerun completes the stack.
+    ok(&run(&proxy.url, &["apply", &stack, "--yes"]), 0, "rerun after the interrupt");
+    ok(&run(&proxy.url, &["plan", &stack]), 0, "converged");
+    let live = owned(&moto.ec2(), "interrupt").await;
+    assert_no_duplicates(&live, "after the interrupt");
+    assert_eq!(live.len(), 14);
 }

@@ -1,0 +1,158 @@
+//! Provisioner benchmark against moto behind the recording proxy: AWS calls and wall time of
+//! `plan` on the in-sync production network next to a one-read-per-resource baseline, and the
+//! makespan of `apply` from empty with 100 ms added to every call, against the critical path of
+//! its step graph and against `--parallelism 1`. Prints numbers; asserts nothing.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::{owned, run, Moto, Proxy};
+use provisioner::walk::{Progress, WalkOptions};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+const STACK: &str = "stacks/prod.toml";
+
+fn load() -> provisioner::stack::Stack {
+    let path = format!("{}/../{STACK}", env!("CARGO_MANIFEST_DIR"));
+    let src = std::fs::read_to_string(&path).expect("stack file");
+    provisioner::stack::load(&path, &src, &BTreeMap::new()).expect("valid stack")
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// One describe per resource by id, ten at a time: what a tool that keeps a state file does to
+/// refresh it (plus the VPC's two DNS attribute reads, which no describe returns).
+async fn baseline(ec2: &aws_sdk_ec2::Client, live: &[(String, String)]) {
+    use aws_sdk_ec2::types::VpcAttributeName;
+    let reads = live.iter().map(|(addr, id)| async move {
+        let kind = addr.split('.').next().unwrap_or_default();
+        match kind {
+            "vpc" => {
+                ec2.describe_vpcs().vpc_ids(id).send().await.map(|_| ()).ok();
+                for a in [VpcAttributeName::EnableDnsSupport, VpcAttributeName::EnableDnsHostnames] {
+                    ec2.describe_vpc_attribute().vpc_id(id).attribute(a).send().await.map(|_| ()).ok();
+                }
+            }
+            "subnet" => drop(ec2.describe_subnets().subnet_ids(id).send().await),
+            "internet_gateway" => drop(ec2.describe_internet_gateways().internet_gateway_ids(id).send().await),
+            "route_table" => drop(ec2.describe_route_tables().route_table_ids(id).send().await),
+            "security_group" => drop(ec2.describe_security_groups().group_ids(id).send().await),
+            "vpc_endpoint" => drop(ec2.describe_vpc_endpoints().vpc_endpoint_ids(id).send().await),
+            other => panic!("no baseline read for {other}"),
+        }
+    });
+    let mut reads: Vec<_> = reads.map(Box::pin).collect();
+    while !reads.is_empty() {
+        let rest = reads.split_off(reads.len().min(10));
+        futures::future::join_all(reads).await;
+        reads = rest;
+    }
+}
+
+/// Applies the stack from empty in process; returns (makespan, critical path, steps).
+async fn timed_apply(parallelism: usize) -> (Duration, Duration, usize) {
+    let stack = load();
+    let (cx, _) = provisioner::engine::connect(&stack).await;
+    let inv = provisioner::engine::discover(&cx).await.expect("discover");
+    let plan = provisioner::engine::plan(&stack, &inv);
+    let (nodes, edges) = provisioner::engine::graph(&stack, &inv, &plan);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let opts = WalkOptions { parallelism, ..WalkOptions::default() };
+    let started = Instant::now();
+    let out = provisioner::engine::apply(&cx, &stack, &inv, &plan, &opts, Some(tx), CancellationToken::new()).await;
+    let makespan = started.elapsed();
+    assert!(out.report.ok(), "apply failed: {:?}", out.report);
+    let mut took: BTreeMap<String, Duration> = BTreeMap::new();
+    while let Ok(p) = rx.try_recv() {
+        if let Progress::Finished(step, _, d) = p {
+            took.insert(step, d);
+        }
+    }
+    // Longest chain of measured step times through the graph (it is a DAG; relax |V| times).
+    let mut finish: BTreeMap<&str, Duration> = nodes.iter().map(|n| (n.as_str(), took[n])).collect();
+    for _ in 0..nodes.len() {
+        for (a, b) in &edges {
+            let cand = finish[b.as_str()] + took[a];
+            if cand > finish[a.as_str()] {
+                finish.insert(a.as_str(), cand);
+            }
+        }
+    }
+    (makespan, finish.values().copied().max().unwrap_or_default(), nodes.len())
+}
+
+#[tokio::main]
+async fn main() {
+    let moto = Moto::start().await;
+    let proxy = Proxy::start(&moto.url).await;
+    let ep = proxy.url.clone();
+    let r = run(&ep, &["apply", STACK, "--yes"]);
+    assert_eq!(r.0, 0, "{}{}", r.1, r.2);
+    let live = owned(&moto.ec2(), "quake-prod").await;
+    let n = live.len();
+    proxy.take_calls();
+
+    println!("provisioner benchmark: {STACK}, {n} resources, moto server behind a recording proxy");
+    // plan, in sync, through the CLI (process start included).
+    let mut times = Vec::new();
+    let mut calls = 0;
+    for _ in 0..5 {
+        let t = Instant::now();
+        let r = run(&ep, &["plan", STACK]);
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+        assert_eq!(r.0, 0, "in sync: {}", r.1);
+        calls = proxy.take_calls().len();
+    }
+    let plan_ms = median(times);
+    // Baseline through the same proxy with the same SDK.
+    let ec2 = {
+        let conf = aws_sdk_ec2::Config::builder()
+            .behavior_version(aws_sdk_ec2::config::BehaviorVersion::latest())
+            .region(aws_sdk_ec2::config::Region::new(common::REGION))
+            .endpoint_url(&ep)
+            .credentials_provider(aws_sdk_ec2::config::Credentials::new("t", "t", None, None, "t"))
+            .build();
+        aws_sdk_ec2::Client::from_conf(conf)
+    };
+    let mut times = Vec::new();
+    let mut base_calls = 0;
+    for _ in 0..5 {
+        let t = Instant::now();
+        baseline(&ec2, &live).await;
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+        base_calls = proxy.take_calls().len();
+    }
+    let base_ms = median(times);
+    println!(
+        "plan (in sync):         {calls} calls = {:.2} per resource (target <= 0.5), {plan_ms:.0} ms median of 5",
+        calls as f64 / n as f64
+    );
+    println!(
+        "one read per resource:  {base_calls} calls = {:.2} per resource, {base_ms:.0} ms median of 5 (reads only, no process)",
+        base_calls as f64 / n as f64
+    );
+    println!("ratio calls plan/baseline: {:.2}", calls as f64 / base_calls as f64);
+
+    // apply from empty with 100 ms on every call.
+    std::env::set_var("AWS_ENDPOINT_URL", &ep);
+    std::env::set_var("AWS_ACCESS_KEY_ID", "test");
+    std::env::set_var("AWS_SECRET_ACCESS_KEY", "test");
+    proxy.set_faults(0.0, Duration::from_millis(100));
+    for parallelism in [10, 1] {
+        moto.reset().await;
+        let (makespan, critical, steps) = timed_apply(parallelism).await;
+        println!(
+            "apply from empty, +100 ms per call, --parallelism {parallelism:>2}: makespan {:.2} s, critical path {:.2} s, \
+             {steps} steps, makespan/critical path = {:.2}{}",
+            makespan.as_secs_f64(),
+            critical.as_secs_f64(),
+            makespan.as_secs_f64() / critical.as_secs_f64(),
+            if parallelism == 10 { " (target <= 1.2)" } else { "" }
+        );
+    }
+}
