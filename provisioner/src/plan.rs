@@ -302,10 +302,81 @@ fn security_changes(
     }
 }
 
+/// A value as it would be written in a stack file: `"x"`, `[1, 2]`, `{ key = "v" }` (absent
+/// fields left out).
 fn show(v: &Value) -> String {
     match v {
         Value::Null => "(none)".into(),
+        Value::Array(items) => format!("[{}]", items.iter().map(show).collect::<Vec<_>>().join(", ")),
+        Value::Object(m) => {
+            let fields: Vec<String> =
+                m.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| format!("{} = {}", key(k), show(v))).collect();
+            if fields.is_empty() {
+                "{}".into()
+            } else {
+                format!("{{ {} }}", fields.join(", "))
+            }
+        }
         other => other.to_string(),
+    }
+}
+
+/// A table key, quoted when TOML needs it (`"provisioner:id"`).
+fn key(k: &str) -> String {
+    if !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        k.to_owned()
+    } else {
+        Value::String(k.to_owned()).to_string()
+    }
+}
+
+/// The lines of one attribute change: lists and tables element by element, so a long rule list
+/// shows what changed rather than two long lines.
+fn attr_lines(action: Action, c: &AttrChange, width: usize) -> Vec<String> {
+    let pad = " ".repeat(10);
+    match (action, &c.before, &c.after) {
+        (Action::Create | Action::Delete, _, _) => {
+            let (sym, v) = if action == Action::Create { ('+', &c.after) } else { ('-', &c.before) };
+            match v {
+                Value::Array(items) if items.len() > 1 || items.iter().any(Value::is_object) => {
+                    let mut out = vec![format!("      {sym} {:<width$} = [", c.field)];
+                    out.extend(items.iter().map(|i| format!("{pad}{sym} {},", show(i))));
+                    out.push(format!("{}]", " ".repeat(8)));
+                    out
+                }
+                _ => vec![format!("      {sym} {:<width$} = {}", c.field, show(v))],
+            }
+        }
+        (_, a, b) if a == b => {
+            vec![format!("      ~ {:<width$} = {} (refers to a replaced resource)", c.field, show(b))]
+        }
+        (_, Value::Array(x), Value::Array(y)) => {
+            let mut out = vec![format!("      ~ {:<width$} = [", c.field)];
+            out.extend(x.iter().filter(|i| !y.contains(i)).map(|i| format!("{pad}- {},", show(i))));
+            out.extend(y.iter().filter(|i| !x.contains(i)).map(|i| format!("{pad}+ {},", show(i))));
+            let same = y.iter().filter(|i| x.contains(i)).count();
+            if same > 0 {
+                out.push(format!("{pad}  # ({same} unchanged)"));
+            }
+            out.push(format!("{}]", " ".repeat(8)));
+            out
+        }
+        (_, Value::Object(x), Value::Object(y)) => {
+            let mut out = vec![format!("      ~ {:<width$} = {{", c.field)];
+            for (k, v) in x.iter().filter(|(k, _)| !y.contains_key(*k)) {
+                out.push(format!("{pad}- {} = {}", key(k), show(v)));
+            }
+            for (k, v) in y {
+                match x.get(k) {
+                    None => out.push(format!("{pad}+ {} = {}", key(k), show(v))),
+                    Some(old) if old != v => out.push(format!("{pad}~ {} = {} -> {}", key(k), show(old), show(v))),
+                    Some(_) => {}
+                }
+            }
+            out.push(format!("{}}}", " ".repeat(8)));
+            out
+        }
+        (_, a, b) => vec![format!("      ~ {:<width$} = {} -> {}", c.field, show(a), show(b))],
     }
 }
 
@@ -342,19 +413,14 @@ pub fn render(p: &Plan, color: bool) -> String {
         out.push_str(&format!("  # {} {verb}\n{sym:>3} {} {{\n", r.address, r.address));
         let width = r.changes.iter().map(|c| c.field.len()).max().unwrap_or(0);
         for c in &r.changes {
-            let line = match r.action {
-                Action::Create => format!("      + {:<width$} = {}", c.field, show(&c.after)),
-                Action::Delete => format!("      - {:<width$} = {}", c.field, show(&c.before)),
-                _ if c.before == c.after => {
-                    format!("      ~ {:<width$} = {} (refers to a replaced resource)", c.field, show(&c.after))
+            let lines = attr_lines(r.action, c, width);
+            for (i, line) in lines.into_iter().enumerate() {
+                out.push_str(&line);
+                if i == 0 && c.forces_replacement {
+                    out.push_str(&paint("31", " # forces replacement"));
                 }
-                _ => format!("      ~ {:<width$} = {} -> {}", c.field, show(&c.before), show(&c.after)),
-            };
-            out.push_str(&line);
-            if c.forces_replacement {
-                out.push_str(&paint("31", " # forces replacement"));
+                out.push('\n');
             }
-            out.push('\n');
         }
         out.push_str("    }\n\n");
     }
@@ -452,6 +518,13 @@ ingress = [{ protocol = "tcp", from_port = 443, cidr = "0.0.0.0/0" }]
         let text = render(&p, false);
         assert!(text.contains("Security changes:\n  + security_group.web ingress tcp 80 0.0.0.0/0 (HTTP)\n  - security_group.web ingress tcp 443 0.0.0.0/0"), "{text}");
         assert!(text.contains("  - eip.old {"), "{text}");
+        // Lists change element by element, in stack-file notation.
+        assert!(
+            text.contains(
+                "      ~ ingress = [\n          - { cidr = \"0.0.0.0/0\", from_port = 443, protocol = \"tcp\", self = false, to_port = 443 },\n          + { cidr = \"0.0.0.0/0\", description = \"HTTP\", from_port = 80, protocol = \"tcp\", self = false, to_port = 80 },\n        ]"
+            ),
+            "{text}"
+        );
         let json = serde_json::to_value(&p).unwrap();
         assert_eq!(json["resources"].as_array().unwrap().len(), 4);
     }

@@ -214,7 +214,7 @@ async fn drift_is_shown_and_repaired() {
     ok(&r, 2, "plan shows drift");
     let text = &r.1;
     assert!(text.contains("+ security_group.logging ingress tcp 3000 192.0.2.10/32 (Grafana for the admin)"), "{text}");
-    assert!(text.contains("  ~ vpc.main {") && text.contains("\"owner\":\"someone\""), "{text}");
+    assert!(text.contains("  ~ vpc.main {") && text.contains("- owner = \"someone\""), "{text}");
     assert!(text.contains("  + subnet.web_b {"), "{text}");
 
     ok(&run(&moto.url, &["apply", &stack, "--yes"]), 0, "apply repairs");
