@@ -223,6 +223,20 @@ async fn drift_is_shown_and_repaired() {
     let after = owned(&ec2, "drift").await;
     assert_no_duplicates(&after, "after repair");
     assert_eq!(after.len(), 14);
+
+    // Resources that leave the file are deleted, even when no resource of their kind is left.
+    let endpoints = "[vpc_endpoint.dynamodb]\nvpc = \"vpc.main\"\nservice = \"dynamodb\"\nroute_tables = [\"route_table.main\"]\n\n\
+                     [vpc_endpoint.s3]\nvpc = \"vpc.main\"\nservice = \"s3\"\nroute_tables = [\"route_table.main\"]\n";
+    let (_d2, fewer) = variant(PROD, "drift", &[(endpoints, "")]);
+    let r = run(&moto.url, &["plan", &fewer]);
+    ok(&r, 2, "plan without the endpoints");
+    assert!(r.1.contains("  - vpc_endpoint.s3 {") && r.1.contains("  - vpc_endpoint.dynamodb {"), "{}", r.1);
+    assert!(r.1.contains("Plan: 0 to add, 0 to change, 2 to destroy."), "{}", r.1);
+    ok(&run(&moto.url, &["apply", &fewer, "--yes"]), 0, "apply without the endpoints");
+    ok(&run(&moto.url, &["plan", &fewer]), 0, "plan after removal");
+    let left = owned(&ec2, "drift").await;
+    assert_eq!(left.len(), 12);
+    assert!(left.iter().all(|(a, _)| !a.starts_with("vpc_endpoint.")), "{left:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -359,6 +373,24 @@ async fn broken_stacks_make_no_aws_call() {
         src.replace("10.0.11.0/24", "10.0.10.128/25"),
         src.replace("[stack]", "[stack\n"),
     ];
+    let mut broken = broken.to_vec();
+    // And generated ones: random lines deleted, duplicated, cut or given junk, kept when the
+    // library rejects them (some mutations leave a valid stack).
+    let lines: Vec<&str> = src.lines().collect();
+    while broken.len() < 60 {
+        let mut m: Vec<String> = lines.iter().map(|l| (*l).to_owned()).collect();
+        let i = rand::random_range(0..m.len());
+        match rand::random_range(0..4) {
+            0 => drop(m.remove(i)),
+            1 => m.insert(i, m[i].clone()),
+            2 => m[i] = m[i].chars().take(m[i].len() / 2).collect(),
+            _ => m[i].push_str(" = ]["),
+        }
+        let text = m.join("\n");
+        if provisioner::stack::load("m.toml", &text, &BTreeMap::new()).is_err() {
+            broken.push(text);
+        }
+    }
     for (i, b) in broken.iter().enumerate() {
         assert_ne!(b, &src, "mutation {i} applies");
         let dir = tempfile::tempdir().unwrap();
