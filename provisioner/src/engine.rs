@@ -427,3 +427,88 @@ pub async fn connect(stack: &Stack) -> (Cx, aws_sdk_dynamodb::Client) {
     let cx = Cx { ec2: aws_sdk_ec2::Client::new(&conf), stack: stack.name.clone(), region: stack.region.clone() };
     (cx, aws_sdk_dynamodb::Client::new(&conf))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stack(src: &str) -> Stack {
+        crate::stack::load("t.toml", src, &BTreeMap::new()).unwrap_or_else(|d| panic!("{:?}", d.items))
+    }
+
+    const SRC: &str = r#"
+[stack]
+name = "t"
+region = "eu-central-1"
+[vpc.main]
+cidr = "10.0.0.0/16"
+[subnet.a]
+vpc = "vpc.main"
+cidr = "10.0.1.0/24"
+az = "a"
+[security_group.alb]
+vpc = "vpc.main"
+description = "alb"
+egress = [{ protocol = "tcp", from_port = 8080, group = "security_group.web" }]
+[security_group.web]
+vpc = "vpc.main"
+description = "web"
+ingress = [{ protocol = "tcp", from_port = 8080, group = "security_group.alb" }]
+"#;
+
+    /// What exists when `s` was applied, with each address standing in for its id.
+    fn applied(s: &Stack) -> Inventory {
+        let mut inv = Inventory::default();
+        for r in &s.resources {
+            let live = Live { id: r.address(), address: r.address(), attrs: desired(r, &s.tags), outputs: Map::new() };
+            inv.live.insert(r.address(), (r.kind, live));
+        }
+        inv
+    }
+
+    fn has(edges: &[(String, String)], a: &str, b: &str) -> bool {
+        edges.iter().any(|(x, y)| x == a && y == b)
+    }
+
+    #[test]
+    fn groups_that_admit_each_other_get_their_rules_once_both_exist() {
+        let s = stack(SRC);
+        let inv = Inventory::default();
+        let (nodes, edges) = graph(&s, &inv, &plan(&s, &inv));
+        assert!(nodes.contains(&"security_group.alb (peer rules)".to_owned()), "{nodes:?}");
+        assert!(has(&edges, "security_group.alb (peer rules)", "security_group.web"), "{edges:?}");
+        assert!(has(&edges, "security_group.web (peer rules)", "security_group.alb"), "{edges:?}");
+        // The groups themselves wait only for their VPC, so there is no cycle.
+        assert!(has(&edges, "security_group.alb", "vpc.main"));
+        assert!(!has(&edges, "security_group.alb", "security_group.web"), "{edges:?}");
+    }
+
+    #[test]
+    fn destroy_drops_cross_group_rules_before_deleting_and_deletes_children_first() {
+        let s = stack(SRC);
+        let inv = applied(&s);
+        let empty = Stack { resources: vec![], ..stack(SRC) };
+        let (nodes, edges) = graph(&empty, &inv, &plan(&empty, &inv));
+        assert!(has(&edges, "security_group.alb", "security_group.web (drop peer rules)"), "{edges:?}");
+        assert!(has(&edges, "security_group.web", "security_group.alb (drop peer rules)"), "{edges:?}");
+        assert!(has(&edges, "vpc.main", "subnet.a") && has(&edges, "vpc.main", "security_group.alb"), "{edges:?}");
+        assert_eq!(nodes.len(), 6, "4 deletes and 2 rule steps: {nodes:?}");
+    }
+
+    #[test]
+    fn a_replacement_deletes_dependents_first_and_recreates_in_order() {
+        let old = stack(SRC);
+        let inv = applied(&old);
+        let new = stack(&SRC.replacen("10.0.0.0/16", "10.1.0.0/16", 1).replace("10.0.1.0/24", "10.1.1.0/24"));
+        let p = plan(&new, &inv);
+        let (_, edges) = graph(&new, &inv, &p);
+        // Old halves in reverse order, new halves in order, each new after its old.
+        assert!(has(&edges, "vpc.main (old)", "subnet.a (old)"), "{edges:?}");
+        assert!(has(&edges, "vpc.main", "vpc.main (old)") && has(&edges, "subnet.a", "vpc.main"), "{edges:?}");
+        assert!(has(&edges, "subnet.a", "subnet.a (old)"), "{edges:?}");
+        // The groups are replaced with the VPC (their vpc field forces it).
+        assert!(p.resources.iter().all(|r| r.action == Action::Replace), "{p:?}");
+        assert!(has(&edges, "vpc.main (old)", "security_group.alb (old)"), "{edges:?}");
+        assert!(has(&edges, "security_group.alb (old)", "security_group.alb (drop peer rules)"), "{edges:?}");
+    }
+}
