@@ -432,9 +432,7 @@ pub async fn connect(stack: &Stack) -> (Cx, aws_sdk_dynamodb::Client) {
 mod tests {
     use super::*;
 
-    fn stack(src: &str) -> Stack {
-        crate::stack::load("t.toml", src, &BTreeMap::new()).unwrap_or_else(|d| panic!("{:?}", d.items))
-    }
+    use crate::stack::test_stack as stack;
 
     const SRC: &str = r#"
 [stack]

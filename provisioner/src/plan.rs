@@ -445,9 +445,7 @@ mod tests {
     use super::*;
     use std::collections::BTreeMap;
 
-    fn stack(src: &str) -> Stack {
-        crate::stack::load("t.toml", src, &BTreeMap::new()).unwrap_or_else(|d| panic!("{:?}", d.items))
-    }
+    use crate::stack::test_stack as stack;
 
     const BASE: &str = r#"
 [stack]

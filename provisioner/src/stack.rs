@@ -101,6 +101,12 @@ fn collect_refs(ty: &FieldType, v: &Val, span: &Span, f: &mut dyn FnMut(&str, Sp
     }
 }
 
+/// A stack for unit tests, which must be valid.
+#[cfg(test)]
+pub(crate) fn test_stack(src: &str) -> Stack {
+    load("t.toml", src, &BTreeMap::new()).unwrap_or_else(|d| panic!("{:?}", d.items))
+}
+
 /// Parses and checks a stack. `vars` overrides the file's variables (`--var`, environment).
 pub fn load(file: &str, src: &str, vars: &BTreeMap<String, String>) -> Result<Stack, Diags> {
     let mut d = Diags::default();

@@ -110,6 +110,17 @@ async fn associations(cx: &Cx, id: &str) -> Result<BTreeMap<String, String>, OpE
         .collect())
 }
 
+async fn disassociate(cx: &Cx, association: &str) -> Result<(), OpError> {
+    gone_ok(
+        cx.ec2
+            .disassociate_route_table()
+            .association_id(association)
+            .send()
+            .await
+            .map_err(|e| aws_err("DisassociateRouteTable", e)),
+    )
+}
+
 #[async_trait]
 impl Ops for RouteTable {
     fn resource_types(&self) -> &'static [&'static str] {
@@ -206,14 +217,7 @@ impl Ops for RouteTable {
                     .map_err(|e| aws_err("AssociateRouteTable", e))?;
             }
             for assoc in current.iter().filter(|(s, _)| !wanted.contains(s)).map(|(_, a)| a) {
-                gone_ok(
-                    cx.ec2
-                        .disassociate_route_table()
-                        .association_id(assoc)
-                        .send()
-                        .await
-                        .map_err(|e| aws_err("DisassociateRouteTable", e)),
-                )?;
+                disassociate(cx, assoc).await?;
             }
         }
         set_tags(cx, id, have, want).await
@@ -222,14 +226,7 @@ impl Ops for RouteTable {
     async fn delete(&self, cx: &Cx, id: &str, have: &Value) -> Result<(), OpError> {
         if !strs(have, "subnets").is_empty() {
             for assoc in associations(cx, id).await?.values() {
-                gone_ok(
-                    cx.ec2
-                        .disassociate_route_table()
-                        .association_id(assoc)
-                        .send()
-                        .await
-                        .map_err(|e| aws_err("DisassociateRouteTable", e)),
-                )?;
+                disassociate(cx, assoc).await?;
             }
         }
         gone_ok(cx.ec2.delete_route_table().route_table_id(id).send().await.map_err(|e| aws_err("DeleteRouteTable", e)))
