@@ -6,7 +6,7 @@ mod common;
 
 use common::{assert_no_duplicates, owned, run, Call, Moto, Proxy};
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const PROD: &str = "stacks/prod.toml";
 const LOCAL: &str = "stacks/local.toml";
