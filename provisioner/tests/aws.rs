@@ -224,6 +224,34 @@ async fn drift_is_shown_and_repaired() {
     assert_no_duplicates(&after, "after repair");
     assert_eq!(after.len(), 14);
 
+    // A second resource claiming an address (made by hand, or by a tool without client tokens)
+    // is planned for deletion under `address#id`.
+    let tag = |k: &str, v: &str| aws_sdk_ec2::types::Tag::builder().key(k).value(v).build();
+    let dup = ec2
+        .create_security_group()
+        .group_name("a-copy")
+        .description("copy")
+        .vpc_id(&live["vpc.main"])
+        .tag_specifications(
+            aws_sdk_ec2::types::TagSpecification::builder()
+                .resource_type(aws_sdk_ec2::types::ResourceType::SecurityGroup)
+                .tags(tag("provisioner:stack", "drift"))
+                .tags(tag("provisioner:id", "security_group.web"))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let dup = dup.group_id().unwrap();
+    let r = run(&moto.url, &["plan", &stack]);
+    ok(&r, 2, "plan with a duplicate");
+    assert!(r.1.contains(&format!("  - security_group.web#{dup} {{")), "{}", r.1);
+    assert!(r.1.contains("Plan: 0 to add, 0 to change, 1 to destroy."), "{}", r.1);
+    ok(&run(&moto.url, &["apply", &stack, "--yes"]), 0, "apply removes the duplicate");
+    let after = owned(&ec2, "drift").await;
+    assert_no_duplicates(&after, "after removing the duplicate");
+    assert!(after.iter().all(|(_, id)| id != dup), "{after:?}");
+
     // Resources that leave the file are deleted, even when no resource of their kind is left.
     let endpoints = "[vpc_endpoint.dynamodb]\nvpc = \"vpc.main\"\nservice = \"dynamodb\"\nroute_tables = [\"route_table.main\"]\n\n\
                      [vpc_endpoint.s3]\nvpc = \"vpc.main\"\nservice = \"s3\"\nroute_tables = [\"route_table.main\"]\n";
