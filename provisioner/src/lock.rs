@@ -2,7 +2,7 @@
 //! first use, with holder, operation, time and expiry, kept alive while the holder works. Two
 //! applies on one stack cannot interleave; a crashed holder's lock expires or is force-unlocked.
 
-use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ReturnValue, ScalarAttributeType,
     TableStatus,
@@ -54,6 +54,33 @@ pub struct Lock {
     renew: JoinHandle<()>,
 }
 
+/// Runs one call again while AWS throttles it (beyond the SDK's own few attempts), for up to a
+/// minute with full-jitter backoff: a lock must not fail because the account is busy.
+async fn patiently<T, E, R, F, Fut>(mut call: F) -> Result<T, SdkError<E, R>>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, SdkError<E, R>>>,
+    E: ProvideErrorMetadata,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut attempt = 0u32;
+    loop {
+        match call().await {
+            Err(e) if tokio::time::Instant::now() < deadline && transient(&e) => {
+                let cap = 100u64 << attempt.min(6);
+                tokio::time::sleep(Duration::from_millis(rand::random_range(0..=cap))).await;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+fn transient<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
+    matches!(e, SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_))
+        || e.code().is_some_and(crate::provider::throttled)
+}
+
 fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
@@ -71,30 +98,29 @@ pub fn whoami() -> String {
 
 /// Creates the lock table unless it exists, and waits until it is usable.
 async fn ensure_table(ddb: &Client) -> Result<(), LockError> {
-    match ddb.describe_table().table_name(TABLE).send().await {
+    match patiently(|| ddb.describe_table().table_name(TABLE).send()).await {
         Ok(d) if d.table().and_then(|t| t.table_status()) == Some(&TableStatus::Active) => return Ok(()),
         Ok(_) => {}
         Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => {
-            let created = ddb
-                .create_table()
-                .table_name(TABLE)
-                .billing_mode(BillingMode::PayPerRequest)
-                .attribute_definitions(
-                    AttributeDefinition::builder()
-                        .attribute_name("stack")
-                        .attribute_type(ScalarAttributeType::S)
-                        .build()
-                        .map_err(|e| LockError::Aws(e.to_string()))?,
-                )
-                .key_schema(
-                    KeySchemaElement::builder()
-                        .attribute_name("stack")
-                        .key_type(KeyType::Hash)
-                        .build()
-                        .map_err(|e| LockError::Aws(e.to_string()))?,
-                )
-                .send()
-                .await;
+            let attribute = AttributeDefinition::builder()
+                .attribute_name("stack")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .map_err(|e| LockError::Aws(e.to_string()))?;
+            let key = KeySchemaElement::builder()
+                .attribute_name("stack")
+                .key_type(KeyType::Hash)
+                .build()
+                .map_err(|e| LockError::Aws(e.to_string()))?;
+            let created = patiently(|| {
+                ddb.create_table()
+                    .table_name(TABLE)
+                    .billing_mode(BillingMode::PayPerRequest)
+                    .attribute_definitions(attribute.clone())
+                    .key_schema(key.clone())
+                    .send()
+            })
+            .await;
             match created {
                 Ok(_) => {}
                 // Another run created it at the same moment.
@@ -105,7 +131,8 @@ async fn ensure_table(ddb: &Client) -> Result<(), LockError> {
         Err(e) => return Err(err("DescribeTable", e)),
     }
     for _ in 0..120 {
-        let d = ddb.describe_table().table_name(TABLE).send().await.map_err(|e| err("DescribeTable", e))?;
+        let d =
+            patiently(|| ddb.describe_table().table_name(TABLE).send()).await.map_err(|e| err("DescribeTable", e))?;
         if d.table().and_then(|t| t.table_status()) == Some(&TableStatus::Active) {
             return Ok(());
         }
@@ -138,32 +165,34 @@ impl Lock {
         ensure_table(ddb).await?;
         let holder = whoami();
         let t = now();
-        let put = ddb
-            .put_item()
-            .table_name(TABLE)
-            .item("stack", s(stack))
-            .item("holder", s(&holder))
-            .item("operation", s(operation))
-            .item("since", n(t))
-            .item("expires", n(t + ttl.as_secs()))
-            .condition_expression("attribute_not_exists(#s) OR #e < :now")
-            .expression_attribute_names("#s", "stack")
-            .expression_attribute_names("#e", "expires")
-            .expression_attribute_values(":now", n(t))
-            .send()
-            .await;
+        let put = patiently(|| {
+            ddb.put_item()
+                .table_name(TABLE)
+                .item("stack", s(stack))
+                .item("holder", s(&holder))
+                .item("operation", s(operation))
+                .item("since", n(t))
+                .item("expires", n(t + ttl.as_secs()))
+                .condition_expression("attribute_not_exists(#s) OR #e < :now")
+                .expression_attribute_names("#s", "stack")
+                .expression_attribute_names("#e", "expires")
+                .expression_attribute_values(":now", n(t))
+                .send()
+        })
+        .await;
         match put {
             Ok(_) => {}
             Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {
-                let got = ddb
-                    .get_item()
-                    .table_name(TABLE)
-                    .key("stack", s(stack))
-                    .consistent_read(true)
-                    .send()
-                    .await
-                    .map_err(|e| err("GetItem", e))?;
-                return Err(LockError::Held(got.item().map(holder_of).unwrap_or(Holder {
+                let got =
+                    patiently(|| ddb.get_item().table_name(TABLE).key("stack", s(stack)).consistent_read(true).send())
+                        .await
+                        .map_err(|e| err("GetItem", e))?;
+                let current = got.item().map(holder_of);
+                // Our own put, answered late and sent again: the lock is ours.
+                if current.as_ref().is_some_and(|h| h.holder == holder) {
+                    return Ok(Lock::keep(ddb, stack, holder, ttl));
+                }
+                return Err(LockError::Held(current.unwrap_or(Holder {
                     holder: "(released just now; try again)".into(),
                     operation: String::new(),
                     since: t,
@@ -172,6 +201,11 @@ impl Lock {
             }
             Err(e) => return Err(err("PutItem", e)),
         }
+        Ok(Lock::keep(ddb, stack, holder, ttl))
+    }
+
+    /// The held lock, renewed every third of its lifetime while this run lives.
+    fn keep(ddb: &Client, stack: &str, holder: String, ttl: Duration) -> Lock {
         let renew = tokio::spawn({
             let (ddb, stack, holder) = (ddb.clone(), stack.to_owned(), holder.clone());
             async move {
@@ -192,21 +226,22 @@ impl Lock {
                 }
             }
         });
-        Ok(Lock { ddb: ddb.clone(), stack: stack.to_owned(), holder, renew })
+        Lock { ddb: ddb.clone(), stack: stack.to_owned(), holder, renew }
     }
 
     /// Gives the lock back (only if still ours).
     pub async fn release(self) -> Result<(), LockError> {
         self.renew.abort();
-        let r = self
-            .ddb
-            .delete_item()
-            .table_name(TABLE)
-            .key("stack", s(&self.stack))
-            .condition_expression("holder = :me")
-            .expression_attribute_values(":me", s(&self.holder))
-            .send()
-            .await;
+        let r = patiently(|| {
+            self.ddb
+                .delete_item()
+                .table_name(TABLE)
+                .key("stack", s(&self.stack))
+                .condition_expression("holder = :me")
+                .expression_attribute_values(":me", s(&self.holder))
+                .send()
+        })
+        .await;
         match r {
             Ok(_) => Ok(()),
             Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(()),
@@ -217,7 +252,11 @@ impl Lock {
 
 /// Removes the stack's lock whoever holds it; returns who held it.
 pub async fn force_unlock(ddb: &Client, stack: &str) -> Result<Option<Holder>, LockError> {
-    match ddb.delete_item().table_name(TABLE).key("stack", s(stack)).return_values(ReturnValue::AllOld).send().await {
+    match patiently(|| {
+        ddb.delete_item().table_name(TABLE).key("stack", s(stack)).return_values(ReturnValue::AllOld).send()
+    })
+    .await
+    {
         Ok(out) => Ok(out.attributes().map(holder_of)),
         Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => Ok(None),
         Err(e) => Err(err("DeleteItem", e)),

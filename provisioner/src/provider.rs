@@ -76,6 +76,13 @@ pub fn aws_err<E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'stat
 /// Codes AWS documents as "try again": throttling, a dependency still draining, an id not yet
 /// visible right after its creation.
 pub fn retryable_code(code: &str) -> bool {
+    throttled(code)
+        || matches!(code, "DependencyViolation" | "IncorrectState" | "ResourceInUseException")
+        || is_not_found(code)
+}
+
+/// AWS asking to slow down, or briefly unable to answer.
+pub fn throttled(code: &str) -> bool {
     matches!(
         code,
         "RequestLimitExceeded"
@@ -83,14 +90,13 @@ pub fn retryable_code(code: &str) -> bool {
             | "ThrottlingException"
             | "TooManyRequestsException"
             | "ProvisionedThroughputExceededException"
-            | "DependencyViolation"
+            | "RequestThrottled"
             | "ServiceUnavailable"
             | "Unavailable"
             | "InternalError"
             | "InternalFailure"
-            | "IncorrectState"
-            | "ResourceInUseException"
-    ) || is_not_found(code)
+            | "InternalServerError"
+    )
 }
 
 /// `InvalidVpcID.NotFound`, `InvalidGroup.NotFound`, ...: the resource is not (yet, or any
