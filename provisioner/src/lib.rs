@@ -1,5 +1,6 @@
-//! The provisioner: declarative TOML stacks reconciled against AWS. This part: the stack model,
-//! the resource-kind declarations, and validation, JSON Schema and docs derived from them.
+//! The provisioner: declarative TOML stacks reconciled against AWS with no state file. The stack
+//! model and its validation, the resource kinds (declaration and AWS side), the plan, the engine
+//! that discovers and applies, the walker, and the stack lock. Nothing here prints.
 
 pub mod diag;
 pub mod docs;

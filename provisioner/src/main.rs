@@ -30,12 +30,8 @@ enum Color {
 enum Cmd {
     /// Check a stack file completely, without calling AWS; exit 1 on any problem.
     Validate {
-        /// The stack file.
-        #[arg(default_value = "stacks/prod.toml")]
-        stack: PathBuf,
-        /// Set a variable, overriding the file's default (repeatable).
-        #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
-        vars: Vec<(String, String)>,
+        #[command(flatten)]
+        target: Target,
     },
     /// Show what apply would change: exit 0 when nothing, 2 when there are changes, 1 on error.
     Plan {
@@ -168,7 +164,7 @@ fn main() -> ExitCode {
         Cmd::Destroy { target, run } => aws(target, Aws::Apply { destroy: true, yes: run.yes, opts: (&run).into() }),
         Cmd::Outputs { target, json } => aws(target, Aws::Outputs { json }),
         Cmd::ForceUnlock { target } => aws(target, Aws::ForceUnlock),
-        Cmd::Validate { stack, vars } => match load(&Target { stack, vars }, color) {
+        Cmd::Validate { target } => match load(&target, color) {
             Some(s) => {
                 println!(
                     "{}: stack `{}` in {}: {} resources, no problems",
