@@ -285,6 +285,8 @@ struct Exec {
     have: Mutex<BTreeMap<String, Value>>,
     attempts: Mutex<BTreeMap<String, u32>>,
     created: Mutex<Vec<(String, String)>>,
+    /// This run, for client tokens.
+    run: u64,
 }
 
 impl Exec {
@@ -325,9 +327,13 @@ impl Exec {
         Ok(())
     }
 
+    /// The client token of a create: the same for every attempt of this run (the SDK's and the
+    /// walker's retries), new in the next run. A rerun after a crash is kept from duplicating by
+    /// tag-at-birth and discovery, and a fresh token lets a resource deleted out of band be
+    /// made again (an old token would answer the deleted one).
     fn token(&self, address: &str, want: &Value) -> String {
         let mut h = std::collections::hash_map::DefaultHasher::new();
-        (&self.cx.stack, address, want.to_string()).hash(&mut h);
+        (&self.cx.stack, address, want.to_string(), self.run).hash(&mut h);
         format!("provisioner-{:016x}", h.finish())
     }
 }
@@ -409,6 +415,7 @@ pub async fn apply(
         have: Mutex::new(inv.live.iter().map(|(a, (_, l))| (a.clone(), l.attrs.clone())).collect()),
         attempts: Mutex::default(),
         created: Mutex::default(),
+        run: rand::random(),
     });
     let rcs: Vec<ResourceChange> = nodes.into_iter().map(|(rc, _)| rc).collect();
     let report = run_graph(&rcs, &edges, exec.clone(), opts, progress, cancel).await;
