@@ -7,7 +7,7 @@ use crate::plan::{desired, Action, Plan, ResourceChange};
 use crate::provider::{aws_err, Cx, Live, ID_TAG, STACK_TAG};
 use crate::schema::{drop_peer_items, refs, visit_refs, Kind};
 use crate::stack::Stack;
-use crate::walk::{run_graph, Executor, OpError, Progress, Report, WalkOptions};
+use crate::walk::{walk, Executor, OpError, Progress, Report, WalkOptions};
 use async_trait::async_trait;
 use aws_sdk_ec2::types::Filter;
 use rand::RngExt;
@@ -418,7 +418,7 @@ pub async fn apply(
         run: rand::random(),
     });
     let rcs: Vec<ResourceChange> = nodes.into_iter().map(|(rc, _)| rc).collect();
-    let report = run_graph(&rcs, &edges, exec.clone(), opts, progress, cancel).await;
+    let report = walk(&rcs, &edges, exec.clone(), opts, progress, cancel).await;
     let created = exec.created.lock().unwrap_or_else(|p| p.into_inner()).clone();
     Outcome { report, created }
 }

@@ -1,9 +1,8 @@
-//! The apply walker: carries out a plan over the dependency graph with bounded parallelism.
-//! Creates and updates go in dependency order, deletes in reverse; retryable errors are retried
-//! with backoff and jitter up to a per-resource deadline; a failure skips everything that
-//! depends on it; a cancel starts nothing new and lets running work finish.
+//! The apply walker: carries out steps over their graph with bounded parallelism. Retryable
+//! errors are retried with backoff and jitter up to a per-resource deadline; a failure skips
+//! everything that waits for it; a cancel starts nothing new and lets running work finish.
 
-use crate::plan::{Action, Plan, ResourceChange};
+use crate::plan::{Action, ResourceChange};
 use async_trait::async_trait;
 use rand::RngExt;
 use std::collections::{BTreeMap, BTreeSet};
@@ -81,32 +80,10 @@ pub enum Progress {
     Finished(String, Result<(), String>, Duration),
 }
 
-/// Runs the plan. `deps` are `(a, b)`: `a` refers to `b`, so `b` exists before `a` and is
-/// deleted after it.
+/// Runs steps over their graph: `waits_for` edges `(a, b)` mean `a` starts only after `b`
+/// succeeded (the engine decides them: creates after what they refer to, deletes after what
+/// refers to them, a replacement's old half before its new half).
 pub async fn walk(
-    plan: &Plan,
-    deps: &[(String, String)],
-    exec: Arc<dyn Executor>,
-    opts: &WalkOptions,
-    progress: Option<mpsc::UnboundedSender<Progress>>,
-    cancel: CancellationToken,
-) -> Report {
-    let mut report = Report::default();
-    let changes: BTreeMap<&str, &ResourceChange> =
-        plan.resources.iter().filter(|r| r.action != Action::NoOp).map(|r| (r.address.as_str(), r)).collect();
-    let forward: Vec<&ResourceChange> = changes.values().filter(|r| r.action != Action::Delete).copied().collect();
-    let backward: Vec<&ResourceChange> = changes.values().filter(|r| r.action == Action::Delete).copied().collect();
-    // Forward: a node waits for what it refers to. Backward: a node waits for what refers to it.
-    let fwd_edges: Vec<(String, String)> = deps.to_vec();
-    let back_edges: Vec<(String, String)> = deps.iter().map(|(a, b)| (b.clone(), a.clone())).collect();
-    phase(&forward, &fwd_edges, &exec, opts, &progress, &cancel, &mut report).await;
-    phase(&backward, &back_edges, &exec, opts, &progress, &cancel, &mut report).await;
-    report
-}
-
-/// Runs steps over an explicit graph: `waits_for` edges `(a, b)` mean `a` starts only after `b`
-/// succeeded (the engine's steps: deletes of replacements before their creates, rule steps).
-pub async fn run_graph(
     nodes: &[ResourceChange],
     waits_for: &[(String, String)],
     exec: Arc<dyn Executor>,
@@ -236,6 +213,7 @@ async fn run_one(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::Plan;
     use std::sync::Mutex;
 
     /// Records the order of operations and fails or throttles where told.
@@ -322,7 +300,7 @@ mod tests {
     async fn creates_follow_dependencies_deletes_go_in_reverse() {
         let (plan, deps) = net_plan(Action::Create);
         let fake = Arc::new(Fake::default());
-        let r = walk(&plan, &deps, fake.clone(), &opts(10), None, CancellationToken::new()).await;
+        let r = walk(&plan.resources, &deps, fake.clone(), &opts(10), None, CancellationToken::new()).await;
         assert!(r.ok() && r.done.len() == 6, "{r:?}");
         let log = fake.log.lock().unwrap().clone();
         for (a, b) in &deps {
@@ -332,7 +310,8 @@ mod tests {
 
         let (plan, deps) = net_plan(Action::Delete);
         let fake = Arc::new(Fake::default());
-        let r = walk(&plan, &deps, fake.clone(), &opts(10), None, CancellationToken::new()).await;
+        let back: Vec<(String, String)> = deps.iter().map(|(a, b)| (b.clone(), a.clone())).collect();
+        let r = walk(&plan.resources, &back, fake.clone(), &opts(10), None, CancellationToken::new()).await;
         assert!(r.ok());
         let log = fake.log.lock().unwrap().clone();
         for (a, b) in &deps {
@@ -344,7 +323,7 @@ mod tests {
     async fn parallelism_is_bounded() {
         let (plan, deps) = net_plan(Action::Create);
         let fake = Arc::new(Fake::default());
-        walk(&plan, &deps, fake.clone(), &opts(1), None, CancellationToken::new()).await;
+        walk(&plan.resources, &deps, fake.clone(), &opts(1), None, CancellationToken::new()).await;
         assert_eq!(*fake.max_running.lock().unwrap(), 1);
     }
 
@@ -352,7 +331,7 @@ mod tests {
     async fn a_failure_skips_its_dependents_only() {
         let (plan, deps) = net_plan(Action::Create);
         let fake = Arc::new(Fake { fail: vec!["subnet.a"], ..Default::default() });
-        let r = walk(&plan, &deps, fake.clone(), &opts(10), None, CancellationToken::new()).await;
+        let r = walk(&plan.resources, &deps, fake.clone(), &opts(10), None, CancellationToken::new()).await;
         assert_eq!(r.failed.len(), 1);
         assert_eq!(r.failed[0].0, "subnet.a");
         assert_eq!(r.skipped, ["route_table.r"]);
@@ -365,7 +344,7 @@ mod tests {
         let fake = Arc::new(Fake::default());
         fake.throttle_first.lock().unwrap().insert("vpc.v".into(), 3);
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let r = walk(&plan, &deps, fake.clone(), &opts(10), Some(tx), CancellationToken::new()).await;
+        let r = walk(&plan.resources, &deps, fake.clone(), &opts(10), Some(tx), CancellationToken::new()).await;
         assert!(r.ok(), "{r:?}");
         let mut retries = 0;
         while let Ok(p) = rx.try_recv() {
@@ -381,7 +360,7 @@ mod tests {
         let (plan, deps) = net_plan(Action::Create);
         let cancel = CancellationToken::new();
         let fake = Arc::new(Fake { cancel_on_start: Some(cancel.clone()), ..Default::default() });
-        let r = walk(&plan, &deps, fake.clone(), &opts(10), None, cancel).await;
+        let r = walk(&plan.resources, &deps, fake.clone(), &opts(10), None, cancel).await;
         assert_eq!(r.done, ["vpc.v"], "the running create finished");
         assert_eq!(r.skipped.len(), 5);
         let log = fake.log.lock().unwrap().clone();
