@@ -229,15 +229,40 @@ function legend() {
 }
 
 // --- data ------------------------------------------------------------------------------
+// Live changes that arrive while a list is being fetched are held and applied after it: the
+// list may have been answered before them, and must not overwrite them. Only the newest of
+// overlapping loads is applied, so a slow answer to an old filter never replaces a newer one.
+let held = [];
+let loadSeq = 0;
+
 async function load() {
+  const seq = ++loadSeq;
+  held = held ?? [];
+  const apply = (features) => {
+    if (seq !== loadSeq) return;
+    const live = held;
+    held = null;
+    if (features) {
+      for (const { marker } of quakes.values()) marker.remove();
+      quakes.clear();
+      for (const f of features) upsert(f);
+    }
+    for (const f of live) upsert(f);
+  };
   const q = new URLSearchParams({ window: state.window });
   if (state.minmag) q.set('minmagnitude', state.minmag);
-  const res = await fetch(`api/quakes?${q}`);
-  if (!res.ok) throw new Error(`api/quakes: HTTP ${res.status}`);
-  const fc = await res.json();
-  for (const { marker } of quakes.values()) marker.remove();
-  quakes.clear();
-  for (const f of fc.features) upsert(f);
+  let fc;
+  try {
+    // no-cache: revalidate (a 304 when unchanged) instead of reusing a copy up to max-age old.
+    const res = await fetch(`api/quakes?${q}`, { cache: 'no-cache' });
+    if (!res.ok) throw new Error(`api/quakes: HTTP ${res.status}`);
+    fc = await res.json();
+  } catch (e) {
+    apply(null);
+    throw e;
+  }
+  if (seq !== loadSeq) return;
+  apply(fc.features);
   loadedOnce = true;
   renderList();
   if (state.sel && quakes.has(state.sel)) select(state.sel, false);
@@ -266,16 +291,26 @@ function beep() {
   } catch { /* no audio: nothing to do */ }
 }
 
+/// Opens the stream; resolves on its first `hello`, when the server is subscribed and every
+/// later change will come through it.
 function connect() {
   const es = new EventSource('api/stream');
   const conn = $('conn');
   const set = (s, text) => { conn.dataset.state = s; conn.textContent = text; };
+  const subscribed = new Promise((resolve) => es.addEventListener('hello', resolve, { once: true }));
   es.addEventListener('open', () => set('live', 'live'));
   es.addEventListener('error', () => set(es.readyState === EventSource.CLOSED ? 'offline' : 'connecting', es.readyState === EventSource.CLOSED ? 'offline' : 'reconnecting…'));
   const onChange = (kind) => (e) => {
     const f = JSON.parse(e.data);
+    // A resuming stream repeats a few changes: only an event never seen before alerts.
+    const isNew = !quakes.has(props(f).unid) && !(held ?? []).some((h) => props(h).unid === props(f).unid);
+    if (held) {
+      held.push(f);
+      if (kind === 'created' && loadedOnce && isNew && matches(f)) alertFor(f);
+      return;
+    }
     const shown = upsert(f);
-    if (shown && kind === 'created' && loadedOnce) alertFor(f);
+    if (shown && kind === 'created' && loadedOnce && isNew) alertFor(f);
     scheduleList();
   };
   es.addEventListener('created', onChange('created'));
@@ -283,6 +318,7 @@ function connect() {
   // Too far behind to be told what was missed: reload the list.
   es.addEventListener('reset', () => load().catch(console.error));
   setInterval(() => { if (es.readyState === EventSource.CLOSED) { es.close(); connect(); } }, 10e3);
+  return subscribed;
 }
 
 let listTimer = null;
@@ -317,6 +353,9 @@ function bindControls() {
 bindControls();
 legend();
 basemap().catch(console.error);
-load().catch((e) => { $('conn').textContent = String(e); });
-connect();
+// The list is fetched once the stream is subscribed (changes from then on are held until the
+// list is in), or after 3 s without it, so a missing stream never leaves the map empty.
+Promise.race([connect(), new Promise((r) => setTimeout(r, 3000))])
+  .then(load)
+  .catch((e) => { $('conn').textContent = String(e); });
 window.quakeMap = { map, quakes, state };

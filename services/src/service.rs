@@ -130,7 +130,9 @@ fn start_window(
     wake: Arc<tokio::sync::Notify>,
     shutdown: CancellationToken,
 ) -> Arc<Window> {
-    let window = Arc::new(Window::new(Duration::from_secs(o.window_days * 86_400), o.window_max));
+    let window = Arc::new(
+        Window::new(Duration::from_secs(o.window_days * 86_400), o.window_max).with_feed_overlap(store.feed_overlap()),
+    );
     tokio::spawn(web::window::follow(
         window.clone(),
         store,

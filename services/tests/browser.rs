@@ -158,9 +158,40 @@ async fn the_live_map_in_chromium() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_distinct_replay_event_in_the_seven_day_view() {
+    let _busy = Busy::start();
     let lines = shifted_to_now(&fixture_lines(REPLAY));
     let expected = expected_final(&lines);
     let stack = LiveStack::start(lines.clone()).await;
+    // Paced so the replay takes seconds, and asked about while it flows: each answer must catch
+    // up, within the follower's period, with what the store held when it was asked.
+    *stack.emsc.state.pace.lock().unwrap() = Duration::from_millis(2);
+    let t = |d: i64| quake::model::format_utc(chrono::Utc::now().timestamp_micros() + d * 86_400_000_000);
+    let (from, to) = (t(-29), t(1));
+    let range =
+        quake::store::WindowQuery::new(quake::model::parse_utc(&from).unwrap(), quake::model::parse_utc(&to).unwrap());
+    let url = format!("{}/api/quakes?starttime={from}&endtime={to}", stack.url);
+    let (mut during, mut partial) = (0, 0);
+    loop {
+        let stored = stack.pipeline.store.window(&range).await.unwrap().len();
+        if stored == expected.len() {
+            break;
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let body: serde_json::Value = reqwest::get(&url).await.unwrap().json().await.unwrap();
+            let n = body["features"].as_array().unwrap().len();
+            if n >= stored {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "the answer stayed at {n} with {stored} stored");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        during += 1;
+        partial += usize::from(stored > 0);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!("asked {during} times during the replay");
+    assert!(partial >= 3, "asked while the replay was in flight: {partial} times");
     wait_for_store(stack.pipeline.store.as_ref(), &expected, Duration::from_secs(120)).await;
     let now = chrono::Utc::now().timestamp_micros();
     let in_week: Vec<&quake::model::Event> =

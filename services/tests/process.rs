@@ -55,8 +55,12 @@ async fn wait_metric(port: u16, name: &str, at_least: u64, timeout: Duration) {
     }
 }
 
+/// The replay unshifted: every event is older than the web server's window, so each answer about
+/// April 2024 comes from the store. Asked while the replay runs (about 10 s, on a loaded machine)
+/// and after it; then SIGTERM.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_mode_replays_into_sqlite_and_stops_on_sigterm() {
+    let _busy = Busy::start();
     let replay = fixture(REPLAY);
     let expected = expected_final(&fixture_lines(REPLAY));
     let dir = tempfile::tempdir().unwrap();
@@ -66,9 +70,59 @@ async fn local_mode_replays_into_sqlite_and_stops_on_sigterm() {
         quake()
             .args(["run", "--listen", &format!("127.0.0.1:{port}")])
             .env("QUAKE_DB", &db)
-            .env("QUAKE_REPLAY", &replay),
+            .env("QUAKE_REPLAY", &replay)
+            // The file's revisions span 9.2 days: about 10 s.
+            .env("QUAKE_REPLAY_SPEED", "80000"),
     );
-    wait_metric(port, "quake_events_written_total", 3171, Duration::from_secs(60)).await;
+    let april = format!("http://127.0.0.1:{port}/api/quakes?starttime=2024-04-01&endtime=2024-05-01&limit=50000");
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+    let ask = |etag: Option<String>| {
+        let (http, april) = (http.clone(), april.clone());
+        async move {
+            let mut req = http.get(&april);
+            if let Some(t) = etag {
+                req = req.header("if-none-match", t);
+            }
+            let res = req.send().await.unwrap();
+            let status = res.status().as_u16();
+            let etag = res.headers()["etag"].to_str().unwrap().to_owned();
+            let n = if status == 200 {
+                res.json::<serde_json::Value>().await.unwrap()["features"].as_array().unwrap().len()
+            } else {
+                0
+            };
+            (status, etag, n)
+        }
+    };
+    let created = r#"quake_events_written_total{outcome="created"}"#;
+    wait_metric(port, created, 1, Duration::from_secs(30)).await;
+    let (mut during, mut partial, mut first_etag) = (0, 0, None);
+    while metric(port, "quake_events_written_total").await < 3171 {
+        // Every distinct event stored before the question is in the answer, once the web server
+        // followed the write (the consumer wakes it after each batch; 10 s allowed under load).
+        let stored = metric(port, created).await as usize;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let (etag, n) = loop {
+            let (status, etag, n) = ask(None).await;
+            assert_eq!(status, 200);
+            if n >= stored {
+                break (etag, n);
+            }
+            assert!(tokio::time::Instant::now() < deadline, "during the replay: {n} answered, {stored} stored before");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        during += 1;
+        partial += usize::from(n < expected.len());
+        first_etag.get_or_insert(etag);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    println!("asked {during} times during the replay, {partial} of them with part of it stored");
+    assert!(partial >= 3, "the replay was asked about while in flight: {partial} partial answers");
+    let (status, etag, n) = ask(None).await;
+    assert_eq!((status, n), (200, expected.len()), "after the replay: every distinct event");
+    assert_ne!(Some(&etag), first_etag.as_ref(), "a new answer, a new ETag");
+    assert_eq!(ask(first_etag).await.0, 200, "the first answer's ETag no longer matches");
+    assert_eq!(ask(Some(etag)).await.0, 304, "the last one's does");
     let ready = reqwest::get(format!("http://127.0.0.1:{port}/readyz")).await.unwrap();
     assert_eq!(ready.status(), 200);
     assert_eq!(reqwest::get(format!("http://127.0.0.1:{port}/healthz")).await.unwrap().status(), 200);

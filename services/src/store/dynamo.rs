@@ -410,6 +410,15 @@ impl Store for DynamoStore {
         Ok(Changes { events, cursor: next })
     }
 
+    fn feed_overlap(&self) -> i64 {
+        FEED_OVERLAP_US
+    }
+
+    fn read_lag(&self) -> std::time::Duration {
+        // The by_time index lags writes as the by_feed one does.
+        std::time::Duration::from_micros(FEED_OVERLAP_US as u64)
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         self.client
             .describe_table()

@@ -157,6 +157,19 @@ pub trait Store: Send + Sync {
 
     /// Cheap liveness check for `/readyz`.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// How far behind its cursor the change feed may still deliver a change, in cursor units:
+    /// 0 when the feed is in commit order.
+    fn feed_overlap(&self) -> i64 {
+        0
+    }
+
+    /// How long after a write [`Store::window`] may still answer without it (eventually
+    /// consistent indexes): an answer read sooner than this after a change may be stale, so it
+    /// is not kept.
+    fn read_lag(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
 }
 
 /// The decision every store makes for an incoming version against the stored one.

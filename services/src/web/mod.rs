@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use futures_util::stream::{self, Stream, StreamExt};
-use query::{Format, OrderBy, ParamError, QuakeQuery};
+use query::{Format, OrderBy, ParamError, QuakeQuery, QueryKey};
 use serde_json::json;
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -56,13 +56,24 @@ pub fn now_us() -> i64 {
     chrono::Utc::now().timestamp_micros()
 }
 
-/// Encoded bodies of recent answers, valid for one window version: a repeated page view costs
-/// a hash lookup, not a serialisation and a compression.
+/// Which data an answer was made from, at which version: a kept answer is used only while that
+/// version is current. Window-answered queries follow the window's content; store-answered ones
+/// (older than the window) follow every change the store's feed shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Source {
+    Window(u64),
+    Store(u64),
+}
+
+/// Encoded bodies of recent answers: a repeated page view costs a hash lookup, not a
+/// serialisation and a compression.
 #[derive(Default)]
 struct BodyCache {
-    version: u64,
-    bodies: HashMap<(String, Encoding), Arc<Encoded>>,
+    bodies: HashMap<(QueryKey, Encoding), (Source, Arc<Encoded>)>,
 }
+
+/// Kept answers at most; past it the cache starts over.
+const CACHE_MAX: usize = 512;
 
 struct Encoded {
     etag: String,
@@ -175,42 +186,45 @@ async fn quakes_index(
     let anchor = (now / 60_000_000 + 1) * 60_000_000;
     let q = query::parse(&pairs, anchor)?;
     let enc = Encoding::from_headers(&headers);
-    let key = format!("{q:?}");
-    let version = s.window.version();
-    let cached = {
+    let key = (q.key(), enc);
+    let from_window = s.window.covers(q.window.start_us, now);
+    let v = s.window.versions();
+    let current = if from_window { Source::Window(v.window) } else { Source::Store(v.store) };
+    let cached = s.cache.lock().expect("cache lock").bodies.get(&key).filter(|(src, _)| *src == current).cloned();
+    if let Some((_, e)) = cached {
+        return Ok(respond(&e, enc, &headers, "public, max-age=10"));
+    }
+    let (entries, source, keep) = if from_window {
+        let snap = s.window.query(&q.window);
+        (snap.entries, Source::Window(snap.versions.window), true)
+    } else {
+        // Older than the window: one store Query per day, as documented. `v` was read before
+        // the query, so a change the query misses moves the store version past it.
+        let read_at = std::time::Instant::now();
+        let rows = s.store.window(&WindowQuery { limit: usize::MAX, ..q.window.clone() }).await.map_err(store_error)?;
+        let entries = rows
+            .into_iter()
+            .map(|st| {
+                let feature = st.event.to_feature().to_string().into();
+                Arc::new(Entry { stored: st, feature })
+            })
+            .collect();
+        // A change seen less than the store's read lag before the query may be missing from its
+        // indexes still: such an answer is served but not kept.
+        let settled = read_at.saturating_duration_since(v.store_changed_at) >= s.store.read_lag();
+        (entries, Source::Store(v.store), settled)
+    };
+    let (body, ctype) = render(entries, &q);
+    let etag = format!("\"{:016x}\"", crate::model::fnv1a(&body));
+    let e = Arc::new(Encoded { etag, body: encode(&body, enc).into(), content_type: ctype });
+    if keep {
         let mut c = s.cache.lock().expect("cache lock");
-        if c.version != version || c.bodies.len() > 512 {
-            c.version = version;
+        if c.bodies.len() >= CACHE_MAX {
             c.bodies.clear();
         }
-        c.bodies.get(&(key.clone(), enc)).cloned()
-    };
-    let encoded = match cached {
-        Some(e) => e,
-        None => {
-            let entries = if s.window.covers(q.window.start_us, now) {
-                s.window.query(&q.window)
-            } else {
-                // Older than the window: one store Query per day, as documented.
-                s.store
-                    .window(&WindowQuery { limit: usize::MAX, ..q.window.clone() })
-                    .await
-                    .map_err(store_error)?
-                    .into_iter()
-                    .map(|st| {
-                        let feature = st.event.to_feature().to_string().into();
-                        Arc::new(Entry { stored: st, feature })
-                    })
-                    .collect()
-            };
-            let (body, ctype) = render(entries, &q);
-            let etag = format!("\"{:016x}\"", crate::model::fnv1a(&body));
-            let e = Arc::new(Encoded { etag, body: encode(&body, enc).into(), content_type: ctype });
-            s.cache.lock().expect("cache lock").bodies.insert((key, enc), e.clone());
-            e
-        }
-    };
-    Ok(respond(&encoded, enc, &headers, "public, max-age=10"))
+        c.bodies.insert(key, (source, e.clone()));
+    }
+    Ok(respond(&e, enc, &headers, "public, max-age=10"))
 }
 
 fn respond(e: &Encoded, enc: Encoding, req: &HeaderMap, cache: &'static str) -> Response {
@@ -361,17 +375,13 @@ impl StreamFrame {
 /// What a client gets: `hello`, then what it missed since `last` (or `reset`), then every
 /// change as it happens; a client that falls behind the bounded buffer gets `reset`.
 pub fn stream_frames(window: &Window, last: Option<i64>) -> impl Stream<Item = StreamFrame> + Send + 'static {
-    // Subscribe before reading the backlog so nothing falls between the two.
+    // Subscribe before reading the backlog so nothing falls between the two; what is in both is
+    // told apart by arrival position, not by feed id (feed ids may arrive out of order).
     let rx = window.subscribe();
-    let (backlog, mut high): (Vec<StreamFrame>, i64) = match last {
-        None => (Vec::new(), window.cursor()),
-        Some(id) => match window.since(id) {
-            Some(missed) => {
-                let high = missed.last().map_or(id, |c| c.id);
-                (missed.into_iter().map(StreamFrame::Change).collect(), high)
-            }
-            None => (vec![StreamFrame::Reset], window.cursor()),
-        },
+    let (missed, sent) = window.resume(last);
+    let backlog: Vec<StreamFrame> = match missed {
+        Some(m) => m.into_iter().map(StreamFrame::Change).collect(),
+        None => vec![StreamFrame::Reset],
     };
     let hello = StreamFrame::Hello(window.len());
     let live = stream::unfold(rx, move |mut rx| async move {
@@ -383,11 +393,9 @@ pub fn stream_frames(window: &Window, last: Option<i64>) -> impl Stream<Item = S
     })
     .filter_map(move |c| {
         let out = match c {
-            Some(c) if c.id <= high => None, // already sent from the backlog
-            Some(c) => {
-                high = high.max(c.id);
-                Some(StreamFrame::Change(c))
-            }
+            // Held when the backlog was read: sent in it, or known to the client already.
+            Some(c) if sent.is_some_and(|p| c.pos <= p) => None,
+            Some(c) => Some(StreamFrame::Change(c)),
             None => Some(StreamFrame::Reset),
         };
         async move { out }
@@ -539,12 +547,14 @@ mod lean {
             }
             parse_head(&String::from_utf8_lossy(&head))
         };
+        // Subscribed before the answer starts: a client that sees the stream open may rely on
+        // every later change coming through it.
+        let frames = stream_frames(window, last);
         let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n\
                     x-accel-buffering: no\r\nconnection: close\r\n\r\n";
         if tcp.write_all(head.as_bytes()).await.is_err() {
             return;
         }
-        let frames = stream_frames(window, last);
         tokio::pin!(frames);
         let (mut rd, mut wr) = tcp.split();
         let mut ping = tokio::time::interval(Duration::from_secs(15));

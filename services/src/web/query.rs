@@ -12,7 +12,7 @@ pub struct ParamError {
     pub accepted: &'static str,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum OrderBy {
     Time,
     TimeAsc,
@@ -20,7 +20,7 @@ pub enum OrderBy {
     MagnitudeAsc,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Format {
     GeoJson,
     Csv,
@@ -32,6 +32,34 @@ pub struct QuakeQuery {
     pub window: WindowQuery,
     pub order: OrderBy,
     pub format: Format,
+}
+
+/// What identifies a request's answer over given data: every field of [`QuakeQuery`], with the
+/// floating-point bounds by their bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct QueryKey {
+    start_us: i64,
+    end_us: i64,
+    mag: [Option<u64>; 2],
+    bbox: Option<[u64; 4]>,
+    limit: usize,
+    order: OrderBy,
+    format: Format,
+}
+
+impl QuakeQuery {
+    pub fn key(&self) -> QueryKey {
+        let w = &self.window;
+        QueryKey {
+            start_us: w.start_us,
+            end_us: w.end_us,
+            mag: [w.min_mag.map(f64::to_bits), w.max_mag.map(f64::to_bits)],
+            bbox: w.bbox.map(|(a, b, c, d)| [a.to_bits(), b.to_bits(), c.to_bits(), d.to_bits()]),
+            limit: w.limit,
+            order: self.order,
+            format: self.format,
+        }
+    }
 }
 
 pub const MAX_LIMIT: usize = 50_000;
