@@ -148,6 +148,16 @@ function upsert(f) {
   return true;
 }
 
+/// Drops what the moving window left behind: a page open for hours must not keep showing
+/// events older than the window it says it shows.
+function expire() {
+  let gone = false;
+  for (const [unid, q] of quakes) {
+    if (!matches(q.f)) { q.marker.remove(); quakes.delete(unid); gone = true; }
+  }
+  if (gone) renderList();
+}
+
 function restyle() {
   for (const [unid, q] of quakes) q.marker.setStyle(style(q.f, unid === state.sel || unid === hovered));
   legend();
@@ -346,8 +356,8 @@ function bindControls() {
     if (e.target.checked && 'Notification' in window && Notification.permission === 'default') Notification.requestPermission();
   });
   map.on('moveend', () => { saveUrl(); renderList(); });
-  // Ages and "last hour" rings drift with the clock.
-  setInterval(restyle, 60e3);
+  // Ages and "last hour" rings drift with the clock, and the window moves with it.
+  setInterval(() => { expire(); restyle(); }, 60e3);
 }
 
 bindControls();
@@ -358,4 +368,4 @@ basemap().catch(console.error);
 Promise.race([connect(), new Promise((r) => setTimeout(r, 3000))])
   .then(load)
   .catch((e) => { $('conn').textContent = String(e); });
-window.quakeMap = { map, quakes, state };
+window.quakeMap = { map, quakes, state, expire };

@@ -141,6 +141,20 @@ async fn the_live_map_in_chromium() {
     )
     .await;
 
+    // An event about to leave the hour: shown, then dropped once the window has moved past it.
+    let edge = quake::producer::shifted(&frame_now("29991231_0000003", 4.8, 10.0, 10.0, "EDGE"), -3_592_000_000)
+        .expect("a frame");
+    stack.push(edge);
+    b.wait_for("!!window.quakeMap.quakes.get('29991231_0000003')", Duration::from_secs(5), "the event 59 min 52 s old")
+        .await;
+    tokio::time::sleep(Duration::from_secs(9)).await;
+    b.eval("window.quakeMap.expire(); true").await;
+    assert_eq!(
+        b.eval("window.quakeMap.quakes.has('29991231_0000003')").await,
+        serde_json::json!(false),
+        "an event older than the window is no longer shown"
+    );
+
     assert!(b.dialogs.lock().unwrap().is_empty(), "no dialog opened: {:?}", b.dialogs.lock().unwrap());
     let outside: Vec<String> = b
         .requests

@@ -227,3 +227,63 @@ async fn answers_follow_dynamodb() {
     store.ensure_table().await.unwrap();
     answers_follow_the_store(Arc::new(store)).await;
 }
+
+/// A store whose indexes lag its writes (as DynamoDB's GSIs do), counting window reads.
+struct Lagging {
+    inner: SqliteStore,
+    lag: Duration,
+    reads: AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl Store for Lagging {
+    async fn upsert(&self, env: &Envelope) -> Result<quake::store::WriteOutcome, quake::store::StoreError> {
+        self.inner.upsert(env).await
+    }
+    async fn get(&self, unid: &str) -> Result<Option<quake::store::Stored>, quake::store::StoreError> {
+        self.inner.get(unid).await
+    }
+    async fn window(
+        &self,
+        q: &quake::store::WindowQuery,
+    ) -> Result<Vec<quake::store::Stored>, quake::store::StoreError> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        self.inner.window(q).await
+    }
+    async fn changes_since(
+        &self,
+        cursor: i64,
+        limit: usize,
+    ) -> Result<quake::store::Changes, quake::store::StoreError> {
+        self.inner.changes_since(cursor, limit).await
+    }
+    async fn ping(&self) -> Result<(), quake::store::StoreError> {
+        Ok(())
+    }
+    fn read_lag(&self) -> Duration {
+        self.lag
+    }
+}
+
+/// An answer read from the store sooner than its read lag after a change may miss that change:
+/// it is served, not kept. Once the lag has passed, the answer is kept again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_read_before_the_store_settled_are_not_kept() {
+    let store = Arc::new(Lagging {
+        inner: SqliteStore::in_memory().unwrap(),
+        lag: Duration::from_millis(1500),
+        reads: AtomicUsize::new(0),
+    });
+    let s = Server::start(store.clone());
+    s.write(ev("20240411_0000001", "2024-04-11T01:00:00Z", 3.0)).await;
+    s.until(APRIL, "holds the event", |a| a.len() == 1).await;
+    let reads = store.reads.load(Ordering::SeqCst);
+    s.answer(APRIL).await;
+    s.answer(APRIL).await;
+    assert_eq!(store.reads.load(Ordering::SeqCst), reads + 2, "within the lag every answer is read again");
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    s.answer(APRIL).await;
+    s.answer(APRIL).await;
+    s.answer(APRIL).await;
+    assert_eq!(store.reads.load(Ordering::SeqCst), reads + 3, "after it, one read is kept and reused");
+}
