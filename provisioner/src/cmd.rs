@@ -27,7 +27,7 @@ pub async fn run(stack: Stack, what: Aws, color: bool) -> u8 {
     let (cx, ddb) = engine::connect(&stack).await;
     match what {
         Aws::Plan { json } => {
-            let inv = match engine::discover(&cx).await {
+            let inv = match engine::discover(&cx, &stack).await {
                 Ok(i) => i,
                 Err(e) => return fail(&format!("reading {} from AWS: {e}", stack.name)),
             };
@@ -43,7 +43,7 @@ pub async fn run(stack: Stack, what: Aws, color: bool) -> u8 {
                 0
             }
         }
-        Aws::Outputs { json } => match engine::discover(&cx).await {
+        Aws::Outputs { json } => match engine::discover(&cx, &stack).await {
             Ok(inv) => {
                 print_outputs(&inv, json);
                 0
@@ -102,7 +102,7 @@ async fn apply(
     opts: &WalkOptions,
     color: bool,
 ) -> u8 {
-    let inv = match engine::discover(cx).await {
+    let inv = match engine::discover(cx, &stack).await {
         Ok(i) => i,
         Err(e) => return fail(&format!("reading {} from AWS: {e}", stack.name)),
     };

@@ -2,14 +2,14 @@
 //! the declared shape for the plan, and carries a plan out through the kinds' operations as a
 //! graph of steps. It knows no kind by name: everything comes from the declarations.
 
+use crate::error::{Class, OpError};
 use crate::kinds;
 use crate::plan::{desired, Action, Plan, ResourceChange};
-use crate::provider::{aws_err, Cx, Live, ID_TAG, STACK_TAG};
+use crate::provider::{Cx, Live, ID_TAG, STACK_TAG};
 use crate::schema::{drop_peer_items, refs, visit_refs, Kind};
 use crate::stack::Stack;
-use crate::walk::{walk, Executor, OpError, Progress, Report, WalkOptions};
+use crate::walk::{walk, Executor, Progress, Report, WalkOptions};
 use async_trait::async_trait;
-use aws_sdk_ec2::types::Filter;
 use rand::RngExt;
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -19,26 +19,34 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+/// One resource the stack owns: its kind, the region it lives in, and what was read.
+#[derive(Debug, Clone)]
+pub struct Found {
+    pub kind: &'static Kind,
+    pub region: String,
+    pub live: Live,
+}
+
 /// What the stack owns, by address. A second resource claiming an address (a duplicate) gets
 /// the address `kind.name#id`, so the plan deletes it.
 #[derive(Debug, Default, Clone)]
 pub struct Inventory {
-    pub live: BTreeMap<String, (&'static Kind, Live)>,
+    pub live: BTreeMap<String, Found>,
 }
 
 impl Inventory {
     fn ids(&self) -> BTreeMap<String, String> {
-        self.live.iter().map(|(a, (_, l))| (a.clone(), l.id.clone())).collect()
+        self.live.iter().map(|(a, f)| (a.clone(), f.live.id.clone())).collect()
     }
 
     /// Attributes in the declared shape with references as addresses: what `plan` compares.
     /// Ownership tags are bookkeeping and left out.
     pub fn actual(&self) -> BTreeMap<String, Value> {
         let by_id: BTreeMap<&str, &str> =
-            self.live.iter().filter(|(a, _)| !a.contains('#')).map(|(a, (_, l))| (l.id.as_str(), a.as_str())).collect();
+            self.live.iter().filter(|(a, _)| !a.contains('#')).map(|(a, f)| (f.live.id.as_str(), a.as_str())).collect();
         self.live
             .iter()
-            .map(|(addr, (kind, l))| {
+            .map(|(addr, Found { kind, live: l, .. })| {
                 let mut v = l.attrs.clone();
                 visit_refs(kind.fields, &mut v, &mut |x, _| {
                     if let Some(a) = x.as_str().and_then(|id| by_id.get(id)) {
@@ -59,10 +67,10 @@ impl Inventory {
         Value::Object(
             self.live
                 .iter()
-                .map(|(a, (_, l))| {
+                .map(|(a, f)| {
                     let mut o = Map::new();
-                    o.insert("id".into(), json!(l.id));
-                    o.extend(l.outputs.clone());
+                    o.insert("id".into(), json!(f.live.id));
+                    o.extend(f.live.outputs.clone());
                     (a.clone(), Value::Object(o))
                 })
                 .collect(),
@@ -80,11 +88,11 @@ where
     let mut attempt = 0u32;
     loop {
         match f().await {
-            Err(OpError::Retryable(e)) => {
+            Err(e) if e.class == Class::Retryable => {
                 let cap = Duration::from_millis(200 << attempt.min(6));
                 let delay = Duration::from_millis(rand::rng().random_range(0..=cap.as_millis() as u64));
                 if tokio::time::Instant::now() + delay > deadline {
-                    return Err(OpError::Retryable(e));
+                    return Err(e);
                 }
                 tokio::time::sleep(delay).await;
                 attempt += 1;
@@ -94,38 +102,28 @@ where
     }
 }
 
-/// The resource types that carry this stack's tag: one paginated `DescribeTags`, so kinds with
-/// nothing tagged cost no call.
-async fn tagged_types(cx: &Cx) -> Result<BTreeSet<String>, OpError> {
-    let filters = [
-        Filter::builder().name("key").values(STACK_TAG).build(),
-        Filter::builder().name("value").values(&cx.stack).build(),
-    ];
-    let mut types = BTreeSet::new();
-    let mut pages = cx.ec2.describe_tags().set_filters(Some(filters.to_vec())).into_paginator().send();
-    while let Some(page) = pages.next().await {
-        for t in page.map_err(|e| aws_err("DescribeTags", e))?.tags() {
-            if let Some(rt) = t.resource_type() {
-                types.insert(rt.as_str().to_owned());
-            }
-        }
-    }
-    Ok(types)
+/// The regions a stack may own resources in: its own and every one a resource names.
+pub fn regions(stack: &Stack) -> Vec<String> {
+    let mut r: BTreeSet<String> = stack.resources.iter().map(|x| stack.region_of(x).to_owned()).collect();
+    r.insert(stack.region.clone());
+    r.into_iter().collect()
 }
 
-/// Finds everything the stack owns.
-pub async fn discover(cx: &Cx) -> Result<Inventory, String> {
+/// Finds everything `stack` owns: every kind discovers its own resources in every region the
+/// stack uses, all at once (one discovery pass, so a service's kinds can share one read).
+pub async fn discover(cx: &Cx, stack: &Stack) -> Result<Inventory, String> {
     let limit = Duration::from_secs(120);
-    let types = with_retry(limit, || tagged_types(cx)).await.map_err(|e| e.to_string())?;
-    let present: Vec<&'static Kind> =
-        kinds::all().iter().copied().filter(|k| k.ops.resource_types().iter().any(|t| types.contains(*t))).collect();
-    let found = futures::future::try_join_all(
-        present.iter().map(|k| async move { with_retry(limit, || k.ops.discover(cx)).await.map(|l| (*k, l)) }),
-    )
+    let pass = cx.discovery_pass();
+    let jobs: Vec<(&'static Kind, String)> =
+        regions(stack).into_iter().flat_map(|r| kinds::all().iter().map(move |k| (*k, r.clone()))).collect();
+    let found = futures::future::try_join_all(jobs.into_iter().map(|(k, region)| {
+        let cx = pass.in_region(&region);
+        async move { with_retry(limit, || k.ops.discover(&cx)).await.map(|l| (k, region, l)) }
+    }))
     .await
     .map_err(|e| e.to_string())?;
     let mut inv = Inventory::default();
-    for (kind, lives) in found {
+    for (kind, region, lives) in found {
         for l in lives {
             let mut addr = l.address.clone();
             // An address that is not this kind's (a hand-edited tag) cannot be planned as
@@ -136,7 +134,7 @@ pub async fn discover(cx: &Cx) -> Result<Inventory, String> {
             if inv.live.contains_key(&addr) {
                 addr = format!("{addr}#{}", l.id);
             }
-            inv.live.insert(addr, (kind, l));
+            inv.live.insert(addr, Found { kind, region: region.clone(), live: l });
         }
     }
     Ok(inv)
@@ -163,6 +161,8 @@ struct Step {
     address: String,
     kind: &'static Kind,
     op: Op,
+    /// Where it runs: the resource's desired region, or for deletes the one it was found in.
+    region: String,
 }
 
 /// The steps of an apply and the order between them.
@@ -197,7 +197,14 @@ fn steps(stack: &Stack, inv: &Inventory, plan: &Plan) -> StepGraph {
         _ => None,
     };
     let (mut nodes, mut edges) = (Vec::new(), Vec::new());
+    let region = |a: &str, op: Op| match (op, inv.live.get(a), stack.get(a)) {
+        (Op::Delete | Op::Unpeer, Some(f), _) => f.region.clone(),
+        (_, _, Some(r)) => stack.region_of(r).to_owned(),
+        (_, Some(f), None) => f.region.clone(),
+        (_, None, None) => stack.region.clone(),
+    };
     let mut node = |id: String, address: &str, kind: &'static Kind, op: Op, action: Action| {
+        let region = region(address, op);
         let rc = ResourceChange {
             address: id,
             kind: kind.name.to_owned(),
@@ -205,7 +212,7 @@ fn steps(stack: &Stack, inv: &Inventory, plan: &Plan) -> StepGraph {
             changes: vec![],
             replace_reasons: vec![],
         };
-        nodes.push((rc, Step { address: address.to_owned(), kind, op }));
+        nodes.push((rc, Step { address: address.to_owned(), kind, op, region }));
     };
     for rc in plan.resources.iter().filter(|r| r.action != Action::NoOp) {
         let a = rc.address.as_str();
@@ -293,7 +300,11 @@ impl Exec {
     /// Desired attributes with references resolved to ids and ownership tags added; rules
     /// naming a group without an id yet are left for the peer step (or fail if `all_peers`).
     fn resolve(&self, step: &Step, all_peers: bool) -> Result<Value, OpError> {
-        let mut v = self.want.get(&step.address).cloned().ok_or_else(|| OpError::Fatal("not in the stack".into()))?;
+        let mut v = self
+            .want
+            .get(&step.address)
+            .cloned()
+            .ok_or_else(|| OpError::fatal("resolve", format!("{} is not in the stack", step.address)))?;
         let ids = self.ids.lock().unwrap_or_else(|p| p.into_inner()).clone();
         if !all_peers {
             drop_peer_items(step.kind.fields, &mut v, &|t| ids.contains_key(t));
@@ -304,7 +315,7 @@ impl Exec {
             None => missing = x.as_str().map(str::to_owned),
         });
         if let Some(m) = missing {
-            return Err(OpError::Retryable(format!("{m} has no id yet")));
+            return Err(OpError::retryable("resolve", format!("{m} has no id yet")));
         }
         if let Some(Value::Object(tags)) = v.get_mut("tags") {
             tags.insert(STACK_TAG.into(), json!(self.cx.stack));
@@ -316,7 +327,7 @@ impl Exec {
     /// After a failed attempt the resource may be half made: read it again (one describe of
     /// its kind) so the retry continues from what exists instead of creating a second one.
     async fn refresh(&self, step: &Step) -> Result<(), OpError> {
-        let lives = step.kind.ops.discover(&self.cx).await?;
+        let lives = step.kind.ops.discover(&self.cx.in_region(&step.region)).await?;
         let found: Vec<&Live> = lives.iter().filter(|l| l.address == step.address).collect();
         let (mut ids, mut have) =
             (self.ids.lock().unwrap_or_else(|p| p.into_inner()), self.have.lock().unwrap_or_else(|p| p.into_inner()));
@@ -341,7 +352,10 @@ impl Exec {
 #[async_trait]
 impl Executor for Exec {
     async fn execute(&self, change: &ResourceChange) -> Result<(), OpError> {
-        let step = self.steps.get(&change.address).ok_or_else(|| OpError::Fatal("unknown step".into()))?;
+        let step = self
+            .steps
+            .get(&change.address)
+            .ok_or_else(|| OpError::fatal("walk", format!("unknown step {}", change.address)))?;
         let attempt = {
             let mut a = self.attempts.lock().unwrap_or_else(|p| p.into_inner());
             let n = a.entry(change.address.clone()).or_default();
@@ -352,11 +366,12 @@ impl Executor for Exec {
             self.refresh(step).await?;
         }
         let ops = step.kind.ops;
+        let cx = self.cx.in_region(&step.region);
         let id = self.ids.lock().unwrap_or_else(|p| p.into_inner()).get(&step.address).cloned();
         let have = self.have.lock().unwrap_or_else(|p| p.into_inner()).get(&step.address).cloned();
         let applied = match (step.op, id, have) {
             (Op::Delete, Some(id), have) => {
-                ops.delete(&self.cx, &id, &have.unwrap_or(Value::Null)).await?;
+                ops.delete(&cx, &id, &have.unwrap_or(Value::Null)).await?;
                 self.ids.lock().unwrap_or_else(|p| p.into_inner()).remove(&step.address);
                 self.have.lock().unwrap_or_else(|p| p.into_inner()).remove(&step.address);
                 return Ok(());
@@ -364,7 +379,7 @@ impl Executor for Exec {
             (Op::Delete, None, _) => return Ok(()),
             (Op::Create, None, _) => {
                 let want = self.resolve(step, false)?;
-                let id = ops.create(&self.cx, &step.address, &want, &self.token(&step.address, &want)).await?;
+                let id = ops.create(&cx, &step.address, &want, &self.token(&step.address, &want)).await?;
                 self.ids.lock().unwrap_or_else(|p| p.into_inner()).insert(step.address.clone(), id.clone());
                 self.created.lock().unwrap_or_else(|p| p.into_inner()).push((step.address.clone(), id));
                 want
@@ -372,16 +387,18 @@ impl Executor for Exec {
             (Op::Unpeer, Some(id), Some(have)) => {
                 let mut want = have.clone();
                 drop_peer_items(step.kind.fields, &mut want, &|_| false);
-                ops.update(&self.cx, &id, &have, &want).await?;
+                ops.update(&cx, &id, &have, &want).await?;
                 want
             }
             // Create found it already there (a retry, a rerun), Update, Peers: bring it to want.
             (op, Some(id), have) => {
                 let want = self.resolve(step, op == Op::Peers)?;
-                ops.update(&self.cx, &id, &have.unwrap_or(Value::Null), &want).await?;
+                ops.update(&cx, &id, &have.unwrap_or(Value::Null), &want).await?;
                 want
             }
-            (op, None, _) => return Err(OpError::Retryable(format!("{op:?}: {} does not exist yet", step.address))),
+            (op, None, _) => {
+                return Err(OpError::retryable(format!("{op:?}"), format!("{} does not exist yet", step.address)))
+            }
         };
         self.have.lock().unwrap_or_else(|p| p.into_inner()).insert(step.address.clone(), applied);
         Ok(())
@@ -412,7 +429,7 @@ pub async fn apply(
         steps: nodes.iter().map(|(rc, s)| (rc.address.clone(), s.clone())).collect(),
         want,
         ids: Mutex::new(inv.ids()),
-        have: Mutex::new(inv.live.iter().map(|(a, (_, l))| (a.clone(), l.attrs.clone())).collect()),
+        have: Mutex::new(inv.live.iter().map(|(a, f)| (a.clone(), f.live.attrs.clone())).collect()),
         attempts: Mutex::default(),
         created: Mutex::default(),
         run: rand::random(),
@@ -423,16 +440,17 @@ pub async fn apply(
     Outcome { report, created }
 }
 
-/// The AWS clients for a stack's region; the standard configuration applies (credential chain,
-/// profiles, `AWS_ENDPOINT_URL`), so the same binary runs against AWS or an emulator.
+/// The context for a stack and a DynamoDB client (for the lock) in its region; the standard
+/// configuration applies (credential chain, profiles, `AWS_ENDPOINT_URL`), so the same binary
+/// runs against AWS or an emulator. Clients of other services and regions are made on first use.
 pub async fn connect(stack: &Stack) -> (Cx, aws_sdk_dynamodb::Client) {
     let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new(stack.region.clone()))
         .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(5))
         .load()
         .await;
-    let cx = Cx { ec2: aws_sdk_ec2::Client::new(&conf), stack: stack.name.clone(), region: stack.region.clone() };
-    (cx, aws_sdk_dynamodb::Client::new(&conf))
+    let ddb = aws_sdk_dynamodb::Client::new(&conf);
+    (Cx::new(conf, &stack.name, &stack.region), ddb)
 }
 
 #[cfg(test)]
@@ -466,7 +484,7 @@ ingress = [{ protocol = "tcp", from_port = 8080, group = "security_group.alb" }]
         let mut inv = Inventory::default();
         for r in &s.resources {
             let live = Live { id: r.address(), address: r.address(), attrs: desired(r, &s.tags), outputs: Map::new() };
-            inv.live.insert(r.address(), (r.kind, live));
+            inv.live.insert(r.address(), Found { kind: r.kind, region: s.region.clone(), live });
         }
         inv
     }

@@ -5,6 +5,7 @@
 pub mod diag;
 pub mod docs;
 pub mod engine;
+pub mod error;
 pub mod kinds;
 pub mod lock;
 pub mod plan;

@@ -78,7 +78,7 @@ where
 
 fn transient<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
     matches!(e, SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_))
-        || e.code().is_some_and(crate::provider::throttled)
+        || e.code().is_some_and(crate::error::throttled)
 }
 
 fn now() -> u64 {

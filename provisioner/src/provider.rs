@@ -1,30 +1,109 @@
-//! The AWS side of a resource kind (discover by tag, create, update, delete) and the helpers
-//! the EC2 kinds share: ownership tags, tag filters, tag updates, error classification.
+//! The AWS side of a resource kind, as the engine sees it: the [`Ops`] a kind implements, the
+//! context [`Cx`] its operations run in (the stack's identity, one region, SDK clients built
+//! lazily per service and region from one configuration), and what discovery finds ([`Live`]).
+//! Nothing here names an AWS service: each service's module brings its own clients and codes.
 
-use crate::walk::OpError;
+use crate::error::OpError;
 use async_trait::async_trait;
-use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification};
 use serde_json::{Map, Value};
-use std::collections::BTreeMap;
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 /// The tag naming the stack that owns a resource.
 pub const STACK_TAG: &str = "provisioner:stack";
 /// The tag naming a resource's address (`kind.name`) in its stack.
 pub const ID_TAG: &str = "provisioner:id";
 
-/// What every operation needs: clients and the stack's identity.
-#[derive(Clone, Debug)]
-pub struct Cx {
-    pub ec2: aws_sdk_ec2::Client,
-    pub stack: String,
-    pub region: String,
+/// An SDK client the context can build: each service's module implements it for its client.
+pub trait Service: Clone + Send + Sync + 'static {
+    fn build(conf: &aws_config::SdkConfig) -> Self;
 }
 
-/// A resource found by its ownership tags.
+type Shelf = Mutex<HashMap<(TypeId, String), Arc<dyn Any + Send + Sync>>>;
+
+struct Shared {
+    conf: aws_config::SdkConfig,
+    clients: Shelf,
+}
+
+/// What every operation needs: the stack's identity, the region it works in, and clients.
+/// Cheap to clone; clones share their clients.
+#[derive(Clone)]
+pub struct Cx {
+    pub stack: String,
+    /// The region this context works in: the resource's own, or the stack's.
+    pub region: String,
+    shared: Arc<Shared>,
+    /// Answers shared by the kinds of one discovery pass (a service-wide "what is tagged" read,
+    /// for example); none outside a pass, so a re-read after a failed step is always fresh.
+    pass: Option<Arc<Shelf>>,
+}
+
+impl std::fmt::Debug for Cx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cx").field("stack", &self.stack).field("region", &self.region).finish_non_exhaustive()
+    }
+}
+
+impl Cx {
+    /// A context for `stack` in `region` from one SDK configuration (credential chain, profiles,
+    /// `AWS_ENDPOINT_URL` already applied).
+    pub fn new(conf: aws_config::SdkConfig, stack: &str, region: &str) -> Self {
+        Self {
+            stack: stack.to_owned(),
+            region: region.to_owned(),
+            shared: Arc::new(Shared { conf, clients: Mutex::default() }),
+            pass: None,
+        }
+    }
+
+    /// The same context working in `region`.
+    pub fn in_region(&self, region: &str) -> Self {
+        Self { region: region.to_owned(), ..self.clone() }
+    }
+
+    /// A context whose [`Cx::once`] answers are shared until it (and its clones) are dropped.
+    pub fn discovery_pass(&self) -> Self {
+        Self { pass: Some(Arc::default()), ..self.clone() }
+    }
+
+    /// The client of service `C` for this context's region, built on first use.
+    pub fn client<C: Service>(&self) -> C {
+        let key = (TypeId::of::<C>(), self.region.clone());
+        let mut shelf = self.shared.clients.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = shelf.get(&key).and_then(|c| c.downcast_ref::<C>()) {
+            return c.clone();
+        }
+        let conf = self.shared.conf.to_builder().region(aws_config::Region::new(self.region.clone())).build();
+        let c = C::build(&conf);
+        shelf.insert(key, Arc::new(c.clone()));
+        c
+    }
+
+    /// `f`'s answer, computed once per discovery pass, `key` and region (every time outside a
+    /// pass). Failures are not kept.
+    pub async fn once<T, F, Fut>(&self, key: &'static str, f: F) -> Result<T, OpError>
+    where
+        T: Clone + Send + Sync + 'static,
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<T, OpError>>,
+    {
+        let Some(pass) = &self.pass else { return f().await };
+        let slot = (TypeId::of::<tokio::sync::OnceCell<T>>(), format!("{key}@{}", self.region));
+        let cell = {
+            let mut shelf = pass.lock().unwrap_or_else(|p| p.into_inner());
+            shelf.entry(slot).or_insert_with(|| Arc::new(tokio::sync::OnceCell::<T>::new())).clone()
+        };
+        let cell = cell.downcast::<tokio::sync::OnceCell<T>>().map_err(|_| OpError::fatal("once", "slot type"))?;
+        cell.get_or_try_init(f).await.cloned()
+    }
+}
+
+/// A resource found by its ownership tags (or its deterministic name).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Live {
-    /// The AWS id (vpc-..., sg-..., eipalloc-...).
+    /// The AWS id (vpc-..., sg-..., an ARN, a name).
     pub id: String,
     /// Its `provisioner:id` tag.
     pub address: String,
@@ -36,13 +115,11 @@ pub struct Live {
 
 /// Reads and writes one kind of resource. `want` values come with references resolved to AWS
 /// ids and `tags` complete (the stack's, the resource's and the ownership tags), so a kind
-/// only translates between its declared shape and its API.
+/// only translates between its declared shape and its API. Every call runs in `cx.region`.
 #[async_trait]
 pub trait Ops: Sync {
-    /// The EC2 resource types `DescribeTags` reports for this kind (`vpc`, `security-group`,
-    /// ...; the emulator spells some differently, so a kind may list several).
-    fn resource_types(&self) -> &'static [&'static str];
-    /// Every resource of this kind carrying the stack's tag: one paginated describe.
+    /// Every resource of this kind the stack owns in `cx.region`, in as few calls as the API
+    /// allows (a tag filter, a list and batched tag reads, a name prefix).
     async fn discover(&self, cx: &Cx) -> Result<Vec<Live>, OpError>;
     /// Creates the resource tagged at birth (so a crash right after leaves a findable resource),
     /// with `token` as the client token where the API has one; returns its id.
@@ -51,128 +128,6 @@ pub trait Ops: Sync {
     async fn update(&self, cx: &Cx, id: &str, have: &Value, want: &Value) -> Result<(), OpError>;
     /// Deletes it (and what only it holds: attachments, associations); gone already is success.
     async fn delete(&self, cx: &Cx, id: &str, have: &Value) -> Result<(), OpError>;
-}
-
-/// Classifies an SDK error: throttling, eventual consistency and transport trouble are worth
-/// another try, the rest is reported.
-pub fn aws_err<E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static, R: std::fmt::Debug>(
-    op: &str,
-    e: SdkError<E, R>,
-) -> OpError {
-    let code = e.code().unwrap_or_default().to_owned();
-    let text = match (e.code(), e.message()) {
-        (Some(c), Some(m)) => format!("{op}: {c}: {m}"),
-        (Some(c), None) => format!("{op}: {c}"),
-        _ => format!("{op}: {}", aws_sdk_ec2::error::DisplayErrorContext(&e)),
-    };
-    let transient = matches!(e, SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_));
-    if transient || retryable_code(&code) {
-        OpError::Retryable(text)
-    } else {
-        OpError::Fatal(text)
-    }
-}
-
-/// Codes AWS documents as "try again": throttling, a dependency still draining, an id not yet
-/// visible right after its creation.
-pub fn retryable_code(code: &str) -> bool {
-    throttled(code)
-        || matches!(code, "DependencyViolation" | "IncorrectState" | "ResourceInUseException")
-        || is_not_found(code)
-}
-
-/// AWS asking to slow down, or briefly unable to answer.
-pub fn throttled(code: &str) -> bool {
-    matches!(
-        code,
-        "RequestLimitExceeded"
-            | "Throttling"
-            | "ThrottlingException"
-            | "TooManyRequestsException"
-            | "ProvisionedThroughputExceededException"
-            | "RequestThrottled"
-            | "ServiceUnavailable"
-            | "Unavailable"
-            | "InternalError"
-            | "InternalFailure"
-            | "InternalServerError"
-    )
-}
-
-/// `InvalidVpcID.NotFound`, `InvalidGroup.NotFound`, ...: the resource is not (yet, or any
-/// more) visible.
-pub fn is_not_found(code: &str) -> bool {
-    code.ends_with(".NotFound") || code.ends_with("NotFound") || code == "InvalidAllocationID.NotFound"
-}
-
-/// For deletes: "already gone" is success.
-pub fn gone_ok<T>(r: Result<T, OpError>) -> Result<(), OpError> {
-    match r {
-        Ok(_) => Ok(()),
-        Err(OpError::Retryable(m) | OpError::Fatal(m)) if not_found_text(&m) => Ok(()),
-        Err(e) => Err(e),
-    }
-}
-
-fn not_found_text(m: &str) -> bool {
-    m.split(": ").nth(1).is_some_and(is_not_found)
-}
-
-/// The filter selecting what this stack owns.
-pub fn owned(cx: &Cx) -> Filter {
-    Filter::builder().name(format!("tag:{STACK_TAG}")).values(&cx.stack).build()
-}
-
-/// The `provisioner:id` of a tagged resource.
-pub fn address_of(tags: &[Tag]) -> Option<String> {
-    tags.iter().find(|t| t.key() == Some(ID_TAG)).and_then(|t| t.value()).map(str::to_owned)
-}
-
-/// Tags as a JSON object.
-pub fn tags_json(tags: &[Tag]) -> Value {
-    Value::Object(
-        tags.iter()
-            .filter_map(|t| Some((t.key()?.to_owned(), Value::String(t.value().unwrap_or_default().to_owned()))))
-            .collect(),
-    )
-}
-
-fn tag_map(v: &Value) -> BTreeMap<String, String> {
-    v.get("tags")
-        .and_then(Value::as_object)
-        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned())).collect())
-        .unwrap_or_default()
-}
-
-fn tag_list(m: &BTreeMap<String, String>) -> Vec<Tag> {
-    m.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()
-}
-
-/// Tags applied in the create call itself (`want.tags`).
-pub fn tag_spec(rt: ResourceType, want: &Value) -> TagSpecification {
-    TagSpecification::builder().resource_type(rt).set_tags(Some(tag_list(&tag_map(want)))).build()
-}
-
-/// Brings the tags of `id` from `have.tags` to `want.tags`.
-pub async fn set_tags(cx: &Cx, id: &str, have: &Value, want: &Value) -> Result<(), OpError> {
-    let (have, want) = (tag_map(have), tag_map(want));
-    let stale: Vec<Tag> =
-        have.keys().filter(|k| !want.contains_key(*k)).map(|k| Tag::builder().key(k).build()).collect();
-    let changed: BTreeMap<String, String> =
-        want.iter().filter(|(k, v)| have.get(*k) != Some(v)).map(|(k, v)| (k.clone(), v.clone())).collect();
-    if !stale.is_empty() {
-        cx.ec2.delete_tags().resources(id).set_tags(Some(stale)).send().await.map_err(|e| aws_err("DeleteTags", e))?;
-    }
-    if !changed.is_empty() {
-        cx.ec2
-            .create_tags()
-            .resources(id)
-            .set_tags(Some(tag_list(&changed)))
-            .send()
-            .await
-            .map_err(|e| aws_err("CreateTags", e))?;
-    }
-    Ok(())
 }
 
 /// A string attribute of a desired value.
@@ -195,5 +150,5 @@ pub fn strs(v: &Value, k: &str) -> Vec<String> {
 
 /// A required string attribute, or a fatal error naming it.
 pub fn need<'a>(v: &'a Value, k: &str) -> Result<&'a str, OpError> {
-    s(v, k).ok_or_else(|| OpError::Fatal(format!("`{k}` is missing or not resolved")))
+    s(v, k).ok_or_else(|| OpError::fatal("resolve", format!("`{k}` is missing or not resolved")))
 }

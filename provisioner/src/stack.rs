@@ -64,6 +64,11 @@ pub struct Stack {
 }
 
 impl Stack {
+    /// The region `r` lives in: its own `region`, or the stack's.
+    pub fn region_of<'a>(&'a self, r: &'a Resource) -> &'a str {
+        r.fields.get("region").and_then(|(v, _)| v.as_str()).unwrap_or(&self.region)
+    }
+
     pub fn get(&self, address: &str) -> Option<&Resource> {
         self.resources.iter().find(|r| r.address() == address)
     }
@@ -626,8 +631,8 @@ pub fn table_str<'a>(t: &'a BTreeMap<String, (Val, Span)>, k: &str) -> Option<&'
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::OpError;
     use crate::schema::{no_check, Field, FieldType, Kind, Update};
-    use crate::walk::OpError;
     use serde_json::Value;
 
     static NODE: Kind = Kind {
@@ -645,20 +650,17 @@ mod tests {
 
     #[async_trait::async_trait]
     impl crate::provider::Ops for NoAws {
-        fn resource_types(&self) -> &'static [&'static str] {
-            &["node"]
-        }
         async fn discover(&self, _: &crate::provider::Cx) -> Result<Vec<crate::provider::Live>, OpError> {
-            Err(OpError::Fatal("test kind".into()))
+            Err(OpError::fatal("Test", "test kind"))
         }
         async fn create(&self, _: &crate::provider::Cx, _: &str, _: &Value, _: &str) -> Result<String, OpError> {
-            Err(OpError::Fatal("test kind".into()))
+            Err(OpError::fatal("Test", "test kind"))
         }
         async fn update(&self, _: &crate::provider::Cx, _: &str, _: &Value, _: &Value) -> Result<(), OpError> {
-            Err(OpError::Fatal("test kind".into()))
+            Err(OpError::fatal("Test", "test kind"))
         }
         async fn delete(&self, _: &crate::provider::Cx, _: &str, _: &Value) -> Result<(), OpError> {
-            Err(OpError::Fatal("test kind".into()))
+            Err(OpError::fatal("Test", "test kind"))
         }
     }
 

@@ -2,6 +2,7 @@
 //! errors are retried with backoff and jitter up to a per-resource deadline; a failure skips
 //! everything that waits for it; a cancel starts nothing new and lets running work finish.
 
+use crate::error::OpError;
 use crate::plan::{Action, ResourceChange};
 use async_trait::async_trait;
 use rand::RngExt;
@@ -11,24 +12,6 @@ use std::time::Duration;
 use tokio::sync::{mpsc, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-
-/// Why one operation failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum OpError {
-    /// Throttling, eventual consistency (`DependencyViolation` while interfaces drain, a role
-    /// not yet assumable): try again later.
-    Retryable(String),
-    Fatal(String),
-}
-
-impl std::fmt::Display for OpError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Retryable(m) => write!(f, "{m} (still failing after retries)"),
-            Self::Fatal(m) => f.write_str(m),
-        }
-    }
-}
 
 /// Carries out one resource change against the cloud. Implementations are per kind and
 /// idempotent (client tokens), so a retry or a rerun after a crash never duplicates.
@@ -193,8 +176,10 @@ async fn run_one(
     let res = loop {
         match exec.execute(change).await {
             Ok(()) => break Ok(()),
-            Err(OpError::Fatal(e)) => break Err(e),
-            Err(OpError::Retryable(e)) => {
+            Err(e) if !e.is_retryable() => break Err(e.to_string()),
+            Err(e) => {
+                // Not found is retried too: an id right after its creation is not visible yet.
+                let e = e.brief();
                 let cap = opts.backoff_base.saturating_mul(1u32 << attempt.min(16)).min(opts.backoff_max);
                 let delay = Duration::from_millis(rand::rng().random_range(0..=cap.as_millis() as u64));
                 if Instant::now() + delay >= deadline {
@@ -234,7 +219,7 @@ mod tests {
             if let Some(n) = self.throttle_first.lock().unwrap().get_mut(&c.address) {
                 if *n > 0 {
                     *n -= 1;
-                    return Err(OpError::Retryable("Throttling".into()));
+                    return Err(OpError::retryable("Test", "Throttling"));
                 }
             }
             {
@@ -251,7 +236,7 @@ mod tests {
             self.log.lock().unwrap().push((c.address.clone(), "end"));
             *self.running.lock().unwrap() -= 1;
             if self.fail.contains(&c.address.as_str()) {
-                return Err(OpError::Fatal("InvalidParameterValue".into()));
+                return Err(OpError::fatal("Test", "InvalidParameterValue"));
             }
             Ok(())
         }

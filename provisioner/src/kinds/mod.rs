@@ -1,28 +1,25 @@
-//! The registry of resource kinds: one file per kind, one line here per kind.
+//! The registry of resource kinds, grouped by AWS service: one file per kind under its
+//! service's folder, with that service's shared helpers (client, error codes, tags) beside
+//! them, and one line per kind in its service's `kinds!` list.
 
 use crate::schema::Kind;
+use std::sync::LazyLock;
 
-mod eip;
-mod internet_gateway;
-mod nat_gateway;
-mod route_table;
-mod security_group;
-mod subnet;
-mod vpc;
-mod vpc_endpoint;
+/// Declares a service's kind modules and lists their `KIND`s.
+macro_rules! kinds {
+    ($($m:ident),* $(,)?) => {
+        $(pub mod $m;)*
+        /// This service's kinds, in the order `docs` lists them.
+        pub static KINDS: &[&$crate::schema::Kind] = &[$(&$m::KIND),*];
+    };
+}
+pub(crate) use kinds;
+
+pub mod ec2;
+
+static ALL: LazyLock<Vec<&'static Kind>> = LazyLock::new(|| [ec2::KINDS].concat());
 
 /// Every kind a stack may use, in the order `docs` lists them.
-static ALL: [&Kind; 8] = [
-    &vpc::KIND,
-    &subnet::KIND,
-    &internet_gateway::KIND,
-    &eip::KIND,
-    &nat_gateway::KIND,
-    &route_table::KIND,
-    &security_group::KIND,
-    &vpc_endpoint::KIND,
-];
-
 pub fn all() -> &'static [&'static Kind] {
     &ALL
 }

@@ -2,10 +2,11 @@
 //! not overlap its siblings, and names an availability zone the region has.
 
 use crate::diag::Diags;
-use crate::provider::{address_of, aws_err, b, gone_ok, need, owned, set_tags, tag_spec, tags_json, Cx, Live, Ops};
+use crate::provider::{b, need, Cx, Live, Ops};
+use super::{address_of, ec2, err, owned, set_tags, tag_spec, tagged, tags_json};
+use crate::error::{OpError, gone_ok};
 use crate::schema::{as_is, Field, FieldType, Kind, Update};
 use crate::stack::{Resource, Stack};
-use crate::walk::OpError;
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType};
 use ipnet::Ipv4Net;
@@ -46,27 +47,26 @@ pub static KIND: Kind = Kind {
 struct Subnet;
 
 async fn set_public_ip(cx: &Cx, id: &str, on: bool) -> Result<(), OpError> {
-    cx.ec2
+    ec2(cx)
         .modify_subnet_attribute()
         .subnet_id(id)
         .map_public_ip_on_launch(AttributeBooleanValue::builder().value(on).build())
         .send()
         .await
-        .map_err(|e| aws_err("ModifySubnetAttribute", e))?;
+        .map_err(|e| err("ModifySubnetAttribute", e))?;
     Ok(())
 }
 
 #[async_trait]
 impl Ops for Subnet {
-    fn resource_types(&self) -> &'static [&'static str] {
-        &["subnet"]
-    }
-
     async fn discover(&self, cx: &Cx) -> Result<Vec<Live>, OpError> {
+        if !tagged(cx, &["subnet"]).await? {
+            return Ok(Vec::new());
+        }
         let mut out = Vec::new();
-        let mut pages = cx.ec2.describe_subnets().filters(owned(cx)).into_paginator().send();
+        let mut pages = ec2(cx).describe_subnets().filters(owned(cx)).into_paginator().send();
         while let Some(page) = pages.next().await {
-            for sn in page.map_err(|e| aws_err("DescribeSubnets", e))?.subnets() {
+            for sn in page.map_err(|e| err("DescribeSubnets", e))?.subnets() {
                 let (Some(id), Some(address)) = (sn.subnet_id(), address_of(sn.tags())) else { continue };
                 let zone = sn.availability_zone().unwrap_or_default();
                 let letter = zone.strip_prefix(cx.region.as_str()).unwrap_or(zone);
@@ -90,8 +90,7 @@ impl Ops for Subnet {
     }
 
     async fn create(&self, cx: &Cx, _: &str, want: &Value, _token: &str) -> Result<String, OpError> {
-        let out = cx
-            .ec2
+        let out = ec2(cx)
             .create_subnet()
             .vpc_id(need(want, "vpc")?)
             .cidr_block(need(want, "cidr")?)
@@ -99,9 +98,9 @@ impl Ops for Subnet {
             .tag_specifications(tag_spec(ResourceType::Subnet, want))
             .send()
             .await
-            .map_err(|e| aws_err("CreateSubnet", e))?;
+            .map_err(|e| err("CreateSubnet", e))?;
         let id =
-            out.subnet().and_then(|v| v.subnet_id()).ok_or_else(|| OpError::Fatal("CreateSubnet: no id".into()))?;
+            out.subnet().and_then(|v| v.subnet_id()).ok_or_else(|| OpError::fatal("CreateSubnet", "no id"))?;
         if b(want, "public_ip_on_launch") {
             set_public_ip(cx, id, true).await?;
         }
@@ -116,7 +115,7 @@ impl Ops for Subnet {
     }
 
     async fn delete(&self, cx: &Cx, id: &str, _: &Value) -> Result<(), OpError> {
-        gone_ok(cx.ec2.delete_subnet().subnet_id(id).send().await.map_err(|e| aws_err("DeleteSubnet", e)))
+        gone_ok(ec2(cx).delete_subnet().subnet_id(id).send().await.map_err(|e| err("DeleteSubnet", e)))
     }
 }
 

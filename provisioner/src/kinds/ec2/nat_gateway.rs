@@ -1,8 +1,9 @@
 //! `nat_gateway`: outbound internet for private subnets (costs about $33-38 a month).
 
-use crate::provider::{address_of, aws_err, gone_ok, need, owned, set_tags, tag_spec, tags_json, Cx, Live, Ops};
+use crate::provider::{need, Cx, Live, Ops};
+use super::{address_of, ec2, err, owned, set_tags, tag_spec, tagged, tags_json};
+use crate::error::{gone_ok, OpError};
 use crate::schema::{as_is, no_check, Field, FieldType, Kind, Update};
-use crate::walk::OpError;
 use async_trait::async_trait;
 use aws_sdk_ec2::client::Waiters;
 use aws_sdk_ec2::types::{Filter, NatGatewayState, ResourceType};
@@ -30,18 +31,17 @@ const WAIT: Duration = Duration::from_secs(10 * 60);
 
 #[async_trait]
 impl Ops for Nat {
-    fn resource_types(&self) -> &'static [&'static str] {
-        // AWS says natgateway, moto nat-gateway.
-        &["natgateway", "nat-gateway"]
-    }
-
     async fn discover(&self, cx: &Cx) -> Result<Vec<Live>, OpError> {
+        // AWS says natgateway, moto nat-gateway.
+        if !tagged(cx, &["natgateway", "nat-gateway"]).await? {
+            return Ok(Vec::new());
+        }
         // Deleted gateways stay visible (with their tags) for an hour: only living ones count.
         let alive = Filter::builder().name("state").values("pending").values("available").build();
         let mut out = Vec::new();
-        let mut pages = cx.ec2.describe_nat_gateways().filter(owned(cx)).filter(alive).into_paginator().send();
+        let mut pages = ec2(cx).describe_nat_gateways().filter(owned(cx)).filter(alive).into_paginator().send();
         while let Some(page) = pages.next().await {
-            for g in page.map_err(|e| aws_err("DescribeNatGateways", e))?.nat_gateways() {
+            for g in page.map_err(|e| err("DescribeNatGateways", e))?.nat_gateways() {
                 if matches!(g.state(), Some(NatGatewayState::Deleting | NatGatewayState::Deleted)) {
                     continue;
                 }
@@ -59,8 +59,7 @@ impl Ops for Nat {
     }
 
     async fn create(&self, cx: &Cx, _: &str, want: &Value, token: &str) -> Result<String, OpError> {
-        let out = cx
-            .ec2
+        let out = ec2(cx)
             .create_nat_gateway()
             .subnet_id(need(want, "subnet")?)
             .allocation_id(need(want, "eip")?)
@@ -68,17 +67,17 @@ impl Ops for Nat {
             .tag_specifications(tag_spec(ResourceType::Natgateway, want))
             .send()
             .await
-            .map_err(|e| aws_err("CreateNatGateway", e))?;
+            .map_err(|e| err("CreateNatGateway", e))?;
         let id = out
             .nat_gateway()
             .and_then(|g| g.nat_gateway_id())
-            .ok_or_else(|| OpError::Fatal("CreateNatGateway: no id".into()))?;
-        cx.ec2
+            .ok_or_else(|| OpError::fatal("CreateNatGateway", "no id"))?;
+        ec2(cx)
             .wait_until_nat_gateway_available()
             .nat_gateway_ids(id)
             .wait(WAIT)
             .await
-            .map_err(|e| OpError::Retryable(format!("waiting for {id} to be available: {e}")))?;
+            .map_err(|e| OpError::retryable("wait NatGatewayAvailable", format!("{id}: {e}")))?;
         Ok(id.to_owned())
     }
 
@@ -88,15 +87,15 @@ impl Ops for Nat {
 
     async fn delete(&self, cx: &Cx, id: &str, _: &Value) -> Result<(), OpError> {
         gone_ok(
-            cx.ec2.delete_nat_gateway().nat_gateway_id(id).send().await.map_err(|e| aws_err("DeleteNatGateway", e)),
+            ec2(cx).delete_nat_gateway().nat_gateway_id(id).send().await.map_err(|e| err("DeleteNatGateway", e)),
         )?;
         // Its address and subnet are held until it is gone.
-        cx.ec2
+        ec2(cx)
             .wait_until_nat_gateway_deleted()
             .nat_gateway_ids(id)
             .wait(WAIT)
             .await
-            .map_err(|e| OpError::Retryable(format!("waiting for {id} to be deleted: {e}")))?;
+            .map_err(|e| OpError::retryable("wait NatGatewayDeleted", format!("{id}: {e}")))?;
         Ok(())
     }
 }

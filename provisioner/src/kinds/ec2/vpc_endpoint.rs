@@ -1,9 +1,10 @@
 //! `vpc_endpoint`: a gateway endpoint (DynamoDB, S3) on route tables, so traffic to the service
 //! needs no internet path.
 
-use crate::provider::{address_of, aws_err, gone_ok, need, owned, set_tags, strs, tag_spec, tags_json, Cx, Live, Ops};
+use crate::provider::{need, strs, Cx, Live, Ops};
+use super::{address_of, ec2, err, owned, set_tags, tag_spec, tagged, tags_json};
+use crate::error::{gone_ok, Class, OpError};
 use crate::schema::{as_is, no_check, Field, FieldType, Kind, Update};
-use crate::walk::OpError;
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{ResourceType, VpcEndpointType};
 use serde_json::{json, Map, Value};
@@ -32,15 +33,14 @@ struct Endpoint;
 
 #[async_trait]
 impl Ops for Endpoint {
-    fn resource_types(&self) -> &'static [&'static str] {
-        &["vpc-endpoint"]
-    }
-
     async fn discover(&self, cx: &Cx) -> Result<Vec<Live>, OpError> {
+        if !tagged(cx, &["vpc-endpoint"]).await? {
+            return Ok(Vec::new());
+        }
         let mut out = Vec::new();
-        let mut pages = cx.ec2.describe_vpc_endpoints().filters(owned(cx)).into_paginator().send();
+        let mut pages = ec2(cx).describe_vpc_endpoints().filters(owned(cx)).into_paginator().send();
         while let Some(page) = pages.next().await {
-            for e in page.map_err(|e| aws_err("DescribeVpcEndpoints", e))?.vpc_endpoints() {
+            for e in page.map_err(|e| err("DescribeVpcEndpoints", e))?.vpc_endpoints() {
                 // AWS answers "deleted" in lower case although the model says "Deleted".
                 let state = e.state().map(|s| s.as_str().to_ascii_lowercase()).unwrap_or_default();
                 if matches!(state.as_str(), "deleting" | "deleted" | "rejected" | "failed" | "expired") {
@@ -65,8 +65,7 @@ impl Ops for Endpoint {
     }
 
     async fn create(&self, cx: &Cx, _: &str, want: &Value, token: &str) -> Result<String, OpError> {
-        let out = cx
-            .ec2
+        let out = ec2(cx)
             .create_vpc_endpoint()
             .vpc_id(need(want, "vpc")?)
             .service_name(format!("com.amazonaws.{}.{}", cx.region, need(want, "service")?))
@@ -76,11 +75,11 @@ impl Ops for Endpoint {
             .tag_specifications(tag_spec(ResourceType::VpcEndpoint, want))
             .send()
             .await
-            .map_err(|e| aws_err("CreateVpcEndpoint", e))?;
+            .map_err(|e| err("CreateVpcEndpoint", e))?;
         out.vpc_endpoint()
             .and_then(|e| e.vpc_endpoint_id())
             .map(str::to_owned)
-            .ok_or_else(|| OpError::Fatal("CreateVpcEndpoint: no id".into()))
+            .ok_or_else(|| OpError::fatal("CreateVpcEndpoint", "no id"))
     }
 
     async fn update(&self, cx: &Cx, id: &str, have: &Value, want: &Value) -> Result<(), OpError> {
@@ -88,36 +87,36 @@ impl Ops for Endpoint {
         let add: Vec<String> = wanted.iter().filter(|t| !had.contains(t)).cloned().collect();
         let remove: Vec<String> = had.iter().filter(|t| !wanted.contains(t)).cloned().collect();
         if !add.is_empty() || !remove.is_empty() {
-            cx.ec2
+            ec2(cx)
                 .modify_vpc_endpoint()
                 .vpc_endpoint_id(id)
                 .set_add_route_table_ids((!add.is_empty()).then_some(add))
                 .set_remove_route_table_ids((!remove.is_empty()).then_some(remove))
                 .send()
                 .await
-                .map_err(|e| aws_err("ModifyVpcEndpoint", e))?;
+                .map_err(|e| err("ModifyVpcEndpoint", e))?;
         }
         set_tags(cx, id, have, want).await
     }
 
     async fn delete(&self, cx: &Cx, id: &str, _: &Value) -> Result<(), OpError> {
-        let out = cx
-            .ec2
+        let out = ec2(cx)
             .delete_vpc_endpoints()
             .vpc_endpoint_ids(id)
             .send()
             .await
-            .map_err(|e| aws_err("DeleteVpcEndpoints", e));
+            .map_err(|e| err("DeleteVpcEndpoints", e));
         let out = match out {
             Ok(o) => o,
             Err(e) => return gone_ok::<()>(Err(e)),
         };
         match out.unsuccessful().first().and_then(|u| u.error()) {
-            Some(err) if !err.code().is_some_and(crate::provider::is_not_found) => Err(OpError::Retryable(format!(
-                "DeleteVpcEndpoints: {}: {}",
-                err.code().unwrap_or_default(),
-                err.message().unwrap_or_default()
-            ))),
+            Some(e) if !e.code().is_some_and(super::not_found) => Err(OpError {
+                class: Class::Retryable,
+                op: "DeleteVpcEndpoints".into(),
+                code: e.code().map(str::to_owned),
+                message: e.message().unwrap_or_default().to_owned(),
+            }),
             _ => Ok(()),
         }
     }

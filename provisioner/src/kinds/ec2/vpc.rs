@@ -1,8 +1,9 @@
 //! `vpc`: a virtual network.
 
-use crate::provider::{aws_err, b, gone_ok, need, owned, set_tags, tag_spec, tags_json, Cx, Live, Ops};
+use crate::provider::{b, need, Cx, Live, Ops};
+use super::{ec2, err, owned, set_tags, tag_spec, tagged, tags_json};
+use crate::error::{OpError, gone_ok};
 use crate::schema::{as_is, no_check, Field, FieldType, Kind, Update};
-use crate::walk::OpError;
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType, VpcAttributeName};
 use serde_json::{json, Map, Value};
@@ -31,14 +32,13 @@ pub static KIND: Kind = Kind {
 struct Vpc;
 
 async fn attribute(cx: &Cx, id: &str, name: VpcAttributeName) -> Result<bool, OpError> {
-    let out = cx
-        .ec2
+    let out = ec2(cx)
         .describe_vpc_attribute()
         .vpc_id(id)
         .attribute(name.clone())
         .send()
         .await
-        .map_err(|e| aws_err("DescribeVpcAttribute", e))?;
+        .map_err(|e| err("DescribeVpcAttribute", e))?;
     let v = match name {
         VpcAttributeName::EnableDnsHostnames => out.enable_dns_hostnames(),
         _ => out.enable_dns_support(),
@@ -50,25 +50,25 @@ async fn set_dns(cx: &Cx, id: &str, have: (bool, bool), want: (bool, bool)) -> R
     let flag = |on: bool| AttributeBooleanValue::builder().value(on).build();
     let support = async {
         if have.0 != want.0 {
-            cx.ec2
+            ec2(cx)
                 .modify_vpc_attribute()
                 .vpc_id(id)
                 .enable_dns_support(flag(want.0))
                 .send()
                 .await
-                .map_err(|e| aws_err("ModifyVpcAttribute", e))?;
+                .map_err(|e| err("ModifyVpcAttribute", e))?;
         }
         Ok::<_, OpError>(())
     };
     let hostnames = async {
         if have.1 != want.1 {
-            cx.ec2
+            ec2(cx)
                 .modify_vpc_attribute()
                 .vpc_id(id)
                 .enable_dns_hostnames(flag(want.1))
                 .send()
                 .await
-                .map_err(|e| aws_err("ModifyVpcAttribute", e))?;
+                .map_err(|e| err("ModifyVpcAttribute", e))?;
         }
         Ok::<_, OpError>(())
     };
@@ -88,16 +88,15 @@ fn dns(v: &Value) -> (bool, bool) {
 
 #[async_trait]
 impl Ops for Vpc {
-    fn resource_types(&self) -> &'static [&'static str] {
-        &["vpc"]
-    }
-
     async fn discover(&self, cx: &Cx) -> Result<Vec<Live>, OpError> {
+        if !tagged(cx, &["vpc"]).await? {
+            return Ok(Vec::new());
+        }
         let mut found = Vec::new();
-        let mut pages = cx.ec2.describe_vpcs().filters(owned(cx)).into_paginator().send();
+        let mut pages = ec2(cx).describe_vpcs().filters(owned(cx)).into_paginator().send();
         while let Some(page) = pages.next().await {
-            for v in page.map_err(|e| aws_err("DescribeVpcs", e))?.vpcs() {
-                let (Some(id), Some(address)) = (v.vpc_id(), crate::provider::address_of(v.tags())) else { continue };
+            for v in page.map_err(|e| err("DescribeVpcs", e))?.vpcs() {
+                let (Some(id), Some(address)) = (v.vpc_id(), super::address_of(v.tags())) else { continue };
                 found.push((
                     id.to_owned(),
                     address,
@@ -127,15 +126,14 @@ impl Ops for Vpc {
     }
 
     async fn create(&self, cx: &Cx, _: &str, want: &Value, _token: &str) -> Result<String, OpError> {
-        let out = cx
-            .ec2
+        let out = ec2(cx)
             .create_vpc()
             .cidr_block(need(want, "cidr")?)
             .tag_specifications(tag_spec(ResourceType::Vpc, want))
             .send()
             .await
-            .map_err(|e| aws_err("CreateVpc", e))?;
-        let id = out.vpc().and_then(|v| v.vpc_id()).ok_or_else(|| OpError::Fatal("CreateVpc: no id".into()))?;
+            .map_err(|e| err("CreateVpc", e))?;
+        let id = out.vpc().and_then(|v| v.vpc_id()).ok_or_else(|| OpError::fatal("CreateVpc", "no id"))?;
         // A new VPC has DNS support on and hostnames off.
         set_dns(cx, id, (true, false), dns(want)).await?;
         Ok(id.to_owned())
@@ -147,6 +145,6 @@ impl Ops for Vpc {
     }
 
     async fn delete(&self, cx: &Cx, id: &str, _: &Value) -> Result<(), OpError> {
-        gone_ok(cx.ec2.delete_vpc().vpc_id(id).send().await.map_err(|e| aws_err("DeleteVpc", e)))
+        gone_ok(ec2(cx).delete_vpc().vpc_id(id).send().await.map_err(|e| err("DeleteVpc", e)))
     }
 }

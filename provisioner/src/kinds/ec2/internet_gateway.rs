@@ -1,8 +1,9 @@
 //! `internet_gateway`: the VPC's door to the internet, attached to one VPC.
 
-use crate::provider::{address_of, aws_err, gone_ok, need, owned, s, set_tags, tag_spec, tags_json, Cx, Live, Ops};
+use crate::provider::{need, s, Cx, Live, Ops};
+use super::{address_of, ec2, err, owned, set_tags, tag_spec, tagged, tags_json};
+use crate::error::{OpError, gone_ok};
 use crate::schema::{as_is, no_check, Field, FieldType, Kind, Update};
-use crate::walk::OpError;
 use async_trait::async_trait;
 use aws_sdk_ec2::types::ResourceType;
 use serde_json::{json, Map, Value};
@@ -28,35 +29,34 @@ pub static KIND: Kind = Kind {
 struct Igw;
 
 async fn attach(cx: &Cx, id: &str, vpc: &str) -> Result<(), OpError> {
-    cx.ec2
+    ec2(cx)
         .attach_internet_gateway()
         .internet_gateway_id(id)
         .vpc_id(vpc)
         .send()
         .await
-        .map_err(|e| aws_err("AttachInternetGateway", e))?;
+        .map_err(|e| err("AttachInternetGateway", e))?;
     Ok(())
 }
 
 async fn detach(cx: &Cx, id: &str, vpc: &str) -> Result<(), OpError> {
-    let r = cx.ec2.detach_internet_gateway().internet_gateway_id(id).vpc_id(vpc).send().await;
-    match r.map_err(|e| aws_err("DetachInternetGateway", e)) {
-        Err(OpError::Fatal(m)) if m.contains("Gateway.NotAttached") => Ok(()),
+    let r = ec2(cx).detach_internet_gateway().internet_gateway_id(id).vpc_id(vpc).send().await;
+    match r.map_err(|e| err("DetachInternetGateway", e)) {
+        Err(e) if e.has_code("Gateway.NotAttached") => Ok(()),
         other => gone_ok(other),
     }
 }
 
 #[async_trait]
 impl Ops for Igw {
-    fn resource_types(&self) -> &'static [&'static str] {
-        &["internet-gateway"]
-    }
-
     async fn discover(&self, cx: &Cx) -> Result<Vec<Live>, OpError> {
+        if !tagged(cx, &["internet-gateway"]).await? {
+            return Ok(Vec::new());
+        }
         let mut out = Vec::new();
-        let mut pages = cx.ec2.describe_internet_gateways().filters(owned(cx)).into_paginator().send();
+        let mut pages = ec2(cx).describe_internet_gateways().filters(owned(cx)).into_paginator().send();
         while let Some(page) = pages.next().await {
-            for g in page.map_err(|e| aws_err("DescribeInternetGateways", e))?.internet_gateways() {
+            for g in page.map_err(|e| err("DescribeInternetGateways", e))?.internet_gateways() {
                 let (Some(id), Some(address)) = (g.internet_gateway_id(), address_of(g.tags())) else { continue };
                 let vpc = g.attachments().first().and_then(|a| a.vpc_id());
                 out.push(Live {
@@ -71,17 +71,16 @@ impl Ops for Igw {
     }
 
     async fn create(&self, cx: &Cx, _: &str, want: &Value, _token: &str) -> Result<String, OpError> {
-        let out = cx
-            .ec2
+        let out = ec2(cx)
             .create_internet_gateway()
             .tag_specifications(tag_spec(ResourceType::InternetGateway, want))
             .send()
             .await
-            .map_err(|e| aws_err("CreateInternetGateway", e))?;
+            .map_err(|e| err("CreateInternetGateway", e))?;
         let id = out
             .internet_gateway()
             .and_then(|g| g.internet_gateway_id())
-            .ok_or_else(|| OpError::Fatal("CreateInternetGateway: no id".into()))?;
+            .ok_or_else(|| OpError::fatal("CreateInternetGateway", "no id"))?;
         attach(cx, id, need(want, "vpc")?).await?;
         Ok(id.to_owned())
     }
@@ -101,12 +100,12 @@ impl Ops for Igw {
             detach(cx, id, vpc).await?;
         }
         gone_ok(
-            cx.ec2
+            ec2(cx)
                 .delete_internet_gateway()
                 .internet_gateway_id(id)
                 .send()
                 .await
-                .map_err(|e| aws_err("DeleteInternetGateway", e)),
+                .map_err(|e| err("DeleteInternetGateway", e)),
         )
     }
 }

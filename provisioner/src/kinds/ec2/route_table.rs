@@ -1,12 +1,11 @@
 //! `route_table`: routes of a VPC and the subnets that use them.
 
 use crate::diag::Diags;
-use crate::provider::{
-    address_of, aws_err, gone_ok, need, owned, s, set_tags, strs, tag_spec, tags_json, Cx, Live, Ops,
-};
+use crate::provider::{need, s, strs, Cx, Live, Ops};
+use super::{address_of, ec2, err, owned, set_tags, tag_spec, tagged, tags_json};
+use crate::error::{OpError, gone_ok};
 use crate::schema::{as_is, Field, FieldType, Kind, Update};
 use crate::stack::{Resource, Stack, Val};
-use crate::walk::OpError;
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{ResourceType, RouteOrigin};
 use serde_json::{json, Map, Value};
@@ -69,23 +68,23 @@ fn routes(v: &Value) -> BTreeMap<String, (&'static str, String)> {
 
 async fn put_route(cx: &Cx, id: &str, dest: &str, target: &(&str, String), replace: bool) -> Result<(), OpError> {
     let (op, res) = if replace {
-        let mut call = cx.ec2.replace_route().route_table_id(id).destination_cidr_block(dest);
+        let mut call = ec2(cx).replace_route().route_table_id(id).destination_cidr_block(dest);
         call = match target.0 {
             "nat_gateway" => call.nat_gateway_id(&target.1),
             _ => call.gateway_id(&target.1),
         };
-        ("ReplaceRoute", call.send().await.map(|_| ()).map_err(|e| aws_err("ReplaceRoute", e)))
+        ("ReplaceRoute", call.send().await.map(|_| ()).map_err(|e| err("ReplaceRoute", e)))
     } else {
-        let mut call = cx.ec2.create_route().route_table_id(id).destination_cidr_block(dest);
+        let mut call = ec2(cx).create_route().route_table_id(id).destination_cidr_block(dest);
         call = match target.0 {
             "nat_gateway" => call.nat_gateway_id(&target.1),
             _ => call.gateway_id(&target.1),
         };
-        ("CreateRoute", call.send().await.map(|_| ()).map_err(|e| aws_err("CreateRoute", e)))
+        ("CreateRoute", call.send().await.map(|_| ()).map_err(|e| err("CreateRoute", e)))
     };
     match res {
         // A rerun after a crash between CreateRoute and its answer.
-        Err(OpError::Fatal(m)) if op == "CreateRoute" && m.contains("RouteAlreadyExists") => {
+        Err(e) if op == "CreateRoute" && e.has_code("RouteAlreadyExists") => {
             Box::pin(put_route(cx, id, dest, target, true)).await
         }
         other => other,
@@ -94,13 +93,12 @@ async fn put_route(cx: &Cx, id: &str, dest: &str, target: &(&str, String), repla
 
 /// Subnet id -> association id of the table's explicit associations.
 async fn associations(cx: &Cx, id: &str) -> Result<BTreeMap<String, String>, OpError> {
-    let out = cx
-        .ec2
+    let out = ec2(cx)
         .describe_route_tables()
         .route_table_ids(id)
         .send()
         .await
-        .map_err(|e| aws_err("DescribeRouteTables", e))?;
+        .map_err(|e| err("DescribeRouteTables", e))?;
     Ok(out
         .route_tables()
         .iter()
@@ -112,26 +110,25 @@ async fn associations(cx: &Cx, id: &str) -> Result<BTreeMap<String, String>, OpE
 
 async fn disassociate(cx: &Cx, association: &str) -> Result<(), OpError> {
     gone_ok(
-        cx.ec2
+        ec2(cx)
             .disassociate_route_table()
             .association_id(association)
             .send()
             .await
-            .map_err(|e| aws_err("DisassociateRouteTable", e)),
+            .map_err(|e| err("DisassociateRouteTable", e)),
     )
 }
 
 #[async_trait]
 impl Ops for RouteTable {
-    fn resource_types(&self) -> &'static [&'static str] {
-        &["route-table"]
-    }
-
     async fn discover(&self, cx: &Cx) -> Result<Vec<Live>, OpError> {
+        if !tagged(cx, &["route-table"]).await? {
+            return Ok(Vec::new());
+        }
         let mut out = Vec::new();
-        let mut pages = cx.ec2.describe_route_tables().filters(owned(cx)).into_paginator().send();
+        let mut pages = ec2(cx).describe_route_tables().filters(owned(cx)).into_paginator().send();
         while let Some(page) = pages.next().await {
-            for t in page.map_err(|e| aws_err("DescribeRouteTables", e))?.route_tables() {
+            for t in page.map_err(|e| err("DescribeRouteTables", e))?.route_tables() {
                 let (Some(id), Some(address)) = (t.route_table_id(), address_of(t.tags())) else { continue };
                 // The VPC-local route and the endpoints' prefix-list routes are not ours to list.
                 let routes: Vec<Value> = t
@@ -166,19 +163,18 @@ impl Ops for RouteTable {
     }
 
     async fn create(&self, cx: &Cx, _: &str, want: &Value, token: &str) -> Result<String, OpError> {
-        let out = cx
-            .ec2
+        let out = ec2(cx)
             .create_route_table()
             .vpc_id(need(want, "vpc")?)
             .client_token(token)
             .tag_specifications(tag_spec(ResourceType::RouteTable, want))
             .send()
             .await
-            .map_err(|e| aws_err("CreateRouteTable", e))?;
+            .map_err(|e| err("CreateRouteTable", e))?;
         let id = out
             .route_table()
             .and_then(|t| t.route_table_id())
-            .ok_or_else(|| OpError::Fatal("CreateRouteTable: no id".into()))?;
+            .ok_or_else(|| OpError::fatal("CreateRouteTable", "no id"))?;
         let empty = json!({"routes": [], "subnets": [], "tags": want.get("tags")});
         self.update(cx, id, &empty, want).await?;
         Ok(id.to_owned())
@@ -195,26 +191,26 @@ impl Ops for RouteTable {
         }
         for dest in old.keys().filter(|d| !new.contains_key(*d)) {
             gone_ok(
-                cx.ec2
+                ec2(cx)
                     .delete_route()
                     .route_table_id(id)
                     .destination_cidr_block(dest)
                     .send()
                     .await
-                    .map_err(|e| aws_err("DeleteRoute", e)),
+                    .map_err(|e| err("DeleteRoute", e)),
             )?;
         }
         let (had, wanted) = (strs(have, "subnets"), strs(want, "subnets"));
         if had != wanted {
             let current = associations(cx, id).await?;
             for subnet in wanted.iter().filter(|s| !current.contains_key(*s)) {
-                cx.ec2
+                ec2(cx)
                     .associate_route_table()
                     .route_table_id(id)
                     .subnet_id(subnet)
                     .send()
                     .await
-                    .map_err(|e| aws_err("AssociateRouteTable", e))?;
+                    .map_err(|e| err("AssociateRouteTable", e))?;
             }
             for assoc in current.iter().filter(|(s, _)| !wanted.contains(s)).map(|(_, a)| a) {
                 disassociate(cx, assoc).await?;
@@ -229,7 +225,7 @@ impl Ops for RouteTable {
                 disassociate(cx, assoc).await?;
             }
         }
-        gone_ok(cx.ec2.delete_route_table().route_table_id(id).send().await.map_err(|e| aws_err("DeleteRouteTable", e)))
+        gone_ok(ec2(cx).delete_route_table().route_table_id(id).send().await.map_err(|e| err("DeleteRouteTable", e)))
     }
 }
 

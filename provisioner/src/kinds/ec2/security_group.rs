@@ -2,10 +2,11 @@
 //! another (or the same) group.
 
 use crate::diag::Diags;
-use crate::provider::{address_of, aws_err, gone_ok, need, owned, s, set_tags, tag_spec, tags_json, Cx, Live, Ops};
+use crate::provider::{need, s, Cx, Live, Ops};
+use super::{address_of, ec2, err, owned, set_tags, tag_spec, tagged, tags_json};
+use crate::error::{OpError, gone_ok};
 use crate::schema::{Field, FieldType, Kind, Update};
 use crate::stack::{table_str, Resource, Stack, Val};
-use crate::walk::OpError;
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{Filter, IpPermission, IpRange, ResourceType, UserIdGroupPair};
 use serde_json::{json, Map, Value};
@@ -151,9 +152,9 @@ fn rules(v: &Value, dir: &str) -> Vec<Value> {
 async fn revoke(cx: &Cx, id: &str, egress: bool, gone: &[Value]) -> Result<(), OpError> {
     let filter = Filter::builder().name("group-id").values(id).build();
     let mut ids = Vec::new();
-    let mut pages = cx.ec2.describe_security_group_rules().filters(filter).into_paginator().send();
+    let mut pages = ec2(cx).describe_security_group_rules().filters(filter).into_paginator().send();
     while let Some(page) = pages.next().await {
-        for r in page.map_err(|e| aws_err("DescribeSecurityGroupRules", e))?.security_group_rules() {
+        for r in page.map_err(|e| err("DescribeSecurityGroupRules", e))?.security_group_rules() {
             if r.is_egress() != Some(egress) {
                 continue;
             }
@@ -180,23 +181,23 @@ async fn revoke(cx: &Cx, id: &str, egress: bool, gone: &[Value]) -> Result<(), O
         return Ok(());
     }
     let res = if egress {
-        cx.ec2
+        ec2(cx)
             .revoke_security_group_egress()
             .group_id(id)
             .set_security_group_rule_ids(Some(ids))
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| aws_err("RevokeSecurityGroupEgress", e))
+            .map_err(|e| err("RevokeSecurityGroupEgress", e))
     } else {
-        cx.ec2
+        ec2(cx)
             .revoke_security_group_ingress()
             .group_id(id)
             .set_security_group_rule_ids(Some(ids))
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| aws_err("RevokeSecurityGroupIngress", e))
+            .map_err(|e| err("RevokeSecurityGroupIngress", e))
     };
     gone_ok(res)
 }
@@ -207,42 +208,41 @@ async fn authorize(cx: &Cx, id: &str, egress: bool, new: &[Value]) -> Result<(),
     }
     let perms: Vec<IpPermission> = new.iter().map(|r| permission(r, id)).collect();
     let res = if egress {
-        cx.ec2
+        ec2(cx)
             .authorize_security_group_egress()
             .group_id(id)
             .set_ip_permissions(Some(perms))
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| aws_err("AuthorizeSecurityGroupEgress", e))
+            .map_err(|e| err("AuthorizeSecurityGroupEgress", e))
     } else {
-        cx.ec2
+        ec2(cx)
             .authorize_security_group_ingress()
             .group_id(id)
             .set_ip_permissions(Some(perms))
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| aws_err("AuthorizeSecurityGroupIngress", e))
+            .map_err(|e| err("AuthorizeSecurityGroupIngress", e))
     };
     match res {
         // Already there: a rerun after a crash between the call and its answer.
-        Err(OpError::Fatal(m)) if m.contains("InvalidPermission.Duplicate") => Ok(()),
+        Err(e) if e.has_code("InvalidPermission.Duplicate") => Ok(()),
         other => other,
     }
 }
 
 #[async_trait]
 impl Ops for Group {
-    fn resource_types(&self) -> &'static [&'static str] {
-        &["security-group"]
-    }
-
     async fn discover(&self, cx: &Cx) -> Result<Vec<Live>, OpError> {
+        if !tagged(cx, &["security-group"]).await? {
+            return Ok(Vec::new());
+        }
         let mut out = Vec::new();
-        let mut pages = cx.ec2.describe_security_groups().filters(owned(cx)).into_paginator().send();
+        let mut pages = ec2(cx).describe_security_groups().filters(owned(cx)).into_paginator().send();
         while let Some(page) = pages.next().await {
-            for g in page.map_err(|e| aws_err("DescribeSecurityGroups", e))?.security_groups() {
+            for g in page.map_err(|e| err("DescribeSecurityGroups", e))?.security_groups() {
                 let (Some(id), Some(address)) = (g.group_id(), address_of(g.tags())) else { continue };
                 out.push(Live {
                     id: id.to_owned(),
@@ -265,8 +265,7 @@ impl Ops for Group {
         // Group names are unique per VPC: the stack and resource name make a rerun collide
         // instead of duplicating.
         let name = format!("{}-{}", cx.stack, address.split_once('.').map_or(address, |(_, n)| n));
-        let out = cx
-            .ec2
+        let out = ec2(cx)
             .create_security_group()
             .group_name(name)
             .description(need(want, "description")?)
@@ -274,8 +273,8 @@ impl Ops for Group {
             .tag_specifications(tag_spec(ResourceType::SecurityGroup, want))
             .send()
             .await
-            .map_err(|e| aws_err("CreateSecurityGroup", e))?;
-        let id = out.group_id().ok_or_else(|| OpError::Fatal("CreateSecurityGroup: no id".into()))?;
+            .map_err(|e| err("CreateSecurityGroup", e))?;
+        let id = out.group_id().ok_or_else(|| OpError::fatal("CreateSecurityGroup", "no id"))?;
         // A new group allows all egress; the declared rules replace that.
         let fresh = json!({
             "ingress": [],
@@ -301,7 +300,7 @@ impl Ops for Group {
     }
 
     async fn delete(&self, cx: &Cx, id: &str, _: &Value) -> Result<(), OpError> {
-        gone_ok(cx.ec2.delete_security_group().group_id(id).send().await.map_err(|e| aws_err("DeleteSecurityGroup", e)))
+        gone_ok(ec2(cx).delete_security_group().group_id(id).send().await.map_err(|e| err("DeleteSecurityGroup", e)))
     }
 }
 

@@ -1,8 +1,9 @@
 //! `eip`: an Elastic IP address.
 
-use crate::provider::{address_of, aws_err, gone_ok, owned, set_tags, tag_spec, tags_json, Cx, Live, Ops};
+use crate::provider::{Cx, Live, Ops};
+use super::{address_of, ec2, err, owned, set_tags, tag_spec, tagged, tags_json};
+use crate::error::{gone_ok, OpError};
 use crate::schema::{as_is, no_check, Field, FieldType, Kind, Update};
-use crate::walk::OpError;
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{DomainType, ResourceType};
 use serde_json::{json, Map, Value};
@@ -21,15 +22,14 @@ struct Eip;
 
 #[async_trait]
 impl Ops for Eip {
-    fn resource_types(&self) -> &'static [&'static str] {
-        // AWS says elastic-ip, moto vpc-elastic-ip.
-        &["elastic-ip", "vpc-elastic-ip"]
-    }
-
     async fn discover(&self, cx: &Cx) -> Result<Vec<Live>, OpError> {
+        // AWS says elastic-ip, moto vpc-elastic-ip.
+        if !tagged(cx, &["elastic-ip", "vpc-elastic-ip"]).await? {
+            return Ok(Vec::new());
+        }
         // DescribeAddresses has no pages: it answers every address at once.
         let out =
-            cx.ec2.describe_addresses().filters(owned(cx)).send().await.map_err(|e| aws_err("DescribeAddresses", e))?;
+            ec2(cx).describe_addresses().filters(owned(cx)).send().await.map_err(|e| err("DescribeAddresses", e))?;
         Ok(out
             .addresses()
             .iter()
@@ -47,15 +47,14 @@ impl Ops for Eip {
     }
 
     async fn create(&self, cx: &Cx, _: &str, want: &Value, _token: &str) -> Result<String, OpError> {
-        let out = cx
-            .ec2
+        let out = ec2(cx)
             .allocate_address()
             .domain(DomainType::Vpc)
             .tag_specifications(tag_spec(ResourceType::ElasticIp, want))
             .send()
             .await
-            .map_err(|e| aws_err("AllocateAddress", e))?;
-        out.allocation_id().map(str::to_owned).ok_or_else(|| OpError::Fatal("AllocateAddress: no id".into()))
+            .map_err(|e| err("AllocateAddress", e))?;
+        out.allocation_id().map(str::to_owned).ok_or_else(|| OpError::fatal("AllocateAddress", "no id"))
     }
 
     async fn update(&self, cx: &Cx, id: &str, have: &Value, want: &Value) -> Result<(), OpError> {
@@ -63,6 +62,6 @@ impl Ops for Eip {
     }
 
     async fn delete(&self, cx: &Cx, id: &str, _: &Value) -> Result<(), OpError> {
-        gone_ok(cx.ec2.release_address().allocation_id(id).send().await.map_err(|e| aws_err("ReleaseAddress", e)))
+        gone_ok(ec2(cx).release_address().allocation_id(id).send().await.map_err(|e| err("ReleaseAddress", e)))
     }
 }

@@ -1,0 +1,143 @@
+//! The typed error of one AWS operation: its class (decided from the SDK's error codes, never
+//! from message text), the operation, the AWS code and the message.
+
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::display::DisplayErrorContext;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+/// What the caller should do about an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// Throttling, eventual consistency (`DependencyViolation` while interfaces drain, a role
+    /// not yet assumable), transport trouble: try again later.
+    Retryable,
+    /// The resource is not (yet, or any more) there: "already gone" for a delete, worth another
+    /// try for anything else (an id right after its creation is not visible everywhere yet).
+    NotFound,
+    /// Anything else: reported.
+    Fatal,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpError {
+    pub class: Class,
+    /// The API operation (`CreateSubnet`) or what the engine was doing.
+    pub op: String,
+    /// The AWS error code, when AWS answered with one.
+    pub code: Option<String>,
+    pub message: String,
+}
+
+impl OpError {
+    pub fn new(class: Class, op: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { class, op: op.into(), code: None, message: message.into() }
+    }
+
+    pub fn fatal(op: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::new(Class::Fatal, op, message)
+    }
+
+    pub fn retryable(op: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::new(Class::Retryable, op, message)
+    }
+
+    /// Whether another attempt may succeed (not found included: see [`Class::NotFound`]).
+    pub fn is_retryable(&self) -> bool {
+        self.class != Class::Fatal
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        self.class == Class::NotFound
+    }
+
+    /// Whether AWS answered with this code.
+    pub fn has_code(&self, code: &str) -> bool {
+        self.code.as_deref() == Some(code)
+    }
+}
+
+impl OpError {
+    /// `op: code: message`.
+    pub fn brief(&self) -> String {
+        match &self.code {
+            Some(c) if self.message.is_empty() => format!("{}: {c}", self.op),
+            Some(c) => format!("{}: {c}: {}", self.op, self.message),
+            None => format!("{}: {}", self.op, self.message),
+        }
+    }
+}
+
+impl std::fmt::Display for OpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.brief())?;
+        if self.class == Class::Retryable {
+            f.write_str(" (still failing after retries)")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for OpError {}
+
+/// How one AWS service names its errors: which codes mean "not found" and which mean "try
+/// again" besides the throttling codes every service shares. Each service's module has one.
+pub trait Codes {
+    fn not_found(&self, code: &str) -> bool;
+    fn retryable(&self, _code: &str) -> bool {
+        false
+    }
+}
+
+/// Codes every AWS service uses for "slow down" or "briefly unable to answer".
+pub fn throttled(code: &str) -> bool {
+    matches!(
+        code,
+        "RequestLimitExceeded"
+            | "Throttling"
+            | "ThrottlingException"
+            | "TooManyRequestsException"
+            | "ProvisionedThroughputExceededException"
+            | "RequestThrottled"
+            | "RequestThrottledException"
+            | "SlowDown"
+            | "ServiceUnavailable"
+            | "ServiceUnavailableException"
+            | "Unavailable"
+            | "InternalError"
+            | "InternalFailure"
+            | "InternalServerError"
+            | "InternalServiceError"
+    )
+}
+
+/// Classifies an SDK error by its code with the service's `codes`; transport failures and
+/// timeouts are retryable.
+pub fn classify<E, R>(codes: &dyn Codes, op: &str, e: SdkError<E, R>) -> OpError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug,
+{
+    let code = e.code().map(str::to_owned);
+    let message = match e.message() {
+        Some(m) => m.to_owned(),
+        None if code.is_some() => String::new(),
+        None => DisplayErrorContext(&e).to_string(),
+    };
+    let transient = matches!(e, SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_));
+    let class = match code.as_deref() {
+        Some(c) if codes.not_found(c) => Class::NotFound,
+        Some(c) if throttled(c) || codes.retryable(c) => Class::Retryable,
+        _ if transient => Class::Retryable,
+        _ => Class::Fatal,
+    };
+    OpError { class, op: op.to_owned(), code, message }
+}
+
+/// For deletes: "already gone" is success.
+pub fn gone_ok<T>(r: Result<T, OpError>) -> Result<(), OpError> {
+    match r {
+        Ok(_) => Ok(()),
+        Err(e) if e.is_not_found() => Ok(()),
+        Err(e) => Err(e),
+    }
+}
