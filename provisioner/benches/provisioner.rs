@@ -58,7 +58,7 @@ async fn baseline(ec2: &aws_sdk_ec2::Client, live: &[(String, String)]) {
 async fn timed_apply(parallelism: usize) -> (Duration, Duration, usize) {
     let stack = load();
     let (cx, _) = provisioner::engine::connect(&stack).await;
-    let inv = provisioner::engine::discover(&cx, &stack).await.expect("discover");
+    let inv = provisioner::engine::discover(&cx, &stack, &Default::default()).await.expect("discover");
     let plan = provisioner::engine::plan(&stack, &inv);
     let (nodes, edges) = provisioner::engine::graph(&stack, &inv, &plan);
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();

@@ -2,11 +2,11 @@
 //! codes, confirmation, the lock and Ctrl-C live here; the work is the library's.
 
 use provisioner::engine::{self, Inventory};
-use provisioner::lock::{force_unlock, Lock};
+use provisioner::lock::{force_unlock, record_regions, regions, Lock};
 use provisioner::plan::{render, Action};
 use provisioner::stack::Stack;
 use provisioner::walk::{Progress, WalkOptions};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, IsTerminal, Write};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -27,7 +27,7 @@ pub async fn run(stack: Stack, what: Aws, color: bool) -> u8 {
     let (cx, ddb) = engine::connect(&stack).await;
     match what {
         Aws::Plan { json } => {
-            let inv = match engine::discover(&cx, &stack).await {
+            let inv = match discover(&cx, &ddb, &stack).await {
                 Ok(i) => i,
                 Err(e) => return fail(&format!("reading {} from AWS: {e}", stack.name)),
             };
@@ -43,7 +43,7 @@ pub async fn run(stack: Stack, what: Aws, color: bool) -> u8 {
                 0
             }
         }
-        Aws::Outputs { json } => match engine::discover(&cx, &stack).await {
+        Aws::Outputs { json } => match discover(&cx, &ddb, &stack).await {
             Ok(inv) => {
                 print_outputs(&inv, json);
                 0
@@ -67,13 +67,28 @@ pub async fn run(stack: Stack, what: Aws, color: bool) -> u8 {
                 Ok(l) => l,
                 Err(e) => return fail(&e.to_string()),
             };
-            let code = apply(&cx, stack, destroy, yes, &opts, color).await;
+            let code = apply(&cx, &ddb, stack, destroy, yes, &opts, color).await;
             if let Err(e) = lock.release().await {
                 eprintln!("provisioner: releasing the lock: {e}");
             }
             code
         }
     }
+}
+
+/// The regions other than its own that a stack file names.
+fn away(stack: &Stack) -> BTreeSet<String> {
+    engine::regions(stack).into_iter().filter(|r| *r != stack.region).collect()
+}
+
+/// Everything the stack owns, in its regions and in those its regions index names.
+async fn discover(
+    cx: &provisioner::provider::Cx,
+    ddb: &aws_sdk_dynamodb::Client,
+    stack: &Stack,
+) -> Result<Inventory, String> {
+    let also = regions(ddb, &stack.name).await.map_err(|e| e.to_string())?;
+    engine::discover(cx, stack, &also).await
 }
 
 fn fail(msg: &str) -> u8 {
@@ -96,13 +111,14 @@ fn print_outputs(inv: &Inventory, json: bool) {
 
 async fn apply(
     cx: &provisioner::provider::Cx,
+    ddb: &aws_sdk_dynamodb::Client,
     stack: Stack,
     destroy: bool,
     yes: bool,
     opts: &WalkOptions,
     color: bool,
 ) -> u8 {
-    let inv = match engine::discover(cx, &stack).await {
+    let inv = match discover(cx, ddb, &stack).await {
         Ok(i) => i,
         Err(e) => return fail(&format!("reading {} from AWS: {e}", stack.name)),
     };
@@ -122,10 +138,22 @@ async fn apply(
     let (tx, rx) = mpsc::unbounded_channel();
     let printer = tokio::spawn(progress(rx));
     let started = Instant::now();
+    // Before anything is made elsewhere, the regions index names where it will be, so a run
+    // killed halfway still finds it; once everything is done, only what the file names is left.
+    let target_regions = away(&target);
+    let before: BTreeSet<String> = target_regions.union(&inv.elsewhere()).cloned().collect();
+    if let Err(e) = record_regions(ddb, &target.name, &before).await {
+        return fail(&format!("recording the stack's regions: {e}"));
+    }
     let out = engine::apply(cx, &target, &inv, &plan, opts, Some(tx), cancel).await;
     let _ = printer.await;
     let r = &out.report;
     println!();
+    if r.ok() && target_regions != before {
+        if let Err(e) = record_regions(ddb, &target.name, &target_regions).await {
+            eprintln!("provisioner: recording the stack's regions: {e}");
+        }
+    }
     if r.ok() {
         let (a, c, d) = plan.summary();
         let verb = if destroy { "Destroy" } else { "Apply" };

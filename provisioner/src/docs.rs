@@ -23,7 +23,7 @@ pub fn json_schema() -> Value {
     for k in kinds::all() {
         props.insert(
             k.name.into(),
-            json!({"type": "object", "description": k.doc, "additionalProperties": fields_schema(k.fields)}),
+            json!({"type": "object", "description": k.doc, "additionalProperties": fields_schema(k.all_fields())}),
         );
     }
     json!({
@@ -43,6 +43,7 @@ pub fn markdown() -> String {
         out.push_str(&format!("\n## `{}`\n\n{}\n\n", k.name, k.doc));
         out.push_str("| field | type | required | default | on change | description |\n|---|---|---|---|---|---|\n");
         rows(k.fields, "", &mut out);
+        rows(crate::schema::COMMON, "", &mut out);
         if !k.outputs.is_empty() {
             out.push_str("\nOutputs: ");
             out.push_str(&k.outputs.iter().map(|(n, d)| format!("`{n}` ({d})")).collect::<Vec<_>>().join(", "));

@@ -32,6 +32,8 @@ pub struct Found {
 #[derive(Debug, Default, Clone)]
 pub struct Inventory {
     pub live: BTreeMap<String, Found>,
+    /// The stack's region: a resource found elsewhere has its `region` attribute.
+    pub home: String,
 }
 
 impl Inventory {
@@ -46,8 +48,9 @@ impl Inventory {
             self.live.iter().filter(|(a, _)| !a.contains('#')).map(|(a, f)| (f.live.id.as_str(), a.as_str())).collect();
         self.live
             .iter()
-            .map(|(addr, Found { kind, live: l, .. })| {
+            .map(|(addr, Found { kind, region, live: l })| {
                 let mut v = l.attrs.clone();
+                v["region"] = if *region == self.home { Value::Null } else { json!(region) };
                 visit_refs(kind.fields, &mut v, &mut |x, _| {
                     if let Some(a) = x.as_str().and_then(|id| by_id.get(id)) {
                         *x = json!(a);
@@ -60,6 +63,11 @@ impl Inventory {
                 (addr.clone(), v)
             })
             .collect()
+    }
+
+    /// The regions other than the stack's where something was found.
+    pub fn elsewhere(&self) -> BTreeSet<String> {
+        self.live.values().map(|f| f.region.clone()).filter(|r| *r != self.home).collect()
     }
 
     /// Each resource's id and declared outputs.
@@ -110,19 +118,22 @@ pub fn regions(stack: &Stack) -> Vec<String> {
 }
 
 /// Finds everything `stack` owns: every kind discovers its own resources in every region the
-/// stack uses, all at once (one discovery pass, so a service's kinds can share one read).
-pub async fn discover(cx: &Cx, stack: &Stack) -> Result<Inventory, String> {
+/// stack uses and in `also` (regions it used before), all at once (one discovery pass, so a
+/// service's kinds can share one read).
+pub async fn discover(cx: &Cx, stack: &Stack, also: &BTreeSet<String>) -> Result<Inventory, String> {
     let limit = Duration::from_secs(120);
     let pass = cx.discovery_pass();
+    let mut all: BTreeSet<String> = regions(stack).into_iter().collect();
+    all.extend(also.iter().cloned());
     let jobs: Vec<(&'static Kind, String)> =
-        regions(stack).into_iter().flat_map(|r| kinds::all().iter().map(move |k| (*k, r.clone()))).collect();
+        all.into_iter().flat_map(|r| kinds::all().iter().map(move |k| (*k, r.clone()))).collect();
     let found = futures::future::try_join_all(jobs.into_iter().map(|(k, region)| {
         let cx = pass.in_region(&region);
         async move { with_retry(limit, || k.ops.discover(&cx)).await.map(|l| (k, region, l)) }
     }))
     .await
     .map_err(|e| e.to_string())?;
-    let mut inv = Inventory::default();
+    let mut inv = Inventory { home: stack.region.clone(), ..Inventory::default() };
     for (kind, region, lives) in found {
         for l in lives {
             let mut addr = l.address.clone();
@@ -186,7 +197,7 @@ fn steps(stack: &Stack, inv: &Inventory, plan: &Plan) -> StepGraph {
     let actual = inv.actual();
     let mut want: BTreeMap<String, Value> = BTreeMap::new();
     for r in &stack.resources {
-        want.insert(r.address(), desired(r, &stack.tags));
+        want.insert(r.address(), desired(r, stack));
     }
     let action: BTreeMap<&str, Action> = plan.resources.iter().map(|r| (r.address.as_str(), r.action)).collect();
     let kind_of = |a: &str| a.split('.').next().and_then(kinds::find);
@@ -481,9 +492,9 @@ ingress = [{ protocol = "tcp", from_port = 8080, group = "security_group.alb" }]
 
     /// What exists when `s` was applied, with each address standing in for its id.
     fn applied(s: &Stack) -> Inventory {
-        let mut inv = Inventory::default();
+        let mut inv = Inventory { home: s.region.clone(), ..Inventory::default() };
         for r in &s.resources {
-            let live = Live { id: r.address(), address: r.address(), attrs: desired(r, &s.tags), outputs: Map::new() };
+            let live = Live { id: r.address(), address: r.address(), attrs: desired(r, s), outputs: Map::new() };
             inv.live.insert(r.address(), Found { kind: r.kind, region: s.region.clone(), live });
         }
         inv

@@ -1,6 +1,8 @@
 //! The stack lock: one conditional item per stack in a small DynamoDB table the tool creates on
 //! first use, with holder, operation, time and expiry, kept alive while the holder works. Two
 //! applies on one stack cannot interleave; a crashed holder's lock expires or is force-unlocked.
+//! The same table keeps each stack's regions index: where besides its own region it may hold
+//! resources, so discovery looks there even after those regions left the stack file.
 
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{
@@ -8,7 +10,7 @@ use aws_sdk_dynamodb::types::{
     TableStatus,
 };
 use aws_sdk_dynamodb::Client;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::task::JoinHandle;
 
@@ -139,6 +141,47 @@ async fn ensure_table(ddb: &Client) -> Result<(), LockError> {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     Err(LockError::Aws(format!("table {TABLE} did not become active")))
+}
+
+fn regions_key(stack: &str) -> AttributeValue {
+    // `#` cannot appear in a stack name, so this never meets a lock item.
+    s(format!("{stack}#regions"))
+}
+
+/// The regions the last apply recorded for `stack` besides its own (empty when none was, or the
+/// table does not exist yet). Not a record of resources: only where discovery looks.
+pub async fn regions(ddb: &Client, stack: &str) -> Result<BTreeSet<String>, LockError> {
+    let got =
+        patiently(|| ddb.get_item().table_name(TABLE).key("stack", regions_key(stack)).consistent_read(true).send())
+            .await;
+    match got {
+        Ok(out) => Ok(out
+            .item()
+            .and_then(|i| i.get("regions"))
+            .and_then(|v| v.as_ss().ok())
+            .map(|v| v.iter().cloned().collect())
+            .unwrap_or_default()),
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => Ok(BTreeSet::new()),
+        Err(e) => Err(err("GetItem", e)),
+    }
+}
+
+/// Records where besides its own region `stack` may hold resources (the lock table exists: the
+/// caller holds the lock).
+pub async fn record_regions(ddb: &Client, stack: &str, regions: &BTreeSet<String>) -> Result<(), LockError> {
+    if regions.is_empty() {
+        patiently(|| ddb.delete_item().table_name(TABLE).key("stack", regions_key(stack)).send())
+            .await
+            .map_err(|e| err("DeleteItem", e))?;
+        return Ok(());
+    }
+    let set = AttributeValue::Ss(regions.iter().cloned().collect());
+    patiently(|| {
+        ddb.put_item().table_name(TABLE).item("stack", regions_key(stack)).item("regions", set.clone()).send()
+    })
+    .await
+    .map_err(|e| err("PutItem", e))?;
+    Ok(())
 }
 
 fn s(v: impl Into<String>) -> AttributeValue {

@@ -79,11 +79,15 @@ impl Plan {
 }
 
 /// The desired attributes of a resource as JSON: defaults filled in, the stack's tags merged
-/// under the resource's own, in the kind's canonical form.
-pub fn desired(r: &Resource, stack_tags: &BTreeMap<String, String>) -> Value {
-    let mut v = fields_json(r.kind.fields, &r.fields);
+/// under the resource's own, `region` only when it is not the stack's, in the kind's canonical
+/// form.
+pub fn desired(r: &Resource, stack: &Stack) -> Value {
+    let mut v = fields_json(r.kind.all_fields(), &r.fields);
+    if v.get("region").and_then(Value::as_str) == Some(stack.region.as_str()) {
+        v["region"] = Value::Null;
+    }
     if r.kind.fields.iter().any(|f| f.name == "tags") {
-        let mut tags: Map<String, Value> = stack_tags.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+        let mut tags: Map<String, Value> = stack.tags.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
         if let Some(own) = v.get("tags").and_then(Value::as_object) {
             tags.extend(own.clone());
         }
@@ -93,7 +97,10 @@ pub fn desired(r: &Resource, stack_tags: &BTreeMap<String, String>) -> Value {
     v
 }
 
-fn fields_json(spec: &[Field], fields: &BTreeMap<String, (Val, crate::stack::Span)>) -> Value {
+fn fields_json<'a>(
+    spec: impl IntoIterator<Item = &'a Field>,
+    fields: &BTreeMap<String, (Val, crate::stack::Span)>,
+) -> Value {
     let mut m = Map::new();
     for f in spec {
         let v = match fields.get(f.name) {
@@ -116,7 +123,7 @@ fn val_json(ty: &FieldType, v: &Val) -> Value {
         (FieldType::List(inner), Val::List(items)) => {
             Value::Array(items.iter().map(|(x, _)| val_json(inner, x)).collect())
         }
-        (FieldType::Table(spec), Val::Table(t)) => fields_json(spec, t),
+        (FieldType::Table(spec), Val::Table(t)) => fields_json(spec.iter(), t),
         (FieldType::StringMap, Val::Table(t)) => {
             Value::Object(t.iter().map(|(k, (v, _))| (k.clone(), val_json(&FieldType::String, v))).collect())
         }
@@ -140,7 +147,7 @@ pub fn diff(kind: &Kind, address: &str, desired: Option<&Value>, actual: Option<
         (None, Some(a)) => mk(Action::Delete, all_fields(kind, a, false), vec![]),
         (Some(d), Some(a)) => {
             let mut changes = Vec::new();
-            for f in kind.fields {
+            for f in kind.all_fields() {
                 let (before, after) =
                     (a.get(f.name).cloned().unwrap_or(Value::Null), d.get(f.name).cloned().unwrap_or(Value::Null));
                 if !same(&f.ty, &before, &after) {
@@ -187,8 +194,7 @@ fn same(ty: &FieldType, a: &Value, b: &Value) -> bool {
 }
 
 fn all_fields(kind: &Kind, v: &Value, creating: bool) -> Vec<AttrChange> {
-    kind.fields
-        .iter()
+    kind.all_fields()
         .filter_map(|f| {
             let x = v.get(f.name).cloned().unwrap_or(Value::Null);
             if x.is_null() {
@@ -207,7 +213,7 @@ pub fn plan(stack: &Stack, actual: &BTreeMap<String, Value>) -> Plan {
     let mut wanted = BTreeMap::new();
     for r in &stack.resources {
         let addr = r.address();
-        let d = desired(r, &stack.tags);
+        let d = desired(r, stack);
         let change = diff(r.kind, &addr, Some(&d), actual.get(&addr));
         security_changes(r.kind, &addr, Some(&d), actual.get(&addr), &mut p.security);
         p.resources.push(change);
@@ -464,7 +470,7 @@ ingress = [{ protocol = "tcp", from_port = 443, cidr = "0.0.0.0/0" }]
 "#;
 
     fn actual_of(s: &Stack) -> BTreeMap<String, Value> {
-        s.resources.iter().map(|r| (r.address(), desired(r, &s.tags))).collect()
+        s.resources.iter().map(|r| (r.address(), desired(r, &s))).collect()
     }
 
     #[test]

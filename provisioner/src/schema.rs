@@ -70,6 +70,48 @@ impl Field {
     }
 }
 
+/// The AWS regions a resource may live in (`region`).
+pub const REGIONS: &[&str] = &[
+    "us-east-1",
+    "us-east-2",
+    "us-west-1",
+    "us-west-2",
+    "af-south-1",
+    "ap-east-1",
+    "ap-south-1",
+    "ap-south-2",
+    "ap-southeast-1",
+    "ap-southeast-2",
+    "ap-southeast-3",
+    "ap-southeast-4",
+    "ap-northeast-1",
+    "ap-northeast-2",
+    "ap-northeast-3",
+    "ca-central-1",
+    "ca-west-1",
+    "eu-central-1",
+    "eu-central-2",
+    "eu-west-1",
+    "eu-west-2",
+    "eu-west-3",
+    "eu-south-1",
+    "eu-south-2",
+    "eu-north-1",
+    "il-central-1",
+    "me-south-1",
+    "me-central-1",
+    "sa-east-1",
+];
+
+/// Fields every kind has besides its own, declared once here.
+pub static COMMON: &[Field] = &[Field::optional(
+    "region",
+    FieldType::Enum(REGIONS),
+    None,
+    Update::Replace,
+    "Region the resource lives in, when not the stack's (a CloudFront-scope WAF or an edge function in us-east-1).",
+)];
+
 /// A resource kind: the one declaration everything else reads.
 pub struct Kind {
     /// The TOML table name: `[vpc.main]`.
@@ -85,6 +127,13 @@ pub struct Kind {
     pub normalize: fn(&mut Value),
     /// The AWS side: discover, create, update, delete.
     pub ops: &'static dyn Ops,
+}
+
+impl Kind {
+    /// The kind's own fields, then the [`COMMON`] ones.
+    pub fn all_fields(&self) -> impl Iterator<Item = &'static Field> {
+        self.fields.iter().chain(COMMON)
+    }
 }
 
 impl std::fmt::Debug for Kind {
@@ -177,16 +226,17 @@ impl FieldType {
                 json!({"type": "string", "pattern": format!(r"^({alts})\.[A-Za-z0-9_-]+$")})
             }
             Self::List(t) => json!({"type": "array", "items": t.json_schema()}),
-            Self::Table(fields) => fields_schema(fields),
+            Self::Table(fields) => fields_schema(fields.iter()),
             Self::StringMap => json!({"type": "object", "additionalProperties": {"type": "string"}}),
         }
     }
 }
 
 /// JSON Schema of a table with these fields.
-pub fn fields_schema(fields: &[Field]) -> Value {
+pub fn fields_schema<'a>(fields: impl IntoIterator<Item = &'a Field>) -> Value {
+    let fields: Vec<&Field> = fields.into_iter().collect();
     let mut props = serde_json::Map::new();
-    for f in fields {
+    for f in &fields {
         let mut s = f.ty.json_schema();
         s["description"] = json!(f.doc);
         if let Some(d) = f.default {

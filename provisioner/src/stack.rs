@@ -4,7 +4,7 @@
 
 use crate::diag::{closest, Diags};
 use crate::kinds;
-use crate::schema::{Field, FieldType, Kind};
+use crate::schema::{Field, FieldType, Kind, COMMON};
 use petgraph::graph::DiGraph;
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -264,7 +264,7 @@ pub fn load(file: &str, src: &str, vars: &BTreeMap<String, String>) -> Result<St
                 d.error("wrong-type", rspan, format!("`{kind_name}.{rname}` must be a table"), None);
                 continue;
             };
-            let fields = ctx.fields(kind.fields, rt, &format!("{kind_name}.{rname}"), rspan.clone(), &mut d);
+            let fields = ctx.fields(kind.fields, COMMON, rt, &format!("{kind_name}.{rname}"), rspan.clone(), &mut d);
             resources.push(Resource { kind, name: rname.to_owned(), span: rspan, fields });
         }
     }
@@ -331,9 +331,11 @@ impl Ctx<'_> {
         out
     }
 
+    /// The fields of a table declared by `spec`, and by `common` (for a resource: [`COMMON`]).
     fn fields(
         &self,
         spec: &'static [Field],
+        common: &'static [Field],
         t: &dyn toml_edit::TableLike,
         path: &str,
         whole: Span,
@@ -343,13 +345,13 @@ impl Ctx<'_> {
         for (k, v) in t.iter() {
             let span = item_span(v, self.src);
             let kspan = key_span(t.get_key_value(k).map(|(k, _)| k), self.src).unwrap_or(span.clone());
-            let Some(f) = spec.iter().find(|f| f.name == k) else {
+            let Some(f) = spec.iter().chain(common).find(|f| f.name == k) else {
+                let names = || spec.iter().chain(common).map(|f| f.name);
                 d.error(
                     "unknown-field",
                     kspan,
                     format!("unknown field `{k}` in {path}"),
-                    closest(k, spec.iter().map(|f| f.name))
-                        .or(Some(format!("fields: {}", spec.iter().map(|f| f.name).collect::<Vec<_>>().join(", ")))),
+                    closest(k, names()).or(Some(format!("fields: {}", names().collect::<Vec<_>>().join(", ")))),
                 );
                 continue;
             };
@@ -377,7 +379,7 @@ impl Ctx<'_> {
         };
         match ty {
             FieldType::Table(fields) => match item.as_table_like() {
-                Some(t) => Some(Val::Table(self.fields(fields, t, path, span.clone(), d))),
+                Some(t) => Some(Val::Table(self.fields(fields, &[], t, path, span.clone(), d))),
                 None => wrong(d),
             },
             FieldType::StringMap => match item.as_table_like() {
@@ -422,8 +424,10 @@ impl Ctx<'_> {
                         let mut items = Vec::new();
                         for (i, t) in aot.iter().enumerate() {
                             let sp = t.span().unwrap_or(span.clone());
-                            items
-                                .push((Val::Table(self.fields(fields, t, &format!("{path}[{i}]"), sp.clone(), d)), sp));
+                            items.push((
+                                Val::Table(self.fields(fields, &[], t, &format!("{path}[{i}]"), sp.clone(), d)),
+                                sp,
+                            ));
                         }
                         Some(Val::List(items))
                     }
@@ -506,7 +510,7 @@ impl Ctx<'_> {
                 .as_table_like()
                 .or_else(|| v.and_then(Value::as_inline_table).map(|t| t as &dyn toml_edit::TableLike))
             {
-                Some(t) => Some(Val::Table(self.fields(fields, t, path, span.clone(), d))),
+                Some(t) => Some(Val::Table(self.fields(fields, &[], t, path, span.clone(), d))),
                 None => wrong(d, None),
             },
             FieldType::List(_) | FieldType::StringMap => self.value(ty, item, path, d),

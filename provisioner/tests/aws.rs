@@ -471,3 +471,86 @@ async fn first_interrupt_finishes_running_steps_and_stops() {
     assert_no_duplicates(&live, "after the interrupt");
     assert_eq!(live.len(), 14);
 }
+
+/// A resource may live in another region than its stack: created, found, planned, moved and
+/// destroyed there, with the other regions untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resources_live_in_the_regions_they_name() {
+    let moto = Moto::start().await;
+    let src = |edge: &str| {
+        format!(
+            r#"[stack]
+name = "regions"
+region = "eu-central-1"
+
+[vpc.home]
+cidr = "10.0.0.0/16"
+
+[vpc.edge]
+cidr = "10.1.0.0/16"
+region = "{edge}"
+
+[subnet.edge_a]
+vpc = "vpc.edge"
+cidr = "10.1.1.0/24"
+az = "a"
+region = "{edge}"
+"#
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("stack.toml");
+    let path = path.to_str().unwrap();
+    let vpcs = |region: &'static str| {
+        let ec2 = moto.ec2_in(region);
+        async move {
+            let f = aws_sdk_ec2::types::Filter::builder().name("tag:provisioner:stack").values("regions").build();
+            let out = ec2.describe_vpcs().filters(f).send().await.unwrap();
+            out.vpcs()
+                .iter()
+                .filter_map(|v| v.tags().iter().find(|t| t.key() == Some("provisioner:id")).and_then(|t| t.value()))
+                .map(str::to_owned)
+                .collect::<BTreeSet<String>>()
+        }
+    };
+    let set = |xs: &[&str]| xs.iter().map(|x| (*x).to_owned()).collect::<BTreeSet<String>>();
+
+    // A zone letter is checked against the resource's own region.
+    std::fs::write(path, src("us-east-1").replace("az = \"a\"", "az = \"f\"")).unwrap();
+    ok(&run(&moto.url, &["validate", path]), 0, "us-east-1 has zone f");
+    std::fs::write(path, src("eu-west-1").replace("az = \"a\"", "az = \"f\"")).unwrap();
+    let r = run(&moto.url, &["validate", path]);
+    ok(&r, 1, "eu-west-1 has no zone f");
+    assert!(r.2.contains("eu-west-1 does not have"), "{}", r.2);
+    std::fs::write(path, src("mars-north-1")).unwrap();
+    let r = run(&moto.url, &["validate", path]);
+    ok(&r, 1, "an unknown region");
+    assert!(r.2.contains("region"), "{}", r.2);
+
+    std::fs::write(path, src("us-east-1")).unwrap();
+    ok(&run(&moto.url, &["apply", path, "--yes"]), 0, "apply in two regions");
+    assert_eq!(vpcs("eu-central-1").await, set(&["vpc.home"]));
+    assert_eq!(vpcs("us-east-1").await, set(&["vpc.edge"]));
+    let r = run(&moto.url, &["plan", path]);
+    ok(&r, 0, "plan after apply");
+    let r = run(&moto.url, &["outputs", path, "--json"]);
+    let out: serde_json::Value = serde_json::from_str(&r.1).unwrap();
+    assert_eq!(out["subnet.edge_a"]["availability_zone"], "us-east-1a");
+
+    // Another region is another resource.
+    std::fs::write(path, src("eu-west-1")).unwrap();
+    let r = run(&moto.url, &["plan", path]);
+    ok(&r, 2, "plan a move");
+    assert!(r.1.contains("-/+ vpc.edge {") && r.1.contains("-/+ subnet.edge_a {"), "{}", r.1);
+    assert!(r.1.contains("~ region = \"us-east-1\" -> \"eu-west-1\" # forces replacement"), "{}", r.1);
+    assert!(!r.1.contains("vpc.home"), "{}", r.1);
+    ok(&run(&moto.url, &["apply", path, "--yes"]), 0, "apply the move");
+    assert!(vpcs("us-east-1").await.is_empty(), "the old one is gone");
+    assert_eq!(vpcs("eu-west-1").await, set(&["vpc.edge"]));
+    ok(&run(&moto.url, &["plan", path]), 0, "plan after the move");
+
+    ok(&run(&moto.url, &["destroy", path, "--yes"]), 0, "destroy");
+    for region in ["eu-central-1", "us-east-1", "eu-west-1"] {
+        assert!(vpcs(region).await.is_empty(), "nothing left in {region}");
+    }
+}

@@ -59,9 +59,13 @@ impl Moto {
     }
 
     pub fn ec2(&self) -> aws_sdk_ec2::Client {
+        self.ec2_in(REGION)
+    }
+
+    pub fn ec2_in(&self, region: &'static str) -> aws_sdk_ec2::Client {
         let conf = aws_sdk_ec2::Config::builder()
             .behavior_version(aws_sdk_ec2::config::BehaviorVersion::latest())
-            .region(aws_sdk_ec2::config::Region::new(REGION))
+            .region(aws_sdk_ec2::config::Region::new(region))
             .endpoint_url(&self.url)
             .credentials_provider(aws_sdk_ec2::config::Credentials::new("test", "test", None, None, "test"))
             .build();

@@ -132,15 +132,15 @@ fn zones(region: &str) -> Option<&'static str> {
 
 fn check(r: &Resource, stack: &Stack, d: &mut Diags) {
     if let Some((az, span)) = r.str("az") {
-        if let Some(letters) = zones(&stack.region) {
+        let region = stack.region_of(r);
+        if let Some(letters) = zones(region) {
             if az.len() != 1 || !letters.contains(az) {
                 d.error(
                     "unknown-az",
                     span,
-                    format!("{} is in availability zone \"{az}\", which {} does not have", r.address(), stack.region),
+                    format!("{} is in availability zone \"{az}\", which {region} does not have", r.address()),
                     Some(format!(
-                        "{} has {}",
-                        stack.region,
+                        "{region} has {}",
                         letters.chars().map(|c| format!("\"{c}\"")).collect::<Vec<_>>().join(", ")
                     )),
                 );
