@@ -470,7 +470,7 @@ ingress = [{ protocol = "tcp", from_port = 443, cidr = "0.0.0.0/0" }]
 "#;
 
     fn actual_of(s: &Stack) -> BTreeMap<String, Value> {
-        s.resources.iter().map(|r| (r.address(), desired(r, &s))).collect()
+        s.resources.iter().map(|r| (r.address(), desired(r, s))).collect()
     }
 
     #[test]
