@@ -232,6 +232,25 @@ impl FieldType {
     }
 }
 
+/// A value of every field, of its type: what a kind's typed attributes must decode.
+#[cfg(test)]
+pub fn sample<'a>(fields: impl IntoIterator<Item = &'a Field>) -> Value {
+    fn of(ty: &FieldType) -> Value {
+        match ty {
+            FieldType::String => json!("x"),
+            FieldType::Bool => json!(true),
+            FieldType::Int { min, .. } => json!(min),
+            FieldType::Cidr => json!("10.0.0.0/16"),
+            FieldType::Enum(v) => json!(v.first()),
+            FieldType::Ref(k) | FieldType::Peer(k) => json!(format!("{}.x", k.first().unwrap_or(&"x"))),
+            FieldType::List(t) => json!([of(t)]),
+            FieldType::Table(fields) => sample(fields.iter()),
+            FieldType::StringMap => json!({"k": "v"}),
+        }
+    }
+    Value::Object(fields.into_iter().map(|f| (f.name.to_owned(), of(&f.ty))).collect())
+}
+
 /// JSON Schema of a table with these fields.
 pub fn fields_schema<'a>(fields: impl IntoIterator<Item = &'a Field>) -> Value {
     let fields: Vec<&Field> = fields.into_iter().collect();

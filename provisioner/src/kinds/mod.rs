@@ -16,8 +16,9 @@ macro_rules! kinds {
 pub(crate) use kinds;
 
 pub mod ec2;
+pub mod logs;
 
-static ALL: LazyLock<Vec<&'static Kind>> = LazyLock::new(|| [ec2::KINDS].concat());
+static ALL: LazyLock<Vec<&'static Kind>> = LazyLock::new(|| [ec2::KINDS, logs::KINDS].concat());
 
 /// Every kind a stack may use, in the order `docs` lists them.
 pub fn all() -> &'static [&'static Kind] {

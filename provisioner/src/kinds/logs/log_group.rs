@@ -1,0 +1,200 @@
+//! `log_group`: a CloudWatch Logs group with a retention, named `/<stack>/<name>`.
+
+use super::{err, logs, prefix};
+use crate::diag::Diags;
+use crate::error::{gone_ok, OpError};
+use crate::provider::{Cx, Live, Ops, ID_TAG};
+use crate::schema::{as_is, Field, FieldType, Kind, Update};
+use crate::stack::{Resource, Stack, Val};
+use async_trait::async_trait;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+
+pub static KIND: Kind = Kind {
+    name: "log_group",
+    doc: "A CloudWatch Logs group, named /<stack>/<name> (its output `name`), with a retention.",
+    fields: &[
+        Field::optional(
+            "retention_days",
+            FieldType::Int { min: 1, max: 3653 },
+            Some("30"),
+            Update::InPlace,
+            "Days events are kept: one of the values CloudWatch Logs accepts (1, 3, 5, 7, 14, 30, 60, 90, ...).",
+        ),
+        Field::optional("tags", FieldType::StringMap, None, Update::InPlace, "Tags besides the stack's own."),
+    ],
+    outputs: &[("id", "The group's name"), ("name", "/<stack>/<name>"), ("arn", "The group's ARN")],
+    check,
+    normalize: as_is,
+    ops: &LogGroup,
+};
+
+/// The retentions CloudWatch Logs accepts (`PutRetentionPolicy`).
+const RETENTIONS: &[i64] =
+    &[1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653];
+
+/// The declared shape, decoded once from `want` or `have`.
+#[derive(Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+struct Attrs {
+    retention_days: Option<i64>,
+    #[serde(default)]
+    tags: BTreeMap<String, String>,
+    #[serde(default)]
+    region: Option<String>,
+}
+
+impl Attrs {
+    fn of(v: &Value) -> Result<Self, OpError> {
+        serde_json::from_value(v.clone()).map_err(|e| OpError::fatal("log_group", format!("attributes: {e}")))
+    }
+}
+
+struct LogGroup;
+
+fn name_of(cx: &Cx, address: &str) -> String {
+    format!("{}{}", prefix(cx), address.strip_prefix("log_group.").unwrap_or(address))
+}
+
+async fn set_retention(cx: &Cx, name: &str, days: Option<i64>) -> Result<(), OpError> {
+    match days {
+        Some(d) => logs(cx)
+            .put_retention_policy()
+            .log_group_name(name)
+            .retention_in_days(d as i32)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| err("PutRetentionPolicy", e)),
+        None => logs(cx)
+            .delete_retention_policy()
+            .log_group_name(name)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| err("DeleteRetentionPolicy", e)),
+    }
+}
+
+/// The ARN the tagging calls take: without the `:*` older answers append.
+fn arn_of(g: &aws_sdk_cloudwatchlogs::types::LogGroup) -> Option<String> {
+    g.log_group_arn().map(str::to_owned).or_else(|| g.arn().map(|a| a.trim_end_matches(":*").to_owned()))
+}
+
+async fn group_arn(cx: &Cx, name: &str) -> Result<String, OpError> {
+    let out = logs(cx)
+        .describe_log_groups()
+        .log_group_name_prefix(name)
+        .send()
+        .await
+        .map_err(|e| err("DescribeLogGroups", e))?;
+    out.log_groups()
+        .iter()
+        .find(|g| g.log_group_name() == Some(name))
+        .and_then(arn_of)
+        .ok_or_else(|| OpError::new(crate::error::Class::NotFound, "DescribeLogGroups", format!("{name} not found")))
+}
+
+#[async_trait]
+impl Ops for LogGroup {
+    async fn discover(&self, cx: &Cx) -> Result<Vec<Live>, OpError> {
+        let client = logs(cx);
+        let mut groups = Vec::new();
+        let mut pages = client.describe_log_groups().log_group_name_prefix(prefix(cx)).into_paginator().send();
+        while let Some(page) = pages.next().await {
+            for g in page.map_err(|e| err("DescribeLogGroups", e))?.log_groups() {
+                let Some(name) = g.log_group_name() else { continue };
+                groups.push((name.to_owned(), arn_of(g), g.retention_in_days()));
+            }
+        }
+        // Tags have no batch read: one call per group (a stack holds a few).
+        let mut out = Vec::new();
+        for (name, arn, retention) in groups {
+            let Some(rest) = name.strip_prefix(&prefix(cx)) else { continue };
+            let Some(arn) = arn else { continue };
+            let tags = client.list_tags_for_resource().resource_arn(&arn).send().await.map_err(|e| err("ListTagsForResource", e))?;
+            let tags: BTreeMap<String, String> = tags.tags().map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default();
+            let address = tags.get(ID_TAG).cloned().unwrap_or_else(|| format!("log_group.{rest}"));
+            let mut outputs = Map::new();
+            outputs.insert("name".into(), json!(name));
+            outputs.insert("arn".into(), json!(arn));
+            out.push(Live { id: name, address, attrs: json!({ "retention_days": retention, "tags": tags }), outputs });
+        }
+        Ok(out)
+    }
+
+    async fn create(&self, cx: &Cx, address: &str, want: &Value, _token: &str) -> Result<String, OpError> {
+        let want = Attrs::of(want)?;
+        let name = name_of(cx, address);
+        let made = logs(cx)
+            .create_log_group()
+            .log_group_name(&name)
+            .set_tags(Some(want.tags.clone().into_iter().collect()))
+            .send()
+            .await
+            .map_err(|e| err("CreateLogGroup", e));
+        match made {
+            // The name is the idempotency key: a rerun finds its own group.
+            Err(e) if e.has_code("ResourceAlreadyExistsException") => {}
+            other => {
+                other?;
+            }
+        }
+        set_retention(cx, &name, want.retention_days).await?;
+        Ok(name)
+    }
+
+    async fn update(&self, cx: &Cx, id: &str, have: &Value, want: &Value) -> Result<(), OpError> {
+        let (have, want) = (if have.is_null() { None } else { Some(Attrs::of(have)?) }, Attrs::of(want)?);
+        if have.as_ref().is_none_or(|h| h.retention_days != want.retention_days) {
+            set_retention(cx, id, want.retention_days).await?;
+        }
+        let old = have.map(|h| h.tags).unwrap_or_default();
+        let gone: Vec<String> = old.keys().filter(|k| !want.tags.contains_key(*k)).cloned().collect();
+        let changed: std::collections::HashMap<String, String> =
+            want.tags.iter().filter(|(k, v)| old.get(*k) != Some(v)).map(|(k, v)| (k.clone(), v.clone())).collect();
+        if gone.is_empty() && changed.is_empty() {
+            return Ok(());
+        }
+        let arn = group_arn(cx, id).await?;
+        if !gone.is_empty() {
+            logs(cx).untag_resource().resource_arn(&arn).set_tag_keys(Some(gone)).send().await.map_err(|e| err("UntagResource", e))?;
+        }
+        if !changed.is_empty() {
+            logs(cx).tag_resource().resource_arn(&arn).set_tags(Some(changed)).send().await.map_err(|e| err("TagResource", e))?;
+        }
+        Ok(())
+    }
+
+    async fn delete(&self, cx: &Cx, id: &str, _: &Value) -> Result<(), OpError> {
+        gone_ok(logs(cx).delete_log_group().log_group_name(id).send().await.map_err(|e| err("DeleteLogGroup", e)))
+    }
+}
+
+fn check(r: &Resource, _: &Stack, d: &mut Diags) {
+    if let Some((Val::Int(days), span)) = r.fields.get("retention_days") {
+        if !RETENTIONS.contains(days) {
+            let near = RETENTIONS.iter().min_by_key(|x| (*x - days).abs()).copied().unwrap_or(30);
+            d.error(
+                "bad-retention",
+                span.clone(),
+                format!("{} keeps logs {days} days, which CloudWatch Logs does not offer", r.address()),
+                Some(format!("did you mean {near}? accepted: {}", RETENTIONS.iter().map(i64::to_string).collect::<Vec<_>>().join(", "))),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_typed_attributes_hold_every_declared_field() {
+        // The struct refuses unknown fields, so a declared field it lacks fails here.
+        let sample = crate::schema::sample(KIND.all_fields());
+        assert_eq!(Attrs::of(&sample).map(|a| a.retention_days), Ok(Some(1)), "{sample}");
+        assert!(Attrs::of(&json!({ "retention_days": 30, "tags": {}, "extra": 1 })).is_err());
+    }
+}
