@@ -67,19 +67,19 @@ async fn timed_apply(parallelism: usize) -> (Duration, Duration, usize) {
     let out = provisioner::engine::apply(&cx, &stack, &inv, &plan, &opts, Some(tx), CancellationToken::new()).await;
     let makespan = started.elapsed();
     assert!(out.report.ok(), "apply failed: {:?}", out.report);
-    let mut took: BTreeMap<String, Duration> = BTreeMap::new();
+    let mut took: BTreeMap<provisioner::engine::StepId, Duration> = BTreeMap::new();
     while let Ok(p) = rx.try_recv() {
         if let Progress::Finished(step, _, d) = p {
             took.insert(step, d);
         }
     }
     // Longest chain of measured step times through the graph (it is a DAG; relax |V| times).
-    let mut finish: BTreeMap<&str, Duration> = nodes.iter().map(|n| (n.as_str(), took[n])).collect();
+    let mut finish: BTreeMap<&provisioner::engine::StepId, Duration> = nodes.iter().map(|n| (n, took[n])).collect();
     for _ in 0..nodes.len() {
         for (a, b) in &edges {
-            let cand = finish[b.as_str()] + took[a];
-            if cand > finish[a.as_str()] {
-                finish.insert(a.as_str(), cand);
+            let cand = finish[b] + took[a];
+            if cand > finish[a] {
+                finish.insert(a, cand);
             }
         }
     }

@@ -208,8 +208,8 @@ async fn interrupts(cancel: CancellationToken) {
 }
 
 /// Live progress lines, terraform style, with a reminder every 10 s for long operations.
-async fn progress(mut rx: mpsc::UnboundedReceiver<Progress>) {
-    let mut running: BTreeMap<String, (Action, Instant)> = BTreeMap::new();
+async fn progress(mut rx: mpsc::UnboundedReceiver<Progress<engine::StepId>>) {
+    let mut running: BTreeMap<engine::StepId, (Action, Instant)> = BTreeMap::new();
     let mut tick = tokio::time::interval(Duration::from_secs(10));
     tick.tick().await;
     let ing = |a: Action| match a {

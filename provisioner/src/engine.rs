@@ -4,11 +4,11 @@
 
 use crate::error::{Class, OpError};
 use crate::kinds;
-use crate::plan::{desired, Action, Plan, ResourceChange};
+use crate::plan::{desired, Action, Plan};
 use crate::provider::{Cx, Live, ID_TAG, STACK_TAG};
 use crate::schema::{drop_peer_items, refs, visit_refs, Kind};
 use crate::stack::Stack;
-use crate::walk::{walk, Executor, Progress, Report, WalkOptions};
+use crate::walk::{walk, Executor, Node, Progress, Report, WalkOptions};
 use async_trait::async_trait;
 use rand::RngExt;
 use serde_json::{json, Map, Value};
@@ -156,40 +156,71 @@ pub fn plan(stack: &Stack, inv: &Inventory) -> Plan {
     crate::plan::plan(stack, &inv.actual())
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Op {
+/// What a step does to its resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Phase {
     Create,
     Update,
+    /// A resource leaving the stack.
     Delete,
+    /// The old half of a replacement (deleted before the new half is made).
+    DeleteOld,
     /// Rules naming groups created in the same apply, once those exist.
     Peers,
     /// Rules naming other groups removed before any of them is deleted.
     Unpeer,
 }
 
+/// A step of an apply: a resource and what is done to it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct StepId {
+    pub address: String,
+    pub phase: Phase,
+}
+
+impl StepId {
+    fn new(address: &str, phase: Phase) -> Self {
+        Self { address: address.to_owned(), phase }
+    }
+
+    fn deletes(&self) -> bool {
+        matches!(self.phase, Phase::Delete | Phase::DeleteOld)
+    }
+}
+
+impl std::fmt::Display for StepId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let a = &self.address;
+        match self.phase {
+            Phase::Create | Phase::Update | Phase::Delete => f.write_str(a),
+            Phase::DeleteOld => write!(f, "{a} (old)"),
+            Phase::Peers => write!(f, "{a} (peer rules)"),
+            Phase::Unpeer => write!(f, "{a} (drop peer rules)"),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Step {
-    address: String,
     kind: &'static Kind,
-    op: Op,
     /// Where it runs: the resource's desired region, or for deletes the one it was found in.
     region: String,
 }
 
 /// The steps of an apply and the order between them.
 struct StepGraph {
-    nodes: Vec<(ResourceChange, Step)>,
+    nodes: Vec<(Node<StepId>, Step)>,
     /// `(a, b)`: step `a` starts after step `b` succeeded.
-    edges: Vec<(String, String)>,
+    edges: Vec<(StepId, StepId)>,
     /// Desired attributes by address, references as addresses.
     want: BTreeMap<String, Value>,
 }
 
-/// The step ids of applying `plan` and the `(a, b)` "a waits for b" edges between them (for
+/// The steps of applying `plan` and the `(a, b)` "a waits for b" edges between them (for
 /// measuring the critical path).
-pub fn graph(stack: &Stack, inv: &Inventory, plan: &Plan) -> (Vec<String>, Vec<(String, String)>) {
+pub fn graph(stack: &Stack, inv: &Inventory, plan: &Plan) -> (Vec<StepId>, Vec<(StepId, StepId)>) {
     let g = steps(stack, inv, plan);
-    (g.nodes.into_iter().map(|(rc, _)| rc.address).collect(), g.edges)
+    (g.nodes.into_iter().map(|(n, _)| n.id).collect(), g.edges)
 }
 
 /// Builds the step graph of a plan.
@@ -203,27 +234,22 @@ fn steps(stack: &Stack, inv: &Inventory, plan: &Plan) -> StepGraph {
     let kind_of = |a: &str| a.split('.').next().and_then(kinds::find);
     let fwd = |a: &str| matches!(action.get(a), Some(Action::Create | Action::Update | Action::Replace));
     let del = |a: &str| match action.get(a) {
-        Some(Action::Replace) => Some(format!("{a} (old)")),
-        Some(Action::Delete) => Some(a.to_owned()),
+        Some(Action::Replace) => Some(StepId::new(a, Phase::DeleteOld)),
+        Some(Action::Delete) => Some(StepId::new(a, Phase::Delete)),
         _ => None,
     };
     let (mut nodes, mut edges) = (Vec::new(), Vec::new());
-    let region = |a: &str, op: Op| match (op, inv.live.get(a), stack.get(a)) {
-        (Op::Delete | Op::Unpeer, Some(f), _) => f.region.clone(),
-        (_, _, Some(r)) => stack.region_of(r).to_owned(),
-        (_, Some(f), None) => f.region.clone(),
-        (_, None, None) => stack.region.clone(),
+    let region = |id: &StepId| match (id.deletes() || id.phase == Phase::Unpeer, inv.live.get(&id.address)) {
+        (true, Some(f)) => f.region.clone(),
+        _ => match (stack.get(&id.address), inv.live.get(&id.address)) {
+            (Some(r), _) => stack.region_of(r).to_owned(),
+            (None, Some(f)) => f.region.clone(),
+            (None, None) => stack.region.clone(),
+        },
     };
-    let mut node = |id: String, address: &str, kind: &'static Kind, op: Op, action: Action| {
-        let region = region(address, op);
-        let rc = ResourceChange {
-            address: id,
-            kind: kind.name.to_owned(),
-            action,
-            changes: vec![],
-            replace_reasons: vec![],
-        };
-        nodes.push((rc, Step { address: address.to_owned(), kind, op, region }));
+    let mut node = |id: StepId, kind: &'static Kind, action: Action| {
+        let region = region(&id);
+        nodes.push((Node { id, action }, Step { kind, region }));
     };
     for rc in plan.resources.iter().filter(|r| r.action != Action::NoOp) {
         let a = rc.address.as_str();
@@ -231,11 +257,18 @@ fn steps(stack: &Stack, inv: &Inventory, plan: &Plan) -> StepGraph {
         let wanted_refs = want.get(a).map(|v| refs(kind.fields, v)).unwrap_or_default();
         let actual_refs = actual.get(a).map(|v| refs(kind.fields, v)).unwrap_or_default();
         if fwd(a) {
-            let op = if rc.action == Action::Update { Op::Update } else { Op::Create };
-            node(a.to_owned(), a, kind, op, if op == Op::Create { Action::Create } else { Action::Update });
+            let (phase, act) = if rc.action == Action::Update {
+                (Phase::Update, Action::Update)
+            } else {
+                (Phase::Create, Action::Create)
+            };
+            let me = StepId::new(a, phase);
+            node(me.clone(), kind, act);
             for (t, peer) in &wanted_refs {
                 if !peer && fwd(t) {
-                    edges.push((a.to_owned(), t.clone()));
+                    let phase =
+                        if action.get(t.as_str()) == Some(&Action::Update) { Phase::Update } else { Phase::Create };
+                    edges.push((me.clone(), StepId::new(t, phase)));
                 }
             }
             let late: Vec<&String> = wanted_refs
@@ -246,21 +279,21 @@ fn steps(stack: &Stack, inv: &Inventory, plan: &Plan) -> StepGraph {
                 .map(|(t, _)| t)
                 .collect();
             if !late.is_empty() {
-                let id = format!("{a} (peer rules)");
-                node(id.clone(), a, kind, Op::Peers, Action::Update);
-                edges.push((id.clone(), a.to_owned()));
-                edges.extend(late.into_iter().map(|t| (id.clone(), t.clone())));
+                let id = StepId::new(a, Phase::Peers);
+                node(id.clone(), kind, Action::Update);
+                edges.push((id.clone(), me.clone()));
+                edges.extend(late.into_iter().map(|t| (id.clone(), StepId::new(t, Phase::Create))));
             }
         }
         if let Some(d) = del(a) {
-            node(d.clone(), a, kind, Op::Delete, Action::Delete);
+            node(d.clone(), kind, Action::Delete);
             if rc.action == Action::Replace {
-                edges.push((a.to_owned(), d.clone()));
+                edges.push((StepId::new(a, Phase::Create), d.clone()));
             }
             if actual_refs.iter().any(|(t, peer)| *peer && t != a) {
-                let id = format!("{a} (drop peer rules)");
-                node(id.clone(), a, kind, Op::Unpeer, Action::Update);
-                edges.push((d.clone(), id.clone()));
+                let id = StepId::new(a, Phase::Unpeer);
+                node(id.clone(), kind, Action::Update);
+                edges.push((d.clone(), id));
             }
         }
     }
@@ -275,7 +308,7 @@ fn steps(stack: &Stack, inv: &Inventory, plan: &Plan) -> StepGraph {
             }
             if peer {
                 if del(z).is_some() {
-                    edges.push((dx.clone(), format!("{z} (drop peer rules)")));
+                    edges.push((dx.clone(), StepId::new(z, Phase::Unpeer)));
                 }
             } else if let Some(dz) = del(z) {
                 edges.push((dx.clone(), dz));
@@ -283,7 +316,7 @@ fn steps(stack: &Stack, inv: &Inventory, plan: &Plan) -> StepGraph {
             // A plain delete also waits for in-place updates that drop the reference (a
             // replacement's old half cannot: those updates wait for its new half).
             if action.get(x.as_str()) == Some(&Action::Delete) && rc.action == Action::Update {
-                edges.push((dx, z.to_owned()));
+                edges.push((dx, StepId::new(z, Phase::Update)));
             }
         }
     }
@@ -295,13 +328,13 @@ fn steps(stack: &Stack, inv: &Inventory, plan: &Plan) -> StepGraph {
 /// Carries steps out against AWS, keeping ids and last-applied attributes as it goes.
 struct Exec {
     cx: Cx,
-    steps: BTreeMap<String, Step>,
+    steps: BTreeMap<StepId, Step>,
     /// Desired attributes by address, references as addresses.
     want: BTreeMap<String, Value>,
     ids: Mutex<BTreeMap<String, String>>,
     /// Attributes as they are live (id space), by address.
     have: Mutex<BTreeMap<String, Value>>,
-    attempts: Mutex<BTreeMap<String, u32>>,
+    attempts: Mutex<BTreeMap<StepId, u32>>,
     created: Mutex<Vec<(String, String)>>,
     /// This run, for client tokens.
     run: u64,
@@ -310,12 +343,12 @@ struct Exec {
 impl Exec {
     /// Desired attributes with references resolved to ids and ownership tags added; rules
     /// naming a group without an id yet are left for the peer step (or fail if `all_peers`).
-    fn resolve(&self, step: &Step, all_peers: bool) -> Result<Value, OpError> {
+    fn resolve(&self, id: &StepId, step: &Step, all_peers: bool) -> Result<Value, OpError> {
         let mut v = self
             .want
-            .get(&step.address)
+            .get(&id.address)
             .cloned()
-            .ok_or_else(|| OpError::fatal("resolve", format!("{} is not in the stack", step.address)))?;
+            .ok_or_else(|| OpError::fatal("resolve", format!("{} is not in the stack", id.address)))?;
         let ids = self.ids.lock().unwrap_or_else(|p| p.into_inner()).clone();
         if !all_peers {
             drop_peer_items(step.kind.fields, &mut v, &|t| ids.contains_key(t));
@@ -330,21 +363,21 @@ impl Exec {
         }
         if let Some(Value::Object(tags)) = v.get_mut("tags") {
             tags.insert(STACK_TAG.into(), json!(self.cx.stack));
-            tags.insert(ID_TAG.into(), json!(step.address));
+            tags.insert(ID_TAG.into(), json!(id.address));
         }
         Ok(v)
     }
 
     /// After a failed attempt the resource may be half made: read it again (one describe of
     /// its kind) so the retry continues from what exists instead of creating a second one.
-    async fn refresh(&self, step: &Step) -> Result<(), OpError> {
+    async fn refresh(&self, id: &StepId, step: &Step) -> Result<(), OpError> {
         let lives = step.kind.ops.discover(&self.cx.in_region(&step.region)).await?;
-        let found: Vec<&Live> = lives.iter().filter(|l| l.address == step.address).collect();
+        let found: Vec<&Live> = lives.iter().filter(|l| l.address == id.address).collect();
         let (mut ids, mut have) =
             (self.ids.lock().unwrap_or_else(|p| p.into_inner()), self.have.lock().unwrap_or_else(|p| p.into_inner()));
         if let Some(l) = found.first() {
-            ids.insert(step.address.clone(), l.id.clone());
-            have.insert(step.address.clone(), l.attrs.clone());
+            ids.insert(id.address.clone(), l.id.clone());
+            have.insert(id.address.clone(), l.attrs.clone());
         }
         Ok(())
     }
@@ -361,57 +394,54 @@ impl Exec {
 }
 
 #[async_trait]
-impl Executor for Exec {
-    async fn execute(&self, change: &ResourceChange) -> Result<(), OpError> {
-        let step = self
-            .steps
-            .get(&change.address)
-            .ok_or_else(|| OpError::fatal("walk", format!("unknown step {}", change.address)))?;
+impl Executor<StepId> for Exec {
+    async fn execute(&self, node: &Node<StepId>) -> Result<(), OpError> {
+        let sid = &node.id;
+        let step = self.steps.get(sid).ok_or_else(|| OpError::fatal("walk", format!("unknown step {sid}")))?;
         let attempt = {
             let mut a = self.attempts.lock().unwrap_or_else(|p| p.into_inner());
-            let n = a.entry(change.address.clone()).or_default();
+            let n = a.entry(sid.clone()).or_default();
             *n += 1;
             *n
         };
-        if attempt > 1 && step.op != Op::Delete {
-            self.refresh(step).await?;
+        if attempt > 1 && !sid.deletes() {
+            self.refresh(sid, step).await?;
         }
         let ops = step.kind.ops;
         let cx = self.cx.in_region(&step.region);
-        let id = self.ids.lock().unwrap_or_else(|p| p.into_inner()).get(&step.address).cloned();
-        let have = self.have.lock().unwrap_or_else(|p| p.into_inner()).get(&step.address).cloned();
-        let applied = match (step.op, id, have) {
-            (Op::Delete, Some(id), have) => {
+        let address = &sid.address;
+        let id = self.ids.lock().unwrap_or_else(|p| p.into_inner()).get(address).cloned();
+        let have = self.have.lock().unwrap_or_else(|p| p.into_inner()).get(address).cloned();
+        let applied = match (sid.phase, id, have) {
+            (Phase::Delete | Phase::DeleteOld, Some(id), have) => {
                 ops.delete(&cx, &id, &have.unwrap_or(Value::Null)).await?;
-                self.ids.lock().unwrap_or_else(|p| p.into_inner()).remove(&step.address);
-                self.have.lock().unwrap_or_else(|p| p.into_inner()).remove(&step.address);
+                self.ids.lock().unwrap_or_else(|p| p.into_inner()).remove(address);
+                self.have.lock().unwrap_or_else(|p| p.into_inner()).remove(address);
                 return Ok(());
             }
-            (Op::Delete, None, _) => return Ok(()),
-            (Op::Create, None, _) => {
-                let want = self.resolve(step, false)?;
-                let id = ops.create(&cx, &step.address, &want, &self.token(&step.address, &want)).await?;
-                self.ids.lock().unwrap_or_else(|p| p.into_inner()).insert(step.address.clone(), id.clone());
-                self.created.lock().unwrap_or_else(|p| p.into_inner()).push((step.address.clone(), id));
+            (Phase::Delete | Phase::DeleteOld, None, _) => return Ok(()),
+            (Phase::Create, None, _) => {
+                let want = self.resolve(sid, step, false)?;
+                let id = ops.create(&cx, address, &want, &self.token(address, &want)).await?;
+                self.ids.lock().unwrap_or_else(|p| p.into_inner()).insert(address.clone(), id.clone());
+                self.created.lock().unwrap_or_else(|p| p.into_inner()).push((address.clone(), id));
                 want
             }
-            (Op::Unpeer, Some(id), Some(have)) => {
+            (Phase::Unpeer, Some(id), Some(have)) => {
                 let mut want = have.clone();
                 drop_peer_items(step.kind.fields, &mut want, &|_| false);
                 ops.update(&cx, &id, &have, &want).await?;
                 want
             }
             // Create found it already there (a retry, a rerun), Update, Peers: bring it to want.
-            (op, Some(id), have) => {
-                let want = self.resolve(step, op == Op::Peers)?;
+            (phase, Some(id), have) => {
+                let want = self.resolve(sid, step, phase == Phase::Peers)?;
                 ops.update(&cx, &id, &have.unwrap_or(Value::Null), &want).await?;
                 want
             }
-            (op, None, _) => {
-                return Err(OpError::retryable(format!("{op:?}"), format!("{} does not exist yet", step.address)))
-            }
+            (_, None, _) => return Err(OpError::retryable(sid.to_string(), format!("{address} does not exist yet"))),
         };
-        self.have.lock().unwrap_or_else(|p| p.into_inner()).insert(step.address.clone(), applied);
+        self.have.lock().unwrap_or_else(|p| p.into_inner()).insert(address.clone(), applied);
         Ok(())
     }
 }
@@ -419,7 +449,7 @@ impl Executor for Exec {
 /// What an apply did.
 #[derive(Debug, Default)]
 pub struct Outcome {
-    pub report: Report,
+    pub report: Report<StepId>,
     /// `(address, id)` of everything created.
     pub created: Vec<(String, String)>,
 }
@@ -431,13 +461,13 @@ pub async fn apply(
     inv: &Inventory,
     plan: &Plan,
     opts: &WalkOptions,
-    progress: Option<mpsc::UnboundedSender<Progress>>,
+    progress: Option<mpsc::UnboundedSender<Progress<StepId>>>,
     cancel: CancellationToken,
 ) -> Outcome {
     let StepGraph { nodes, edges, want } = steps(stack, inv, plan);
     let exec = Arc::new(Exec {
         cx: cx.clone(),
-        steps: nodes.iter().map(|(rc, s)| (rc.address.clone(), s.clone())).collect(),
+        steps: nodes.iter().map(|(n, s)| (n.id.clone(), s.clone())).collect(),
         want,
         ids: Mutex::new(inv.ids()),
         have: Mutex::new(inv.live.iter().map(|(a, f)| (a.clone(), f.live.attrs.clone())).collect()),
@@ -445,8 +475,8 @@ pub async fn apply(
         created: Mutex::default(),
         run: rand::random(),
     });
-    let rcs: Vec<ResourceChange> = nodes.into_iter().map(|(rc, _)| rc).collect();
-    let report = walk(&rcs, &edges, exec.clone(), opts, progress, cancel).await;
+    let nodes: Vec<Node<StepId>> = nodes.into_iter().map(|(n, _)| n).collect();
+    let report = walk(&nodes, &edges, exec.clone(), opts, progress, cancel).await;
     let created = exec.created.lock().unwrap_or_else(|p| p.into_inner()).clone();
     Outcome { report, created }
 }
@@ -500,8 +530,9 @@ ingress = [{ protocol = "tcp", from_port = 8080, group = "security_group.alb" }]
         inv
     }
 
-    fn has(edges: &[(String, String)], a: &str, b: &str) -> bool {
-        edges.iter().any(|(x, y)| x == a && y == b)
+    /// Whether `a` waits for `b`, both as the CLI prints step ids.
+    fn has(edges: &[(StepId, StepId)], a: &str, b: &str) -> bool {
+        edges.iter().any(|(x, y)| x.to_string() == a && y.to_string() == b)
     }
 
     #[test]
@@ -509,7 +540,9 @@ ingress = [{ protocol = "tcp", from_port = 8080, group = "security_group.alb" }]
         let s = stack(SRC);
         let inv = Inventory::default();
         let (nodes, edges) = graph(&s, &inv, &plan(&s, &inv));
-        assert!(nodes.contains(&"security_group.alb (peer rules)".to_owned()), "{nodes:?}");
+        let peers = StepId { address: "security_group.alb".into(), phase: Phase::Peers };
+        assert!(nodes.contains(&peers), "{nodes:?}");
+        assert_eq!(peers.to_string(), "security_group.alb (peer rules)");
         assert!(has(&edges, "security_group.alb (peer rules)", "security_group.web"), "{edges:?}");
         assert!(has(&edges, "security_group.web (peer rules)", "security_group.alb"), "{edges:?}");
         // The groups themselves wait only for their VPC, so there is no cycle.

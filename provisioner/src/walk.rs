@@ -1,9 +1,10 @@
 //! The apply walker: carries out steps over their graph with bounded parallelism. Retryable
-//! errors are retried with backoff and jitter up to a per-resource deadline; a failure skips
+//! errors are retried with backoff and jitter up to a per-step deadline; a failure skips
 //! everything that waits for it; a cancel starts nothing new and lets running work finish.
+//! Steps are identified by whatever id the caller gives them (the engine's address + phase).
 
 use crate::error::OpError;
-use crate::plan::{Action, ResourceChange};
+use crate::plan::Action;
 use async_trait::async_trait;
 use rand::RngExt;
 use std::collections::{BTreeMap, BTreeSet};
@@ -13,17 +14,28 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-/// Carries out one resource change against the cloud. Implementations are per kind and
-/// idempotent (client tokens), so a retry or a rerun after a crash never duplicates.
+/// What a step id must be: ordered, printable, shareable between tasks.
+pub trait Id: Ord + Clone + std::fmt::Debug + std::fmt::Display + Send + Sync + 'static {}
+impl<T: Ord + Clone + std::fmt::Debug + std::fmt::Display + Send + Sync + 'static> Id for T {}
+
+/// One step: its id, and the action it carries out (for progress).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node<K> {
+    pub id: K,
+    pub action: Action,
+}
+
+/// Carries out one step against the cloud. Implementations are idempotent (client tokens,
+/// tags at birth), so a retry or a rerun after a crash never duplicates.
 #[async_trait]
-pub trait Executor: Send + Sync {
-    async fn execute(&self, change: &ResourceChange) -> Result<(), OpError>;
+pub trait Executor<K: Id>: Send + Sync {
+    async fn execute(&self, node: &Node<K>) -> Result<(), OpError>;
 }
 
 #[derive(Debug, Clone)]
 pub struct WalkOptions {
     pub parallelism: usize,
-    /// Overall time one resource may take, retries included.
+    /// Overall time one step may take, retries included.
     pub resource_timeout: Duration,
     pub backoff_base: Duration,
     pub backoff_max: Duration,
@@ -40,16 +52,22 @@ impl Default for WalkOptions {
     }
 }
 
-/// What happened to each resource.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Report {
-    pub done: Vec<String>,
-    pub failed: Vec<(String, String)>,
+/// What happened to each step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report<K> {
+    pub done: Vec<K>,
+    pub failed: Vec<(K, String)>,
     /// Not attempted: a dependency failed, or the walk was cancelled first.
-    pub skipped: Vec<String>,
+    pub skipped: Vec<K>,
 }
 
-impl Report {
+impl<K> Default for Report<K> {
+    fn default() -> Self {
+        Self { done: Vec::new(), failed: Vec::new(), skipped: Vec::new() }
+    }
+}
+
+impl<K> Report<K> {
     pub fn ok(&self) -> bool {
         self.failed.is_empty() && self.skipped.is_empty()
     }
@@ -57,76 +75,58 @@ impl Report {
 
 /// Progress events for live output.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Progress {
-    Started(String, Action),
-    Retrying(String, String),
-    Finished(String, Result<(), String>, Duration),
+pub enum Progress<K> {
+    Started(K, Action),
+    Retrying(K, String),
+    Finished(K, Result<(), String>, Duration),
 }
 
 /// Runs steps over their graph: `waits_for` edges `(a, b)` mean `a` starts only after `b`
 /// succeeded (the engine decides them: creates after what they refer to, deletes after what
 /// refers to them, a replacement's old half before its new half).
-pub async fn walk(
-    nodes: &[ResourceChange],
-    waits_for: &[(String, String)],
-    exec: Arc<dyn Executor>,
+pub async fn walk<K: Id>(
+    nodes: &[Node<K>],
+    waits_for: &[(K, K)],
+    exec: Arc<dyn Executor<K>>,
     opts: &WalkOptions,
-    progress: Option<mpsc::UnboundedSender<Progress>>,
+    progress: Option<mpsc::UnboundedSender<Progress<K>>>,
     cancel: CancellationToken,
-) -> Report {
+) -> Report<K> {
     let mut report = Report::default();
-    let nodes: Vec<&ResourceChange> = nodes.iter().collect();
-    phase(&nodes, waits_for, &exec, opts, &progress, &cancel, &mut report).await;
-    report
-}
-
-/// One direction: `waits_for` edges `(a, b)` mean `a` starts only after `b` succeeded.
-async fn phase(
-    nodes: &[&ResourceChange],
-    waits_for: &[(String, String)],
-    exec: &Arc<dyn Executor>,
-    opts: &WalkOptions,
-    progress: &Option<mpsc::UnboundedSender<Progress>>,
-    cancel: &CancellationToken,
-    report: &mut Report,
-) {
-    let in_phase: BTreeSet<&str> = nodes.iter().map(|n| n.address.as_str()).collect();
-    let mut pending: BTreeMap<&str, BTreeSet<&str>> = nodes
+    let ids: BTreeSet<&K> = nodes.iter().map(|n| &n.id).collect();
+    let mut pending: BTreeMap<K, BTreeSet<K>> = nodes
         .iter()
         .map(|n| {
-            let before = waits_for
-                .iter()
-                .filter(|(a, b)| a == &n.address && in_phase.contains(b.as_str()))
-                .map(|(_, b)| b.as_str())
-                .collect();
-            (n.address.as_str(), before)
+            let before =
+                waits_for.iter().filter(|(a, b)| *a == n.id && ids.contains(b)).map(|(_, b)| b.clone()).collect();
+            (n.id.clone(), before)
         })
         .collect();
-    let by_addr: BTreeMap<&str, &ResourceChange> = nodes.iter().map(|n| (n.address.as_str(), *n)).collect();
+    let by_id: BTreeMap<&K, &Node<K>> = nodes.iter().map(|n| (&n.id, n)).collect();
     let sem = Arc::new(Semaphore::new(opts.parallelism.max(1)));
-    let (tx, mut rx) = mpsc::unbounded_channel::<(String, Result<(), String>)>();
+    let (tx, mut rx) = mpsc::unbounded_channel::<(K, Result<(), String>)>();
     let mut running = 0usize;
     loop {
         // Start everything whose prerequisites are done, unless cancelled.
         if !cancel.is_cancelled() {
-            let ready: Vec<&str> = pending.iter().filter(|(_, b)| b.is_empty()).map(|(a, _)| *a).collect();
-            for addr in ready {
-                pending.remove(addr);
+            let ready: Vec<K> = pending.iter().filter(|(_, b)| b.is_empty()).map(|(a, _)| a.clone()).collect();
+            for id in ready {
+                pending.remove(&id);
                 running += 1;
-                let change = by_addr[addr].clone();
+                let node = by_id[&id].clone();
                 let (exec, sem, tx, opts, progress) =
                     (exec.clone(), sem.clone(), tx.clone(), opts.clone(), progress.clone());
                 tokio::spawn(async move {
                     let _permit = sem.acquire_owned().await;
-                    let res = run_one(&change, exec.as_ref(), &opts, progress.as_ref()).await;
-                    let _ = tx.send((change.address.clone(), res));
+                    let res = run_one(&node, exec.as_ref(), &opts, progress.as_ref()).await;
+                    let _ = tx.send((node.id, res));
                 });
             }
         }
         if running == 0 {
             break;
         }
-        let (addr, res) = tokio::select! {
+        let (id, res) = tokio::select! {
             m = rx.recv() => match m { Some(m) => m, None => break },
             _ = cancel.cancelled(), if !cancel.is_cancelled() => continue,
         };
@@ -134,71 +134,71 @@ async fn phase(
         match res {
             Ok(()) => {
                 for b in pending.values_mut() {
-                    b.remove(addr.as_str());
+                    b.remove(&id);
                 }
-                report.done.push(addr);
+                report.done.push(id);
             }
             Err(e) => {
                 // Everything that waits for it, directly or not, is skipped.
-                let mut stack = vec![addr.clone()];
+                let mut stack = vec![id.clone()];
                 while let Some(x) = stack.pop() {
-                    let dependents: Vec<&str> =
-                        pending.iter().filter(|(_, b)| b.contains(x.as_str())).map(|(a, _)| *a).collect();
+                    let dependents: Vec<K> =
+                        pending.iter().filter(|(_, b)| b.contains(&x)).map(|(a, _)| a.clone()).collect();
                     for d in dependents {
-                        pending.remove(d);
-                        report.skipped.push(d.to_owned());
-                        stack.push(d.to_owned());
+                        pending.remove(&d);
+                        report.skipped.push(d.clone());
+                        stack.push(d);
                     }
                 }
-                report.failed.push((addr, e));
+                report.failed.push((id, e));
             }
         }
     }
     // Cancelled (or blocked): what never started is skipped.
-    report.skipped.extend(pending.keys().map(|a| (*a).to_owned()));
+    report.skipped.extend(pending.into_keys());
+    report
 }
 
-async fn run_one(
-    change: &ResourceChange,
-    exec: &dyn Executor,
+async fn run_one<K: Id>(
+    node: &Node<K>,
+    exec: &dyn Executor<K>,
     opts: &WalkOptions,
-    progress: Option<&mpsc::UnboundedSender<Progress>>,
+    progress: Option<&mpsc::UnboundedSender<Progress<K>>>,
 ) -> Result<(), String> {
     let started = Instant::now();
     let deadline = started + opts.resource_timeout;
-    let say = |p: Progress| {
+    let say = |p: Progress<K>| {
         if let Some(tx) = progress {
             let _ = tx.send(p);
         }
     };
-    say(Progress::Started(change.address.clone(), change.action));
+    say(Progress::Started(node.id.clone(), node.action));
     let mut attempt: u32 = 0;
     let res = loop {
-        match exec.execute(change).await {
+        match exec.execute(node).await {
             Ok(()) => break Ok(()),
             Err(e) if !e.is_retryable() => break Err(e.to_string()),
+            // Not found is retried too: an id right after its creation is not visible yet.
             Err(e) => {
-                // Not found is retried too: an id right after its creation is not visible yet.
                 let e = e.brief();
                 let cap = opts.backoff_base.saturating_mul(1u32 << attempt.min(16)).min(opts.backoff_max);
                 let delay = Duration::from_millis(rand::rng().random_range(0..=cap.as_millis() as u64));
                 if Instant::now() + delay >= deadline {
                     break Err(format!("gave up after {:?}: {e}", started.elapsed()));
                 }
-                say(Progress::Retrying(change.address.clone(), e));
+                say(Progress::Retrying(node.id.clone(), e));
                 tokio::time::sleep(delay).await;
                 attempt += 1;
             }
         }
     };
-    say(Progress::Finished(change.address.clone(), res.clone(), started.elapsed()));
+    say(Progress::Finished(node.id.clone(), res.clone(), started.elapsed()));
     res
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::Plan;
     use std::sync::Mutex;
 
     /// Records the order of operations and fails or throttles where told.
@@ -214,9 +214,9 @@ mod tests {
     }
 
     #[async_trait]
-    impl Executor for Fake {
-        async fn execute(&self, c: &ResourceChange) -> Result<(), OpError> {
-            if let Some(n) = self.throttle_first.lock().unwrap().get_mut(&c.address) {
+    impl Executor<String> for Fake {
+        async fn execute(&self, c: &Node<String>) -> Result<(), OpError> {
+            if let Some(n) = self.throttle_first.lock().unwrap().get_mut(&c.id) {
                 if *n > 0 {
                     *n -= 1;
                     return Err(OpError::retryable("Test", "Throttling"));
@@ -228,31 +228,21 @@ mod tests {
                 let mut m = self.max_running.lock().unwrap();
                 *m = (*m).max(*r);
             }
-            self.log.lock().unwrap().push((c.address.clone(), "start"));
+            self.log.lock().unwrap().push((c.id.clone(), "start"));
             if let Some(t) = &self.cancel_on_start {
                 t.cancel();
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
-            self.log.lock().unwrap().push((c.address.clone(), "end"));
+            self.log.lock().unwrap().push((c.id.clone(), "end"));
             *self.running.lock().unwrap() -= 1;
-            if self.fail.contains(&c.address.as_str()) {
+            if self.fail.contains(&c.id.as_str()) {
                 return Err(OpError::fatal("Test", "InvalidParameterValue"));
             }
             Ok(())
         }
     }
 
-    fn change(addr: &str, action: Action) -> ResourceChange {
-        ResourceChange {
-            address: addr.into(),
-            kind: addr.split('.').next().unwrap().into(),
-            action,
-            changes: vec![],
-            replace_reasons: vec![],
-        }
-    }
-
-    fn net_plan(action: Action) -> (Plan, Vec<(String, String)>) {
+    fn net_plan(action: Action) -> (Vec<Node<String>>, Vec<(String, String)>) {
         let addrs = ["vpc.v", "subnet.a", "subnet.b", "internet_gateway.i", "route_table.r", "security_group.s"];
         let deps = [
             ("subnet.a", "vpc.v"),
@@ -264,8 +254,8 @@ mod tests {
             ("route_table.r", "subnet.b"),
             ("security_group.s", "vpc.v"),
         ];
-        let plan = Plan { resources: addrs.iter().map(|a| change(a, action)).collect(), security: vec![] };
-        (plan, deps.iter().map(|(a, b)| ((*a).to_owned(), (*b).to_owned())).collect())
+        let nodes = addrs.iter().map(|a| Node { id: (*a).to_owned(), action }).collect();
+        (nodes, deps.iter().map(|(a, b)| ((*a).to_owned(), (*b).to_owned())).collect())
     }
 
     fn opts(p: usize) -> WalkOptions {
@@ -285,7 +275,7 @@ mod tests {
     async fn creates_follow_dependencies_deletes_go_in_reverse() {
         let (plan, deps) = net_plan(Action::Create);
         let fake = Arc::new(Fake::default());
-        let r = walk(&plan.resources, &deps, fake.clone(), &opts(10), None, CancellationToken::new()).await;
+        let r = walk(&plan, &deps, fake.clone(), &opts(10), None, CancellationToken::new()).await;
         assert!(r.ok() && r.done.len() == 6, "{r:?}");
         let log = fake.log.lock().unwrap().clone();
         for (a, b) in &deps {
@@ -296,7 +286,7 @@ mod tests {
         let (plan, deps) = net_plan(Action::Delete);
         let fake = Arc::new(Fake::default());
         let back: Vec<(String, String)> = deps.iter().map(|(a, b)| (b.clone(), a.clone())).collect();
-        let r = walk(&plan.resources, &back, fake.clone(), &opts(10), None, CancellationToken::new()).await;
+        let r = walk(&plan, &back, fake.clone(), &opts(10), None, CancellationToken::new()).await;
         assert!(r.ok());
         let log = fake.log.lock().unwrap().clone();
         for (a, b) in &deps {
@@ -308,7 +298,7 @@ mod tests {
     async fn parallelism_is_bounded() {
         let (plan, deps) = net_plan(Action::Create);
         let fake = Arc::new(Fake::default());
-        walk(&plan.resources, &deps, fake.clone(), &opts(1), None, CancellationToken::new()).await;
+        walk(&plan, &deps, fake.clone(), &opts(1), None, CancellationToken::new()).await;
         assert_eq!(*fake.max_running.lock().unwrap(), 1);
     }
 
@@ -316,7 +306,7 @@ mod tests {
     async fn a_failure_skips_its_dependents_only() {
         let (plan, deps) = net_plan(Action::Create);
         let fake = Arc::new(Fake { fail: vec!["subnet.a"], ..Default::default() });
-        let r = walk(&plan.resources, &deps, fake.clone(), &opts(10), None, CancellationToken::new()).await;
+        let r = walk(&plan, &deps, fake.clone(), &opts(10), None, CancellationToken::new()).await;
         assert_eq!(r.failed.len(), 1);
         assert_eq!(r.failed[0].0, "subnet.a");
         assert_eq!(r.skipped, ["route_table.r"]);
@@ -329,7 +319,7 @@ mod tests {
         let fake = Arc::new(Fake::default());
         fake.throttle_first.lock().unwrap().insert("vpc.v".into(), 3);
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let r = walk(&plan.resources, &deps, fake.clone(), &opts(10), Some(tx), CancellationToken::new()).await;
+        let r = walk(&plan, &deps, fake.clone(), &opts(10), Some(tx), CancellationToken::new()).await;
         assert!(r.ok(), "{r:?}");
         let mut retries = 0;
         while let Ok(p) = rx.try_recv() {
@@ -345,7 +335,7 @@ mod tests {
         let (plan, deps) = net_plan(Action::Create);
         let cancel = CancellationToken::new();
         let fake = Arc::new(Fake { cancel_on_start: Some(cancel.clone()), ..Default::default() });
-        let r = walk(&plan.resources, &deps, fake.clone(), &opts(10), None, cancel).await;
+        let r = walk(&plan, &deps, fake.clone(), &opts(10), None, cancel).await;
         assert_eq!(r.done, ["vpc.v"], "the running create finished");
         assert_eq!(r.skipped.len(), 5);
         let log = fake.log.lock().unwrap().clone();
