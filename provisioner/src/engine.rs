@@ -153,7 +153,7 @@ pub async fn discover(cx: &Cx, stack: &Stack, also: &BTreeSet<String>) -> Result
 
 /// Plans `stack` against the inventory.
 pub fn plan(stack: &Stack, inv: &Inventory) -> Plan {
-    crate::plan::plan(stack, &inv.actual())
+    crate::plan::plan(stack, &inv.actual(), &inv.outputs())
 }
 
 /// What a step does to its resource.
@@ -334,6 +334,10 @@ struct Exec {
     ids: Mutex<BTreeMap<String, String>>,
     /// Attributes as they are live (id space), by address.
     have: Mutex<BTreeMap<String, Value>>,
+    /// Outputs (`id` included) by address, for `${kind.name.output}`.
+    outputs: Mutex<BTreeMap<String, Map<String, Value>>>,
+    /// Kind and region of every resource the stack declares or owns, to read one again.
+    places: BTreeMap<String, Step>,
     attempts: Mutex<BTreeMap<StepId, u32>>,
     created: Mutex<Vec<(String, String)>>,
     /// This run, for client tokens.
@@ -361,6 +365,15 @@ impl Exec {
         if let Some(m) = missing {
             return Err(OpError::retryable("resolve", format!("{m} has no id yet")));
         }
+        let outputs = self.outputs.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let known = |a: &str, o: &str| {
+            let v = outputs.get(a)?.get(o)?;
+            Some(v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+        };
+        crate::schema::substitute_all(&mut v, &known);
+        if let Some(m) = crate::schema::interpolated(&v).first() {
+            return Err(OpError::retryable("resolve", format!("{m} has no such output yet")));
+        }
         if let Some(Value::Object(tags)) = v.get_mut("tags") {
             tags.insert(STACK_TAG.into(), json!(self.cx.stack));
             tags.insert(ID_TAG.into(), json!(id.address));
@@ -370,14 +383,34 @@ impl Exec {
 
     /// After a failed attempt the resource may be half made: read it again (one describe of
     /// its kind) so the retry continues from what exists instead of creating a second one.
-    async fn refresh(&self, id: &StepId, step: &Step) -> Result<(), OpError> {
+    /// Also how the outputs of a resource made in this run become known.
+    async fn refresh(&self, address: &str, step: &Step) -> Result<(), OpError> {
         let lives = step.kind.ops.discover(&self.cx.in_region(&step.region)).await?;
-        let found: Vec<&Live> = lives.iter().filter(|l| l.address == id.address).collect();
-        let (mut ids, mut have) =
-            (self.ids.lock().unwrap_or_else(|p| p.into_inner()), self.have.lock().unwrap_or_else(|p| p.into_inner()));
+        let found: Vec<&Live> = lives.iter().filter(|l| l.address == address).collect();
+        let (mut ids, mut have, mut outputs) = (
+            self.ids.lock().unwrap_or_else(|p| p.into_inner()),
+            self.have.lock().unwrap_or_else(|p| p.into_inner()),
+            self.outputs.lock().unwrap_or_else(|p| p.into_inner()),
+        );
         if let Some(l) = found.first() {
-            ids.insert(id.address.clone(), l.id.clone());
-            have.insert(id.address.clone(), l.attrs.clone());
+            ids.insert(address.to_owned(), l.id.clone());
+            have.insert(address.to_owned(), l.attrs.clone());
+            let mut o = l.outputs.clone();
+            o.insert("id".into(), json!(l.id));
+            outputs.insert(address.to_owned(), o);
+        }
+        Ok(())
+    }
+
+    /// Reads again the resources whose outputs `want` uses and that were made in this run
+    /// (their outputs are known only from a read).
+    async fn learn_outputs(&self, want: &Value) -> Result<(), OpError> {
+        for target in crate::schema::interpolated(want) {
+            let known = self.outputs.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&target);
+            let made = self.ids.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&target);
+            if let (false, true, Some(place)) = (known, made, self.places.get(&target)) {
+                self.refresh(&target, place).await?;
+            }
         }
         Ok(())
     }
@@ -405,7 +438,10 @@ impl Executor<StepId> for Exec {
             *n
         };
         if attempt > 1 && !sid.deletes() {
-            self.refresh(sid, step).await?;
+            self.refresh(&sid.address, step).await?;
+        }
+        if let Some(w) = self.want.get(&sid.address).filter(|_| !sid.deletes()) {
+            self.learn_outputs(w).await?;
         }
         let ops = step.kind.ops;
         let cx = self.cx.in_region(&step.region);
@@ -417,6 +453,7 @@ impl Executor<StepId> for Exec {
                 ops.delete(&cx, &id, &have.unwrap_or(Value::Null)).await?;
                 self.ids.lock().unwrap_or_else(|p| p.into_inner()).remove(address);
                 self.have.lock().unwrap_or_else(|p| p.into_inner()).remove(address);
+                self.outputs.lock().unwrap_or_else(|p| p.into_inner()).remove(address);
                 return Ok(());
             }
             (Phase::Delete | Phase::DeleteOld, None, _) => return Ok(()),
@@ -424,6 +461,8 @@ impl Executor<StepId> for Exec {
                 let want = self.resolve(sid, step, false)?;
                 let id = ops.create(&cx, address, &want, &self.token(address, &want)).await?;
                 self.ids.lock().unwrap_or_else(|p| p.into_inner()).insert(address.clone(), id.clone());
+                // Its other outputs are read when something uses them.
+                self.outputs.lock().unwrap_or_else(|p| p.into_inner()).remove(address);
                 self.created.lock().unwrap_or_else(|p| p.into_inner()).push((address.clone(), id));
                 want
             }
@@ -465,10 +504,26 @@ pub async fn apply(
     cancel: CancellationToken,
 ) -> Outcome {
     let StepGraph { nodes, edges, want } = steps(stack, inv, plan);
+    let mut places: BTreeMap<String, Step> =
+        inv.live.iter().map(|(a, f)| (a.clone(), Step { kind: f.kind, region: f.region.clone() })).collect();
+    for r in &stack.resources {
+        places.insert(r.address(), Step { kind: r.kind, region: stack.region_of(r).to_owned() });
+    }
+    let outputs = inv
+        .live
+        .iter()
+        .map(|(a, f)| {
+            let mut o = f.live.outputs.clone();
+            o.insert("id".into(), json!(f.live.id));
+            (a.clone(), o)
+        })
+        .collect();
     let exec = Arc::new(Exec {
         cx: cx.clone(),
         steps: nodes.iter().map(|(n, s)| (n.id.clone(), s.clone())).collect(),
         want,
+        outputs: Mutex::new(outputs),
+        places,
         ids: Mutex::new(inv.ids()),
         have: Mutex::new(inv.live.iter().map(|(a, f)| (a.clone(), f.live.attrs.clone())).collect()),
         attempts: Mutex::default(),

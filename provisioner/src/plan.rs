@@ -207,15 +207,21 @@ fn all_fields(kind: &Kind, v: &Value, creating: bool) -> Vec<AttrChange> {
 }
 
 /// Plans `stack` against what exists: `actual` maps addresses (from the ownership tags) to
-/// their attributes in the declared shape. Deletes come only from "exists, no longer declared".
-pub fn plan(stack: &Stack, actual: &BTreeMap<String, Value>) -> Plan {
+/// their attributes in the declared shape, `outputs` addresses to their `id` and outputs (for
+/// `${kind.name.output}`; one not known yet stays as written, so it shows as a change).
+/// Deletes come only from "exists, no longer declared".
+pub fn plan(stack: &Stack, actual: &BTreeMap<String, Value>, outputs: &Value) -> Plan {
     let mut p = Plan::default();
     let mut wanted = BTreeMap::new();
+    let known =
+        |a: &str, o: &str| outputs.get(a)?.get(o).map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned));
     for r in &stack.resources {
         let addr = r.address();
         let d = desired(r, stack);
-        let change = diff(r.kind, &addr, Some(&d), actual.get(&addr));
-        security_changes(r.kind, &addr, Some(&d), actual.get(&addr), &mut p.security);
+        let mut resolved = d.clone();
+        crate::schema::substitute_all(&mut resolved, &known);
+        let change = diff(r.kind, &addr, Some(&resolved), actual.get(&addr));
+        security_changes(r.kind, &addr, Some(&resolved), actual.get(&addr), &mut p.security);
         p.resources.push(change);
         wanted.insert(addr, (r.kind, d));
     }
@@ -476,10 +482,10 @@ ingress = [{ protocol = "tcp", from_port = 443, cidr = "0.0.0.0/0" }]
     #[test]
     fn everything_new_is_created_and_in_sync_is_no_change() {
         let s = stack(BASE);
-        let p = plan(&s, &BTreeMap::new());
+        let p = plan(&s, &BTreeMap::new(), &Value::Null);
         assert_eq!(p.summary(), (3, 0, 0));
         assert!(p.resources.iter().all(|r| r.action == Action::Create));
-        let p = plan(&s, &actual_of(&s));
+        let p = plan(&s, &actual_of(&s), &Value::Null);
         assert!(!p.has_changes());
         assert!(render(&p, false).contains("No changes."));
     }
@@ -492,7 +498,7 @@ ingress = [{ protocol = "tcp", from_port = 443, cidr = "0.0.0.0/0" }]
                 .replace("cidr = \"10.0.1.0/24\"", "cidr = \"10.0.2.0/24\"")
                 .replace("cidr = \"10.0.0.0/16\"", "cidr = \"10.0.0.0/16\"\ndns_hostnames = false"),
         );
-        let p = plan(&new, &actual_of(&old));
+        let p = plan(&new, &actual_of(&old), &Value::Null);
         let by = |a: &str| p.resources.iter().find(|r| r.address == a).unwrap();
         assert_eq!(by("vpc.main").action, Action::Update);
         assert_eq!(by("subnet.a").action, Action::Replace);
@@ -516,7 +522,7 @@ ingress = [{ protocol = "tcp", from_port = 443, cidr = "0.0.0.0/0" }]
             "ingress = [{ protocol = \"tcp\", from_port = 443, cidr = \"0.0.0.0/0\" }]",
             "ingress = [{ protocol = \"tcp\", from_port = 80, cidr = \"0.0.0.0/0\", description = \"HTTP\" }]",
         ));
-        let p = plan(&new, &actual_of(&old));
+        let p = plan(&new, &actual_of(&old), &Value::Null);
         assert_eq!(p.resources.iter().find(|r| r.address == "eip.old").unwrap().action, Action::Delete);
         assert_eq!(p.security.len(), 2);
         let text = render(&p, false);
@@ -543,7 +549,7 @@ ingress = [{ protocol = "tcp", from_port = 443, cidr = "0.0.0.0/0" }]
         };
         let r1 = "{ protocol = \"tcp\", from_port = 443, cidr = \"0.0.0.0/0\" }";
         let r2 = "{ protocol = \"tcp\", from_port = 80, cidr = \"0.0.0.0/0\" }";
-        let p = plan(&two(r1, r2), &actual_of(&two(r2, r1)));
+        let p = plan(&two(r1, r2), &actual_of(&two(r2, r1)), &Value::Null);
         assert!(!p.has_changes());
         assert!(p.security.is_empty());
     }

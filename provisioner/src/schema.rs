@@ -168,7 +168,8 @@ fn visit_ty(ty: &FieldType, v: &mut Value, f: &mut dyn FnMut(&mut Value, bool)) 
     }
 }
 
-/// The references in `v` (an object with the declared `fields`): `(target, is_peer)`.
+/// The references in `v` (an object with the declared `fields`): `(target, is_peer)`. Outputs
+/// used inside strings (`${kind.name.output}`) are references too (never peers).
 pub fn refs(fields: &[Field], v: &Value) -> Vec<(String, bool)> {
     let mut out = Vec::new();
     visit_refs(fields, &mut v.clone(), &mut |x, peer| {
@@ -176,6 +177,11 @@ pub fn refs(fields: &[Field], v: &Value) -> Vec<(String, bool)> {
             out.push((s.to_owned(), peer));
         }
     });
+    for fd in fields {
+        if let Some(x) = v.get(fd.name) {
+            out.extend(interpolated(x).into_iter().map(|a| (a, false)));
+        }
+    }
     out
 }
 
@@ -249,6 +255,80 @@ pub fn sample<'a>(fields: impl IntoIterator<Item = &'a Field>) -> Value {
         }
     }
     Value::Object(fields.into_iter().map(|f| (f.name.to_owned(), of(&f.ty))).collect())
+}
+
+/// The `${kind.name.output}` references inside a string, as `(address, output)`.
+pub fn interpolations(s: &str) -> Vec<(&str, &str)> {
+    let mut out = Vec::new();
+    let mut rest = s;
+    while let Some(i) = rest.find("${") {
+        let after = &rest[i + 2..];
+        let Some(end) = after.find('}') else { break };
+        if let Some(r) = output_ref(&after[..end]) {
+            out.push(r);
+        }
+        rest = &after[end + 1..];
+    }
+    out
+}
+
+/// `kind.name.output` as `(address, output)`; `None` for anything else (variables included).
+pub fn output_ref(expr: &str) -> Option<(&str, &str)> {
+    let (address, output) = expr.rsplit_once('.')?;
+    let (kind, name) = address.split_once('.')?;
+    let ident = |x: &str| !x.is_empty() && x.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    (kind != "var" && ident(kind) && ident(name) && ident(output)).then_some((address, output))
+}
+
+/// Replaces every `${kind.name.output}` in `s` that `value` knows; the others stay as written.
+pub fn substitute(s: &str, value: &dyn Fn(&str, &str) -> Option<String>) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(i) = rest.find("${") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 2..];
+        let Some(end) = after.find('}') else { break };
+        let expr = &after[..end];
+        match output_ref(expr).and_then(|(a, o)| value(a, o)) {
+            Some(v) => out.push_str(&v),
+            None => {
+                out.push_str("${");
+                out.push_str(expr);
+                out.push('}');
+            }
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Applies [`substitute`] to every string inside `v`.
+pub fn substitute_all(v: &mut Value, value: &dyn Fn(&str, &str) -> Option<String>) {
+    match v {
+        Value::String(s) if s.contains("${") => *s = substitute(s, value),
+        Value::Array(items) => items.iter_mut().for_each(|i| substitute_all(i, value)),
+        Value::Object(m) => m.values_mut().for_each(|i| substitute_all(i, value)),
+        _ => {}
+    }
+}
+
+/// The addresses `v` names through `${...}` inside its strings.
+pub fn interpolated(v: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut walk = |s: &str| out.extend(interpolations(s).into_iter().map(|(a, _)| a.to_owned()));
+    fn visit(v: &Value, f: &mut dyn FnMut(&str)) {
+        match v {
+            Value::String(s) => f(s),
+            Value::Array(items) => items.iter().for_each(|i| visit(i, f)),
+            Value::Object(m) => m.values().for_each(|i| visit(i, f)),
+            _ => {}
+        }
+    }
+    visit(v, &mut walk);
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// JSON Schema of a table with these fields.

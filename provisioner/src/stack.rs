@@ -88,8 +88,18 @@ impl Stack {
 }
 
 fn collect_refs(ty: &FieldType, v: &Val, span: &Span, f: &mut dyn FnMut(&str, Span)) {
+    if let Val::Str(s) = v {
+        for (address, _) in crate::schema::interpolations(s) {
+            f(address, span.clone());
+        }
+    }
     match (ty, v) {
         (FieldType::Ref(_), Val::Str(s)) => f(s, span.clone()),
+        (FieldType::StringMap, Val::Table(t)) => {
+            for (iv, is) in t.values() {
+                collect_refs(&FieldType::String, iv, is, f);
+            }
+        }
         (FieldType::List(inner), Val::List(items)) => {
             for (iv, is) in items {
                 collect_refs(inner, iv, is, f);
@@ -270,6 +280,7 @@ pub fn load(file: &str, src: &str, vars: &BTreeMap<String, String>) -> Result<St
     }
     let stack = Stack { file: file.to_owned(), name, region, tags, resources };
     check_references(&stack, &mut d);
+    check_outputs(&stack, &mut d);
     check_cycles(&stack, &mut d);
     for r in &stack.resources {
         (r.kind.check)(r, &stack, &mut d);
@@ -291,11 +302,19 @@ impl Ctx<'_> {
     /// Replaces `${var.NAME}`; an undefined name is reported at the value (and gives `None`).
     fn subst(&self, s: &str, span: Span, d: &mut Diags) -> Option<String> {
         let before = d.items.len();
-        let out = self.subst_inner(s, span, d);
+        let out = self.subst_inner(s, span, false, d);
         (d.items.len() == before).then_some(out)
     }
 
-    fn subst_inner(&self, s: &str, span: Span, d: &mut Diags) -> String {
+    /// As [`Ctx::subst`], keeping `${kind.name.output}` for the engine to fill in (checked once
+    /// every resource is read).
+    fn subst_refs(&self, s: &str, span: Span, d: &mut Diags) -> Option<String> {
+        let before = d.items.len();
+        let out = self.subst_inner(s, span, true, d);
+        (d.items.len() == before).then_some(out)
+    }
+
+    fn subst_inner(&self, s: &str, span: Span, refs: bool, d: &mut Diags) -> String {
         let mut out = String::new();
         let mut rest = s;
         while let Some(i) = rest.find("${") {
@@ -318,6 +337,17 @@ impl Ctx<'_> {
                         ))),
                     ),
                 },
+                None if refs && crate::schema::output_ref(expr).is_some() => {
+                    out.push_str("${");
+                    out.push_str(expr);
+                    out.push('}');
+                }
+                None if refs => d.error(
+                    "bad-variable",
+                    span.clone(),
+                    format!("`${{{expr}}}` is neither a variable nor another resource's output"),
+                    Some("write ${var.NAME} or ${kind.name.output}".into()),
+                ),
                 None => d.error(
                     "bad-variable",
                     span.clone(),
@@ -389,7 +419,7 @@ impl Ctx<'_> {
                         match v.as_value().and_then(Value::as_str) {
                             Some(s) => {
                                 let sp = item_span(v, self.src);
-                                let v = self.subst(s, sp.clone(), d).map_or(Val::Invalid, Val::Str);
+                                let v = self.subst_refs(s, sp.clone(), d).map_or(Val::Invalid, Val::Str);
                                 m.insert(k.to_owned(), (v, sp));
                             }
                             None => {
@@ -447,7 +477,7 @@ impl Ctx<'_> {
         let v = item.as_value();
         match ty {
             FieldType::String => match v.and_then(Value::as_str) {
-                Some(s) => Some(self.subst(s, span.clone(), d).map_or(Val::Invalid, Val::Str)),
+                Some(s) => Some(self.subst_refs(s, span.clone(), d).map_or(Val::Invalid, Val::Str)),
                 None => wrong(d, None),
             },
             FieldType::Bool => match v.and_then(Value::as_bool) {
@@ -578,6 +608,56 @@ fn check_ref_value(stack: &Stack, ty: &FieldType, v: &Val, span: &Span, from: &s
             }
         }
         _ => {}
+    }
+}
+
+/// Every `${kind.name.output}` names a resource of this stack and an output its kind has.
+fn check_outputs(stack: &Stack, d: &mut Diags) {
+    fn strings<'a>(v: &'a Val, span: &'a Span, out: &mut Vec<(&'a str, &'a Span)>) {
+        match v {
+            Val::Str(s) => out.push((s, span)),
+            Val::List(items) => items.iter().for_each(|(v, s)| strings(v, s, out)),
+            Val::Table(t) => t.values().for_each(|(v, s)| strings(v, s, out)),
+            _ => {}
+        }
+    }
+    for r in &stack.resources {
+        let mut found = Vec::new();
+        for (v, s) in r.fields.values() {
+            strings(v, s, &mut found);
+        }
+        for (s, span) in found {
+            for (address, output) in crate::schema::interpolations(s) {
+                let Some(target) = stack.get(address) else {
+                    let names: Vec<String> = stack.resources.iter().map(Resource::address).collect();
+                    d.error(
+                        "missing-reference",
+                        span.clone(),
+                        format!("{} uses `${{{address}.{output}}}`, but `{address}` is not in this stack", r.address()),
+                        closest(address, names.iter().map(String::as_str))
+                            .or(Some(format!("declare [{address}] or use an existing resource"))),
+                    );
+                    continue;
+                };
+                let outputs: Vec<&str> = target.kind.outputs.iter().map(|(n, _)| *n).collect();
+                if output != "id" && !outputs.contains(&output) {
+                    d.error(
+                        "unknown-output",
+                        span.clone(),
+                        format!(
+                            "{} uses `${{{address}.{output}}}`, but a {} has no output `{output}`",
+                            r.address(),
+                            target.kind.name
+                        ),
+                        closest(output, outputs.iter().copied()).or(Some(format!(
+                            "outputs of {}: {}",
+                            target.kind.name,
+                            outputs.join(", ")
+                        ))),
+                    );
+                }
+            }
+        }
     }
 }
 

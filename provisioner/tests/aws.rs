@@ -637,3 +637,55 @@ async fn log_groups_on_the_same_engine() {
     ok(&run(&ep, &["destroy", path, "--yes"]), 0, "destroy");
     assert!(groups().await.is_empty(), "nothing left");
 }
+
+/// `${kind.name.output}` inside strings: checked before any call, ordering creation, filled in
+/// from a resource made in the same apply, and no perpetual diff afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outputs_used_inside_strings() {
+    let moto = Moto::start().await;
+    let proxy = Proxy::start(&moto.url).await;
+    let ep = proxy.url.clone();
+    let src = |name: &str, arn: &str| {
+        format!(
+            "[stack]\nname = \"interp\"\nregion = \"eu-central-1\"\n\n\
+             [vpc.main]\ncidr = \"10.0.0.0/16\"\ntags = {{ logs = \"group ${{{name}}}\", arn = \"${{{arn}}}\" }}\n\n\
+             [log_group.web]\nretention_days = 7\n"
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("stack.toml");
+    let path = path.to_str().unwrap();
+
+    for (name, arn, code, hint) in [
+        ("log_group.nope.name", "log_group.web.arn", "missing-reference", "log_group.web"),
+        ("log_group.web.name", "log_group.web.size", "unknown-output", "outputs of log_group"),
+        ("log_group.web", "log_group.web.arn", "bad-variable", "${kind.name.output}"),
+    ] {
+        std::fs::write(path, src(name, arn)).unwrap();
+        let r = run(&ep, &["plan", path]);
+        ok(&r, 1, name);
+        assert!(r.2.contains(code) && r.2.contains(hint), "{name}: {}", r.2);
+    }
+    assert!(proxy.take_calls().is_empty(), "refused before any call");
+
+    std::fs::write(path, src("log_group.web.name", "log_group.web.arn")).unwrap();
+    let r = run(&ep, &["plan", path]);
+    ok(&r, 2, "plan from empty");
+    assert!(r.1.contains("\"group ${log_group.web.name}\""), "not known before it exists:\n{}", r.1);
+    ok(&run(&ep, &["apply", path, "--yes"]), 0, "apply");
+    let calls: Vec<String> = proxy.take_calls().into_iter().filter(mutating).map(|c| c.action).collect();
+    let at = |a: &str| calls.iter().position(|c| c.ends_with(a)).unwrap_or_else(|| panic!("{a} in {calls:?}"));
+    assert!(at("CreateLogGroup") < at("CreateVpc"), "the group before what uses its outputs: {calls:?}");
+    let f = aws_sdk_ec2::types::Filter::builder().name("tag:provisioner:stack").values("interp").build();
+    let vpcs = moto.ec2().describe_vpcs().filters(f).send().await.unwrap();
+    let tags: BTreeMap<String, String> =
+        vpcs.vpcs()[0].tags().iter().map(|t| (t.key().unwrap().to_owned(), t.value().unwrap().to_owned())).collect();
+    assert_eq!(tags["logs"], "group /interp/web");
+    assert!(
+        tags["arn"].starts_with("arn:aws:logs:eu-central-1:") && tags["arn"].ends_with(":log-group:/interp/web"),
+        "{tags:?}"
+    );
+    let r = run(&ep, &["plan", path]);
+    ok(&r, 0, "plan after apply: the filled-in values are what is live");
+    ok(&run(&ep, &["destroy", path, "--yes"]), 0, "destroy");
+}
