@@ -17,7 +17,7 @@ const STACK: &str = "stacks/prod.toml";
 fn load() -> provisioner::stack::Stack {
     let path = format!("{}/../{STACK}", env!("CARGO_MANIFEST_DIR"));
     let src = std::fs::read_to_string(&path).expect("stack file");
-    provisioner::stack::load(&path, &src, &BTreeMap::new()).expect("valid stack")
+    provisioner::load(&path, &src, &BTreeMap::new()).expect("valid stack")
 }
 
 fn median(mut v: Vec<f64>) -> f64 {

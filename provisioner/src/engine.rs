@@ -4,7 +4,7 @@
 
 use crate::error::{Class, OpError};
 use crate::kinds;
-use crate::plan::{desired, Action, Plan};
+use crate::plan::{desired, Action, Actual, Plan};
 use crate::provider::{Cx, Live, ID_TAG, STACK_TAG};
 use crate::schema::{drop_peer_items, refs, visit_refs, Kind};
 use crate::stack::Stack;
@@ -43,7 +43,7 @@ impl Inventory {
 
     /// Attributes in the declared shape with references as addresses: what `plan` compares.
     /// Ownership tags are bookkeeping and left out.
-    pub fn actual(&self) -> BTreeMap<String, Value> {
+    pub fn actual(&self) -> Actual {
         let by_id: BTreeMap<&str, &str> =
             self.live.iter().filter(|(a, _)| !a.contains('#')).map(|(a, f)| (f.live.id.as_str(), a.as_str())).collect();
         self.live
@@ -60,7 +60,7 @@ impl Inventory {
                     tags.retain(|k, _| !k.starts_with("provisioner:"));
                 }
                 (kind.normalize)(&mut v);
-                (addr.clone(), v)
+                (addr.clone(), (*kind, v))
             })
             .collect()
     }
@@ -231,7 +231,7 @@ fn steps(stack: &Stack, inv: &Inventory, plan: &Plan) -> StepGraph {
         want.insert(r.address(), desired(r, stack));
     }
     let action: BTreeMap<&str, Action> = plan.resources.iter().map(|r| (r.address.as_str(), r.action)).collect();
-    let kind_of = |a: &str| a.split('.').next().and_then(kinds::find);
+    let kind_of = |a: &str| stack.get(a).map(|r| r.kind).or_else(|| inv.live.get(a).map(|f| f.kind));
     let fwd = |a: &str| matches!(action.get(a), Some(Action::Create | Action::Update | Action::Replace));
     let del = |a: &str| match action.get(a) {
         Some(Action::Replace) => Some(StepId::new(a, Phase::DeleteOld)),
@@ -255,7 +255,7 @@ fn steps(stack: &Stack, inv: &Inventory, plan: &Plan) -> StepGraph {
         let a = rc.address.as_str();
         let Some(kind) = kind_of(a) else { continue };
         let wanted_refs = want.get(a).map(|v| refs(kind.fields, v)).unwrap_or_default();
-        let actual_refs = actual.get(a).map(|v| refs(kind.fields, v)).unwrap_or_default();
+        let actual_refs = actual.get(a).map(|(_, v)| refs(kind.fields, v)).unwrap_or_default();
         if fwd(a) {
             let (phase, act) = if rc.action == Action::Update {
                 (Phase::Update, Action::Update)
@@ -301,7 +301,7 @@ fn steps(stack: &Stack, inv: &Inventory, plan: &Plan) -> StepGraph {
     for rc in plan.resources.iter() {
         let z = rc.address.as_str();
         let Some(kind) = kind_of(z) else { continue };
-        for (x, peer) in actual.get(z).map(|v| refs(kind.fields, v)).unwrap_or_default() {
+        for (x, peer) in actual.get(z).map(|(_, v)| refs(kind.fields, v)).unwrap_or_default() {
             let Some(dx) = del(&x) else { continue };
             if x == z {
                 continue;

@@ -13,3 +13,12 @@ pub mod provider;
 pub mod schema;
 pub mod stack;
 pub mod walk;
+
+/// Parses and checks a stack file against every registered kind (see [`stack::parse`]).
+pub fn load(
+    file: &str,
+    src: &str,
+    vars: &std::collections::BTreeMap<String, String>,
+) -> Result<stack::Stack, diag::Diags> {
+    stack::parse(kinds::all(), file, src, vars)
+}

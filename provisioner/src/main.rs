@@ -113,7 +113,7 @@ fn load(target: &Target, color: bool) -> Option<provisioner::stack::Stack> {
     let mut all: BTreeMap<String, String> =
         std::env::vars().filter_map(|(k, v)| k.strip_prefix("PROVISIONER_VAR_").map(|n| (n.to_owned(), v))).collect();
     all.extend(target.vars.iter().cloned());
-    match provisioner::stack::load(&file, &src, &all) {
+    match provisioner::load(&file, &src, &all) {
         Ok(s) => Some(s),
         Err(d) => {
             eprint!("{}", provisioner::diag::render(&file, &src, &d.items, color));

@@ -2,7 +2,6 @@
 //! function over the kind's declaration (which fields force replacement); rendering (terraform
 //! style, a separate security section, JSON) reads only the value.
 
-use crate::kinds;
 use crate::schema::{Field, FieldType, Kind, Update};
 use crate::stack::{Resource, Stack, Val};
 use serde::Serialize;
@@ -77,6 +76,9 @@ impl Plan {
         self.resources.iter().any(|r| r.action != Action::NoOp)
     }
 }
+
+/// What exists, by address: each resource's kind and attributes in the declared shape.
+pub type Actual = BTreeMap<String, (&'static Kind, Value)>;
 
 /// The desired attributes of a resource as JSON: defaults filled in, the stack's tags merged
 /// under the resource's own, `region` only when it is not the stack's, in the kind's canonical
@@ -210,7 +212,7 @@ fn all_fields(kind: &Kind, v: &Value, creating: bool) -> Vec<AttrChange> {
 /// their attributes in the declared shape, `outputs` addresses to their `id` and outputs (for
 /// `${kind.name.output}`; one not known yet stays as written, so it shows as a change).
 /// Deletes come only from "exists, no longer declared".
-pub fn plan(stack: &Stack, actual: &BTreeMap<String, Value>, outputs: &Value) -> Plan {
+pub fn plan(stack: &Stack, actual: &Actual, outputs: &Value) -> Plan {
     let mut p = Plan::default();
     let mut wanted = BTreeMap::new();
     let known =
@@ -220,17 +222,17 @@ pub fn plan(stack: &Stack, actual: &BTreeMap<String, Value>, outputs: &Value) ->
         let d = desired(r, stack);
         let mut resolved = d.clone();
         crate::schema::substitute_all(&mut resolved, &known);
-        let change = diff(r.kind, &addr, Some(&resolved), actual.get(&addr));
-        security_changes(r.kind, &addr, Some(&resolved), actual.get(&addr), &mut p.security);
+        let have = actual.get(&addr).map(|(_, v)| v);
+        let change = diff(r.kind, &addr, Some(&resolved), have);
+        security_changes(r.kind, &addr, Some(&resolved), have, &mut p.security);
         p.resources.push(change);
         wanted.insert(addr, (r.kind, d));
     }
     cascade_replacements(&mut p, &wanted);
-    for (addr, a) in actual {
+    for (addr, (kind, a)) in actual {
         if stack.get(addr).is_some() {
             continue;
         }
-        let Some(kind) = addr.split('.').next().and_then(kinds::find) else { continue };
         security_changes(kind, addr, None, Some(a), &mut p.security);
         p.resources.push(diff(kind, addr, None, Some(a)));
     }
@@ -475,8 +477,8 @@ description = "web"
 ingress = [{ protocol = "tcp", from_port = 443, cidr = "0.0.0.0/0" }]
 "#;
 
-    fn actual_of(s: &Stack) -> BTreeMap<String, Value> {
-        s.resources.iter().map(|r| (r.address(), desired(r, s))).collect()
+    fn actual_of(s: &Stack) -> Actual {
+        s.resources.iter().map(|r| (r.address(), (r.kind, desired(r, s)))).collect()
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! issue) and thousands of random mutations give located diagnostics and never a panic; the
 //! CLI's exit codes, rendering, variables, schema, docs and completions.
 
-use provisioner::stack::load;
+use provisioner::load;
 use std::collections::BTreeMap;
 use std::process::Command;
 

@@ -1,0 +1,148 @@
+//! Stack files: TOML parsed with spans into resources of the declared kinds, variables resolved,
+//! and every problem (syntax, kinds, fields, types, references, outputs, cycles, kind checks)
+//! reported together before anything talks to AWS. This file holds the model; reading is in
+//! `load.rs` (the file's parts) and `values.rs` (typed values), the checks across resources in
+//! `checks.rs`.
+
+mod checks;
+mod load;
+mod values;
+
+pub use load::parse;
+
+use crate::schema::{FieldType, Kind};
+use std::collections::BTreeMap;
+use std::ops::Range;
+use toml_edit::Value;
+
+pub type Span = Range<usize>;
+
+/// A checked field value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Val {
+    Str(String),
+    Int(i64),
+    Bool(bool),
+    List(Vec<(Val, Span)>),
+    Table(BTreeMap<String, (Val, Span)>),
+    /// Present but already reported as wrong: later checks treat it as there but unknown, so
+    /// one mistake gives one diagnostic.
+    Invalid,
+}
+
+impl Val {
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Self::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Resource {
+    pub kind: &'static Kind,
+    pub name: String,
+    /// The `[kind.name]` header.
+    pub span: Span,
+    pub fields: BTreeMap<String, (Val, Span)>,
+}
+
+impl Resource {
+    /// `kind.name`: how other resources refer to this one.
+    pub fn address(&self) -> String {
+        format!("{}.{}", self.kind.name, self.name)
+    }
+
+    pub fn str(&self, field: &str) -> Option<(&str, Span)> {
+        self.fields.get(field).and_then(|(v, s)| v.as_str().map(|x| (x, s.clone())))
+    }
+}
+
+#[derive(Debug)]
+pub struct Stack {
+    pub file: String,
+    pub name: String,
+    pub region: String,
+    pub tags: BTreeMap<String, String>,
+    pub resources: Vec<Resource>,
+}
+
+impl Stack {
+    /// The region `r` lives in: its own `region`, or the stack's.
+    pub fn region_of<'a>(&'a self, r: &'a Resource) -> &'a str {
+        r.fields.get("region").and_then(|(v, _)| v.as_str()).unwrap_or(&self.region)
+    }
+
+    pub fn get(&self, address: &str) -> Option<&Resource> {
+        self.resources.iter().find(|r| r.address() == address)
+    }
+
+    /// Edges `from -> to` where `from` refers to `to` (so `to` must exist first).
+    pub fn references(&self) -> Vec<(String, String, Span)> {
+        let mut out = Vec::new();
+        for r in &self.resources {
+            for f in r.kind.fields {
+                if let Some((v, s)) = r.fields.get(f.name) {
+                    collect_refs(&f.ty, v, s, &mut |to, span| out.push((r.address(), to.to_owned(), span)));
+                }
+            }
+        }
+        out
+    }
+}
+
+fn collect_refs(ty: &FieldType, v: &Val, span: &Span, f: &mut dyn FnMut(&str, Span)) {
+    if let Val::Str(s) = v {
+        for (address, _) in crate::schema::interpolations(s) {
+            f(address, span.clone());
+        }
+    }
+    match (ty, v) {
+        (FieldType::Ref(_), Val::Str(s)) => f(s, span.clone()),
+        (FieldType::StringMap, Val::Table(t)) => {
+            for (iv, is) in t.values() {
+                collect_refs(&FieldType::String, iv, is, f);
+            }
+        }
+        (FieldType::List(inner), Val::List(items)) => {
+            for (iv, is) in items {
+                collect_refs(inner, iv, is, f);
+            }
+        }
+        (FieldType::Table(fields), Val::Table(t)) => {
+            for fd in *fields {
+                if let Some((iv, is)) = t.get(fd.name) {
+                    collect_refs(&fd.ty, iv, is, f);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A stack for unit tests, which must be valid.
+#[cfg(test)]
+pub(crate) fn test_stack(src: &str) -> Stack {
+    parse(crate::kinds::all(), "t.toml", src, &BTreeMap::new()).unwrap_or_else(|d| panic!("{:?}", d.items))
+}
+
+/// TOML value to JSON (for schema defaults).
+pub fn toml_to_json(v: &Value) -> serde_json::Value {
+    match v {
+        Value::String(s) => serde_json::json!(s.value()),
+        Value::Integer(i) => serde_json::json!(i.value()),
+        Value::Float(f) => serde_json::json!(f.value()),
+        Value::Boolean(b) => serde_json::json!(b.value()),
+        Value::Datetime(dt) => serde_json::json!(dt.value().to_string()),
+        Value::Array(a) => serde_json::Value::Array(a.iter().map(toml_to_json).collect()),
+        Value::InlineTable(t) => {
+            serde_json::Value::Object(t.iter().map(|(k, v)| (k.to_owned(), toml_to_json(v))).collect())
+        }
+    }
+}
+
+/// Used by kinds that read tables inside lists.
+pub fn table_str<'a>(t: &'a BTreeMap<String, (Val, Span)>, k: &str) -> Option<&'a str> {
+    t.get(k).and_then(|(v, _)| v.as_str())
+}
