@@ -122,6 +122,7 @@ fn val_json(ty: &FieldType, v: &Val) -> Value {
         (_, Val::Str(s)) => json!(s),
         (_, Val::Int(i)) => json!(i),
         (_, Val::Bool(b)) => json!(b),
+        (FieldType::JsonFile, Val::Json(v)) => v.clone(),
         (FieldType::List(inner), Val::List(items)) => {
             Value::Array(items.iter().map(|(x, _)| val_json(inner, x)).collect())
         }

@@ -31,6 +31,9 @@ pub enum FieldType {
     Table(&'static [Field]),
     /// A table of string to string (tags).
     StringMap,
+    /// The path of a JSON file, relative to the stack file, read when the stack is loaded: the
+    /// value is the file's content (a table layout, a policy document).
+    JsonFile,
 }
 
 /// What changing a field does to the live resource.
@@ -214,6 +217,7 @@ impl FieldType {
             Self::List(t) => format!("array of {}", t.describe()),
             Self::Table(_) => "table".into(),
             Self::StringMap => "table of strings".into(),
+            Self::JsonFile => "path of a JSON file, relative to the stack file".into(),
         }
     }
 
@@ -234,6 +238,7 @@ impl FieldType {
             Self::List(t) => json!({"type": "array", "items": t.json_schema()}),
             Self::Table(fields) => fields_schema(fields.iter()),
             Self::StringMap => json!({"type": "object", "additionalProperties": {"type": "string"}}),
+            Self::JsonFile => json!({"type": "string"}),
         }
     }
 }
@@ -252,6 +257,7 @@ pub fn sample<'a>(fields: impl IntoIterator<Item = &'a Field>) -> Value {
             FieldType::List(t) => json!([of(t)]),
             FieldType::Table(fields) => sample(fields.iter()),
             FieldType::StringMap => json!({"k": "v"}),
+            FieldType::JsonFile => json!({}),
         }
     }
     Value::Object(fields.into_iter().map(|f| (f.name.to_owned(), of(&f.ty))).collect())

@@ -29,7 +29,8 @@ pub fn parse(kinds: &[&'static Kind], file: &str, src: &str, vars: &BTreeMap<Str
     let whole = 0..src.len().min(1);
 
     let variables = variables(root, src, vars, &mut d);
-    let ctx = Ctx { src, vars: &variables };
+    let dir = std::path::Path::new(file).parent().unwrap_or(std::path::Path::new("."));
+    let ctx = Ctx { src, vars: &variables, dir };
     let (name, region, tags) = header(root, &ctx, whole, &mut d);
     let resources = resources(root, kinds, &ctx, &mut d);
     let stack = Stack { file: file.to_owned(), name, region, tags, resources };

@@ -25,6 +25,8 @@ pub enum Val {
     Bool(bool),
     List(Vec<(Val, Span)>),
     Table(BTreeMap<String, (Val, Span)>),
+    /// The content of a [`FieldType::JsonFile`].
+    Json(serde_json::Value),
     /// Present but already reported as wrong: later checks treat it as there but unknown, so
     /// one mistake gives one diagnostic.
     Invalid,

@@ -8,10 +8,12 @@ use crate::schema::{Field, FieldType};
 use std::collections::BTreeMap;
 use toml_edit::{Item, Value};
 
-/// What reading values needs: the source (for spans) and the variables.
+/// What reading values needs: the source (for spans), the variables, and the stack file's
+/// folder (files it names are relative to it).
 pub(super) struct Ctx<'a> {
     pub(super) src: &'a str,
     pub(super) vars: &'a BTreeMap<String, String>,
+    pub(super) dir: &'a std::path::Path,
 }
 
 impl Ctx<'_> {
@@ -194,6 +196,37 @@ impl Ctx<'_> {
         match ty {
             FieldType::String => match v.and_then(Value::as_str) {
                 Some(s) => Some(self.subst_refs(s, span.clone(), d).map_or(Val::Invalid, Val::Str)),
+                None => wrong(d, None),
+            },
+            FieldType::JsonFile => match v.and_then(Value::as_str) {
+                Some(s) => {
+                    let rel = self.subst(s, span.clone(), d)?;
+                    let file = self.dir.join(&rel);
+                    let text = match std::fs::read_to_string(&file) {
+                        Ok(t) => t,
+                        Err(e) => {
+                            d.error(
+                                "bad-file",
+                                span.clone(),
+                                format!("{path} = \"{rel}\": cannot read {}: {e}", file.display()),
+                                Some("the path is relative to the stack file".into()),
+                            );
+                            return None;
+                        }
+                    };
+                    match serde_json::from_str(&text) {
+                        Ok(j) => Some(Val::Json(j)),
+                        Err(e) => {
+                            d.error(
+                                "bad-file",
+                                span.clone(),
+                                format!("{path} = \"{rel}\": {} is not JSON: {e}", file.display()),
+                                Some(format!("fix {} at line {}, column {}", file.display(), e.line(), e.column())),
+                            );
+                            None
+                        }
+                    }
+                }
                 None => wrong(d, None),
             },
             FieldType::Bool => match v.and_then(Value::as_bool) {

@@ -31,6 +31,46 @@ const FEED_OVERLAP_US: i64 = 5_000_000;
 
 type Item = HashMap<String, AttributeValue>;
 
+/// The table's keys and indexes, in the shape of `CreateTable`: `table.json`, the one file the
+/// provisioner's `dynamodb_table` reads too, so the table it makes is the one this code queries.
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Layout {
+    pub key_schema: Vec<LayoutKey>,
+    pub attribute_definitions: Vec<LayoutAttribute>,
+    #[serde(default)]
+    pub global_secondary_indexes: Vec<LayoutIndex>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct LayoutKey {
+    pub attribute_name: String,
+    pub key_type: String,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct LayoutAttribute {
+    pub attribute_name: String,
+    pub attribute_type: String,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct LayoutIndex {
+    pub index_name: String,
+    pub key_schema: Vec<LayoutKey>,
+}
+
+impl Layout {
+    pub const JSON: &'static str = include_str!("table.json");
+
+    pub fn ours() -> Result<Self, String> {
+        serde_json::from_str(Self::JSON).map_err(|e| format!("table.json: {e}"))
+    }
+}
+
 /// DynamoDB-backed [`Store`]; cheap to clone.
 #[derive(Clone)]
 pub struct DynamoStore {
@@ -76,36 +116,43 @@ impl DynamoStore {
     }
 
     /// Creates the table with its indexes if it does not exist and waits until it is active.
-    /// Production tables come from the provisioner; this is for local and test use.
+    /// Production tables come from the provisioner, from the same layout file; this is for
+    /// local and test use.
     pub async fn ensure_table(&self) -> Result<(), StoreError> {
-        let key = |name: &str, t: KeyType| KeySchemaElement::builder().attribute_name(name).key_type(t).build();
-        let attr = |name: &str, t: ScalarAttributeType| {
-            AttributeDefinition::builder().attribute_name(name).attribute_type(t).build()
+        let layout = Layout::ours().map_err(StoreError::Invalid)?;
+        let key = |k: &LayoutKey| {
+            let t = if k.key_type == "RANGE" { KeyType::Range } else { KeyType::Hash };
+            KeySchemaElement::builder().attribute_name(&k.attribute_name).key_type(t).build()
         };
-        let gsi = |name: &str, pk: &str, sk: &str| {
-            GlobalSecondaryIndex::builder()
-                .index_name(name)
-                .key_schema(key(pk, KeyType::Hash).expect("static key"))
-                .key_schema(key(sk, KeyType::Range).expect("static key"))
-                .projection(Projection::builder().projection_type(ProjectionType::All).build())
-                .build()
-                .expect("static index")
-        };
-        let res = self
-            .client
-            .create_table()
-            .table_name(&*self.table)
-            .billing_mode(BillingMode::PayPerRequest)
-            .key_schema(key("unid", KeyType::Hash).expect("static key"))
-            .attribute_definitions(attr("unid", ScalarAttributeType::S).expect("static attr"))
-            .attribute_definitions(attr("day", ScalarAttributeType::S).expect("static attr"))
-            .attribute_definitions(attr("t", ScalarAttributeType::N).expect("static attr"))
-            .attribute_definitions(attr("fday", ScalarAttributeType::S).expect("static attr"))
-            .attribute_definitions(attr("fseq", ScalarAttributeType::N).expect("static attr"))
-            .global_secondary_indexes(gsi("by_time", "day", "t"))
-            .global_secondary_indexes(gsi("by_feed", "fday", "fseq"))
-            .send()
-            .await;
+        let bad = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Invalid(format!("table layout: {e}"));
+        let mut create = self.client.create_table().table_name(&*self.table).billing_mode(BillingMode::PayPerRequest);
+        for k in &layout.key_schema {
+            create = create.key_schema(key(k).map_err(bad)?);
+        }
+        for a in &layout.attribute_definitions {
+            let t = match a.attribute_type.as_str() {
+                "N" => ScalarAttributeType::N,
+                "B" => ScalarAttributeType::B,
+                _ => ScalarAttributeType::S,
+            };
+            create = create.attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name(&a.attribute_name)
+                    .attribute_type(t)
+                    .build()
+                    .map_err(bad)?,
+            );
+        }
+        for g in &layout.global_secondary_indexes {
+            let mut index = GlobalSecondaryIndex::builder()
+                .index_name(&g.index_name)
+                .projection(Projection::builder().projection_type(ProjectionType::All).build());
+            for k in &g.key_schema {
+                index = index.key_schema(key(k).map_err(bad)?);
+            }
+            create = create.global_secondary_indexes(index.build().map_err(bad)?);
+        }
+        let res = create.send().await;
         match res {
             Ok(_) => {}
             Err(e) if e.as_service_error().is_some_and(|se| se.is_resource_in_use_exception()) => {}
@@ -433,6 +480,24 @@ impl Store for DynamoStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The layout file holds exactly the keys and indexes the queries here use.
+    #[test]
+    fn the_layout_file_is_the_one_the_queries_use() {
+        let l = Layout::ours().unwrap();
+        fn keys(k: &[LayoutKey]) -> Vec<(&str, &str)> {
+            k.iter().map(|k| (k.attribute_name.as_str(), k.key_type.as_str())).collect()
+        }
+        assert_eq!(keys(&l.key_schema), [("unid", "HASH")]);
+        let index =
+            |n: &str| l.global_secondary_indexes.iter().find(|g| g.index_name == n).map(|g| keys(&g.key_schema));
+        assert_eq!(index("by_time").unwrap(), [("day", "HASH"), ("t", "RANGE")]);
+        assert_eq!(index("by_feed").unwrap(), [("fday", "HASH"), ("fseq", "RANGE")]);
+        assert_eq!(l.global_secondary_indexes.len(), 2);
+        let types: Vec<(&str, &str)> =
+            l.attribute_definitions.iter().map(|a| (a.attribute_name.as_str(), a.attribute_type.as_str())).collect();
+        assert_eq!(types, [("unid", "S"), ("day", "S"), ("t", "N"), ("fday", "S"), ("fseq", "N")]);
+    }
 
     #[test]
     fn days_cover_the_window_inclusively() {
