@@ -689,3 +689,107 @@ async fn outputs_used_inside_strings() {
     ok(&r, 0, "plan after apply: the filled-in values are what is live");
     ok(&run(&ep, &["destroy", path, "--yes"]), 0, "destroy");
 }
+
+/// The services' table from their own layout file: created with its indexes and settings, no
+/// diff afterwards, used by the services' own store, changed in place, protected from deletion
+/// until told otherwise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_services_table_from_their_layout_file() {
+    use quake::store::Store;
+    let moto = Moto::start().await;
+    let proxy = Proxy::start(&moto.url).await;
+    let ep = proxy.url.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let layout = root("services/src/store/table.json");
+    let src = |layout: &str, ttl: &str, stream: &str, protect: bool| {
+        format!(
+            "[stack]\nname = \"tbl\"\nregion = \"eu-central-1\"\n\n\
+             [dynamodb_table.quakes]\nlayout = \"{layout}\"\nttl_attribute = \"{ttl}\"\npoint_in_time_recovery = true\n\
+             stream = \"{stream}\"\ndeletion_protection = {protect}\ntags = {{ data = \"events\" }}\n"
+        )
+    };
+    let path = dir.path().join("stack.toml");
+    let path = path.to_str().unwrap();
+
+    // A layout DynamoDB would refuse, and a missing file: located, no call.
+    let bad = dir.path().join("bad.json");
+    let mut j: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&layout).unwrap()).unwrap();
+    j["AttributeDefinitions"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"AttributeName": "x", "AttributeType": "S"}));
+    std::fs::write(&bad, j.to_string()).unwrap();
+    for (file, code) in [(bad.to_str().unwrap(), "bad-layout"), ("nowhere.json", "bad-file")] {
+        std::fs::write(path, src(file, "expires", "NEW_IMAGE", false)).unwrap();
+        let r = run(&ep, &["plan", path]);
+        ok(&r, 1, code);
+        assert!(r.2.contains(code), "{}", r.2);
+    }
+    assert!(proxy.take_calls().is_empty());
+
+    std::fs::write(path, src(&layout, "expires", "none", false)).unwrap();
+    ok(&run(&ep, &["apply", path, "--yes"]), 0, "apply");
+    let ddb = moto.dynamodb();
+    let t = ddb.describe_table().table_name("tbl-quakes").send().await.unwrap();
+    let t = t.table().unwrap();
+    let mut gsis: Vec<&str> = t.global_secondary_indexes().iter().filter_map(|g| g.index_name()).collect();
+    gsis.sort();
+    assert_eq!(gsis, ["by_feed", "by_time"]);
+    assert_eq!(t.billing_mode_summary().and_then(|b| b.billing_mode()).map(|b| b.as_str()), Some("PAY_PER_REQUEST"));
+    let ttl = ddb.describe_time_to_live().table_name("tbl-quakes").send().await.unwrap();
+    assert_eq!(ttl.time_to_live_description().and_then(|d| d.attribute_name()), Some("expires"));
+    let r = run(&ep, &["plan", path]);
+    ok(&r, 0, "plan after apply: nothing read back differs");
+
+    // The services' own store works on it: a write, a read by unid, a time window, the feed.
+    let store = quake::store::dynamo::DynamoStore::new(ddb.clone(), "tbl-quakes");
+    let now = quake::web::now_us();
+    let event = quake::model::Event {
+        unid: "20991231_0000001".into(),
+        time_us: now,
+        lastupdate_us: now,
+        lat: 1.0,
+        lon: 2.0,
+        depth_km: 3.0,
+        mag: Some(4.0),
+        magtype: None,
+        region: Some("TEST".into()),
+        auth: None,
+        evtype: None,
+        source_id: None,
+        source_catalog: None,
+    };
+    let env = quake::model::Envelope { action: quake::model::Action::Create, arrival: 1, source: "t".into(), event };
+    store.upsert(&env).await.unwrap();
+    assert!(store.get("20991231_0000001").await.unwrap().is_some());
+    assert_eq!(store.window(&quake::store::WindowQuery::new(now - 1, now + 1)).await.unwrap().len(), 1);
+    assert_eq!(store.changes_since(0, 10).await.unwrap().events.len(), 1);
+
+    // In place: another TTL attribute, a stream, deletion protection on. (Changing the view of
+    // an enabled stream, off then on, stays unproven: moto never enables a stream twice.)
+    std::fs::write(path, src(&layout, "gone_at", "NEW_AND_OLD_IMAGES", true)).unwrap();
+    let r = run(&ep, &["plan", path]);
+    ok(&r, 2, "plan changes");
+    assert!(r.1.contains("  ~ dynamodb_table.quakes {"), "{}", r.1);
+    let text: String = r.1.split_whitespace().collect::<Vec<_>>().join(" ");
+    for line in [
+        "~ ttl_attribute = \"expires\" -> \"gone_at\"",
+        "~ deletion_protection = false -> true",
+        "~ stream = \"none\" -> \"NEW_AND_OLD_IMAGES\"",
+        "Plan: 0 to add, 1 to change, 0 to destroy.",
+    ] {
+        assert!(text.contains(line), "{line} in\n{}", r.1);
+    }
+    ok(&run(&ep, &["apply", path, "--yes"]), 0, "apply changes");
+    ok(&run(&ep, &["plan", path]), 0, "plan after changes");
+
+    // Protected: destroy fails and says why; turned off, it goes.
+    let r = run(&ep, &["destroy", path, "--yes"]);
+    ok(&r, 1, "destroy a protected table");
+    assert!(r.1.contains("failed:  dynamodb_table.quakes"), "{}", r.1);
+    std::fs::write(path, src(&layout, "gone_at", "NEW_AND_OLD_IMAGES", false)).unwrap();
+    ok(&run(&ep, &["apply", path, "--yes"]), 0, "unprotect");
+    ok(&run(&ep, &["destroy", path, "--yes"]), 0, "destroy");
+    let tables = ddb.list_tables().send().await.unwrap();
+    assert!(!tables.table_names().iter().any(|n| n.starts_with("tbl-")), "{:?}", tables.table_names());
+}

@@ -15,10 +15,11 @@ macro_rules! kinds {
 }
 pub(crate) use kinds;
 
+pub mod dynamodb;
 pub mod ec2;
 pub mod logs;
 
-static ALL: LazyLock<Vec<&'static Kind>> = LazyLock::new(|| [ec2::KINDS, logs::KINDS].concat());
+static ALL: LazyLock<Vec<&'static Kind>> = LazyLock::new(|| [ec2::KINDS, dynamodb::KINDS, logs::KINDS].concat());
 
 /// Every kind a stack may use, in the order `docs` lists them.
 pub fn all() -> &'static [&'static Kind] {

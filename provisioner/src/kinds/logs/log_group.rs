@@ -41,7 +41,9 @@ struct Attrs {
     retention_days: Option<i64>,
     #[serde(default)]
     tags: BTreeMap<String, String>,
+    /// Where it lives is the context's region; decoded so the struct covers every field.
     #[serde(default)]
+    #[allow(dead_code)]
     region: Option<String>,
 }
 

@@ -1,0 +1,522 @@
+//! `dynamodb_table`: an on-demand table named `<stack>-<name>`, its keys and indexes read from a
+//! layout file in the shape of `CreateTable` (the services' own `table.json`), with TTL,
+//! point-in-time recovery, deletion protection and a stream.
+
+use super::{ddb, err};
+use crate::diag::Diags;
+use crate::error::{gone_ok, OpError};
+use crate::provider::{Cx, Live, Ops, ID_TAG, STACK_TAG};
+use crate::schema::{Field, FieldType, Kind, Update};
+use crate::stack::{Resource, Stack, Val};
+use async_trait::async_trait;
+use aws_sdk_dynamodb::client::Waiters;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, PointInTimeRecoverySpecification,
+    Projection, ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType, Tag, TimeToLiveSpecification,
+    TimeToLiveStatus,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+const STREAMS: &[&str] = &["none", "NEW_IMAGE", "OLD_IMAGE", "NEW_AND_OLD_IMAGES", "KEYS_ONLY"];
+
+pub static KIND: Kind = Kind {
+    name: "dynamodb_table",
+    doc: "An on-demand DynamoDB table named <stack>-<name> (its output `name`).",
+    fields: &[
+        Field::required(
+            "layout",
+            FieldType::JsonFile,
+            Update::Replace,
+            "Keys and indexes as CreateTable takes them (KeySchema, AttributeDefinitions, GlobalSecondaryIndexes): \
+             the services' services/src/store/table.json, so the table is the one their queries use.",
+        ),
+        Field::optional(
+            "ttl_attribute",
+            FieldType::String,
+            None,
+            Update::InPlace,
+            "Attribute holding each item's expiry (epoch seconds).",
+        ),
+        Field::optional(
+            "point_in_time_recovery",
+            FieldType::Bool,
+            Some("false"),
+            Update::InPlace,
+            "Continuous backups, restorable to any second of the last 35 days.",
+        ),
+        Field::optional(
+            "deletion_protection",
+            FieldType::Bool,
+            Some("false"),
+            Update::InPlace,
+            "Refuse DeleteTable: turn it off (apply) before the table can be destroyed.",
+        ),
+        Field::optional("stream", FieldType::Enum(STREAMS), Some("\"none\""), Update::InPlace, "DynamoDB stream view type."),
+        Field::optional("tags", FieldType::StringMap, None, Update::InPlace, "Tags besides the stack's own."),
+    ],
+    outputs: &[("id", "The table's name"), ("name", "<stack>-<name>"), ("arn", "Table ARN"), ("stream_arn", "Latest stream ARN")],
+    check,
+    normalize,
+    ops: &Table,
+};
+
+/// Keys and indexes in `CreateTable`'s shape.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct Layout {
+    key_schema: Vec<Key>,
+    attribute_definitions: Vec<Attribute>,
+    #[serde(default)]
+    global_secondary_indexes: Vec<Index>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Key {
+    attribute_name: String,
+    key_type: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Attribute {
+    attribute_name: String,
+    attribute_type: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Index {
+    index_name: String,
+    key_schema: Vec<Key>,
+    #[serde(default = "all")]
+    projection: Projected,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Projected {
+    projection_type: String,
+}
+
+fn all() -> Projected {
+    Projected { projection_type: "ALL".into() }
+}
+
+impl Layout {
+    /// One order for what has none (attributes, indexes), so a layout compares equal to itself
+    /// read back.
+    fn canonical(mut self) -> Self {
+        self.attribute_definitions.sort_by(|a, b| a.attribute_name.cmp(&b.attribute_name));
+        self.global_secondary_indexes.sort_by(|a, b| a.index_name.cmp(&b.index_name));
+        self
+    }
+
+    /// What is wrong with it as a table layout, if anything.
+    fn problem(&self) -> Option<String> {
+        let hash = self.key_schema.iter().filter(|k| k.key_type == "HASH").count();
+        if hash != 1 || self.key_schema.len() > 2 || self.key_schema.iter().any(|k| !matches!(k.key_type.as_str(), "HASH" | "RANGE")) {
+            return Some("KeySchema needs one HASH key and at most one RANGE key".into());
+        }
+        if let Some(a) = self.attribute_definitions.iter().find(|a| !matches!(a.attribute_type.as_str(), "S" | "N" | "B")) {
+            return Some(format!("attribute `{}` has type {:?}; DynamoDB keys are S, N or B", a.attribute_name, a.attribute_type));
+        }
+        let defined: Vec<&str> = self.attribute_definitions.iter().map(|a| a.attribute_name.as_str()).collect();
+        let keys: Vec<&str> = self
+            .key_schema
+            .iter()
+            .chain(self.global_secondary_indexes.iter().flat_map(|g| g.key_schema.iter()))
+            .map(|k| k.attribute_name.as_str())
+            .collect();
+        if let Some(k) = keys.iter().find(|k| !defined.contains(k)) {
+            return Some(format!("key attribute `{k}` is not in AttributeDefinitions"));
+        }
+        if let Some(a) = defined.iter().find(|a| !keys.contains(a)) {
+            return Some(format!("`{a}` is defined but no key uses it (DynamoDB refuses that)"));
+        }
+        let mut names: Vec<&str> = self.global_secondary_indexes.iter().map(|g| g.index_name.as_str()).collect();
+        names.sort();
+        if names.windows(2).any(|w| w[0] == w[1]) {
+            return Some("two indexes share a name".into());
+        }
+        None
+    }
+}
+
+/// The declared shape, decoded once from `want` or `have`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Attrs {
+    layout: Layout,
+    ttl_attribute: Option<String>,
+    #[serde(default)]
+    point_in_time_recovery: bool,
+    #[serde(default)]
+    deletion_protection: bool,
+    stream: Option<String>,
+    #[serde(default)]
+    tags: BTreeMap<String, String>,
+    /// Where it lives is the context's region; decoded so the struct covers every field.
+    #[serde(default)]
+    #[allow(dead_code)]
+    region: Option<String>,
+}
+
+impl Attrs {
+    fn of(v: &Value) -> Result<Self, OpError> {
+        serde_json::from_value(v.clone()).map_err(|e| OpError::fatal("dynamodb_table", format!("attributes: {e}")))
+    }
+
+    fn stream(&self) -> Option<&str> {
+        self.stream.as_deref().filter(|s| *s != "none")
+    }
+}
+
+fn normalize(v: &mut Value) {
+    if let Some(l) = v.get("layout").and_then(|l| serde_json::from_value::<Layout>(l.clone()).ok()) {
+        v["layout"] = serde_json::to_value(l.canonical()).unwrap_or(Value::Null);
+    }
+    if v.get("stream").is_none_or(Value::is_null) {
+        v["stream"] = json!("none");
+    }
+}
+
+fn check(r: &Resource, _: &Stack, d: &mut Diags) {
+    let Some((Val::Json(j), span)) = r.fields.get("layout") else { return };
+    let problem = match serde_json::from_value::<Layout>(j.clone()) {
+        Ok(l) => l.problem(),
+        Err(e) => Some(e.to_string()),
+    };
+    if let Some(p) = problem {
+        d.error(
+            "bad-layout",
+            span.clone(),
+            format!("{}.layout: {p}", r.address()),
+            Some("write KeySchema, AttributeDefinitions and GlobalSecondaryIndexes as CreateTable takes them".into()),
+        );
+    }
+}
+
+struct Table;
+
+/// How long DynamoDB may take to create or delete a table (seconds, usually).
+const WAIT: Duration = Duration::from_secs(10 * 60);
+
+fn table_name(cx: &Cx, address: &str) -> String {
+    format!("{}-{}", cx.stack, address.strip_prefix("dynamodb_table.").unwrap_or(address))
+}
+
+fn key(k: &Key) -> Result<KeySchemaElement, OpError> {
+    KeySchemaElement::builder()
+        .attribute_name(&k.attribute_name)
+        .key_type(KeyType::from(k.key_type.as_str()))
+        .build()
+        .map_err(|e| OpError::fatal("CreateTable", e.to_string()))
+}
+
+fn stream_spec(view: Option<&str>) -> Result<StreamSpecification, OpError> {
+    let b = StreamSpecification::builder().stream_enabled(view.is_some());
+    let b = match view {
+        Some(v) => b.stream_view_type(StreamViewType::from(v)),
+        None => b,
+    };
+    b.build().map_err(|e| OpError::fatal("StreamSpecification", e.to_string()))
+}
+
+fn tags(m: &BTreeMap<String, String>) -> Result<Vec<Tag>, OpError> {
+    m.iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build().map_err(|e| OpError::fatal("Tag", e.to_string())))
+        .collect()
+}
+
+async fn set_ttl(cx: &Cx, name: &str, attribute: &str, on: bool) -> Result<(), OpError> {
+    let spec = TimeToLiveSpecification::builder()
+        .enabled(on)
+        .attribute_name(attribute)
+        .build()
+        .map_err(|e| OpError::fatal("UpdateTimeToLive", e.to_string()))?;
+    ddb(cx)
+        .update_time_to_live()
+        .table_name(name)
+        .time_to_live_specification(spec)
+        .send()
+        .await
+        .map_err(|e| err("UpdateTimeToLive", e))?;
+    Ok(())
+}
+
+async fn set_pitr(cx: &Cx, name: &str, on: bool) -> Result<(), OpError> {
+    let spec = PointInTimeRecoverySpecification::builder()
+        .point_in_time_recovery_enabled(on)
+        .build()
+        .map_err(|e| OpError::fatal("UpdateContinuousBackups", e.to_string()))?;
+    ddb(cx)
+        .update_continuous_backups()
+        .table_name(name)
+        .point_in_time_recovery_specification(spec)
+        .send()
+        .await
+        .map_err(|e| err("UpdateContinuousBackups", e))?;
+    Ok(())
+}
+
+/// One table as declared, or `None` when it is not this stack's (a prefix is not ownership).
+async fn read(cx: &Cx, name: &str) -> Result<Option<Live>, OpError> {
+    let client = ddb(cx);
+    let out = client.describe_table().table_name(name).send().await.map_err(|e| err("DescribeTable", e))?;
+    let Some(t) = out.table() else { return Ok(None) };
+    let Some(arn) = t.table_arn() else { return Ok(None) };
+    let tag_list = client.list_tags_of_resource().resource_arn(arn).send().await.map_err(|e| err("ListTagsOfResource", e))?;
+    let tags: BTreeMap<String, String> = tag_list.tags().iter().map(|t| (t.key().to_owned(), t.value().to_owned())).collect();
+    if tags.get(STACK_TAG) != Some(&cx.stack) {
+        return Ok(None);
+    }
+    let ttl = client.describe_time_to_live().table_name(name).send().await.map_err(|e| err("DescribeTimeToLive", e))?;
+    let ttl = ttl
+        .time_to_live_description()
+        .filter(|d| matches!(d.time_to_live_status(), Some(TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling)))
+        .and_then(|d| d.attribute_name());
+    let backups =
+        client.describe_continuous_backups().table_name(name).send().await.map_err(|e| err("DescribeContinuousBackups", e))?;
+    let pitr = backups
+        .continuous_backups_description()
+        .and_then(|c| c.point_in_time_recovery_description())
+        .and_then(|p| p.point_in_time_recovery_status())
+        .is_some_and(|s| s.as_str() == "ENABLED");
+    let keys = |k: &[KeySchemaElement]| -> Vec<Key> {
+        k.iter().map(|k| Key { attribute_name: k.attribute_name().to_owned(), key_type: k.key_type().as_str().to_owned() }).collect()
+    };
+    let layout = Layout {
+        key_schema: keys(t.key_schema()),
+        attribute_definitions: t
+            .attribute_definitions()
+            .iter()
+            .map(|a| Attribute { attribute_name: a.attribute_name().to_owned(), attribute_type: a.attribute_type().as_str().to_owned() })
+            .collect(),
+        global_secondary_indexes: t
+            .global_secondary_indexes()
+            .iter()
+            .map(|g| Index {
+                index_name: g.index_name().unwrap_or_default().to_owned(),
+                key_schema: keys(g.key_schema()),
+                projection: Projected {
+                    projection_type: g
+                        .projection()
+                        .and_then(|p| p.projection_type())
+                        .map_or("ALL", |p| p.as_str())
+                        .to_owned(),
+                },
+            })
+            .collect(),
+    }
+    .canonical();
+    let stream = t
+        .stream_specification()
+        .filter(|s| s.stream_enabled())
+        .and_then(|s| s.stream_view_type())
+        .map_or("none", |v| v.as_str());
+    let address = tags.get(ID_TAG).cloned().unwrap_or_else(|| format!("dynamodb_table.{}", name.trim_start_matches(&format!("{}-", cx.stack))));
+    let mut outputs = Map::new();
+    outputs.insert("name".into(), json!(name));
+    outputs.insert("arn".into(), json!(arn));
+    outputs.insert("stream_arn".into(), json!(t.latest_stream_arn()));
+    Ok(Some(Live {
+        id: name.to_owned(),
+        address,
+        attrs: json!({
+            "layout": layout,
+            "ttl_attribute": ttl,
+            "point_in_time_recovery": pitr,
+            "deletion_protection": t.deletion_protection_enabled().unwrap_or(false),
+            "stream": stream,
+            "tags": tags,
+        }),
+        outputs,
+    }))
+}
+
+#[async_trait]
+impl Ops for Table {
+    async fn discover(&self, cx: &Cx) -> Result<Vec<Live>, OpError> {
+        let prefix = format!("{}-", cx.stack);
+        let mut names = Vec::new();
+        let mut pages = ddb(cx).list_tables().into_paginator().send();
+        while let Some(page) = pages.next().await {
+            names.extend(page.map_err(|e| err("ListTables", e))?.table_names().iter().filter(|n| n.starts_with(&prefix)).cloned());
+        }
+        let mut out = Vec::new();
+        for name in names {
+            match read(cx, &name).await {
+                Ok(Some(l)) => out.push(l),
+                Ok(None) => {}
+                // Deleted between the list and the read.
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    async fn create(&self, cx: &Cx, address: &str, want: &Value, _token: &str) -> Result<String, OpError> {
+        let w = Attrs::of(want)?;
+        let name = table_name(cx, address);
+        let l = &w.layout;
+        let mut indexes = Vec::new();
+        for g in &l.global_secondary_indexes {
+            let mut b = GlobalSecondaryIndex::builder()
+                .index_name(&g.index_name)
+                .projection(Projection::builder().projection_type(ProjectionType::from(g.projection.projection_type.as_str())).build());
+            for k in &g.key_schema {
+                b = b.key_schema(key(k)?);
+            }
+            indexes.push(b.build().map_err(|e| OpError::fatal("CreateTable", e.to_string()))?);
+        }
+        let attrs = l
+            .attribute_definitions
+            .iter()
+            .map(|a| {
+                AttributeDefinition::builder()
+                    .attribute_name(&a.attribute_name)
+                    .attribute_type(ScalarAttributeType::from(a.attribute_type.as_str()))
+                    .build()
+                    .map_err(|e| OpError::fatal("CreateTable", e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let made = ddb(cx)
+            .create_table()
+            .table_name(&name)
+            .billing_mode(BillingMode::PayPerRequest)
+            .set_key_schema(Some(l.key_schema.iter().map(key).collect::<Result<_, _>>()?))
+            .set_attribute_definitions(Some(attrs))
+            .set_global_secondary_indexes((!indexes.is_empty()).then_some(indexes))
+            .deletion_protection_enabled(w.deletion_protection)
+            .set_stream_specification(w.stream().map(|v| stream_spec(Some(v))).transpose()?)
+            .set_tags(Some(tags(&w.tags)?))
+            .send()
+            .await
+            .map_err(|e| err("CreateTable", e));
+        match made {
+            // The name is the idempotency key: a rerun after a crash finds its own table.
+            Err(e) if e.has_code("ResourceInUseException") => {}
+            other => {
+                other?;
+            }
+        }
+        ddb(cx)
+            .wait_until_table_exists()
+            .table_name(&name)
+            .wait(WAIT)
+            .await
+            .map_err(|e| OpError::retryable("wait TableExists", format!("{name}: {e}")))?;
+        if let Some(a) = &w.ttl_attribute {
+            set_ttl(cx, &name, a, true).await?;
+        }
+        if w.point_in_time_recovery {
+            set_pitr(cx, &name, true).await?;
+        }
+        Ok(name)
+    }
+
+    async fn update(&self, cx: &Cx, id: &str, have: &Value, want: &Value) -> Result<(), OpError> {
+        let (h, w) = (Attrs::of(have)?, Attrs::of(want)?);
+        // A stream's view type cannot change while it is on: off first, then on with the new one.
+        if h.stream().is_some() && w.stream().is_some() && h.stream() != w.stream() {
+            ddb(cx)
+                .update_table()
+                .table_name(id)
+                .stream_specification(stream_spec(None)?)
+                .send()
+                .await
+                .map_err(|e| err("UpdateTable", e))?;
+            ddb(cx)
+                .wait_until_table_exists()
+                .table_name(id)
+                .wait(WAIT)
+                .await
+                .map_err(|e| OpError::retryable("wait TableExists", format!("{id}: {e}")))?;
+        }
+        if h.deletion_protection != w.deletion_protection || h.stream() != w.stream() {
+            let mut call = ddb(cx).update_table().table_name(id);
+            if h.deletion_protection != w.deletion_protection {
+                call = call.deletion_protection_enabled(w.deletion_protection);
+            }
+            if h.stream() != w.stream() {
+                call = call.stream_specification(stream_spec(w.stream())?);
+            }
+            call.send().await.map_err(|e| err("UpdateTable", e))?;
+        }
+        if h.ttl_attribute != w.ttl_attribute {
+            if let Some(old) = &h.ttl_attribute {
+                set_ttl(cx, id, old, false).await?;
+            }
+            if let Some(new) = &w.ttl_attribute {
+                set_ttl(cx, id, new, true).await?;
+            }
+        }
+        if h.point_in_time_recovery != w.point_in_time_recovery {
+            set_pitr(cx, id, w.point_in_time_recovery).await?;
+        }
+        let gone: Vec<String> = h.tags.keys().filter(|k| !w.tags.contains_key(*k)).cloned().collect();
+        let changed: BTreeMap<String, String> =
+            w.tags.iter().filter(|(k, v)| h.tags.get(*k) != Some(v)).map(|(k, v)| (k.clone(), v.clone())).collect();
+        if !gone.is_empty() || !changed.is_empty() {
+            let out = ddb(cx).describe_table().table_name(id).send().await.map_err(|e| err("DescribeTable", e))?;
+            let arn = out.table().and_then(|t| t.table_arn()).unwrap_or_default().to_owned();
+            if !gone.is_empty() {
+                ddb(cx).untag_resource().resource_arn(&arn).set_tag_keys(Some(gone)).send().await.map_err(|e| err("UntagResource", e))?;
+            }
+            if !changed.is_empty() {
+                ddb(cx).tag_resource().resource_arn(&arn).set_tags(Some(tags(&changed)?)).send().await.map_err(|e| err("TagResource", e))?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn delete(&self, cx: &Cx, id: &str, _: &Value) -> Result<(), OpError> {
+        gone_ok(ddb(cx).delete_table().table_name(id).send().await.map_err(|e| err("DeleteTable", e)))?;
+        ddb(cx)
+            .wait_until_table_not_exists()
+            .table_name(id)
+            .wait(WAIT)
+            .await
+            .map_err(|e| OpError::retryable("wait TableNotExists", format!("{id}: {e}")))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn services_layout() -> Value {
+        serde_json::from_str(include_str!("../../../../services/src/store/table.json")).unwrap()
+    }
+
+    #[test]
+    fn the_typed_attributes_hold_every_declared_field() {
+        let mut sample = crate::schema::sample(KIND.all_fields());
+        sample["layout"] = services_layout();
+        let a = Attrs::of(&sample).unwrap();
+        assert!(a.point_in_time_recovery && a.deletion_protection);
+        assert!(Attrs::of(&json!({ "layout": services_layout(), "extra": 1 })).is_err());
+    }
+
+    #[test]
+    fn the_services_layout_is_valid_and_canonical_in_any_order() {
+        let l: Layout = serde_json::from_value(services_layout()).unwrap();
+        assert_eq!(l.problem(), None);
+        let mut shuffled = l.clone();
+        shuffled.attribute_definitions.reverse();
+        shuffled.global_secondary_indexes.reverse();
+        assert_eq!(shuffled.canonical(), l.clone().canonical());
+        let mut unused = l.clone();
+        unused.attribute_definitions.push(Attribute { attribute_name: "x".into(), attribute_type: "S".into() });
+        assert!(unused.problem().unwrap().contains("no key uses it"));
+        let mut two = l;
+        two.key_schema.push(Key { attribute_name: "day".into(), key_type: "HASH".into() });
+        assert!(two.problem().is_some());
+    }
+}
