@@ -793,3 +793,81 @@ async fn the_services_table_from_their_layout_file() {
     let tables = ddb.list_tables().send().await.unwrap();
     assert!(!tables.table_names().iter().any(|n| n.starts_with("tbl-")), "{:?}", tables.table_names());
 }
+
+/// A global table (version 2019.11.21). moto accepts replica updates and ignores them, so the
+/// proxy EMULATES their effect on `DescribeTable` (see `ProxyState::global_tables`): what is
+/// proven here is the requests - which replica updates, one per call, in which order - and that
+/// a plan over AWS's documented answer is empty. Replication itself stays unproven.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_global_table_adds_and_removes_replicas() {
+    let moto = Moto::start().await;
+    let proxy = Proxy::start(&moto.url).await;
+    proxy.emulate_global_tables();
+    let ep = proxy.url.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let layout = root("services/src/store/table.json");
+    let src = |replicas: &str, stream: &str| {
+        format!(
+            "[stack]\nname = \"glob\"\nregion = \"eu-central-1\"\n\n\
+             [dynamodb_table.quakes]\nlayout = \"{layout}\"\nstream = \"{stream}\"\nreplicas = [{replicas}]\n"
+        )
+    };
+    let path = dir.path().join("stack.toml");
+    let path = path.to_str().unwrap();
+    for (replicas, stream, code) in [
+        ("\"eu-west-1\"", "none", "replicas-need-stream"),
+        ("\"eu-central-1\"", "NEW_AND_OLD_IMAGES", "bad-replica"),
+        ("\"eu-west-1\", \"eu-west-1\"", "NEW_AND_OLD_IMAGES", "bad-replica"),
+        ("\"mars-1\"", "NEW_AND_OLD_IMAGES", "bad-enum"),
+    ] {
+        std::fs::write(path, src(replicas, stream)).unwrap();
+        let r = run(&ep, &["validate", path]);
+        assert_eq!(r.0, 1, "{replicas}: {}", r.2);
+        assert!(r.2.contains(code) || (code == "bad-enum" && r.2.contains("mars-1")), "{replicas}: {}", r.2);
+    }
+    let replica_updates = |calls: &[Call]| -> Vec<String> {
+        calls
+            .iter()
+            .filter(|c| c.action.ends_with(".UpdateTable") && c.status < 300)
+            .filter_map(|c| {
+                let call = proxy_body(c);
+                let u = call["ReplicaUpdates"].as_array()?.first()?.clone();
+                let (op, r) = if u["Create"].is_object() { ("create", &u["Create"]) } else { ("delete", &u["Delete"]) };
+                Some(format!("{op} {}", r["RegionName"].as_str()?))
+            })
+            .collect()
+    };
+
+    std::fs::write(path, src("\"eu-west-1\"", "NEW_AND_OLD_IMAGES")).unwrap();
+    proxy.take_calls();
+    ok(&run(&ep, &["apply", path, "--yes"]), 0, "apply with one replica");
+    let calls = proxy.take_calls();
+    assert_eq!(replica_updates(&calls), ["create eu-west-1"]);
+    let created = calls.iter().position(|c| c.action.ends_with(".CreateTable")).unwrap();
+    let replicated = calls.iter().position(|c| c.action.ends_with(".UpdateTable")).unwrap();
+    assert!(created < replicated, "the table first, then its replica");
+    ok(&run(&ep, &["plan", path]), 0, "plan after apply (over the emulated answer)");
+
+    std::fs::write(path, src("\"us-east-1\", \"eu-west-1\"", "NEW_AND_OLD_IMAGES")).unwrap();
+    let r = run(&ep, &["plan", path]);
+    ok(&r, 2, "plan another replica");
+    assert!(r.1.contains("~ replicas"), "{}", r.1);
+    ok(&run(&ep, &["apply", path, "--yes"]), 0, "add a replica");
+    assert_eq!(replica_updates(&proxy.take_calls()), ["create us-east-1"]);
+    std::fs::write(path, src("\"us-east-1\"", "NEW_AND_OLD_IMAGES")).unwrap();
+    ok(&run(&ep, &["apply", path, "--yes"]), 0, "remove a replica");
+    assert_eq!(replica_updates(&proxy.take_calls()), ["delete eu-west-1"]);
+    ok(&run(&ep, &["plan", path]), 0, "in sync");
+
+    ok(&run(&ep, &["destroy", path, "--yes"]), 0, "destroy");
+    let calls = proxy.take_calls();
+    assert_eq!(replica_updates(&calls), ["delete us-east-1"], "replicas go first");
+    let unreplicated = calls.iter().position(|c| c.action.ends_with(".UpdateTable")).unwrap();
+    let deleted = calls.iter().position(|c| c.action.ends_with(".DeleteTable")).unwrap();
+    assert!(unreplicated < deleted, "the replica before the table");
+}
+
+/// The JSON body of a recorded JSON-protocol call.
+fn proxy_body(c: &Call) -> serde_json::Value {
+    serde_json::from_str(&c.body).unwrap_or_default()
+}

@@ -106,6 +106,8 @@ pub struct Call {
     /// `CreateVpc`, `DynamoDB_20120810.PutItem`, ...
     pub action: String,
     pub params: BTreeMap<String, String>,
+    /// The request body as sent (JSON protocols carry their parameters here).
+    pub body: String,
     pub status: u16,
     pub response: String,
     /// Answered by the proxy with a throttling error instead of being forwarded.
@@ -126,6 +128,11 @@ pub struct ProxyState {
     http: reqwest::Client,
     pub calls: Mutex<Vec<Call>>,
     pub faults: Mutex<Faults>,
+    /// EMULATION of DynamoDB global tables, which moto accepts and ignores: replica updates
+    /// recorded per (region, table) and played back in `DescribeTable` answers as AWS documents
+    /// them (`Replicas`, each `ACTIVE` at once). Off unless a test turns it on.
+    pub global_tables: std::sync::atomic::AtomicBool,
+    pub replicas: Mutex<BTreeMap<(String, String), std::collections::BTreeSet<String>>>,
 }
 
 /// An HTTP proxy in front of moto that records every call, adds latency and answers a share of
@@ -143,12 +150,19 @@ impl Proxy {
             http: reqwest::Client::new(),
             calls: Mutex::default(),
             faults: Mutex::default(),
+            global_tables: Default::default(),
+            replicas: Mutex::default(),
         });
         let app = axum::Router::new().fallback(forward).with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         tokio::spawn(async move { axum::serve(listener, app).await });
         Self { url, state }
+    }
+
+    /// Turns on the global-table EMULATION (see [`ProxyState::global_tables`]).
+    pub fn emulate_global_tables(&self) {
+        self.state.global_tables.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     pub fn set_faults(&self, rate: f64, latency: Duration) {
@@ -182,6 +196,7 @@ async fn forward(
     let record = |status: u16, response: String, faulted: bool| Call {
         action: action.clone(),
         params: params.clone(),
+        body: String::from_utf8_lossy(&body).into_owned(),
         status,
         response,
         faulted,
@@ -205,17 +220,59 @@ async fn forward(
         st.calls.lock().unwrap().push(record(status.as_u16(), body.clone(), true));
         return Response::builder().status(status).body(Body::from(body)).expect("response");
     }
+    let emulate = st.global_tables.load(std::sync::atomic::Ordering::SeqCst);
+    // The region of the call, from its SigV4 credential scope.
+    let region = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|a| a.split("Credential=").nth(1))
+        .and_then(|c| c.split('/').nth(2))
+        .unwrap_or_default()
+        .to_owned();
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    let table = (region.clone(), json["TableName"].as_str().unwrap_or_default().to_owned());
+    if emulate {
+        match target.as_deref() {
+            Some("DynamoDB_20120810.UpdateTable") => {
+                let mut r = st.replicas.lock().unwrap();
+                for u in json["ReplicaUpdates"].as_array().into_iter().flatten() {
+                    if let Some(region) = u["Create"]["RegionName"].as_str() {
+                        r.entry(table.clone()).or_default().insert(region.to_owned());
+                    }
+                    if let Some(region) = u["Delete"]["RegionName"].as_str() {
+                        r.entry(table.clone()).or_default().remove(region);
+                    }
+                }
+            }
+            Some("DynamoDB_20120810.DeleteTable") => {
+                st.replicas.lock().unwrap().remove(&table);
+            }
+            _ => {}
+        }
+    }
     let mut req = st.http.request(method, format!("{}{}", st.upstream, uri));
     for (k, v) in &headers {
         if k != "host" && k != "content-length" {
             req = req.header(k, v);
         }
     }
-    match req.body(body).send().await {
+    match req.body(body.clone()).send().await {
         Ok(resp) => {
             let status = resp.status();
             let hdrs = resp.headers().clone();
-            let bytes = resp.bytes().await.unwrap_or_default();
+            let mut bytes = resp.bytes().await.unwrap_or_default();
+            if emulate && status.is_success() && target.as_deref() == Some("DynamoDB_20120810.DescribeTable") {
+                let replicas = st.replicas.lock().unwrap().get(&table).cloned().unwrap_or_default();
+                if let Ok(mut answer) = serde_json::from_slice::<serde_json::Value>(&bytes) {
+                    if !replicas.is_empty() {
+                        answer["Table"]["Replicas"] = replicas
+                            .iter()
+                            .map(|r| serde_json::json!({"RegionName": r, "ReplicaStatus": "ACTIVE"}))
+                            .collect();
+                        bytes = Bytes::from(answer.to_string());
+                    }
+                }
+            }
             st.calls.lock().unwrap().push(record(status.as_u16(), String::from_utf8_lossy(&bytes).into_owned(), false));
             let mut out = Response::builder().status(status.as_u16());
             for (k, v) in &hdrs {

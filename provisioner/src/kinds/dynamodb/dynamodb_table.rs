@@ -6,12 +6,13 @@ use super::{ddb, err};
 use crate::diag::Diags;
 use crate::error::{gone_ok, OpError};
 use crate::provider::{Cx, Live, Ops, ID_TAG, STACK_TAG};
-use crate::schema::{Field, FieldType, Kind, Update};
+use crate::schema::{Field, FieldType, Kind, Update, REGIONS};
 use crate::stack::{Resource, Stack, Val};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::client::Waiters;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, PointInTimeRecoverySpecification,
+    AttributeDefinition, BillingMode, CreateReplicationGroupMemberAction, DeleteReplicationGroupMemberAction, ReplicaStatus,
+    ReplicationGroupUpdate, TableStatus, GlobalSecondaryIndex, KeySchemaElement, KeyType, PointInTimeRecoverySpecification,
     Projection, ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType, Tag, TimeToLiveSpecification,
     TimeToLiveStatus,
 };
@@ -55,6 +56,13 @@ pub static KIND: Kind = Kind {
             "Refuse DeleteTable: turn it off (apply) before the table can be destroyed.",
         ),
         Field::optional("stream", FieldType::Enum(STREAMS), Some("\"none\""), Update::InPlace, "DynamoDB stream view type."),
+        Field::optional(
+            "replicas",
+            FieldType::List(&FieldType::Enum(REGIONS)),
+            None,
+            Update::InPlace,
+            "Other regions holding a replica: a global table (version 2019.11.21). Needs stream = \"NEW_AND_OLD_IMAGES\".",
+        ),
         Field::optional("tags", FieldType::StringMap, None, Update::InPlace, "Tags besides the stack's own."),
     ],
     outputs: &[("id", "The table's name"), ("name", "<stack>-<name>"), ("arn", "Table ARN"), ("stream_arn", "Latest stream ARN")],
@@ -157,12 +165,18 @@ struct Attrs {
     #[serde(default)]
     deletion_protection: bool,
     stream: Option<String>,
+    #[serde(default, deserialize_with = "null_as_empty")]
+    replicas: Vec<String>,
     #[serde(default)]
     tags: BTreeMap<String, String>,
     /// Where it lives is the context's region; decoded so the struct covers every field.
     #[serde(default)]
     #[allow(dead_code)]
     region: Option<String>,
+}
+
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    Ok(Option::<Vec<String>>::deserialize(d)?.unwrap_or_default())
 }
 
 impl Attrs {
@@ -182,9 +196,41 @@ fn normalize(v: &mut Value) {
     if v.get("stream").is_none_or(Value::is_null) {
         v["stream"] = json!("none");
     }
+    // No replicas is an empty list, and replicas have no order.
+    let mut replicas: Vec<String> =
+        v.get("replicas").and_then(Value::as_array).map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect()).unwrap_or_default();
+    replicas.sort();
+    v["replicas"] = json!(replicas);
 }
 
-fn check(r: &Resource, _: &Stack, d: &mut Diags) {
+fn check(r: &Resource, stack: &Stack, d: &mut Diags) {
+    if let Some((Val::List(replicas), span)) = r.fields.get("replicas") {
+        let home = stack.region_of(r);
+        let mut seen = Vec::new();
+        for (v, s) in replicas {
+            let Val::Str(region) = v else { continue };
+            if region == home {
+                d.error(
+                    "bad-replica",
+                    s.clone(),
+                    format!("{} lives in {home}: a replica there is the table itself", r.address()),
+                    Some("list only other regions".into()),
+                );
+            } else if seen.contains(&region) {
+                d.error("bad-replica", s.clone(), format!("{} lists {region} twice", r.address()), None);
+            }
+            seen.push(region);
+        }
+        let stream = r.fields.get("stream").and_then(|(v, _)| v.as_str());
+        if !replicas.is_empty() && stream != Some("NEW_AND_OLD_IMAGES") {
+            d.error(
+                "replicas-need-stream",
+                span.clone(),
+                format!("{} has replicas, which replicate through a NEW_AND_OLD_IMAGES stream", r.address()),
+                Some("add stream = \"NEW_AND_OLD_IMAGES\"".into()),
+            );
+        }
+    }
     let Some((Val::Json(j), span)) = r.fields.get("layout") else { return };
     let problem = match serde_json::from_value::<Layout>(j.clone()) {
         Ok(l) => l.problem(),
@@ -263,6 +309,53 @@ async fn set_pitr(cx: &Cx, name: &str, on: bool) -> Result<(), OpError> {
     Ok(())
 }
 
+/// Adds or removes the replica in `region` (one replica change per call, as DynamoDB takes
+/// them) and waits until the table and its replicas are active again.
+async fn replica(cx: &Cx, name: &str, region: &str, add: bool) -> Result<(), OpError> {
+    let bad = |e: aws_sdk_dynamodb::error::BuildError| OpError::fatal("UpdateTable", e.to_string());
+    let update = if add {
+        ReplicationGroupUpdate::builder()
+            .create(CreateReplicationGroupMemberAction::builder().region_name(region).build().map_err(bad)?)
+    } else {
+        ReplicationGroupUpdate::builder()
+            .delete(DeleteReplicationGroupMemberAction::builder().region_name(region).build().map_err(bad)?)
+    }
+    .build();
+    let sent = ddb(cx).update_table().table_name(name).replica_updates(update).send().await.map_err(|e| err("UpdateTable", e));
+    match sent {
+        // Removing a replica that is gone already.
+        Err(e) if !add && e.is_not_found() => {}
+        other => {
+            other?;
+        }
+    }
+    settle(cx, name).await
+}
+
+/// Waits until the table and every replica are `ACTIVE` (a replica takes minutes in AWS).
+async fn settle(cx: &Cx, name: &str) -> Result<(), OpError> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let out = ddb(cx).describe_table().table_name(name).send().await.map_err(|e| err("DescribeTable", e))?;
+        let t = out.table();
+        let table_ready = t.and_then(|t| t.table_status()) == Some(&TableStatus::Active);
+        let pending: Vec<String> = t
+            .map(|t| t.replicas())
+            .unwrap_or_default()
+            .iter()
+            .filter(|r| r.replica_status() != Some(&ReplicaStatus::Active))
+            .filter_map(|r| r.region_name().map(str::to_owned))
+            .collect();
+        if table_ready && pending.is_empty() {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(OpError::retryable("wait replicas", format!("{name}: not active yet: {pending:?}")));
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
 /// One table as declared, or `None` when it is not this stack's (a prefix is not ownership).
 async fn read(cx: &Cx, name: &str) -> Result<Option<Live>, OpError> {
     let client = ddb(cx);
@@ -318,6 +411,8 @@ async fn read(cx: &Cx, name: &str) -> Result<Option<Live>, OpError> {
         .filter(|s| s.stream_enabled())
         .and_then(|s| s.stream_view_type())
         .map_or("none", |v| v.as_str());
+    let mut replicas: Vec<&str> = t.replicas().iter().filter_map(|r| r.region_name()).collect();
+    replicas.sort();
     let address = tags.get(ID_TAG).cloned().unwrap_or_else(|| format!("dynamodb_table.{}", name.trim_start_matches(&format!("{}-", cx.stack))));
     let mut outputs = Map::new();
     outputs.insert("name".into(), json!(name));
@@ -332,6 +427,7 @@ async fn read(cx: &Cx, name: &str) -> Result<Option<Live>, OpError> {
             "point_in_time_recovery": pitr,
             "deletion_protection": t.deletion_protection_enabled().unwrap_or(false),
             "stream": stream,
+            "replicas": replicas,
             "tags": tags,
         }),
         outputs,
@@ -417,6 +513,12 @@ impl Ops for Table {
         if w.point_in_time_recovery {
             set_pitr(cx, &name, true).await?;
         }
+        // A rerun continues from the replicas the table already has.
+        let out = ddb(cx).describe_table().table_name(&name).send().await.map_err(|e| err("DescribeTable", e))?;
+        let have: Vec<&str> = out.table().map(|t| t.replicas()).unwrap_or_default().iter().filter_map(|r| r.region_name()).collect();
+        for region in w.replicas.iter().filter(|r| !have.contains(&r.as_str())) {
+            replica(cx, &name, region, true).await?;
+        }
         Ok(name)
     }
 
@@ -459,6 +561,12 @@ impl Ops for Table {
         if h.point_in_time_recovery != w.point_in_time_recovery {
             set_pitr(cx, id, w.point_in_time_recovery).await?;
         }
+        for region in w.replicas.iter().filter(|r| !h.replicas.contains(r)) {
+            replica(cx, id, region, true).await?;
+        }
+        for region in h.replicas.iter().filter(|r| !w.replicas.contains(r)) {
+            replica(cx, id, region, false).await?;
+        }
         let gone: Vec<String> = h.tags.keys().filter(|k| !w.tags.contains_key(*k)).cloned().collect();
         let changed: BTreeMap<String, String> =
             w.tags.iter().filter(|(k, v)| h.tags.get(*k) != Some(v)).map(|(k, v)| (k.clone(), v.clone())).collect();
@@ -475,7 +583,12 @@ impl Ops for Table {
         Ok(())
     }
 
-    async fn delete(&self, cx: &Cx, id: &str, _: &Value) -> Result<(), OpError> {
+    async fn delete(&self, cx: &Cx, id: &str, have: &Value) -> Result<(), OpError> {
+        // A global table goes replica by replica, then the table itself.
+        let replicas = if have.is_null() { Vec::new() } else { Attrs::of(have)?.replicas };
+        for region in &replicas {
+            replica(cx, id, region, false).await?;
+        }
         gone_ok(ddb(cx).delete_table().table_name(id).send().await.map_err(|e| err("DeleteTable", e)))?;
         ddb(cx)
             .wait_until_table_not_exists()
