@@ -141,3 +141,25 @@ pub fn gone_ok<T>(r: Result<T, OpError>) -> Result<(), OpError> {
         Err(e) => Err(e),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn not_found_is_gone_for_a_delete_and_retried_otherwise() {
+        let nf = OpError {
+            class: Class::NotFound,
+            op: "DeleteVpc".into(),
+            code: Some("InvalidVpcID.NotFound".into()),
+            message: String::new(),
+        };
+        assert!(nf.is_retryable() && nf.is_not_found() && nf.has_code("InvalidVpcID.NotFound"));
+        assert_eq!(gone_ok::<()>(Err(nf.clone())), Ok(()));
+        let fatal = OpError::fatal("CreateVpc", "bad cidr");
+        assert!(!fatal.is_retryable());
+        assert_eq!(gone_ok::<()>(Err(fatal.clone())), Err(fatal));
+        assert_eq!(nf.brief(), "DeleteVpc: InvalidVpcID.NotFound");
+        assert_eq!(OpError::retryable("X", "slow").to_string(), "X: slow (still failing after retries)");
+    }
+}

@@ -152,3 +152,48 @@ pub fn strs(v: &Value, k: &str) -> Vec<String> {
 pub fn need<'a>(v: &'a Value, k: &str) -> Result<&'a str, OpError> {
     s(v, k).ok_or_else(|| OpError::fatal("resolve", format!("`{k}` is missing or not resolved")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[tokio::test]
+    async fn once_is_once_per_pass_and_region_and_never_keeps_a_failure() {
+        let cx = Cx::new(aws_config::SdkConfig::builder().build(), "s", "eu-central-1");
+        let calls = AtomicUsize::new(0);
+        let count = || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, OpError>(7)
+        };
+        let pass = cx.discovery_pass();
+        assert_eq!(pass.once("k", count).await, Ok(7));
+        assert_eq!(pass.in_region("eu-central-1").once("k", count).await, Ok(7));
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "shared within the pass");
+        pass.in_region("us-east-1").once("k", count).await.unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 2, "per region");
+        cx.once("k", count).await.unwrap();
+        cx.discovery_pass().once("k", count).await.unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 4, "outside a pass, and in a new pass, it runs again");
+        let fails = || async { Err::<u32, _>(OpError::retryable("Test", "throttled")) };
+        assert!(pass.once("f", fails).await.is_err());
+        assert_eq!(pass.once("f", || async { Ok(1u32) }).await, Ok(1), "a failure is not kept");
+    }
+
+    #[test]
+    fn clients_are_built_once_per_service_and_region() {
+        #[derive(Clone)]
+        struct Fake(u32);
+        static BUILT: AtomicUsize = AtomicUsize::new(0);
+        impl Service for Fake {
+            fn build(_: &aws_config::SdkConfig) -> Self {
+                Self(BUILT.fetch_add(1, Ordering::SeqCst) as u32)
+            }
+        }
+        let cx = Cx::new(aws_config::SdkConfig::builder().build(), "s", "eu-central-1");
+        let (a, b) = (cx.client::<Fake>(), cx.in_region("eu-central-1").client::<Fake>());
+        assert_eq!((a.0, b.0), (0, 0));
+        assert_eq!(cx.in_region("us-east-1").client::<Fake>().0, 1);
+        assert_eq!(BUILT.load(Ordering::SeqCst), 2);
+    }
+}

@@ -15,6 +15,29 @@ macro_rules! kinds {
 }
 pub(crate) use kinds;
 
+/// What every service module needs once: the [`Service`](crate::provider::Service) impl that
+/// lets a context build the client, and `err(op, e)` classifying the service's SDK errors by
+/// its [`Codes`](crate::error::Codes).
+macro_rules! service {
+    ($client:ty, $codes:expr) => {
+        impl $crate::provider::Service for $client {
+            fn build(conf: &aws_config::SdkConfig) -> Self {
+                Self::new(conf)
+            }
+        }
+
+        /// An SDK error of this service, classified by its codes.
+        pub fn err<E, R>(op: &str, e: aws_smithy_runtime_api::client::result::SdkError<E, R>) -> $crate::error::OpError
+        where
+            E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+            R: std::fmt::Debug,
+        {
+            $crate::error::classify(&$codes, op, e)
+        }
+    };
+}
+pub(crate) use service;
+
 pub mod dynamodb;
 pub mod ec2;
 pub mod logs;

@@ -2,17 +2,10 @@
 //! be listed by tag, so the stack's are named `<stack>-<name>`, listed by that prefix and kept
 //! only when their `provisioner:stack` tag says so.
 
-use crate::error::{classify, Codes, OpError};
-use crate::provider::{Cx, Service};
-use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use crate::error::Codes;
+use crate::provider::Cx;
 
 super::kinds!(dynamodb_table);
-
-impl Service for aws_sdk_dynamodb::Client {
-    fn build(conf: &aws_config::SdkConfig) -> Self {
-        Self::new(conf)
-    }
-}
 
 /// The DynamoDB client of the context's region.
 pub fn ddb(cx: &Cx) -> aws_sdk_dynamodb::Client {
@@ -32,11 +25,4 @@ impl Codes for DynamoCodes {
     }
 }
 
-/// A DynamoDB SDK error, classified by its codes.
-pub fn err<E, R>(op: &str, e: SdkError<E, R>) -> OpError
-where
-    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug,
-{
-    classify(&DynamoCodes, op, e)
-}
+super::service!(aws_sdk_dynamodb::Client, DynamoCodes);

@@ -2,20 +2,13 @@
 //! (filters, tags at birth, tag updates) and the discovery gate (one `DescribeTags` per pass
 //! says which resource types carry the stack's tag, so kinds with nothing tagged cost no call).
 
-use crate::error::{classify, Codes, OpError};
-use crate::provider::{Cx, Service, ID_TAG, STACK_TAG};
-use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
+use crate::error::{Codes, OpError};
+use crate::provider::{Cx, ID_TAG, STACK_TAG};
 use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 
 super::kinds!(vpc, subnet, internet_gateway, eip, nat_gateway, route_table, security_group, vpc_endpoint);
-
-impl Service for aws_sdk_ec2::Client {
-    fn build(conf: &aws_config::SdkConfig) -> Self {
-        Self::new(conf)
-    }
-}
 
 /// The EC2 client of the context's region.
 pub fn ec2(cx: &Cx) -> aws_sdk_ec2::Client {
@@ -41,14 +34,7 @@ pub fn not_found(code: &str) -> bool {
     Ec2Codes.not_found(code)
 }
 
-/// An EC2 SDK error, classified by EC2's codes.
-pub fn err<E, R>(op: &str, e: SdkError<E, R>) -> OpError
-where
-    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug,
-{
-    classify(&Ec2Codes, op, e)
-}
+super::service!(aws_sdk_ec2::Client, Ec2Codes);
 
 /// Whether EC2 knows a resource of one of these types (as `DescribeTags` spells them; the
 /// emulator spells some differently, so a kind may list several) with the stack's tag.

@@ -2,17 +2,10 @@
 //! Log groups cannot be listed by tag, so the stack's are named `/<stack>/<name>` and found by
 //! that prefix.
 
-use crate::error::{classify, Codes, OpError};
-use crate::provider::{Cx, Service};
-use aws_sdk_cloudwatchlogs::error::{ProvideErrorMetadata, SdkError};
+use crate::error::Codes;
+use crate::provider::Cx;
 
 super::kinds!(log_group);
-
-impl Service for aws_sdk_cloudwatchlogs::Client {
-    fn build(conf: &aws_config::SdkConfig) -> Self {
-        Self::new(conf)
-    }
-}
 
 /// The CloudWatch Logs client of the context's region.
 pub fn logs(cx: &Cx) -> aws_sdk_cloudwatchlogs::Client {
@@ -31,14 +24,7 @@ impl Codes for LogsCodes {
     }
 }
 
-/// A CloudWatch Logs SDK error, classified by its codes.
-pub fn err<E, R>(op: &str, e: SdkError<E, R>) -> OpError
-where
-    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug,
-{
-    classify(&LogsCodes, op, e)
-}
+super::service!(aws_sdk_cloudwatchlogs::Client, LogsCodes);
 
 /// The prefix of every log group the stack owns.
 pub fn prefix(cx: &Cx) -> String {
