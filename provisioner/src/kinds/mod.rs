@@ -40,9 +40,11 @@ pub(crate) use service;
 
 pub mod dynamodb;
 pub mod ec2;
+pub mod ecr;
 pub mod logs;
 
-static ALL: LazyLock<Vec<&'static Kind>> = LazyLock::new(|| [ec2::KINDS, dynamodb::KINDS, logs::KINDS].concat());
+static ALL: LazyLock<Vec<&'static Kind>> =
+    LazyLock::new(|| [ec2::KINDS, dynamodb::KINDS, ecr::KINDS, logs::KINDS].concat());
 
 /// Every kind a stack may use, in the order `docs` lists them.
 pub fn all() -> &'static [&'static Kind] {

@@ -82,6 +82,16 @@ impl Moto {
         aws_sdk_cloudwatchlogs::Client::from_conf(conf)
     }
 
+    pub fn ecr(&self) -> aws_sdk_ecr::Client {
+        let conf = aws_sdk_ecr::Config::builder()
+            .behavior_version(aws_sdk_ecr::config::BehaviorVersion::latest())
+            .region(aws_sdk_ecr::config::Region::new(REGION))
+            .endpoint_url(&self.url)
+            .credentials_provider(aws_sdk_ecr::config::Credentials::new("test", "test", None, None, "test"))
+            .build();
+        aws_sdk_ecr::Client::from_conf(conf)
+    }
+
     pub fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
         let conf = aws_sdk_dynamodb::Config::builder()
             .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())

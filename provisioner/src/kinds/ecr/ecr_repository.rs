@@ -1,0 +1,258 @@
+//! `ecr_repository`: a private image repository named `<stack>/<name>`, with immutable tags,
+//! scanning on push, and a lifecycle rule keeping the last N images.
+
+use super::{ecr, err};
+use crate::diag::Diags;
+use crate::error::{gone_ok, OpError};
+use crate::provider::{Cx, Live, Ops, ID_TAG, STACK_TAG};
+use crate::schema::{as_is, Field, FieldType, Kind, Update};
+use crate::stack::{Resource, Stack};
+use async_trait::async_trait;
+use aws_sdk_ecr::types::{ImageScanningConfiguration, ImageTagMutability, Tag};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+
+pub static KIND: Kind = Kind {
+    name: "ecr_repository",
+    doc: "A private ECR repository named <stack>/<name> (its output `url` is what images are pushed to).",
+    fields: &[
+        Field::optional(
+            "image_tag_mutability",
+            FieldType::Enum(&["IMMUTABLE", "MUTABLE"]),
+            Some("\"IMMUTABLE\""),
+            Update::InPlace,
+            "Whether a tag, once pushed, may point at another image.",
+        ),
+        Field::optional("scan_on_push", FieldType::Bool, Some("true"), Update::InPlace, "Scan each image for vulnerabilities."),
+        Field::optional(
+            "keep_images",
+            FieldType::Int { min: 1, max: 1000 },
+            None,
+            Update::InPlace,
+            "Keep only the newest N images (a lifecycle rule expires the rest); none: keep all.",
+        ),
+        Field::optional("tags", FieldType::StringMap, None, Update::InPlace, "Tags besides the stack's own."),
+    ],
+    outputs: &[("id", "The repository's name"), ("name", "<stack>/<name>"), ("arn", "Repository ARN"), ("url", "Repository URI")],
+    check,
+    normalize: as_is,
+    ops: &Repository,
+};
+
+/// The declared shape, decoded once from `want` or `have`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Attrs {
+    image_tag_mutability: String,
+    #[serde(default)]
+    scan_on_push: bool,
+    keep_images: Option<i64>,
+    #[serde(default)]
+    tags: BTreeMap<String, String>,
+    /// Where it lives is the context's region; decoded so the struct covers every field.
+    #[serde(default)]
+    #[allow(dead_code)]
+    region: Option<String>,
+}
+
+impl Attrs {
+    fn of(v: &Value) -> Result<Self, OpError> {
+        serde_json::from_value(v.clone()).map_err(|e| OpError::fatal("ecr_repository", format!("attributes: {e}")))
+    }
+}
+
+/// The one lifecycle rule this kind writes, and reads back.
+fn policy(keep: i64) -> String {
+    json!({"rules": [{
+        "rulePriority": 1,
+        "description": format!("keep the newest {keep} images"),
+        "selection": {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": keep},
+        "action": {"type": "expire"}
+    }]})
+    .to_string()
+}
+
+/// The N of a policy this kind wrote; `None` for any other policy (shown as a difference).
+fn kept(text: &str) -> Option<i64> {
+    let v: Value = serde_json::from_str(text).ok()?;
+    let rules = v["rules"].as_array()?;
+    let [rule] = rules.as_slice() else { return None };
+    (rule["selection"]["countType"] == "imageCountMoreThan" && rule["action"]["type"] == "expire")
+        .then(|| rule["selection"]["countNumber"].as_i64())
+        .flatten()
+}
+
+fn repo_name(cx: &Cx, address: &str) -> String {
+    format!("{}/{}", cx.stack, address.strip_prefix("ecr_repository.").unwrap_or(address))
+}
+
+fn check(r: &Resource, stack: &Stack, d: &mut Diags) {
+    let name = format!("{}/{}", stack.name, r.name);
+    if !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '/' | '-' | '_' | '.')) {
+        d.error(
+            "bad-name",
+            r.span.clone(),
+            format!("{} would be the repository {name:?}; ECR names are lower case", r.address()),
+            Some("use a lower-case stack and resource name".into()),
+        );
+    }
+}
+
+struct Repository;
+
+async fn set_policy(cx: &Cx, name: &str, keep: Option<i64>) -> Result<(), OpError> {
+    match keep {
+        Some(n) => ecr(cx)
+            .put_lifecycle_policy()
+            .repository_name(name)
+            .lifecycle_policy_text(policy(n))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| err("PutLifecyclePolicy", e)),
+        None => gone_ok(
+            ecr(cx).delete_lifecycle_policy().repository_name(name).send().await.map_err(|e| err("DeleteLifecyclePolicy", e)),
+        ),
+    }
+}
+
+fn tags(m: &BTreeMap<String, String>) -> Result<Vec<Tag>, OpError> {
+    m.iter().map(|(k, v)| Tag::builder().key(k).value(v).build().map_err(|e| OpError::fatal("Tag", e.to_string()))).collect()
+}
+
+#[async_trait]
+impl Ops for Repository {
+    async fn discover(&self, cx: &Cx) -> Result<Vec<Live>, OpError> {
+        let client = ecr(cx);
+        let prefix = format!("{}/", cx.stack);
+        let mut repos = Vec::new();
+        let mut pages = client.describe_repositories().into_paginator().send();
+        while let Some(page) = pages.next().await {
+            for r in page.map_err(|e| err("DescribeRepositories", e))?.repositories() {
+                if r.repository_name().is_some_and(|n| n.starts_with(&prefix)) {
+                    repos.push(r.clone());
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for r in repos {
+            let (Some(name), Some(arn)) = (r.repository_name(), r.repository_arn()) else { continue };
+            let t = client.list_tags_for_resource().resource_arn(arn).send().await.map_err(|e| err("ListTagsForResource", e))?;
+            let tags: BTreeMap<String, String> = t.tags().iter().map(|t| (t.key().to_owned(), t.value().to_owned())).collect();
+            if tags.get(STACK_TAG) != Some(&cx.stack) {
+                continue;
+            }
+            let keep = match client.get_lifecycle_policy().repository_name(name).send().await.map_err(|e| err("GetLifecyclePolicy", e)) {
+                Ok(p) => p.lifecycle_policy_text().and_then(kept),
+                Err(e) if e.is_not_found() => None,
+                Err(e) => return Err(e),
+            };
+            let address = tags.get(ID_TAG).cloned().unwrap_or_else(|| format!("ecr_repository.{}", &name[prefix.len()..]));
+            let mut outputs = Map::new();
+            outputs.insert("name".into(), json!(name));
+            outputs.insert("arn".into(), json!(arn));
+            outputs.insert("url".into(), json!(r.repository_uri()));
+            out.push(Live {
+                id: name.to_owned(),
+                address,
+                attrs: json!({
+                    "image_tag_mutability": r.image_tag_mutability().map_or("MUTABLE", |m| m.as_str()),
+                    "scan_on_push": r.image_scanning_configuration().is_some_and(|c| c.scan_on_push()),
+                    "keep_images": keep,
+                    "tags": tags,
+                }),
+                outputs,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn create(&self, cx: &Cx, address: &str, want: &Value, _token: &str) -> Result<String, OpError> {
+        let w = Attrs::of(want)?;
+        let name = repo_name(cx, address);
+        let made = ecr(cx)
+            .create_repository()
+            .repository_name(&name)
+            .image_tag_mutability(ImageTagMutability::from(w.image_tag_mutability.as_str()))
+            .image_scanning_configuration(ImageScanningConfiguration::builder().scan_on_push(w.scan_on_push).build())
+            .set_tags(Some(tags(&w.tags)?))
+            .send()
+            .await
+            .map_err(|e| err("CreateRepository", e));
+        match made {
+            // The name is the idempotency key: a rerun finds its own repository.
+            Err(e) if e.has_code("RepositoryAlreadyExistsException") => {}
+            other => {
+                other?;
+            }
+        }
+        if w.keep_images.is_some() {
+            set_policy(cx, &name, w.keep_images).await?;
+        }
+        Ok(name)
+    }
+
+    async fn update(&self, cx: &Cx, id: &str, have: &Value, want: &Value) -> Result<(), OpError> {
+        let (h, w) = (Attrs::of(have)?, Attrs::of(want)?);
+        if h.image_tag_mutability != w.image_tag_mutability {
+            ecr(cx)
+                .put_image_tag_mutability()
+                .repository_name(id)
+                .image_tag_mutability(ImageTagMutability::from(w.image_tag_mutability.as_str()))
+                .send()
+                .await
+                .map_err(|e| err("PutImageTagMutability", e))?;
+        }
+        if h.scan_on_push != w.scan_on_push {
+            ecr(cx)
+                .put_image_scanning_configuration()
+                .repository_name(id)
+                .image_scanning_configuration(ImageScanningConfiguration::builder().scan_on_push(w.scan_on_push).build())
+                .send()
+                .await
+                .map_err(|e| err("PutImageScanningConfiguration", e))?;
+        }
+        if h.keep_images != w.keep_images {
+            set_policy(cx, id, w.keep_images).await?;
+        }
+        let gone: Vec<String> = h.tags.keys().filter(|k| !w.tags.contains_key(*k)).cloned().collect();
+        let changed: BTreeMap<String, String> =
+            w.tags.iter().filter(|(k, v)| h.tags.get(*k) != Some(v)).map(|(k, v)| (k.clone(), v.clone())).collect();
+        if !gone.is_empty() || !changed.is_empty() {
+            let out = ecr(cx).describe_repositories().repository_names(id).send().await.map_err(|e| err("DescribeRepositories", e))?;
+            let arn = out.repositories().first().and_then(|r| r.repository_arn()).unwrap_or_default().to_owned();
+            if !gone.is_empty() {
+                ecr(cx).untag_resource().resource_arn(&arn).set_tag_keys(Some(gone)).send().await.map_err(|e| err("UntagResource", e))?;
+            }
+            if !changed.is_empty() {
+                ecr(cx).tag_resource().resource_arn(&arn).set_tags(Some(tags(&changed)?)).send().await.map_err(|e| err("TagResource", e))?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn delete(&self, cx: &Cx, id: &str, _: &Value) -> Result<(), OpError> {
+        // Its images go with it: they are built again from the source by the next apply.
+        gone_ok(ecr(cx).delete_repository().repository_name(id).force(true).send().await.map_err(|e| err("DeleteRepository", e)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_typed_attributes_hold_every_declared_field() {
+        let sample = crate::schema::sample(KIND.all_fields());
+        assert!(Attrs::of(&sample).is_ok(), "{sample}");
+        assert!(Attrs::of(&json!({ "image_tag_mutability": "IMMUTABLE", "extra": 1 })).is_err());
+    }
+
+    #[test]
+    fn the_lifecycle_rule_reads_back_as_written_and_others_do_not() {
+        assert_eq!(kept(&policy(10)), Some(10));
+        assert_eq!(kept(r#"{"rules":[{"selection":{"countType":"sinceImagePushed","countNumber":3},"action":{"type":"expire"}}]}"#), None);
+        assert_eq!(kept("not json"), None);
+    }
+}
