@@ -34,6 +34,8 @@ pub struct Cx {
     pub stack: String,
     /// The region this context works in: the resource's own, or the stack's.
     pub region: String,
+    /// The stack's own region (global services such as IAM are read once, there).
+    pub home: String,
     shared: Arc<Shared>,
     /// Answers shared by the kinds of one discovery pass (a service-wide "what is tagged" read,
     /// for example); none outside a pass, so a re-read after a failed step is always fresh.
@@ -53,6 +55,7 @@ impl Cx {
         Self {
             stack: stack.to_owned(),
             region: region.to_owned(),
+            home: region.to_owned(),
             shared: Arc::new(Shared { conf, clients: Mutex::default() }),
             pass: None,
         }

@@ -926,3 +926,73 @@ async fn an_image_repository() {
     ok(&run(&ep, &["destroy", path, "--yes"]), 0, "destroy");
     assert!(moto.ecr().describe_repositories().send().await.unwrap().repositories().is_empty());
 }
+
+/// An IAM role: trusted services, inline statements naming another resource's ARN, a managed
+/// policy; compared canonically (no diff after apply, none for reordered actions), changed in
+/// place, and taken apart in order on destroy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_with_canonical_policies() {
+    let moto = Moto::start().await;
+    let proxy = Proxy::start(&moto.url).await;
+    let ep = proxy.url.clone();
+    let policy = moto
+        .iam()
+        .create_policy()
+        .policy_name("extra")
+        .policy_document(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"*"}]}"#,
+        )
+        .send()
+        .await
+        .unwrap();
+    let extra = policy.policy().unwrap().arn().unwrap().to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("stack.toml");
+    let path = path.to_str().unwrap();
+    let src = |actions: &str, managed: &str, region: &str| {
+        format!(
+            "[stack]\nname = \"roles\"\nregion = \"eu-central-1\"\n\n[log_group.web]\n\n\
+             [iam_role.task]\n{region}trusted_services = [\"ecs-tasks.amazonaws.com\"]\nmanaged_policies = [{managed}]\n\
+             statements = [{{ actions = [{actions}], resources = [\"${{log_group.web.arn}}\"] }}]\n"
+        )
+    };
+    std::fs::write(path, src("\"logs:PutLogEvents\"", "", "region = \"us-east-1\"\n")).unwrap();
+    let r = run(&ep, &["validate", path]);
+    ok(&r, 1, "a region on a global service");
+    assert!(r.2.contains("global-service"), "{}", r.2);
+
+    let two = "\"logs:PutLogEvents\", \"logs:CreateLogStream\"";
+    std::fs::write(path, src(two, &format!("\"{extra}\""), "")).unwrap();
+    proxy.take_calls();
+    ok(&run(&ep, &["apply", path, "--yes"]), 0, "apply");
+    let role = moto.iam().get_role().role_name("roles-task").send().await.unwrap();
+    assert_eq!(role.role().unwrap().path(), "/roles/");
+    let inline = moto.iam().get_role_policy().role_name("roles-task").policy_name("inline").send().await.unwrap();
+    let doc = percent_encoding::percent_decode_str(inline.policy_document()).decode_utf8_lossy().into_owned();
+    assert!(doc.contains(":log-group:/roles/web") && doc.contains("logs:CreateLogStream"), "{doc}");
+    ok(&run(&ep, &["plan", path]), 0, "plan after apply: IAM's URL-encoded answers read as declared");
+    std::fs::write(path, src("\"logs:CreateLogStream\", \"logs:PutLogEvents\"", &format!("\"{extra}\""), "")).unwrap();
+    ok(&run(&ep, &["plan", path]), 0, "reordered actions are the same policy");
+
+    std::fs::write(path, src(&format!("{two}, \"logs:DescribeLogStreams\""), "", "")).unwrap();
+    let r = run(&ep, &["plan", path]);
+    ok(&r, 2, "plan a new action and a detached policy");
+    assert!(
+        r.1.contains("  ~ iam_role.task {") && r.1.contains("Plan: 0 to add, 1 to change, 0 to destroy."),
+        "{}",
+        r.1
+    );
+    ok(&run(&ep, &["apply", path, "--yes"]), 0, "apply");
+    ok(&run(&ep, &["plan", path]), 0, "in sync");
+    let attached = moto.iam().list_attached_role_policies().role_name("roles-task").send().await.unwrap();
+    assert!(attached.attached_policies().is_empty());
+
+    std::fs::write(path, src(two, &format!("\"{extra}\""), "")).unwrap();
+    ok(&run(&ep, &["apply", path, "--yes"]), 0, "attach again");
+    proxy.take_calls();
+    ok(&run(&ep, &["destroy", path, "--yes"]), 0, "destroy");
+    let calls: Vec<String> = proxy.take_calls().into_iter().filter(mutating).map(|c| c.action).collect();
+    let at = |a: &str| calls.iter().position(|c| c == a).unwrap_or_else(|| panic!("{a} in {calls:?}"));
+    assert!(at("DetachRolePolicy") < at("DeleteRole") && at("DeleteRolePolicy") < at("DeleteRole"), "{calls:?}");
+    assert!(moto.iam().get_role().role_name("roles-task").send().await.is_err(), "the role is gone");
+}

@@ -92,6 +92,16 @@ impl Moto {
         aws_sdk_ecr::Client::from_conf(conf)
     }
 
+    pub fn iam(&self) -> aws_sdk_iam::Client {
+        let conf = aws_sdk_iam::Config::builder()
+            .behavior_version(aws_sdk_iam::config::BehaviorVersion::latest())
+            .region(aws_sdk_iam::config::Region::new(REGION))
+            .endpoint_url(&self.url)
+            .credentials_provider(aws_sdk_iam::config::Credentials::new("test", "test", None, None, "test"))
+            .build();
+        aws_sdk_iam::Client::from_conf(conf)
+    }
+
     pub fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
         let conf = aws_sdk_dynamodb::Config::builder()
             .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())

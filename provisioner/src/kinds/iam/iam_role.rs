@@ -1,0 +1,335 @@
+//! `iam_role`: a role named `<stack>-<name>` under the path `/<stack>/`, trusted by AWS
+//! services, with inline statements written as TOML tables and managed policies attached.
+//! Policies are compared in one canonical form (action and resource order, a string versus a
+//! one-element list, IAM's URL-encoded documents), so an applied role never shows as a diff.
+
+use super::{decode, err, iam, path, statements, strings};
+use crate::diag::Diags;
+use crate::error::{gone_ok, OpError};
+use crate::provider::{Cx, Live, Ops, ID_TAG};
+use crate::schema::{Field, FieldType, Kind, Update};
+use crate::stack::{Resource, Stack};
+use async_trait::async_trait;
+use aws_sdk_iam::types::Tag;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+
+static STATEMENT: &[Field] = &[
+    Field::optional("effect", FieldType::Enum(&["Allow", "Deny"]), Some("\"Allow\""), Update::InPlace, "Allow or Deny."),
+    Field::required("actions", FieldType::List(&FieldType::String), Update::InPlace, "Actions, e.g. \"dynamodb:PutItem\"."),
+    Field::required(
+        "resources",
+        FieldType::List(&FieldType::String),
+        Update::InPlace,
+        "Resource ARNs (\"*\" only for actions that have none), e.g. \"${dynamodb_table.quakes.arn}\".",
+    ),
+];
+
+pub static KIND: Kind = Kind {
+    name: "iam_role",
+    doc: "An IAM role named <stack>-<name> under the path /<stack>/ (IAM is global: no region).",
+    fields: &[
+        Field::required(
+            "trusted_services",
+            FieldType::List(&FieldType::String),
+            Update::InPlace,
+            "Services that may assume it, e.g. \"ecs-tasks.amazonaws.com\", \"ec2.amazonaws.com\".",
+        ),
+        Field::optional(
+            "statements",
+            FieldType::List(&FieldType::Table(STATEMENT)),
+            None,
+            Update::InPlace,
+            "Inline policy statements: [{ actions = [...], resources = [...] }].",
+        ),
+        Field::optional(
+            "managed_policies",
+            FieldType::List(&FieldType::String),
+            None,
+            Update::InPlace,
+            "ARNs of managed policies to attach.",
+        ),
+        Field::optional("tags", FieldType::StringMap, None, Update::InPlace, "Tags besides the stack's own."),
+    ],
+    outputs: &[("id", "The role's name"), ("name", "<stack>-<name>"), ("arn", "Role ARN")],
+    check,
+    normalize,
+    ops: &Role,
+};
+
+/// The name of the one inline policy this kind writes.
+const INLINE: &str = "inline";
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Statement {
+    effect: Option<String>,
+    actions: Vec<String>,
+    resources: Vec<String>,
+}
+
+/// The declared shape, decoded once from `want` or `have`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Attrs {
+    trusted_services: Vec<String>,
+    #[serde(default, deserialize_with = "null_as_empty")]
+    statements: Vec<Statement>,
+    #[serde(default, deserialize_with = "null_as_empty")]
+    managed_policies: Vec<String>,
+    #[serde(default)]
+    tags: BTreeMap<String, String>,
+    /// Always the stack's (checked at load); decoded so the struct covers every field.
+    #[serde(default)]
+    #[allow(dead_code)]
+    region: Option<String>,
+}
+
+fn null_as_empty<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Vec<T>, D::Error> {
+    Ok(Option::<Vec<T>>::deserialize(d)?.unwrap_or_default())
+}
+
+impl Attrs {
+    fn of(v: &Value) -> Result<Self, OpError> {
+        serde_json::from_value(v.clone()).map_err(|e| OpError::fatal("iam_role", format!("attributes: {e}")))
+    }
+}
+
+/// Sorted lists where order means nothing; one shape for "no statements".
+fn normalize(v: &mut Value) {
+    for k in ["trusted_services", "managed_policies"] {
+        v[k] = json!(strings(&v[k]));
+    }
+    let mut sts: Vec<Value> = v["statements"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|s| {
+                    json!({
+                        "effect": s["effect"].as_str().unwrap_or("Allow"),
+                        "actions": strings(&s["actions"]),
+                        "resources": strings(&s["resources"]),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    sts.sort_by_key(Value::to_string);
+    v["statements"] = json!(sts);
+}
+
+fn trust(services: &[String]) -> String {
+    json!({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"Service": services}, "Action": "sts:AssumeRole"
+    }]})
+    .to_string()
+}
+
+fn inline(sts: &[Statement]) -> String {
+    let sts: Vec<Value> = sts
+        .iter()
+        .map(|s| json!({"Effect": s.effect.as_deref().unwrap_or("Allow"), "Action": s.actions, "Resource": s.resources}))
+        .collect();
+    json!({"Version": "2012-10-17", "Statement": sts}).to_string()
+}
+
+fn check(r: &Resource, stack: &Stack, d: &mut Diags) {
+    if let Some((_, span)) = r.fields.get("region").filter(|_| stack.region_of(r) != stack.region) {
+        d.error(
+            "global-service",
+            span.clone(),
+            format!("{} is an IAM role: IAM is global and has no region", r.address()),
+            Some("remove `region`".into()),
+        );
+    }
+}
+
+struct Role;
+
+fn role_name(cx: &Cx, address: &str) -> String {
+    format!("{}-{}", cx.stack, address.strip_prefix("iam_role.").unwrap_or(address))
+}
+
+fn tags(m: &BTreeMap<String, String>) -> Result<Vec<Tag>, OpError> {
+    m.iter().map(|(k, v)| Tag::builder().key(k).value(v).build().map_err(|e| OpError::fatal("Tag", e.to_string()))).collect()
+}
+
+async fn put_inline(cx: &Cx, name: &str, sts: &[Statement]) -> Result<(), OpError> {
+    if sts.is_empty() {
+        return gone_ok(
+            iam(cx).delete_role_policy().role_name(name).policy_name(INLINE).send().await.map_err(|e| err("DeleteRolePolicy", e)),
+        );
+    }
+    iam(cx)
+        .put_role_policy()
+        .role_name(name)
+        .policy_name(INLINE)
+        .policy_document(inline(sts))
+        .send()
+        .await
+        .map_err(|e| err("PutRolePolicy", e))?;
+    Ok(())
+}
+
+#[async_trait]
+impl Ops for Role {
+    async fn discover(&self, cx: &Cx) -> Result<Vec<Live>, OpError> {
+        // Global: read once, in the stack's region.
+        if cx.region != cx.home {
+            return Ok(Vec::new());
+        }
+        let client = iam(cx);
+        let mut roles = Vec::new();
+        let mut pages = client.list_roles().path_prefix(path(cx)).into_paginator().send();
+        while let Some(page) = pages.next().await {
+            roles.extend(page.map_err(|e| err("ListRoles", e))?.roles().iter().cloned());
+        }
+        let mut out = Vec::new();
+        for r in roles {
+            let name = r.role_name().to_owned();
+            let trust = r.assume_role_policy_document().map(decode).unwrap_or(Value::Null);
+            let trusted: Vec<String> =
+                statements(&trust).iter().flat_map(|s| strings(&s["Principal"]["Service"])).collect();
+            let t = client.list_role_tags().role_name(&name).send().await.map_err(|e| err("ListRoleTags", e))?;
+            let tags: BTreeMap<String, String> = t.tags().iter().map(|t| (t.key().to_owned(), t.value().to_owned())).collect();
+            let sts = match client.get_role_policy().role_name(&name).policy_name(INLINE).send().await {
+                Ok(p) => statements(&decode(p.policy_document()))
+                    .iter()
+                    .map(|s| json!({"effect": s["Effect"], "actions": strings(&s["Action"]), "resources": strings(&s["Resource"])}))
+                    .collect(),
+                Err(e) => {
+                    let e = err("GetRolePolicy", e);
+                    if !e.is_not_found() {
+                        return Err(e);
+                    }
+                    Vec::new()
+                }
+            };
+            let attached =
+                client.list_attached_role_policies().role_name(&name).send().await.map_err(|e| err("ListAttachedRolePolicies", e))?;
+            let managed: Vec<&str> = attached.attached_policies().iter().filter_map(|p| p.policy_arn()).collect();
+            let address = tags.get(ID_TAG).cloned().unwrap_or_else(|| format!("iam_role.{}", name.trim_start_matches(&format!("{}-", cx.stack))));
+            let mut outputs = Map::new();
+            outputs.insert("name".into(), json!(name));
+            outputs.insert("arn".into(), json!(r.arn()));
+            out.push(Live {
+                id: name,
+                address,
+                attrs: json!({ "trusted_services": trusted, "statements": sts, "managed_policies": managed, "tags": tags }),
+                outputs,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn create(&self, cx: &Cx, address: &str, want: &Value, _token: &str) -> Result<String, OpError> {
+        let w = Attrs::of(want)?;
+        let name = role_name(cx, address);
+        let made = iam(cx)
+            .create_role()
+            .role_name(&name)
+            .path(path(cx))
+            .assume_role_policy_document(trust(&w.trusted_services))
+            .set_tags(Some(tags(&w.tags)?))
+            .send()
+            .await
+            .map_err(|e| err("CreateRole", e));
+        match made {
+            // The name is the idempotency key: a rerun finds its own role.
+            Err(e) if e.has_code("EntityAlreadyExists") => {}
+            other => {
+                other?;
+            }
+        }
+        if !w.statements.is_empty() {
+            put_inline(cx, &name, &w.statements).await?;
+        }
+        for arn in &w.managed_policies {
+            iam(cx).attach_role_policy().role_name(&name).policy_arn(arn).send().await.map_err(|e| err("AttachRolePolicy", e))?;
+        }
+        Ok(name)
+    }
+
+    async fn update(&self, cx: &Cx, id: &str, have: &Value, want: &Value) -> Result<(), OpError> {
+        let (h, w) = (Attrs::of(have)?, Attrs::of(want)?);
+        let sorted = |v: &[String]| strings(&json!(v));
+        if sorted(&h.trusted_services) != sorted(&w.trusted_services) {
+            iam(cx)
+                .update_assume_role_policy()
+                .role_name(id)
+                .policy_document(trust(&w.trusted_services))
+                .send()
+                .await
+                .map_err(|e| err("UpdateAssumeRolePolicy", e))?;
+        }
+        let canon = |s: &[Statement]| {
+            let mut v = json!({ "statements": s.iter().map(|x| json!({"effect": x.effect, "actions": x.actions, "resources": x.resources})).collect::<Vec<_>>() });
+            normalize(&mut v);
+            v["statements"].clone()
+        };
+        if canon(&h.statements) != canon(&w.statements) {
+            put_inline(cx, id, &w.statements).await?;
+        }
+        for arn in w.managed_policies.iter().filter(|a| !h.managed_policies.contains(a)) {
+            iam(cx).attach_role_policy().role_name(id).policy_arn(arn).send().await.map_err(|e| err("AttachRolePolicy", e))?;
+        }
+        for arn in h.managed_policies.iter().filter(|a| !w.managed_policies.contains(a)) {
+            gone_ok(iam(cx).detach_role_policy().role_name(id).policy_arn(arn).send().await.map_err(|e| err("DetachRolePolicy", e)))?;
+        }
+        let gone: Vec<String> = h.tags.keys().filter(|k| !w.tags.contains_key(*k)).cloned().collect();
+        let changed: BTreeMap<String, String> =
+            w.tags.iter().filter(|(k, v)| h.tags.get(*k) != Some(v)).map(|(k, v)| (k.clone(), v.clone())).collect();
+        if !gone.is_empty() {
+            iam(cx).untag_role().role_name(id).set_tag_keys(Some(gone)).send().await.map_err(|e| err("UntagRole", e))?;
+        }
+        if !changed.is_empty() {
+            iam(cx).tag_role().role_name(id).set_tags(Some(tags(&changed)?)).send().await.map_err(|e| err("TagRole", e))?;
+        }
+        Ok(())
+    }
+
+    async fn delete(&self, cx: &Cx, id: &str, have: &Value) -> Result<(), OpError> {
+        // A role goes only once nothing is attached to it: policies out, then the role.
+        if !have.is_null() {
+            let h = Attrs::of(have)?;
+            for arn in &h.managed_policies {
+                gone_ok(iam(cx).detach_role_policy().role_name(id).policy_arn(arn).send().await.map_err(|e| err("DetachRolePolicy", e)))?;
+            }
+        }
+        gone_ok(iam(cx).delete_role_policy().role_name(id).policy_name(INLINE).send().await.map_err(|e| err("DeleteRolePolicy", e)))?;
+        gone_ok(iam(cx).delete_role().role_name(id).send().await.map_err(|e| err("DeleteRole", e)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_typed_attributes_hold_every_declared_field() {
+        let sample = crate::schema::sample(KIND.all_fields());
+        let a = Attrs::of(&sample).unwrap();
+        assert_eq!(a.statements.len(), 1);
+        assert!(Attrs::of(&json!({ "trusted_services": [], "extra": 1 })).is_err());
+    }
+
+    /// What IAM answers (URL-encoded, strings where one value, any order) reads as declared.
+    #[test]
+    fn policies_compare_canonically() {
+        let doc = "%7B%22Version%22%3A%222012-10-17%22%2C%22Statement%22%3A%7B%22Effect%22%3A%22Allow%22%2C%22Action%22%3A%22dynamodb%3APutItem%22%2C%22Resource%22%3A%5B%22b%22%2C%22a%22%5D%7D%7D";
+        let read: Vec<Value> = statements(&decode(doc))
+            .iter()
+            .map(|s| json!({"effect": s["Effect"], "actions": strings(&s["Action"]), "resources": strings(&s["Resource"])}))
+            .collect();
+        let mut live = json!({ "trusted_services": "ecs-tasks.amazonaws.com", "statements": read, "managed_policies": null });
+        let mut want = json!({
+            "trusted_services": ["ecs-tasks.amazonaws.com"],
+            "statements": [{ "effect": null, "actions": ["dynamodb:PutItem"], "resources": ["a", "b"] }],
+            "managed_policies": [],
+        });
+        normalize(&mut live);
+        normalize(&mut want);
+        assert_eq!(live, want);
+    }
+}
