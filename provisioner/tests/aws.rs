@@ -996,3 +996,47 @@ async fn a_role_with_canonical_policies() {
     assert!(at("DetachRolePolicy") < at("DeleteRole") && at("DeleteRolePolicy") < at("DeleteRole"), "{calls:?}");
     assert!(moto.iam().get_role().role_name("roles-task").send().await.is_err(), "the role is gone");
 }
+
+/// An instance profile holding a role: made after its role, switched to another role in place,
+/// and on destroy the role leaves the profile before the profile goes, the profile before the
+/// role.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_profile_holds_its_role() {
+    let moto = Moto::start().await;
+    let proxy = Proxy::start(&moto.url).await;
+    let ep = proxy.url.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("stack.toml");
+    let path = path.to_str().unwrap();
+    let src = |role: &str| {
+        format!(
+            "[stack]\nname = \"prof\"\nregion = \"eu-central-1\"\n\n\
+             [iam_role.host]\ntrusted_services = [\"ec2.amazonaws.com\"]\n\n\
+             [iam_role.other]\ntrusted_services = [\"ec2.amazonaws.com\"]\n\n\
+             [iam_instance_profile.host]\nrole = \"iam_role.{role}\"\n"
+        )
+    };
+    std::fs::write(path, src("host")).unwrap();
+    ok(&run(&ep, &["apply", path, "--yes"]), 0, "apply");
+    let roles_in = || async {
+        let p = moto.iam().get_instance_profile().instance_profile_name("prof-host").send().await.unwrap();
+        p.instance_profile().unwrap().roles().iter().map(|r| r.role_name().to_owned()).collect::<Vec<_>>()
+    };
+    assert_eq!(roles_in().await, ["prof-host"]);
+    ok(&run(&ep, &["plan", path]), 0, "plan after apply");
+    std::fs::write(path, src("other")).unwrap();
+    let r = run(&ep, &["plan", path]);
+    ok(&r, 2, "another role");
+    assert!(r.1.contains("~ role") && r.1.contains("\"iam_role.host\" -> \"iam_role.other\""), "{}", r.1);
+    ok(&run(&ep, &["apply", path, "--yes"]), 0, "switch role");
+    assert_eq!(roles_in().await, ["prof-other"]);
+    ok(&run(&ep, &["plan", path]), 0, "in sync");
+    proxy.take_calls();
+    ok(&run(&ep, &["destroy", path, "--yes"]), 0, "destroy");
+    let calls: Vec<String> = proxy.take_calls().into_iter().filter(mutating).map(|c| c.action).collect();
+    let at = |a: &str| calls.iter().position(|c| c == a).unwrap_or_else(|| panic!("{a} in {calls:?}"));
+    assert!(at("RemoveRoleFromInstanceProfile") < at("DeleteInstanceProfile"), "{calls:?}");
+    let last_role = calls.iter().rposition(|c| c == "DeleteRole").unwrap();
+    assert!(at("DeleteInstanceProfile") < last_role, "{calls:?}");
+    assert!(moto.iam().get_instance_profile().instance_profile_name("prof-host").send().await.is_err());
+}

@@ -1,4 +1,4 @@
-//! IAM: roles, and what they share: the client, IAM's error codes, and policy documents in one
+//! IAM: roles and instance profiles, and what they share: the client, IAM's error codes, and policy documents in one
 //! canonical form. IAM is global: its kinds are read once, in the stack's region, and cannot be
 //! listed by tag, so the stack's roles live under the path `/<stack>/`.
 
@@ -6,7 +6,7 @@ use crate::error::Codes;
 use crate::provider::Cx;
 use serde_json::Value;
 
-super::kinds!(iam_role);
+super::kinds!(iam_role, iam_instance_profile);
 
 /// The IAM client.
 pub fn iam(cx: &Cx) -> aws_sdk_iam::Client {

@@ -1,0 +1,179 @@
+//! `iam_instance_profile`: what an EC2 host carries to act as a role, named `<stack>-<name>`
+//! under the path `/<stack>/`.
+
+use super::{err, iam, path};
+use crate::diag::Diags;
+use crate::error::{gone_ok, OpError};
+use crate::provider::{need, Cx, Live, Ops, ID_TAG};
+use crate::schema::{as_is, Field, FieldType, Kind, Update};
+use crate::stack::{Resource, Stack};
+use async_trait::async_trait;
+use aws_sdk_iam::types::Tag;
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+
+pub static KIND: Kind = Kind {
+    name: "iam_instance_profile",
+    doc: "An instance profile holding one role, for EC2 hosts (IAM is global: no region).",
+    fields: &[
+        Field::required("role", FieldType::Ref(&["iam_role"]), Update::InPlace, "The role hosts with this profile act as."),
+        Field::optional("tags", FieldType::StringMap, None, Update::InPlace, "Tags besides the stack's own."),
+    ],
+    outputs: &[("id", "The profile's name"), ("name", "<stack>-<name>"), ("arn", "Instance profile ARN")],
+    check,
+    normalize: as_is,
+    ops: &Profile,
+};
+
+fn check(r: &Resource, stack: &Stack, d: &mut Diags) {
+    if let Some((_, span)) = r.fields.get("region").filter(|_| stack.region_of(r) != stack.region) {
+        d.error(
+            "global-service",
+            span.clone(),
+            format!("{} is an IAM instance profile: IAM is global and has no region", r.address()),
+            Some("remove `region`".into()),
+        );
+    }
+}
+
+struct Profile;
+
+fn tag_map(v: &Value) -> BTreeMap<String, String> {
+    v["tags"]
+        .as_object()
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned())).collect())
+        .unwrap_or_default()
+}
+
+async fn add_role(cx: &Cx, name: &str, role: &str) -> Result<(), OpError> {
+    let r = iam(cx).add_role_to_instance_profile().instance_profile_name(name).role_name(role).send().await;
+    match r.map_err(|e| err("AddRoleToInstanceProfile", e)) {
+        // A profile holds one role; a rerun finds it already in.
+        Err(e) if e.has_code("LimitExceeded") || e.has_code("EntityAlreadyExists") => Ok(()),
+        other => other.map(|_| ()),
+    }
+}
+
+async fn remove_role(cx: &Cx, name: &str, role: &str) -> Result<(), OpError> {
+    gone_ok(
+        iam(cx)
+            .remove_role_from_instance_profile()
+            .instance_profile_name(name)
+            .role_name(role)
+            .send()
+            .await
+            .map_err(|e| err("RemoveRoleFromInstanceProfile", e)),
+    )
+}
+
+#[async_trait]
+impl Ops for Profile {
+    async fn discover(&self, cx: &Cx) -> Result<Vec<Live>, OpError> {
+        if cx.region != cx.home {
+            return Ok(Vec::new());
+        }
+        let client = iam(cx);
+        let mut profiles = Vec::new();
+        let mut pages = client.list_instance_profiles().path_prefix(path(cx)).into_paginator().send();
+        while let Some(page) = pages.next().await {
+            profiles.extend(page.map_err(|e| err("ListInstanceProfiles", e))?.instance_profiles().iter().cloned());
+        }
+        let mut out = Vec::new();
+        for p in profiles {
+            let name = p.instance_profile_name().to_owned();
+            // A list answer carries no tags in AWS (IAM's listings are partial): one read each.
+            let got = client
+                .get_instance_profile()
+                .instance_profile_name(&name)
+                .send()
+                .await
+                .map_err(|e| err("GetInstanceProfile", e))?;
+            let tags: BTreeMap<String, String> = got
+                .instance_profile()
+                .map(|p| p.tags())
+                .unwrap_or_default()
+                .iter()
+                .map(|t| (t.key().to_owned(), t.value().to_owned()))
+                .collect();
+            let address = tags
+                .get(ID_TAG)
+                .cloned()
+                .unwrap_or_else(|| format!("iam_instance_profile.{}", name.trim_start_matches(&format!("{}-", cx.stack))));
+            let mut outputs = Map::new();
+            outputs.insert("name".into(), json!(name));
+            outputs.insert("arn".into(), json!(p.arn()));
+            // References hold ids: a role's id is its name.
+            let role = p.roles().first().map(|r| r.role_name().to_owned());
+            out.push(Live { id: name, address, attrs: json!({ "role": role, "tags": tags }), outputs });
+        }
+        Ok(out)
+    }
+
+    async fn create(&self, cx: &Cx, address: &str, want: &Value, _token: &str) -> Result<String, OpError> {
+        let name = format!("{}-{}", cx.stack, address.strip_prefix("iam_instance_profile.").unwrap_or(address));
+        let tags: Vec<Tag> = tag_map(want)
+            .iter()
+            .map(|(k, v)| Tag::builder().key(k).value(v).build().map_err(|e| OpError::fatal("Tag", e.to_string())))
+            .collect::<Result<_, _>>()?;
+        let made = iam(cx)
+            .create_instance_profile()
+            .instance_profile_name(&name)
+            .path(path(cx))
+            .set_tags(Some(tags))
+            .send()
+            .await
+            .map_err(|e| err("CreateInstanceProfile", e));
+        match made {
+            Err(e) if e.has_code("EntityAlreadyExists") => {}
+            other => {
+                other?;
+            }
+        }
+        add_role(cx, &name, need(want, "role")?).await?;
+        Ok(name)
+    }
+
+    async fn update(&self, cx: &Cx, id: &str, have: &Value, want: &Value) -> Result<(), OpError> {
+        let (old, new) = (have["role"].as_str(), need(want, "role")?);
+        if old != Some(new) {
+            if let Some(old) = old {
+                remove_role(cx, id, old).await?;
+            }
+            add_role(cx, id, new).await?;
+        }
+        let (h, w) = (tag_map(have), tag_map(want));
+        let gone: Vec<String> = h.keys().filter(|k| !w.contains_key(*k)).cloned().collect();
+        let changed: Vec<Tag> = w
+            .iter()
+            .filter(|(k, v)| h.get(*k) != Some(v))
+            .map(|(k, v)| Tag::builder().key(k).value(v).build().map_err(|e| OpError::fatal("Tag", e.to_string())))
+            .collect::<Result<_, _>>()?;
+        if !gone.is_empty() {
+            iam(cx)
+                .untag_instance_profile()
+                .instance_profile_name(id)
+                .set_tag_keys(Some(gone))
+                .send()
+                .await
+                .map_err(|e| err("UntagInstanceProfile", e))?;
+        }
+        if !changed.is_empty() {
+            iam(cx)
+                .tag_instance_profile()
+                .instance_profile_name(id)
+                .set_tags(Some(changed))
+                .send()
+                .await
+                .map_err(|e| err("TagInstanceProfile", e))?;
+        }
+        Ok(())
+    }
+
+    async fn delete(&self, cx: &Cx, id: &str, have: &Value) -> Result<(), OpError> {
+        // The role leaves the profile first: IAM refuses to delete a profile that holds one.
+        if let Some(role) = have["role"].as_str() {
+            remove_role(cx, id, role).await?;
+        }
+        gone_ok(iam(cx).delete_instance_profile().instance_profile_name(id).send().await.map_err(|e| err("DeleteInstanceProfile", e)))
+    }
+}
