@@ -1040,3 +1040,40 @@ async fn an_instance_profile_holds_its_role() {
     assert!(at("DeleteInstanceProfile") < last_role, "{calls:?}");
     assert!(moto.iam().get_instance_profile().instance_profile_name("prof-host").send().await.is_err());
 }
+
+/// An ECS cluster: found with one list and one batched describe, Container Insights switched in
+/// place, tags, destroyed (a deleted cluster that stays listed as INACTIVE is not found again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ecs_cluster() {
+    let moto = Moto::start().await;
+    let proxy = Proxy::start(&moto.url).await;
+    let ep = proxy.url.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("stack.toml");
+    let path = path.to_str().unwrap();
+    let src = |insights: bool, team: &str| {
+        format!(
+            "[stack]\nname = \"cl\"\nregion = \"eu-central-1\"\n\n\
+             [ecs_cluster.main]\ncontainer_insights = {insights}\ntags = {{ team = \"{team}\" }}\n"
+        )
+    };
+    std::fs::write(path, src(false, "ops")).unwrap();
+    ok(&run(&ep, &["apply", path, "--yes"]), 0, "apply");
+    let d = moto.ecs().describe_clusters().clusters("cl-main").send().await.unwrap();
+    assert_eq!(d.clusters()[0].status(), Some("ACTIVE"));
+    proxy.take_calls();
+    ok(&run(&ep, &["plan", path]), 0, "plan after apply");
+    let ecs_calls: Vec<String> =
+        proxy.take_calls().into_iter().map(|c| c.action).filter(|a| a.contains("EC2ContainerService")).collect();
+    assert_eq!(ecs_calls.len(), 2, "one list, one describe: {ecs_calls:?}");
+    std::fs::write(path, src(true, "platform")).unwrap();
+    let r = run(&ep, &["plan", path]);
+    ok(&r, 2, "plan changes");
+    assert!(r.1.contains("~ container_insights = false -> true"), "{}", r.1);
+    ok(&run(&ep, &["apply", path, "--yes"]), 0, "apply changes");
+    ok(&run(&ep, &["plan", path]), 0, "in sync");
+    ok(&run(&ep, &["destroy", path, "--yes"]), 0, "destroy");
+    ok(&run(&ep, &["plan", path]), 2, "gone: planned again from nothing");
+    let d = moto.ecs().describe_clusters().clusters("cl-main").send().await.unwrap();
+    assert!(d.clusters().iter().all(|c| c.status() != Some("ACTIVE")), "{:?}", d.clusters());
+}

@@ -41,11 +41,12 @@ pub(crate) use service;
 pub mod dynamodb;
 pub mod ec2;
 pub mod ecr;
+pub mod ecs;
 pub mod iam;
 pub mod logs;
 
 static ALL: LazyLock<Vec<&'static Kind>> =
-    LazyLock::new(|| [ec2::KINDS, dynamodb::KINDS, ecr::KINDS, iam::KINDS, logs::KINDS].concat());
+    LazyLock::new(|| [ec2::KINDS, dynamodb::KINDS, ecr::KINDS, ecs::KINDS, iam::KINDS, logs::KINDS].concat());
 
 /// Every kind a stack may use, in the order `docs` lists them.
 pub fn all() -> &'static [&'static Kind] {

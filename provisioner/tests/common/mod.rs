@@ -102,6 +102,16 @@ impl Moto {
         aws_sdk_iam::Client::from_conf(conf)
     }
 
+    pub fn ecs(&self) -> aws_sdk_ecs::Client {
+        let conf = aws_sdk_ecs::Config::builder()
+            .behavior_version(aws_sdk_ecs::config::BehaviorVersion::latest())
+            .region(aws_sdk_ecs::config::Region::new(REGION))
+            .endpoint_url(&self.url)
+            .credentials_provider(aws_sdk_ecs::config::Credentials::new("test", "test", None, None, "test"))
+            .build();
+        aws_sdk_ecs::Client::from_conf(conf)
+    }
+
     pub fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
         let conf = aws_sdk_dynamodb::Config::builder()
             .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())

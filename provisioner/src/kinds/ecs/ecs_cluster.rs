@@ -1,0 +1,180 @@
+//! `ecs_cluster`: a Fargate cluster named `<stack>-<name>`, with Container Insights optional.
+
+use super::{ecs, err};
+use crate::error::{gone_ok, OpError};
+use crate::provider::{Cx, Live, Ops, ID_TAG, STACK_TAG};
+use crate::schema::{as_is, no_check, Field, FieldType, Kind, Update};
+use async_trait::async_trait;
+use aws_sdk_ecs::types::{ClusterField, ClusterSetting, ClusterSettingName, Tag};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+
+pub static KIND: Kind = Kind {
+    name: "ecs_cluster",
+    doc: "An ECS cluster named <stack>-<name>, for Fargate services.",
+    fields: &[
+        Field::optional(
+            "container_insights",
+            FieldType::Bool,
+            Some("false"),
+            Update::InPlace,
+            "CloudWatch Container Insights metrics (billed per metric).",
+        ),
+        Field::optional("tags", FieldType::StringMap, None, Update::InPlace, "Tags besides the stack's own."),
+    ],
+    outputs: &[("id", "The cluster's name"), ("name", "<stack>-<name>"), ("arn", "Cluster ARN")],
+    check: no_check,
+    normalize: as_is,
+    ops: &Cluster,
+};
+
+/// The declared shape, decoded once from `want` or `have`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Attrs {
+    #[serde(default)]
+    container_insights: bool,
+    #[serde(default)]
+    tags: BTreeMap<String, String>,
+    /// Where it lives is the context's region; decoded so the struct covers every field.
+    #[serde(default)]
+    #[allow(dead_code)]
+    region: Option<String>,
+}
+
+impl Attrs {
+    fn of(v: &Value) -> Result<Self, OpError> {
+        serde_json::from_value(v.clone()).map_err(|e| OpError::fatal("ecs_cluster", format!("attributes: {e}")))
+    }
+}
+
+struct Cluster;
+
+fn insights(on: bool) -> ClusterSetting {
+    ClusterSetting::builder()
+        .name(ClusterSettingName::ContainerInsights)
+        .value(if on { "enabled" } else { "disabled" })
+        .build()
+}
+
+fn tags(m: &BTreeMap<String, String>) -> Vec<Tag> {
+    m.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()
+}
+
+#[async_trait]
+impl Ops for Cluster {
+    async fn discover(&self, cx: &Cx) -> Result<Vec<Live>, OpError> {
+        let client = ecs(cx);
+        let prefix = format!("{}-", cx.stack);
+        let mut arns = Vec::new();
+        let mut pages = client.list_clusters().into_paginator().send();
+        while let Some(page) = pages.next().await {
+            arns.extend(page.map_err(|e| err("ListClusters", e))?.cluster_arns().iter().cloned());
+        }
+        let ours: Vec<String> =
+            arns.into_iter().filter(|a| a.rsplit('/').next().is_some_and(|n| n.starts_with(&prefix))).collect();
+        let mut out = Vec::new();
+        // DescribeClusters takes 100 clusters a call, tags included.
+        for batch in ours.chunks(100) {
+            let d = client
+                .describe_clusters()
+                .set_clusters(Some(batch.to_vec()))
+                .include(ClusterField::Tags)
+                .include(ClusterField::Settings)
+                .send()
+                .await
+                .map_err(|e| err("DescribeClusters", e))?;
+            for c in d.clusters() {
+                if c.status() == Some("INACTIVE") {
+                    continue; // deleted clusters stay listed for a while
+                }
+                let (Some(name), Some(arn)) = (c.cluster_name(), c.cluster_arn()) else { continue };
+                let tags: BTreeMap<String, String> = c
+                    .tags()
+                    .iter()
+                    .filter_map(|t| Some((t.key()?.to_owned(), t.value().unwrap_or_default().to_owned())))
+                    .collect();
+                if tags.get(STACK_TAG) != Some(&cx.stack) {
+                    continue;
+                }
+                let insights = c
+                    .settings()
+                    .iter()
+                    .any(|s| s.name() == Some(&ClusterSettingName::ContainerInsights) && s.value() == Some("enabled"));
+                let address =
+                    tags.get(ID_TAG).cloned().unwrap_or_else(|| format!("ecs_cluster.{}", &name[prefix.len()..]));
+                let mut outputs = Map::new();
+                outputs.insert("name".into(), json!(name));
+                outputs.insert("arn".into(), json!(arn));
+                out.push(Live {
+                    id: name.to_owned(),
+                    address,
+                    attrs: json!({ "container_insights": insights, "tags": tags }),
+                    outputs,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn create(&self, cx: &Cx, address: &str, want: &Value, _token: &str) -> Result<String, OpError> {
+        let w = Attrs::of(want)?;
+        let name = format!("{}-{}", cx.stack, address.strip_prefix("ecs_cluster.").unwrap_or(address));
+        // CreateCluster answers the existing cluster for a name it knows: a rerun is safe.
+        ecs(cx)
+            .create_cluster()
+            .cluster_name(&name)
+            .settings(insights(w.container_insights))
+            .set_tags(Some(tags(&w.tags)))
+            .send()
+            .await
+            .map_err(|e| err("CreateCluster", e))?;
+        Ok(name)
+    }
+
+    async fn update(&self, cx: &Cx, id: &str, have: &Value, want: &Value) -> Result<(), OpError> {
+        let (h, w) = (Attrs::of(have)?, Attrs::of(want)?);
+        if h.container_insights != w.container_insights {
+            // UpdateCluster, not UpdateClusterSettings: the same effect, and the emulator has
+            // only the former.
+            ecs(cx)
+                .update_cluster()
+                .cluster(id)
+                .settings(insights(w.container_insights))
+                .send()
+                .await
+                .map_err(|e| err("UpdateCluster", e))?;
+        }
+        let gone: Vec<String> = h.tags.keys().filter(|k| !w.tags.contains_key(*k)).cloned().collect();
+        let changed: BTreeMap<String, String> =
+            w.tags.iter().filter(|(k, v)| h.tags.get(*k) != Some(v)).map(|(k, v)| (k.clone(), v.clone())).collect();
+        if !gone.is_empty() || !changed.is_empty() {
+            let d = ecs(cx).describe_clusters().clusters(id).send().await.map_err(|e| err("DescribeClusters", e))?;
+            let arn = d.clusters().first().and_then(|c| c.cluster_arn()).unwrap_or_default().to_owned();
+            if !gone.is_empty() {
+                ecs(cx).untag_resource().resource_arn(&arn).set_tag_keys(Some(gone)).send().await.map_err(|e| err("UntagResource", e))?;
+            }
+            if !changed.is_empty() {
+                ecs(cx).tag_resource().resource_arn(&arn).set_tags(Some(tags(&changed))).send().await.map_err(|e| err("TagResource", e))?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn delete(&self, cx: &Cx, id: &str, _: &Value) -> Result<(), OpError> {
+        gone_ok(ecs(cx).delete_cluster().cluster(id).send().await.map_err(|e| err("DeleteCluster", e)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_typed_attributes_hold_every_declared_field() {
+        let a = Attrs::of(&crate::schema::sample(KIND.all_fields())).unwrap();
+        assert!(a.container_insights);
+        assert!(Attrs::of(&json!({ "extra": 1 })).is_err());
+    }
+}
