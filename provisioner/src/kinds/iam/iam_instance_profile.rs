@@ -4,11 +4,12 @@
 use super::{err, iam, path};
 use crate::diag::Diags;
 use crate::error::{gone_ok, OpError};
-use crate::provider::{need, Cx, Live, Ops, ID_TAG};
+use crate::provider::{Cx, Live, Ops, ID_TAG};
 use crate::schema::{as_is, Field, FieldType, Kind, Update};
 use crate::stack::{Resource, Stack};
 use async_trait::async_trait;
 use aws_sdk_iam::types::Tag;
+use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
@@ -38,11 +39,27 @@ fn check(r: &Resource, stack: &Stack, d: &mut Diags) {
 
 struct Profile;
 
-fn tag_map(v: &Value) -> BTreeMap<String, String> {
-    v["tags"]
-        .as_object()
-        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned())).collect())
-        .unwrap_or_default()
+/// The declared shape, decoded once from `want` or `have` (`role` as an id: the role's name).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Attrs {
+    role: Option<String>,
+    #[serde(default)]
+    tags: BTreeMap<String, String>,
+    /// Always the stack's (checked at load); decoded so the struct covers every field.
+    #[serde(default)]
+    #[allow(dead_code)]
+    region: Option<String>,
+}
+
+impl Attrs {
+    fn of(v: &Value) -> Result<Self, OpError> {
+        serde_json::from_value(v.clone()).map_err(|e| OpError::fatal("iam_instance_profile", format!("attributes: {e}")))
+    }
+}
+
+fn tag_list(m: &BTreeMap<String, String>) -> Result<Vec<Tag>, OpError> {
+    m.iter().map(|(k, v)| Tag::builder().key(k).value(v).build().map_err(|e| OpError::fatal("Tag", e.to_string()))).collect()
 }
 
 async fn add_role(cx: &Cx, name: &str, role: &str) -> Result<(), OpError> {
@@ -110,11 +127,9 @@ impl Ops for Profile {
     }
 
     async fn create(&self, cx: &Cx, address: &str, want: &Value, _token: &str) -> Result<String, OpError> {
+        let w = Attrs::of(want)?;
         let name = format!("{}-{}", cx.stack, address.strip_prefix("iam_instance_profile.").unwrap_or(address));
-        let tags: Vec<Tag> = tag_map(want)
-            .iter()
-            .map(|(k, v)| Tag::builder().key(k).value(v).build().map_err(|e| OpError::fatal("Tag", e.to_string())))
-            .collect::<Result<_, _>>()?;
+        let tags = tag_list(&w.tags)?;
         let made = iam(cx)
             .create_instance_profile()
             .instance_profile_name(&name)
@@ -129,25 +144,24 @@ impl Ops for Profile {
                 other?;
             }
         }
-        add_role(cx, &name, need(want, "role")?).await?;
+        let role = w.role.as_deref().ok_or_else(|| OpError::fatal("resolve", "`role` is not resolved"))?;
+        add_role(cx, &name, role).await?;
         Ok(name)
     }
 
     async fn update(&self, cx: &Cx, id: &str, have: &Value, want: &Value) -> Result<(), OpError> {
-        let (old, new) = (have["role"].as_str(), need(want, "role")?);
-        if old != Some(new) {
-            if let Some(old) = old {
+        let (h, w) = (Attrs::of(have)?, Attrs::of(want)?);
+        let new = w.role.as_deref().ok_or_else(|| OpError::fatal("resolve", "`role` is not resolved"))?;
+        if h.role.as_deref() != Some(new) {
+            if let Some(old) = &h.role {
                 remove_role(cx, id, old).await?;
             }
             add_role(cx, id, new).await?;
         }
-        let (h, w) = (tag_map(have), tag_map(want));
-        let gone: Vec<String> = h.keys().filter(|k| !w.contains_key(*k)).cloned().collect();
-        let changed: Vec<Tag> = w
-            .iter()
-            .filter(|(k, v)| h.get(*k) != Some(v))
-            .map(|(k, v)| Tag::builder().key(k).value(v).build().map_err(|e| OpError::fatal("Tag", e.to_string())))
-            .collect::<Result<_, _>>()?;
+        let gone: Vec<String> = h.tags.keys().filter(|k| !w.tags.contains_key(*k)).cloned().collect();
+        let changed = tag_list(
+            &w.tags.iter().filter(|(k, v)| h.tags.get(*k) != Some(v)).map(|(k, v)| (k.clone(), v.clone())).collect(),
+        )?;
         if !gone.is_empty() {
             iam(cx)
                 .untag_instance_profile()
@@ -171,9 +185,22 @@ impl Ops for Profile {
 
     async fn delete(&self, cx: &Cx, id: &str, have: &Value) -> Result<(), OpError> {
         // The role leaves the profile first: IAM refuses to delete a profile that holds one.
-        if let Some(role) = have["role"].as_str() {
-            remove_role(cx, id, role).await?;
+        let role = if have.is_null() { None } else { Attrs::of(have)?.role };
+        if let Some(role) = role {
+            remove_role(cx, id, &role).await?;
         }
         gone_ok(iam(cx).delete_instance_profile().instance_profile_name(id).send().await.map_err(|e| err("DeleteInstanceProfile", e)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_typed_attributes_hold_every_declared_field() {
+        let a = Attrs::of(&crate::schema::sample(KIND.all_fields())).unwrap();
+        assert_eq!(a.role.as_deref(), Some("iam_role.x"));
+        assert!(Attrs::of(&json!({ "role": "r", "extra": 1 })).is_err());
     }
 }
