@@ -374,6 +374,13 @@ impl Exec {
         if let Some(m) = crate::schema::interpolated(&v).first() {
             return Err(OpError::retryable("resolve", format!("{m} has no such output yet")));
         }
+        // Common fields are the engine's (where it runs is the context's region): a kind sees
+        // only its own.
+        if let Value::Object(m) = &mut v {
+            for f in crate::schema::COMMON {
+                m.remove(f.name);
+            }
+        }
         if let Some(Value::Object(tags)) = v.get_mut("tags") {
             tags.insert(STACK_TAG.into(), json!(self.cx.stack));
             tags.insert(ID_TAG.into(), json!(id.address));

@@ -7,7 +7,7 @@ use crate::error::OpError;
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 use std::any::{Any, TypeId};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 /// The tag naming the stack that owns a resource.
@@ -131,6 +131,35 @@ pub trait Ops: Sync {
     async fn update(&self, cx: &Cx, id: &str, have: &Value, want: &Value) -> Result<(), OpError>;
     /// Deletes it (and what only it holds: attachments, associations); gone already is success.
     async fn delete(&self, cx: &Cx, id: &str, have: &Value) -> Result<(), OpError>;
+}
+
+/// A kind's typed attributes, decoded once from `want` or `have` (what the engine hands a kind:
+/// its own declared fields, without the common ones such as `region`). A kind's struct opts in
+/// with `impl Attributes for Attrs {}`.
+pub trait Attributes: serde::de::DeserializeOwned {
+    fn of(v: &Value) -> Result<Self, OpError> {
+        serde_json::from_value(v.clone())
+            .map_err(|e| OpError::fatal("decode", format!("{}: {e}", std::any::type_name::<Self>())))
+    }
+}
+
+/// For optional list fields: absent and `null` are both empty.
+pub fn null_as_empty<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    Ok(<Option<Vec<T>> as serde::Deserialize>::deserialize(d)?.unwrap_or_default())
+}
+
+/// What brings tags from `have` to `want`: the keys to remove and the pairs to set.
+pub fn tag_changes(
+    have: &BTreeMap<String, String>,
+    want: &BTreeMap<String, String>,
+) -> (Vec<String>, BTreeMap<String, String>) {
+    let gone = have.keys().filter(|k| !want.contains_key(*k)).cloned().collect();
+    let set = want.iter().filter(|(k, v)| have.get(*k) != Some(v)).map(|(k, v)| (k.clone(), v.clone())).collect();
+    (gone, set)
 }
 
 /// A string attribute of a desired value.

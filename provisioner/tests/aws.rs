@@ -30,6 +30,19 @@ fn variant(src_path: &str, name: &str, edits: &[(&str, &str)]) -> (tempfile::Tem
     (dir, path.to_str().unwrap().to_owned())
 }
 
+/// Plans the stack file at `path` (changes expected, each of `lines` in the plan, spacing aside),
+/// applies it, and checks the next plan is empty.
+fn converge(ep: &str, path: &str, lines: &[&str]) {
+    let r = run(ep, &["plan", path]);
+    ok(&r, 2, "plan changes");
+    let text: String = r.1.split_whitespace().collect::<Vec<_>>().join(" ");
+    for line in lines {
+        assert!(text.contains(line), "{line} in\n{}", r.1);
+    }
+    ok(&run(ep, &["apply", path, "--yes"]), 0, "apply changes");
+    ok(&run(ep, &["plan", path]), 0, "plan after changes");
+}
+
 fn ok(r: &(i32, String, String), code: i32, what: &str) {
     assert_eq!(r.0, code, "{what}: exit {} (wanted {code})\nstdout:\n{}\nstderr:\n{}", r.0, r.1, r.2);
 }
@@ -768,20 +781,17 @@ async fn the_services_table_from_their_layout_file() {
     // In place: another TTL attribute, a stream, deletion protection on. (Changing the view of
     // an enabled stream, off then on, stays unproven: moto never enables a stream twice.)
     std::fs::write(path, src(&layout, "gone_at", "NEW_AND_OLD_IMAGES", true)).unwrap();
-    let r = run(&ep, &["plan", path]);
-    ok(&r, 2, "plan changes");
-    assert!(r.1.contains("  ~ dynamodb_table.quakes {"), "{}", r.1);
-    let text: String = r.1.split_whitespace().collect::<Vec<_>>().join(" ");
-    for line in [
-        "~ ttl_attribute = \"expires\" -> \"gone_at\"",
-        "~ deletion_protection = false -> true",
-        "~ stream = \"none\" -> \"NEW_AND_OLD_IMAGES\"",
-        "Plan: 0 to add, 1 to change, 0 to destroy.",
-    ] {
-        assert!(text.contains(line), "{line} in\n{}", r.1);
-    }
-    ok(&run(&ep, &["apply", path, "--yes"]), 0, "apply changes");
-    ok(&run(&ep, &["plan", path]), 0, "plan after changes");
+    converge(
+        &ep,
+        path,
+        &[
+            "~ dynamodb_table.quakes {",
+            "~ ttl_attribute = \"expires\" -> \"gone_at\"",
+            "~ deletion_protection = false -> true",
+            "~ stream = \"none\" -> \"NEW_AND_OLD_IMAGES\"",
+            "Plan: 0 to add, 1 to change, 0 to destroy.",
+        ],
+    );
 
     // Protected: destroy fails and says why; turned off, it goes.
     let r = run(&ep, &["destroy", path, "--yes"]);
@@ -909,18 +919,15 @@ async fn an_image_repository() {
     // Scanning is turned on here, not off: the SDK leaves a `false` default out of the request
     // and moto then keeps the old value, so turning it off stays unproven on moto.
     std::fs::write(path, src("repo", "MUTABLE", true, "")).unwrap();
-    let r = run(&ep, &["plan", path]);
-    ok(&r, 2, "plan changes");
-    let text: String = r.1.split_whitespace().collect::<Vec<_>>().join(" ");
-    for line in [
-        "~ image_tag_mutability = \"IMMUTABLE\" -> \"MUTABLE\"",
-        "~ scan_on_push = false -> true",
-        "~ keep_images = 10 -> (none)",
-    ] {
-        assert!(text.contains(line), "{line} in\n{}", r.1);
-    }
-    ok(&run(&ep, &["apply", path, "--yes"]), 0, "apply changes");
-    ok(&run(&ep, &["plan", path]), 0, "plan after changes");
+    converge(
+        &ep,
+        path,
+        &[
+            "~ image_tag_mutability = \"IMMUTABLE\" -> \"MUTABLE\"",
+            "~ scan_on_push = false -> true",
+            "~ keep_images = 10 -> (none)",
+        ],
+    );
     assert!(moto.ecr().get_lifecycle_policy().repository_name("repo/quake").send().await.is_err(), "the rule is gone");
 
     ok(&run(&ep, &["destroy", path, "--yes"]), 0, "destroy");
@@ -975,15 +982,7 @@ async fn a_role_with_canonical_policies() {
     ok(&run(&ep, &["plan", path]), 0, "reordered actions are the same policy");
 
     std::fs::write(path, src(&format!("{two}, \"logs:DescribeLogStreams\""), "", "")).unwrap();
-    let r = run(&ep, &["plan", path]);
-    ok(&r, 2, "plan a new action and a detached policy");
-    assert!(
-        r.1.contains("  ~ iam_role.task {") && r.1.contains("Plan: 0 to add, 1 to change, 0 to destroy."),
-        "{}",
-        r.1
-    );
-    ok(&run(&ep, &["apply", path, "--yes"]), 0, "apply");
-    ok(&run(&ep, &["plan", path]), 0, "in sync");
+    converge(&ep, path, &["~ iam_role.task {", "Plan: 0 to add, 1 to change, 0 to destroy."]);
     let attached = moto.iam().list_attached_role_policies().role_name("roles-task").send().await.unwrap();
     assert!(attached.attached_policies().is_empty());
 
@@ -1025,12 +1024,8 @@ async fn an_instance_profile_holds_its_role() {
     assert_eq!(roles_in().await, ["prof-host"]);
     ok(&run(&ep, &["plan", path]), 0, "plan after apply");
     std::fs::write(path, src("other")).unwrap();
-    let r = run(&ep, &["plan", path]);
-    ok(&r, 2, "another role");
-    assert!(r.1.contains("~ role") && r.1.contains("\"iam_role.host\" -> \"iam_role.other\""), "{}", r.1);
-    ok(&run(&ep, &["apply", path, "--yes"]), 0, "switch role");
+    converge(&ep, path, &["~ role = \"iam_role.host\" -> \"iam_role.other\""]);
     assert_eq!(roles_in().await, ["prof-other"]);
-    ok(&run(&ep, &["plan", path]), 0, "in sync");
     proxy.take_calls();
     ok(&run(&ep, &["destroy", path, "--yes"]), 0, "destroy");
     let calls: Vec<String> = proxy.take_calls().into_iter().filter(mutating).map(|c| c.action).collect();
@@ -1067,11 +1062,7 @@ async fn an_ecs_cluster() {
         proxy.take_calls().into_iter().map(|c| c.action).filter(|a| a.contains("EC2ContainerService")).collect();
     assert_eq!(ecs_calls.len(), 2, "one list, one describe: {ecs_calls:?}");
     std::fs::write(path, src(true, "platform")).unwrap();
-    let r = run(&ep, &["plan", path]);
-    ok(&r, 2, "plan changes");
-    assert!(r.1.contains("~ container_insights = false -> true"), "{}", r.1);
-    ok(&run(&ep, &["apply", path, "--yes"]), 0, "apply changes");
-    ok(&run(&ep, &["plan", path]), 0, "in sync");
+    converge(&ep, path, &["~ container_insights = false -> true"]);
     ok(&run(&ep, &["destroy", path, "--yes"]), 0, "destroy");
     ok(&run(&ep, &["plan", path]), 2, "gone: planned again from nothing");
     let d = moto.ecs().describe_clusters().clusters("cl-main").send().await.unwrap();

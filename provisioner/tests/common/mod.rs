@@ -58,68 +58,48 @@ impl Moto {
         reqwest::Client::new().post(format!("{}/moto-api/reset", self.url)).send().await.expect("reset");
     }
 
+    /// The SDK configuration of moto in `region`, with its dummy credentials.
+    pub fn conf(&self, region: &'static str) -> aws_config::SdkConfig {
+        use aws_sdk_ec2::config::{Credentials, SharedCredentialsProvider};
+        aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(region))
+            .endpoint_url(&self.url)
+            .credentials_provider(SharedCredentialsProvider::new(Credentials::new("test", "test", None, None, "test")))
+            .build()
+    }
+
+    /// Any service's client on moto, built as the provisioner builds its own.
+    pub fn client<C: provisioner::provider::Service>(&self, region: &'static str) -> C {
+        C::build(&self.conf(region))
+    }
+
     pub fn ec2(&self) -> aws_sdk_ec2::Client {
-        self.ec2_in(REGION)
+        self.client(REGION)
     }
 
     pub fn ec2_in(&self, region: &'static str) -> aws_sdk_ec2::Client {
-        let conf = aws_sdk_ec2::Config::builder()
-            .behavior_version(aws_sdk_ec2::config::BehaviorVersion::latest())
-            .region(aws_sdk_ec2::config::Region::new(region))
-            .endpoint_url(&self.url)
-            .credentials_provider(aws_sdk_ec2::config::Credentials::new("test", "test", None, None, "test"))
-            .build();
-        aws_sdk_ec2::Client::from_conf(conf)
+        self.client(region)
     }
 
     pub fn logs(&self) -> aws_sdk_cloudwatchlogs::Client {
-        let conf = aws_sdk_cloudwatchlogs::Config::builder()
-            .behavior_version(aws_sdk_cloudwatchlogs::config::BehaviorVersion::latest())
-            .region(aws_sdk_cloudwatchlogs::config::Region::new(REGION))
-            .endpoint_url(&self.url)
-            .credentials_provider(aws_sdk_cloudwatchlogs::config::Credentials::new("test", "test", None, None, "test"))
-            .build();
-        aws_sdk_cloudwatchlogs::Client::from_conf(conf)
+        self.client(REGION)
     }
 
     pub fn ecr(&self) -> aws_sdk_ecr::Client {
-        let conf = aws_sdk_ecr::Config::builder()
-            .behavior_version(aws_sdk_ecr::config::BehaviorVersion::latest())
-            .region(aws_sdk_ecr::config::Region::new(REGION))
-            .endpoint_url(&self.url)
-            .credentials_provider(aws_sdk_ecr::config::Credentials::new("test", "test", None, None, "test"))
-            .build();
-        aws_sdk_ecr::Client::from_conf(conf)
+        self.client(REGION)
     }
 
     pub fn iam(&self) -> aws_sdk_iam::Client {
-        let conf = aws_sdk_iam::Config::builder()
-            .behavior_version(aws_sdk_iam::config::BehaviorVersion::latest())
-            .region(aws_sdk_iam::config::Region::new(REGION))
-            .endpoint_url(&self.url)
-            .credentials_provider(aws_sdk_iam::config::Credentials::new("test", "test", None, None, "test"))
-            .build();
-        aws_sdk_iam::Client::from_conf(conf)
+        self.client(REGION)
     }
 
     pub fn ecs(&self) -> aws_sdk_ecs::Client {
-        let conf = aws_sdk_ecs::Config::builder()
-            .behavior_version(aws_sdk_ecs::config::BehaviorVersion::latest())
-            .region(aws_sdk_ecs::config::Region::new(REGION))
-            .endpoint_url(&self.url)
-            .credentials_provider(aws_sdk_ecs::config::Credentials::new("test", "test", None, None, "test"))
-            .build();
-        aws_sdk_ecs::Client::from_conf(conf)
+        self.client(REGION)
     }
 
     pub fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
-        let conf = aws_sdk_dynamodb::Config::builder()
-            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
-            .region(aws_sdk_dynamodb::config::Region::new(REGION))
-            .endpoint_url(&self.url)
-            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("test", "test", None, None, "test"))
-            .build();
-        aws_sdk_dynamodb::Client::from_conf(conf)
+        self.client(REGION)
     }
 }
 

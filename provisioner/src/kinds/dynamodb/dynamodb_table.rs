@@ -5,7 +5,7 @@
 use super::{ddb, err};
 use crate::diag::Diags;
 use crate::error::{gone_ok, OpError};
-use crate::provider::{Cx, Live, Ops, ID_TAG, STACK_TAG};
+use crate::provider::{Attributes, Cx, Live, Ops, ID_TAG, STACK_TAG, tag_changes};
 use crate::schema::{Field, FieldType, Kind, Update, REGIONS};
 use crate::stack::{Resource, Stack, Val};
 use async_trait::async_trait;
@@ -165,25 +165,15 @@ struct Attrs {
     #[serde(default)]
     deletion_protection: bool,
     stream: Option<String>,
-    #[serde(default, deserialize_with = "null_as_empty")]
+    #[serde(default, deserialize_with = "crate::provider::null_as_empty")]
     replicas: Vec<String>,
     #[serde(default)]
     tags: BTreeMap<String, String>,
-    /// Where it lives is the context's region; decoded so the struct covers every field.
-    #[serde(default)]
-    #[allow(dead_code)]
-    region: Option<String>,
 }
 
-fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    Ok(Option::<Vec<String>>::deserialize(d)?.unwrap_or_default())
-}
+impl Attributes for Attrs {}
 
 impl Attrs {
-    fn of(v: &Value) -> Result<Self, OpError> {
-        serde_json::from_value(v.clone()).map_err(|e| OpError::fatal("dynamodb_table", format!("attributes: {e}")))
-    }
-
     fn stream(&self) -> Option<&str> {
         self.stream.as_deref().filter(|s| *s != "none")
     }
@@ -567,9 +557,7 @@ impl Ops for Table {
         for region in h.replicas.iter().filter(|r| !w.replicas.contains(r)) {
             replica(cx, id, region, false).await?;
         }
-        let gone: Vec<String> = h.tags.keys().filter(|k| !w.tags.contains_key(*k)).cloned().collect();
-        let changed: BTreeMap<String, String> =
-            w.tags.iter().filter(|(k, v)| h.tags.get(*k) != Some(v)).map(|(k, v)| (k.clone(), v.clone())).collect();
+        let (gone, changed) = tag_changes(&h.tags, &w.tags);
         if !gone.is_empty() || !changed.is_empty() {
             let out = ddb(cx).describe_table().table_name(id).send().await.map_err(|e| err("DescribeTable", e))?;
             let arn = out.table().and_then(|t| t.table_arn()).unwrap_or_default().to_owned();
@@ -610,7 +598,7 @@ mod tests {
 
     #[test]
     fn the_typed_attributes_hold_every_declared_field() {
-        let mut sample = crate::schema::sample(KIND.all_fields());
+        let mut sample = crate::schema::sample(KIND.fields);
         sample["layout"] = services_layout();
         let a = Attrs::of(&sample).unwrap();
         assert!(a.point_in_time_recovery && a.deletion_protection);

@@ -97,11 +97,8 @@ pub fn tag_spec(rt: ResourceType, want: &Value) -> TagSpecification {
 
 /// Brings the tags of `id` from `have.tags` to `want.tags`.
 pub async fn set_tags(cx: &Cx, id: &str, have: &Value, want: &Value) -> Result<(), OpError> {
-    let (have, want) = (tag_map(have), tag_map(want));
-    let stale: Vec<Tag> =
-        have.keys().filter(|k| !want.contains_key(*k)).map(|k| Tag::builder().key(k).build()).collect();
-    let changed: BTreeMap<String, String> =
-        want.iter().filter(|(k, v)| have.get(*k) != Some(v)).map(|(k, v)| (k.clone(), v.clone())).collect();
+    let (gone, changed) = crate::provider::tag_changes(&tag_map(have), &tag_map(want));
+    let stale: Vec<Tag> = gone.iter().map(|k| Tag::builder().key(k).build()).collect();
     if !stale.is_empty() {
         ec2(cx).delete_tags().resources(id).set_tags(Some(stale)).send().await.map_err(|e| err("DeleteTags", e))?;
     }

@@ -4,7 +4,7 @@
 use super::{ecr, err};
 use crate::diag::Diags;
 use crate::error::{gone_ok, OpError};
-use crate::provider::{Cx, Live, Ops, ID_TAG, STACK_TAG};
+use crate::provider::{Attributes, Cx, Live, Ops, ID_TAG, STACK_TAG, tag_changes};
 use crate::schema::{as_is, Field, FieldType, Kind, Update};
 use crate::stack::{Resource, Stack};
 use async_trait::async_trait;
@@ -50,17 +50,9 @@ struct Attrs {
     keep_images: Option<i64>,
     #[serde(default)]
     tags: BTreeMap<String, String>,
-    /// Where it lives is the context's region; decoded so the struct covers every field.
-    #[serde(default)]
-    #[allow(dead_code)]
-    region: Option<String>,
 }
 
-impl Attrs {
-    fn of(v: &Value) -> Result<Self, OpError> {
-        serde_json::from_value(v.clone()).map_err(|e| OpError::fatal("ecr_repository", format!("attributes: {e}")))
-    }
-}
+impl Attributes for Attrs {}
 
 /// The one lifecycle rule this kind writes, and reads back.
 fn policy(keep: i64) -> String {
@@ -216,9 +208,7 @@ impl Ops for Repository {
         if h.keep_images != w.keep_images {
             set_policy(cx, id, w.keep_images).await?;
         }
-        let gone: Vec<String> = h.tags.keys().filter(|k| !w.tags.contains_key(*k)).cloned().collect();
-        let changed: BTreeMap<String, String> =
-            w.tags.iter().filter(|(k, v)| h.tags.get(*k) != Some(v)).map(|(k, v)| (k.clone(), v.clone())).collect();
+        let (gone, changed) = tag_changes(&h.tags, &w.tags);
         if !gone.is_empty() || !changed.is_empty() {
             let out = ecr(cx).describe_repositories().repository_names(id).send().await.map_err(|e| err("DescribeRepositories", e))?;
             let arn = out.repositories().first().and_then(|r| r.repository_arn()).unwrap_or_default().to_owned();
@@ -244,7 +234,7 @@ mod tests {
 
     #[test]
     fn the_typed_attributes_hold_every_declared_field() {
-        let sample = crate::schema::sample(KIND.all_fields());
+        let sample = crate::schema::sample(KIND.fields);
         assert!(Attrs::of(&sample).is_ok(), "{sample}");
         assert!(Attrs::of(&json!({ "image_tag_mutability": "IMMUTABLE", "extra": 1 })).is_err());
     }

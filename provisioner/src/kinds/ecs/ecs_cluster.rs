@@ -2,7 +2,7 @@
 
 use super::{ecs, err};
 use crate::error::{gone_ok, OpError};
-use crate::provider::{Cx, Live, Ops, ID_TAG, STACK_TAG};
+use crate::provider::{Attributes, Cx, Live, Ops, ID_TAG, STACK_TAG, tag_changes};
 use crate::schema::{as_is, no_check, Field, FieldType, Kind, Update};
 use async_trait::async_trait;
 use aws_sdk_ecs::types::{ClusterField, ClusterSetting, ClusterSettingName, Tag};
@@ -37,17 +37,9 @@ struct Attrs {
     container_insights: bool,
     #[serde(default)]
     tags: BTreeMap<String, String>,
-    /// Where it lives is the context's region; decoded so the struct covers every field.
-    #[serde(default)]
-    #[allow(dead_code)]
-    region: Option<String>,
 }
 
-impl Attrs {
-    fn of(v: &Value) -> Result<Self, OpError> {
-        serde_json::from_value(v.clone()).map_err(|e| OpError::fatal("ecs_cluster", format!("attributes: {e}")))
-    }
-}
+impl Attributes for Attrs {}
 
 struct Cluster;
 
@@ -146,9 +138,7 @@ impl Ops for Cluster {
                 .await
                 .map_err(|e| err("UpdateCluster", e))?;
         }
-        let gone: Vec<String> = h.tags.keys().filter(|k| !w.tags.contains_key(*k)).cloned().collect();
-        let changed: BTreeMap<String, String> =
-            w.tags.iter().filter(|(k, v)| h.tags.get(*k) != Some(v)).map(|(k, v)| (k.clone(), v.clone())).collect();
+        let (gone, changed) = tag_changes(&h.tags, &w.tags);
         if !gone.is_empty() || !changed.is_empty() {
             let d = ecs(cx).describe_clusters().clusters(id).send().await.map_err(|e| err("DescribeClusters", e))?;
             let arn = d.clusters().first().and_then(|c| c.cluster_arn()).unwrap_or_default().to_owned();
@@ -173,7 +163,7 @@ mod tests {
 
     #[test]
     fn the_typed_attributes_hold_every_declared_field() {
-        let a = Attrs::of(&crate::schema::sample(KIND.all_fields())).unwrap();
+        let a = Attrs::of(&crate::schema::sample(KIND.fields)).unwrap();
         assert!(a.container_insights);
         assert!(Attrs::of(&json!({ "extra": 1 })).is_err());
     }

@@ -4,7 +4,7 @@
 use super::{err, iam, path};
 use crate::diag::Diags;
 use crate::error::{gone_ok, OpError};
-use crate::provider::{Cx, Live, Ops, ID_TAG};
+use crate::provider::{Attributes, Cx, Live, Ops, ID_TAG, tag_changes};
 use crate::schema::{as_is, Field, FieldType, Kind, Update};
 use crate::stack::{Resource, Stack};
 use async_trait::async_trait;
@@ -46,17 +46,9 @@ struct Attrs {
     role: Option<String>,
     #[serde(default)]
     tags: BTreeMap<String, String>,
-    /// Always the stack's (checked at load); decoded so the struct covers every field.
-    #[serde(default)]
-    #[allow(dead_code)]
-    region: Option<String>,
 }
 
-impl Attrs {
-    fn of(v: &Value) -> Result<Self, OpError> {
-        serde_json::from_value(v.clone()).map_err(|e| OpError::fatal("iam_instance_profile", format!("attributes: {e}")))
-    }
-}
+impl Attributes for Attrs {}
 
 fn tag_list(m: &BTreeMap<String, String>) -> Result<Vec<Tag>, OpError> {
     m.iter().map(|(k, v)| Tag::builder().key(k).value(v).build().map_err(|e| OpError::fatal("Tag", e.to_string()))).collect()
@@ -158,10 +150,8 @@ impl Ops for Profile {
             }
             add_role(cx, id, new).await?;
         }
-        let gone: Vec<String> = h.tags.keys().filter(|k| !w.tags.contains_key(*k)).cloned().collect();
-        let changed = tag_list(
-            &w.tags.iter().filter(|(k, v)| h.tags.get(*k) != Some(v)).map(|(k, v)| (k.clone(), v.clone())).collect(),
-        )?;
+        let (gone, changed) = tag_changes(&h.tags, &w.tags);
+        let changed = tag_list(&changed)?;
         if !gone.is_empty() {
             iam(cx)
                 .untag_instance_profile()
@@ -199,7 +189,7 @@ mod tests {
 
     #[test]
     fn the_typed_attributes_hold_every_declared_field() {
-        let a = Attrs::of(&crate::schema::sample(KIND.all_fields())).unwrap();
+        let a = Attrs::of(&crate::schema::sample(KIND.fields)).unwrap();
         assert_eq!(a.role.as_deref(), Some("iam_role.x"));
         assert!(Attrs::of(&json!({ "role": "r", "extra": 1 })).is_err());
     }

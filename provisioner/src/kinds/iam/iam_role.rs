@@ -6,7 +6,7 @@
 use super::{decode, err, iam, path, statements, strings};
 use crate::diag::Diags;
 use crate::error::{gone_ok, OpError};
-use crate::provider::{Cx, Live, Ops, ID_TAG};
+use crate::provider::{Attributes, Cx, Live, Ops, ID_TAG, tag_changes};
 use crate::schema::{Field, FieldType, Kind, Update};
 use crate::stack::{Resource, Stack};
 use async_trait::async_trait;
@@ -74,27 +74,15 @@ struct Statement {
 #[serde(deny_unknown_fields)]
 struct Attrs {
     trusted_services: Vec<String>,
-    #[serde(default, deserialize_with = "null_as_empty")]
+    #[serde(default, deserialize_with = "crate::provider::null_as_empty")]
     statements: Vec<Statement>,
-    #[serde(default, deserialize_with = "null_as_empty")]
+    #[serde(default, deserialize_with = "crate::provider::null_as_empty")]
     managed_policies: Vec<String>,
     #[serde(default)]
     tags: BTreeMap<String, String>,
-    /// Always the stack's (checked at load); decoded so the struct covers every field.
-    #[serde(default)]
-    #[allow(dead_code)]
-    region: Option<String>,
 }
 
-fn null_as_empty<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Vec<T>, D::Error> {
-    Ok(Option::<Vec<T>>::deserialize(d)?.unwrap_or_default())
-}
-
-impl Attrs {
-    fn of(v: &Value) -> Result<Self, OpError> {
-        serde_json::from_value(v.clone()).map_err(|e| OpError::fatal("iam_role", format!("attributes: {e}")))
-    }
-}
+impl Attributes for Attrs {}
 
 /// Sorted lists where order means nothing; one shape for "no statements".
 fn normalize(v: &mut Value) {
@@ -277,9 +265,7 @@ impl Ops for Role {
         for arn in h.managed_policies.iter().filter(|a| !w.managed_policies.contains(a)) {
             gone_ok(iam(cx).detach_role_policy().role_name(id).policy_arn(arn).send().await.map_err(|e| err("DetachRolePolicy", e)))?;
         }
-        let gone: Vec<String> = h.tags.keys().filter(|k| !w.tags.contains_key(*k)).cloned().collect();
-        let changed: BTreeMap<String, String> =
-            w.tags.iter().filter(|(k, v)| h.tags.get(*k) != Some(v)).map(|(k, v)| (k.clone(), v.clone())).collect();
+        let (gone, changed) = tag_changes(&h.tags, &w.tags);
         if !gone.is_empty() {
             iam(cx).untag_role().role_name(id).set_tag_keys(Some(gone)).send().await.map_err(|e| err("UntagRole", e))?;
         }
@@ -308,7 +294,7 @@ mod tests {
 
     #[test]
     fn the_typed_attributes_hold_every_declared_field() {
-        let sample = crate::schema::sample(KIND.all_fields());
+        let sample = crate::schema::sample(KIND.fields);
         let a = Attrs::of(&sample).unwrap();
         assert_eq!(a.statements.len(), 1);
         assert!(Attrs::of(&json!({ "trusted_services": [], "extra": 1 })).is_err());

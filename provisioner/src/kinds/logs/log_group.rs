@@ -3,7 +3,7 @@
 use super::{err, logs, prefix};
 use crate::diag::Diags;
 use crate::error::{gone_ok, OpError};
-use crate::provider::{Cx, Live, Ops, ID_TAG};
+use crate::provider::{Attributes, Cx, Live, Ops, ID_TAG, tag_changes};
 use crate::schema::{as_is, Field, FieldType, Kind, Update};
 use crate::stack::{Resource, Stack, Val};
 use async_trait::async_trait;
@@ -41,17 +41,9 @@ struct Attrs {
     retention_days: Option<i64>,
     #[serde(default)]
     tags: BTreeMap<String, String>,
-    /// Where it lives is the context's region; decoded so the struct covers every field.
-    #[serde(default)]
-    #[allow(dead_code)]
-    region: Option<String>,
 }
 
-impl Attrs {
-    fn of(v: &Value) -> Result<Self, OpError> {
-        serde_json::from_value(v.clone()).map_err(|e| OpError::fatal("log_group", format!("attributes: {e}")))
-    }
-}
+impl Attributes for Attrs {}
 
 struct LogGroup;
 
@@ -153,9 +145,7 @@ impl Ops for LogGroup {
             set_retention(cx, id, want.retention_days).await?;
         }
         let old = have.map(|h| h.tags).unwrap_or_default();
-        let gone: Vec<String> = old.keys().filter(|k| !want.tags.contains_key(*k)).cloned().collect();
-        let changed: std::collections::HashMap<String, String> =
-            want.tags.iter().filter(|(k, v)| old.get(*k) != Some(v)).map(|(k, v)| (k.clone(), v.clone())).collect();
+        let (gone, changed) = tag_changes(&old, &want.tags);
         if gone.is_empty() && changed.is_empty() {
             return Ok(());
         }
@@ -164,7 +154,7 @@ impl Ops for LogGroup {
             logs(cx).untag_resource().resource_arn(&arn).set_tag_keys(Some(gone)).send().await.map_err(|e| err("UntagResource", e))?;
         }
         if !changed.is_empty() {
-            logs(cx).tag_resource().resource_arn(&arn).set_tags(Some(changed)).send().await.map_err(|e| err("TagResource", e))?;
+            logs(cx).tag_resource().resource_arn(&arn).set_tags(Some(changed.into_iter().collect())).send().await.map_err(|e| err("TagResource", e))?;
         }
         Ok(())
     }
@@ -195,7 +185,7 @@ mod tests {
     #[test]
     fn the_typed_attributes_hold_every_declared_field() {
         // The struct refuses unknown fields, so a declared field it lacks fails here.
-        let sample = crate::schema::sample(KIND.all_fields());
+        let sample = crate::schema::sample(KIND.fields);
         assert_eq!(Attrs::of(&sample).map(|a| a.retention_days), Ok(Some(1)), "{sample}");
         assert!(Attrs::of(&json!({ "retention_days": 30, "tags": {}, "extra": 1 })).is_err());
     }
