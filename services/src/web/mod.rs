@@ -187,8 +187,7 @@ async fn quakes_index(
     let q = query::parse(&pairs, anchor)?;
     let enc = Encoding::from_headers(&headers);
     let key = (q.key(), enc);
-    let from_window = s.window.covers(q.window.start_us, now);
-    let v = s.window.versions();
+    let (from_window, v) = s.window.covers(q.window.start_us, now);
     let current = if from_window { Source::Window(v.window) } else { Source::Store(v.store) };
     let cached = s.cache.lock().expect("cache lock").bodies.get(&key).filter(|(src, _)| *src == current).cloned();
     if let Some((_, e)) = cached {

@@ -169,10 +169,12 @@ impl Window {
         now_us - self.horizon.as_micros() as i64
     }
 
-    /// Whether a query's start lies inside what the window holds: within the horizon, and after
-    /// anything dropped to keep the window within its size.
-    pub fn covers(&self, start_us: i64, now_us: i64) -> bool {
-        start_us >= self.horizon_start(now_us) && start_us > self.inner.read().expect("window lock").size_floor
+    /// Whether a query's start lies inside what the window holds (within the horizon, and
+    /// after anything dropped to keep the window within its size), with the versions of that
+    /// moment: one lock for what every request asks first.
+    pub fn covers(&self, start_us: i64, now_us: i64) -> (bool, Versions) {
+        let g = self.inner.read().expect("window lock");
+        (start_us >= self.horizon_start(now_us) && start_us > g.size_floor, g.versions())
     }
 
     /// Applies one page of the change feed; returns how many changes were new to the window.
@@ -427,8 +429,8 @@ mod tests {
         let page = (0..3).map(|i| stored(&format!("E{i}"), NOW - (10 - i) * DAY, NOW, i + 1)).collect();
         w.apply(page, 3, NOW);
         assert_eq!(w.len(), 2);
-        assert!(!w.covers(NOW - 10 * DAY, NOW), "E0 was dropped: the store answers from there");
-        assert!(w.covers(NOW - 9 * DAY + 1, NOW));
+        assert!(!w.covers(NOW - 10 * DAY, NOW).0, "E0 was dropped: the store answers from there");
+        assert!(w.covers(NOW - 9 * DAY + 1, NOW).0);
     }
 
     #[tokio::test]
