@@ -44,15 +44,21 @@ impl Inventory {
     /// Attributes in the declared shape with references as addresses: what `plan` compares.
     /// Ownership tags are bookkeeping and left out.
     pub fn actual(&self) -> Actual {
-        let by_id: BTreeMap<&str, &str> =
-            self.live.iter().filter(|(a, _)| !a.contains('#')).map(|(a, f)| (f.live.id.as_str(), a.as_str())).collect();
+        // By id and kind: kinds may share ids (an association is known by its load balancer's).
+        let by_id: BTreeMap<(&str, &str), &str> = self
+            .live
+            .iter()
+            .filter(|(a, _)| !a.contains('#'))
+            .map(|(a, f)| ((f.live.id.as_str(), f.kind.name), a.as_str()))
+            .collect();
         self.live
             .iter()
             .map(|(addr, Found { kind, region, live: l })| {
                 let mut v = l.attrs.clone();
                 v["region"] = if *region == self.home { Value::Null } else { json!(region) };
-                visit_refs(kind.fields, &mut v, &mut |x, _| {
-                    if let Some(a) = x.as_str().and_then(|id| by_id.get(id)) {
+                crate::schema::visit_refs_of_kinds(kind.fields, &mut v, &mut |x, kinds| {
+                    let id = x.as_str().unwrap_or_default();
+                    if let Some(a) = kinds.iter().find_map(|k| by_id.get(&(id, *k))) {
                         *x = json!(a);
                     }
                 });
@@ -287,7 +293,9 @@ fn steps(stack: &Stack, inv: &Inventory, plan: &Plan) -> StepGraph {
         }
         if let Some(d) = del(a) {
             node(d.clone(), kind, Action::Delete);
-            if rc.action == Action::Replace {
+            if rc.action == Action::Replace && kind.ops.create_before_delete() {
+                edges.push((d.clone(), StepId::new(a, Phase::Create)));
+            } else if rc.action == Action::Replace {
                 edges.push((StepId::new(a, Phase::Create), d.clone()));
             }
             if actual_refs.iter().any(|(t, peer)| *peer && t != a) {
@@ -313,9 +321,13 @@ fn steps(stack: &Stack, inv: &Inventory, plan: &Plan) -> StepGraph {
             } else if let Some(dz) = del(z) {
                 edges.push((dx.clone(), dz));
             }
-            // A plain delete also waits for in-place updates that drop the reference (a
-            // replacement's old half cannot: those updates wait for its new half).
-            if action.get(x.as_str()) == Some(&Action::Delete) && rc.action == Action::Update {
+            // A plain delete also waits for in-place updates that drop the reference, and so
+            // does the old half of a replacement whose new half comes first (the updates move
+            // to it); the old half of any other replacement cannot: those updates wait for its
+            // new half, which waits for the old half to go.
+            let old_goes_last =
+                action.get(x.as_str()) == Some(&Action::Replace) && kind_of(&x).is_some_and(|k| k.ops.create_before_delete());
+            if (action.get(x.as_str()) == Some(&Action::Delete) || old_goes_last) && rc.action == Action::Update {
                 edges.push((dx, StepId::new(z, Phase::Update)));
             }
         }
@@ -334,6 +346,9 @@ struct Exec {
     ids: Mutex<BTreeMap<String, String>>,
     /// Attributes as they are live (id space), by address.
     have: Mutex<BTreeMap<String, Value>>,
+    /// Id and attributes of the old halves of replacements whose new half is made first, by
+    /// address (the address's id is the new one's once it exists).
+    old: BTreeMap<String, (String, Value)>,
     /// Outputs (`id` included) by address, for `${kind.name.output}`.
     outputs: Mutex<BTreeMap<String, Map<String, Value>>>,
     /// Kind and region of every resource the stack declares or owns, to read one again.
@@ -393,7 +408,9 @@ impl Exec {
     /// Also how the outputs of a resource made in this run become known.
     async fn refresh(&self, address: &str, step: &Step) -> Result<(), OpError> {
         let lives = step.kind.ops.discover(&self.cx.in_region(&step.region)).await?;
-        let found: Vec<&Live> = lives.iter().filter(|l| l.address == address).collect();
+        // The old half of a replacement made new-first is not what a retry continues from.
+        let old = self.old.get(address).map(|(id, _)| id.as_str());
+        let found: Vec<&Live> = lives.iter().filter(|l| l.address == address && Some(l.id.as_str()) != old).collect();
         let (mut ids, mut have, mut outputs) = (
             self.ids.lock().unwrap_or_else(|p| p.into_inner()),
             self.have.lock().unwrap_or_else(|p| p.into_inner()),
@@ -455,6 +472,9 @@ impl Executor<StepId> for Exec {
         let address = &sid.address;
         let id = self.ids.lock().unwrap_or_else(|p| p.into_inner()).get(address).cloned();
         let have = self.have.lock().unwrap_or_else(|p| p.into_inner()).get(address).cloned();
+        if let (Phase::DeleteOld, Some((old_id, old_have))) = (sid.phase, self.old.get(address)) {
+            return ops.delete(&cx, old_id, old_have).await;
+        }
         let applied = match (sid.phase, id, have) {
             (Phase::Delete | Phase::DeleteOld, Some(id), have) => {
                 ops.delete(&cx, &id, &have.unwrap_or(Value::Null)).await?;
@@ -525,14 +545,33 @@ pub async fn apply(
             (a.clone(), o)
         })
         .collect();
+    // Replacements whose new half comes first: the address starts without an id, so the
+    // create step makes the new resource; the old one is deleted by its own id.
+    let old: BTreeMap<String, (String, Value)> = plan
+        .resources
+        .iter()
+        .filter(|r| r.action == Action::Replace)
+        .filter_map(|r| inv.live.get(&r.address))
+        .filter(|f| f.kind.ops.create_before_delete())
+        .map(|f| (f.live.address.clone(), (f.live.id.clone(), f.live.attrs.clone())))
+        .collect();
+    let mut ids = inv.ids();
+    let mut have: BTreeMap<String, Value> = inv.live.iter().map(|(a, f)| (a.clone(), f.live.attrs.clone())).collect();
+    let mut outputs: BTreeMap<String, Map<String, Value>> = outputs;
+    for a in old.keys() {
+        ids.remove(a);
+        have.remove(a);
+        outputs.remove(a);
+    }
     let exec = Arc::new(Exec {
         cx: cx.clone(),
         steps: nodes.iter().map(|(n, s)| (n.id.clone(), s.clone())).collect(),
         want,
         outputs: Mutex::new(outputs),
         places,
-        ids: Mutex::new(inv.ids()),
-        have: Mutex::new(inv.live.iter().map(|(a, f)| (a.clone(), f.live.attrs.clone())).collect()),
+        old,
+        ids: Mutex::new(ids),
+        have: Mutex::new(have),
         attempts: Mutex::default(),
         created: Mutex::default(),
         run: rand::random(),

@@ -131,6 +131,11 @@ pub trait Ops: Sync {
     async fn update(&self, cx: &Cx, id: &str, have: &Value, want: &Value) -> Result<(), OpError>;
     /// Deletes it (and what only it holds: attachments, associations); gone already is success.
     async fn delete(&self, cx: &Cx, id: &str, have: &Value) -> Result<(), OpError>;
+    /// Whether a replacement makes the new resource before deleting the old one (a host whose
+    /// service should not stop meanwhile). Only for kinds whose names cannot collide.
+    fn create_before_delete(&self) -> bool {
+        false
+    }
 }
 
 /// A kind's typed attributes, decoded once from `want` or `have` (what the engine hands a kind:

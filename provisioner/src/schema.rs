@@ -34,6 +34,9 @@ pub enum FieldType {
     /// The path of a JSON file, relative to the stack file, read when the stack is loaded: the
     /// value is the file's content (a table layout, a policy document).
     JsonFile,
+    /// The path of a text file, relative to the stack file, read when the stack is loaded: the
+    /// value is the file's text (a host's user data).
+    TextFile,
 }
 
 /// What changing a field does to the live resource.
@@ -171,6 +174,24 @@ fn visit_ty(ty: &FieldType, v: &mut Value, f: &mut dyn FnMut(&mut Value, bool)) 
     }
 }
 
+/// Calls `f` on every reference in `v` with the kinds it may name (several kinds may share an
+/// id: a load balancer and its WAF association, a role and its instance profile).
+pub fn visit_refs_of_kinds(fields: &[Field], v: &mut Value, f: &mut dyn FnMut(&mut Value, &[&str])) {
+    fn ty(t: &FieldType, v: &mut Value, f: &mut dyn FnMut(&mut Value, &[&str])) {
+        match (t, v) {
+            (FieldType::Ref(k) | FieldType::Peer(k), x @ Value::String(_)) => f(x, k),
+            (FieldType::List(inner), Value::Array(items)) => items.iter_mut().for_each(|i| ty(inner, i, f)),
+            (FieldType::Table(fields), x @ Value::Object(_)) => visit_refs_of_kinds(fields, x, f),
+            _ => {}
+        }
+    }
+    for fd in fields {
+        if let Some(x) = v.get_mut(fd.name) {
+            ty(&fd.ty, x, f);
+        }
+    }
+}
+
 /// The references in `v` (an object with the declared `fields`): `(target, is_peer)`. Outputs
 /// used inside strings (`${kind.name.output}`) are references too (never peers).
 pub fn refs(fields: &[Field], v: &Value) -> Vec<(String, bool)> {
@@ -218,6 +239,7 @@ impl FieldType {
             Self::Table(_) => "table".into(),
             Self::StringMap => "table of strings".into(),
             Self::JsonFile => "path of a JSON file, relative to the stack file".into(),
+            Self::TextFile => "path of a text file, relative to the stack file".into(),
         }
     }
 
@@ -238,7 +260,7 @@ impl FieldType {
             Self::List(t) => json!({"type": "array", "items": t.json_schema()}),
             Self::Table(fields) => fields_schema(fields.iter()),
             Self::StringMap => json!({"type": "object", "additionalProperties": {"type": "string"}}),
-            Self::JsonFile => json!({"type": "string"}),
+            Self::JsonFile | Self::TextFile => json!({"type": "string"}),
         }
     }
 }
@@ -258,6 +280,7 @@ pub fn sample<'a>(fields: impl IntoIterator<Item = &'a Field>) -> Value {
             FieldType::Table(fields) => sample(fields.iter()),
             FieldType::StringMap => json!({"k": "v"}),
             FieldType::JsonFile => json!({}),
+            FieldType::TextFile => json!("#cloud-config"),
         }
     }
     Value::Object(fields.into_iter().map(|f| (f.name.to_owned(), of(&f.ty))).collect())

@@ -1068,3 +1068,162 @@ async fn an_ecs_cluster() {
     let d = moto.ecs().describe_clusters().clusters("cl-main").send().await.unwrap();
     assert!(d.clusters().iter().all(|c| c.status() != Some("ACTIVE")), "{:?}", d.clusters());
 }
+
+/// The network part every load-balancer test stands on.
+const LB_NET: &str = "[stack]\nname = \"lb\"\nregion = \"eu-central-1\"\n\n\
+    [vpc.main]\ncidr = \"10.0.0.0/16\"\n\n\
+    [subnet.a]\nvpc = \"vpc.main\"\ncidr = \"10.0.1.0/24\"\naz = \"a\"\n\n\
+    [subnet.b]\nvpc = \"vpc.main\"\ncidr = \"10.0.2.0/24\"\naz = \"b\"\n\n\
+    [security_group.lb]\nvpc = \"vpc.main\"\ndescription = \"load balancer\"\n\n";
+
+/// A load balancer, target group and listener behind a rate-limiting web ACL: made in order,
+/// read back with the SDK, plan empty, one in-place change per kind and a forcing one (the
+/// target group's port: the new group is made, the listener moves to it, the old group goes),
+/// destroyed in reverse (association before the ACL, listener before the group).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_balancer_behind_a_web_acl() {
+    let moto = Moto::start().await;
+    let proxy = Proxy::start(&moto.url).await;
+    let ep = proxy.url.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("stack.toml");
+    let path = path.to_str().unwrap();
+    let src = |idle: u32, port: u32, health: &str, action: &str, limit: u32| {
+        format!(
+            "{LB_NET}[load_balancer.web]\nsubnets = [\"subnet.a\", \"subnet.b\"]\nsecurity_groups = [\"security_group.lb\"]\nidle_timeout = {idle}\n\n\
+             [target_group.web]\nvpc = \"vpc.main\"\nport = {port}\nhealth_check_path = \"{health}\"\n\n\
+             [listener.http]\nload_balancer = \"load_balancer.web\"\nport = 80\n{action}\n\n\
+             [waf_web_acl.web]\nrate_limit = {limit}\nrate_window = 300\nmanaged_rule_groups = [\"AWSManagedRulesCommonRuleSet\"]\n\n\
+             [waf_association.web]\nweb_acl = \"waf_web_acl.web\"\nresource = \"load_balancer.web\"\n"
+        )
+    };
+    let forward = "target_group = \"target_group.web\"";
+    std::fs::write(path, src(120, 8080, "/readyz", forward, 500)).unwrap();
+    ok(&run(&ep, &["apply", path, "--yes"]), 0, "apply");
+
+    let lbs = moto.elb().describe_load_balancers().names("lb-web").send().await.unwrap();
+    let lb_arn = lbs.load_balancers()[0].load_balancer_arn().unwrap().to_owned();
+    let attrs = moto.elb().describe_load_balancer_attributes().load_balancer_arn(&lb_arn).send().await.unwrap();
+    assert!(attrs.attributes().iter().any(|a| a.key() == Some("idle_timeout.timeout_seconds") && a.value() == Some("120")));
+    let tgs = moto.elb().describe_target_groups().send().await.unwrap();
+    let tg = &tgs.target_groups()[0];
+    assert!(tg.target_group_name().unwrap().starts_with("lb-web-"), "{tg:?}");
+    assert_eq!((tg.port(), tg.health_check_path()), (Some(8080), Some("/readyz")));
+    let listeners = moto.elb().describe_listeners().load_balancer_arn(&lb_arn).send().await.unwrap();
+    assert_eq!(listeners.listeners()[0].default_actions()[0].target_group_arn(), tg.target_group_arn());
+    let acl = moto.waf().get_web_acl_for_resource().resource_arn(&lb_arn).send().await.unwrap();
+    let acl = acl.web_acl().expect("the ACL protects the load balancer");
+    let rate = acl.rules().iter().find_map(|r| r.statement()?.rate_based_statement()).unwrap();
+    assert_eq!((rate.limit(), rate.evaluation_window_sec()), (500, 300));
+    ok(&run(&ep, &["plan", path]), 0, "plan after apply");
+    let out: serde_json::Value = serde_json::from_str(&run(&ep, &["outputs", path, "--json"]).1).unwrap();
+    assert!(out["load_balancer.web"]["url"].as_str().unwrap().starts_with("http://"), "{out}");
+
+    // One in-place change per kind.
+    let fixed = "action = \"fixed_response\"\nfixed_status = 503\nfixed_body = \"maintenance\"";
+    std::fs::write(path, src(300, 8080, "/healthz", fixed, 1000)).unwrap();
+    converge(
+        &ep,
+        path,
+        &[
+            "~ idle_timeout = 120 -> 300",
+            "~ health_check_path = \"/readyz\" -> \"/healthz\"",
+            "~ action = \"forward\" -> \"fixed_response\"",
+            "~ rate_limit = 500 -> 1000",
+            "Plan: 0 to add, 4 to change, 0 to destroy.",
+        ],
+    );
+    let acl = moto.waf().get_web_acl_for_resource().resource_arn(&lb_arn).send().await.unwrap();
+    let rate = acl.web_acl().unwrap().rules().iter().find_map(|r| r.statement()?.rate_based_statement().cloned()).unwrap();
+    assert_eq!(rate.limit(), 1000);
+
+    // A forcing change: the new group first, the listener moved to it, then the old one goes.
+    std::fs::write(path, src(300, 8080, "/healthz", forward, 1000)).unwrap();
+    ok(&run(&ep, &["apply", path, "--yes"]), 0, "forward again");
+    proxy.take_calls();
+    std::fs::write(path, src(300, 8081, "/healthz", forward, 1000)).unwrap();
+    converge(&ep, path, &["-/+ target_group.web", "~ port = 8080 -> 8081 # forces replacement", "~ listener.http"]);
+    let calls: Vec<String> = proxy.take_calls().into_iter().filter(mutating).map(|c| c.action).collect();
+    let at = |a: &str| calls.iter().position(|c| c == a).unwrap_or_else(|| panic!("{a} in {calls:?}"));
+    assert!(at("CreateTargetGroup") < at("ModifyListener") && at("ModifyListener") < at("DeleteTargetGroup"), "{calls:?}");
+
+    ok(&run(&ep, &["destroy", path, "--yes"]), 0, "destroy");
+    let calls: Vec<String> = proxy.take_calls().into_iter().filter(mutating).map(|c| c.action).collect();
+    let at = |a: &str| calls.iter().position(|c| c.ends_with(a)).unwrap_or_else(|| panic!("{a} in {calls:?}"));
+    assert!(at("DisassociateWebACL") < at("DeleteWebACL"), "{calls:?}");
+    assert!(at("DeleteListener") < at("DeleteTargetGroup") && at("DeleteListener") < at("DeleteLoadBalancer"), "{calls:?}");
+    assert!(at("DeleteLoadBalancer") < at("DeleteSecurityGroup"), "{calls:?}");
+    assert!(moto.elb().describe_load_balancers().send().await.unwrap().load_balancers().is_empty());
+    assert!(moto.elb().describe_target_groups().send().await.unwrap().target_groups().is_empty());
+    let acls = moto.waf().list_web_acls().scope(aws_sdk_wafv2::types::Scope::Regional).send().await.unwrap();
+    assert!(acls.web_acls().is_empty());
+}
+
+/// An EC2 host: AMI from the public SSM parameter, IMDSv2 required, no key pair, encrypted gp3
+/// root volume, user data from a file; the volume grows in place; a changed user data file
+/// replaces the host with the new one made first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_from_its_user_data() {
+    let moto = Moto::start().await;
+    let proxy = Proxy::start(&moto.url).await;
+    let ep = proxy.url.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("stack.toml");
+    let path = path.to_str().unwrap();
+    std::fs::write(dir.path().join("host.yaml"), "#cloud-config\npackages: [docker]\n").unwrap();
+    let src = |gb: u32| {
+        format!(
+            "{}[iam_role.host]\ntrusted_services = [\"ec2.amazonaws.com\"]\n\n\
+             [iam_instance_profile.host]\nrole = \"iam_role.host\"\n\n\
+             [instance.host]\ninstance_type = \"t3.small\"\nsubnet = \"subnet.a\"\nsecurity_groups = [\"security_group.lb\"]\n\
+             instance_profile = \"iam_instance_profile.host\"\nuser_data = \"host.yaml\"\nroot_volume_gb = {gb}\n",
+            LB_NET.replace("name = \"lb\"", "name = \"host\"")
+        )
+    };
+    std::fs::write(path, src(20)).unwrap();
+    ok(&run(&ep, &["apply", path, "--yes"]), 0, "apply");
+    let host = || async {
+        let d = moto.ec2().describe_instances().filters(stack_filter("host")).send().await.unwrap();
+        let alive: Vec<aws_sdk_ec2::types::Instance> = d
+            .reservations()
+            .iter()
+            .flat_map(|r| r.instances().iter().cloned())
+            .filter(|i| i.state().and_then(|s| s.name()).is_some_and(|n| n.as_str() == "running"))
+            .collect();
+        assert_eq!(alive.len(), 1, "one host: {alive:?}");
+        alive[0].clone()
+    };
+    let first = host().await;
+    assert_eq!(first.metadata_options().and_then(|m| m.http_tokens()).map(|t| t.as_str()), Some("required"));
+    assert!(first.key_name().is_none(), "no key pair");
+    assert!(first.iam_instance_profile().unwrap().arn().unwrap().ends_with("/host-host"));
+    let ami = moto.client::<aws_sdk_ssm::Client>(common::REGION)
+        .get_parameter()
+        .name("/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.image_id(), ami.parameter().unwrap().value());
+    ok(&run(&ep, &["plan", path]), 0, "plan after apply");
+
+    std::fs::write(path, src(30)).unwrap();
+    converge(&ep, path, &["~ root_volume_gb = 20 -> 30", "Plan: 0 to add, 1 to change, 0 to destroy."]);
+    assert_eq!(host().await.instance_id(), first.instance_id(), "grown in place");
+
+    std::fs::write(dir.path().join("host.yaml"), "#cloud-config\npackages: [docker, jq]\n").unwrap();
+    proxy.take_calls();
+    converge(&ep, path, &["-/+ instance.host", "# forces replacement"]);
+    let calls: Vec<String> = proxy.take_calls().into_iter().filter(mutating).map(|c| c.action).collect();
+    let at = |a: &str| calls.iter().position(|c| c == a).unwrap_or_else(|| panic!("{a} in {calls:?}"));
+    assert!(at("RunInstances") < at("TerminateInstances"), "the new host first: {calls:?}");
+    let second = host().await;
+    assert_ne!(second.instance_id(), first.instance_id());
+
+    ok(&run(&ep, &["destroy", path, "--yes"]), 0, "destroy");
+    let d = moto.ec2().describe_instances().filters(stack_filter("host")).send().await.unwrap();
+    assert!(d.reservations().iter().flat_map(|r| r.instances()).all(|i| i.state().and_then(|s| s.name()).is_some_and(|n| n.as_str() == "terminated")));
+}
+
+fn stack_filter(stack: &str) -> aws_sdk_ec2::types::Filter {
+    aws_sdk_ec2::types::Filter::builder().name("tag:provisioner:stack").values(stack).build()
+}

@@ -38,15 +38,19 @@ macro_rules! service {
 }
 pub(crate) use service;
 
+pub mod application_autoscaling;
 pub mod dynamodb;
 pub mod ec2;
 pub mod ecr;
 pub mod ecs;
+pub mod elbv2;
 pub mod iam;
 pub mod logs;
+pub mod ssm;
+pub mod wafv2;
 
 static ALL: LazyLock<Vec<&'static Kind>> =
-    LazyLock::new(|| [ec2::KINDS, dynamodb::KINDS, ecr::KINDS, ecs::KINDS, iam::KINDS, logs::KINDS].concat());
+    LazyLock::new(|| [ec2::KINDS, application_autoscaling::KINDS, dynamodb::KINDS, ecr::KINDS, ecs::KINDS, elbv2::KINDS, iam::KINDS, logs::KINDS, ssm::KINDS, wafv2::KINDS].concat());
 
 /// Every kind a stack may use, in the order `docs` lists them.
 pub fn all() -> &'static [&'static Kind] {

@@ -198,7 +198,7 @@ impl Ctx<'_> {
                 Some(s) => Some(self.subst_refs(s, span.clone(), d).map_or(Val::Invalid, Val::Str)),
                 None => wrong(d, None),
             },
-            FieldType::JsonFile => match v.and_then(Value::as_str) {
+            FieldType::JsonFile | FieldType::TextFile => match v.and_then(Value::as_str) {
                 Some(s) => {
                     let rel = self.subst(s, span.clone(), d)?;
                     let file = self.dir.join(&rel);
@@ -214,6 +214,9 @@ impl Ctx<'_> {
                             return None;
                         }
                     };
+                    if matches!(ty, FieldType::TextFile) {
+                        return Some(Val::Str(text));
+                    }
                     match serde_json::from_str(&text) {
                         Ok(j) => Some(Val::Json(j)),
                         Err(e) => {
@@ -233,7 +236,11 @@ impl Ctx<'_> {
                 Some(b) => Some(Val::Bool(b)),
                 None => wrong(d, Some("write true or false, without quotes".into())),
             },
-            FieldType::Int { min, max } => match v.and_then(Value::as_integer) {
+            FieldType::Int { min, max } => match v.and_then(Value::as_integer).or_else(|| {
+                // An integer from a variable: "${var.limit}".
+                let s = v.and_then(Value::as_str).filter(|s| s.starts_with("${var."))?;
+                self.subst(s, span.clone(), d)?.trim().parse::<i64>().ok()
+            }) {
                 Some(i) if (*min..=*max).contains(&i) => Some(Val::Int(i)),
                 Some(i) => {
                     d.error("out-of-range", span.clone(), format!("{path} = {i} is outside {min}..={max}"), None);

@@ -101,6 +101,14 @@ impl Moto {
     pub fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
         self.client(REGION)
     }
+
+    pub fn elb(&self) -> aws_sdk_elasticloadbalancingv2::Client {
+        self.client(REGION)
+    }
+
+    pub fn waf(&self) -> aws_sdk_wafv2::Client {
+        self.client(REGION)
+    }
 }
 
 impl Drop for Moto {

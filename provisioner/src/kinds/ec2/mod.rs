@@ -8,7 +8,7 @@ use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 
-super::kinds!(vpc, subnet, internet_gateway, eip, nat_gateway, route_table, security_group, vpc_endpoint);
+super::kinds!(vpc, subnet, internet_gateway, eip, nat_gateway, route_table, security_group, vpc_endpoint, instance);
 
 /// The EC2 client of the context's region.
 pub fn ec2(cx: &Cx) -> aws_sdk_ec2::Client {

@@ -59,13 +59,7 @@ impl Ops for Cluster {
     async fn discover(&self, cx: &Cx) -> Result<Vec<Live>, OpError> {
         let client = ecs(cx);
         let prefix = format!("{}-", cx.stack);
-        let mut arns = Vec::new();
-        let mut pages = client.list_clusters().into_paginator().send();
-        while let Some(page) = pages.next().await {
-            arns.extend(page.map_err(|e| err("ListClusters", e))?.cluster_arns().iter().cloned());
-        }
-        let ours: Vec<String> =
-            arns.into_iter().filter(|a| a.rsplit('/').next().is_some_and(|n| n.starts_with(&prefix))).collect();
+        let ours = super::cluster_arns(cx).await?;
         let mut out = Vec::new();
         // DescribeClusters takes 100 clusters a call, tags included.
         for batch in ours.chunks(100) {

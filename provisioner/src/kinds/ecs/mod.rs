@@ -1,11 +1,11 @@
-//! ECS: clusters (services come with the application layer), and what they share: the client
-//! and ECS's error codes. Clusters are named `<stack>-<name>`; one list and one batched
-//! describe (tags included) find them all.
+//! ECS: clusters and services, and what they share: the client, ECS's error codes and the
+//! stack's clusters. Clusters are named `<stack>-<name>`; one list per discovery pass finds
+//! them (shared by both kinds), a batched describe (tags included) reads them.
 
 use crate::error::Codes;
 use crate::provider::Cx;
 
-super::kinds!(ecs_cluster);
+super::kinds!(ecs_cluster, ecs_service);
 
 /// The ECS client of the context's region.
 pub fn ecs(cx: &Cx) -> aws_sdk_ecs::Client {
@@ -29,3 +29,40 @@ impl Codes for EcsCodes {
 }
 
 super::service!(aws_sdk_ecs::Client, EcsCodes);
+
+/// The ARNs of the clusters named like the stack's (`<stack>-...`) in `cx.region`: one
+/// paginated list, once per discovery pass.
+pub async fn cluster_arns(cx: &Cx) -> Result<Vec<String>, crate::error::OpError> {
+    cx.once("ecs:clusters", || async {
+        let prefix = format!("{}-", cx.stack);
+        let mut arns = Vec::new();
+        let mut pages = ecs(cx).list_clusters().into_paginator().send();
+        while let Some(page) = pages.next().await {
+            arns.extend(page.map_err(|e| err("ListClusters", e))?.cluster_arns().iter().cloned());
+        }
+        arns.retain(|a: &String| a.rsplit('/').next().is_some_and(|n| n.starts_with(&prefix)));
+        Ok(arns)
+    })
+    .await
+}
+
+/// The last part of an ARN (`.../name`): the name a kind uses as the resource's id.
+pub fn last(arn: &str) -> &str {
+    arn.rsplit('/').next().unwrap_or(arn)
+}
+
+/// The ARNs of the services in the stack's clusters in `cx.region`: one paginated list per
+/// cluster, once per discovery pass.
+pub async fn service_arns(cx: &Cx) -> Result<Vec<String>, crate::error::OpError> {
+    cx.once("ecs:services", || async {
+        let mut arns = Vec::new();
+        for cluster in cluster_arns(cx).await? {
+            let mut pages = ecs(cx).list_services().cluster(&cluster).into_paginator().send();
+            while let Some(page) = pages.next().await {
+                arns.extend(page.map_err(|e| err("ListServices", e))?.service_arns().iter().cloned());
+            }
+        }
+        Ok(arns)
+    })
+    .await
+}

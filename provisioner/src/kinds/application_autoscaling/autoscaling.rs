@@ -1,0 +1,249 @@
+//! `autoscaling`: the task count of an ECS service between a minimum and a maximum, by target
+//! tracking on memory, CPU or load-balancer requests per task. Its one policy is named after the
+//! resource's address, which is how discovery knows it.
+
+use super::{aas, err, targets};
+use crate::diag::Diags;
+use crate::error::{gone_ok, OpError};
+use crate::provider::{Attributes, Cx, Live, Ops};
+use crate::schema::{Field, FieldType, Kind, Update};
+use crate::stack::{Resource, Stack, Val};
+use async_trait::async_trait;
+use aws_sdk_applicationautoscaling::types::{
+    MetricType, PolicyType, PredefinedMetricSpecification, ScalableDimension, ServiceNamespace,
+    TargetTrackingScalingPolicyConfiguration,
+};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+
+pub static KIND: Kind = Kind {
+    name: "autoscaling",
+    doc: "Target tracking of an ECS service's task count (memory, CPU or requests per task).",
+    fields: &[
+        Field::required("service", FieldType::Ref(&["ecs_service"]), Update::Replace, "The ECS service."),
+        Field::required("min", FieldType::Int { min: 0, max: 1000 }, Update::InPlace, "Fewest tasks."),
+        Field::required("max", FieldType::Int { min: 1, max: 1000 }, Update::InPlace, "Most tasks."),
+        Field::optional(
+            "metric",
+            FieldType::Enum(&["memory", "cpu", "requests"]),
+            Some("\"memory\""),
+            Update::InPlace,
+            "What is tracked: average memory or CPU (per cent), or load-balancer requests per task.",
+        ),
+        Field::required("target", FieldType::Int { min: 1, max: 1_000_000 }, Update::InPlace, "The value kept: 90 (% memory), 1000 (requests)."),
+        Field::optional(
+            "resource_label",
+            FieldType::String,
+            None,
+            Update::InPlace,
+            "For `requests`: \"${load_balancer.web.arn_suffix}/${target_group.web.arn_suffix}\".",
+        ),
+        Field::optional("scale_in_cooldown", FieldType::Int { min: 0, max: 3600 }, Some("300"), Update::InPlace, "Seconds between scale-ins."),
+        Field::optional("scale_out_cooldown", FieldType::Int { min: 0, max: 3600 }, Some("60"), Update::InPlace, "Seconds between scale-outs."),
+    ],
+    outputs: &[("id", "service/<cluster>/<service>")],
+    check,
+    normalize: crate::schema::as_is,
+    ops: &Autoscaling,
+};
+
+/// The declared shape, decoded once from `want` or `have`.
+#[derive(Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+struct Attrs {
+    service: String,
+    min: i32,
+    max: i32,
+    metric: Option<String>,
+    target: i64,
+    resource_label: Option<String>,
+    scale_in_cooldown: Option<i32>,
+    scale_out_cooldown: Option<i32>,
+}
+
+impl Attributes for Attrs {}
+
+fn check(r: &Resource, _: &Stack, d: &mut Diags) {
+    let int = |f: &str| match r.fields.get(f) {
+        Some((Val::Int(i), s)) => Some((*i, s.clone())),
+        _ => None,
+    };
+    if let (Some((min, _)), Some((max, span))) = (int("min"), int("max")) {
+        if min > max {
+            d.error("min-above-max", span, format!("{}: max {max} is below min {min}", r.address()), Some(format!("set max to {min} or more")));
+        }
+    }
+    let metric = r.str("metric").map_or("memory", |(m, _)| m);
+    match (metric, r.fields.get("resource_label")) {
+        ("requests", None) => d.error(
+            "requests-without-label",
+            r.span.clone(),
+            format!("{} tracks requests but names no resource_label", r.address()),
+            Some("add resource_label = \"${load_balancer.<lb>.arn_suffix}/${target_group.<tg>.arn_suffix}\"".into()),
+        ),
+        (m, Some((_, span))) if m != "requests" => {
+            d.error("label-without-requests", span.clone(), format!("{}: resource_label is only for metric = \"requests\"", r.address()), None)
+        }
+        _ => {}
+    }
+    if let (Some((t, span)), true) = (int("target"), metric != "requests") {
+        if t > 100 {
+            d.error("bad-target", span, format!("{}: {metric} is tracked in per cent; {t} is above 100", r.address()), Some("e.g. target = 90".into()));
+        }
+    }
+}
+
+/// `service/<cluster>/<name>` of a service ARN `arn:...:service/<cluster>/<name>`.
+fn resource_id(service_arn: &str) -> String {
+    service_arn.split_once(":service/").map_or_else(|| service_arn.to_owned(), |(_, r)| format!("service/{r}"))
+}
+
+struct Autoscaling;
+
+async fn put(cx: &Cx, address: &str, w: &Attrs) -> Result<String, OpError> {
+    let id = resource_id(&w.service);
+    aas(cx)
+        .register_scalable_target()
+        .service_namespace(ServiceNamespace::Ecs)
+        .resource_id(&id)
+        .scalable_dimension(ScalableDimension::EcsServiceDesiredCount)
+        .min_capacity(w.min)
+        .max_capacity(w.max)
+        .send()
+        .await
+        .map_err(|e| err("RegisterScalableTarget", e))?;
+    let metric = match w.metric.as_deref() {
+        Some("cpu") => MetricType::EcsServiceAverageCpuUtilization,
+        Some("requests") => MetricType::AlbRequestCountPerTarget,
+        _ => MetricType::EcsServiceAverageMemoryUtilization,
+    };
+    let spec = PredefinedMetricSpecification::builder()
+        .predefined_metric_type(metric)
+        .set_resource_label(w.resource_label.clone())
+        .build()
+        .map_err(|e| OpError::fatal("build PredefinedMetricSpecification", e.to_string()))?;
+    aas(cx)
+        .put_scaling_policy()
+        .policy_name(address)
+        .service_namespace(ServiceNamespace::Ecs)
+        .resource_id(&id)
+        .scalable_dimension(ScalableDimension::EcsServiceDesiredCount)
+        .policy_type(PolicyType::TargetTrackingScaling)
+        .target_tracking_scaling_policy_configuration(
+            TargetTrackingScalingPolicyConfiguration::builder()
+                .target_value(w.target as f64)
+                .predefined_metric_specification(spec)
+                .scale_in_cooldown(w.scale_in_cooldown.unwrap_or(300))
+                .scale_out_cooldown(w.scale_out_cooldown.unwrap_or(60))
+                .build()
+                .map_err(|e| OpError::fatal("build TargetTrackingScalingPolicyConfiguration", e.to_string()))?,
+        )
+        .send()
+        .await
+        .map_err(|e| err("PutScalingPolicy", e))?;
+    Ok(id)
+}
+
+#[async_trait]
+impl Ops for Autoscaling {
+    async fn discover(&self, cx: &Cx) -> Result<Vec<Live>, OpError> {
+        let targets: BTreeMap<String, super::Target> = targets(cx).await?.into_iter().map(|t| (t.resource_id.clone(), t)).collect();
+        if targets.is_empty() {
+            return Ok(Vec::new());
+        }
+        let services = crate::kinds::ecs::service_arns(cx).await?;
+        let mut out = Vec::new();
+        let mut pages = aas(cx).describe_scaling_policies().service_namespace(ServiceNamespace::Ecs).into_paginator().send();
+        while let Some(page) = pages.next().await {
+            for p in page.map_err(|e| err("DescribeScalingPolicies", e))?.scaling_policies() {
+                let Some(t) = targets.get(p.resource_id()) else { continue };
+                if !p.policy_name().starts_with("autoscaling.") {
+                    continue;
+                }
+                let Some(service) = services.iter().find(|a| resource_id(a) == t.resource_id) else { continue };
+                let conf = p.target_tracking_scaling_policy_configuration();
+                let spec = conf.and_then(|c| c.predefined_metric_specification());
+                let metric = match spec.map(|s| s.predefined_metric_type()) {
+                    Some(MetricType::EcsServiceAverageCpuUtilization) => "cpu",
+                    Some(MetricType::AlbRequestCountPerTarget) => "requests",
+                    _ => "memory",
+                };
+                out.push(Live {
+                    id: t.resource_id.clone(),
+                    address: p.policy_name().to_owned(),
+                    attrs: json!({
+                        "service": service,
+                        "min": t.min,
+                        "max": t.max,
+                        "metric": metric,
+                        "target": conf.map(|c| c.target_value() as i64),
+                        "resource_label": spec.and_then(|s| s.resource_label()),
+                        "scale_in_cooldown": conf.and_then(|c| c.scale_in_cooldown()),
+                        "scale_out_cooldown": conf.and_then(|c| c.scale_out_cooldown()),
+                    }),
+                    outputs: Map::new(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn create(&self, cx: &Cx, address: &str, want: &Value, _token: &str) -> Result<String, OpError> {
+        put(cx, address, &Attrs::of(want)?).await
+    }
+
+    /// Registering a target again and putting its policy again both overwrite: one path.
+    async fn update(&self, cx: &Cx, id: &str, _: &Value, want: &Value) -> Result<(), OpError> {
+        let w = Attrs::of(want)?;
+        put(cx, &policy_name(cx, id).await?, &w).await.map(|_| ())
+    }
+
+    /// Deregistering the target deletes its policies.
+    async fn delete(&self, cx: &Cx, id: &str, _: &Value) -> Result<(), OpError> {
+        gone_ok(
+            aas(cx)
+                .deregister_scalable_target()
+                .service_namespace(ServiceNamespace::Ecs)
+                .resource_id(id)
+                .scalable_dimension(ScalableDimension::EcsServiceDesiredCount)
+                .send()
+                .await
+                .map_err(|e| err("DeregisterScalableTarget", e)),
+        )
+    }
+}
+
+/// The name of the target's policy (the resource's address), read from AWS.
+async fn policy_name(cx: &Cx, id: &str) -> Result<String, OpError> {
+    let d = aas(cx)
+        .describe_scaling_policies()
+        .service_namespace(ServiceNamespace::Ecs)
+        .resource_id(id)
+        .send()
+        .await
+        .map_err(|e| err("DescribeScalingPolicies", e))?;
+    d.scaling_policies()
+        .iter()
+        .map(|p| p.policy_name())
+        .find(|n| n.starts_with("autoscaling."))
+        .map(str::to_owned)
+        .ok_or_else(|| OpError::new(crate::error::Class::NotFound, "DescribeScalingPolicies", format!("{id} has no policy of this stack")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_typed_attributes_hold_every_declared_field() {
+        let a = Attrs::of(&crate::schema::sample(KIND.fields)).unwrap();
+        assert_eq!((a.min, a.max, a.target), (0, 1, 1));
+        assert!(Attrs::of(&json!({ "service": "s", "min": 1, "max": 2, "target": 90, "extra": 1 })).is_err());
+    }
+
+    #[test]
+    fn resource_ids_of_service_arns() {
+        assert_eq!(resource_id("arn:aws:ecs:eu-central-1:123456789012:service/q-main/web"), "service/q-main/web");
+    }
+}

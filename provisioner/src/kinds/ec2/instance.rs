@@ -1,0 +1,340 @@
+//! `instance`: an EC2 host. Its AMI comes from an SSM public parameter (Amazon Linux 2023 by
+//! default), read when the host is made and recorded in a tag, so a new AMI release is not a
+//! change but another parameter is; IMDSv2 required; no key pair (reached through SSM Session
+//! Manager); user data from a file; a gp3 root volume that grows in place. A changed user data
+//! file replaces the host, the new one made before the old one goes.
+
+use super::{address_of, ec2, err, owned, set_tags, tagged};
+use crate::error::{gone_ok, Class, OpError};
+use crate::provider::{null_as_empty, Attributes, Cx, Live, Ops};
+use crate::schema::{Field, FieldType, Kind, Update};
+use async_trait::async_trait;
+use aws_sdk_ec2::client::Waiters;
+use aws_sdk_ec2::types::{
+    BlockDeviceMapping, EbsBlockDevice, Filter, HttpTokensState, IamInstanceProfileSpecification,
+    InstanceMetadataEndpointState, InstanceMetadataOptionsRequest, InstanceType, ResourceType,
+    Tag, TagSpecification, VolumeType,
+};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+/// The tag recording which SSM parameter gave the host its AMI.
+const AMI_TAG: &str = "provisioner:ami-parameter";
+/// Amazon Linux 2023, x86_64: the current AMI, as AWS publishes it.
+pub const AL2023: &str = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64";
+
+pub static KIND: Kind = Kind {
+    name: "instance",
+    doc: "An EC2 host: AMI from an SSM public parameter, IMDSv2 only, no key pair, user data from a file.",
+    fields: &[
+        Field::optional(
+            "ami_parameter",
+            FieldType::String,
+            Some("\"/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64\""),
+            Update::Replace,
+            "SSM parameter naming the AMI (read when the host is made; a newer AMI later is not a change).",
+        ),
+        Field::required("instance_type", FieldType::String, Update::Replace, "Instance type, e.g. \"t3.small\"."),
+        Field::required("subnet", FieldType::Ref(&["subnet"]), Update::Replace, "The subnet."),
+        Field::optional(
+            "security_groups",
+            FieldType::List(&FieldType::Ref(&["security_group"])),
+            None,
+            Update::InPlace,
+            "Security groups.",
+        ),
+        Field::optional(
+            "instance_profile",
+            FieldType::Ref(&["iam_instance_profile"]),
+            None,
+            Update::Replace,
+            "The instance profile holding the host's role.",
+        ),
+        Field::optional(
+            "user_data",
+            FieldType::TextFile,
+            None,
+            Update::Replace,
+            "cloud-config file, relative to the stack file (a change replaces the host, the new one first).",
+        ),
+        Field::optional(
+            "root_volume_gb",
+            FieldType::Int { min: 8, max: 16384 },
+            Some("20"),
+            Update::InPlace,
+            "Size of the gp3 root volume; grows in place (EBS cannot shrink a volume).",
+        ),
+        Field::optional("tags", FieldType::StringMap, None, Update::InPlace, "Tags besides the stack's own."),
+    ],
+    outputs: &[
+        ("id", "Instance id (i-...)"),
+        ("private_ip", "Private IPv4 address"),
+        ("public_ip", "Public IPv4 address (when the subnet gives one)"),
+        ("availability_zone", "Full zone name"),
+        ("image_id", "The AMI it was made from"),
+    ],
+    check: crate::schema::no_check,
+    normalize,
+    ops: &Instance,
+};
+
+/// The declared shape, decoded once from `want` or `have`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Attrs {
+    ami_parameter: Option<String>,
+    instance_type: String,
+    subnet: String,
+    #[serde(default, deserialize_with = "null_as_empty")]
+    security_groups: Vec<String>,
+    instance_profile: Option<String>,
+    user_data: Option<String>,
+    root_volume_gb: Option<i32>,
+    #[serde(default)]
+    tags: BTreeMap<String, String>,
+}
+
+impl Attributes for Attrs {}
+
+impl Attrs {
+    fn ami_parameter(&self) -> &str {
+        self.ami_parameter.as_deref().unwrap_or(AL2023)
+    }
+
+    fn root_gb(&self) -> i32 {
+        self.root_volume_gb.unwrap_or(20)
+    }
+}
+
+fn normalize(v: &mut Value) {
+    match v.get_mut("security_groups") {
+        Some(Value::Array(a)) => a.sort_by_key(Value::to_string),
+        Some(x) => *x = json!([]),
+        None => {}
+    }
+}
+
+struct Instance;
+
+/// The root volume (id, size) of each instance, one call for all of them.
+async fn root_volumes(cx: &Cx, ids: &[String]) -> Result<HashMap<String, (String, i32)>, OpError> {
+    let mut out = HashMap::new();
+    if ids.is_empty() {
+        return Ok(out);
+    }
+    let filter = Filter::builder().name("attachment.instance-id").set_values(Some(ids.to_vec())).build();
+    let mut pages = ec2(cx).describe_volumes().filters(filter).into_paginator().send();
+    while let Some(page) = pages.next().await {
+        for v in page.map_err(|e| err("DescribeVolumes", e))?.volumes() {
+            for a in v.attachments() {
+                if let (Some(i), Some(vid)) = (a.instance_id(), v.volume_id()) {
+                    out.insert(i.to_owned(), (vid.to_owned(), v.size().unwrap_or_default()));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+async fn user_data(cx: &Cx, id: &str) -> Result<Option<String>, OpError> {
+    let out = ec2(cx)
+        .describe_instance_attribute()
+        .instance_id(id)
+        .attribute(aws_sdk_ec2::types::InstanceAttributeName::UserData)
+        .send()
+        .await
+        .map_err(|e| err("DescribeInstanceAttribute", e))?;
+    let Some(b64) = out.user_data().and_then(|u| u.value()) else { return Ok(None) };
+    let bytes = aws_smithy_types::base64::decode(b64)
+        .map_err(|e| OpError::fatal("DescribeInstanceAttribute", format!("user data of {id} is not base64: {e}")))?;
+    Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
+}
+
+#[async_trait]
+impl Ops for Instance {
+    async fn discover(&self, cx: &Cx) -> Result<Vec<Live>, OpError> {
+        if !tagged(cx, &["instance"]).await? {
+            return Ok(Vec::new());
+        }
+        let alive = Filter::builder().name("instance-state-name").set_values(Some(
+            ["pending", "running", "stopping", "stopped"].map(str::to_owned).to_vec(),
+        ));
+        let mut found = Vec::new();
+        let mut pages = ec2(cx).describe_instances().filters(owned(cx)).filters(alive.build()).into_paginator().send();
+        while let Some(page) = pages.next().await {
+            for r in page.map_err(|e| err("DescribeInstances", e))?.reservations() {
+                found.extend(r.instances().iter().cloned());
+            }
+        }
+        let ids: Vec<String> = found.iter().filter_map(|i| i.instance_id().map(str::to_owned)).collect();
+        let volumes = root_volumes(cx, &ids).await?;
+        let mut out = Vec::new();
+        for i in found {
+            let (Some(id), Some(address)) = (i.instance_id(), address_of(i.tags())) else { continue };
+            let tags: BTreeMap<&str, &str> =
+                i.tags().iter().filter_map(|t| Some((t.key()?, t.value().unwrap_or_default()))).filter(|(k, _)| *k != AMI_TAG).collect();
+            let parameter = i.tags().iter().find(|t| t.key() == Some(AMI_TAG)).and_then(|t| t.value());
+            let mut groups: Vec<&str> = i.security_groups().iter().filter_map(|g| g.group_id()).collect();
+            groups.sort();
+            // The profile's ARN ends with its name, which is the profile's id here.
+            let profile = i.iam_instance_profile().and_then(|p| p.arn()).and_then(|a| a.rsplit('/').next());
+            let zone = i.placement().and_then(|p| p.availability_zone());
+            let mut outputs = Map::new();
+            outputs.insert("private_ip".into(), json!(i.private_ip_address()));
+            outputs.insert("public_ip".into(), json!(i.public_ip_address()));
+            outputs.insert("availability_zone".into(), json!(zone));
+            outputs.insert("image_id".into(), json!(i.image_id()));
+            out.push(Live {
+                id: id.to_owned(),
+                address,
+                attrs: json!({
+                    "ami_parameter": parameter,
+                    "instance_type": i.instance_type().map(|t| t.as_str()),
+                    "subnet": i.subnet_id(),
+                    "security_groups": groups,
+                    "instance_profile": profile,
+                    "user_data": user_data(cx, id).await?,
+                    "root_volume_gb": volumes.get(id).map(|v| v.1),
+                    "tags": tags,
+                }),
+                outputs,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn create(&self, cx: &Cx, _: &str, want: &Value, token: &str) -> Result<String, OpError> {
+        let w = Attrs::of(want)?;
+        let image = crate::kinds::ssm::parameter(cx, w.ami_parameter()).await?;
+        let images = ec2(cx).describe_images().image_ids(&image).send().await.map_err(|e| err("DescribeImages", e))?;
+        let root = images.images().first().and_then(|i| i.root_device_name()).unwrap_or("/dev/xvda").to_owned();
+        let mut tags = w.tags.clone();
+        tags.insert(AMI_TAG.into(), w.ami_parameter().to_owned());
+        let spec = |rt: ResourceType| {
+            TagSpecification::builder()
+                .resource_type(rt)
+                .set_tags(Some(tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()))
+                .build()
+        };
+        let out = ec2(cx)
+            .run_instances()
+            .image_id(&image)
+            .instance_type(InstanceType::from(w.instance_type.as_str()))
+            .min_count(1)
+            .max_count(1)
+            .subnet_id(&w.subnet)
+            .set_security_group_ids((!w.security_groups.is_empty()).then(|| w.security_groups.clone()))
+            .set_iam_instance_profile(w.instance_profile.as_ref().map(|p| IamInstanceProfileSpecification::builder().name(p).build()))
+            .set_user_data(w.user_data.as_ref().map(|u| aws_smithy_types::base64::encode(u.as_bytes())))
+            .block_device_mappings(
+                BlockDeviceMapping::builder()
+                    .device_name(root)
+                    .ebs(
+                        EbsBlockDevice::builder()
+                            .volume_size(w.root_gb())
+                            .volume_type(VolumeType::Gp3)
+                            .encrypted(true)
+                            .delete_on_termination(true)
+                            .build(),
+                    )
+                    .build(),
+            )
+            .metadata_options(
+                InstanceMetadataOptionsRequest::builder()
+                    .http_tokens(HttpTokensState::Required)
+                    .http_endpoint(InstanceMetadataEndpointState::Enabled)
+                    // Containers on the host are one hop further from the metadata service.
+                    .http_put_response_hop_limit(2)
+                    .build(),
+            )
+            .tag_specifications(spec(ResourceType::Instance))
+            .tag_specifications(spec(ResourceType::Volume))
+            .client_token(token)
+            .send()
+            .await
+            .map_err(|e| {
+                let e = err("RunInstances", e);
+                // A profile made moments ago is not yet visible to EC2 (IAM is eventually
+                // consistent): AWS answers InvalidParameterValue until it is.
+                if w.instance_profile.is_some() && e.has_code("InvalidParameterValue") {
+                    OpError { class: Class::Retryable, ..e }
+                } else {
+                    e
+                }
+            })?;
+        let id = out
+            .instances()
+            .first()
+            .and_then(|i| i.instance_id())
+            .ok_or_else(|| OpError::fatal("RunInstances", "no instance id"))?
+            .to_owned();
+        ec2(cx)
+            .wait_until_instance_running()
+            .instance_ids(&id)
+            .wait(Duration::from_secs(600))
+            .await
+            .map_err(|e| OpError::retryable("wait InstanceRunning", format!("{id}: {e}")))?;
+        Ok(id)
+    }
+
+    async fn update(&self, cx: &Cx, id: &str, have: &Value, want: &Value) -> Result<(), OpError> {
+        let (h, w) = (Attrs::of(have)?, Attrs::of(want)?);
+        let sorted = |v: &[String]| {
+            let mut v = v.to_vec();
+            v.sort();
+            v
+        };
+        if sorted(&h.security_groups) != sorted(&w.security_groups) {
+            ec2(cx)
+                .modify_instance_attribute()
+                .instance_id(id)
+                .set_groups(Some(w.security_groups.clone()))
+                .send()
+                .await
+                .map_err(|e| err("ModifyInstanceAttribute", e))?;
+        }
+        if h.root_gb() != w.root_gb() {
+            if w.root_gb() < h.root_gb() {
+                return Err(OpError::fatal(
+                    "ModifyVolume",
+                    format!("{id}: EBS cannot shrink the root volume from {} to {} GB", h.root_gb(), w.root_gb()),
+                ));
+            }
+            let volumes = root_volumes(cx, &[id.to_owned()]).await?;
+            let (vol, _) = volumes.get(id).ok_or_else(|| OpError::fatal("ModifyVolume", format!("{id} has no root volume")))?;
+            ec2(cx).modify_volume().volume_id(vol).size(w.root_gb()).send().await.map_err(|e| err("ModifyVolume", e))?;
+        }
+        // The AMI tag is the kind's own: neither side shows it, so it stays.
+        set_tags(cx, id, &json!({ "tags": h.tags }), &json!({ "tags": w.tags })).await
+    }
+
+    async fn delete(&self, cx: &Cx, id: &str, _: &Value) -> Result<(), OpError> {
+        gone_ok(ec2(cx).terminate_instances().instance_ids(id).send().await.map_err(|e| err("TerminateInstances", e)))?;
+        // Its network interface holds the subnet and security groups until it is gone.
+        ec2(cx)
+            .wait_until_instance_terminated()
+            .instance_ids(id)
+            .wait(Duration::from_secs(600))
+            .await
+            .map_err(|e| OpError::retryable("wait InstanceTerminated", format!("{id}: {e}")))?;
+        Ok(())
+    }
+
+    fn create_before_delete(&self) -> bool {
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_typed_attributes_hold_every_declared_field() {
+        let a = Attrs::of(&crate::schema::sample(KIND.fields)).unwrap();
+        assert_eq!((a.root_gb(), a.user_data.as_deref()), (8, Some("#cloud-config")));
+        assert!(Attrs::of(&json!({ "instance_type": "t3.micro", "subnet": "s", "extra": 1 })).is_err());
+    }
+}

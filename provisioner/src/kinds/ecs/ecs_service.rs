@@ -1,0 +1,654 @@
+//! `ecs_service`: a Fargate service with its task definition inline (one container). A changed
+//! task definition registers a new revision, updates the service, waits for the deployment to
+//! finish (a rollback by the circuit breaker is a failure, not a success), then deregisters the
+//! old revision. With an `autoscaling` resource on it, the task count is the autoscaler's.
+
+use super::{ecs, err, last, service_arns};
+use crate::diag::Diags;
+use crate::error::{gone_ok, OpError};
+use crate::provider::{null_as_empty, Attributes, Cx, Live, Ops, ID_TAG, STACK_TAG};
+use crate::schema::{Field, FieldType, Kind, Update};
+use crate::stack::{Resource, Stack, Val};
+use async_trait::async_trait;
+use aws_sdk_ecs::types::{
+    AssignPublicIp, AwsVpcConfiguration, Compatibility, ContainerDefinition, CpuArchitecture, DeploymentCircuitBreaker,
+    DeploymentConfiguration, HealthCheck, KeyValuePair, LaunchType, LoadBalancer, LogConfiguration, LogDriver,
+    NetworkConfiguration, NetworkMode, OsFamily, PortMapping, PropagateTags, RuntimePlatform, Service, ServiceField, Tag,
+    TransportProtocol,
+};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+pub static KIND: Kind = Kind {
+    name: "ecs_service",
+    doc: "A Fargate service named <name> in its cluster, running one container of the task definition <stack>-<name>.",
+    fields: &[
+        Field::required("cluster", FieldType::Ref(&["ecs_cluster"]), Update::Replace, "The cluster."),
+        Field::required("image", FieldType::String, Update::InPlace, "Container image, by digest in production."),
+        Field::optional("command", FieldType::List(&FieldType::String), None, Update::InPlace, "Command, e.g. [\"web\"]."),
+        Field::optional("cpu", FieldType::Int { min: 256, max: 16384 }, Some("256"), Update::InPlace, "CPU units (1024 = one vCPU)."),
+        Field::optional("memory", FieldType::Int { min: 512, max: 122880 }, Some("512"), Update::InPlace, "Memory in MiB, a size Fargate pairs with `cpu`."),
+        Field::optional("architecture", FieldType::Enum(&["X86_64", "ARM64"]), Some("\"X86_64\""), Update::InPlace, "CPU architecture."),
+        Field::optional("environment", FieldType::StringMap, None, Update::InPlace, "Environment; values may use ${kind.name.output}."),
+        Field::optional("port", FieldType::Int { min: 1, max: 65535 }, None, Update::InPlace, "The container's port."),
+        Field::optional(
+            "health_check",
+            FieldType::List(&FieldType::String),
+            None,
+            Update::InPlace,
+            "Container health check command, e.g. [\"CMD\", \"/quake\", \"health\"].",
+        ),
+        Field::optional("log_group", FieldType::Ref(&["log_group"]), None, Update::InPlace, "Where the container logs go (awslogs)."),
+        Field::optional("task_role", FieldType::Ref(&["iam_role"]), None, Update::InPlace, "The role the container's code runs as."),
+        Field::optional(
+            "execution_role",
+            FieldType::Ref(&["iam_role"]),
+            None,
+            Update::InPlace,
+            "The role ECS uses to pull the image and write logs.",
+        ),
+        Field::optional(
+            "desired_count",
+            FieldType::Int { min: 0, max: 1000 },
+            None,
+            Update::InPlace,
+            "Tasks to run; leave out when an `autoscaling` resource scales the service.",
+        ),
+        Field::required("subnets", FieldType::List(&FieldType::Ref(&["subnet"])), Update::InPlace, "Subnets of the tasks."),
+        Field::required(
+            "security_groups",
+            FieldType::List(&FieldType::Ref(&["security_group"])),
+            Update::InPlace,
+            "Security groups of the tasks.",
+        ),
+        Field::optional("public_ip", FieldType::Bool, Some("false"), Update::InPlace, "Give tasks a public IPv4 address."),
+        Field::optional(
+            "target_group",
+            FieldType::Ref(&["target_group"]),
+            None,
+            Update::InPlace,
+            "Target group the tasks join (at `port`); it must be a listener's, which the service then waits for.",
+        ),
+        Field::optional(
+            "health_check_grace",
+            FieldType::Int { min: 0, max: 2_147_483_647 },
+            None,
+            Update::InPlace,
+            "Seconds the load balancer's health checks are ignored after a task starts.",
+        ),
+        Field::optional(
+            "circuit_breaker",
+            FieldType::Bool,
+            Some("true"),
+            Update::InPlace,
+            "Stop a failing deployment and roll back (the apply then fails).",
+        ),
+        Field::optional(
+            "wait_timeout",
+            FieldType::Int { min: 0, max: 7200 },
+            Some("900"),
+            Update::InPlace,
+            "Seconds to wait for a deployment to finish; 0: do not wait.",
+        ),
+        Field::optional("tags", FieldType::StringMap, None, Update::InPlace, "Tags besides the stack's own."),
+    ],
+    outputs: &[("id", "Service ARN"), ("arn", "Service ARN"), ("name", "<name>"), ("cluster", "The cluster's name"), ("task_definition", "Current task definition ARN")],
+    check,
+    normalize,
+    ops: &EcsService,
+};
+
+/// The declared shape, decoded once from `want` or `have`.
+#[derive(Debug, Deserialize, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+struct Attrs {
+    cluster: String,
+    image: String,
+    #[serde(default, deserialize_with = "null_as_empty")]
+    command: Vec<String>,
+    cpu: Option<i64>,
+    memory: Option<i64>,
+    architecture: Option<String>,
+    #[serde(default, deserialize_with = "null_as_empty_map")]
+    environment: BTreeMap<String, String>,
+    port: Option<i32>,
+    #[serde(default, deserialize_with = "null_as_empty")]
+    health_check: Vec<String>,
+    log_group: Option<String>,
+    task_role: Option<String>,
+    execution_role: Option<String>,
+    desired_count: Option<i32>,
+    subnets: Vec<String>,
+    security_groups: Vec<String>,
+    #[serde(default)]
+    public_ip: bool,
+    target_group: Option<String>,
+    health_check_grace: Option<i32>,
+    circuit_breaker: Option<bool>,
+    wait_timeout: Option<i64>,
+    #[serde(default)]
+    tags: BTreeMap<String, String>,
+}
+
+fn null_as_empty_map<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+    Ok(<Option<BTreeMap<String, String>> as Deserialize>::deserialize(d)?.unwrap_or_default())
+}
+
+impl Attributes for Attrs {}
+
+impl Attrs {
+    /// The task definition's part: a change here is a new revision.
+    fn task(&self) -> Self {
+        Self {
+            desired_count: None,
+            subnets: vec![],
+            security_groups: vec![],
+            public_ip: false,
+            target_group: None,
+            health_check_grace: None,
+            circuit_breaker: None,
+            wait_timeout: None,
+            tags: BTreeMap::new(),
+            ..self.clone()
+        }
+    }
+}
+
+/// Sets for subnets and groups; `wait_timeout` is how this tool waits, not a property of the
+/// service, so it is never a difference.
+fn normalize(v: &mut Value) {
+    for k in ["subnets", "security_groups"] {
+        if let Some(Value::Array(a)) = v.get_mut(k) {
+            a.sort_by_key(Value::to_string);
+        }
+    }
+    v["wait_timeout"] = Value::Null;
+    if v.get("environment").is_some_and(Value::is_null) {
+        v["environment"] = json!({});
+    }
+}
+
+/// Fargate's CPU and memory pairs (MiB): per CPU size, the smallest and largest memory and the
+/// step between them.
+fn fargate_memory(cpu: i64) -> Option<(i64, i64, i64)> {
+    Some(match cpu {
+        256 => (512, 2048, 512),
+        512 => (1024, 4096, 1024),
+        1024 => (2048, 8192, 1024),
+        2048 => (4096, 16384, 1024),
+        4096 => (8192, 30720, 1024),
+        8192 => (16384, 61440, 4096),
+        16384 => (32768, 122880, 8192),
+        _ => return None,
+    })
+}
+
+fn check(r: &Resource, stack: &Stack, d: &mut Diags) {
+    let int = |f: &str| match r.fields.get(f) {
+        Some((Val::Int(i), s)) => Some((*i, s.clone())),
+        _ => None,
+    };
+    let (cpu, cpu_span) = int("cpu").unwrap_or((256, r.span.clone()));
+    let memory = int("memory").unwrap_or((512, r.span.clone()));
+    match fargate_memory(cpu) {
+        None => d.error(
+            "fargate-size",
+            cpu_span,
+            format!("{}: Fargate has no task of {cpu} CPU units", r.address()),
+            Some("choose 256, 512, 1024, 2048, 4096, 8192 or 16384".into()),
+        ),
+        Some((lo, hi, step)) if memory.0 < lo || memory.0 > hi || (memory.0 - lo) % step != 0 => d.error(
+            "fargate-size",
+            memory.1,
+            format!("{}: Fargate does not pair {cpu} CPU units with {} MiB", r.address(), memory.0),
+            Some(format!("with cpu = {cpu}, memory is {lo} to {hi} in steps of {step}")),
+        ),
+        _ => {}
+    }
+    let address = r.address();
+    let scaled = stack
+        .resources
+        .iter()
+        .any(|o| o.kind.name == "autoscaling" && o.str("service").is_some_and(|(s, _)| s == address));
+    match (scaled, r.fields.get("desired_count")) {
+        (true, Some((_, span))) => d.error(
+            "desired-count-scaled",
+            span.clone(),
+            format!("{address} is scaled by an autoscaling resource, which sets its task count"),
+            Some("remove desired_count; set min and max on the autoscaling resource".into()),
+        ),
+        (false, None) => d.error(
+            "desired-count-missing",
+            r.span.clone(),
+            format!("{address} names no desired_count and no autoscaling resource scales it"),
+            Some("add desired_count = 1".into()),
+        ),
+        _ => {}
+    }
+    if r.fields.contains_key("target_group") && !r.fields.contains_key("port") {
+        d.error(
+            "target-without-port",
+            r.span.clone(),
+            format!("{address} joins a target group but names no container port"),
+            Some("add port = 8080".into()),
+        );
+    }
+}
+
+struct EcsService;
+
+/// The ECS services an autoscaler scales (`service/<cluster>/<name>`), once per pass.
+async fn scaled(cx: &Cx) -> Result<BTreeSet<String>, OpError> {
+    crate::kinds::application_autoscaling::targets(cx).await.map(|t| t.into_iter().map(|t| t.resource_id).collect())
+}
+
+/// Partition and account of the cluster (the ARNs of roles are built from them: ECS wants
+/// ARNs where the stack refers to roles by address).
+async fn arn_base(cx: &Cx, cluster: &str) -> Result<(String, String), OpError> {
+    let d = ecs(cx).describe_clusters().clusters(cluster).send().await.map_err(|e| err("DescribeClusters", e))?;
+    let arn = d.clusters().first().and_then(|c| c.cluster_arn()).ok_or_else(|| OpError::new(crate::error::Class::NotFound, "DescribeClusters", format!("no cluster {cluster}")))?;
+    let parts: Vec<&str> = arn.split(':').collect();
+    Ok((parts.get(1).unwrap_or(&"aws").to_string(), parts.get(4).unwrap_or(&"").to_string()))
+}
+
+fn role_arn(base: &(String, String), stack: &str, name: &str) -> String {
+    if name.starts_with("arn:") {
+        return name.to_owned();
+    }
+    format!("arn:{}:iam::{}:role/{stack}/{name}", base.0, base.1)
+}
+
+/// Registers the task definition of `w` as a new revision of `<stack>-<name>`.
+async fn register(cx: &Cx, name: &str, w: &Attrs) -> Result<String, OpError> {
+    let base = arn_base(cx, &w.cluster).await?;
+    let mut c = ContainerDefinition::builder()
+        .name(name)
+        .image(&w.image)
+        .essential(true)
+        .set_command((!w.command.is_empty()).then(|| w.command.clone()))
+        .set_environment(Some(w.environment.iter().map(|(k, v)| KeyValuePair::builder().name(k).value(v).build()).collect()));
+    if let Some(p) = w.port {
+        c = c.port_mappings(PortMapping::builder().container_port(p).protocol(TransportProtocol::Tcp).build());
+    }
+    if !w.health_check.is_empty() {
+        let hc = HealthCheck::builder()
+            .set_command(Some(w.health_check.clone()))
+            .interval(30)
+            .timeout(5)
+            .retries(3)
+            .start_period(10)
+            .build()
+            .map_err(|e| OpError::fatal("build HealthCheck", e.to_string()))?;
+        c = c.health_check(hc);
+    }
+    if let Some(g) = &w.log_group {
+        let lc = LogConfiguration::builder()
+            .log_driver(LogDriver::Awslogs)
+            .options("awslogs-group", g)
+            .options("awslogs-region", &cx.region)
+            .options("awslogs-stream-prefix", name)
+            .build()
+            .map_err(|e| OpError::fatal("build LogConfiguration", e.to_string()))?;
+        c = c.log_configuration(lc);
+    }
+    let out = ecs(cx)
+        .register_task_definition()
+        .family(format!("{}-{name}", cx.stack))
+        .container_definitions(c.build())
+        .cpu(w.cpu.unwrap_or(256).to_string())
+        .memory(w.memory.unwrap_or(512).to_string())
+        .network_mode(NetworkMode::Awsvpc)
+        .requires_compatibilities(Compatibility::Fargate)
+        .runtime_platform(
+            RuntimePlatform::builder()
+                .cpu_architecture(CpuArchitecture::from(w.architecture.as_deref().unwrap_or("X86_64")))
+                .operating_system_family(OsFamily::Linux)
+                .build(),
+        )
+        .set_task_role_arn(w.task_role.as_ref().map(|r| role_arn(&base, &cx.stack, r)))
+        .set_execution_role_arn(w.execution_role.as_ref().map(|r| role_arn(&base, &cx.stack, r)))
+        .set_tags(Some(tags(&w.tags)))
+        .send()
+        .await
+        .map_err(|e| err("RegisterTaskDefinition", e))?;
+    out.task_definition()
+        .and_then(|t| t.task_definition_arn())
+        .map(str::to_owned)
+        .ok_or_else(|| OpError::fatal("RegisterTaskDefinition", "no ARN"))
+}
+
+fn tags(m: &BTreeMap<String, String>) -> Vec<Tag> {
+    m.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()
+}
+
+fn network(w: &Attrs) -> Result<NetworkConfiguration, OpError> {
+    let vpc = AwsVpcConfiguration::builder()
+        .set_subnets(Some(w.subnets.clone()))
+        .set_security_groups(Some(w.security_groups.clone()))
+        .assign_public_ip(if w.public_ip { AssignPublicIp::Enabled } else { AssignPublicIp::Disabled })
+        .build()
+        .map_err(|e| OpError::fatal("build AwsVpcConfiguration", e.to_string()))?;
+    Ok(NetworkConfiguration::builder().awsvpc_configuration(vpc).build())
+}
+
+fn load_balancers(name: &str, w: &Attrs) -> Vec<LoadBalancer> {
+    w.target_group
+        .iter()
+        .map(|tg| LoadBalancer::builder().target_group_arn(tg).container_name(name).set_container_port(w.port).build())
+        .collect()
+}
+
+fn deployment(w: &Attrs) -> DeploymentConfiguration {
+    let on = w.circuit_breaker.unwrap_or(true);
+    DeploymentConfiguration::builder()
+        .deployment_circuit_breaker(DeploymentCircuitBreaker::builder().enable(on).rollback(on).build())
+        .maximum_percent(200)
+        .minimum_healthy_percent(100)
+        .build()
+}
+
+/// Where a deployment stands, from one `DescribeServices` answer.
+#[derive(Debug, PartialEq)]
+pub enum Rollout {
+    Done,
+    Running(String),
+    Failed(String),
+}
+
+/// Decides from the service what became of the deployment of `task_definition`: done when it
+/// is the only deployment, completed (or, where no rollout state is reported, running every
+/// task it wants); failed when its rollout failed or another revision took its place (the
+/// circuit breaker rolled back).
+pub fn rollout(s: &Service, task_definition: &str) -> Rollout {
+    let deployments = s.deployments();
+    let Some(primary) = deployments.iter().find(|d| d.status() == Some("PRIMARY")) else {
+        return Rollout::Running("no primary deployment yet".into());
+    };
+    let state = primary.rollout_state().map(|r| r.as_str().to_owned());
+    if primary.task_definition() != Some(task_definition) {
+        return Rollout::Failed(format!(
+            "the deployment was rolled back to {} by the circuit breaker",
+            primary.task_definition().map(last).unwrap_or("?")
+        ));
+    }
+    if state.as_deref() == Some("FAILED") {
+        return Rollout::Failed(primary.rollout_state_reason().unwrap_or("the rollout failed").to_owned());
+    }
+    let settled = match state.as_deref() {
+        Some("COMPLETED") => true,
+        Some(_) => false,
+        None => primary.running_count() == primary.desired_count(),
+    };
+    if settled && deployments.len() == 1 {
+        Rollout::Done
+    } else {
+        Rollout::Running(format!(
+            "{} of {} tasks running, {} deployment(s)",
+            primary.running_count(),
+            primary.desired_count(),
+            deployments.len()
+        ))
+    }
+}
+
+async fn wait_steady(cx: &Cx, cluster: &str, service: &str, task_definition: &str, timeout: i64) -> Result<(), OpError> {
+    if timeout <= 0 {
+        return Ok(());
+    }
+    let start = Instant::now();
+    loop {
+        let d = ecs(cx).describe_services().cluster(cluster).services(service).send().await.map_err(|e| err("DescribeServices", e))?;
+        let s = d.services().first().ok_or_else(|| OpError::fatal("DescribeServices", format!("{service} is gone")))?;
+        match rollout(s, task_definition) {
+            Rollout::Done => return Ok(()),
+            Rollout::Failed(why) => return Err(OpError::fatal("deployment", format!("{service}: {why}"))),
+            Rollout::Running(state) if start.elapsed() > Duration::from_secs(timeout as u64) => {
+                return Err(OpError::fatal(
+                    "deployment",
+                    format!("{service}: not steady after {timeout} s ({state}); raise wait_timeout or look at the service's events"),
+                ));
+            }
+            Rollout::Running(_) => {}
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+}
+
+#[async_trait]
+impl Ops for EcsService {
+    async fn discover(&self, cx: &Cx) -> Result<Vec<Live>, OpError> {
+        // Services by cluster (`arn:...:service/<cluster>/<name>`).
+        let mut by_cluster: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for arn in service_arns(cx).await? {
+            let cluster = arn.rsplit('/').nth(1).unwrap_or_default().to_owned();
+            by_cluster.entry(cluster).or_default().push(arn);
+        }
+        let mut out = Vec::new();
+        let mut scaled_ids = None;
+        for (cluster, arns) in by_cluster {
+            // DescribeServices takes 10 services a call, tags included.
+            for batch in arns.chunks(10) {
+                let d = ecs(cx)
+                    .describe_services()
+                    .cluster(&cluster)
+                    .set_services(Some(batch.to_vec()))
+                    .include(ServiceField::Tags)
+                    .send()
+                    .await
+                    .map_err(|e| err("DescribeServices", e))?;
+                for s in d.services() {
+                    let tags: BTreeMap<String, String> = s
+                        .tags()
+                        .iter()
+                        .filter_map(|t| Some((t.key()?.to_owned(), t.value().unwrap_or_default().to_owned())))
+                        .collect();
+                    let (Some(arn), Some(name), Some(address)) = (s.service_arn(), s.service_name(), tags.get(ID_TAG)) else { continue };
+                    if s.status() != Some("ACTIVE") || tags.get(STACK_TAG) != Some(&cx.stack) {
+                        continue;
+                    }
+                    let td_arn = s.task_definition().unwrap_or_default();
+                    let td = ecs(cx)
+                        .describe_task_definition()
+                        .task_definition(td_arn)
+                        .send()
+                        .await
+                        .map_err(|e| err("DescribeTaskDefinition", e))?;
+                    let td = td.task_definition().cloned().unwrap_or_else(|| aws_sdk_ecs::types::TaskDefinition::builder().build());
+                    let c = td.container_definitions().first();
+                    let log = c.and_then(|c| c.log_configuration()).and_then(|l| l.options()).and_then(|o| o.get("awslogs-group"));
+                    let env: BTreeMap<&str, &str> =
+                        c.map(|c| c.environment().iter().filter_map(|e| Some((e.name()?, e.value()?))).collect()).unwrap_or_default();
+                    let vpc = s.network_configuration().and_then(|n| n.awsvpc_configuration());
+                    let mut subnets: Vec<&str> = vpc.map(|v| v.subnets().iter().map(String::as_str).collect()).unwrap_or_default();
+                    subnets.sort();
+                    let mut groups: Vec<&str> = vpc.map(|v| v.security_groups().iter().map(String::as_str).collect()).unwrap_or_default();
+                    groups.sort();
+                    let breaker = s.deployment_configuration().and_then(|d| d.deployment_circuit_breaker());
+                    let scaled_ids = match &scaled_ids {
+                        Some(s) => s,
+                        None => scaled_ids.insert(scaled(cx).await?),
+                    };
+                    let is_scaled = scaled_ids.contains(&format!("service/{}/{name}", last(&cluster)));
+                    let mut outputs = Map::new();
+                    outputs.insert("arn".into(), json!(arn));
+                    outputs.insert("name".into(), json!(name));
+                    outputs.insert("cluster".into(), json!(last(&cluster)));
+                    outputs.insert("task_definition".into(), json!(td_arn));
+                    out.push(Live {
+                        id: arn.to_owned(),
+                        address: address.clone(),
+                        attrs: json!({
+                            "cluster": last(&cluster),
+                            "image": c.and_then(|c| c.image()),
+                            "command": c.map(|c| c.command().to_vec()).unwrap_or_default(),
+                            "cpu": td.cpu().and_then(|v| v.parse::<i64>().ok()),
+                            "memory": td.memory().and_then(|v| v.parse::<i64>().ok()),
+                            "architecture": td.runtime_platform().and_then(|p| p.cpu_architecture()).map_or("X86_64", |a| a.as_str()),
+                            "environment": env,
+                            "port": c.and_then(|c| c.port_mappings().first()).and_then(|p| p.container_port()),
+                            "health_check": c.and_then(|c| c.health_check()).map(|h| h.command().to_vec()).unwrap_or_default(),
+                            "log_group": log,
+                            "task_role": td.task_role_arn().map(last),
+                            "execution_role": td.execution_role_arn().map(last),
+                            "desired_count": if is_scaled { None } else { Some(s.desired_count()) },
+                            "subnets": subnets,
+                            "security_groups": groups,
+                            "public_ip": vpc.and_then(|v| v.assign_public_ip()) == Some(&AssignPublicIp::Enabled),
+                            "target_group": s.load_balancers().first().and_then(|l| l.target_group_arn()),
+                            "health_check_grace": s.health_check_grace_period_seconds(),
+                            "circuit_breaker": breaker.is_some_and(|b| b.enable()),
+                            "wait_timeout": null,
+                            "tags": tags,
+                        }),
+                        outputs,
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn create(&self, cx: &Cx, address: &str, want: &Value, token: &str) -> Result<String, OpError> {
+        let w = Attrs::of(want)?;
+        let name = address.strip_prefix("ecs_service.").unwrap_or(address);
+        let td = register(cx, name, &w).await?;
+        let out = ecs(cx)
+            .create_service()
+            .cluster(&w.cluster)
+            .service_name(name)
+            .task_definition(&td)
+            // Until an autoscaler takes over, one task.
+            .desired_count(w.desired_count.unwrap_or(1))
+            .launch_type(LaunchType::Fargate)
+            .network_configuration(network(&w)?)
+            .set_load_balancers(Some(load_balancers(name, &w)))
+            .set_health_check_grace_period_seconds(w.health_check_grace)
+            .deployment_configuration(deployment(&w))
+            .propagate_tags(PropagateTags::Service)
+            .enable_ecs_managed_tags(true)
+            .set_tags(Some(tags(&w.tags)))
+            .client_token(token)
+            .send()
+            .await
+            .map_err(|e| err("CreateService", e))?;
+        let arn = out.service().and_then(|s| s.service_arn()).ok_or_else(|| OpError::fatal("CreateService", "no ARN"))?.to_owned();
+        wait_steady(cx, &w.cluster, name, &td, w.wait_timeout.unwrap_or(900)).await?;
+        Ok(arn)
+    }
+
+    async fn update(&self, cx: &Cx, id: &str, have: &Value, want: &Value) -> Result<(), OpError> {
+        let (h, w) = (Attrs::of(have)?, Attrs::of(want)?);
+        let name = last(id).to_owned();
+        let old_td = ecs(cx)
+            .describe_services()
+            .cluster(&w.cluster)
+            .services(&name)
+            .send()
+            .await
+            .map_err(|e| err("DescribeServices", e))?
+            .services()
+            .first()
+            .and_then(|s| s.task_definition())
+            .map(str::to_owned);
+        let new_td = if h.task() != w.task() { Some(register(cx, &name, &w).await?) } else { None };
+        let service_changed = Attrs { tags: h.tags.clone(), wait_timeout: None, ..w.clone() } != Attrs { wait_timeout: None, ..h.clone() };
+        if service_changed {
+            ecs(cx)
+                .update_service()
+                .cluster(&w.cluster)
+                .service(&name)
+                .set_task_definition(new_td.clone())
+                .set_desired_count(w.desired_count)
+                .network_configuration(network(&w)?)
+                .set_load_balancers(Some(load_balancers(&name, &w)))
+                .set_health_check_grace_period_seconds(w.health_check_grace)
+                .deployment_configuration(deployment(&w))
+                .send()
+                .await
+                .map_err(|e| err("UpdateService", e))?;
+            let current = new_td.clone().or(old_td.clone()).unwrap_or_default();
+            wait_steady(cx, &w.cluster, &name, &current, w.wait_timeout.unwrap_or(900)).await?;
+        }
+        if let (Some(old), Some(_)) = (&old_td, &new_td) {
+            // The old revision only once the new one runs everywhere.
+            gone_ok(ecs(cx).deregister_task_definition().task_definition(old).send().await.map_err(|e| err("DeregisterTaskDefinition", e)))?;
+        }
+        let (gone, changed) = crate::provider::tag_changes(&h.tags, &w.tags);
+        if !gone.is_empty() {
+            ecs(cx).untag_resource().resource_arn(id).set_tag_keys(Some(gone)).send().await.map_err(|e| err("UntagResource", e))?;
+        }
+        if !changed.is_empty() {
+            ecs(cx).tag_resource().resource_arn(id).set_tags(Some(tags(&changed))).send().await.map_err(|e| err("TagResource", e))?;
+        }
+        Ok(())
+    }
+
+    async fn delete(&self, cx: &Cx, id: &str, have: &Value) -> Result<(), OpError> {
+        let cluster = match have.get("cluster").and_then(Value::as_str) {
+            Some(c) => c.to_owned(),
+            // `arn:...:service/<cluster>/<name>`
+            None => id.rsplit('/').nth(1).unwrap_or_default().to_owned(),
+        };
+        let d = ecs(cx).describe_services().cluster(&cluster).services(id).send().await;
+        let td = d.ok().and_then(|d| d.services().first().and_then(|s| s.task_definition()).map(str::to_owned));
+        // `force` stops the tasks instead of waiting for a scale-in first.
+        gone_ok(ecs(cx).delete_service().cluster(&cluster).service(id).force(true).send().await.map_err(|e| err("DeleteService", e)))?;
+        if let Some(td) = td {
+            gone_ok(ecs(cx).deregister_task_definition().task_definition(td).send().await.map_err(|e| err("DeregisterTaskDefinition", e)))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_ecs::types::{Deployment, DeploymentRolloutState};
+
+    #[test]
+    fn the_typed_attributes_hold_every_declared_field() {
+        let a = Attrs::of(&crate::schema::sample(KIND.fields)).unwrap();
+        assert_eq!((a.cpu, a.desired_count, a.port), (Some(256), Some(0), Some(1)));
+        assert!(Attrs::of(&json!({ "cluster": "c", "image": "i", "subnets": [], "security_groups": [], "extra": 1 })).is_err());
+    }
+
+    #[test]
+    fn fargate_sizes() {
+        assert_eq!(fargate_memory(256), Some((512, 2048, 512)));
+        assert!(fargate_memory(300).is_none());
+    }
+
+    fn service(deployments: Vec<Deployment>) -> Service {
+        Service::builder().set_deployments(Some(deployments)).build()
+    }
+
+    fn dep(status: &str, td: &str, state: Option<DeploymentRolloutState>, running: i32, desired: i32) -> Deployment {
+        Deployment::builder()
+            .status(status)
+            .task_definition(td)
+            .set_rollout_state(state)
+            .running_count(running)
+            .desired_count(desired)
+            .build()
+    }
+
+    #[test]
+    fn a_rollback_is_a_failure_and_only_a_finished_rollout_is_done() {
+        let (new, old) = ("arn:td/web:2", "arn:td/web:1");
+        let done = service(vec![dep("PRIMARY", new, Some(DeploymentRolloutState::Completed), 2, 2)]);
+        assert_eq!(rollout(&done, new), Rollout::Done);
+        let going = service(vec![
+            dep("PRIMARY", new, Some(DeploymentRolloutState::InProgress), 1, 2),
+            dep("ACTIVE", old, Some(DeploymentRolloutState::Completed), 2, 2),
+        ]);
+        assert!(matches!(rollout(&going, new), Rollout::Running(_)));
+        let rolled_back = service(vec![dep("PRIMARY", old, Some(DeploymentRolloutState::InProgress), 1, 2)]);
+        assert!(matches!(rollout(&rolled_back, new), Rollout::Failed(w) if w.contains("rolled back")));
+        let failed = service(vec![dep("PRIMARY", new, Some(DeploymentRolloutState::Failed), 0, 2)]);
+        assert!(matches!(rollout(&failed, new), Rollout::Failed(_)));
+        let no_state = service(vec![dep("PRIMARY", new, None, 2, 2)]);
+        assert_eq!(rollout(&no_state, new), Rollout::Done, "no rollout state: running = desired");
+    }
+}

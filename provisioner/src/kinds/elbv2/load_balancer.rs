@@ -1,0 +1,270 @@
+//! `load_balancer`: an application load balancer named `<stack>-<name>` in two or more public
+//! subnets, with its security groups, idle timeout and deletion protection.
+
+use super::{arn_suffix, check_name, elb, err, load_balancers, name_of, set_tags, tag_list};
+use crate::diag::Diags;
+use crate::error::{gone_ok, OpError};
+use crate::provider::{null_as_empty, Attributes, Cx, Live, Ops, ID_TAG};
+use crate::schema::{Field, FieldType, Kind, Update};
+use crate::stack::{Resource, Stack, Val};
+use async_trait::async_trait;
+use aws_sdk_elasticloadbalancingv2::client::Waiters;
+use aws_sdk_elasticloadbalancingv2::types::{
+    LoadBalancerAttribute, LoadBalancerSchemeEnum, LoadBalancerStateEnum, LoadBalancerTypeEnum,
+};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+pub static KIND: Kind = Kind {
+    name: "load_balancer",
+    doc: "An application load balancer named <stack>-<name> (at most 32 characters).",
+    fields: &[
+        Field::required(
+            "subnets",
+            FieldType::List(&FieldType::Ref(&["subnet"])),
+            Update::InPlace,
+            "Subnets in at least two availability zones.",
+        ),
+        Field::optional(
+            "security_groups",
+            FieldType::List(&FieldType::Ref(&["security_group"])),
+            None,
+            Update::InPlace,
+            "Security groups of the load balancer.",
+        ),
+        Field::optional("internal", FieldType::Bool, Some("false"), Update::Replace, "Internal instead of internet-facing."),
+        Field::optional(
+            "idle_timeout",
+            FieldType::Int { min: 1, max: 4000 },
+            Some("60"),
+            Update::InPlace,
+            "Seconds an idle connection is kept open (server-sent events need more than the keep-alive period).",
+        ),
+        Field::optional(
+            "deletion_protection",
+            FieldType::Bool,
+            Some("false"),
+            Update::InPlace,
+            "Refuse deletion (destroy fails naming it until this is turned off and applied).",
+        ),
+        Field::optional("tags", FieldType::StringMap, None, Update::InPlace, "Tags besides the stack's own."),
+    ],
+    outputs: &[
+        ("id", "Load balancer ARN"),
+        ("arn", "Load balancer ARN"),
+        ("name", "<stack>-<name>"),
+        ("dns_name", "The DNS name clients use"),
+        ("url", "http://<dns_name>/"),
+        ("zone_id", "Its Route 53 hosted zone (for alias records)"),
+        ("arn_suffix", "app/<name>/<id>, as CloudWatch and target tracking name it"),
+    ],
+    check,
+    normalize,
+    ops: &LoadBalancer,
+};
+
+/// The declared shape, decoded once from `want` or `have`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Attrs {
+    subnets: Vec<String>,
+    #[serde(default, deserialize_with = "null_as_empty")]
+    security_groups: Vec<String>,
+    #[serde(default)]
+    internal: bool,
+    idle_timeout: Option<i64>,
+    #[serde(default)]
+    deletion_protection: bool,
+    #[serde(default)]
+    tags: BTreeMap<String, String>,
+}
+
+impl Attributes for Attrs {}
+
+impl Attrs {
+    fn idle_timeout(&self) -> i64 {
+        self.idle_timeout.unwrap_or(60)
+    }
+
+    fn attributes(&self) -> Vec<LoadBalancerAttribute> {
+        let attr = |k: &str, v: String| LoadBalancerAttribute::builder().key(k).value(v).build();
+        vec![
+            attr("idle_timeout.timeout_seconds", self.idle_timeout().to_string()),
+            attr("deletion_protection.enabled", self.deletion_protection.to_string()),
+        ]
+    }
+}
+
+/// Subnets and groups are sets.
+fn normalize(v: &mut Value) {
+    for k in ["subnets", "security_groups"] {
+        if let Some(Value::Array(a)) = v.get_mut(k) {
+            a.sort_by_key(Value::to_string);
+        } else if v.get(k).is_some() {
+            v[k] = json!([]);
+        }
+    }
+}
+
+fn check(r: &Resource, stack: &Stack, d: &mut Diags) {
+    check_name(r, stack, d);
+    if let Some((Val::List(subnets), span)) = r.fields.get("subnets") {
+        if subnets.len() < 2 {
+            d.error(
+                "alb-subnets",
+                span.clone(),
+                format!("{} has {} subnet(s); an application load balancer needs two availability zones", r.address(), subnets.len()),
+                Some("name subnets in two availability zones".into()),
+            );
+        }
+    }
+}
+
+struct LoadBalancer;
+
+async fn set_attributes(cx: &Cx, arn: &str, a: &Attrs) -> Result<(), OpError> {
+    elb(cx)
+        .modify_load_balancer_attributes()
+        .load_balancer_arn(arn)
+        .set_attributes(Some(a.attributes()))
+        .send()
+        .await
+        .map_err(|e| err("ModifyLoadBalancerAttributes", e))?;
+    Ok(())
+}
+
+#[async_trait]
+impl Ops for LoadBalancer {
+    async fn discover(&self, cx: &Cx) -> Result<Vec<Live>, OpError> {
+        let mut out = Vec::new();
+        for (lb, tags) in load_balancers(cx).await? {
+            let (Some(arn), Some(name)) = (lb.load_balancer_arn(), lb.load_balancer_name()) else { continue };
+            if lb.state().and_then(|s| s.code()) == Some(&LoadBalancerStateEnum::Failed) {
+                continue;
+            }
+            // Idle timeout and deletion protection are attributes, which no describe returns.
+            let attrs = elb(cx)
+                .describe_load_balancer_attributes()
+                .load_balancer_arn(arn)
+                .send()
+                .await
+                .map_err(|e| err("DescribeLoadBalancerAttributes", e))?;
+            let attr = |k: &str| attrs.attributes().iter().find(|a| a.key() == Some(k)).and_then(|a| a.value());
+            let dns = lb.dns_name().unwrap_or_default();
+            let mut outputs = Map::new();
+            outputs.insert("arn".into(), json!(arn));
+            outputs.insert("name".into(), json!(name));
+            outputs.insert("dns_name".into(), json!(dns));
+            outputs.insert("url".into(), json!(format!("http://{dns}/")));
+            outputs.insert("zone_id".into(), json!(lb.canonical_hosted_zone_id()));
+            outputs.insert("arn_suffix".into(), json!(arn_suffix(arn)));
+            let address = tags.get(ID_TAG).cloned().unwrap_or_else(|| format!("load_balancer.{name}"));
+            let mut subnets: Vec<&str> = lb.availability_zones().iter().filter_map(|z| z.subnet_id()).collect();
+            subnets.sort();
+            let mut groups: Vec<&str> = lb.security_groups().iter().map(String::as_str).collect();
+            groups.sort();
+            out.push(Live {
+                id: arn.to_owned(),
+                address,
+                attrs: json!({
+                    "subnets": subnets,
+                    "security_groups": groups,
+                    "internal": lb.scheme() == Some(&LoadBalancerSchemeEnum::Internal),
+                    "idle_timeout": attr("idle_timeout.timeout_seconds").and_then(|v| v.parse::<i64>().ok()).unwrap_or(60),
+                    "deletion_protection": attr("deletion_protection.enabled") == Some("true"),
+                    "tags": tags,
+                }),
+                outputs,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn create(&self, cx: &Cx, address: &str, want: &Value, _token: &str) -> Result<String, OpError> {
+        let w = Attrs::of(want)?;
+        let out = elb(cx)
+            .create_load_balancer()
+            .name(name_of(cx, address))
+            .r#type(LoadBalancerTypeEnum::Application)
+            .scheme(if w.internal { LoadBalancerSchemeEnum::Internal } else { LoadBalancerSchemeEnum::InternetFacing })
+            .set_subnets(Some(w.subnets.clone()))
+            .set_security_groups((!w.security_groups.is_empty()).then(|| w.security_groups.clone()))
+            .set_tags(Some(tag_list(&w.tags)))
+            .send()
+            .await
+            .map_err(|e| err("CreateLoadBalancer", e))?;
+        let arn = out
+            .load_balancers()
+            .first()
+            .and_then(|lb| lb.load_balancer_arn())
+            .ok_or_else(|| OpError::fatal("CreateLoadBalancer", "no ARN"))?
+            .to_owned();
+        set_attributes(cx, &arn, &w).await?;
+        // A load balancer takes minutes to provision; what uses it (listeners) can be made
+        // meanwhile, but the apply reports it ready only once it is.
+        elb(cx)
+            .wait_until_load_balancer_available()
+            .load_balancer_arns(&arn)
+            .wait(Duration::from_secs(600))
+            .await
+            .map_err(|e| OpError::retryable("wait LoadBalancerAvailable", format!("{arn}: {e}")))?;
+        Ok(arn)
+    }
+
+    async fn update(&self, cx: &Cx, id: &str, have: &Value, want: &Value) -> Result<(), OpError> {
+        let (h, w) = (Attrs::of(have)?, Attrs::of(want)?);
+        let sorted = |v: &[String]| {
+            let mut v = v.to_vec();
+            v.sort();
+            v
+        };
+        if sorted(&h.subnets) != sorted(&w.subnets) {
+            elb(cx)
+                .set_subnets()
+                .load_balancer_arn(id)
+                .set_subnets(Some(w.subnets.clone()))
+                .send()
+                .await
+                .map_err(|e| err("SetSubnets", e))?;
+        }
+        if sorted(&h.security_groups) != sorted(&w.security_groups) {
+            elb(cx)
+                .set_security_groups()
+                .load_balancer_arn(id)
+                .set_security_groups(Some(w.security_groups.clone()))
+                .send()
+                .await
+                .map_err(|e| err("SetSecurityGroups", e))?;
+        }
+        if h.idle_timeout() != w.idle_timeout() || h.deletion_protection != w.deletion_protection {
+            set_attributes(cx, id, &w).await?;
+        }
+        set_tags(cx, id, &h.tags, &w.tags).await
+    }
+
+    async fn delete(&self, cx: &Cx, id: &str, have: &Value) -> Result<(), OpError> {
+        // AWS refuses too (the emulator does not): say what to do instead.
+        if Attrs::of(have).is_ok_and(|h| h.deletion_protection) {
+            return Err(OpError::fatal(
+                "DeleteLoadBalancer",
+                format!("{id} has deletion protection: set deletion_protection = false and apply first"),
+            ));
+        }
+        gone_ok(elb(cx).delete_load_balancer().load_balancer_arn(id).send().await.map_err(|e| err("DeleteLoadBalancer", e)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_typed_attributes_hold_every_declared_field() {
+        let a = Attrs::of(&crate::schema::sample(KIND.fields)).unwrap();
+        assert!(a.internal && a.deletion_protection);
+        assert_eq!(a.idle_timeout(), 1);
+        assert!(Attrs::of(&json!({ "subnets": [], "extra": 1 })).is_err());
+    }
+}

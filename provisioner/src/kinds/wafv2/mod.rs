@@ -1,0 +1,42 @@
+//! WAFv2: web ACLs and their associations, and what they share: the client and WAF's error
+//! codes. ACLs cannot be listed by tag: the stack's are named `<stack>-<name>` and carry their
+//! address in their description, which the list call returns, so one list per region and scope
+//! finds them (tags are still read, to show and repair drift).
+
+use crate::error::Codes;
+use crate::provider::Cx;
+
+super::kinds!(waf_web_acl, waf_association);
+
+/// The WAFv2 client of the context's region.
+pub fn waf(cx: &Cx) -> aws_sdk_wafv2::Client {
+    cx.client::<aws_sdk_wafv2::Client>()
+}
+
+struct WafCodes;
+
+impl Codes for WafCodes {
+    fn not_found(&self, code: &str) -> bool {
+        code == "WAFNonexistentItemException"
+    }
+
+    /// A stale lock token (someone changed the ACL between our read and write), an ACL still
+    /// associated while its association is being removed, a change still settling.
+    fn retryable(&self, code: &str) -> bool {
+        matches!(code, "WAFOptimisticLockException" | "WAFAssociatedItemException" | "WAFUnavailableEntityException")
+    }
+}
+
+super::service!(aws_sdk_wafv2::Client, WafCodes);
+
+/// The description that marks an ACL as the stack's, naming its address.
+pub fn marker(cx: &Cx, address: &str) -> String {
+    format!("provisioner {} {address}", cx.stack)
+}
+
+/// The address in a description written by [`marker`], when it is this stack's.
+pub fn address_in(cx: &Cx, description: &str) -> Option<String> {
+    let rest = description.strip_prefix("provisioner ")?;
+    let (stack, address) = rest.split_once(' ')?;
+    (stack == cx.stack).then(|| address.to_owned())
+}
