@@ -1036,7 +1036,7 @@ async fn an_instance_profile_holds_its_role() {
     assert!(moto.iam().get_instance_profile().instance_profile_name("prof-host").send().await.is_err());
 }
 
-/// An ECS cluster: found with one list and one batched describe, Container Insights switched in
+/// An ECS cluster: found with one list and one batched describe (and one list of its services), Container Insights switched in
 /// place, tags, destroyed (a deleted cluster that stays listed as INACTIVE is not found again).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ecs_cluster() {
@@ -1060,7 +1060,9 @@ async fn an_ecs_cluster() {
     ok(&run(&ep, &["plan", path]), 0, "plan after apply");
     let ecs_calls: Vec<String> =
         proxy.take_calls().into_iter().map(|c| c.action).filter(|a| a.contains("EC2ContainerService")).collect();
-    assert_eq!(ecs_calls.len(), 2, "one list, one describe: {ecs_calls:?}");
+    // One list of clusters shared by both ECS kinds, one describe of them, one list of each
+    // cluster's services (the service kind looks for what a removed resource left).
+    assert_eq!(ecs_calls.len(), 3, "one list, one describe, one list of services: {ecs_calls:?}");
     std::fs::write(path, src(true, "platform")).unwrap();
     converge(&ep, path, &["~ container_insights = false -> true"]);
     ok(&run(&ep, &["destroy", path, "--yes"]), 0, "destroy");
@@ -1226,4 +1228,87 @@ async fn a_host_from_its_user_data() {
 
 fn stack_filter(stack: &str) -> aws_sdk_ec2::types::Filter {
     aws_sdk_ec2::types::Filter::builder().name("tag:provisioner:stack").values(stack).build()
+}
+
+/// A Fargate service behind the load balancer, scaled on memory: the task definition registered
+/// with its environment (outputs filled in), logs and roles; the service in its subnets and
+/// target group; the scalable target. A new image is a new revision, the service updated, the
+/// old revision deregistered after; a rollback by the circuit breaker fails the apply. moto never
+/// runs a task, so the proxy EMULATES finished rollouts (labelled in `common`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fargate_service_rolls_out_and_scales() {
+    let moto = Moto::start().await;
+    let proxy = Proxy::start(&moto.url).await;
+    proxy.emulate_ecs_deployments();
+    let ep = proxy.url.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("stack.toml");
+    let path = path.to_str().unwrap();
+    let src = |image: &str, max: u32| {
+        format!(
+            "{}[load_balancer.web]\nsubnets = [\"subnet.a\", \"subnet.b\"]\nsecurity_groups = [\"security_group.lb\"]\n\n\
+             [target_group.web]\nvpc = \"vpc.main\"\nport = 8080\n\n\
+             [listener.http]\nload_balancer = \"load_balancer.web\"\nport = 80\ntarget_group = \"target_group.web\"\n\n\
+             [log_group.web]\nretention_days = 14\n\n\
+             [iam_role.execution]\ntrusted_services = [\"ecs-tasks.amazonaws.com\"]\n\
+             statements = [{{ actions = [\"logs:CreateLogStream\", \"logs:PutLogEvents\"], resources = [\"${{log_group.web.arn}}:*\"] }}]\n\n\
+             [iam_role.task]\ntrusted_services = [\"ecs-tasks.amazonaws.com\"]\n\n\
+             [ecs_cluster.main]\n\n\
+             [ecs_service.web]\ncluster = \"ecs_cluster.main\"\nimage = \"{image}\"\ncommand = [\"web\"]\ncpu = 256\nmemory = 512\n\
+             environment = {{ QUAKE_LISTEN = \"0.0.0.0:8080\", QUAKE_LOG_GROUP = \"${{log_group.web.name}}\" }}\nport = 8080\n\
+             log_group = \"log_group.web\"\ntask_role = \"iam_role.task\"\nexecution_role = \"iam_role.execution\"\n\
+             subnets = [\"subnet.a\", \"subnet.b\"]\nsecurity_groups = [\"security_group.lb\"]\npublic_ip = true\n\
+             target_group = \"target_group.web\"\nhealth_check_grace = 30\n\n\
+             [autoscaling.web]\nservice = \"ecs_service.web\"\nmin = 1\nmax = {max}\nmetric = \"memory\"\ntarget = 90\n",
+            LB_NET.replace("name = \"lb\"", "name = \"svc\"")
+        )
+    };
+    std::fs::write(path, src("quake@sha256:aaaa", 2)).unwrap();
+    ok(&run(&ep, &["apply", path, "--yes"]), 0, "apply");
+    let d = moto.ecs().describe_services().cluster("svc-main").services("web").send().await.unwrap();
+    let svc = &d.services()[0];
+    assert_eq!(svc.load_balancers()[0].container_port(), Some(8080));
+    let td = moto.ecs().describe_task_definition().task_definition(svc.task_definition().unwrap()).send().await.unwrap();
+    let td = td.task_definition().unwrap();
+    let c = &td.container_definitions()[0];
+    assert_eq!(c.image(), Some("quake@sha256:aaaa"));
+    assert!(c.environment().iter().any(|e| e.value() == Some("/svc/web")), "the log group's name filled in: {c:?}");
+    assert!(td.execution_role_arn().unwrap().ends_with(":role/svc/svc-execution"), "{td:?}");
+    let aas = moto.client::<aws_sdk_applicationautoscaling::Client>(common::REGION);
+    let targets = aas
+        .describe_scalable_targets()
+        .service_namespace(aws_sdk_applicationautoscaling::types::ServiceNamespace::Ecs)
+        .send()
+        .await
+        .unwrap();
+    let t = &targets.scalable_targets()[0];
+    assert_eq!((t.resource_id(), t.min_capacity(), t.max_capacity()), ("service/svc-main/web", 1, 2));
+    ok(&run(&ep, &["plan", path]), 0, "plan after apply");
+
+    proxy.take_calls();
+    std::fs::write(path, src("quake@sha256:bbbb", 3)).unwrap();
+    converge(
+        &ep,
+        path,
+        &["~ image = \"quake@sha256:aaaa\" -> \"quake@sha256:bbbb\"", "~ max = 2 -> 3", "Plan: 0 to add, 2 to change, 0 to destroy."],
+    );
+    let calls: Vec<String> = proxy.take_calls().into_iter().filter(mutating).map(|c| c.action).collect();
+    let at = |a: &str| calls.iter().position(|c| c.ends_with(a)).unwrap_or_else(|| panic!("{a} in {calls:?}"));
+    assert!(at("RegisterTaskDefinition") < at("UpdateService") && at("UpdateService") < at("DeregisterTaskDefinition"), "{calls:?}");
+
+    proxy.state.ecs_roll_back.store(true, std::sync::atomic::Ordering::SeqCst);
+    std::fs::write(path, src("quake@sha256:cccc", 3)).unwrap();
+    let r = run(&ep, &["apply", path, "--yes"]);
+    ok(&r, 1, "a rolled-back deployment fails the apply");
+    assert!(format!("{}{}", r.1, r.2).contains("rolled back"), "{}\n{}", r.1, r.2);
+
+    proxy.take_calls();
+    ok(&run(&ep, &["destroy", path, "--yes"]), 0, "destroy");
+    let calls: Vec<String> = proxy.take_calls().into_iter().filter(mutating).map(|c| c.action).collect();
+    let at = |a: &str| calls.iter().position(|c| c.ends_with(a)).unwrap_or_else(|| panic!("{a} in {calls:?}"));
+    assert!(at("DeregisterScalableTarget") < at("DeleteService"), "{calls:?}");
+    assert!(at("DeleteService") < at("DeleteCluster") && at("DeleteService") < at("DeleteTargetGroup"), "{calls:?}");
+    assert!(at("DeleteService") < at("DeleteRole"), "{calls:?}");
+    let d = moto.ecs().describe_services().cluster("svc-main").services("web").send().await;
+    assert!(d.map(|d| d.services().iter().all(|s| s.status() != Some("ACTIVE"))).unwrap_or(true));
 }

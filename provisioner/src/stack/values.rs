@@ -275,14 +275,17 @@ impl Ctx<'_> {
                 }
                 None => wrong(d, None),
             },
-            FieldType::Enum(options) => match v.and_then(Value::as_str) {
-                Some(s) if options.contains(&s) => Some(Val::Str(s.to_owned())),
+            FieldType::Enum(options) => match v.and_then(Value::as_str).and_then(|s| {
+                // A choice from a variable: "${var.replica_region}".
+                if s.starts_with("${var.") { self.subst(s, span.clone(), d) } else { Some(s.to_owned()) }
+            }) {
+                Some(s) if options.contains(&s.as_str()) => Some(Val::Str(s)),
                 Some(s) => {
                     d.error(
                         "bad-value",
                         span.clone(),
                         format!("{path} = \"{s}\" is not {}", ty.describe()),
-                        closest(s, options.iter().copied()),
+                        closest(&s, options.iter().copied()),
                     );
                     None
                 }

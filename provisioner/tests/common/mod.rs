@@ -151,6 +151,16 @@ pub struct ProxyState {
     /// them (`Replicas`, each `ACTIVE` at once). Off unless a test turns it on.
     pub global_tables: std::sync::atomic::AtomicBool,
     pub replicas: Mutex<BTreeMap<(String, String), std::collections::BTreeSet<String>>>,
+    /// EMULATION of ECS deployments, which moto never finishes (no task ever runs) and whose
+    /// deployment configuration it drops: each service's answers show AWS's documented state
+    /// after a finished rollout (one PRIMARY deployment, `COMPLETED`, every task running) of the
+    /// task definition last sent, with the deployment configuration and health-check grace
+    /// period last sent (moto drops both). With `ecs_roll_back`, the
+    /// next new task definition is "rolled back by the circuit breaker": the old one stays
+    /// PRIMARY. Off unless a test turns it on.
+    pub ecs: std::sync::atomic::AtomicBool,
+    pub ecs_roll_back: std::sync::atomic::AtomicBool,
+    pub ecs_services: Mutex<BTreeMap<String, (serde_json::Value, Option<String>)>>,
 }
 
 /// An HTTP proxy in front of moto that records every call, adds latency and answers a share of
@@ -170,6 +180,9 @@ impl Proxy {
             faults: Mutex::default(),
             global_tables: Default::default(),
             replicas: Mutex::default(),
+            ecs: Default::default(),
+            ecs_roll_back: Default::default(),
+            ecs_services: Mutex::default(),
         });
         let app = axum::Router::new().fallback(forward).with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -181,6 +194,11 @@ impl Proxy {
     /// Turns on the global-table EMULATION (see [`ProxyState::global_tables`]).
     pub fn emulate_global_tables(&self) {
         self.state.global_tables.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Turns on the ECS deployment EMULATION (see [`ProxyState::ecs`]).
+    pub fn emulate_ecs_deployments(&self) {
+        self.state.ecs.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     pub fn set_faults(&self, rate: f64, latency: Duration) {
@@ -268,6 +286,26 @@ async fn forward(
             _ => {}
         }
     }
+    let ecs = st.ecs.load(std::sync::atomic::Ordering::SeqCst);
+    let ecs_op = target.as_deref().and_then(|t| t.strip_prefix("AmazonEC2ContainerServiceV20141113.")).unwrap_or_default();
+    if ecs && matches!(ecs_op, "CreateService" | "UpdateService") {
+        let name = json["serviceName"].as_str().or(json["service"].as_str()).unwrap_or_default();
+        let name = name.rsplit('/').next().unwrap_or(name).to_owned();
+        let mut services = st.ecs_services.lock().unwrap();
+        let entry = services.entry(name).or_insert((serde_json::json!({}), None));
+        for field in ["deploymentConfiguration", "healthCheckGracePeriodSeconds"] {
+            if !json[field].is_null() {
+                entry.0[field] = json[field].clone();
+            }
+        }
+        if let Some(td) = json["taskDefinition"].as_str() {
+            if entry.1.is_some() && st.ecs_roll_back.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                // Rolled back: the old task definition stays PRIMARY.
+            } else {
+                entry.1 = Some(td.to_owned());
+            }
+        }
+    }
     let mut req = st.http.request(method, format!("{}{}", st.upstream, uri));
     for (k, v) in &headers {
         if k != "host" && k != "content-length" {
@@ -289,6 +327,34 @@ async fn forward(
                             .collect();
                         bytes = Bytes::from(answer.to_string());
                     }
+                }
+            }
+            if ecs && status.is_success() && matches!(ecs_op, "CreateService" | "UpdateService" | "DescribeServices") {
+                if let Ok(mut answer) = serde_json::from_slice::<serde_json::Value>(&bytes) {
+                    let services = st.ecs_services.lock().unwrap();
+                    let fix = |svc: &mut serde_json::Value| {
+                        let name = svc["serviceName"].as_str().unwrap_or_default().to_owned();
+                        let Some((conf, td)) = services.get(&name) else { return };
+                        for (field, value) in conf.as_object().into_iter().flatten() {
+                            svc[field] = value.clone();
+                        }
+                        let td = td.clone().unwrap_or_else(|| svc["taskDefinition"].as_str().unwrap_or_default().to_owned());
+                        let n = svc["desiredCount"].clone();
+                        svc["taskDefinition"] = serde_json::json!(td);
+                        svc["runningCount"] = n.clone();
+                        svc["pendingCount"] = serde_json::json!(0);
+                        svc["deployments"] = serde_json::json!([{
+                            "id": "ecs-svc/emulated", "status": "PRIMARY", "taskDefinition": td,
+                            "desiredCount": n, "runningCount": n, "pendingCount": 0, "rolloutState": "COMPLETED",
+                        }]);
+                    };
+                    if answer["service"].is_object() {
+                        fix(&mut answer["service"]);
+                    }
+                    for svc in answer["services"].as_array_mut().into_iter().flatten() {
+                        fix(svc);
+                    }
+                    bytes = Bytes::from(answer.to_string());
                 }
             }
             st.calls.lock().unwrap().push(record(status.as_u16(), String::from_utf8_lossy(&bytes).into_owned(), false));

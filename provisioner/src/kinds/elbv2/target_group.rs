@@ -100,8 +100,11 @@ struct Attrs {
 
 impl Attributes for Attrs {}
 
+/// Path, interval, timeout, healthy and unhealthy thresholds, matcher.
+type Health<'a> = (Option<&'a str>, Option<i32>, Option<i32>, Option<i32>, Option<i32>, Option<&'a str>);
+
 impl Attrs {
-    fn health(&self) -> (Option<&str>, Option<i32>, Option<i32>, Option<i32>, Option<i32>, Option<&str>) {
+    fn health(&self) -> Health<'_> {
         (
             self.health_check_path.as_deref(),
             self.health_check_interval,
