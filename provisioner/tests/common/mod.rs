@@ -38,6 +38,8 @@ impl Moto {
         #[allow(clippy::zombie_processes)]
         let child = Command::new(&bin)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            // AWS's managed policies (AmazonSSMManagedInstanceCore, ...) exist in every account.
+            .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
