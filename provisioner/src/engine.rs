@@ -325,8 +325,8 @@ fn steps(stack: &Stack, inv: &Inventory, plan: &Plan) -> StepGraph {
             // does the old half of a replacement whose new half comes first (the updates move
             // to it); the old half of any other replacement cannot: those updates wait for its
             // new half, which waits for the old half to go.
-            let old_goes_last =
-                action.get(x.as_str()) == Some(&Action::Replace) && kind_of(&x).is_some_and(|k| k.ops.create_before_delete());
+            let old_goes_last = action.get(x.as_str()) == Some(&Action::Replace)
+                && kind_of(&x).is_some_and(|k| k.ops.create_before_delete());
             if (action.get(x.as_str()) == Some(&Action::Delete) || old_goes_last) && rc.action == Action::Update {
                 edges.push((dx, StepId::new(z, Phase::Update)));
             }

@@ -1117,7 +1117,10 @@ async fn a_load_balancer_behind_a_web_acl() {
     let lbs = moto.elb().describe_load_balancers().names("lb-web").send().await.unwrap();
     let lb_arn = lbs.load_balancers()[0].load_balancer_arn().unwrap().to_owned();
     let attrs = moto.elb().describe_load_balancer_attributes().load_balancer_arn(&lb_arn).send().await.unwrap();
-    assert!(attrs.attributes().iter().any(|a| a.key() == Some("idle_timeout.timeout_seconds") && a.value() == Some("120")));
+    assert!(attrs
+        .attributes()
+        .iter()
+        .any(|a| a.key() == Some("idle_timeout.timeout_seconds") && a.value() == Some("120")));
     let tgs = moto.elb().describe_target_groups().send().await.unwrap();
     let tg = &tgs.target_groups()[0];
     assert!(tg.target_group_name().unwrap().starts_with("lb-web-"), "{tg:?}");
@@ -1147,7 +1150,8 @@ async fn a_load_balancer_behind_a_web_acl() {
         ],
     );
     let acl = moto.waf().get_web_acl_for_resource().resource_arn(&lb_arn).send().await.unwrap();
-    let rate = acl.web_acl().unwrap().rules().iter().find_map(|r| r.statement()?.rate_based_statement().cloned()).unwrap();
+    let rate =
+        acl.web_acl().unwrap().rules().iter().find_map(|r| r.statement()?.rate_based_statement().cloned()).unwrap();
     assert_eq!(rate.limit(), 1000);
 
     // A forcing change: the new group first, the listener moved to it, then the old one goes.
@@ -1158,13 +1162,19 @@ async fn a_load_balancer_behind_a_web_acl() {
     converge(&ep, path, &["-/+ target_group.web", "~ port = 8080 -> 8081 # forces replacement", "~ listener.http"]);
     let calls: Vec<String> = proxy.take_calls().into_iter().filter(mutating).map(|c| c.action).collect();
     let at = |a: &str| calls.iter().position(|c| c == a).unwrap_or_else(|| panic!("{a} in {calls:?}"));
-    assert!(at("CreateTargetGroup") < at("ModifyListener") && at("ModifyListener") < at("DeleteTargetGroup"), "{calls:?}");
+    assert!(
+        at("CreateTargetGroup") < at("ModifyListener") && at("ModifyListener") < at("DeleteTargetGroup"),
+        "{calls:?}"
+    );
 
     ok(&run(&ep, &["destroy", path, "--yes"]), 0, "destroy");
     let calls: Vec<String> = proxy.take_calls().into_iter().filter(mutating).map(|c| c.action).collect();
     let at = |a: &str| calls.iter().position(|c| c.ends_with(a)).unwrap_or_else(|| panic!("{a} in {calls:?}"));
     assert!(at("DisassociateWebACL") < at("DeleteWebACL"), "{calls:?}");
-    assert!(at("DeleteListener") < at("DeleteTargetGroup") && at("DeleteListener") < at("DeleteLoadBalancer"), "{calls:?}");
+    assert!(
+        at("DeleteListener") < at("DeleteTargetGroup") && at("DeleteListener") < at("DeleteLoadBalancer"),
+        "{calls:?}"
+    );
     assert!(at("DeleteLoadBalancer") < at("DeleteSecurityGroup"), "{calls:?}");
     assert!(moto.elb().describe_load_balancers().send().await.unwrap().load_balancers().is_empty());
     assert!(moto.elb().describe_target_groups().send().await.unwrap().target_groups().is_empty());
@@ -1210,7 +1220,8 @@ async fn a_host_from_its_user_data() {
     assert_eq!(first.metadata_options().and_then(|m| m.http_tokens()).map(|t| t.as_str()), Some("required"));
     assert!(first.key_name().is_none(), "no key pair");
     assert!(first.iam_instance_profile().unwrap().arn().unwrap().ends_with("/host-host"));
-    let ami = moto.client::<aws_sdk_ssm::Client>(common::REGION)
+    let ami = moto
+        .client::<aws_sdk_ssm::Client>(common::REGION)
         .get_parameter()
         .name("/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64")
         .send()
@@ -1234,7 +1245,11 @@ async fn a_host_from_its_user_data() {
 
     ok(&run(&ep, &["destroy", path, "--yes"]), 0, "destroy");
     let d = moto.ec2().describe_instances().filters(stack_filter("host")).send().await.unwrap();
-    assert!(d.reservations().iter().flat_map(|r| r.instances()).all(|i| i.state().and_then(|s| s.name()).is_some_and(|n| n.as_str() == "terminated")));
+    assert!(d
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .all(|i| i.state().and_then(|s| s.name()).is_some_and(|n| n.as_str() == "terminated")));
 }
 
 fn stack_filter(stack: &str) -> aws_sdk_ec2::types::Filter {
@@ -1279,7 +1294,8 @@ async fn a_fargate_service_rolls_out_and_scales() {
     let d = moto.ecs().describe_services().cluster("svc-main").services("web").send().await.unwrap();
     let svc = &d.services()[0];
     assert_eq!(svc.load_balancers()[0].container_port(), Some(8080));
-    let td = moto.ecs().describe_task_definition().task_definition(svc.task_definition().unwrap()).send().await.unwrap();
+    let td =
+        moto.ecs().describe_task_definition().task_definition(svc.task_definition().unwrap()).send().await.unwrap();
     let td = td.task_definition().unwrap();
     let c = &td.container_definitions()[0];
     assert_eq!(c.image(), Some("quake@sha256:aaaa"));
@@ -1301,11 +1317,18 @@ async fn a_fargate_service_rolls_out_and_scales() {
     converge(
         &ep,
         path,
-        &["~ image = \"quake@sha256:aaaa\" -> \"quake@sha256:bbbb\"", "~ max = 2 -> 3", "Plan: 0 to add, 2 to change, 0 to destroy."],
+        &[
+            "~ image = \"quake@sha256:aaaa\" -> \"quake@sha256:bbbb\"",
+            "~ max = 2 -> 3",
+            "Plan: 0 to add, 2 to change, 0 to destroy.",
+        ],
     );
     let calls: Vec<String> = proxy.take_calls().into_iter().filter(mutating).map(|c| c.action).collect();
     let at = |a: &str| calls.iter().position(|c| c.ends_with(a)).unwrap_or_else(|| panic!("{a} in {calls:?}"));
-    assert!(at("RegisterTaskDefinition") < at("UpdateService") && at("UpdateService") < at("DeregisterTaskDefinition"), "{calls:?}");
+    assert!(
+        at("RegisterTaskDefinition") < at("UpdateService") && at("UpdateService") < at("DeregisterTaskDefinition"),
+        "{calls:?}"
+    );
 
     proxy.state.ecs_roll_back.store(true, std::sync::atomic::Ordering::SeqCst);
     std::fs::write(path, src("quake@sha256:cccc", 3)).unwrap();
@@ -1353,7 +1376,11 @@ async fn the_full_production_stack() {
     ok(&run(&ep, &["destroy", &stack, "--yes"]), 0, "destroy");
     assert!(owned(&moto.ec2(), "full").await.is_empty(), "no EC2 resource left");
     let d = moto.ec2().describe_instances().filters(stack_filter("full")).send().await.unwrap();
-    assert!(d.reservations().iter().flat_map(|r| r.instances()).all(|i| i.state().and_then(|s| s.name()).is_some_and(|n| n.as_str() == "terminated")));
+    assert!(d
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .all(|i| i.state().and_then(|s| s.name()).is_some_and(|n| n.as_str() == "terminated")));
     assert!(moto.elb().describe_load_balancers().send().await.unwrap().load_balancers().is_empty());
     assert!(moto.elb().describe_target_groups().send().await.unwrap().target_groups().is_empty());
     let acls = moto.waf().list_web_acls().scope(aws_sdk_wafv2::types::Scope::Regional).send().await.unwrap();

@@ -49,8 +49,21 @@ pub mod logs;
 pub mod ssm;
 pub mod wafv2;
 
-static ALL: LazyLock<Vec<&'static Kind>> =
-    LazyLock::new(|| [ec2::KINDS, application_autoscaling::KINDS, dynamodb::KINDS, ecr::KINDS, ecs::KINDS, elbv2::KINDS, iam::KINDS, logs::KINDS, ssm::KINDS, wafv2::KINDS].concat());
+static ALL: LazyLock<Vec<&'static Kind>> = LazyLock::new(|| {
+    [
+        ec2::KINDS,
+        application_autoscaling::KINDS,
+        dynamodb::KINDS,
+        ecr::KINDS,
+        ecs::KINDS,
+        elbv2::KINDS,
+        iam::KINDS,
+        logs::KINDS,
+        ssm::KINDS,
+        wafv2::KINDS,
+    ]
+    .concat()
+});
 
 /// Every kind a stack may use, in the order `docs` lists them.
 pub fn all() -> &'static [&'static Kind] {

@@ -277,7 +277,11 @@ impl Ctx<'_> {
             },
             FieldType::Enum(options) => match v.and_then(Value::as_str).and_then(|s| {
                 // A choice from a variable: "${var.replica_region}".
-                if s.starts_with("${var.") { self.subst(s, span.clone(), d) } else { Some(s.to_owned()) }
+                if s.starts_with("${var.") {
+                    self.subst(s, span.clone(), d)
+                } else {
+                    Some(s.to_owned())
+                }
             }) {
                 Some(s) if options.contains(&s.as_str()) => Some(Val::Str(s)),
                 Some(s) => {

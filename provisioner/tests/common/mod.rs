@@ -289,7 +289,8 @@ async fn forward(
         }
     }
     let ecs = st.ecs.load(std::sync::atomic::Ordering::SeqCst);
-    let ecs_op = target.as_deref().and_then(|t| t.strip_prefix("AmazonEC2ContainerServiceV20141113.")).unwrap_or_default();
+    let ecs_op =
+        target.as_deref().and_then(|t| t.strip_prefix("AmazonEC2ContainerServiceV20141113.")).unwrap_or_default();
     if ecs && matches!(ecs_op, "CreateService" | "UpdateService") {
         let name = json["serviceName"].as_str().or(json["service"].as_str()).unwrap_or_default();
         let name = name.rsplit('/').next().unwrap_or(name).to_owned();
@@ -340,7 +341,8 @@ async fn forward(
                         for (field, value) in conf.as_object().into_iter().flatten() {
                             svc[field] = value.clone();
                         }
-                        let td = td.clone().unwrap_or_else(|| svc["taskDefinition"].as_str().unwrap_or_default().to_owned());
+                        let td =
+                            td.clone().unwrap_or_else(|| svc["taskDefinition"].as_str().unwrap_or_default().to_owned());
                         let n = svc["desiredCount"].clone();
                         svc["taskDefinition"] = serde_json::json!(td);
                         svc["runningCount"] = n.clone();

@@ -42,11 +42,16 @@ pub async fn targets(cx: &Cx) -> Result<Vec<Target>, OpError> {
     cx.once("aas:ecs-targets", || async {
         let prefix = format!("service/{}-", cx.stack);
         let mut out = Vec::new();
-        let mut pages = aas(cx).describe_scalable_targets().service_namespace(ServiceNamespace::Ecs).into_paginator().send();
+        let mut pages =
+            aas(cx).describe_scalable_targets().service_namespace(ServiceNamespace::Ecs).into_paginator().send();
         while let Some(page) = pages.next().await {
             for t in page.map_err(|e| err("DescribeScalableTargets", e))?.scalable_targets() {
                 if t.resource_id().starts_with(&prefix) {
-                    out.push(Target { resource_id: t.resource_id().to_owned(), min: t.min_capacity(), max: t.max_capacity() });
+                    out.push(Target {
+                        resource_id: t.resource_id().to_owned(),
+                        min: t.min_capacity(),
+                        max: t.max_capacity(),
+                    });
                 }
             }
         }

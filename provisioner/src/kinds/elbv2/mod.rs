@@ -42,9 +42,15 @@ pub fn tag_list(m: &BTreeMap<String, String>) -> Vec<Tag> {
 pub async fn tags_of(cx: &Cx, arns: &[String]) -> Result<HashMap<String, BTreeMap<String, String>>, OpError> {
     let mut out = HashMap::new();
     for batch in arns.chunks(20) {
-        let d = elb(cx).describe_tags().set_resource_arns(Some(batch.to_vec())).send().await.map_err(|e| err("DescribeTags", e))?;
+        let d = elb(cx)
+            .describe_tags()
+            .set_resource_arns(Some(batch.to_vec()))
+            .send()
+            .await
+            .map_err(|e| err("DescribeTags", e))?;
         for t in d.tag_descriptions() {
-            let tags = t.tags().iter().filter_map(|t| Some((t.key()?.to_owned(), t.value().unwrap_or_default().to_owned())));
+            let tags =
+                t.tags().iter().filter_map(|t| Some((t.key()?.to_owned(), t.value().unwrap_or_default().to_owned())));
             out.insert(t.resource_arn().unwrap_or_default().to_owned(), tags.collect());
         }
     }
@@ -70,10 +76,22 @@ pub async fn set_tags(
 ) -> Result<(), OpError> {
     let (gone, changed) = crate::provider::tag_changes(have, want);
     if !gone.is_empty() {
-        elb(cx).remove_tags().resource_arns(arn).set_tag_keys(Some(gone)).send().await.map_err(|e| err("RemoveTags", e))?;
+        elb(cx)
+            .remove_tags()
+            .resource_arns(arn)
+            .set_tag_keys(Some(gone))
+            .send()
+            .await
+            .map_err(|e| err("RemoveTags", e))?;
     }
     if !changed.is_empty() {
-        elb(cx).add_tags().resource_arns(arn).set_tags(Some(tag_list(&changed))).send().await.map_err(|e| err("AddTags", e))?;
+        elb(cx)
+            .add_tags()
+            .resource_arns(arn)
+            .set_tags(Some(tag_list(&changed)))
+            .send()
+            .await
+            .map_err(|e| err("AddTags", e))?;
     }
     Ok(())
 }
@@ -139,7 +157,11 @@ pub fn check_name_with(r: &Resource, stack: &Stack, suffix: &str, d: &mut Diags)
         d.error(
             "bad-elb-name",
             r.span.clone(),
-            format!("{}: its AWS name `{name}` (<stack>-<name>{}) {p}", r.address(), if suffix.is_empty() { "" } else { "-<hash>" }),
+            format!(
+                "{}: its AWS name `{name}` (<stack>-<name>{}) {p}",
+                r.address(),
+                if suffix.is_empty() { "" } else { "-<hash>" }
+            ),
             Some("choose a shorter name of letters, digits and hyphens".into()),
         );
     }
@@ -152,7 +174,9 @@ mod tests {
     #[test]
     fn arn_suffixes_are_what_cloudwatch_names() {
         assert_eq!(
-            arn_suffix("arn:aws:elasticloadbalancing:eu-central-1:123456789012:loadbalancer/app/q-web/50dc6c495c0c9188"),
+            arn_suffix(
+                "arn:aws:elasticloadbalancing:eu-central-1:123456789012:loadbalancer/app/q-web/50dc6c495c0c9188"
+            ),
             "app/q-web/50dc6c495c0c9188"
         );
         assert_eq!(
