@@ -1364,12 +1364,14 @@ async fn the_full_production_stack() {
     let r = run(&ep, &["apply", &stack, "--yes"]);
     ok(&r, 0, "apply from empty");
     assert!(r.1.contains("33 added"), "{}", r.1);
+    let calls = proxy.take_calls();
     let r = run(&ep, &["plan", &stack]);
     ok(&r, 0, "plan after apply");
     assert!(r.1.contains("No changes."), "{}", r.1);
+    let plan_calls = proxy.take_calls();
+    eprintln!("plan of the in-sync production stack: {} calls for 33 resources", plan_calls.len());
     let out: serde_json::Value = serde_json::from_str(&run(&ep, &["outputs", &stack, "--json"]).1).unwrap();
     assert!(out["load_balancer.web"]["url"].as_str().is_some_and(|u| u.starts_with("http://")), "the map's URL: {out}");
-    let calls = proxy.take_calls();
     let replica = calls.iter().find(|c| c.action.ends_with("UpdateTable") && c.body.contains("eu-west-1"));
     assert!(replica.is_some(), "the replica region from the variable is requested");
 

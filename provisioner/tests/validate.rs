@@ -341,7 +341,7 @@ fn cli_validate_exit_codes_and_rendering() {
     let out = cli(&["--color", "never", "validate", bad.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("bad.toml:19:2: unknown resource kind `vcp`"), "{err}");
+    assert!(err.contains("bad.toml:32:2: unknown resource kind `vcp`"), "{err}");
     assert!(err.contains("did you mean `vpc`?"), "{err}");
     assert!(err.contains("[vcp.main]"), "the source line: {err}");
     let var = cli(&["validate", "--var", "admin_cidr=nonsense"]);
