@@ -513,6 +513,19 @@ impl Ops for EcsService {
     async fn create(&self, cx: &Cx, address: &str, want: &Value, token: &str) -> Result<String, OpError> {
         let w = Attrs::of(want)?;
         let name = address.strip_prefix("ecs_service.").unwrap_or(address);
+        if let Some(tg) = &w.target_group {
+            // ECS refuses a target group no load balancer uses yet, and the listener that
+            // makes one use it may still be on its way in this apply: wait for it.
+            let d = crate::kinds::elbv2::elb(cx)
+                .describe_target_groups()
+                .target_group_arns(tg)
+                .send()
+                .await
+                .map_err(|e| crate::kinds::elbv2::err("DescribeTargetGroups", e))?;
+            if d.target_groups().iter().all(|g| g.load_balancer_arns().is_empty()) {
+                return Err(OpError::retryable("CreateService", format!("{tg} is not used by a listener yet")));
+            }
+        }
         let td = register(cx, name, &w).await?;
         let out = ecs(cx)
             .create_service()
