@@ -148,13 +148,21 @@ pub trait Attributes: serde::de::DeserializeOwned {
     }
 }
 
-/// For optional list fields: absent and `null` are both empty.
-pub fn null_as_empty<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+/// For optional list and map fields: absent and `null` are both empty.
+pub fn null_as_empty<'de, D, T>(d: D) -> Result<T, D::Error>
 where
     D: serde::Deserializer<'de>,
-    T: serde::Deserialize<'de>,
+    T: serde::Deserialize<'de> + Default,
 {
-    Ok(<Option<Vec<T>> as serde::Deserialize>::deserialize(d)?.unwrap_or_default())
+    Ok(<Option<T> as serde::Deserialize>::deserialize(d)?.unwrap_or_default())
+}
+
+/// Whether two lists hold the same items, in any order (subnets, security groups).
+pub fn same_set(a: &[String], b: &[String]) -> bool {
+    let (mut a, mut b) = (a.to_vec(), b.to_vec());
+    a.sort();
+    b.sort();
+    a == b
 }
 
 /// What brings tags from `have` to `want`: the keys to remove and the pairs to set.

@@ -157,31 +157,25 @@ pub fn as_is(_: &mut Value) {}
 /// Calls `f` on every reference in `v`, an object with the declared `fields`, with whether it is
 /// a peer reference (one that does not order creation). `f` may rewrite the reference.
 pub fn visit_refs(fields: &[Field], v: &mut Value, f: &mut dyn FnMut(&mut Value, bool)) {
-    for fd in fields {
-        if let Some(x) = v.get_mut(fd.name) {
-            visit_ty(&fd.ty, x, f);
-        }
-    }
-}
-
-fn visit_ty(ty: &FieldType, v: &mut Value, f: &mut dyn FnMut(&mut Value, bool)) {
-    match (ty, v) {
-        (FieldType::Ref(_), x @ Value::String(_)) => f(x, false),
-        (FieldType::Peer(_), x @ Value::String(_)) => f(x, true),
-        (FieldType::List(inner), Value::Array(items)) => items.iter_mut().for_each(|i| visit_ty(inner, i, f)),
-        (FieldType::Table(fields), x @ Value::Object(_)) => visit_refs(fields, x, f),
-        _ => {}
-    }
+    walk_refs(fields, v, &mut |x, ty| f(x, matches!(ty, FieldType::Peer(_))));
 }
 
 /// Calls `f` on every reference in `v` with the kinds it may name (several kinds may share an
 /// id: a load balancer and its WAF association, a role and its instance profile).
 pub fn visit_refs_of_kinds(fields: &[Field], v: &mut Value, f: &mut dyn FnMut(&mut Value, &[&str])) {
-    fn ty(t: &FieldType, v: &mut Value, f: &mut dyn FnMut(&mut Value, &[&str])) {
+    walk_refs(fields, v, &mut |x, ty| match ty {
+        FieldType::Ref(k) | FieldType::Peer(k) => f(x, k),
+        _ => {}
+    });
+}
+
+/// The one walk over references: `f` gets each with its declared type (`Ref` or `Peer`).
+fn walk_refs(fields: &[Field], v: &mut Value, f: &mut dyn FnMut(&mut Value, &FieldType)) {
+    fn ty(t: &FieldType, v: &mut Value, f: &mut dyn FnMut(&mut Value, &FieldType)) {
         match (t, v) {
-            (FieldType::Ref(k) | FieldType::Peer(k), x @ Value::String(_)) => f(x, k),
+            (FieldType::Ref(_) | FieldType::Peer(_), x @ Value::String(_)) => f(x, t),
             (FieldType::List(inner), Value::Array(items)) => items.iter_mut().for_each(|i| ty(inner, i, f)),
-            (FieldType::Table(fields), x @ Value::Object(_)) => visit_refs_of_kinds(fields, x, f),
+            (FieldType::Table(fields), x @ Value::Object(_)) => walk_refs(fields, x, f),
             _ => {}
         }
     }

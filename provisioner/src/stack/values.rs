@@ -193,6 +193,14 @@ impl Ctx<'_> {
             None
         };
         let v = item.as_value();
+        // A whole integer or choice from a variable ("${var.limit}"): the variable's text, checked
+        // like a literal. A variable that is not defined was reported by `subst`.
+        let from_var = match (ty, v.and_then(Value::as_str)) {
+            (FieldType::Int { .. } | FieldType::Enum(_), Some(s)) if s.starts_with("${var.") => {
+                Some(self.subst(s, span.clone(), d)?)
+            }
+            _ => None,
+        };
         match ty {
             FieldType::String => match v.and_then(Value::as_str) {
                 Some(s) => Some(self.subst_refs(s, span.clone(), d).map_or(Val::Invalid, Val::Str)),
@@ -236,11 +244,10 @@ impl Ctx<'_> {
                 Some(b) => Some(Val::Bool(b)),
                 None => wrong(d, Some("write true or false, without quotes".into())),
             },
-            FieldType::Int { min, max } => match v.and_then(Value::as_integer).or_else(|| {
-                // An integer from a variable: "${var.limit}".
-                let s = v.and_then(Value::as_str).filter(|s| s.starts_with("${var."))?;
-                self.subst(s, span.clone(), d)?.trim().parse::<i64>().ok()
-            }) {
+            FieldType::Int { min, max } => match v
+                .and_then(Value::as_integer)
+                .or_else(|| from_var.as_deref().and_then(|x| x.trim().parse::<i64>().ok()))
+            {
                 Some(i) if (*min..=*max).contains(&i) => Some(Val::Int(i)),
                 Some(i) => {
                     d.error("out-of-range", span.clone(), format!("{path} = {i} is outside {min}..={max}"), None);
@@ -275,14 +282,7 @@ impl Ctx<'_> {
                 }
                 None => wrong(d, None),
             },
-            FieldType::Enum(options) => match v.and_then(Value::as_str).and_then(|s| {
-                // A choice from a variable: "${var.replica_region}".
-                if s.starts_with("${var.") {
-                    self.subst(s, span.clone(), d)
-                } else {
-                    Some(s.to_owned())
-                }
-            }) {
+            FieldType::Enum(options) => match from_var.or_else(|| v.and_then(Value::as_str).map(str::to_owned)) {
                 Some(s) if options.contains(&s.as_str()) => Some(Val::Str(s)),
                 Some(s) => {
                     d.error(

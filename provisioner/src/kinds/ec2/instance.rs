@@ -6,7 +6,7 @@
 
 use super::{address_of, ec2, err, owned, set_tags, tagged};
 use crate::error::{gone_ok, Class, OpError};
-use crate::provider::{null_as_empty, Attributes, Cx, Live, Ops};
+use crate::provider::{null_as_empty, same_set, Attributes, Cx, Live, Ops};
 use crate::schema::{Field, FieldType, Kind, Update};
 use async_trait::async_trait;
 use aws_sdk_ec2::client::Waiters;
@@ -281,12 +281,7 @@ impl Ops for Instance {
 
     async fn update(&self, cx: &Cx, id: &str, have: &Value, want: &Value) -> Result<(), OpError> {
         let (h, w) = (Attrs::of(have)?, Attrs::of(want)?);
-        let sorted = |v: &[String]| {
-            let mut v = v.to_vec();
-            v.sort();
-            v
-        };
-        if sorted(&h.security_groups) != sorted(&w.security_groups) {
+        if !same_set(&h.security_groups, &w.security_groups) {
             ec2(cx)
                 .modify_instance_attribute()
                 .instance_id(id)

@@ -1,11 +1,11 @@
 //! `ecs_cluster`: a Fargate cluster named `<stack>-<name>`, with Container Insights optional.
 
-use super::{ecs, err};
+use super::{ecs, err, set_tags, tags};
 use crate::error::{gone_ok, OpError};
-use crate::provider::{Attributes, Cx, Live, Ops, ID_TAG, STACK_TAG, tag_changes};
+use crate::provider::{Attributes, Cx, Live, Ops, ID_TAG, STACK_TAG};
 use crate::schema::{as_is, no_check, Field, FieldType, Kind, Update};
 use async_trait::async_trait;
-use aws_sdk_ecs::types::{ClusterField, ClusterSetting, ClusterSettingName, Tag};
+use aws_sdk_ecs::types::{ClusterField, ClusterSetting, ClusterSettingName};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -48,10 +48,6 @@ fn insights(on: bool) -> ClusterSetting {
         .name(ClusterSettingName::ContainerInsights)
         .value(if on { "enabled" } else { "disabled" })
         .build()
-}
-
-fn tags(m: &BTreeMap<String, String>) -> Vec<Tag> {
-    m.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()
 }
 
 #[async_trait]
@@ -132,16 +128,11 @@ impl Ops for Cluster {
                 .await
                 .map_err(|e| err("UpdateCluster", e))?;
         }
-        let (gone, changed) = tag_changes(&h.tags, &w.tags);
-        if !gone.is_empty() || !changed.is_empty() {
+        if h.tags != w.tags {
+            // The cluster's id is its name; tags are set on its ARN.
             let d = ecs(cx).describe_clusters().clusters(id).send().await.map_err(|e| err("DescribeClusters", e))?;
             let arn = d.clusters().first().and_then(|c| c.cluster_arn()).unwrap_or_default().to_owned();
-            if !gone.is_empty() {
-                ecs(cx).untag_resource().resource_arn(&arn).set_tag_keys(Some(gone)).send().await.map_err(|e| err("UntagResource", e))?;
-            }
-            if !changed.is_empty() {
-                ecs(cx).tag_resource().resource_arn(&arn).set_tags(Some(tags(&changed))).send().await.map_err(|e| err("TagResource", e))?;
-            }
+            set_tags(cx, &arn, &h.tags, &w.tags).await?;
         }
         Ok(())
     }

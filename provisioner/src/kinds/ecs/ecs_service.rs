@@ -3,7 +3,7 @@
 //! finish (a rollback by the circuit breaker is a failure, not a success), then deregisters the
 //! old revision. With an `autoscaling` resource on it, the task count is the autoscaler's.
 
-use super::{ecs, err, last, service_arns};
+use super::{ecs, err, last, service_arns, set_tags, tags};
 use crate::diag::Diags;
 use crate::error::{gone_ok, OpError};
 use crate::provider::{null_as_empty, Attributes, Cx, Live, Ops, ID_TAG, STACK_TAG};
@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use aws_sdk_ecs::types::{
     AssignPublicIp, AwsVpcConfiguration, Compatibility, ContainerDefinition, CpuArchitecture, DeploymentCircuitBreaker,
     DeploymentConfiguration, HealthCheck, KeyValuePair, LaunchType, LoadBalancer, LogConfiguration, LogDriver,
-    NetworkConfiguration, NetworkMode, OsFamily, PortMapping, PropagateTags, RuntimePlatform, Service, ServiceField, Tag,
+    NetworkConfiguration, NetworkMode, OsFamily, PortMapping, PropagateTags, RuntimePlatform, Service, ServiceField,
     TransportProtocol,
 };
 use serde::Deserialize;
@@ -111,7 +111,7 @@ struct Attrs {
     cpu: Option<i64>,
     memory: Option<i64>,
     architecture: Option<String>,
-    #[serde(default, deserialize_with = "null_as_empty_map")]
+    #[serde(default, deserialize_with = "null_as_empty")]
     environment: BTreeMap<String, String>,
     port: Option<i32>,
     #[serde(default, deserialize_with = "null_as_empty")]
@@ -130,10 +130,6 @@ struct Attrs {
     wait_timeout: Option<i64>,
     #[serde(default)]
     tags: BTreeMap<String, String>,
-}
-
-fn null_as_empty_map<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
-    Ok(<Option<BTreeMap<String, String>> as Deserialize>::deserialize(d)?.unwrap_or_default())
 }
 
 impl Attributes for Attrs {}
@@ -317,10 +313,6 @@ async fn register(cx: &Cx, name: &str, w: &Attrs) -> Result<String, OpError> {
         .and_then(|t| t.task_definition_arn())
         .map(str::to_owned)
         .ok_or_else(|| OpError::fatal("RegisterTaskDefinition", "no ARN"))
-}
-
-fn tags(m: &BTreeMap<String, String>) -> Vec<Tag> {
-    m.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()
 }
 
 fn network(w: &Attrs) -> Result<NetworkConfiguration, OpError> {
@@ -588,14 +580,7 @@ impl Ops for EcsService {
             // The old revision only once the new one runs everywhere.
             gone_ok(ecs(cx).deregister_task_definition().task_definition(old).send().await.map_err(|e| err("DeregisterTaskDefinition", e)))?;
         }
-        let (gone, changed) = crate::provider::tag_changes(&h.tags, &w.tags);
-        if !gone.is_empty() {
-            ecs(cx).untag_resource().resource_arn(id).set_tag_keys(Some(gone)).send().await.map_err(|e| err("UntagResource", e))?;
-        }
-        if !changed.is_empty() {
-            ecs(cx).tag_resource().resource_arn(id).set_tags(Some(tags(&changed))).send().await.map_err(|e| err("TagResource", e))?;
-        }
-        Ok(())
+        set_tags(cx, id, &h.tags, &w.tags).await
     }
 
     async fn delete(&self, cx: &Cx, id: &str, have: &Value) -> Result<(), OpError> {

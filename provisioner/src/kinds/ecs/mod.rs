@@ -46,6 +46,40 @@ pub async fn cluster_arns(cx: &Cx) -> Result<Vec<String>, crate::error::OpError>
     .await
 }
 
+/// `m` as ECS tags.
+pub fn tags(m: &std::collections::BTreeMap<String, String>) -> Vec<aws_sdk_ecs::types::Tag> {
+    m.iter().map(|(k, v)| aws_sdk_ecs::types::Tag::builder().key(k).value(v).build()).collect()
+}
+
+/// Brings the tags of the ECS resource `arn` from `have` to `want`.
+pub async fn set_tags(
+    cx: &Cx,
+    arn: &str,
+    have: &std::collections::BTreeMap<String, String>,
+    want: &std::collections::BTreeMap<String, String>,
+) -> Result<(), crate::error::OpError> {
+    let (gone, changed) = crate::provider::tag_changes(have, want);
+    if !gone.is_empty() {
+        ecs(cx)
+            .untag_resource()
+            .resource_arn(arn)
+            .set_tag_keys(Some(gone))
+            .send()
+            .await
+            .map_err(|e| err("UntagResource", e))?;
+    }
+    if !changed.is_empty() {
+        ecs(cx)
+            .tag_resource()
+            .resource_arn(arn)
+            .set_tags(Some(tags(&changed)))
+            .send()
+            .await
+            .map_err(|e| err("TagResource", e))?;
+    }
+    Ok(())
+}
+
 /// The last part of an ARN (`.../name`): the name a kind uses as the resource's id.
 pub fn last(arn: &str) -> &str {
     arn.rsplit('/').next().unwrap_or(arn)

@@ -171,10 +171,8 @@ fn check(r: &Resource, _: &Stack, d: &mut Diags) {
         ),
         _ => {}
     }
-    if r.str("ssl_policy").is_some() && !https {
-        if let Some((_, span)) = r.str("ssl_policy") {
-            d.error("ssl-policy-without-https", span, format!("{} has a TLS policy but listens with HTTP", r.address()), None);
-        }
+    if let (Some((_, span)), false) = (r.str("ssl_policy"), https) {
+        d.error("ssl-policy-without-https", span, format!("{} has a TLS policy but listens with HTTP", r.address()), None);
     }
     let has_tg = r.fields.contains_key("target_group");
     if action == "forward" && !has_tg {

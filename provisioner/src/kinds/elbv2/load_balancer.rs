@@ -4,7 +4,7 @@
 use super::{arn_suffix, check_name, elb, err, load_balancers, name_of, set_tags, tag_list};
 use crate::diag::Diags;
 use crate::error::{gone_ok, OpError};
-use crate::provider::{null_as_empty, Attributes, Cx, Live, Ops, ID_TAG};
+use crate::provider::{null_as_empty, same_set, Attributes, Cx, Live, Ops, ID_TAG};
 use crate::schema::{Field, FieldType, Kind, Update};
 use crate::stack::{Resource, Stack, Val};
 use async_trait::async_trait;
@@ -215,12 +215,7 @@ impl Ops for LoadBalancer {
 
     async fn update(&self, cx: &Cx, id: &str, have: &Value, want: &Value) -> Result<(), OpError> {
         let (h, w) = (Attrs::of(have)?, Attrs::of(want)?);
-        let sorted = |v: &[String]| {
-            let mut v = v.to_vec();
-            v.sort();
-            v
-        };
-        if sorted(&h.subnets) != sorted(&w.subnets) {
+        if !same_set(&h.subnets, &w.subnets) {
             elb(cx)
                 .set_subnets()
                 .load_balancer_arn(id)
@@ -229,7 +224,7 @@ impl Ops for LoadBalancer {
                 .await
                 .map_err(|e| err("SetSubnets", e))?;
         }
-        if sorted(&h.security_groups) != sorted(&w.security_groups) {
+        if !same_set(&h.security_groups, &w.security_groups) {
             elb(cx)
                 .set_security_groups()
                 .load_balancer_arn(id)

@@ -227,7 +227,8 @@ fn parts(arn: &str) -> Option<(&str, &str, Scope)> {
     Some((name, id, scope))
 }
 
-async fn lock_token(cx: &Cx, arn: &str) -> Result<(aws_sdk_wafv2::types::WebAcl, String), OpError> {
+/// The ACL at `arn` and the lock token a write based on this read must carry.
+async fn get_acl(cx: &Cx, arn: &str) -> Result<(aws_sdk_wafv2::types::WebAcl, String), OpError> {
     let (name, id, scope) = parts(arn).ok_or_else(|| OpError::fatal("GetWebACL", format!("not a web ACL ARN: {arn}")))?;
     let got = waf(cx).get_web_acl().name(name).id(id).scope(scope).send().await.map_err(|e| err("GetWebACL", e))?;
     let acl = got.web_acl().cloned().ok_or_else(|| OpError::fatal("GetWebACL", "no ACL"))?;
@@ -253,7 +254,7 @@ impl Ops for WebAcl {
                     let (Some(arn), Some(address)) = (s.arn(), s.description().and_then(|d| address_in(cx, d))) else {
                         continue;
                     };
-                    let (acl, _) = lock_token(cx, arn).await?;
+                    let (acl, _) = get_acl(cx, arn).await?;
                     let tags = waf(cx).list_tags_for_resource().resource_arn(arn).send().await.map_err(|e| err("ListTagsForResource", e))?;
                     let tags: BTreeMap<&str, &str> = tags
                         .tag_info_for_resource()
@@ -321,7 +322,7 @@ impl Ops for WebAcl {
         if (Attrs { tags: h.tags.clone(), ..Attrs::of(want)? }) != h {
             // The lock token of a fresh read: a write based on an older read is refused
             // (WAFOptimisticLockException, retried with a new read).
-            let (acl, token) = lock_token(cx, id).await?;
+            let (acl, token) = get_acl(cx, id).await?;
             let name = acl.name().to_owned();
             waf(cx)
                 .update_web_acl()
@@ -352,7 +353,7 @@ impl Ops for WebAcl {
     }
 
     async fn delete(&self, cx: &Cx, id: &str, _: &Value) -> Result<(), OpError> {
-        let (acl, token) = match lock_token(cx, id).await {
+        let (acl, token) = match get_acl(cx, id).await {
             Err(e) if e.is_not_found() => return Ok(()),
             r => r?,
         };
