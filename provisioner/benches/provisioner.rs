@@ -1,7 +1,9 @@
 //! Provisioner benchmark against moto behind the recording proxy: AWS calls and wall time of
 //! `plan` on the in-sync production network next to a one-read-per-resource baseline, and the
 //! makespan of `apply` from empty with 100 ms added to every call, against the critical path of
-//! its step graph and against `--parallelism 1`. Prints numbers; asserts nothing.
+//! its step graph and against `--parallelism 1`; then the same plan and apply numbers for the
+//! whole production stack (moto's missing replicas and Fargate rollouts emulated by the proxy,
+//! as in the tests). Prints numbers; asserts nothing.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -12,20 +14,29 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
-/// The network layer of the production stack, written where the bench runs it (the whole
-/// stack's numbers need the emulations of the tests' proxy: not measured here yet).
-static STACK: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    let path = format!("{}/../stacks/prod.toml", env!("CARGO_MANIFEST_DIR"));
-    let mut src = std::fs::read_to_string(&path).expect("stack file");
-    src.truncate(src.find("# Application layer").expect("prod.toml marks its application layer"));
-    let out = std::env::temp_dir().join(format!("quake-bench-network-{}.toml", std::process::id()));
-    std::fs::write(&out, src).expect("write the network stack");
+/// The production stack written where the bench runs it, its file paths pointed at the
+/// repository: its network layer only, or the whole of it under the name `quake-full`.
+fn prod_copy(network_only: bool) -> String {
+    let root = format!("{}/..", env!("CARGO_MANIFEST_DIR"));
+    let mut src = std::fs::read_to_string(format!("{root}/stacks/prod.toml")).expect("stack file");
+    if network_only {
+        src.truncate(src.find("# Application layer").expect("prod.toml marks its application layer"));
+    } else {
+        src = src.replace("name = \"quake-prod\"", "name = \"quake-full\"");
+    }
+    let src = src.replace("= \"../", &format!("= \"{root}/"));
+    let which = if network_only { "network" } else { "full" };
+    let out = std::env::temp_dir().join(format!("quake-bench-{which}-{}.toml", std::process::id()));
+    std::fs::write(&out, src).expect("write the stack");
     out.to_string_lossy().into_owned()
-});
+}
 
-fn load() -> provisioner::stack::Stack {
-    let src = std::fs::read_to_string(&*STACK).expect("stack file");
-    provisioner::load(&STACK, &src, &BTreeMap::new()).expect("valid stack")
+static STACK: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| prod_copy(true));
+static FULL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| prod_copy(false));
+
+fn load(path: &str) -> provisioner::stack::Stack {
+    let src = std::fs::read_to_string(path).expect("stack file");
+    provisioner::load(path, &src, &BTreeMap::new()).expect("valid stack")
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -63,8 +74,8 @@ async fn baseline(ec2: &aws_sdk_ec2::Client, live: &[(String, String)]) {
 }
 
 /// Applies the stack from empty in process; returns (makespan, critical path, steps).
-async fn timed_apply(parallelism: usize) -> (Duration, Duration, usize) {
-    let stack = load();
+async fn timed_apply(path: &str, parallelism: usize) -> (Duration, Duration, usize) {
+    let stack = load(path);
     let (cx, _) = provisioner::engine::connect(&stack).await;
     let inv = provisioner::engine::discover(&cx, &stack, &Default::default()).await.expect("discover");
     let plan = provisioner::engine::plan(&stack, &inv);
@@ -156,7 +167,7 @@ async fn main() {
     proxy.set_faults(0.0, Duration::from_millis(100));
     for parallelism in [10, 1] {
         moto.reset().await;
-        let (makespan, critical, steps) = timed_apply(parallelism).await;
+        let (makespan, critical, steps) = timed_apply(&STACK, parallelism).await;
         println!(
             "apply from empty, +100 ms per call, --parallelism {parallelism:>2}: makespan {:.2} s, critical path {:.2} s, \
              {steps} steps, makespan/critical path = {:.2}{}",
@@ -166,4 +177,41 @@ async fn main() {
             if parallelism == 10 { " (target <= 1.2)" } else { "" }
         );
     }
+
+    // The whole production stack.
+    proxy.set_faults(0.0, Duration::ZERO);
+    proxy.emulate_global_tables();
+    proxy.emulate_ecs_deployments();
+    moto.reset().await;
+    proxy.forget_emulated();
+    let r = run(&ep, &["apply", &FULL, "--yes"]);
+    assert_eq!(r.0, 0, "{}{}", r.1, r.2);
+    let n = load(&FULL).resources.len();
+    proxy.take_calls();
+    let mut times = Vec::new();
+    let mut calls = 0;
+    for _ in 0..5 {
+        let t = Instant::now();
+        let r = run(&ep, &["plan", &FULL]);
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+        assert_eq!(r.0, 0, "in sync: {}", r.1);
+        calls = proxy.take_calls().len();
+    }
+    println!(
+        "whole production stack, {n} resources: plan (in sync) {calls} calls = {:.2} per resource (target <= 1.0; one \
+         read per resource: {n}), {:.0} ms median of 5",
+        calls as f64 / n as f64,
+        median(times)
+    );
+    proxy.set_faults(0.0, Duration::from_millis(100));
+    moto.reset().await;
+    proxy.forget_emulated();
+    let (makespan, critical, steps) = timed_apply(&FULL, 10).await;
+    println!(
+        "whole production stack, apply from empty, +100 ms per call: makespan {:.2} s, critical path {:.2} s, {steps} \
+         steps, makespan/critical path = {:.2} (target <= 1.2)",
+        makespan.as_secs_f64(),
+        critical.as_secs_f64(),
+        makespan.as_secs_f64() / critical.as_secs_f64()
+    );
 }

@@ -664,6 +664,26 @@ ingress = [{ protocol = "tcp", from_port = 8080, group = "security_group.alb" }]
     }
 
     #[test]
+    fn a_replacement_made_new_first_moves_its_dependents_before_the_old_half_goes() {
+        let src = format!(
+            "{SRC}[subnet.b]\nvpc = \"vpc.main\"\ncidr = \"10.0.2.0/24\"\naz = \"b\"\n\
+             [load_balancer.web]\nsubnets = [\"subnet.a\", \"subnet.b\"]\n\
+             [target_group.web]\nvpc = \"vpc.main\"\nport = 8080\n\
+             [listener.http]\nload_balancer = \"load_balancer.web\"\nport = 80\ntarget_group = \"target_group.web\"\n"
+        );
+        let old = stack(&src);
+        let inv = applied(&old);
+        let new = stack(&src.replace("port = 8080\n", "port = 8081\n"));
+        let p = plan(&new, &inv);
+        let (_, edges) = graph(&new, &inv, &p);
+        // The new group, then the listener moves to it, then the old group goes.
+        assert!(has(&edges, "target_group.web (old)", "target_group.web"), "{edges:?}");
+        assert!(has(&edges, "listener.http", "target_group.web"), "{edges:?}");
+        assert!(has(&edges, "target_group.web (old)", "listener.http"), "{edges:?}");
+        assert!(!has(&edges, "target_group.web", "target_group.web (old)"), "no cycle: {edges:?}");
+    }
+
+    #[test]
     fn a_replacement_deletes_dependents_first_and_recreates_in_order() {
         let old = stack(SRC);
         let inv = applied(&old);

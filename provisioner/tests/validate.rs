@@ -192,6 +192,61 @@ const CORPUS: &[(&str, &str, &str, &str)] = &[
         "az = 1\npublic_ip_on_launch = true\n\n[subnet.public_b]",
         "wrong-type",
     ),
+    // The application layer's kinds.
+    (
+        "HTTPS without a certificate",
+        "port = 80\ntarget_group",
+        "port = 443\nprotocol = \"HTTPS\"\ntarget_group",
+        "https-without-certificate",
+    ),
+    (
+        "a certificate ARN with a short account",
+        "port = 80\ntarget_group",
+        "port = 443\nprotocol = \"HTTPS\"\ncertificate_arn = \"arn:aws:acm:eu-central-1:1234:certificate/x\"\ntarget_group",
+        "bad-arn",
+    ),
+    ("forward without a target group", "port = 80\ntarget_group = \"target_group.web\"\n", "port = 80\n", "forward-without-target"),
+    ("load balancer in one subnet", "subnets = [\"subnet.public_a\", \"subnet.public_b\"]", "subnets = [\"subnet.public_a\"]", "alb-subnets"),
+    (
+        "load balancer name too long for ELBv2",
+        "[load_balancer.web]",
+        "[load_balancer.a_very_long_name_for_a_balancer]\nsubnets = [\"subnet.public_a\", \"subnet.public_b\"]\n\n[load_balancer.web]",
+        "bad-elb-name",
+    ),
+    ("Fargate memory AWS refuses for the CPU (moto accepts it)", "memory = 512", "memory = 4096", "fargate-size"),
+    ("Fargate CPU size that does not exist", "cpu = 256", "cpu = 300", "fargate-size"),
+    ("WAF window WAF does not offer", "rate_window = 300", "rate_window = 200", "bad-rate-window"),
+    ("WAF limit below AWS's minimum (from its variable)", "waf_rate_limit = \"500\"", "waf_rate_limit = \"5\"", "out-of-range"),
+    ("WAF limit that is no number", "waf_rate_limit = \"500\"", "waf_rate_limit = \"lots\"", "wrong-type"),
+    ("WAF limit as a literal out of range", "rate_limit = \"${var.waf_rate_limit}\"", "rate_limit = 3000000000", "out-of-range"),
+    ("not an AWS managed rule group", "\"AWSManagedRulesCommonRuleSet\"", "\"CommonRuleSet\"", "bad-rule-group"),
+    (
+        "CloudFront-scope ACL outside us-east-1",
+        "default_action = \"allow\"",
+        "scope = \"CLOUDFRONT\"\ndefault_action = \"allow\"",
+        "cloudfront-scope-region",
+    ),
+    ("association not named after its load balancer", "[waf_association.web]", "[waf_association.main]", "association-name"),
+    ("unknown replica region", "replica_region = \"eu-west-1\"", "replica_region = \"eu-west-9\"", "bad-value"),
+    ("unknown region of a resource", "[log_group.web]", "[log_group.web]\nregion = \"eu-centrall-1\"", "bad-value"),
+    (
+        "an output the kind does not have",
+        "${dynamodb_table.quakes.name}",
+        "${dynamodb_table.quakes.nmae}",
+        "unknown-output",
+    ),
+    ("an output of a missing resource", "${ecr_repository.quake.url}", "${ecr_repository.qauke.url}", "missing-reference"),
+    ("desired count beside autoscaling", "health_check_grace = 30", "health_check_grace = 30\ndesired_count = 2", "desired-count-scaled"),
+    ("autoscaling min above max", "min = 1\nmax = 2", "min = 3\nmax = 2", "min-above-max"),
+    ("memory target above 100 %", "target = 90", "target = 900", "bad-target"),
+    ("a service joining a target group without a port", "port = 8080\nlog_group", "log_group", "target-without-port"),
+    (
+        "a host's user data file missing",
+        "streaming/user-data.yaml",
+        "streaming/nope.yaml",
+        "bad-file",
+    ),
+    ("unknown field of a service", "health_check_grace = 30", "grace = 30", "unknown-field"),
 ];
 
 #[test]
@@ -379,4 +434,37 @@ fn cli_schema_docs_and_completions_come_from_the_declarations() {
     assert!(docs.contains("`ingress[].protocol`"));
     let bash = cli(&["completions", "bash"]);
     assert!(bash.status.success() && String::from_utf8_lossy(&bash.stdout).contains("provisioner"));
+}
+
+/// Actions that have no resource to scope them to (IAM's "resource types: none"): the only
+/// ones a production policy may grant on `*`.
+const UNSCOPED: &[&str] = &["ecr:GetAuthorizationToken"];
+
+/// Resource scoping of the production roles (moto, which enforces actions only, cannot check
+/// it): no `*` resource except for actions that have none, no wildcard actions, and every
+/// other statement names resources of the stack.
+#[test]
+fn production_policies_name_their_resources() {
+    let src = prod();
+    let s = load("prod.toml", &src, &no_vars()).unwrap();
+    let mut statements = 0;
+    for r in s.resources.iter().filter(|r| r.kind.name == "iam_role") {
+        let v = provisioner::plan::desired(r, &s);
+        for st in v["statements"].as_array().into_iter().flatten() {
+            statements += 1;
+            let actions: Vec<&str> = st["actions"].as_array().unwrap().iter().filter_map(|a| a.as_str()).collect();
+            let resources: Vec<&str> = st["resources"].as_array().unwrap().iter().filter_map(|a| a.as_str()).collect();
+            assert!(actions.iter().all(|a| !a.contains('*')), "{}: wildcard action in {actions:?}", r.address());
+            if resources.contains(&"*") {
+                assert!(actions.iter().all(|a| UNSCOPED.contains(a)), "{}: {actions:?} on *", r.address());
+            } else {
+                assert!(
+                    resources.iter().all(|x| x.starts_with("${")),
+                    "{}: {resources:?} are not the stack's",
+                    r.address()
+                );
+            }
+        }
+    }
+    assert!(statements >= 6, "{statements} statements");
 }

@@ -26,6 +26,16 @@ pub struct Moto {
 
 impl Moto {
     pub async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// With IAM enforcement: after `free_calls` requests, every request is authorised against
+    /// IAM (moto's `INITIAL_NO_AUTH_ACTION_COUNT`; it matches actions, not resources).
+    pub async fn start_enforcing(free_calls: u32) -> Self {
+        Self::start_with(&[("INITIAL_NO_AUTH_ACTION_COUNT", &free_calls.to_string())]).await
+    }
+
+    pub async fn start_with(env: &[(&str, &str)]) -> Self {
         let bin = std::env::var("QUAKE_MOTO_SERVER").unwrap_or_else(|_| {
             format!("{}/.cache/quake/venv/bin/moto_server", std::env::var("HOME").unwrap_or_default())
         });
@@ -40,6 +50,7 @@ impl Moto {
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             // AWS's managed policies (AmazonSSMManagedInstanceCore, ...) exist in every account.
             .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -62,13 +73,7 @@ impl Moto {
 
     /// The SDK configuration of moto in `region`, with its dummy credentials.
     pub fn conf(&self, region: &'static str) -> aws_config::SdkConfig {
-        use aws_sdk_ec2::config::{Credentials, SharedCredentialsProvider};
-        aws_config::SdkConfig::builder()
-            .behavior_version(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new(region))
-            .endpoint_url(&self.url)
-            .credentials_provider(SharedCredentialsProvider::new(Credentials::new("test", "test", None, None, "test")))
-            .build()
+        conf_of(&self.url, region, ("test", "test", None))
     }
 
     /// Any service's client on moto, built as the provisioner builds its own.
@@ -198,6 +203,12 @@ impl Proxy {
         self.state.global_tables.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
+    /// Forgets what the emulations recorded (after a moto reset).
+    pub fn forget_emulated(&self) {
+        self.state.replicas.lock().unwrap().clear();
+        self.state.ecs_services.lock().unwrap().clear();
+    }
+
     /// Turns on the ECS deployment EMULATION (see [`ProxyState::ecs`]).
     pub fn emulate_ecs_deployments(&self) {
         self.state.ecs.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -223,6 +234,14 @@ async fn forward(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    // On a task of its own: a call whose client was killed meanwhile still reaches moto, as it
+    // would reach AWS, and is recorded.
+    tokio::spawn(relay(st, method, uri, headers, body))
+        .await
+        .unwrap_or_else(|e| Response::builder().status(500).body(Body::from(e.to_string())).expect("response"))
+}
+
+async fn relay(st: Arc<ProxyState>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok()).map(str::to_owned);
     let params: BTreeMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
     let action = target.clone().or_else(|| params.get("Action").cloned()).unwrap_or_else(|| uri.path().to_owned());
@@ -241,17 +260,33 @@ async fn forward(
         at: Instant::now(),
     };
     if rand::random::<f64>() < rate {
+        // In the error format of the call's protocol: JSON, EC2's query XML, or the other query
+        // services' (ELBv2, IAM, STS), told apart by the service its signature names.
+        let service = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|a| a.split("Credential=").nth(1))
+            .and_then(|c| c.split('/').nth(3))
+            .unwrap_or_default()
+            .to_owned();
         let (status, body) = if target.is_some() {
             (
                 StatusCode::BAD_REQUEST,
                 r#"{"__type":"com.amazonaws.dynamodb.v20120810#ThrottlingException","message":"Rate exceeded"}"#
                     .to_owned(),
             )
-        } else {
+        } else if service == "ec2" {
             (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "<Response><Errors><Error><Code>RequestLimitExceeded</Code><Message>Request limit exceeded.\
                  </Message></Error></Errors><RequestID>proxy</RequestID></Response>"
+                    .to_owned(),
+            )
+        } else {
+            (
+                StatusCode::BAD_REQUEST,
+                "<ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message>\
+                 </Error><RequestId>proxy</RequestId></ErrorResponse>"
                     .to_owned(),
             )
         };
@@ -311,7 +346,8 @@ async fn forward(
     }
     let mut req = st.http.request(method, format!("{}{}", st.upstream, uri));
     for (k, v) in &headers {
-        if k != "host" && k != "content-length" {
+        // The Host header too: it is signed, and moto checks the signature of real keys.
+        if k != "content-length" {
             req = req.header(k, v);
         }
     }
@@ -455,4 +491,84 @@ pub fn declared(src: &str) -> BTreeSet<String> {
         .filter_map(|l| l.trim().strip_prefix('[')?.strip_suffix(']').map(str::to_owned))
         .filter(|h| h.contains('.') && !h.starts_with("stack") && !h.starts_with("variables"))
         .collect()
+}
+
+/// The `provisioner:id` a create call tags its resource with, in any protocol's spelling: query
+/// parameters (`Tags.member.1.Key` / `.Value`, `TagSpecification.1.Tag.1.Key`), JSON lists of
+/// `{Key, Value}` or `{key, value}`, or a JSON map (`tags: {"provisioner:id": ...}`).
+pub fn tagged_address(c: &Call) -> Option<String> {
+    for (k, v) in &c.params {
+        if v == "provisioner:id" {
+            if let Some(prefix) = k.strip_suffix(".Key") {
+                return c.params.get(&format!("{prefix}.Value")).cloned();
+            }
+        }
+    }
+    fn find(v: &serde_json::Value) -> Option<String> {
+        match v {
+            serde_json::Value::Object(m) => {
+                if let Some(x) = m.get("provisioner:id").and_then(|x| x.as_str()) {
+                    return Some(x.to_owned());
+                }
+                let key = m.get("Key").or_else(|| m.get("key")).and_then(|x| x.as_str());
+                if key == Some("provisioner:id") {
+                    return m.get("Value").or_else(|| m.get("value")).and_then(|x| x.as_str()).map(str::to_owned);
+                }
+                m.values().find_map(find)
+            }
+            serde_json::Value::Array(a) => a.iter().find_map(find),
+            _ => None,
+        }
+    }
+    serde_json::from_str::<serde_json::Value>(&c.body).ok().as_ref().and_then(find)
+}
+
+/// How many resources each address was given by the successful create calls among `calls`
+/// (calls that make a resource, not tags, rules or revisions). moto makes a second load balancer
+/// or replaces an ECS service where AWS refuses a duplicate name, so "never two resources per
+/// address" is checked here, on what was asked, as well as on what exists.
+pub fn creates_per_address(calls: &[Call]) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    for c in calls.iter().filter(|c| !c.faulted && c.status < 300) {
+        let op = c.action.rsplit('.').next().unwrap_or(&c.action);
+        let makes = (op.starts_with("Create") && !matches!(op, "CreateTags" | "CreateRoute" | "CreateLogStream"))
+            || matches!(op, "RunInstances" | "AllocateAddress");
+        if let (true, Some(a)) = (makes, tagged_address(c)) {
+            *out.entry(a).or_default() += 1;
+        }
+    }
+    out
+}
+
+/// The SDK configuration of an endpoint (moto, or the proxy) in `region` with credentials
+/// `(key id, secret, session token)`.
+pub fn conf_of(endpoint: &str, region: &'static str, creds: (&str, &str, Option<&str>)) -> aws_config::SdkConfig {
+    use aws_sdk_ec2::config::{Credentials, SharedCredentialsProvider};
+    let c = Credentials::new(creds.0, creds.1, creds.2.map(str::to_owned), None, "test");
+    aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(region))
+        .endpoint_url(endpoint)
+        .credentials_provider(SharedCredentialsProvider::new(c))
+        .build()
+}
+
+/// An event of the services' model, as the producer would publish it.
+pub fn envelope(unid: &str, now_us: i64, arrival: i64) -> quake::model::Envelope {
+    let event = quake::model::Event {
+        unid: unid.into(),
+        time_us: now_us,
+        lastupdate_us: now_us,
+        lat: 1.0,
+        lon: 2.0,
+        depth_km: 3.0,
+        mag: Some(4.0),
+        magtype: None,
+        region: Some("TEST".into()),
+        auth: None,
+        evtype: None,
+        source_id: None,
+        source_catalog: None,
+    };
+    quake::model::Envelope { action: quake::model::Action::Create, arrival, source: "t".into(), event }
 }
