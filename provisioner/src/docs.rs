@@ -64,6 +64,7 @@ fn rows(fields: &[Field], prefix: &str, out: &mut String) {
             match f.update {
                 Update::InPlace => "in place",
                 Update::Replace => "forces replacement",
+                Update::Setting => "a setting of this tool, not compared",
             },
             f.doc
         ));

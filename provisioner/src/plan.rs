@@ -150,7 +150,7 @@ pub fn diff(kind: &Kind, address: &str, desired: Option<&Value>, actual: Option<
         (None, Some(a)) => mk(Action::Delete, all_fields(kind, a, false), vec![]),
         (Some(d), Some(a)) => {
             let mut changes = Vec::new();
-            for f in kind.all_fields() {
+            for f in kind.all_fields().filter(|f| f.update != Update::Setting) {
                 let (before, after) =
                     (a.get(f.name).cloned().unwrap_or(Value::Null), d.get(f.name).cloned().unwrap_or(Value::Null));
                 if !same(&f.ty, &before, &after) {

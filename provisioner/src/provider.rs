@@ -175,29 +175,6 @@ pub fn tag_changes(
     (gone, set)
 }
 
-/// A string attribute of a desired value.
-pub fn s<'a>(v: &'a Value, k: &str) -> Option<&'a str> {
-    v.get(k).and_then(Value::as_str)
-}
-
-/// A boolean attribute of a desired value (absent is false).
-pub fn b(v: &Value, k: &str) -> bool {
-    v.get(k).and_then(Value::as_bool).unwrap_or(false)
-}
-
-/// A list of strings (references resolved to ids).
-pub fn strs(v: &Value, k: &str) -> Vec<String> {
-    v.get(k)
-        .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect())
-        .unwrap_or_default()
-}
-
-/// A required string attribute, or a fatal error naming it.
-pub fn need<'a>(v: &'a Value, k: &str) -> Result<&'a str, OpError> {
-    s(v, k).ok_or_else(|| OpError::fatal("resolve", format!("`{k}` is missing or not resolved")))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

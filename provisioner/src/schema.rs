@@ -45,6 +45,9 @@ pub enum Update {
     InPlace,
     /// The resource is destroyed and created again.
     Replace,
+    /// Not a property of the resource but how the tool acts on it (how long to wait for a
+    /// deployment): passed to the kind, never read back, never a difference.
+    Setting,
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -201,16 +201,23 @@ async fn lifecycle_of_the_production_network() {
     ok(&r, 2, "plan after destroy");
     assert!(r.1.contains("Plan: 14 to add, 0 to change, 0 to destroy."), "{}", r.1);
 
-    // The local stack: Elastic IP, NAT gateway (with its waiters), two route tables.
+    // The local stack: Elastic IP, NAT gateway (with its waiters), two route tables, and the
+    // application layer as moto can hold it (no replica, no wait for a Fargate rollout).
     let (_d3, local) = variant(LOCAL, "local", &[]);
-    ok(&run(&ep, &["apply", &local, "--yes"]), 0, "apply local");
-    assert_ordered(&proxy.take_calls(), &BTreeSet::new());
+    let r = run(&ep, &["apply", &local, "--yes"]);
+    ok(&r, 0, "apply local");
+    assert!(r.1.contains("28 added"), "{}", r.1);
+    let apply_calls = proxy.take_calls();
+    assert_ordered(&apply_calls, &BTreeSet::new());
     ok(&run(&ep, &["plan", &local]), 0, "plan local");
     let live: BTreeSet<String> = owned(&moto.ec2(), "local").await.into_iter().map(|(_, i)| i).collect();
-    assert_eq!(live.len(), 10);
+    assert_eq!(live.len(), 12, "the network's EC2 resources: {live:?}");
     ok(&run(&ep, &["destroy", &local, "--yes"]), 0, "destroy local");
-    assert_ordered(&proxy.take_calls(), &live);
+    assert_ordered(&[apply_calls, proxy.take_calls()].concat(), &BTreeSet::new());
     assert!(owned(&moto.ec2(), "local").await.is_empty());
+    assert!(moto.elb().describe_load_balancers().send().await.unwrap().load_balancers().is_empty());
+    let clusters = moto.ecs().describe_clusters().clusters("local-main").send().await.unwrap();
+    assert!(clusters.clusters().iter().all(|c| c.status() != Some("ACTIVE")));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1371,7 +1378,11 @@ async fn the_full_production_stack() {
     ok(&r, 0, "plan after apply");
     assert!(r.1.contains("No changes."), "{}", r.1);
     let plan_calls = proxy.take_calls();
-    eprintln!("plan of the in-sync production stack: {} calls for 33 resources", plan_calls.len());
+    let mut by_action: BTreeMap<&str, usize> = BTreeMap::new();
+    for c in &plan_calls {
+        *by_action.entry(c.action.rsplit('.').next().unwrap_or(&c.action)).or_default() += 1;
+    }
+    eprintln!("plan of the in-sync production stack: {} calls for 33 resources: {by_action:?}", plan_calls.len());
     let out: serde_json::Value = serde_json::from_str(&run(&ep, &["outputs", &stack, "--json"]).1).unwrap();
     assert!(out["load_balancer.web"]["url"].as_str().is_some_and(|u| u.starts_with("http://")), "the map's URL: {out}");
     let replica = calls.iter().find(|c| c.action.ends_with("UpdateTable") && c.body.contains("eu-west-1"));

@@ -1,12 +1,14 @@
 //! `eip`: an Elastic IP address.
 
-use crate::provider::{Cx, Live, Ops};
+use crate::provider::{Attributes, Cx, Live, Ops};
 use super::{address_of, ec2, err, owned, set_tags, tag_spec, tagged, tags_json};
 use crate::error::{gone_ok, OpError};
 use crate::schema::{as_is, no_check, Field, FieldType, Kind, Update};
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{DomainType, ResourceType};
+use serde::Deserialize;
 use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
 
 pub static KIND: Kind = Kind {
     name: "eip",
@@ -17,6 +19,16 @@ pub static KIND: Kind = Kind {
     normalize: as_is,
     ops: &Eip,
 };
+
+/// The declared shape, decoded once from `want` or `have`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Attrs {
+    #[serde(default)]
+    tags: BTreeMap<String, String>,
+}
+
+impl Attributes for Attrs {}
 
 struct Eip;
 
@@ -50,7 +62,7 @@ impl Ops for Eip {
         let out = ec2(cx)
             .allocate_address()
             .domain(DomainType::Vpc)
-            .tag_specifications(tag_spec(ResourceType::ElasticIp, want))
+            .tag_specifications(tag_spec(ResourceType::ElasticIp, &Attrs::of(want)?.tags))
             .send()
             .await
             .map_err(|e| err("AllocateAddress", e))?;
@@ -58,10 +70,25 @@ impl Ops for Eip {
     }
 
     async fn update(&self, cx: &Cx, id: &str, have: &Value, want: &Value) -> Result<(), OpError> {
-        set_tags(cx, id, have, want).await
+        set_tags(cx, id, &Attrs::of(have)?.tags, &Attrs::of(want)?.tags).await
     }
 
     async fn delete(&self, cx: &Cx, id: &str, _: &Value) -> Result<(), OpError> {
         gone_ok(ec2(cx).release_address().allocation_id(id).send().await.map_err(|e| err("ReleaseAddress", e)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_typed_attributes_hold_every_declared_field() {
+        // The struct refuses unknown fields, so a declared field it lacks fails here.
+        let sample = crate::schema::sample(KIND.fields);
+        assert!(Attrs::of(&sample).is_ok(), "{sample}");
+        let mut extra = sample.clone();
+        extra["extra"] = json!(1);
+        assert!(Attrs::of(&extra).is_err());
     }
 }

@@ -302,7 +302,7 @@ impl Ops for Instance {
             ec2(cx).modify_volume().volume_id(vol).size(w.root_gb()).send().await.map_err(|e| err("ModifyVolume", e))?;
         }
         // The AMI tag is the kind's own: neither side shows it, so it stays.
-        set_tags(cx, id, &json!({ "tags": h.tags }), &json!({ "tags": w.tags })).await
+        set_tags(cx, id, &h.tags, &w.tags).await
     }
 
     async fn delete(&self, cx: &Cx, id: &str, _: &Value) -> Result<(), OpError> {

@@ -1,12 +1,14 @@
 //! `internet_gateway`: the VPC's door to the internet, attached to one VPC.
 
-use crate::provider::{need, s, Cx, Live, Ops};
+use crate::provider::{Attributes, Cx, Live, Ops};
 use super::{address_of, ec2, err, owned, set_tags, tag_spec, tagged, tags_json};
 use crate::error::{OpError, gone_ok};
 use crate::schema::{as_is, no_check, Field, FieldType, Kind, Update};
 use async_trait::async_trait;
 use aws_sdk_ec2::types::ResourceType;
+use serde::Deserialize;
 use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
 
 pub static KIND: Kind = Kind {
     name: "internet_gateway",
@@ -25,6 +27,23 @@ pub static KIND: Kind = Kind {
     normalize: as_is,
     ops: &Igw,
 };
+
+/// The declared shape, decoded once from `want` or `have` (`vpc` is absent when detached).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Attrs {
+    vpc: Option<String>,
+    #[serde(default)]
+    tags: BTreeMap<String, String>,
+}
+
+impl Attributes for Attrs {}
+
+impl Attrs {
+    fn vpc(&self) -> Result<&str, OpError> {
+        self.vpc.as_deref().ok_or_else(|| OpError::fatal("resolve", "`vpc` is missing or not resolved"))
+    }
+}
 
 struct Igw;
 
@@ -71,9 +90,10 @@ impl Ops for Igw {
     }
 
     async fn create(&self, cx: &Cx, _: &str, want: &Value, _token: &str) -> Result<String, OpError> {
+        let w = Attrs::of(want)?;
         let out = ec2(cx)
             .create_internet_gateway()
-            .tag_specifications(tag_spec(ResourceType::InternetGateway, want))
+            .tag_specifications(tag_spec(ResourceType::InternetGateway, &w.tags))
             .send()
             .await
             .map_err(|e| err("CreateInternetGateway", e))?;
@@ -81,23 +101,25 @@ impl Ops for Igw {
             .internet_gateway()
             .and_then(|g| g.internet_gateway_id())
             .ok_or_else(|| OpError::fatal("CreateInternetGateway", "no id"))?;
-        attach(cx, id, need(want, "vpc")?).await?;
+        attach(cx, id, w.vpc()?).await?;
         Ok(id.to_owned())
     }
 
     async fn update(&self, cx: &Cx, id: &str, have: &Value, want: &Value) -> Result<(), OpError> {
-        if s(have, "vpc") != s(want, "vpc") {
-            if let Some(old) = s(have, "vpc") {
+        let (h, w) = (Attrs::of(have)?, Attrs::of(want)?);
+        if h.vpc != w.vpc {
+            if let Some(old) = &h.vpc {
                 detach(cx, id, old).await?;
             }
-            attach(cx, id, need(want, "vpc")?).await?;
+            attach(cx, id, w.vpc()?).await?;
         }
-        set_tags(cx, id, have, want).await
+        set_tags(cx, id, &h.tags, &w.tags).await
     }
 
     async fn delete(&self, cx: &Cx, id: &str, have: &Value) -> Result<(), OpError> {
-        if let Some(vpc) = s(have, "vpc") {
-            detach(cx, id, vpc).await?;
+        // What was found; a resource from an older run may not decode: then nothing to detach.
+        if let Some(vpc) = Attrs::of(have).ok().and_then(|h| h.vpc) {
+            detach(cx, id, &vpc).await?;
         }
         gone_ok(
             ec2(cx)
@@ -107,5 +129,20 @@ impl Ops for Igw {
                 .await
                 .map_err(|e| err("DeleteInternetGateway", e)),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_typed_attributes_hold_every_declared_field() {
+        // The struct refuses unknown fields, so a declared field it lacks fails here.
+        let sample = crate::schema::sample(KIND.fields);
+        assert!(Attrs::of(&sample).is_ok(), "{sample}");
+        let mut extra = sample.clone();
+        extra["extra"] = json!(1);
+        assert!(Attrs::of(&extra).is_err());
     }
 }

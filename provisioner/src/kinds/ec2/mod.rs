@@ -79,7 +79,8 @@ pub fn tags_json(tags: &[Tag]) -> Value {
     )
 }
 
-fn tag_map(v: &Value) -> BTreeMap<String, String> {
+/// The `tags` of an attribute value (the kinds that still compare rule lists as JSON).
+pub fn tag_map(v: &Value) -> BTreeMap<String, String> {
     v.get("tags")
         .and_then(Value::as_object)
         .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned())).collect())
@@ -90,14 +91,19 @@ fn tag_list(m: &BTreeMap<String, String>) -> Vec<Tag> {
     m.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()
 }
 
-/// Tags applied in the create call itself (`want.tags`).
-pub fn tag_spec(rt: ResourceType, want: &Value) -> TagSpecification {
-    TagSpecification::builder().resource_type(rt).set_tags(Some(tag_list(&tag_map(want)))).build()
+/// Tags applied in the create call itself.
+pub fn tag_spec(rt: ResourceType, tags: &BTreeMap<String, String>) -> TagSpecification {
+    TagSpecification::builder().resource_type(rt).set_tags(Some(tag_list(tags))).build()
 }
 
-/// Brings the tags of `id` from `have.tags` to `want.tags`.
-pub async fn set_tags(cx: &Cx, id: &str, have: &Value, want: &Value) -> Result<(), OpError> {
-    let (gone, changed) = crate::provider::tag_changes(&tag_map(have), &tag_map(want));
+/// Brings the tags of `id` from `have` to `want`.
+pub async fn set_tags(
+    cx: &Cx,
+    id: &str,
+    have: &BTreeMap<String, String>,
+    want: &BTreeMap<String, String>,
+) -> Result<(), OpError> {
+    let (gone, changed) = crate::provider::tag_changes(have, want);
     let stale: Vec<Tag> = gone.iter().map(|k| Tag::builder().key(k).build()).collect();
     if !stale.is_empty() {
         ec2(cx).delete_tags().resources(id).set_tags(Some(stale)).send().await.map_err(|e| err("DeleteTags", e))?;

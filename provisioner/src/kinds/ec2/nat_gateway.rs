@@ -1,13 +1,15 @@
 //! `nat_gateway`: outbound internet for private subnets (costs about $33-38 a month).
 
-use crate::provider::{need, Cx, Live, Ops};
+use crate::provider::{Attributes, Cx, Live, Ops};
 use super::{address_of, ec2, err, owned, set_tags, tag_spec, tagged, tags_json};
 use crate::error::{gone_ok, OpError};
 use crate::schema::{as_is, no_check, Field, FieldType, Kind, Update};
 use async_trait::async_trait;
 use aws_sdk_ec2::client::Waiters;
 use aws_sdk_ec2::types::{Filter, NatGatewayState, ResourceType};
+use serde::Deserialize;
 use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 pub static KIND: Kind = Kind {
@@ -23,6 +25,18 @@ pub static KIND: Kind = Kind {
     normalize: as_is,
     ops: &Nat,
 };
+
+/// The declared shape, decoded once from `want` or `have`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Attrs {
+    subnet: String,
+    eip: String,
+    #[serde(default)]
+    tags: BTreeMap<String, String>,
+}
+
+impl Attributes for Attrs {}
 
 struct Nat;
 
@@ -59,12 +73,13 @@ impl Ops for Nat {
     }
 
     async fn create(&self, cx: &Cx, _: &str, want: &Value, token: &str) -> Result<String, OpError> {
+        let w = Attrs::of(want)?;
         let out = ec2(cx)
             .create_nat_gateway()
-            .subnet_id(need(want, "subnet")?)
-            .allocation_id(need(want, "eip")?)
+            .subnet_id(&w.subnet)
+            .allocation_id(&w.eip)
             .client_token(token)
-            .tag_specifications(tag_spec(ResourceType::Natgateway, want))
+            .tag_specifications(tag_spec(ResourceType::Natgateway, &w.tags))
             .send()
             .await
             .map_err(|e| err("CreateNatGateway", e))?;
@@ -82,7 +97,7 @@ impl Ops for Nat {
     }
 
     async fn update(&self, cx: &Cx, id: &str, have: &Value, want: &Value) -> Result<(), OpError> {
-        set_tags(cx, id, have, want).await
+        set_tags(cx, id, &Attrs::of(have)?.tags, &Attrs::of(want)?.tags).await
     }
 
     async fn delete(&self, cx: &Cx, id: &str, _: &Value) -> Result<(), OpError> {
@@ -97,5 +112,20 @@ impl Ops for Nat {
             .await
             .map_err(|e| OpError::retryable("wait NatGatewayDeleted", format!("{id}: {e}")))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_typed_attributes_hold_every_declared_field() {
+        // The struct refuses unknown fields, so a declared field it lacks fails here.
+        let sample = crate::schema::sample(KIND.fields);
+        assert!(Attrs::of(&sample).is_ok(), "{sample}");
+        let mut extra = sample.clone();
+        extra["extra"] = json!(1);
+        assert!(Attrs::of(&extra).is_err());
     }
 }

@@ -1,13 +1,14 @@
 //! `route_table`: routes of a VPC and the subnets that use them.
 
 use crate::diag::Diags;
-use crate::provider::{need, s, strs, Cx, Live, Ops};
+use crate::provider::{null_as_empty, Attributes, Cx, Live, Ops};
 use super::{address_of, ec2, err, owned, set_tags, tag_spec, tagged, tags_json};
 use crate::error::{OpError, gone_ok};
 use crate::schema::{as_is, Field, FieldType, Kind, Update};
 use crate::stack::{Resource, Stack, Val};
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{ResourceType, RouteOrigin};
+use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
@@ -50,21 +51,46 @@ pub static KIND: Kind = Kind {
     ops: &RouteTable,
 };
 
-struct RouteTable;
+/// One route as declared.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Route {
+    destination: String,
+    internet_gateway: Option<String>,
+    nat_gateway: Option<String>,
+}
 
-/// Route destination -> (target field, target id).
-fn routes(v: &Value) -> BTreeMap<String, (&'static str, String)> {
-    let mut out = BTreeMap::new();
-    for r in v.get("routes").and_then(Value::as_array).into_iter().flatten() {
-        let Some(dest) = s(r, "destination") else { continue };
-        for target in ["internet_gateway", "nat_gateway"] {
-            if let Some(id) = s(r, target) {
-                out.insert(dest.to_owned(), (target, id.to_owned()));
+/// The declared shape, decoded once from `want` or `have`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Attrs {
+    vpc: String,
+    #[serde(default, deserialize_with = "null_as_empty")]
+    routes: Vec<Route>,
+    #[serde(default, deserialize_with = "null_as_empty")]
+    subnets: Vec<String>,
+    #[serde(default)]
+    tags: BTreeMap<String, String>,
+}
+
+impl Attributes for Attrs {}
+
+impl Attrs {
+    /// Route destination -> (target field, target id).
+    fn routes(&self) -> BTreeMap<String, (&'static str, String)> {
+        let mut out = BTreeMap::new();
+        for r in &self.routes {
+            for (target, id) in [("internet_gateway", &r.internet_gateway), ("nat_gateway", &r.nat_gateway)] {
+                if let Some(id) = id {
+                    out.insert(r.destination.clone(), (target, id.clone()));
+                }
             }
         }
+        out
     }
-    out
 }
+
+struct RouteTable;
 
 async fn put_route(cx: &Cx, id: &str, dest: &str, target: &(&str, String), replace: bool) -> Result<(), OpError> {
     let (op, res) = if replace {
@@ -163,11 +189,12 @@ impl Ops for RouteTable {
     }
 
     async fn create(&self, cx: &Cx, _: &str, want: &Value, token: &str) -> Result<String, OpError> {
+        let w = Attrs::of(want)?;
         let out = ec2(cx)
             .create_route_table()
-            .vpc_id(need(want, "vpc")?)
+            .vpc_id(&w.vpc)
             .client_token(token)
-            .tag_specifications(tag_spec(ResourceType::RouteTable, want))
+            .tag_specifications(tag_spec(ResourceType::RouteTable, &w.tags))
             .send()
             .await
             .map_err(|e| err("CreateRouteTable", e))?;
@@ -175,13 +202,15 @@ impl Ops for RouteTable {
             .route_table()
             .and_then(|t| t.route_table_id())
             .ok_or_else(|| OpError::fatal("CreateRouteTable", "no id"))?;
-        let empty = json!({"routes": [], "subnets": [], "tags": want.get("tags")});
+        // Routes and associations are made by the update from nothing to `want`.
+        let empty = json!({"vpc": w.vpc, "routes": [], "subnets": [], "tags": w.tags});
         self.update(cx, id, &empty, want).await?;
         Ok(id.to_owned())
     }
 
     async fn update(&self, cx: &Cx, id: &str, have: &Value, want: &Value) -> Result<(), OpError> {
-        let (old, new) = (routes(have), routes(want));
+        let (h, w) = (Attrs::of(have)?, Attrs::of(want)?);
+        let (old, new) = (h.routes(), w.routes());
         for (dest, target) in &new {
             match old.get(dest) {
                 Some(t) if t == target => {}
@@ -200,8 +229,8 @@ impl Ops for RouteTable {
                     .map_err(|e| err("DeleteRoute", e)),
             )?;
         }
-        let (had, wanted) = (strs(have, "subnets"), strs(want, "subnets"));
-        if had != wanted {
+        let wanted = &w.subnets;
+        if !crate::provider::same_set(&h.subnets, wanted) {
             let current = associations(cx, id).await?;
             for subnet in wanted.iter().filter(|s| !current.contains_key(*s)) {
                 ec2(cx)
@@ -216,11 +245,12 @@ impl Ops for RouteTable {
                 disassociate(cx, assoc).await?;
             }
         }
-        set_tags(cx, id, have, want).await
+        set_tags(cx, id, &h.tags, &w.tags).await
     }
 
     async fn delete(&self, cx: &Cx, id: &str, have: &Value) -> Result<(), OpError> {
-        if !strs(have, "subnets").is_empty() {
+        // What was found; a table that does not decode is taken apart the same way.
+        if Attrs::of(have).map_or(true, |h| !h.subnets.is_empty()) {
             for assoc in associations(cx, id).await?.values() {
                 disassociate(cx, assoc).await?;
             }
@@ -243,5 +273,20 @@ fn check(r: &Resource, _: &Stack, d: &mut Diags) {
                 None,
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_typed_attributes_hold_every_declared_field() {
+        let sample = crate::schema::sample(KIND.fields);
+        let a = Attrs::of(&sample).unwrap();
+        assert_eq!((a.routes.len(), a.subnets.len()), (1, 1), "{sample}");
+        let mut extra = sample.clone();
+        extra["routes"][0]["extra"] = json!(1);
+        assert!(Attrs::of(&extra).is_err());
     }
 }

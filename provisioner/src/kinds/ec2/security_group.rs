@@ -2,14 +2,16 @@
 //! another (or the same) group.
 
 use crate::diag::Diags;
-use crate::provider::{need, s, Cx, Live, Ops};
+use crate::provider::{null_as_empty, Attributes, Cx, Live, Ops};
 use super::{address_of, ec2, err, owned, set_tags, tag_spec, tagged, tags_json};
 use crate::error::{OpError, gone_ok};
 use crate::schema::{Field, FieldType, Kind, Update};
 use crate::stack::{table_str, Resource, Stack, Val};
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{Filter, IpPermission, IpRange, ResourceType, UserIdGroupPair};
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
 
 static RULE: [Field; 7] = [
     Field::required("protocol", FieldType::Enum(&["tcp", "udp", "icmp", "all"]), Update::InPlace, "IP protocol."),
@@ -66,7 +68,7 @@ fn normalize(v: &mut Value) {
     for dir in ["ingress", "egress"] {
         let Some(Value::Array(rules)) = v.get_mut(dir) else { continue };
         for r in rules.iter_mut() {
-            let proto = s(r, "protocol").unwrap_or_default().to_owned();
+            let proto = r.get("protocol").and_then(Value::as_str).unwrap_or_default().to_owned();
             if proto == "all" {
                 r["from_port"] = Value::Null;
                 r["to_port"] = Value::Null;
@@ -86,10 +88,53 @@ fn normalize(v: &mut Value) {
     }
 }
 
+/// One rule as declared (and as [`normalize`] writes it).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct Rule {
+    protocol: String,
+    from_port: Option<i64>,
+    to_port: Option<i64>,
+    cidr: Option<String>,
+    group: Option<String>,
+    /// `self = true`: the peer is the group itself.
+    #[serde(rename = "self", default)]
+    own: bool,
+    description: Option<String>,
+}
+
+impl Rule {
+    /// Ports as AWS reports them: none for `all`, a single port as a range of one.
+    fn canonical(mut self) -> Self {
+        if self.protocol == "all" {
+            (self.from_port, self.to_port) = (None, None);
+        } else if self.to_port.is_none() {
+            self.to_port = self.from_port;
+        }
+        self
+    }
+}
+
+/// The declared shape, decoded once from `want` or `have`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Attrs {
+    vpc: String,
+    description: String,
+    #[serde(default, deserialize_with = "null_as_empty")]
+    ingress: Vec<Rule>,
+    #[serde(default, deserialize_with = "null_as_empty")]
+    egress: Vec<Rule>,
+    #[serde(default)]
+    tags: BTreeMap<String, String>,
+}
+
+impl Attributes for Attrs {}
+
 struct Group;
 
 /// The rules of one direction as AWS lists them, one per peer.
-fn flatten(perms: &[IpPermission], own: &str) -> Vec<Value> {
+fn flatten(perms: &[IpPermission], own: &str) -> Vec<Rule> {
     let mut out = Vec::new();
     for p in perms {
         let proto = match p.ip_protocol() {
@@ -97,20 +142,20 @@ fn flatten(perms: &[IpPermission], own: &str) -> Vec<Value> {
             Some(other) => other,
         };
         let port = |x: Option<i32>| match (proto, x) {
-            ("all", _) | (_, None | Some(-1)) => Value::Null,
-            (_, Some(n)) => json!(n),
+            ("all", _) | (_, None | Some(-1)) => None,
+            (_, Some(n)) => Some(i64::from(n)),
         };
         let rule = |cidr: Option<&str>, group: Option<&str>, desc: Option<&str>| {
             let me = group == Some(own);
-            json!({
-                "protocol": proto,
-                "from_port": port(p.from_port()),
-                "to_port": port(p.to_port()),
-                "cidr": cidr,
-                "group": if me { None } else { group },
-                "self": me,
-                "description": desc,
-            })
+            Rule {
+                protocol: proto.to_owned(),
+                from_port: port(p.from_port()),
+                to_port: port(p.to_port()),
+                cidr: cidr.map(str::to_owned),
+                group: if me { None } else { group.map(str::to_owned) },
+                own: me,
+                description: desc.map(str::to_owned),
+            }
         };
         for r in p.ip_ranges() {
             out.push(rule(r.cidr_ip(), None, r.description()));
@@ -122,34 +167,25 @@ fn flatten(perms: &[IpPermission], own: &str) -> Vec<Value> {
     out
 }
 
-fn permission(r: &Value, own: &str) -> IpPermission {
-    let proto = match s(r, "protocol") {
-        Some("all") | None => "-1",
-        Some(p) => p,
-    };
-    let port = |k: &str| r.get(k).and_then(Value::as_i64).map(|n| n as i32);
+fn permission(r: &Rule, own: &str) -> IpPermission {
+    let proto = if r.protocol == "all" { "-1" } else { r.protocol.as_str() };
+    let port = |x: Option<i64>| Some(x.map_or(-1, |n| n as i32));
     let mut p = IpPermission::builder().ip_protocol(proto);
     if proto != "-1" {
-        p = p.set_from_port(port("from_port").or(Some(-1))).set_to_port(port("to_port").or(Some(-1)));
+        p = p.set_from_port(port(r.from_port)).set_to_port(port(r.to_port));
     }
-    let desc = s(r, "description").map(str::to_owned);
-    if let Some(cidr) = s(r, "cidr") {
+    let desc = r.description.clone();
+    if let Some(cidr) = &r.cidr {
         p = p.ip_ranges(IpRange::builder().cidr_ip(cidr).set_description(desc).build());
     } else {
-        let group = if r.get("self") == Some(&json!(true)) { own } else { s(r, "group").unwrap_or(own) };
+        let group = if r.own { own } else { r.group.as_deref().unwrap_or(own) };
         p = p.user_id_group_pairs(UserIdGroupPair::builder().group_id(group).set_description(desc).build());
     }
     p.build()
 }
 
-fn rules(v: &Value, dir: &str) -> Vec<Value> {
-    let mut v = v.clone();
-    normalize(&mut v);
-    v.get(dir).and_then(Value::as_array).cloned().unwrap_or_default()
-}
-
 /// Revokes by rule id: matching by content misses group rules whose description differs.
-async fn revoke(cx: &Cx, id: &str, egress: bool, gone: &[Value]) -> Result<(), OpError> {
+async fn revoke(cx: &Cx, id: &str, egress: bool, gone: &[Rule]) -> Result<(), OpError> {
     let filter = Filter::builder().name("group-id").values(id).build();
     let mut ids = Vec::new();
     let mut pages = ec2(cx).describe_security_group_rules().filters(filter).into_paginator().send();
@@ -202,7 +238,7 @@ async fn revoke(cx: &Cx, id: &str, egress: bool, gone: &[Value]) -> Result<(), O
     gone_ok(res)
 }
 
-async fn authorize(cx: &Cx, id: &str, egress: bool, new: &[Value]) -> Result<(), OpError> {
+async fn authorize(cx: &Cx, id: &str, egress: bool, new: &[Rule]) -> Result<(), OpError> {
     if new.is_empty() {
         return Ok(());
     }
@@ -265,38 +301,43 @@ impl Ops for Group {
         // Group names are unique per VPC: the stack and resource name make a rerun collide
         // instead of duplicating.
         let name = format!("{}-{}", cx.stack, address.split_once('.').map_or(address, |(_, n)| n));
+        let w = Attrs::of(want)?;
         let out = ec2(cx)
             .create_security_group()
             .group_name(name)
-            .description(need(want, "description")?)
-            .vpc_id(need(want, "vpc")?)
-            .tag_specifications(tag_spec(ResourceType::SecurityGroup, want))
+            .description(&w.description)
+            .vpc_id(&w.vpc)
+            .tag_specifications(tag_spec(ResourceType::SecurityGroup, &w.tags))
             .send()
             .await
             .map_err(|e| err("CreateSecurityGroup", e))?;
         let id = out.group_id().ok_or_else(|| OpError::fatal("CreateSecurityGroup", "no id"))?;
         // A new group allows all egress; the declared rules replace that.
         let fresh = json!({
+            "vpc": w.vpc,
+            "description": w.description,
             "ingress": [],
             "egress": [{"protocol": "all", "cidr": "0.0.0.0/0"}],
-            "tags": want.get("tags"),
+            "tags": w.tags,
         });
         self.update(cx, id, &fresh, want).await?;
         Ok(id.to_owned())
     }
 
     async fn update(&self, cx: &Cx, id: &str, have: &Value, want: &Value) -> Result<(), OpError> {
-        for (dir, egress) in [("ingress", false), ("egress", true)] {
-            let (old, new) = (rules(have, dir), rules(want, dir));
-            let gone: Vec<Value> = old.iter().filter(|r| !new.contains(r)).cloned().collect();
-            let added: Vec<Value> = new.iter().filter(|r| !old.contains(r)).cloned().collect();
+        let (h, w) = (Attrs::of(have)?, Attrs::of(want)?);
+        let canonical = |rules: &[Rule]| rules.iter().cloned().map(Rule::canonical).collect::<Vec<_>>();
+        for (old, new, egress) in [(&h.ingress, &w.ingress, false), (&h.egress, &w.egress, true)] {
+            let (old, new) = (canonical(old), canonical(new));
+            let gone: Vec<Rule> = old.iter().filter(|r| !new.contains(r)).cloned().collect();
+            let added: Vec<Rule> = new.iter().filter(|r| !old.contains(r)).cloned().collect();
             // Revoke first: a rule whose description changed is the same permission to AWS.
             if !gone.is_empty() {
                 revoke(cx, id, egress, &gone).await?;
             }
             authorize(cx, id, egress, &added).await?;
         }
-        set_tags(cx, id, have, want).await
+        set_tags(cx, id, &h.tags, &w.tags).await
     }
 
     async fn delete(&self, cx: &Cx, id: &str, _: &Value) -> Result<(), OpError> {
@@ -338,5 +379,35 @@ fn check(r: &Resource, _: &Stack, d: &mut Diags) {
                 _ => {}
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_typed_attributes_hold_every_declared_field() {
+        let sample = crate::schema::sample(KIND.fields);
+        let a = Attrs::of(&sample).unwrap();
+        assert_eq!((a.ingress.len(), a.egress.len()), (1, 1), "{sample}");
+        let mut extra = sample.clone();
+        extra["ingress"][0]["extra"] = json!(1);
+        assert!(Attrs::of(&extra).is_err());
+    }
+
+    #[test]
+    fn a_single_port_is_a_range_of_one_and_all_has_none() {
+        let r = |p: &str, f: Option<i64>, t: Option<i64>| Rule {
+            protocol: p.into(),
+            from_port: f,
+            to_port: t,
+            cidr: None,
+            group: None,
+            own: true,
+            description: None,
+        };
+        assert_eq!(r("tcp", Some(80), None).canonical(), r("tcp", Some(80), Some(80)));
+        assert_eq!(r("all", Some(0), Some(9)).canonical(), r("all", None, None));
     }
 }

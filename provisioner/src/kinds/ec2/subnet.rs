@@ -2,7 +2,7 @@
 //! not overlap its siblings, and names an availability zone the region has.
 
 use crate::diag::Diags;
-use crate::provider::{b, need, Cx, Live, Ops};
+use crate::provider::{Attributes, Cx, Live, Ops};
 use super::{address_of, ec2, err, owned, set_tags, tag_spec, tagged, tags_json};
 use crate::error::{OpError, gone_ok};
 use crate::schema::{as_is, Field, FieldType, Kind, Update};
@@ -10,7 +10,9 @@ use crate::stack::{Resource, Stack};
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType};
 use ipnet::Ipv4Net;
+use serde::Deserialize;
 use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
 
 pub static KIND: Kind = Kind {
     name: "subnet",
@@ -43,6 +45,21 @@ pub static KIND: Kind = Kind {
     normalize: as_is,
     ops: &Subnet,
 };
+
+/// The declared shape, decoded once from `want` or `have`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Attrs {
+    vpc: String,
+    cidr: String,
+    az: String,
+    #[serde(default)]
+    public_ip_on_launch: bool,
+    #[serde(default)]
+    tags: BTreeMap<String, String>,
+}
+
+impl Attributes for Attrs {}
 
 struct Subnet;
 
@@ -90,28 +107,30 @@ impl Ops for Subnet {
     }
 
     async fn create(&self, cx: &Cx, _: &str, want: &Value, _token: &str) -> Result<String, OpError> {
+        let w = Attrs::of(want)?;
         let out = ec2(cx)
             .create_subnet()
-            .vpc_id(need(want, "vpc")?)
-            .cidr_block(need(want, "cidr")?)
-            .availability_zone(format!("{}{}", cx.region, need(want, "az")?))
-            .tag_specifications(tag_spec(ResourceType::Subnet, want))
+            .vpc_id(&w.vpc)
+            .cidr_block(&w.cidr)
+            .availability_zone(format!("{}{}", cx.region, w.az))
+            .tag_specifications(tag_spec(ResourceType::Subnet, &w.tags))
             .send()
             .await
             .map_err(|e| err("CreateSubnet", e))?;
         let id =
             out.subnet().and_then(|v| v.subnet_id()).ok_or_else(|| OpError::fatal("CreateSubnet", "no id"))?;
-        if b(want, "public_ip_on_launch") {
+        if w.public_ip_on_launch {
             set_public_ip(cx, id, true).await?;
         }
         Ok(id.to_owned())
     }
 
     async fn update(&self, cx: &Cx, id: &str, have: &Value, want: &Value) -> Result<(), OpError> {
-        if b(have, "public_ip_on_launch") != b(want, "public_ip_on_launch") {
-            set_public_ip(cx, id, b(want, "public_ip_on_launch")).await?;
+        let (h, w) = (Attrs::of(have)?, Attrs::of(want)?);
+        if h.public_ip_on_launch != w.public_ip_on_launch {
+            set_public_ip(cx, id, w.public_ip_on_launch).await?;
         }
-        set_tags(cx, id, have, want).await
+        set_tags(cx, id, &h.tags, &w.tags).await
     }
 
     async fn delete(&self, cx: &Cx, id: &str, _: &Value) -> Result<(), OpError> {
@@ -174,5 +193,20 @@ fn check(r: &Resource, stack: &Stack, d: &mut Diags) {
                 );
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_typed_attributes_hold_every_declared_field() {
+        // The struct refuses unknown fields, so a declared field it lacks fails here.
+        let sample = crate::schema::sample(KIND.fields);
+        assert!(Attrs::of(&sample).is_ok(), "{sample}");
+        let mut extra = sample.clone();
+        extra["extra"] = json!(1);
+        assert!(Attrs::of(&extra).is_err());
     }
 }

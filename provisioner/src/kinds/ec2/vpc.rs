@@ -1,12 +1,14 @@
 //! `vpc`: a virtual network.
 
-use crate::provider::{b, need, Cx, Live, Ops};
+use crate::provider::{Attributes, Cx, Live, Ops};
 use super::{ec2, err, owned, set_tags, tag_spec, tagged, tags_json};
 use crate::error::{OpError, gone_ok};
 use crate::schema::{as_is, no_check, Field, FieldType, Kind, Update};
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType, VpcAttributeName};
+use serde::Deserialize;
 use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
 
 pub static KIND: Kind = Kind {
     name: "vpc",
@@ -28,6 +30,27 @@ pub static KIND: Kind = Kind {
     normalize: as_is,
     ops: &Vpc,
 };
+
+/// The declared shape, decoded once from `want` or `have`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Attrs {
+    cidr: String,
+    #[serde(default)]
+    dns_support: bool,
+    #[serde(default)]
+    dns_hostnames: bool,
+    #[serde(default)]
+    tags: BTreeMap<String, String>,
+}
+
+impl Attributes for Attrs {}
+
+impl Attrs {
+    fn dns(&self) -> (bool, bool) {
+        (self.dns_support, self.dns_hostnames)
+    }
+}
 
 struct Vpc;
 
@@ -82,10 +105,6 @@ async fn set_dns(cx: &Cx, id: &str, have: (bool, bool), want: (bool, bool)) -> R
     }
 }
 
-fn dns(v: &Value) -> (bool, bool) {
-    (b(v, "dns_support"), b(v, "dns_hostnames"))
-}
-
 #[async_trait]
 impl Ops for Vpc {
     async fn discover(&self, cx: &Cx) -> Result<Vec<Live>, OpError> {
@@ -126,25 +145,42 @@ impl Ops for Vpc {
     }
 
     async fn create(&self, cx: &Cx, _: &str, want: &Value, _token: &str) -> Result<String, OpError> {
+        let w = Attrs::of(want)?;
         let out = ec2(cx)
             .create_vpc()
-            .cidr_block(need(want, "cidr")?)
-            .tag_specifications(tag_spec(ResourceType::Vpc, want))
+            .cidr_block(&w.cidr)
+            .tag_specifications(tag_spec(ResourceType::Vpc, &w.tags))
             .send()
             .await
             .map_err(|e| err("CreateVpc", e))?;
         let id = out.vpc().and_then(|v| v.vpc_id()).ok_or_else(|| OpError::fatal("CreateVpc", "no id"))?;
         // A new VPC has DNS support on and hostnames off.
-        set_dns(cx, id, (true, false), dns(want)).await?;
+        set_dns(cx, id, (true, false), w.dns()).await?;
         Ok(id.to_owned())
     }
 
     async fn update(&self, cx: &Cx, id: &str, have: &Value, want: &Value) -> Result<(), OpError> {
-        set_dns(cx, id, dns(have), dns(want)).await?;
-        set_tags(cx, id, have, want).await
+        let (h, w) = (Attrs::of(have)?, Attrs::of(want)?);
+        set_dns(cx, id, h.dns(), w.dns()).await?;
+        set_tags(cx, id, &h.tags, &w.tags).await
     }
 
     async fn delete(&self, cx: &Cx, id: &str, _: &Value) -> Result<(), OpError> {
         gone_ok(ec2(cx).delete_vpc().vpc_id(id).send().await.map_err(|e| err("DeleteVpc", e)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_typed_attributes_hold_every_declared_field() {
+        // The struct refuses unknown fields, so a declared field it lacks fails here.
+        let sample = crate::schema::sample(KIND.fields);
+        assert!(Attrs::of(&sample).is_ok(), "{sample}");
+        let mut extra = sample.clone();
+        extra["extra"] = json!(1);
+        assert!(Attrs::of(&extra).is_err());
     }
 }

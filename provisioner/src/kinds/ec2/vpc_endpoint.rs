@@ -1,13 +1,15 @@
 //! `vpc_endpoint`: a gateway endpoint (DynamoDB, S3) on route tables, so traffic to the service
 //! needs no internet path.
 
-use crate::provider::{need, strs, Cx, Live, Ops};
+use crate::provider::{Attributes, Cx, Live, Ops};
 use super::{address_of, ec2, err, owned, set_tags, tag_spec, tagged, tags_json};
 use crate::error::{gone_ok, Class, OpError};
 use crate::schema::{as_is, no_check, Field, FieldType, Kind, Update};
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{ResourceType, VpcEndpointType};
+use serde::Deserialize;
 use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
 
 pub static KIND: Kind = Kind {
     name: "vpc_endpoint",
@@ -28,6 +30,20 @@ pub static KIND: Kind = Kind {
     normalize: as_is,
     ops: &Endpoint,
 };
+
+/// The declared shape, decoded once from `want` or `have`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Attrs {
+    vpc: String,
+    service: String,
+    #[serde(default, deserialize_with = "crate::provider::null_as_empty")]
+    route_tables: Vec<String>,
+    #[serde(default)]
+    tags: BTreeMap<String, String>,
+}
+
+impl Attributes for Attrs {}
 
 struct Endpoint;
 
@@ -65,14 +81,15 @@ impl Ops for Endpoint {
     }
 
     async fn create(&self, cx: &Cx, _: &str, want: &Value, token: &str) -> Result<String, OpError> {
+        let w = Attrs::of(want)?;
         let out = ec2(cx)
             .create_vpc_endpoint()
-            .vpc_id(need(want, "vpc")?)
-            .service_name(format!("com.amazonaws.{}.{}", cx.region, need(want, "service")?))
+            .vpc_id(&w.vpc)
+            .service_name(format!("com.amazonaws.{}.{}", cx.region, w.service))
             .vpc_endpoint_type(VpcEndpointType::Gateway)
-            .set_route_table_ids(Some(strs(want, "route_tables")))
+            .set_route_table_ids(Some(w.route_tables))
             .client_token(token)
-            .tag_specifications(tag_spec(ResourceType::VpcEndpoint, want))
+            .tag_specifications(tag_spec(ResourceType::VpcEndpoint, &w.tags))
             .send()
             .await
             .map_err(|e| err("CreateVpcEndpoint", e))?;
@@ -83,7 +100,8 @@ impl Ops for Endpoint {
     }
 
     async fn update(&self, cx: &Cx, id: &str, have: &Value, want: &Value) -> Result<(), OpError> {
-        let (had, wanted) = (strs(have, "route_tables"), strs(want, "route_tables"));
+        let (h, w) = (Attrs::of(have)?, Attrs::of(want)?);
+        let (had, wanted) = (&h.route_tables, &w.route_tables);
         let add: Vec<String> = wanted.iter().filter(|t| !had.contains(t)).cloned().collect();
         let remove: Vec<String> = had.iter().filter(|t| !wanted.contains(t)).cloned().collect();
         if !add.is_empty() || !remove.is_empty() {
@@ -96,7 +114,7 @@ impl Ops for Endpoint {
                 .await
                 .map_err(|e| err("ModifyVpcEndpoint", e))?;
         }
-        set_tags(cx, id, have, want).await
+        set_tags(cx, id, &h.tags, &w.tags).await
     }
 
     async fn delete(&self, cx: &Cx, id: &str, _: &Value) -> Result<(), OpError> {
@@ -119,5 +137,20 @@ impl Ops for Endpoint {
             }),
             _ => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_typed_attributes_hold_every_declared_field() {
+        // The struct refuses unknown fields, so a declared field it lacks fails here.
+        let sample = crate::schema::sample(KIND.fields);
+        assert!(Attrs::of(&sample).is_ok(), "{sample}");
+        let mut extra = sample.clone();
+        extra["extra"] = json!(1);
+        assert!(Attrs::of(&extra).is_err());
     }
 }

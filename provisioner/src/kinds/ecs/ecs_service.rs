@@ -89,8 +89,8 @@ pub static KIND: Kind = Kind {
             "wait_timeout",
             FieldType::Int { min: 0, max: 7200 },
             Some("900"),
-            Update::InPlace,
-            "Seconds to wait for a deployment to finish; 0: do not wait.",
+            Update::Setting,
+            "Seconds to wait for a deployment to finish; 0: do not wait (an emulator that runs no task).",
         ),
         Field::optional("tags", FieldType::StringMap, None, Update::InPlace, "Tags besides the stack's own."),
     ],
@@ -152,15 +152,13 @@ impl Attrs {
     }
 }
 
-/// Sets for subnets and groups; `wait_timeout` is how this tool waits, not a property of the
-/// service, so it is never a difference.
+/// Sets for subnets and groups.
 fn normalize(v: &mut Value) {
     for k in ["subnets", "security_groups"] {
         if let Some(Value::Array(a)) = v.get_mut(k) {
             a.sort_by_key(Value::to_string);
         }
     }
-    v["wait_timeout"] = Value::Null;
     if v.get("environment").is_some_and(Value::is_null) {
         v["environment"] = json!({});
     }
