@@ -2,10 +2,10 @@
 //! redirect, or a fixed response); HTTPS when a certificate ARN is given. Found through the
 //! stack's load balancers (one describe each) and their tags.
 
-use super::{elb, err, load_balancers, set_tags, tag_list, tags_of};
+use super::{elb, err, set_tags, tag_list};
 use crate::diag::Diags;
 use crate::error::{gone_ok, OpError};
-use crate::provider::{Attributes, Cx, Live, Ops, ID_TAG, STACK_TAG};
+use crate::provider::{Attributes, Cx, Live, Ops, ID_TAG};
 use crate::schema::{Field, FieldType, Kind, Update};
 use crate::stack::{Resource, Stack};
 use async_trait::async_trait;
@@ -215,21 +215,9 @@ struct Listener;
 #[async_trait]
 impl Ops for Listener {
     async fn discover(&self, cx: &Cx) -> Result<Vec<Live>, OpError> {
-        let mut found = Vec::new();
-        for (lb, _) in load_balancers(cx).await? {
-            let Some(lb_arn) = lb.load_balancer_arn() else { continue };
-            let mut pages = elb(cx).describe_listeners().load_balancer_arn(lb_arn).into_paginator().send();
-            while let Some(page) = pages.next().await {
-                found.extend(page.map_err(|e| err("DescribeListeners", e))?.listeners().iter().cloned());
-            }
-        }
-        let arns: Vec<String> = found.iter().filter_map(|l| l.listener_arn().map(str::to_owned)).collect();
-        let tags = tags_of(cx, &arns).await?;
         let mut out = Vec::new();
-        for l in found {
-            let Some(arn) = l.listener_arn() else { continue };
-            let Some(tags) = tags.get(arn).filter(|t| t.get(STACK_TAG) == Some(&cx.stack)) else { continue };
-            let Some(address) = tags.get(ID_TAG) else { continue };
+        for (l, tags) in super::inventory(cx).await?.listeners {
+            let (Some(arn), Some(address)) = (l.listener_arn(), tags.get(ID_TAG)) else { continue };
             let act = l.default_actions().first();
             let kind = match act.and_then(|a| a.r#type()) {
                 Some(ActionTypeEnum::Redirect) => "redirect",

@@ -1,14 +1,15 @@
 //! ELBv2: the application load balancer, its target groups and listeners, and what they share:
 //! the client, ELBv2's error codes, tags (`DescribeTags` reads 20 ARNs a call; the describe calls
 //! have no tag filter), and names. Load balancers and target groups are named `<stack>-<name>`
-//! (AWS allows 32 characters, checked at load); the stack's load balancers are listed once per
-//! discovery pass and shared by the listener kind, whose listeners hang off them.
+//! (AWS allows 32 characters, checked at load); what the stack owns of ELBv2 is read once per
+//! discovery pass and shared by the kinds (and the WAF association, which asks each load
+//! balancer for its ACL).
 
 use crate::diag::Diags;
 use crate::error::{Codes, OpError};
 use crate::provider::{Cx, STACK_TAG};
 use crate::stack::{Resource, Stack};
-use aws_sdk_elasticloadbalancingv2::types::{LoadBalancer, Tag};
+use aws_sdk_elasticloadbalancingv2::types::{Listener, LoadBalancer, Tag, TargetGroup};
 use std::collections::{BTreeMap, HashMap};
 
 super::kinds!(load_balancer, target_group, listener);
@@ -57,16 +58,6 @@ pub async fn tags_of(cx: &Cx, arns: &[String]) -> Result<HashMap<String, BTreeMa
     Ok(out)
 }
 
-/// Of `arns`, those the stack owns, with their tags.
-pub async fn owned(cx: &Cx, arns: Vec<String>) -> Result<Vec<(String, BTreeMap<String, String>)>, OpError> {
-    let mut tags = tags_of(cx, &arns).await?;
-    Ok(arns
-        .into_iter()
-        .filter_map(|a| tags.remove(&a).map(|t| (a, t)))
-        .filter(|(_, t)| t.get(STACK_TAG) == Some(&cx.stack))
-        .collect())
-}
-
 /// Brings the tags of `arn` from `have` to `want`.
 pub async fn set_tags(
     cx: &Cx,
@@ -96,28 +87,75 @@ pub async fn set_tags(
     Ok(())
 }
 
-/// The stack's load balancers in `cx.region` with their tags: one paginated describe and one
-/// tag read per 20, once per discovery pass (the listener kind reads them too).
-pub async fn load_balancers(cx: &Cx) -> Result<Vec<(LoadBalancer, BTreeMap<String, String>)>, OpError> {
-    cx.once("elbv2:load_balancers", || async {
-        let mut all = Vec::new();
+/// Tags by key.
+pub type Tags = BTreeMap<String, String>;
+
+/// The stack's load balancers, target groups and listeners in a region, with their tags.
+#[derive(Debug, Clone, Default)]
+pub struct Inventory {
+    pub load_balancers: Vec<(LoadBalancer, Tags)>,
+    pub target_groups: Vec<(TargetGroup, Tags)>,
+    pub listeners: Vec<(Listener, Tags)>,
+}
+
+/// What the stack owns of ELBv2 in `cx.region`, once per discovery pass for all its kinds: one
+/// describe of load balancers and one of target groups (named `<stack>-...`), one of listeners
+/// per such load balancer, and one `DescribeTags` per 20 of all of them together.
+pub async fn inventory(cx: &Cx) -> Result<Inventory, OpError> {
+    cx.once("elbv2:inventory", || async {
+        let prefix = format!("{}-", cx.stack);
+        let mut lbs = Vec::new();
         let mut pages = elb(cx).describe_load_balancers().into_paginator().send();
         while let Some(page) = pages.next().await {
-            all.extend(page.map_err(|e| err("DescribeLoadBalancers", e))?.load_balancers().iter().cloned());
+            lbs.extend(page.map_err(|e| err("DescribeLoadBalancers", e))?.load_balancers().iter().cloned());
         }
-        let prefix = format!("{}-", cx.stack);
-        all.retain(|lb| lb.load_balancer_name().is_some_and(|n| n.starts_with(&prefix)));
-        let arns: Vec<String> = all.iter().filter_map(|lb| lb.load_balancer_arn().map(str::to_owned)).collect();
-        let mut mine: HashMap<String, BTreeMap<String, String>> = owned(cx, arns).await?.into_iter().collect();
-        Ok(all
-            .into_iter()
-            .filter_map(|lb| {
-                let tags = mine.remove(lb.load_balancer_arn()?)?;
-                Some((lb, tags))
-            })
-            .collect())
+        lbs.retain(|lb: &LoadBalancer| lb.load_balancer_name().is_some_and(|n| n.starts_with(&prefix)));
+        let mut tgs = Vec::new();
+        let mut pages = elb(cx).describe_target_groups().into_paginator().send();
+        while let Some(page) = pages.next().await {
+            tgs.extend(page.map_err(|e| err("DescribeTargetGroups", e))?.target_groups().iter().cloned());
+        }
+        tgs.retain(|tg: &TargetGroup| tg.target_group_name().is_some_and(|n| n.starts_with(&prefix)));
+        let mut listeners = Vec::new();
+        for lb in lbs.iter().filter_map(|lb| lb.load_balancer_arn()) {
+            let mut pages = elb(cx).describe_listeners().load_balancer_arn(lb).into_paginator().send();
+            while let Some(page) = pages.next().await {
+                listeners.extend(page.map_err(|e| err("DescribeListeners", e))?.listeners().iter().cloned());
+            }
+        }
+        let arns: Vec<String> = lbs
+            .iter()
+            .filter_map(|x| x.load_balancer_arn())
+            .chain(tgs.iter().filter_map(|x| x.target_group_arn()))
+            .chain(listeners.iter().filter_map(|x| x.listener_arn()))
+            .map(str::to_owned)
+            .collect();
+        let tags = tags_of(cx, &arns).await?;
+        let mine = |arn: Option<&str>| tags.get(arn?).filter(|t| t.get(STACK_TAG) == Some(&cx.stack)).cloned();
+        Ok(Inventory {
+            load_balancers: lbs
+                .into_iter()
+                .filter_map(|x| Some((mine(x.load_balancer_arn())?, x)))
+                .map(|(t, x)| (x, t))
+                .collect(),
+            target_groups: tgs
+                .into_iter()
+                .filter_map(|x| Some((mine(x.target_group_arn())?, x)))
+                .map(|(t, x)| (x, t))
+                .collect(),
+            listeners: listeners
+                .into_iter()
+                .filter_map(|x| Some((mine(x.listener_arn())?, x)))
+                .map(|(t, x)| (x, t))
+                .collect(),
+        })
     })
     .await
+}
+
+/// The stack's load balancers in `cx.region` with their tags (from the [`inventory`]).
+pub async fn load_balancers(cx: &Cx) -> Result<Vec<(LoadBalancer, Tags)>, OpError> {
+    Ok(inventory(cx).await?.load_balancers)
 }
 
 /// `<stack>-<name>`: the name of a load balancer or target group.

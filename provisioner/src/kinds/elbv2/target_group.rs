@@ -3,7 +3,7 @@
 //! replacement is made before the old group goes: the listener moves to the new group first
 //! (ELBv2 refuses to delete a group a listener still uses).
 
-use super::{arn_suffix, check_name_with, elb, err, name_of, owned, set_tags, tag_list};
+use super::{arn_suffix, check_name_with, elb, err, name_of, set_tags, tag_list};
 use crate::diag::Diags;
 use crate::stack::{Resource, Stack};
 use crate::error::{gone_ok, OpError};
@@ -144,19 +144,9 @@ async fn set_delay(cx: &Cx, arn: &str, seconds: i64) -> Result<(), OpError> {
 #[async_trait]
 impl Ops for TargetGroup {
     async fn discover(&self, cx: &Cx) -> Result<Vec<Live>, OpError> {
-        let mut all = Vec::new();
-        let mut pages = elb(cx).describe_target_groups().into_paginator().send();
-        while let Some(page) = pages.next().await {
-            all.extend(page.map_err(|e| err("DescribeTargetGroups", e))?.target_groups().iter().cloned());
-        }
-        let prefix = format!("{}-", cx.stack);
-        all.retain(|tg| tg.target_group_name().is_some_and(|n| n.starts_with(&prefix)));
-        let arns = all.iter().filter_map(|tg| tg.target_group_arn().map(str::to_owned)).collect();
-        let mine: BTreeMap<String, BTreeMap<String, String>> = owned(cx, arns).await?.into_iter().collect();
         let mut out = Vec::new();
-        for tg in all {
+        for (tg, tags) in super::inventory(cx).await?.target_groups {
             let (Some(arn), Some(name)) = (tg.target_group_arn(), tg.target_group_name()) else { continue };
-            let Some(tags) = mine.get(arn) else { continue };
             // The deregistration delay is an attribute, which no describe returns.
             let attrs = elb(cx)
                 .describe_target_group_attributes()

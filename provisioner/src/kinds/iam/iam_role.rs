@@ -10,7 +10,7 @@ use crate::provider::{Attributes, Cx, Live, Ops, ID_TAG, tag_changes};
 use crate::schema::{Field, FieldType, Kind, Update};
 use crate::stack::{Resource, Stack};
 use async_trait::async_trait;
-use aws_sdk_iam::types::Tag;
+use aws_sdk_iam::types::{EntityType, Tag};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -167,36 +167,33 @@ impl Ops for Role {
         if cx.region != cx.home {
             return Ok(Vec::new());
         }
-        let client = iam(cx);
+        // One paginated read gives every role with its trust, inline and attached policies and
+        // tags (per-role reads cost three calls a role).
         let mut roles = Vec::new();
-        let mut pages = client.list_roles().path_prefix(path(cx)).into_paginator().send();
+        let mut pages = iam(cx).get_account_authorization_details().filter(EntityType::Role).into_paginator().send();
         while let Some(page) = pages.next().await {
-            roles.extend(page.map_err(|e| err("ListRoles", e))?.roles().iter().cloned());
+            roles.extend(page.map_err(|e| err("GetAccountAuthorizationDetails", e))?.role_detail_list().iter().cloned());
         }
         let mut out = Vec::new();
-        for r in roles {
-            let name = r.role_name().to_owned();
+        for r in roles.into_iter().filter(|r| r.path() == Some(path(cx).as_str())) {
+            let Some(name) = r.role_name().map(str::to_owned) else { continue };
             let trust = r.assume_role_policy_document().map(decode).unwrap_or(Value::Null);
             let trusted: Vec<String> =
                 statements(&trust).iter().flat_map(|s| strings(&s["Principal"]["Service"])).collect();
-            let t = client.list_role_tags().role_name(&name).send().await.map_err(|e| err("ListRoleTags", e))?;
-            let tags: BTreeMap<String, String> = t.tags().iter().map(|t| (t.key().to_owned(), t.value().to_owned())).collect();
-            let sts = match client.get_role_policy().role_name(&name).policy_name(INLINE).send().await {
-                Ok(p) => statements(&decode(p.policy_document()))
-                    .iter()
-                    .map(|s| json!({"effect": s["Effect"], "actions": strings(&s["Action"]), "resources": strings(&s["Resource"])}))
-                    .collect(),
-                Err(e) => {
-                    let e = err("GetRolePolicy", e);
-                    if !e.is_not_found() {
-                        return Err(e);
-                    }
-                    Vec::new()
-                }
-            };
-            let attached =
-                client.list_attached_role_policies().role_name(&name).send().await.map_err(|e| err("ListAttachedRolePolicies", e))?;
-            let managed: Vec<&str> = attached.attached_policies().iter().filter_map(|p| p.policy_arn()).collect();
+            let tags: BTreeMap<String, String> = r.tags().iter().map(|t| (t.key().to_owned(), t.value().to_owned())).collect();
+            let sts: Vec<Value> = r
+                .role_policy_list()
+                .iter()
+                .filter(|p| p.policy_name() == Some(INLINE))
+                .flat_map(|p| {
+                    let doc = p.policy_document().map(decode).unwrap_or(Value::Null);
+                    statements(&doc)
+                        .iter()
+                        .map(|s| json!({"effect": s["Effect"], "actions": strings(&s["Action"]), "resources": strings(&s["Resource"])}))
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            let managed: Vec<&str> = r.attached_managed_policies().iter().filter_map(|p| p.policy_arn()).collect();
             let address = tags.get(ID_TAG).cloned().unwrap_or_else(|| format!("iam_role.{}", name.trim_start_matches(&format!("{}-", cx.stack))));
             let mut outputs = Map::new();
             outputs.insert("name".into(), json!(name));
