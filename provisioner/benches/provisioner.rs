@@ -151,7 +151,7 @@ async fn main() {
     }
     let base_ms = median(times);
     println!(
-        "plan (in sync):         {calls} calls = {:.2} per resource (target <= 0.5), {plan_ms:.0} ms median of 5",
+        "plan (in sync):         {calls} calls = {:.2} per resource (target <= 1.0), {plan_ms:.0} ms median of 5",
         calls as f64 / n as f64
     );
     println!(
