@@ -66,7 +66,7 @@ fn rows(fields: &[Field], prefix: &str, out: &mut String) {
                 Update::Replace => "forces replacement",
                 Update::Setting => "a setting of this tool, not compared",
             },
-            f.doc
+            if f.ordered { format!("{} (order matters)", f.doc) } else { f.doc.to_owned() }
         ));
         let inner = match f.ty {
             FieldType::Table(t) => Some(t),

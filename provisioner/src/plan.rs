@@ -153,7 +153,7 @@ pub fn diff(kind: &Kind, address: &str, desired: Option<&Value>, actual: Option<
             for f in kind.all_fields().filter(|f| f.update != Update::Setting) {
                 let (before, after) =
                     (a.get(f.name).cloned().unwrap_or(Value::Null), d.get(f.name).cloned().unwrap_or(Value::Null));
-                if !same(&f.ty, &before, &after) {
+                if !(if f.ordered { before == after } else { same(&f.ty, &before, &after) }) {
                     changes.push(AttrChange {
                         field: f.name.to_owned(),
                         before,
@@ -555,5 +555,19 @@ ingress = [{ protocol = "tcp", from_port = 443, cidr = "0.0.0.0/0" }]
         let p = plan(&two(r1, r2), &actual_of(&two(r2, r1)), &Value::Null);
         assert!(!p.has_changes());
         assert!(p.security.is_empty());
+    }
+
+    #[test]
+    fn an_ordered_list_is_compared_in_order() {
+        let acl = |groups: &str| {
+            stack(&format!(
+                "[stack]\nname = \"t\"\nregion = \"eu-central-1\"\n[waf_web_acl.web]\nmanaged_rule_groups = [{groups}]\n"
+            ))
+        };
+        let (a, b) = ("\"AWSManagedRulesCommonRuleSet\"", "\"AWSManagedRulesKnownBadInputsRuleSet\"");
+        let p = plan(&acl(&format!("{a}, {b}")), &actual_of(&acl(&format!("{b}, {a}"))), &Value::Null);
+        assert!(p.has_changes(), "rule priorities changed: {p:?}");
+        let p = plan(&acl(&format!("{a}, {b}")), &actual_of(&acl(&format!("{a}, {b}"))), &Value::Null);
+        assert!(!p.has_changes());
     }
 }

@@ -59,12 +59,15 @@ pub struct Field {
     pub default: Option<&'static str>,
     pub update: Update,
     pub doc: &'static str,
+    /// A list whose order means something (rule priorities): compared item by item, where
+    /// other lists are compared as sets.
+    pub ordered: bool,
 }
 
 impl Field {
     /// A required field.
     pub const fn required(name: &'static str, ty: FieldType, update: Update, doc: &'static str) -> Self {
-        Self { name, ty, required: true, default: None, update, doc }
+        Self { name, ty, required: true, default: None, update, doc, ordered: false }
     }
 
     /// An optional field, with its default when it has one.
@@ -75,7 +78,12 @@ impl Field {
         update: Update,
         doc: &'static str,
     ) -> Self {
-        Self { name, ty, required: false, default, update, doc }
+        Self { name, ty, required: false, default, update, doc, ordered: false }
+    }
+
+    /// The same field, a list whose order is compared.
+    pub const fn ordered(self) -> Self {
+        Self { ordered: true, ..self }
     }
 }
 

@@ -55,7 +55,8 @@ pub static KIND: Kind = Kind {
             None,
             Update::InPlace,
             "AWS managed rule groups, after the rate rule, in this order: \"AWSManagedRulesCommonRuleSet\", ...",
-        ),
+        )
+        .ordered(),
         Field::optional("metrics", FieldType::Bool, Some("true"), Update::InPlace, "CloudWatch metrics and sampled requests."),
         Field::optional("tags", FieldType::StringMap, None, Update::InPlace, "Tags besides the stack's own."),
     ],
