@@ -503,6 +503,10 @@ impl Executor<StepId> for Exec {
             (phase, Some(id), have) => {
                 let want = self.resolve(sid, step, phase == Phase::Peers)?;
                 ops.update(&cx, &id, &have.unwrap_or(Value::Null), &want).await?;
+                if phase == Phase::Update {
+                    // An update may change outputs (an image's digest): read again when used.
+                    self.outputs.lock().unwrap_or_else(|p| p.into_inner()).remove(address);
+                }
                 want
             }
             (_, None, _) => return Err(OpError::retryable(sid.to_string(), format!("{address} does not exist yet"))),

@@ -6,6 +6,7 @@ pub mod diag;
 pub mod docs;
 pub mod engine;
 pub mod error;
+pub mod image;
 pub mod kinds;
 pub mod lock;
 pub mod plan;

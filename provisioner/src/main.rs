@@ -148,7 +148,15 @@ fn main() -> ExitCode {
         Color::Auto => std::env::var_os("NO_COLOR").is_none() && std::io::stderr().is_terminal(),
     };
     let aws = |target: Target, what: Aws| -> ExitCode {
-        let Some(stack) = load(&target, color) else { return ExitCode::FAILURE };
+        let Some(mut stack) = load(&target, color) else { return ExitCode::FAILURE };
+        // What a plan compares needs the derived fields (images are built here); destroying
+        // and reading outputs do not.
+        if matches!(what, Aws::Plan { .. } | Aws::Apply { destroy: false, .. }) {
+            if let Err(e) = stack.derive() {
+                eprintln!("provisioner: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
         let rt = match tokio::runtime::Runtime::new() {
             Ok(rt) => rt,
             Err(e) => {

@@ -216,8 +216,22 @@ fn all_fields(kind: &Kind, v: &Value, creating: bool) -> Vec<AttrChange> {
 pub fn plan(stack: &Stack, actual: &Actual, outputs: &Value) -> Plan {
     let mut p = Plan::default();
     let mut wanted = BTreeMap::new();
-    let known =
-        |a: &str, o: &str| outputs.get(a)?.get(o).map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned));
+    // A derived field is known before apply (an image's digest): it wins over what exists.
+    let derived: BTreeMap<(String, &str), Value> =
+        stack
+            .resources
+            .iter()
+            .flat_map(|r| {
+                let d = desired(r, stack);
+                r.kind.fields.iter().filter(|f| f.derived).filter_map(move |f| {
+                    d.get(f.name).filter(|v| !v.is_null()).map(|v| ((r.address(), f.name), v.clone()))
+                })
+            })
+            .collect();
+    let known = |a: &str, o: &str| {
+        let v = derived.get(&(a.to_owned(), o)).or_else(|| outputs.get(a)?.get(o))?;
+        Some(v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+    };
     for r in &stack.resources {
         let addr = r.address();
         let d = desired(r, stack);

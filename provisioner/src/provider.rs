@@ -131,6 +131,11 @@ pub trait Ops: Sync {
     async fn update(&self, cx: &Cx, id: &str, have: &Value, want: &Value) -> Result<(), OpError>;
     /// Deletes it (and what only it holds: attachments, associations); gone already is success.
     async fn delete(&self, cx: &Cx, id: &str, have: &Value) -> Result<(), OpError>;
+    /// The kind's derived fields ([`crate::schema::Field::derived`]) from the others, when a
+    /// command starts (`dir`: the stack file's directory). Kinds without any derive nothing.
+    fn derive(&self, _want: &Value, _dir: &std::path::Path) -> Result<Map<String, Value>, String> {
+        Ok(Map::new())
+    }
     /// Whether a replacement makes the new resource before deleting the old one (a host whose
     /// service should not stop meanwhile). Only for kinds whose names cannot collide.
     fn create_before_delete(&self) -> bool {

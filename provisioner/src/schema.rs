@@ -62,12 +62,16 @@ pub struct Field {
     /// A list whose order means something (rule priorities): compared item by item, where
     /// other lists are compared as sets.
     pub ordered: bool,
+    /// Not written in a stack file: the kind derives it from the other fields when a command
+    /// starts ([`Ops::derive`]: an image's digest, from building the image). Readable before
+    /// apply as `${kind.name.field}`, so what refers to it shows the new value in a plan.
+    pub derived: bool,
 }
 
 impl Field {
     /// A required field.
     pub const fn required(name: &'static str, ty: FieldType, update: Update, doc: &'static str) -> Self {
-        Self { name, ty, required: true, default: None, update, doc, ordered: false }
+        Self { name, ty, required: true, default: None, update, doc, ordered: false, derived: false }
     }
 
     /// An optional field, with its default when it has one.
@@ -78,7 +82,12 @@ impl Field {
         update: Update,
         doc: &'static str,
     ) -> Self {
-        Self { name, ty, required: false, default, update, doc, ordered: false }
+        Self { name, ty, required: false, default, update, doc, ordered: false, derived: false }
+    }
+
+    /// A field the kind derives ([`Field::derived`]).
+    pub const fn derived(name: &'static str, ty: FieldType, update: Update, doc: &'static str) -> Self {
+        Self { name, ty, required: false, default: None, update, doc, ordered: false, derived: true }
     }
 
     /// The same field, a list whose order is compared.

@@ -29,6 +29,9 @@ fn variant(src_path: &str, name: &str, edits: &[(&str, &str)]) -> (tempfile::Tem
     }
     // Files the stack names are relative to it: point them at the repository's.
     src = src.replace("= \"../", &format!("= \"{}/", root("")));
+    // Images of a small binary: what is pushed does not matter to these tests (moto runs no
+    // task), and a build of the services per command would (tests/image.rs images `quake`).
+    src = src.replace("package = \"quake\"", "executable = \"/usr/bin/true\"");
     let old_name = src.lines().find(|l| l.starts_with("name = ")).unwrap().to_owned();
     src = src.replace(&old_name, &format!("name = \"{name}\""));
     for (a, b) in edits {
@@ -127,6 +130,7 @@ fn assert_ordered(calls: &[Call], existing: &BTreeSet<String>) {
 async fn lifecycle_of_the_production_network() {
     let moto = Moto::start().await;
     let proxy = Proxy::start(&moto.url).await;
+    common::registry();
     let ep = proxy.url.clone();
     let (_d, stack) = variant(PROD_NET, "life", &[]);
     let declared = common::declared(&std::fs::read_to_string(&stack).unwrap());
@@ -206,7 +210,7 @@ async fn lifecycle_of_the_production_network() {
     let (_d3, local) = variant(LOCAL, "local", &[]);
     let r = run(&ep, &["apply", &local, "--yes"]);
     ok(&r, 0, "apply local");
-    assert!(r.1.contains("28 added"), "{}", r.1);
+    assert!(r.1.contains("29 added"), "{}", r.1);
     let apply_calls = proxy.take_calls();
     assert_ordered(&apply_calls, &BTreeSet::new());
     ok(&run(&ep, &["plan", &local]), 0, "plan local");
@@ -371,6 +375,7 @@ async fn killed_applies_converge_without_duplicates() {
 async fn throttled_apply_and_destroy_succeed() {
     let moto = Moto::start().await;
     let proxy = Proxy::start(&moto.url).await;
+    common::registry();
     proxy.set_faults(0.3, Duration::from_millis(5));
     let (_d, stack) = variant(LOCAL, "throttled", &[]);
     ok(&run(&proxy.url, &["apply", &stack, "--yes", "--resource-timeout", "120"]), 0, "apply under throttling");
@@ -1267,19 +1272,29 @@ fn stack_filter(stack: &str) -> aws_sdk_ec2::types::Filter {
 
 /// A Fargate service behind the load balancer, scaled on memory: the task definition registered
 /// with its environment (outputs filled in), logs and roles; the service in its subnets and
-/// target group; the scalable target. A new image is a new revision, the service updated, the
-/// old revision deregistered after; a rollback by the circuit breaker fails the apply. moto never
-/// runs a task, so the proxy EMULATES finished rollouts (labelled in `common`).
+/// target group; the scalable target. The image is the stack's own, by digest: a new binary is
+/// a planned change of the image and of the task definition, a new revision, the service
+/// updated, the old revision deregistered after; a rollback by the circuit breaker fails the
+/// apply. moto never runs a task, so the proxy EMULATES finished rollouts (labelled in
+/// `common`); images go to a local registry.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fargate_service_rolls_out_and_scales() {
     let moto = Moto::start().await;
     let proxy = Proxy::start(&moto.url).await;
     proxy.emulate_ecs_deployments();
+    common::registry();
     let ep = proxy.url.clone();
     let dir = tempfile::tempdir().unwrap();
+    // Three builds of one program: the same binary with different trailing bytes.
+    let binary = dir.path().join("app");
+    let build = |n: u8| {
+        let mut b = std::fs::read("/usr/bin/true").unwrap();
+        b.extend_from_slice(&[0, n]);
+        std::fs::write(&binary, b).unwrap();
+    };
     let path = dir.path().join("stack.toml");
     let path = path.to_str().unwrap();
-    let src = |image: &str, max: u32| {
+    let src = |max: u32| {
         format!(
             "{}[load_balancer.web]\nsubnets = [\"subnet.a\", \"subnet.b\"]\nsecurity_groups = [\"security_group.lb\"]\n\n\
              [target_group.web]\nvpc = \"vpc.main\"\nport = 8080\n\n\
@@ -1288,8 +1303,10 @@ async fn a_fargate_service_rolls_out_and_scales() {
              [iam_role.execution]\ntrusted_services = [\"ecs-tasks.amazonaws.com\"]\n\
              statements = [{{ actions = [\"logs:CreateLogStream\", \"logs:PutLogEvents\"], resources = [\"${{log_group.web.arn}}:*\"] }}]\n\n\
              [iam_role.task]\ntrusted_services = [\"ecs-tasks.amazonaws.com\"]\n\n\
+             [ecr_repository.app]\n\n\
+             [image.app]\nrepository = \"ecr_repository.app\"\nexecutable = \"app\"\n\n\
              [ecs_cluster.main]\n\n\
-             [ecs_service.web]\ncluster = \"ecs_cluster.main\"\nimage = \"{image}\"\ncommand = [\"web\"]\ncpu = 256\nmemory = 512\n\
+             [ecs_service.web]\ncluster = \"ecs_cluster.main\"\nimage = \"${{ecr_repository.app.url}}@${{image.app.digest}}\"\ncommand = [\"web\"]\ncpu = 256\nmemory = 512\n\
              environment = {{ QUAKE_LISTEN = \"0.0.0.0:8080\", QUAKE_LOG_GROUP = \"${{log_group.web.name}}\" }}\nport = 8080\n\
              log_group = \"log_group.web\"\ntask_role = \"iam_role.task\"\nexecution_role = \"iam_role.execution\"\n\
              subnets = [\"subnet.a\", \"subnet.b\"]\nsecurity_groups = [\"security_group.lb\"]\npublic_ip = true\n\
@@ -1298,8 +1315,14 @@ async fn a_fargate_service_rolls_out_and_scales() {
             LB_NET.replace("name = \"lb\"", "name = \"svc\"")
         )
     };
-    std::fs::write(path, src("quake@sha256:aaaa", 2)).unwrap();
+    build(1);
+    std::fs::write(path, src(2)).unwrap();
     ok(&run(&ep, &["apply", path, "--yes"]), 0, "apply");
+    let digest = |out: &serde_json::Value| out["image.app"]["digest"].as_str().unwrap().to_owned();
+    let outputs = || serde_json::from_str::<serde_json::Value>(&run(&ep, &["outputs", path, "--json"]).1).unwrap();
+    let first = outputs();
+    let repo = first["ecr_repository.app"]["url"].as_str().unwrap().to_owned();
+    let d1 = digest(&first);
     let d = moto.ecs().describe_services().cluster("svc-main").services("web").send().await.unwrap();
     let svc = &d.services()[0];
     assert_eq!(svc.load_balancers()[0].container_port(), Some(8080));
@@ -1307,7 +1330,7 @@ async fn a_fargate_service_rolls_out_and_scales() {
         moto.ecs().describe_task_definition().task_definition(svc.task_definition().unwrap()).send().await.unwrap();
     let td = td.task_definition().unwrap();
     let c = &td.container_definitions()[0];
-    assert_eq!(c.image(), Some("quake@sha256:aaaa"));
+    assert_eq!(c.image(), Some(format!("{repo}@{d1}").as_str()), "pinned by digest");
     assert!(c.environment().iter().any(|e| e.value() == Some("/svc/web")), "the log group's name filled in: {c:?}");
     assert!(td.execution_role_arn().unwrap().ends_with(":role/svc/svc-execution"), "{td:?}");
     let aas = moto.client::<aws_sdk_applicationautoscaling::Client>(common::REGION);
@@ -1322,16 +1345,30 @@ async fn a_fargate_service_rolls_out_and_scales() {
     ok(&run(&ep, &["plan", path]), 0, "plan after apply");
 
     proxy.take_calls();
-    std::fs::write(path, src("quake@sha256:bbbb", 3)).unwrap();
+    build(2);
+    let d2 = provisioner::image::build(&provisioner::image::Spec {
+        binary: binary.clone(),
+        name: "app".into(),
+        arch: provisioner::image::Arch::X86_64,
+        epoch: 0,
+        files: vec![],
+    })
+    .unwrap()
+    .digest()
+    .to_owned();
+    assert_ne!(d1, d2);
+    std::fs::write(path, src(3)).unwrap();
     converge(
         &ep,
         path,
         &[
-            "~ image = \"quake@sha256:aaaa\" -> \"quake@sha256:bbbb\"",
+            &*format!("~ digest = \"{d1}\" -> \"{d2}\""),
+            &*format!("~ image = \"{repo}@{d1}\" -> \"{repo}@{d2}\""),
             "~ max = 2 -> 3",
-            "Plan: 0 to add, 2 to change, 0 to destroy.",
+            "Plan: 0 to add, 3 to change, 0 to destroy.",
         ],
     );
+    assert_eq!(digest(&outputs()), d2);
     let calls: Vec<String> = proxy.take_calls().into_iter().filter(mutating).map(|c| c.action).collect();
     let at = |a: &str| calls.iter().position(|c| c.ends_with(a)).unwrap_or_else(|| panic!("{a} in {calls:?}"));
     assert!(
@@ -1340,7 +1377,7 @@ async fn a_fargate_service_rolls_out_and_scales() {
     );
 
     proxy.state.ecs_roll_back.store(true, std::sync::atomic::Ordering::SeqCst);
-    std::fs::write(path, src("quake@sha256:cccc", 3)).unwrap();
+    build(3);
     let r = run(&ep, &["apply", path, "--yes"]);
     ok(&r, 1, "a rolled-back deployment fails the apply");
     assert!(format!("{}{}", r.1, r.2).contains("rolled back"), "{}\n{}", r.1, r.2);
@@ -1356,7 +1393,7 @@ async fn a_fargate_service_rolls_out_and_scales() {
     assert!(d.map(|d| d.services().iter().all(|s| s.status() != Some("ACTIVE"))).unwrap_or(true));
 }
 
-/// The whole production stack - network and application layer, 33 resources in two regions -
+/// The whole production stack - network and application layer, 34 resources in two regions -
 /// applied from empty on moto, planned empty, and destroyed with nothing the stack tagged left
 /// in any service (checked with each service's SDK). moto ignores global-table replicas and never
 /// runs a Fargate task, so the proxy EMULATES AWS's documented answers for both (labelled in
@@ -1366,13 +1403,14 @@ async fn a_fargate_service_rolls_out_and_scales() {
 async fn the_full_production_stack() {
     let moto = Moto::start().await;
     let proxy = Proxy::start(&moto.url).await;
+    common::registry();
     proxy.emulate_global_tables();
     proxy.emulate_ecs_deployments();
     let ep = proxy.url.clone();
     let (_d, stack) = variant(PROD, "full", &[("deletion_protection = true", "deletion_protection = false")]);
     let r = run(&ep, &["apply", &stack, "--yes"]);
     ok(&r, 0, "apply from empty");
-    assert!(r.1.contains("33 added"), "{}", r.1);
+    assert!(r.1.contains("34 added"), "{}", r.1);
     let calls = proxy.take_calls();
     let r = run(&ep, &["plan", &stack]);
     ok(&r, 0, "plan after apply");
@@ -1382,7 +1420,7 @@ async fn the_full_production_stack() {
     for c in &plan_calls {
         *by_action.entry(c.action.rsplit('.').next().unwrap_or(&c.action)).or_default() += 1;
     }
-    eprintln!("plan of the in-sync production stack: {} calls for 33 resources: {by_action:?}", plan_calls.len());
+    eprintln!("plan of the in-sync production stack: {} calls for 34 resources: {by_action:?}", plan_calls.len());
     let out: serde_json::Value = serde_json::from_str(&run(&ep, &["outputs", &stack, "--json"]).1).unwrap();
     assert!(out["load_balancer.web"]["url"].as_str().is_some_and(|u| u.starts_with("http://")), "the map's URL: {out}");
     let replica = calls.iter().find(|c| c.action.ends_with("UpdateTable") && c.body.contains("eu-west-1"));
@@ -1432,6 +1470,7 @@ async fn the_full_production_stack() {
 async fn killed_full_applies_converge_without_duplicates() {
     let moto = Moto::start().await;
     let proxy = Proxy::start(&moto.url).await;
+    common::registry();
     proxy.emulate_global_tables();
     proxy.emulate_ecs_deployments();
     proxy.set_faults(0.0, Duration::from_millis(10));
@@ -1487,6 +1526,7 @@ async fn killed_full_applies_converge_without_duplicates() {
 async fn throttled_full_stack_in_order() {
     let moto = Moto::start().await;
     let proxy = Proxy::start(&moto.url).await;
+    common::registry();
     proxy.emulate_global_tables();
     proxy.emulate_ecs_deployments();
     proxy.set_faults(0.3, Duration::from_millis(5));
@@ -1558,6 +1598,7 @@ async fn each_role_grants_exactly_what_its_service_calls() {
     assert!(moto.ec2().describe_vpcs().send().await.is_err(), "enforcement is on: unknown keys are refused");
 
     let proxy = Proxy::start(&moto.url).await;
+    common::registry();
     proxy.emulate_global_tables();
     proxy.emulate_ecs_deployments();
     let (_d, stack) = variant(PROD, "lp", &[]);

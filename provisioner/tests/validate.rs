@@ -247,6 +247,17 @@ const CORPUS: &[(&str, &str, &str, &str)] = &[
         "bad-file",
     ),
     ("unknown field of a service", "health_check_grace = 30", "grace = 30", "unknown-field"),
+    ("an image's digest written by hand", "package = \"quake\"", "package = \"quake\"\ndigest = \"sha256:00\"", "derived-field"),
+    (
+        "an image from a package and a binary built elsewhere",
+        "package = \"quake\"",
+        "package = \"quake\"\nexecutable = \"target/release/quake\"",
+        "image-source",
+    ),
+    ("an image from nothing", "package = \"quake\"\n", "", "image-source"),
+    ("an image for an unknown CPU", "package = \"quake\"", "package = \"quake\"\narchitecture = \"riscv\"", "bad-value"),
+    ("a relative path in an image", "\"/assets/web/app.js\" =", "\"assets/web/app.js\" =", "image-path"),
+    ("an image in a missing repository", "repository = \"ecr_repository.quake\"", "repository = \"ecr_repository.quack\"", "missing-reference"),
 ];
 
 #[test]
@@ -396,7 +407,7 @@ fn cli_validate_exit_codes_and_rendering() {
     let out = cli(&["--color", "never", "validate", bad.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("bad.toml:32:2: unknown resource kind `vcp`"), "{err}");
+    assert!(err.contains("bad.toml:31:2: unknown resource kind `vcp`"), "{err}");
     assert!(err.contains("did you mean `vpc`?"), "{err}");
     assert!(err.contains("[vcp.main]"), "the source line: {err}");
     let var = cli(&["validate", "--var", "admin_cidr=nonsense"]);

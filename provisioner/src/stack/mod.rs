@@ -123,6 +123,42 @@ fn collect_refs(ty: &FieldType, v: &Val, span: &Span, f: &mut dyn FnMut(&str, Sp
     }
 }
 
+impl Stack {
+    /// Fills in every derived field ([`crate::schema::Field::derived`]) of every resource from
+    /// its kind (an image's digest, by building the image): once per command, before a plan.
+    pub fn derive(&mut self) -> Result<(), String> {
+        let dir = std::path::Path::new(&self.file).parent().map(std::path::Path::to_path_buf).unwrap_or_default();
+        let wants: Vec<Option<serde_json::Value>> = self
+            .resources
+            .iter()
+            .map(|r| {
+                r.kind.fields.iter().any(|f| f.derived).then(|| {
+                    // What a kind is handed: its own fields, not the common ones.
+                    let mut want = crate::plan::desired(r, self);
+                    if let Some(m) = want.as_object_mut() {
+                        crate::schema::COMMON.iter().for_each(|f| drop(m.remove(f.name)));
+                    }
+                    want
+                })
+            })
+            .collect();
+        for (r, want) in self.resources.iter_mut().zip(wants) {
+            let Some(want) = want else { continue };
+            let got = r.kind.ops.derive(&want, &dir).map_err(|e| format!("{}: {e}", r.address()))?;
+            for f in r.kind.fields.iter().filter(|f| f.derived) {
+                let v = match got.get(f.name) {
+                    Some(serde_json::Value::String(s)) => Val::Str(s.clone()),
+                    Some(serde_json::Value::Bool(b)) => Val::Bool(*b),
+                    Some(serde_json::Value::Number(n)) if n.is_i64() => Val::Int(n.as_i64().unwrap_or_default()),
+                    other => return Err(format!("{}: the kind derived no {} ({other:?})", r.address(), f.name)),
+                };
+                r.fields.insert(f.name.to_owned(), (v, r.span.clone()));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A stack for unit tests, which must be valid.
 #[cfg(test)]
 pub(crate) fn test_stack(src: &str) -> Stack {

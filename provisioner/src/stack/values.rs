@@ -103,6 +103,15 @@ impl Ctx<'_> {
                 );
                 continue;
             };
+            if f.derived {
+                d.error(
+                    "derived-field",
+                    kspan,
+                    format!("{path}.{k} is computed by the provisioner, not written: {}", f.doc),
+                    Some(format!("remove `{k}`; other resources read it as `${{{path}.{k}}}`")),
+                );
+                continue;
+            }
             let val = self.value(&f.ty, v, &format!("{path}.{k}"), d).unwrap_or(Val::Invalid);
             out.insert(k.to_owned(), (val, span));
         }

@@ -420,6 +420,9 @@ pub fn cli(endpoint: &str) -> Command {
         .env_remove("AWS_PROFILE")
         .env("NO_COLOR", "1")
         .stdin(Stdio::null());
+    if let Some(r) = REGISTRY.get() {
+        c.env("PROVISIONER_REGISTRY_ENDPOINT", &r.url);
+    }
     c
 }
 
@@ -571,4 +574,96 @@ pub fn envelope(unid: &str, now_us: i64, arrival: i64) -> quake::model::Envelope
         source_catalog: None,
     };
     quake::model::Envelope { action: quake::model::Action::Create, arrival, source: "t".into(), event }
+}
+
+/// moto's ECR password for its default account (`GetAuthorizationToken` gives `AWS:<this>`).
+pub const ECR_PASSWORD: &str = "123456789012-auth-token";
+
+/// CNCF distribution (Debian's `docker-registry`) on a free port with its own configuration:
+/// filesystem storage in a temporary directory, deletes enabled, htpasswd user `AWS` with
+/// moto's ECR password. moto has the ECR API but no registry endpoint; the provisioner is
+/// pointed here with `PROVISIONER_REGISTRY_ENDPOINT` (see [`cli`]). One per test process,
+/// started on first use: any test's repositories fit beside any other's.
+pub struct LocalRegistry {
+    pub url: String,
+    /// `host:port`, as skopeo names it.
+    pub host: String,
+    /// Its wrapper's stdin: when this process exits, the pipe closes and the wrapper stops the
+    /// registry and removes its directory, so no registry outlives its tests.
+    _alive: Mutex<std::process::ChildStdin>,
+}
+
+static REGISTRY: std::sync::OnceLock<LocalRegistry> = std::sync::OnceLock::new();
+
+/// The test process's registry, started on first use.
+pub fn registry() -> &'static LocalRegistry {
+    REGISTRY.get_or_init(|| {
+        let bin = "/usr/bin/docker-registry";
+        assert!(std::path::Path::new(bin).exists(), "{bin} not found: run `make deps` (Debian package docker-registry)");
+        let dir = tempfile::tempdir().unwrap().keep();
+        let hash = bcrypt::hash(ECR_PASSWORD, 4).unwrap();
+        std::fs::write(dir.join("htpasswd"), format!("AWS:{hash}\n")).unwrap();
+        let port = free_port();
+        let config = format!(
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {root}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: test-{port}\nauth:\n  htpasswd:\n    realm: test\n    path: {htpasswd}\n",
+            root = dir.join("data").display(),
+            htpasswd = dir.join("htpasswd").display(),
+        );
+        std::fs::write(dir.join("config.yml"), config).unwrap();
+        // Never waited for: the wrapper ends by itself when this process's end closes its stdin.
+        #[allow(clippy::zombie_processes)]
+        let mut child = Command::new("sh")
+            .args(["-c", &format!("{bin} serve \"$0/config.yml\" & read _; kill $!; wait; rm -rf \"$0\"")])
+            .arg(&dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("docker-registry starts");
+        let alive = child.stdin.take().unwrap();
+        let host = format!("127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(&host).is_err() {
+            assert!(Instant::now() < deadline, "docker-registry did not listen on {host}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        LocalRegistry { url: format!("http://{host}"), host, _alive: Mutex::new(alive) }
+    })
+}
+
+impl LocalRegistry {
+    /// A registry client signed in as moto's ECR token would sign it in.
+    pub fn client(&self) -> provisioner::image::registry::Registry {
+        provisioner::image::registry::Registry::new(&self.url, Some(&base64_of(&format!("AWS:{ECR_PASSWORD}"))))
+    }
+
+    /// `skopeo` `args` (credentials and TLS flags are the caller's: `AWS:<ECR_PASSWORD>`).
+    pub fn skopeo(args: &[&str]) -> String {
+        let out = Command::new("skopeo").args(args).output().expect("skopeo runs");
+        assert!(out.status.success(), "skopeo {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+/// Standard base64 (what HTTP basic authentication and ECR's token use).
+pub fn base64_of(s: &str) -> String {
+    aws_smithy_types::base64::encode(s.as_bytes())
+}
+
+/// The `quake` binary of this build (`make test` builds every binary of the workspace first);
+/// built here when a test runs alone.
+pub fn quake_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(|d| d.parent()).unwrap().to_owned();
+    let bin = dir.join("quake");
+    if !bin.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let st = Command::new(cargo)
+            .args(["build", "-p", "quake", "--bin", "quake"])
+            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+            .status()
+            .unwrap();
+        assert!(st.success(), "cargo build -p quake");
+    }
+    bin
 }

@@ -1,10 +1,10 @@
 //! `ecr_repository`: a private image repository named `<stack>/<name>`, with immutable tags,
 //! scanning on push, and a lifecycle rule keeping the last N images.
 
-use super::{ecr, err};
+use super::{ecr, err, repositories};
 use crate::diag::Diags;
 use crate::error::{gone_ok, OpError};
-use crate::provider::{Attributes, Cx, Live, Ops, ID_TAG, STACK_TAG, tag_changes};
+use crate::provider::{Attributes, Cx, Live, Ops, ID_TAG, tag_changes};
 use crate::schema::{as_is, Field, FieldType, Kind, Update};
 use crate::stack::{Resource, Stack};
 use async_trait::async_trait;
@@ -116,43 +116,27 @@ fn tags(m: &BTreeMap<String, String>) -> Result<Vec<Tag>, OpError> {
 #[async_trait]
 impl Ops for Repository {
     async fn discover(&self, cx: &Cx) -> Result<Vec<Live>, OpError> {
-        let client = ecr(cx);
         let prefix = format!("{}/", cx.stack);
-        let mut repos = Vec::new();
-        let mut pages = client.describe_repositories().into_paginator().send();
-        while let Some(page) = pages.next().await {
-            for r in page.map_err(|e| err("DescribeRepositories", e))?.repositories() {
-                if r.repository_name().is_some_and(|n| n.starts_with(&prefix)) {
-                    repos.push(r.clone());
-                }
-            }
-        }
         let mut out = Vec::new();
-        for r in repos {
-            let (Some(name), Some(arn)) = (r.repository_name(), r.repository_arn()) else { continue };
-            let t = client.list_tags_for_resource().resource_arn(arn).send().await.map_err(|e| err("ListTagsForResource", e))?;
-            let tags: BTreeMap<String, String> = t.tags().iter().map(|t| (t.key().to_owned(), t.value().to_owned())).collect();
-            if tags.get(STACK_TAG) != Some(&cx.stack) {
-                continue;
-            }
-            let keep = match client.get_lifecycle_policy().repository_name(name).send().await.map_err(|e| err("GetLifecyclePolicy", e)) {
+        for r in repositories(cx).await? {
+            let keep = match ecr(cx).get_lifecycle_policy().repository_name(&r.name).send().await.map_err(|e| err("GetLifecyclePolicy", e)) {
                 Ok(p) => p.lifecycle_policy_text().and_then(kept),
                 Err(e) if e.is_not_found() => None,
                 Err(e) => return Err(e),
             };
-            let address = tags.get(ID_TAG).cloned().unwrap_or_else(|| format!("ecr_repository.{}", &name[prefix.len()..]));
+            let address = r.tags.get(ID_TAG).cloned().unwrap_or_else(|| format!("ecr_repository.{}", &r.name[prefix.len()..]));
             let mut outputs = Map::new();
-            outputs.insert("name".into(), json!(name));
-            outputs.insert("arn".into(), json!(arn));
-            outputs.insert("url".into(), json!(r.repository_uri()));
+            outputs.insert("name".into(), json!(r.name));
+            outputs.insert("arn".into(), json!(r.arn));
+            outputs.insert("url".into(), json!(r.uri));
             out.push(Live {
-                id: name.to_owned(),
+                id: r.name.clone(),
                 address,
                 attrs: json!({
-                    "image_tag_mutability": r.image_tag_mutability().map_or("MUTABLE", |m| m.as_str()),
-                    "scan_on_push": r.image_scanning_configuration().is_some_and(|c| c.scan_on_push()),
+                    "image_tag_mutability": r.mutability,
+                    "scan_on_push": r.scan_on_push,
                     "keep_images": keep,
-                    "tags": tags,
+                    "tags": r.tags,
                 }),
                 outputs,
             });
