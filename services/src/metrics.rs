@@ -5,8 +5,9 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SourceLabel {
@@ -23,6 +24,22 @@ pub struct StageLabel {
     pub stage: String,
 }
 
+/// An HTTP request: its route (a fixed set, so the series stay few) and status class.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    pub route: &'static str,
+    pub code: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabel {
+    pub route: &'static str,
+}
+
+/// Reads gauges that are state elsewhere (the web server's subscribers and window) when
+/// `/metrics` is scraped.
+type Sampler = Box<dyn Fn(&Metrics) + Send + Sync>;
+
 /// Every counter and gauge the services export; cheap to clone.
 #[derive(Clone)]
 pub struct Metrics {
@@ -36,6 +53,11 @@ pub struct Metrics {
     pub fdsn_events: Counter,
     pub store_retries: Counter,
     pub consumer_lag: Gauge,
+    pub http_requests: Family<HttpLabels, Counter>,
+    pub http_seconds: Family<RouteLabel, Histogram>,
+    pub sse_clients: Gauge,
+    pub window_events: Gauge,
+    sampler: Arc<OnceLock<Sampler>>,
 }
 
 impl Default for Metrics {
@@ -58,6 +80,12 @@ impl Metrics {
             fdsn_events: Counter::default(),
             store_retries: Counter::default(),
             consumer_lag: Gauge::default(),
+            http_requests: Family::default(),
+            // 0.5 ms to about 4 s: an answer from the window's cache to a slow store query.
+            http_seconds: Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.0005, 2.0, 14))),
+            sse_clients: Gauge::default(),
+            window_events: Gauge::default(),
+            sampler: Arc::default(),
         };
         r.register(
             "frames_received",
@@ -84,7 +112,33 @@ impl Metrics {
             "Messages behind the partition ends, summed over assigned partitions",
             m.consumer_lag.clone(),
         );
+        r.register("http_requests", "HTTP requests answered, by route and status class", m.http_requests.clone());
+        r.register(
+            "http_request_duration_seconds",
+            "Time to the response head, by route (a stream's lifetime is not in it)",
+            m.http_seconds.clone(),
+        );
+        r.register("sse_clients", "Browsers subscribed to the live stream", m.sse_clients.clone());
+        r.register("window_events", "Events held in the web server's window", m.window_events.clone());
         Self { registry: Arc::new(r), ..m }
+    }
+
+    /// One answered request.
+    pub fn http(&self, route: &'static str, status: u16, seconds: f64) {
+        let code = match status {
+            100..=199 => "1xx",
+            200..=299 => "2xx",
+            300..=399 => "3xx",
+            400..=499 => "4xx",
+            _ => "5xx",
+        };
+        self.http_requests.get_or_create(&HttpLabels { route, code }).inc();
+        self.http_seconds.get_or_create(&RouteLabel { route }).observe(seconds);
+    }
+
+    /// Sets `f` to run before every render (the first one set stays).
+    pub fn sample_with(&self, f: impl Fn(&Metrics) + Send + Sync + 'static) {
+        let _ = self.sampler.set(Box::new(f));
     }
 
     pub fn frame(&self, source: &str) {
@@ -105,6 +159,9 @@ impl Metrics {
 
     /// The text exposition format.
     pub fn render(&self) -> String {
+        if let Some(f) = self.sampler.get() {
+            f(self);
+        }
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = encode(&mut out, &self.registry);

@@ -446,3 +446,35 @@ async fn ten_thousand_random_query_strings_get_only_2xx_or_4xx() {
     }
     assert!(seen.get(&200).copied().unwrap_or(0) > 100 && seen.get(&400).copied().unwrap_or(0) > 100, "{seen:?}");
 }
+
+/// The web server's own numbers at `/metrics` (what the Grafana web dashboard reads): requests
+/// by route and status class, their latency, the window's size and the stream's subscribers,
+/// sampled when scraped.
+#[tokio::test]
+async fn metrics_count_requests_by_route_and_sample_the_window() {
+    let f = Fixture::new().await;
+    let ops = OpsState::default();
+    let router = app(WebState::new(f.window.clone(), f.store.clone(), assets_dir()), ops.clone());
+    for uri in ["/api/quakes", "/api/quakes?window=7d", "/api/quakes/A", "/api/quakes/nope", "/api/quakes?minmag=x"] {
+        router.clone().oneshot(Request::get(uri).body(Body::empty()).unwrap()).await.unwrap();
+    }
+    let streams = [f.window.subscribe(), f.window.subscribe()];
+    let res = router.clone().oneshot(Request::get("/metrics").body(Body::empty()).unwrap()).await.unwrap();
+    let text = String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    for line in [
+        r#"quake_http_requests_total{route="/api/quakes",code="2xx"} 2"#,
+        r#"quake_http_requests_total{route="/api/quakes",code="4xx"} 1"#,
+        r#"quake_http_requests_total{route="/api/quakes/{unid}",code="2xx"} 1"#,
+        r#"quake_http_requests_total{route="/api/quakes/{unid}",code="4xx"} 1"#,
+        r#"quake_http_request_duration_seconds_count{route="/api/quakes"} 3"#,
+        "quake_sse_clients 2",
+        "quake_window_events 5",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+    }
+    drop(streams);
+    let res = router.oneshot(Request::get("/metrics").body(Body::empty()).unwrap()).await.unwrap();
+    let text = String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    assert!(text.lines().any(|l| l == "quake_sse_clients 0"), "{text}");
+    assert!(text.lines().any(|l| l == r#"quake_http_requests_total{route="/metrics",code="2xx"} 1"#), "{text}");
+}

@@ -136,9 +136,43 @@ fn encode(body: &[u8], enc: Encoding) -> Vec<u8> {
     }
 }
 
+/// The route a request counts under in `quake_http_requests`: the API's routes, the
+/// operations endpoints, or `page` (the map page and anything else), so the series stay few.
+fn route_of(path: &str) -> &'static str {
+    match path {
+        "/api/quakes" => "/api/quakes",
+        "/api/stream" => "/api/stream",
+        "/api/config" => "/api/config",
+        "/healthz" => "/healthz",
+        "/readyz" => "/readyz",
+        "/metrics" => "/metrics",
+        p if p.starts_with("/api/quakes/") => "/api/quakes/{unid}",
+        _ => "page",
+    }
+}
+
+/// Counts and times every request answered through the router.
+async fn track(
+    State(m): State<crate::metrics::Metrics>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let route = route_of(req.uri().path());
+    let started = std::time::Instant::now();
+    let res = next.run(req).await;
+    m.http(route, res.status().as_u16(), started.elapsed().as_secs_f64());
+    res
+}
+
 /// The whole application: API, stream, map page and operations endpoints.
 pub fn app(state: WebState, ops_state: OpsState) -> Router {
     let page = ServeDir::new(&state.assets).append_index_html_on_directories(true);
+    let window = state.window.clone();
+    let metrics = ops_state.metrics.clone();
+    metrics.sample_with(move |m| {
+        m.sse_clients.set(i64::try_from(window.subscribers()).unwrap_or(i64::MAX));
+        m.window_events.set(i64::try_from(window.len()).unwrap_or(i64::MAX));
+    });
     Router::new()
         .route("/api/quakes", get(quakes_index))
         .route("/api/quakes/{unid}", get(quakes_show))
@@ -150,6 +184,7 @@ pub fn app(state: WebState, ops_state: OpsState) -> Router {
         // Pre-encoded API answers carry Content-Encoding and pass through untouched; SSE is
         // never compressed (tower-http's default predicate), everything else is.
         .layer(CompressionLayer::new())
+        .layer(axum::middleware::from_fn_with_state(metrics, track))
 }
 
 /// Client errors as JSON naming the parameter.

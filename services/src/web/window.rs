@@ -144,6 +144,11 @@ impl Window {
         self.tx.subscribe()
     }
 
+    /// Streams subscribed now (each browser on the live stream holds one).
+    pub fn subscribers(&self) -> usize {
+        self.tx.receiver_count()
+    }
+
     pub fn versions(&self) -> Versions {
         self.inner.read().expect("window lock").versions()
     }
