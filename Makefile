@@ -8,7 +8,7 @@ NOIDA_VERSION := 0.2.3
 NOIDA        := $(CACHE)/noida/bin/noida-db
 SHARED       ?= $(abspath ../shared)
 
-.PHONY: run test bench benchdeps deps sysdeps venv noida web browser registry lint clean
+.PHONY: run test bench benchdeps deps sysdeps venv noida web browser registry promtool lint clean
 
 ## run: the live map on embedded defaults (ARGS="..." passes flags to `quake run`)
 run: sysdeps web
@@ -27,7 +27,7 @@ benchdeps:
 	@command -v wrk >/dev/null && { command -v nginx >/dev/null || test -x /usr/sbin/nginx; } \
 	  || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk nginx-light; }
 
-deps: sysdeps venv noida web browser registry
+deps: sysdeps venv noida web browser registry promtool
 
 WEB    := assets/web
 VENDOR := $(WEB)/vendor
@@ -47,6 +47,11 @@ $(VENDOR)/.done: $(WEB)/package.json $(WEB)/package-lock.json
 registry:
 	@command -v docker-registry >/dev/null && command -v skopeo >/dev/null && command -v umoci >/dev/null \
 	  || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-registry skopeo umoci; }
+
+## promtool: checks the logging host's Prometheus configuration (Debian package prometheus)
+promtool:
+	@command -v promtool >/dev/null \
+	  || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; }
 
 ## browser: Debian's Chromium for the browser tests
 browser:

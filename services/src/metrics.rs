@@ -1,5 +1,6 @@
 //! Prometheus metrics of the pipeline, one registry per process, rendered at `/metrics`.
 
+use crate::store::WriteOutcome as Outcome;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -120,6 +121,17 @@ impl Metrics {
         );
         r.register("sse_clients", "Browsers subscribed to the live stream", m.sse_clients.clone());
         r.register("window_events", "Events held in the web server's window", m.window_events.clone());
+        // Every known label value at zero from the start: the series exist before the first
+        // dead letter or stale write, so `increase()` and the alerts on them see it.
+        for source in ["ws", "fdsn", "replay"] {
+            m.frames_received.get_or_create(&SourceLabel { source: source.into() });
+        }
+        for stage in ["ws", "fdsn", "replay", "consumer"] {
+            m.dead_lettered.get_or_create(&StageLabel { stage: stage.into() });
+        }
+        for o in [Outcome::Created, Outcome::Updated, Outcome::Unchanged, Outcome::Older] {
+            m.events_written.get_or_create(&OutcomeLabel { outcome: o.as_str().into() });
+        }
         Self { registry: Arc::new(r), ..m }
     }
 

@@ -1,0 +1,184 @@
+//! The logging host's configuration against what the services really export: Prometheus'
+//! configuration passes `promtool check config` (Debian `prometheus`); every metric a Grafana
+//! dashboard queries is in the `/metrics` of a running `quake` (scraped live), and every metric
+//! `quake` exports is on a dashboard; every log label a dashboard selects on is one the Alloy
+//! configuration sets, and the `unid` filter matches the services' real log lines. Loki,
+//! Grafana and Alloy are in no registry here: their files are checked by these cross-checks
+//! only (see README "Observability").
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn asset(path: &str) -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../assets")).join(path)
+}
+
+const UNID: &str = "20250305_0000090";
+const REPLAY: &str = r#"{"action": "create", "data": {"type": "Feature", "geometry": {"type": "Point", "coordinates": [28.5381, 40.115, -7.0]}, "id": "20250305_0000090", "properties": {"source_id": "1779128", "source_catalog": "EMSC-RTS", "lastupdate": "2025-03-05T10:06:56.102425Z", "time": "2025-03-05T09:45:07.0Z", "flynn_region": "WESTERN TURKEY", "lat": 40.115, "lon": 28.5381, "depth": 7.0, "evtype": "ke", "auth": "AFAD", "mag": 1.4, "magtype": "ml", "unid": "20250305_0000090"}}}
+"#;
+
+/// The series names a scrape can hold, from its `# TYPE` lines (a counter `x` is sampled as
+/// `x_total`, a histogram as `x_bucket`, `x_sum` and `x_count`).
+fn series(exposition: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for l in exposition.lines().filter_map(|l| l.strip_prefix("# TYPE ")) {
+        let mut it = l.split_whitespace();
+        let (Some(name), Some(kind)) = (it.next(), it.next()) else { continue };
+        match kind {
+            "counter" => drop(out.insert(format!("{name}_total"))),
+            "histogram" => out.extend(["bucket", "sum", "count"].map(|s| format!("{name}_{s}"))),
+            _ => drop(out.insert(name.to_owned())),
+        }
+    }
+    out
+}
+
+/// Every `quake_*` name in `expr`.
+fn metric_names(expr: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = expr;
+    while let Some(i) = rest.find("quake_") {
+        let name: String = rest[i..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+        rest = &rest[i + name.len()..];
+        out.push(name);
+    }
+    out
+}
+
+/// The label names of a LogQL stream selector `{a=~"x", b="y"} ...`.
+fn selector_labels(expr: &str) -> Vec<String> {
+    let inner = expr.split_once('{').and_then(|(_, r)| r.split_once('}')).map(|(s, _)| s).unwrap_or_default();
+    inner
+        .split(',')
+        .filter_map(|m| m.split(['=', '!']).next())
+        .map(|l| l.trim().to_owned())
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+/// (datasource type, expression) of every query of every dashboard under `assets/grafana`.
+fn dashboard_queries() -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for f in std::fs::read_dir(asset("grafana/dashboards")).unwrap() {
+        let path = f.unwrap().path();
+        let d: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap())
+            .unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()));
+        for p in d["panels"].as_array().unwrap() {
+            for t in p["targets"].as_array().into_iter().flatten() {
+                let ds = t["datasource"]["type"].as_str().unwrap_or_default().to_owned();
+                out.push((ds, t["expr"].as_str().unwrap_or_default().to_owned()));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn prometheus_configuration_passes_promtool() {
+    let out = Command::new("promtool")
+        .args(["check", "config"])
+        .arg(asset("observability/prometheus.yml"))
+        .output()
+        .expect("promtool (Debian package prometheus: run `make deps`)");
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn dashboards_query_what_the_services_export_and_label_what_alloy_sets() {
+    let dir = tempfile::tempdir().unwrap();
+    let replay = dir.path().join("replay.jsonl");
+    std::fs::write(&replay, REPLAY).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut quake = Command::new(env!("CARGO_BIN_EXE_quake"))
+        .args(["run", "--replay"])
+        .arg(&replay)
+        .args(["--replay-shift", "--backfill-hours", "0", "--log-format", "json", "--listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--db")
+        .arg(dir.path().join("q.sqlite"))
+        .env("QUAKE_ASSETS", asset("web"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(quake.stdout.take().unwrap()).lines();
+    // A stored event is logged with its unid: the logs panel's filter finds it.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let logged = loop {
+        let Some(Ok(l)) = lines.next() else { panic!("quake ended before logging the event") };
+        if l.contains(UNID) {
+            break l;
+        }
+        assert!(Instant::now() < deadline, "no log line of {UNID}");
+    };
+    let line: serde_json::Value = serde_json::from_str(&logged).expect("one JSON object per line");
+    assert!(line["level"].is_string(), "the level Alloy labels: {logged}");
+    let http = |path: &str| {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    };
+    http("/api/quakes");
+    let exposition = http("/metrics");
+    let _ = quake.kill();
+    let _ = quake.wait();
+    let exported = series(&exposition);
+    assert!(exported.len() > 10, "{exposition}");
+
+    let queries = dashboard_queries();
+    let mut used = BTreeSet::new();
+    for (ds, expr) in queries.iter().filter(|(ds, _)| ds == "prometheus") {
+        let names = metric_names(expr);
+        assert!(!names.is_empty(), "{ds} query without a quake metric: {expr}");
+        for n in names {
+            assert!(exported.contains(&n), "{n} (in `{expr}`) is not in quake's /metrics:\n{exposition}");
+            used.insert(n);
+        }
+    }
+    // No blind spot: every family quake exports is on a dashboard (histograms by their buckets).
+    let families: BTreeSet<String> = exposition
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_owned)
+        .collect();
+    for f in &families {
+        assert!(used.iter().any(|u| u.starts_with(f.as_str())), "{f} is exported but on no dashboard");
+    }
+
+    let alloy = std::fs::read_to_string(asset("observability/config.alloy")).unwrap();
+    let mut set_by_alloy: BTreeSet<String> = BTreeSet::new();
+    for l in alloy.lines().map(str::trim) {
+        if let Some(v) = l.strip_prefix("target_label").and_then(|r| r.split('"').nth(1)) {
+            set_by_alloy.insert(v.to_owned());
+        }
+        if let Some(v) = l.strip_prefix("values = {").and_then(|r| r.split('=').next()) {
+            set_by_alloy.insert(v.trim().to_owned());
+        }
+    }
+    let logql: Vec<&String> = queries.iter().filter(|(ds, _)| ds == "loki").map(|(_, e)| e).collect();
+    assert!(!logql.is_empty(), "a logs panel");
+    for expr in logql {
+        for label in selector_labels(expr) {
+            assert!(
+                set_by_alloy.contains(&label),
+                "label {label} (in `{expr}`) is set by no Alloy rule: {set_by_alloy:?}"
+            );
+        }
+        assert!(expr.contains("|= \"$unid\""), "the logs panel filters by unid: {expr}");
+    }
+}
+
+#[test]
+fn the_helpers_read_what_they_should() {
+    assert_eq!(metric_names("sum(rate(quake_a_total[5m])) / quake_b"), ["quake_a_total", "quake_b"]);
+    assert_eq!(selector_labels(r#"{service=~".+", level!="x"} |= "u""#), ["service", "level"]);
+    let s = series("# TYPE quake_x counter\n# TYPE quake_h histogram\n# TYPE quake_g gauge\n");
+    assert!(s.contains("quake_x_total") && s.contains("quake_h_bucket") && s.contains("quake_g"));
+}
