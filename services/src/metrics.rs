@@ -124,13 +124,13 @@ impl Metrics {
         // Every known label value at zero from the start: the series exist before the first
         // dead letter or stale write, so `increase()` and the alerts on them see it.
         for source in ["ws", "fdsn", "replay"] {
-            m.frames_received.get_or_create(&SourceLabel { source: source.into() });
+            drop(m.frames_received.get_or_create(&SourceLabel { source: source.into() }));
         }
         for stage in ["ws", "fdsn", "replay", "consumer"] {
-            m.dead_lettered.get_or_create(&StageLabel { stage: stage.into() });
+            drop(m.dead_lettered.get_or_create(&StageLabel { stage: stage.into() }));
         }
         for o in [Outcome::Created, Outcome::Updated, Outcome::Unchanged, Outcome::Older] {
-            m.events_written.get_or_create(&OutcomeLabel { outcome: o.as_str().into() });
+            drop(m.events_written.get_or_create(&OutcomeLabel { outcome: o.as_str().into() }));
         }
         Self { registry: Arc::new(r), ..m }
     }
