@@ -1196,6 +1196,53 @@ async fn a_load_balancer_behind_a_web_acl() {
     assert!(acls.web_acls().is_empty());
 }
 
+/// A generated secret: `apply` puts a random value into Parameter Store as a SecureString; no
+/// plan, apply, outputs or JSON plan ever shows it; a description change keeps the value; a rerun
+/// does not make another; destroy deletes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_is_generated_and_never_shown() {
+    let moto = Moto::start().await;
+    let ep = moto.url.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("stack.toml");
+    let path = path.to_str().unwrap();
+    let src = |desc: &str| {
+        format!("[stack]\nname = \"sec\"\nregion = \"eu-central-1\"\n\n[secret.admin]\ndescription = \"{desc}\"\n")
+    };
+    std::fs::write(path, src("Grafana admin")).unwrap();
+    let printed = std::cell::RefCell::new(String::new());
+    let cli = |args: &[&str], code: i32| {
+        let r = run(&ep, args);
+        ok(&r, code, &args.join(" "));
+        printed.borrow_mut().push_str(&format!("{}{}", r.1, r.2));
+    };
+    cli(&["plan", path], 2);
+    cli(&["apply", path, "--yes"], 0);
+    let ssm = moto.client::<aws_sdk_ssm::Client>(common::REGION);
+    let read = || async {
+        let p = ssm.get_parameter().name("/sec/admin").with_decryption(true).send().await.unwrap();
+        let p = p.parameter().unwrap().clone();
+        (p.r#type().cloned(), p.value().unwrap().to_owned())
+    };
+    let (kind, value) = read().await;
+    assert_eq!(kind, Some(aws_sdk_ssm::types::ParameterType::SecureString));
+    assert!(value.len() == 32 && value.chars().all(|c| c.is_ascii_alphanumeric()), "{value}");
+    cli(&["plan", path], 0);
+    cli(&["apply", path, "--yes"], 0);
+    cli(&["plan", path, "--json"], 0);
+    cli(&["outputs", path, "--json"], 0);
+    std::fs::write(path, src("Grafana admin password")).unwrap();
+    cli(&["plan", path], 2);
+    cli(&["apply", path, "--yes"], 0);
+    cli(&["plan", path], 0);
+    assert_eq!(read().await.1, value, "a description change keeps the value");
+    cli(&["destroy", path, "--yes"], 0);
+    assert!(ssm.get_parameter().name("/sec/admin").send().await.is_err(), "deleted");
+    let printed = printed.borrow();
+    assert!(printed.contains("/sec/admin"), "{printed}");
+    assert!(!printed.contains(&value), "the value was printed:\n{printed}");
+}
+
 /// An EC2 host: AMI from the public SSM parameter, IMDSv2 required, no key pair, encrypted gp3
 /// root volume, user data from a file; the volume grows in place; a changed user data file
 /// replaces the host with the new one made first.
@@ -1393,7 +1440,7 @@ async fn a_fargate_service_rolls_out_and_scales() {
     assert!(d.map(|d| d.services().iter().all(|s| s.status() != Some("ACTIVE"))).unwrap_or(true));
 }
 
-/// The whole production stack - network and application layer, 34 resources in two regions -
+/// The whole production stack - network and application layer, 35 resources in two regions -
 /// applied from empty on moto, planned empty, and destroyed with nothing the stack tagged left
 /// in any service (checked with each service's SDK). moto ignores global-table replicas and never
 /// runs a Fargate task, so the proxy EMULATES AWS's documented answers for both (labelled in
@@ -1410,7 +1457,7 @@ async fn the_full_production_stack() {
     let (_d, stack) = variant(PROD, "full", &[("deletion_protection = true", "deletion_protection = false")]);
     let r = run(&ep, &["apply", &stack, "--yes"]);
     ok(&r, 0, "apply from empty");
-    assert!(r.1.contains("34 added"), "{}", r.1);
+    assert!(r.1.contains("35 added"), "{}", r.1);
     let calls = proxy.take_calls();
     let r = run(&ep, &["plan", &stack]);
     ok(&r, 0, "plan after apply");
@@ -1420,7 +1467,7 @@ async fn the_full_production_stack() {
     for c in &plan_calls {
         *by_action.entry(c.action.rsplit('.').next().unwrap_or(&c.action)).or_default() += 1;
     }
-    eprintln!("plan of the in-sync production stack: {} calls for 34 resources: {by_action:?}", plan_calls.len());
+    eprintln!("plan of the in-sync production stack: {} calls for 35 resources: {by_action:?}", plan_calls.len());
     let out: serde_json::Value = serde_json::from_str(&run(&ep, &["outputs", &stack, "--json"]).1).unwrap();
     assert!(out["load_balancer.web"]["url"].as_str().is_some_and(|u| u.starts_with("http://")), "the map's URL: {out}");
     let replica = calls.iter().find(|c| c.action.ends_with("UpdateTable") && c.body.contains("eu-west-1"));

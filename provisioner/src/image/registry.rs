@@ -171,7 +171,13 @@ impl Registry {
                 .and_then(|l| l.to_str().ok())
                 .and_then(|l| l.split_once('<').and_then(|(_, rest)| rest.split_once('>')))
                 .map(|(u, _)| u.to_owned());
-            let body: serde_json::Value = r.json().await.map_err(|e| RegistryError {
+            let bytes = r.bytes().await.map_err(|e| RegistryError {
+                op,
+                repo: repo.to_owned(),
+                detail: e.to_string(),
+                transient: true,
+            })?;
+            let body: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| RegistryError {
                 op,
                 repo: repo.to_owned(),
                 detail: format!("not a tag list: {e}"),

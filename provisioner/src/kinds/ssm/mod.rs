@@ -1,10 +1,10 @@
-//! SSM Parameter Store: the client and its error codes. No kind of its own yet; the instance
-//! kind reads AWS's public parameters here (the current Amazon Linux 2023 AMI).
+//! SSM Parameter Store: generated secrets, the client and its error codes; the instance kind
+//! reads AWS's public parameters here (the current Amazon Linux 2023 AMI).
 
 use crate::error::{Codes, OpError};
 use crate::provider::Cx;
 
-super::kinds!();
+super::kinds!(secret);
 
 /// The SSM client of the context's region.
 pub fn ssm(cx: &Cx) -> aws_sdk_ssm::Client {
