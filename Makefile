@@ -8,7 +8,7 @@ NOIDA_VERSION := 0.2.3
 NOIDA        := $(CACHE)/noida/bin/noida-db
 SHARED       ?= $(abspath ../shared)
 
-.PHONY: run test bench benchdeps deps sysdeps venv noida web browser registry promtool lint clean
+.PHONY: run test bench benchdeps deps sysdeps venv noida web browser registry promtool cloudinit lint clean
 
 ## run: the live map on embedded defaults (ARGS="..." passes flags to `quake run`)
 run: sysdeps web
@@ -27,7 +27,7 @@ benchdeps:
 	@command -v wrk >/dev/null && { command -v nginx >/dev/null || test -x /usr/sbin/nginx; } \
 	  || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk nginx-light; }
 
-deps: sysdeps venv noida web browser registry promtool
+deps: sysdeps venv noida web browser registry promtool cloudinit
 
 WEB    := assets/web
 VENDOR := $(WEB)/vendor
@@ -52,6 +52,12 @@ registry:
 promtool:
 	@command -v promtool >/dev/null \
 	  || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; }
+
+## cloudinit: validates the hosts' user data and units (`cloud-init schema`, `systemd-analyze
+## verify`; Debian cloud-init and systemd, neither run as a service here)
+cloudinit:
+	@command -v cloud-init >/dev/null && command -v systemd-analyze >/dev/null \
+	  || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends cloud-init systemd; }
 
 ## browser: Debian's Chromium for the browser tests
 browser:

@@ -45,7 +45,7 @@ pub async fn run(stack: Stack, what: Aws, color: bool) -> u8 {
         }
         Aws::Outputs { json } => match discover(&cx, &ddb, &stack).await {
             Ok(inv) => {
-                print_outputs(&inv, json);
+                print_outputs(&stack, &inv, json);
                 0
             }
             Err(e) => fail(&format!("reading {} from AWS: {e}", stack.name)),
@@ -96,16 +96,30 @@ fn fail(msg: &str) -> u8 {
     1
 }
 
-fn print_outputs(inv: &Inventory, json: bool) {
-    let out = inv.outputs();
+/// The stack's `[outputs]` (under `"outputs"` in JSON: no address is one word), then every
+/// resource's id and outputs.
+fn print_outputs(stack: &Stack, inv: &Inventory, json: bool) {
+    let mut out = inv.outputs();
     if json {
+        let mine: serde_json::Map<String, serde_json::Value> =
+            stack.outputs.iter().map(|o| (o.name.clone(), o.render(&out).into())).collect();
+        if let Some(m) = out.as_object_mut() {
+            m.insert("outputs".into(), mine.into());
+        }
         println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
         return;
     }
+    print_stack_outputs(stack, &out);
     for (addr, o) in out.as_object().into_iter().flatten() {
         for (k, v) in o.as_object().into_iter().flatten() {
             println!("{addr}.{k} = {}", v.as_str().map_or_else(|| v.to_string(), str::to_owned));
         }
+    }
+}
+
+fn print_stack_outputs(stack: &Stack, outputs: &serde_json::Value) {
+    for o in &stack.outputs {
+        println!("{} = {}", o.name, o.render(outputs).unwrap_or_else(|| "(not known yet)".into()));
     }
 }
 
@@ -127,6 +141,10 @@ async fn apply(
     let plan = engine::plan(&target, &inv);
     print!("{}", render(&plan, color));
     if !plan.has_changes() {
+        if !destroy && !target.outputs.is_empty() {
+            println!("\nOutputs:");
+            print_stack_outputs(&target, &inv.outputs());
+        }
         return 0;
     }
     if !yes && !confirm(destroy) {
@@ -161,6 +179,16 @@ async fn apply(
             "{verb} complete after {:.1}s! Resources: {a} added, {c} changed, {d} destroyed.",
             started.elapsed().as_secs_f64()
         );
+        // Where to look now: read back, as `outputs` would show them.
+        if !destroy && !target.outputs.is_empty() {
+            match discover(cx, ddb, &target).await {
+                Ok(inv) => {
+                    println!("\nOutputs:");
+                    print_stack_outputs(&target, &inv.outputs());
+                }
+                Err(e) => eprintln!("provisioner: reading the outputs: {e}"),
+            }
+        }
         0
     } else {
         println!(

@@ -130,13 +130,22 @@ pub const REGIONS: &[&str] = &[
 ];
 
 /// Fields every kind has besides its own, declared once here.
-pub static COMMON: &[Field] = &[Field::optional(
-    "region",
-    FieldType::Enum(REGIONS),
-    None,
-    Update::Replace,
-    "Region the resource lives in, when not the stack's (a CloudFront-scope WAF or an edge function in us-east-1).",
-)];
+pub static COMMON: &[Field] = &[
+    Field::optional(
+        "region",
+        FieldType::Enum(REGIONS),
+        None,
+        Update::Replace,
+        "Region the resource lives in, when not the stack's (a CloudFront-scope WAF or an edge function in us-east-1).",
+    ),
+    Field::optional(
+        "enabled",
+        FieldType::Bool,
+        None,
+        Update::InPlace,
+        "false leaves the resource out of the stack (a switch, usually \"${var.NAME}\"): a reference to it is an error, its outputs inside strings are empty text.",
+    ),
+];
 
 /// A resource kind: the one declaration everything else reads.
 pub struct Kind {
@@ -253,7 +262,7 @@ impl FieldType {
             Self::Table(_) => "table".into(),
             Self::StringMap => "table of strings".into(),
             Self::JsonFile => "path of a JSON file, relative to the stack file".into(),
-            Self::TextFile => "path of a text file, relative to the stack file".into(),
+            Self::TextFile => "path of a text file, relative to the stack file; a template: ${var.NAME} and ${kind.name.output} are filled in".into(),
         }
     }
 

@@ -28,7 +28,7 @@ fn variant(src_path: &str, name: &str, edits: &[(&str, &str)]) -> (tempfile::Tem
         src.truncate(src.find("# Application layer").expect("prod.toml marks its application layer"));
     }
     // Files the stack names are relative to it: point them at the repository's.
-    src = src.replace("= \"../", &format!("= \"{}/", root("")));
+    src = src.replace("\"../", &format!("\"{}/", root("")));
     // Images of a small binary: what is pushed does not matter to these tests (moto runs no
     // task), and a build of the services per command would (tests/image.rs images `quake`).
     src = src.replace("package = \"quake\"", "executable = \"/usr/bin/true\"");
@@ -210,7 +210,7 @@ async fn lifecycle_of_the_production_network() {
     let (_d3, local) = variant(LOCAL, "local", &[]);
     let r = run(&ep, &["apply", &local, "--yes"]);
     ok(&r, 0, "apply local");
-    assert!(r.1.contains("29 added"), "{}", r.1);
+    assert!(r.1.contains("30 added"), "{}", r.1);
     let apply_calls = proxy.take_calls();
     assert_ordered(&apply_calls, &BTreeSet::new());
     ok(&run(&ep, &["plan", &local]), 0, "plan local");
@@ -1459,6 +1459,44 @@ async fn the_full_production_stack() {
     ok(&r, 0, "apply from empty");
     assert!(r.1.contains("35 added"), "{}", r.1);
     let calls = proxy.take_calls();
+    // One command ends with where to look: the map and Grafana on the logging host.
+    let printed = r.1.split("\nOutputs:\n").nth(1).unwrap_or_else(|| panic!("no outputs printed:\n{}", r.1));
+    let url = |name: &str| {
+        printed
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} = ")))
+            .unwrap_or_else(|| panic!("{name}: {printed}"))
+    };
+    assert!(url("map").starts_with("http://") && url("map").contains(".elb.amazonaws.com"), "{printed}");
+    let ec2 = moto.ec2();
+    let out: serde_json::Value = serde_json::from_str(&run(&ep, &["outputs", &stack, "--json"]).1).unwrap();
+    let host = |address: &str| {
+        let id = out[address]["id"].as_str().unwrap().to_owned();
+        let ec2 = ec2.clone();
+        async move {
+            let d = ec2.describe_instances().instance_ids(&id).send().await.unwrap();
+            let i = d.reservations()[0].instances()[0].clone();
+            let ud =
+                ec2.describe_instance_attribute().instance_id(&id).attribute("userData".into()).send().await.unwrap();
+            let ud =
+                ud.user_data().and_then(|u| u.value()).map(|b| aws_smithy_types::base64::decode(b).unwrap()).unwrap();
+            (i, String::from_utf8(ud).unwrap())
+        }
+    };
+    let (logging, _) = host("instance.logging").await;
+    assert_eq!(url("grafana"), format!("http://{}:3000/", logging.public_ip_address().unwrap()));
+    // The streaming host's user data as the template made it: the logging host's address, the
+    // image by the digest just pushed, the secret's name and not its value.
+    let (_, user_data) = host("instance.streaming").await;
+    assert!(user_data.contains(&format!("LOGGING_HOST={}\n", logging.private_ip_address().unwrap())), "{user_data}");
+    let digest = out["image.quake"]["digest"].as_str().unwrap();
+    let repo = out["ecr_repository.quake"]["url"].as_str().unwrap();
+    assert!(user_data.contains(&format!("QUAKE_IMAGE={repo}@{digest}\n")), "{user_data}");
+    assert!(
+        user_data.contains("GRAFANA_ADMIN_PARAMETER=/full/grafana_admin\n") && !user_data.contains("${"),
+        "{user_data}"
+    );
+    assert_eq!(out["outputs"]["grafana"], url("grafana"), "`outputs --json` carries the stack's outputs");
     let r = run(&ep, &["plan", &stack]);
     ok(&r, 0, "plan after apply");
     assert!(r.1.contains("No changes."), "{}", r.1);

@@ -449,7 +449,15 @@ fn cli_schema_docs_and_completions_come_from_the_declarations() {
 
 /// Actions that have no resource to scope them to (IAM's "resource types: none"): the only
 /// ones a production policy may grant on `*`.
-const UNSCOPED: &[&str] = &["ecr:GetAuthorizationToken"];
+/// Actions IAM has no resource type for (the Service Authorization Reference lists `*` only).
+const UNSCOPED: &[&str] = &[
+    "ecr:GetAuthorizationToken",
+    "cloudwatch:GetMetricData",
+    "cloudwatch:ListMetrics",
+    "logs:DescribeLogGroups",
+    "logs:GetQueryResults",
+    "logs:StopQuery",
+];
 
 /// Resource scoping of the production roles (moto, which enforces actions only, cannot check
 /// it): no `*` resource except for actions that have none, no wildcard actions, and every
@@ -478,4 +486,95 @@ fn production_policies_name_their_resources() {
         }
     }
     assert!(statements >= 6, "{statements} statements");
+}
+
+/// A host's user data file is a template: variables and other resources' outputs are filled in
+/// (the output making an ordering edge like any reference), `$X` stays for the shell, and a
+/// `${X}` that is neither is an error at its line of the file with the spelling to use.
+#[test]
+fn user_data_files_are_templates() {
+    let dir = tempfile_dir().join("templates");
+    std::fs::create_dir_all(&dir).unwrap();
+    let stack = dir.join("stack.toml");
+    let src = "[stack]\nname = \"t\"\nregion = \"eu-central-1\"\n\n[variables]\ntopic = \"quakes\"\n\n\
+               [vpc.main]\ncidr = \"10.0.0.0/16\"\n\n[subnet.a]\nvpc = \"vpc.main\"\ncidr = \"10.0.0.0/24\"\naz = \"a\"\n\n\
+               [instance.logging]\ninstance_type = \"t3.small\"\nsubnet = \"subnet.a\"\n\n\
+               [instance.streaming]\ninstance_type = \"t3.small\"\nsubnet = \"subnet.a\"\nuser_data = \"host.yaml\"\n";
+    std::fs::write(&stack, src).unwrap();
+    let file = stack.to_str().unwrap();
+    let good = "#cloud-config\nruncmd:\n  - echo ${var.topic} $HOME ${instance.logging.private_ip}\n";
+    std::fs::write(dir.join("host.yaml"), good).unwrap();
+    let s = load(file, src, &no_vars()).unwrap_or_else(|d| panic!("{:?}", d.items));
+    let host = s.get("instance.streaming").unwrap();
+    let text = host.fields["user_data"].0.as_str().unwrap();
+    assert_eq!(text, "#cloud-config\nruncmd:\n  - echo quakes $HOME ${instance.logging.private_ip}\n");
+    assert!(
+        s.references().iter().any(|(from, to, _)| from == "instance.streaming" && to == "instance.logging"),
+        "the output orders the hosts"
+    );
+    std::fs::write(dir.join("host.yaml"), "#cloud-config\nruncmd:\n  - echo ${HOME}\n  - echo ${var.nope}\n").unwrap();
+    let Err(d) = load(file, src, &no_vars()) else { panic!("a shell ${{HOME}} was accepted") };
+    let shell = d.items.iter().find(|x| x.code == "bad-variable").expect("bad-variable");
+    assert!(shell.message.contains("host.yaml:3:"), "{}", shell.message);
+    assert!(shell.help.as_deref().unwrap_or("").contains("`$HOME`"), "{:?}", shell.help);
+    let var = d.items.iter().find(|x| x.code == "undefined-variable").expect("undefined-variable");
+    assert!(var.message.contains("host.yaml:4:"), "{}", var.message);
+}
+
+/// A switch: `enabled = "${var.X}"` leaves a resource out; its outputs inside other strings are
+/// empty text, a reference to it is an error at the reference. Variables come from the files
+/// `variables_from` names, under the stack's own `[variables]` and the caller's.
+#[test]
+fn switches_and_variables_files() {
+    let dir = tempfile_dir().join("switches");
+    std::fs::create_dir_all(&dir).unwrap();
+    let stack = dir.join("stack.toml");
+    let file = stack.to_str().unwrap();
+    std::fs::write(
+        dir.join("pins.toml"),
+        "# pinned\nkafka_image = \"apache/kafka:4.1.1\"\nother = \"from the file\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("host.yaml"),
+        "#cloud-config\n# logging=${instance.logging.private_ip} kafka=${var.kafka_image} ${var.other}\n",
+    )
+    .unwrap();
+    let src = |extra: &str| {
+        format!(
+            "[stack]\nname = \"t\"\nregion = \"eu-central-1\"\nvariables_from = [\"pins.toml\"]\n\n\
+             [variables]\nseparate_logging = \"false\"\nother = \"from the stack\"\n\n\
+             [vpc.main]\ncidr = \"10.0.0.0/16\"\n\n[subnet.a]\nvpc = \"vpc.main\"\ncidr = \"10.0.0.0/24\"\naz = \"a\"\n\n\
+             [iam_role.logging]\nenabled = \"${{var.separate_logging}}\"\ntrusted_services = [\"ec2.amazonaws.com\"]\n\n\
+             [instance.logging]\nenabled = \"${{var.separate_logging}}\"\ninstance_type = \"t3.small\"\nsubnet = \"subnet.a\"\n\n\
+             [instance.streaming]\ninstance_type = \"t3.small\"\nsubnet = \"subnet.a\"\nuser_data = \"host.yaml\"\n{extra}"
+        )
+    };
+    let text = |s: &provisioner::stack::Stack| {
+        s.get("instance.streaming").unwrap().fields["user_data"].0.as_str().unwrap().to_owned()
+    };
+    let off = load(file, &src(""), &no_vars()).unwrap_or_else(|d| panic!("{:?}", d.items));
+    assert!(off.get("instance.logging").is_none() && off.get("iam_role.logging").is_none());
+    assert_eq!(off.disabled, ["iam_role.logging", "instance.logging"]);
+    assert_eq!(text(&off), "#cloud-config\n# logging= kafka=apache/kafka:4.1.1 from the stack\n");
+    assert!(off.references().iter().all(|(_, to, _)| to != "instance.logging"), "no edge to what is left out");
+
+    let on_vars = BTreeMap::from([("separate_logging".to_owned(), "true".to_owned())]);
+    let on = load(file, &src(""), &on_vars).unwrap_or_else(|d| panic!("{:?}", d.items));
+    assert!(on.get("instance.logging").is_some() && on.disabled.is_empty());
+    assert!(text(&on).contains("logging=${instance.logging.private_ip} "), "{}", text(&on));
+
+    let profile = "\n[iam_instance_profile.logging]\nrole = \"iam_role.logging\"\n";
+    let Err(d) = load(file, &src(profile), &no_vars()) else { panic!("a reference to a disabled role was accepted") };
+    assert!(d.items.iter().any(|x| x.code == "disabled-reference"), "{:?}", d.items);
+    assert!(load(file, &src(profile), &on_vars).is_ok());
+
+    let bad = BTreeMap::from([("separate_logging".to_owned(), "maybe".to_owned())]);
+    let Err(d) = load(file, &src(""), &bad) else { panic!("a switch of `maybe` was accepted") };
+    assert!(d.items.iter().any(|x| x.code == "wrong-type"), "{:?}", d.items);
+
+    std::fs::write(dir.join("pins.toml"), "kafka_image = \"apache/kafka:4.1.1\"\nreplicas = 2\n").unwrap();
+    let Err(d) = load(file, &src(""), &no_vars()) else { panic!("a number in a variables file was accepted") };
+    let x = d.items.iter().find(|x| x.code == "wrong-type").expect("wrong-type");
+    assert!(x.message.contains("pins.toml:2:"), "{}", x.message);
 }

@@ -120,6 +120,10 @@ pub struct WebOpts {
     /// Milliseconds between change-feed reads (in `run`, writes also wake it at once).
     #[arg(long, env = "QUAKE_FEED_POLL_MS", default_value_t = 500)]
     pub feed_poll_ms: u64,
+    /// Seconds between `Web stats.` log lines (SSE clients, events in the window); 0 = none.
+    /// On Fargate they are how these two numbers reach Grafana, through CloudWatch Logs.
+    #[arg(long, env = "QUAKE_STATS_SECS", default_value_t = 60)]
+    pub stats_secs: u64,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -164,8 +164,28 @@ async fn serve_web(
     let listener =
         tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen} (is it in use?)"))?;
     tracing::info!(url = %format!("http://{listen}/"), "Live map and API listening.");
+    if o.stats_secs > 0 {
+        tokio::spawn(log_stats(window.clone(), Duration::from_secs(o.stats_secs), shutdown.clone()));
+    }
     tokio::spawn(web::serve(listener, app, window, shutdown));
     Ok(())
+}
+
+/// A `Web stats.` line every `every`: the numbers a scrape would read from `/metrics`, for a
+/// web server nothing scrapes (a Fargate task logs to CloudWatch, and Grafana reads them there).
+async fn log_stats(window: Arc<Window>, every: Duration, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => tracing::info!(
+                sse_clients = window.subscribers(),
+                window_events = window.len(),
+                "Web stats."
+            ),
+            _ = shutdown.cancelled() => return,
+        }
+    }
 }
 
 async fn run_all(a: RunArgs) -> anyhow::Result<()> {

@@ -1,10 +1,11 @@
 //! The logging host's configuration against what the services really export: Prometheus'
 //! configuration passes `promtool check config` (Debian `prometheus`); every metric a Grafana
-//! dashboard queries is in the `/metrics` of a running `quake` (scraped live), and every metric
-//! `quake` exports is on a dashboard; every log label a dashboard selects on is one the Alloy
-//! configuration sets, and the `unid` filter matches the services' real log lines. Loki,
-//! Grafana and Alloy are in no registry here: their files are checked by these cross-checks
-//! only (see README "Observability").
+//! dashboard or alert rule queries is in the `/metrics` of a running `quake` (scraped live), and
+//! every metric `quake` exports is on a dashboard; every log label a dashboard selects on is one
+//! the Alloy configuration sets, and the `unid` filter matches the services' real log lines; the
+//! web tasks' CloudWatch panels read fields the `Web stats.` line really has. Loki, Grafana and
+//! Alloy are in no registry here: their files are checked by these cross-checks only (see
+//! README "Observability").
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
@@ -69,7 +70,9 @@ fn dashboard_queries() -> Vec<(String, String)> {
         for p in d["panels"].as_array().unwrap() {
             for t in p["targets"].as_array().into_iter().flatten() {
                 let ds = t["datasource"]["type"].as_str().unwrap_or_default().to_owned();
-                out.push((ds, t["expr"].as_str().unwrap_or_default().to_owned()));
+                // CloudWatch: a Logs Insights query, or a metric by name.
+                let expr = ["expr", "expression", "metricName"].iter().find_map(|k| t[*k].as_str()).unwrap_or_default();
+                out.push((ds, expr.to_owned()));
             }
         }
     }
@@ -100,6 +103,7 @@ fn dashboards_query_what_the_services_export_and_label_what_alloy_sets() {
         .arg("--db")
         .arg(dir.path().join("q.sqlite"))
         .env("QUAKE_ASSETS", asset("web"))
+        .env("QUAKE_STATS_SECS", "1")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -116,6 +120,15 @@ fn dashboards_query_what_the_services_export_and_label_what_alloy_sets() {
     };
     let line: serde_json::Value = serde_json::from_str(&logged).expect("one JSON object per line");
     assert!(line["level"].is_string(), "the level Alloy labels: {logged}");
+    // The web tasks' numbers on Fargate: a `Web stats.` line, read by CloudWatch Logs Insights.
+    let stats = loop {
+        let Some(Ok(l)) = lines.next() else { panic!("quake ended before a Web stats. line") };
+        let v: serde_json::Value = serde_json::from_str(&l).unwrap();
+        if v["message"] == "Web stats." {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "no Web stats. line");
+    };
     let http = |path: &str| {
         use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -152,6 +165,30 @@ fn dashboards_query_what_the_services_export_and_label_what_alloy_sets() {
         assert!(used.iter().any(|u| u.starts_with(f.as_str())), "{f} is exported but on no dashboard");
     }
 
+    // CloudWatch: Logs Insights queries filter the lines by their message and read fields those
+    // lines have; metrics are the load balancer's, by their documented names.
+    for (_, q) in queries.iter().filter(|(ds, _)| ds == "cloudwatch") {
+        if let Some(f) = q.split("filter message = \"").nth(1).and_then(|r| r.split('"').next()) {
+            assert_eq!(stats["message"], f, "`{q}` filters lines by a message quake logs");
+            let mut read = 0;
+            for (before, after) in q.split('(').zip(q.split('(').skip(1)) {
+                if ["sum", "max", "min", "avg"].iter().any(|f| before.ends_with(f)) {
+                    let field = after.split(')').next().unwrap_or_default();
+                    assert!(stats[field].is_u64(), "`{q}` reads {field}, not a number of {stats}");
+                    read += 1;
+                }
+            }
+            assert!(read >= 2, "`{q}`: SSE clients and window size");
+        } else if let Some(rest) = q.strip_prefix("fields ") {
+            let wanted = rest.split('|').next().unwrap_or_default();
+            for field in wanted.split(',').map(str::trim).filter(|f| !f.starts_with('@')) {
+                assert!(!line[field].is_null(), "`{q}` reads {field}, which the logged event has not: {logged}");
+            }
+        } else {
+            assert!(ALB_METRICS.contains(&q.as_str()), "{q} is not a metric of AWS/ApplicationELB");
+        }
+    }
+
     let alloy = std::fs::read_to_string(asset("observability/config.alloy")).unwrap();
     let mut set_by_alloy: BTreeSet<String> = BTreeSet::new();
     for l in alloy.lines().map(str::trim) {
@@ -172,6 +209,87 @@ fn dashboards_query_what_the_services_export_and_label_what_alloy_sets() {
             );
         }
         assert!(expr.contains("|= \"$unid\""), "the logs panel filters by unid: {expr}");
+    }
+}
+
+/// Metrics of AWS/ApplicationELB the web dashboard and the 5xx alert use (CloudWatch's
+/// "CloudWatch metrics for your Application Load Balancer").
+const ALB_METRICS: &[&str] =
+    &["RequestCount", "TargetResponseTime", "HTTPCode_Target_5XX_Count", "HTTPCode_ELB_5XX_Count"];
+
+/// The alert rules the logging host provisions: the ones the issue names, each on a data source
+/// Grafana is given, on metrics that exist (the services' scraped live; the host's from the
+/// collector Alloy enables), to the contact point the host fills in.
+#[test]
+fn alert_rules_watch_what_exists() {
+    let rules: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(asset("grafana/alerting/quake.json")).unwrap()).unwrap();
+    let sources = std::fs::read_to_string(asset("grafana/datasources.yaml")).unwrap();
+    let uids: BTreeSet<&str> = sources.lines().filter_map(|l| l.trim().strip_prefix("uid: ")).collect();
+    let mut seen = BTreeSet::new();
+    let mut names = BTreeSet::new();
+    for r in rules["groups"][0]["rules"].as_array().unwrap() {
+        seen.insert(r["uid"].as_str().unwrap().to_owned());
+        for q in r["data"].as_array().unwrap() {
+            let uid = q["datasourceUid"].as_str().unwrap();
+            assert!(uid == "__expr__" || uids.contains(uid), "{}: data source {uid} is not provisioned", r["uid"]);
+            if let Some(expr) = q["model"]["expr"].as_str() {
+                names.extend(metric_names(expr));
+                if expr.contains("node_") {
+                    assert!(expr.contains("node_filesystem_avail_bytes") && expr.contains("by (host)"), "{expr}");
+                }
+            }
+            if let Some(m) = q["model"]["metricName"].as_str() {
+                assert!(ALB_METRICS.contains(&m), "{m}");
+            }
+        }
+    }
+    let wanted =
+        ["quake-no-event-stored", "quake-dead-letters", "quake-consumer-lag", "quake-web-5xx", "quake-host-disk"];
+    assert_eq!(seen, wanted.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>());
+    let alloy = std::fs::read_to_string(asset("observability/config.alloy")).unwrap();
+    assert!(
+        alloy.contains("\"filesystem\"") && alloy.contains("target_label = \"host\""),
+        "the disk rule's metric and label"
+    );
+    assert_eq!(rules["contactPoints"][0]["receivers"][0]["settings"]["addresses"], "@ALERT_EMAIL@");
+
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut quake = Command::new(env!("CARGO_BIN_EXE_quake"))
+        .args(["run", "--backfill-hours", "0", "--listen", &format!("127.0.0.1:{port}"), "--db"])
+        .arg(dir.path().join("q.sqlite"))
+        .env("EMSC_WS_URL", "ws://127.0.0.1:9/")
+        .env("EMSC_FDSN_URL", "http://127.0.0.1:9/")
+        .env("QUAKE_ASSETS", asset("web"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let exposition = scrape(port);
+    let _ = quake.kill();
+    let _ = quake.wait();
+    let exported = series(&exposition);
+    for n in &names {
+        assert!(exported.contains(n), "alert rule metric {n} is not in quake's /metrics:\n{exposition}");
+    }
+    assert!(names.len() >= 3, "{names:?}");
+}
+
+/// `/metrics` of the quake on `port`, once it answers.
+fn scrape(port: u16) -> String {
+    use std::io::{Read, Write};
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            let _ = write!(s, "GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+            let mut out = String::new();
+            if s.read_to_string(&mut out).is_ok() && out.starts_with("HTTP/1.1 200") {
+                return out;
+            }
+        }
+        assert!(Instant::now() < deadline, "quake's /metrics did not answer");
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

@@ -28,6 +28,13 @@ fn ref_value(stack: &Stack, ty: &FieldType, v: &Val, span: &Span, from: &str, fi
                     format!("{from}.{field} must refer to a {} , not `{s}`", kinds.join(" or ")),
                     Some(format!("write \"{}.<name>\"", kinds[0])),
                 );
+            } else if stack.disabled.iter().any(|x| x == s) {
+                d.error(
+                    "disabled-reference",
+                    span.clone(),
+                    format!("{from}.{field} refers to `{s}`, which is disabled (enabled = false)"),
+                    Some(format!("enable `{s}`, or disable `{from}` with it")),
+                );
             } else if stack.get(s).is_none() {
                 let same: Vec<String> =
                     stack.resources.iter().filter(|r| r.kind.name == kind).map(Resource::address).collect();
@@ -72,36 +79,43 @@ pub(super) fn outputs(stack: &Stack, d: &mut Diags) {
             strings(v, s, &mut found);
         }
         for (s, span) in found {
-            for (address, output) in crate::schema::interpolations(s) {
-                let Some(target) = stack.get(address) else {
-                    let names: Vec<String> = stack.resources.iter().map(Resource::address).collect();
-                    d.error(
-                        "missing-reference",
-                        span.clone(),
-                        format!("{} uses `${{{address}.{output}}}`, but `{address}` is not in this stack", r.address()),
-                        closest(address, names.iter().map(String::as_str))
-                            .or(Some(format!("declare [{address}] or use an existing resource"))),
-                    );
-                    continue;
-                };
-                let outputs: Vec<&str> = target.kind.outputs.iter().map(|(n, _)| *n).collect();
-                if output != "id" && !outputs.contains(&output) {
-                    d.error(
-                        "unknown-output",
-                        span.clone(),
-                        format!(
-                            "{} uses `${{{address}.{output}}}`, but a {} has no output `{output}`",
-                            r.address(),
-                            target.kind.name
-                        ),
-                        closest(output, outputs.iter().copied()).or(Some(format!(
-                            "outputs of {}: {}",
-                            target.kind.name,
-                            outputs.join(", ")
-                        ))),
-                    );
-                }
-            }
+            interpolations(stack, &r.address(), s, span, d);
+        }
+    }
+}
+
+/// The same for the texts of `[outputs]`.
+pub(super) fn stack_outputs(stack: &Stack, d: &mut Diags) {
+    for o in &stack.outputs {
+        interpolations(stack, &format!("outputs.{}", o.name), &o.template, &o.span, d);
+    }
+}
+
+fn interpolations(stack: &Stack, from: &str, s: &str, span: &Span, d: &mut Diags) {
+    for (address, output) in crate::schema::interpolations(s) {
+        let Some(target) = stack.get(address) else {
+            let names: Vec<String> = stack.resources.iter().map(Resource::address).collect();
+            d.error(
+                "missing-reference",
+                span.clone(),
+                format!("{from} uses `${{{address}.{output}}}`, but `{address}` is not in this stack"),
+                closest(address, names.iter().map(String::as_str))
+                    .or(Some(format!("declare [{address}] or use an existing resource"))),
+            );
+            continue;
+        };
+        let outputs: Vec<&str> = target.kind.outputs.iter().map(|(n, _)| *n).collect();
+        if output != "id" && !outputs.contains(&output) {
+            d.error(
+                "unknown-output",
+                span.clone(),
+                format!("{from} uses `${{{address}.{output}}}`, but a {} has no output `{output}`", target.kind.name),
+                closest(output, outputs.iter().copied()).or(Some(format!(
+                    "outputs of {}: {}",
+                    target.kind.name,
+                    outputs.join(", ")
+                ))),
+            );
         }
     }
 }
@@ -185,8 +199,15 @@ mod tests {
 
     #[test]
     fn cycles_are_found_with_their_path_and_chains_are_not() {
-        let stack =
-            |rs| Stack { file: "t".into(), name: "t".into(), region: "r".into(), tags: BTreeMap::new(), resources: rs };
+        let stack = |rs| Stack {
+            file: "t".into(),
+            name: "t".into(),
+            region: "r".into(),
+            tags: BTreeMap::new(),
+            resources: rs,
+            disabled: vec![],
+            outputs: vec![],
+        };
         let mut d = Diags::default();
         cycles(
             &stack(vec![node("a", Some("node.b"), 1), node("b", Some("node.c"), 5), node("c", Some("node.a"), 9)]),

@@ -2,7 +2,7 @@
 //! tables of the known kinds; then the checks across resources.
 
 use super::values::Ctx;
-use super::{checks, Resource, Span, Stack};
+use super::{checks, Resource, Span, Stack, StackOutput, Val};
 use crate::diag::{closest, Diags};
 use crate::schema::{Kind, COMMON};
 use std::collections::BTreeMap;
@@ -28,14 +28,16 @@ pub fn parse(kinds: &[&'static Kind], file: &str, src: &str, vars: &BTreeMap<Str
     let root = doc.as_table();
     let whole = 0..src.len().min(1);
 
-    let variables = variables(root, src, vars, &mut d);
     let dir = std::path::Path::new(file).parent().unwrap_or(std::path::Path::new("."));
+    let variables = variables(root, src, dir, vars, &mut d);
     let ctx = Ctx { src, vars: &variables, dir };
     let (name, region, tags) = header(root, &ctx, whole, &mut d);
-    let resources = resources(root, kinds, &ctx, &mut d);
-    let stack = Stack { file: file.to_owned(), name, region, tags, resources };
+    let (resources, disabled) = resources(root, kinds, &ctx, &mut d);
+    let outputs = stack_outputs(root, &ctx, &disabled, &mut d);
+    let stack = Stack { file: file.to_owned(), name, region, tags, resources, disabled, outputs };
     checks::references(&stack, &mut d);
     checks::outputs(&stack, &mut d);
+    checks::stack_outputs(&stack, &mut d);
     checks::cycles(&stack, &mut d);
     for r in &stack.resources {
         (r.kind.check)(r, &stack, &mut d);
@@ -48,15 +50,35 @@ pub fn parse(kinds: &[&'static Kind], file: &str, src: &str, vars: &BTreeMap<Str
     }
 }
 
-/// `[variables]` (the defaults of `${var.NAME}`), overridden by `vars`. Read first: resources
-/// may use them anywhere in a string.
+/// The variables (`${var.NAME}`): the files `stack.variables_from` names (shared data such as
+/// the pinned images), then `[variables]`, then `vars`, each overriding the one before. Read
+/// first: resources may use them anywhere in a string.
 fn variables(
     root: &toml_edit::Table,
     src: &str,
+    dir: &std::path::Path,
     vars: &BTreeMap<String, String>,
     d: &mut Diags,
 ) -> BTreeMap<String, String> {
     let mut variables: BTreeMap<String, String> = BTreeMap::new();
+    if let Some(item) = root.get("stack").and_then(|s| s.get("variables_from")) {
+        let span = item_span(item, src);
+        let files: Option<Vec<&str>> =
+            item.as_array().map(|a| a.iter().map(Value::as_str).collect::<Option<Vec<_>>>()).unwrap_or(None);
+        match files {
+            Some(files) => {
+                for f in files {
+                    variables_file(&dir.join(f), f, span.clone(), &mut variables, d);
+                }
+            }
+            None => d.error(
+                "wrong-type",
+                span,
+                "`stack.variables_from` must be an array of paths",
+                Some("e.g. variables_from = [\"../assets/pins.toml\"]".into()),
+            ),
+        }
+    }
     if let Some(item) = root.get("variables") {
         match item.as_table_like() {
             Some(t) => {
@@ -81,6 +103,50 @@ fn variables(
         variables.insert(k.clone(), v.clone());
     }
     variables
+}
+
+/// One variables file: a TOML table of strings (`name = "value"`), its problems reported at
+/// `variables_from` with the file's own line.
+fn variables_file(path: &std::path::Path, rel: &str, span: Span, into: &mut BTreeMap<String, String>, d: &mut Diags) {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            d.error(
+                "bad-file",
+                span,
+                format!("variables_from \"{rel}\": cannot read {}: {e}", path.display()),
+                Some("the path is relative to the stack file".into()),
+            );
+            return;
+        }
+    };
+    let line = |at: usize| text[..at.min(text.len())].matches('\n').count() + 1;
+    let doc = match toml_edit::Document::parse(text.as_str()) {
+        Ok(doc) => doc,
+        Err(e) => {
+            let at = e.span().map_or(0, |s| s.start);
+            d.error(
+                "bad-file",
+                span,
+                format!("{rel}:{}: not valid TOML: {}", line(at), e.message().trim()),
+                Some(format!("fix {rel}")),
+            );
+            return;
+        }
+    };
+    for (k, v) in doc.as_table().iter() {
+        match v.as_value().and_then(Value::as_str) {
+            Some(s) => {
+                into.insert(k.to_owned(), s.to_owned());
+            }
+            None => d.error(
+                "wrong-type",
+                span.clone(),
+                format!("{rel}:{}: variable `{k}` must be a string", v.span().map_or(0, |s| line(s.start))),
+                Some(format!("write it in quotes in {rel}")),
+            ),
+        }
+    }
 }
 
 /// `[stack]`: name, region and tags.
@@ -127,12 +193,14 @@ fn header(
                         }
                         None => d.error("wrong-type", span, "`stack.tags` must be a table of strings", None),
                     },
+                    // Read with the variables, before everything else.
+                    "variables_from" => {}
                     other => d.error(
                         "unknown-field",
                         key_span(t.get_key_value(other).map(|(k, _)| k), src).unwrap_or(span),
                         format!("unknown field `stack.{other}`"),
-                        closest(other, ["name", "region", "tags"])
-                            .or(Some("`[stack]` has name, region and tags".into())),
+                        closest(other, ["name", "region", "tags", "variables_from"])
+                            .or(Some("`[stack]` has name, region, tags and variables_from".into())),
                     ),
                 }
             }
@@ -164,12 +232,46 @@ fn header(
     (name, region, tags)
 }
 
-/// The resource tables `[kind.name]` of the known kinds, each field read by its declaration.
-fn resources(root: &toml_edit::Table, kinds: &[&'static Kind], ctx: &Ctx<'_>, d: &mut Diags) -> Vec<Resource> {
+/// The resource tables `[kind.name]` of the known kinds, each field read by its declaration;
+/// and the addresses of those left out with `enabled = false`, whose outputs inside the others'
+/// strings become empty text (a host's user data sees "no logging host" as an empty address).
+fn resources(
+    root: &toml_edit::Table,
+    kinds: &[&'static Kind],
+    ctx: &Ctx<'_>,
+    d: &mut Diags,
+) -> (Vec<Resource>, Vec<String>) {
+    let (mut resources, disabled) = read_resources(root, kinds, ctx, d);
+    if !disabled.is_empty() {
+        let off = |a: &str, _: &str| disabled.iter().any(|x| x == a).then(String::new);
+        for r in &mut resources {
+            for (v, _) in r.fields.values_mut() {
+                blank(v, &off);
+            }
+        }
+    }
+    (resources, disabled)
+}
+
+fn blank(v: &mut Val, off: &dyn Fn(&str, &str) -> Option<String>) {
+    match v {
+        Val::Str(s) => *s = crate::schema::substitute(s, off),
+        Val::List(items) => items.iter_mut().for_each(|(i, _)| blank(i, off)),
+        Val::Table(t) => t.values_mut().for_each(|(i, _)| blank(i, off)),
+        _ => {}
+    }
+}
+
+fn read_resources(
+    root: &toml_edit::Table,
+    kinds: &[&'static Kind],
+    ctx: &Ctx<'_>,
+    d: &mut Diags,
+) -> (Vec<Resource>, Vec<String>) {
     let src = ctx.src;
-    let mut resources = Vec::new();
+    let (mut resources, mut disabled) = (Vec::new(), Vec::new());
     for (kind_name, item) in root.iter() {
-        if kind_name == "stack" || kind_name == "variables" {
+        if matches!(kind_name, "stack" | "variables" | "outputs") {
             continue;
         }
         let kspan =
@@ -203,11 +305,66 @@ fn resources(root: &toml_edit::Table, kinds: &[&'static Kind], ctx: &Ctx<'_>, d:
                 d.error("wrong-type", rspan, format!("`{kind_name}.{rname}` must be a table"), None);
                 continue;
             };
-            let fields = ctx.fields(kind.fields, COMMON, rt, &format!("{kind_name}.{rname}"), rspan.clone(), d);
+            let mut fields = ctx.fields(kind.fields, COMMON, rt, &format!("{kind_name}.{rname}"), rspan.clone(), d);
+            // A switch of the loader, never a setting of the resource.
+            if let Some((Val::Bool(false), _)) = fields.remove("enabled") {
+                disabled.push(format!("{kind_name}.{rname}"));
+                continue;
+            }
             resources.push(Resource { kind, name: rname.to_owned(), span: rspan, fields });
         }
     }
-    resources
+    (resources, disabled)
+}
+
+/// `[outputs]`: `name = "text with ${kind.name.output}"`, or a list of such texts of which the
+/// first whose resources are all in the stack is used (so a switch that leaves a host out can
+/// point the same output at the host that took over its job).
+fn stack_outputs(root: &toml_edit::Table, ctx: &Ctx<'_>, disabled: &[String], d: &mut Diags) -> Vec<StackOutput> {
+    let src = ctx.src;
+    let Some(item) = root.get("outputs") else { return Vec::new() };
+    let Some(t) = item.as_table_like() else {
+        d.error(
+            "wrong-type",
+            item_span(item, src),
+            "`outputs` must be a table",
+            Some("[outputs]\nmap = \"${load_balancer.web.url}\"".into()),
+        );
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (name, v) in t.iter() {
+        let span = item_span(v, src);
+        let texts: Option<Vec<&str>> = match v.as_value() {
+            Some(Value::String(s)) => Some(vec![s.value().as_str()]),
+            Some(Value::Array(a)) => a.iter().map(Value::as_str).collect(),
+            _ => None,
+        };
+        let Some(texts) = texts.filter(|t| !t.is_empty()) else {
+            d.error(
+                "wrong-type",
+                span,
+                format!("outputs.{name} must be a text or a list of texts"),
+                Some("e.g. grafana = [\"http://${instance.logging.public_ip}:3000/\", \"...\"]".into()),
+            );
+            continue;
+        };
+        let texts: Vec<String> = texts.into_iter().filter_map(|t| ctx.subst_refs(t, span.clone(), d)).collect();
+        let usable = texts
+            .iter()
+            .find(|t| crate::schema::interpolations(t).iter().all(|(a, _)| !disabled.iter().any(|x| x == a)));
+        match usable {
+            Some(t) => out.push(StackOutput { name: name.to_owned(), template: t.clone(), span }),
+            None if !texts.is_empty() => d.error(
+                "disabled-reference",
+                span,
+                format!("every text of outputs.{name} uses a resource that is disabled"),
+                Some("add a text that uses only resources of this stack".into()),
+            ),
+            None => {}
+        }
+    }
+    out
 }
 
 pub(super) fn item_span(item: &Item, src: &str) -> Span {

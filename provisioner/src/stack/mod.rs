@@ -68,6 +68,31 @@ pub struct Stack {
     pub region: String,
     pub tags: BTreeMap<String, String>,
     pub resources: Vec<Resource>,
+    /// Addresses declared with `enabled = false`: not part of the stack.
+    pub disabled: Vec<String>,
+    /// `[outputs]`: what `apply` and `outputs` print for people.
+    pub outputs: Vec<StackOutput>,
+}
+
+/// One entry of `[outputs]` (the map's URL, Grafana's): text with `${kind.name.output}`.
+#[derive(Debug, Clone)]
+pub struct StackOutput {
+    pub name: String,
+    pub template: String,
+    pub span: Span,
+}
+
+impl StackOutput {
+    /// The text with every output filled in from `outputs` (as [`crate::engine::Inventory::outputs`]
+    /// gives them); `None` while one is not known.
+    pub fn render(&self, outputs: &serde_json::Value) -> Option<String> {
+        let known = |a: &str, o: &str| {
+            let v = outputs.get(a)?.get(o).filter(|v| !v.is_null())?;
+            Some(v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+        };
+        let s = crate::schema::substitute(&self.template, &known);
+        crate::schema::interpolations(&s).is_empty().then_some(s)
+    }
 }
 
 impl Stack {

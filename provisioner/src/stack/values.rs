@@ -20,26 +20,46 @@ impl Ctx<'_> {
     /// Replaces `${var.NAME}`; an undefined name is reported at the value (and gives `None`).
     pub(super) fn subst(&self, s: &str, span: Span, d: &mut Diags) -> Option<String> {
         let before = d.items.len();
-        let out = self.subst_inner(s, span, false, d);
+        let out = self.subst_inner(s, span, false, None, d);
         (d.items.len() == before).then_some(out)
     }
 
     /// As [`Ctx::subst`], keeping `${kind.name.output}` for the engine to fill in (checked once
     /// every resource is read).
-    fn subst_refs(&self, s: &str, span: Span, d: &mut Diags) -> Option<String> {
+    pub(super) fn subst_refs(&self, s: &str, span: Span, d: &mut Diags) -> Option<String> {
         let before = d.items.len();
-        let out = self.subst_inner(s, span, true, d);
+        let out = self.subst_inner(s, span, true, None, d);
         (d.items.len() == before).then_some(out)
     }
 
-    fn subst_inner(&self, s: &str, span: Span, refs: bool, d: &mut Diags) -> String {
+    /// A text file (a host's user data) as a template: `${var.NAME}` and `${kind.name.output}`
+    /// as in the stack file. Any other `${...}` is an error at its line of the file, so a shell
+    /// `${X}` never passes silently: the file writes `$X`.
+    fn subst_file(&self, text: &str, file: &std::path::Path, span: Span, d: &mut Diags) -> Option<String> {
+        let before = d.items.len();
+        let out = self.subst_inner(text, span, true, Some(file), d);
+        (d.items.len() == before).then_some(out)
+    }
+
+    fn subst_inner(&self, s: &str, span: Span, refs: bool, file: Option<&std::path::Path>, d: &mut Diags) -> String {
         let mut out = String::new();
         let mut rest = s;
+        // Where in a template file an error is: `path:line: `.
+        let at = |rest: &str| match file {
+            Some(f) => format!("{}:{}: ", f.display(), s[..s.len() - rest.len()].matches('\n').count() + 1),
+            None => String::new(),
+        };
         while let Some(i) = rest.find("${") {
             out.push_str(&rest[..i]);
+            let here = at(&rest[i..]);
             let after = &rest[i + 2..];
             let Some(end) = after.find('}') else {
-                d.error("bad-variable", span.clone(), "`${` without a closing `}`", Some("write ${var.NAME}".into()));
+                d.error(
+                    "bad-variable",
+                    span.clone(),
+                    format!("{here}`${{` without a closing `}}`"),
+                    Some("write ${var.NAME}".into()),
+                );
                 return out;
             };
             let expr = &after[..end];
@@ -49,7 +69,7 @@ impl Ctx<'_> {
                     None => d.error(
                         "undefined-variable",
                         span.clone(),
-                        format!("variable `{name}` is not defined"),
+                        format!("{here}variable `{name}` is not defined"),
                         closest(name, self.vars.keys().map(String::as_str)).or(Some(format!(
                             "define it under [variables], or pass --var {name}=VALUE (or PROVISIONER_VAR_{name})"
                         ))),
@@ -60,6 +80,15 @@ impl Ctx<'_> {
                     out.push_str(expr);
                     out.push('}');
                 }
+                None if refs && file.is_some() => d.error(
+                    "bad-variable",
+                    span.clone(),
+                    format!("{here}`${{{expr}}}` is neither a variable nor another resource's output"),
+                    Some(format!(
+                        "the file is a template: write ${{var.NAME}} or ${{kind.name.output}}; a shell variable as `${}`",
+                        expr.split(|c: char| !c.is_ascii_alphanumeric() && c != '_').next().unwrap_or("NAME")
+                    )),
+                ),
                 None if refs => d.error(
                     "bad-variable",
                     span.clone(),
@@ -202,10 +231,10 @@ impl Ctx<'_> {
             None
         };
         let v = item.as_value();
-        // A whole integer or choice from a variable ("${var.limit}"): the variable's text, checked
+        // A whole integer, choice or switch from a variable ("${var.limit}"): the variable's text, checked
         // like a literal. A variable that is not defined was reported by `subst`.
         let from_var = match (ty, v.and_then(Value::as_str)) {
-            (FieldType::Int { .. } | FieldType::Enum(_), Some(s)) if s.starts_with("${var.") => {
+            (FieldType::Int { .. } | FieldType::Enum(_) | FieldType::Bool, Some(s)) if s.starts_with("${var.") => {
                 Some(self.subst(s, span.clone(), d)?)
             }
             _ => None,
@@ -232,7 +261,7 @@ impl Ctx<'_> {
                         }
                     };
                     if matches!(ty, FieldType::TextFile) {
-                        return Some(Val::Str(text));
+                        return self.subst_file(&text, std::path::Path::new(&rel), span, d).map(Val::Str);
                     }
                     match serde_json::from_str(&text) {
                         Ok(j) => Some(Val::Json(j)),
@@ -249,7 +278,11 @@ impl Ctx<'_> {
                 }
                 None => wrong(d, None),
             },
-            FieldType::Bool => match v.and_then(Value::as_bool) {
+            FieldType::Bool => match v.and_then(Value::as_bool).or_else(|| match from_var.as_deref().map(str::trim) {
+                Some("true") => Some(true),
+                Some("false") => Some(false),
+                _ => None,
+            }) {
                 Some(b) => Some(Val::Bool(b)),
                 None => wrong(d, Some("write true or false, without quotes".into())),
             },

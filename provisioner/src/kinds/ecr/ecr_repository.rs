@@ -34,7 +34,10 @@ pub static KIND: Kind = Kind {
         ),
         Field::optional("tags", FieldType::StringMap, None, Update::InPlace, "Tags besides the stack's own."),
     ],
-    outputs: &[("id", "The repository's name"), ("name", "<stack>/<name>"), ("arn", "Repository ARN"), ("url", "Repository URI")],
+    outputs: &[
+        ("id", "The repository's name"), ("name", "<stack>/<name>"), ("arn", "Repository ARN"), ("url", "Repository URI"),
+        ("registry", "The registry's host (<account>.dkr.ecr.<region>.amazonaws.com): a host's credential helper is set for it"),
+    ],
     check,
     normalize: as_is,
     ops: &Repository,
@@ -128,6 +131,7 @@ impl Ops for Repository {
             let mut outputs = Map::new();
             outputs.insert("name".into(), json!(r.name));
             outputs.insert("arn".into(), json!(r.arn));
+            outputs.insert("registry".into(), json!(r.uri.split('/').next().unwrap_or_default()));
             outputs.insert("url".into(), json!(r.uri));
             out.push(Live {
                 id: r.name.clone(),
