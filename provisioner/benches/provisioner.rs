@@ -27,7 +27,7 @@ fn prod_copy(network_only: bool) -> String {
     } else {
         src = src.replace("name = \"quake-prod\"", "name = \"quake-full\"");
     }
-    let src = src.replace("= \"../", &format!("= \"{root}/"));
+    let src = src.replace("\"../", &format!("\"{root}/"));
     // The plan and apply numbers are the engine's: image a small binary (the image section
     // below images the services).
     let src = src.replace("package = \"quake\"", "executable = \"/usr/bin/true\"");
@@ -233,7 +233,7 @@ async fn images(registry: &LocalRegistry) {
     let root = format!("{}/..", env!("CARGO_MANIFEST_DIR"));
     let src = std::fs::read_to_string(format!("{root}/stacks/prod.toml")).expect("stack file");
     let path = std::env::temp_dir().join(format!("quake-bench-image-{}.toml", std::process::id()));
-    std::fs::write(&path, src.replace("= \"../", &format!("= \"{root}/"))).expect("write the stack");
+    std::fs::write(&path, src.replace("\"../", &format!("\"{root}/"))).expect("write the stack");
     let path = path.to_string_lossy().into_owned();
     let src = std::fs::read_to_string(&path).expect("stack file");
     let derive = || {

@@ -434,7 +434,7 @@ async fn broken_stacks_make_no_aws_call() {
     let moto = Moto::start().await;
     let proxy = Proxy::start(&moto.url).await;
     // The whole production file, its file paths pointed at the repository (written elsewhere).
-    let src = std::fs::read_to_string(root(PROD)).unwrap().replace("= \"../", &format!("= \"{}/", root("")));
+    let src = std::fs::read_to_string(root(PROD)).unwrap().replace("\"../", &format!("\"{}/", root("")));
     assert!(provisioner::load("prod.toml", &src, &BTreeMap::new()).is_ok(), "the copy is valid");
     let broken = [
         src.replace("memory = 512", "memory = 4096"),
