@@ -210,7 +210,7 @@ async fn lifecycle_of_the_production_network() {
     let (_d3, local) = variant(LOCAL, "local", &[]);
     let r = run(&ep, &["apply", &local, "--yes"]);
     ok(&r, 0, "apply local");
-    assert!(r.1.contains("30 added"), "{}", r.1);
+    assert!(r.1.contains("31 added"), "{}", r.1);
     let apply_calls = proxy.take_calls();
     assert_ordered(&apply_calls, &BTreeSet::new());
     ok(&run(&ep, &["plan", &local]), 0, "plan local");
@@ -1243,6 +1243,64 @@ async fn a_secret_is_generated_and_never_shown() {
     assert!(!printed.contains(&value), "the value was printed:\n{printed}");
 }
 
+/// An alerts topic: created with its e-mail subscriptions, planned empty after, an address added
+/// and one removed in place (subscribe, unsubscribe), the display name changed in place, an
+/// address that is no address refused at validation, destroyed with its subscriptions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alerts_topic_keeps_its_subscriptions() {
+    let moto = Moto::start().await;
+    let ep = moto.url.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("stack.toml");
+    let path = path.to_str().unwrap();
+    let src = |name: &str, emails: &str| {
+        format!(
+            "[stack]\nname = \"tp\"\nregion = \"eu-central-1\"\n\n[variables]\nops = \"ops@example.org\"\n\n\
+             [sns_topic.alerts]\ndisplay_name = \"{name}\"\nemail_subscriptions = [{emails}]\n"
+        )
+    };
+    let sns = moto.client::<aws_sdk_sns::Client>(common::REGION);
+    let emails = || async {
+        let topics = sns.list_topics().send().await.unwrap();
+        let arn = topics
+            .topics()
+            .iter()
+            .filter_map(|t| t.topic_arn())
+            .find(|a| a.ends_with(":tp-alerts"))
+            .unwrap()
+            .to_owned();
+        let subs = sns.list_subscriptions_by_topic().topic_arn(&arn).send().await.unwrap();
+        let mut e: Vec<String> = subs.subscriptions().iter().filter_map(|s| s.endpoint()).map(str::to_owned).collect();
+        e.sort();
+        let name = sns.get_topic_attributes().topic_arn(&arn).send().await.unwrap();
+        (e, name.attributes().and_then(|a| a.get("DisplayName")).cloned().unwrap_or_default())
+    };
+    std::fs::write(path, src("Quake alerts", "\"${var.ops}\", \"dev@example.org\"")).unwrap();
+    ok(&run(&ep, &["apply", path, "--yes"]), 0, "create");
+    assert_eq!(
+        emails().await,
+        (vec!["dev@example.org".to_owned(), "ops@example.org".to_owned()], "Quake alerts".to_owned())
+    );
+    ok(&run(&ep, &["plan", path]), 0, "in sync: subscriptions read back in any order");
+    std::fs::write(path, src("Quake", "\"${var.ops}\", \"oncall@example.org\"")).unwrap();
+    converge(&ep, path, &["~ sns_topic.alerts"]);
+    assert_eq!(
+        emails().await,
+        (vec!["oncall@example.org".to_owned(), "ops@example.org".to_owned()], "Quake".to_owned())
+    );
+    std::fs::write(path, src("Quake", "\"ops-at-example.org\"")).unwrap();
+    let r = run(&ep, &["validate", path]);
+    assert!(r.0 == 1 && r.2.contains("bad-email"), "{r:?}");
+    std::fs::write(path, src("Quake", "\"${var.ops}\"")).unwrap();
+    ok(&run(&ep, &["destroy", path, "--yes"]), 0, "destroy");
+    let topics = sns.list_topics().send().await.unwrap();
+    assert!(topics.topics().iter().all(|t| !t.topic_arn().unwrap_or_default().ends_with(":tp-alerts")));
+    assert!(
+        sns.list_subscriptions().send().await.unwrap().subscriptions().is_empty(),
+        "subscriptions go with the topic"
+    );
+}
+
 /// An EC2 host: AMI from the public SSM parameter, IMDSv2 required, no key pair, encrypted gp3
 /// root volume, user data from a file; the volume grows in place; a changed user data file
 /// replaces the host with the new one made first.
@@ -1440,7 +1498,7 @@ async fn a_fargate_service_rolls_out_and_scales() {
     assert!(d.map(|d| d.services().iter().all(|s| s.status() != Some("ACTIVE"))).unwrap_or(true));
 }
 
-/// The whole production stack - network and application layer, 35 resources in two regions -
+/// The whole production stack - network and application layer, 36 resources in two regions -
 /// applied from empty on moto, planned empty, and destroyed with nothing the stack tagged left
 /// in any service (checked with each service's SDK). moto ignores global-table replicas and never
 /// runs a Fargate task, so the proxy EMULATES AWS's documented answers for both (labelled in
@@ -1457,7 +1515,7 @@ async fn the_full_production_stack() {
     let (_d, stack) = variant(PROD, "full", &[("deletion_protection = true", "deletion_protection = false")]);
     let r = run(&ep, &["apply", &stack, "--yes"]);
     ok(&r, 0, "apply from empty");
-    assert!(r.1.contains("35 added"), "{}", r.1);
+    assert!(r.1.contains("36 added"), "{}", r.1);
     let calls = proxy.take_calls();
     // One command ends with where to look: the map and Grafana on the logging host.
     let printed = r.1.split("\nOutputs:\n").nth(1).unwrap_or_else(|| panic!("no outputs printed:\n{}", r.1));
@@ -1497,6 +1555,7 @@ async fn the_full_production_stack() {
         "{user_data}"
     );
     assert_eq!(out["outputs"]["grafana"], url("grafana"), "`outputs --json` carries the stack's outputs");
+    proxy.take_calls();
     let r = run(&ep, &["plan", &stack]);
     ok(&r, 0, "plan after apply");
     assert!(r.1.contains("No changes."), "{}", r.1);
@@ -1505,7 +1564,7 @@ async fn the_full_production_stack() {
     for c in &plan_calls {
         *by_action.entry(c.action.rsplit('.').next().unwrap_or(&c.action)).or_default() += 1;
     }
-    eprintln!("plan of the in-sync production stack: {} calls for 35 resources: {by_action:?}", plan_calls.len());
+    eprintln!("plan of the in-sync production stack: {} calls for 36 resources: {by_action:?}", plan_calls.len());
     let out: serde_json::Value = serde_json::from_str(&run(&ep, &["outputs", &stack, "--json"]).1).unwrap();
     assert!(out["load_balancer.web"]["url"].as_str().is_some_and(|u| u.starts_with("http://")), "the map's URL: {out}");
     let replica = calls.iter().find(|c| c.action.ends_with("UpdateTable") && c.body.contains("eu-west-1"));
@@ -1534,6 +1593,11 @@ async fn the_full_production_stack() {
     assert!(moto.ecr().describe_repositories().send().await.unwrap().repositories().is_empty());
     let groups = moto.logs().describe_log_groups().log_group_name_prefix("/full/").send().await.unwrap();
     assert!(groups.log_groups().is_empty());
+    let topics = moto.client::<aws_sdk_sns::Client>(common::REGION).list_topics().send().await.unwrap();
+    assert!(topics.topics().iter().all(|t| !t.topic_arn().unwrap_or_default().contains(":full-")));
+    let params =
+        moto.client::<aws_sdk_ssm::Client>(common::REGION).get_parameter().name("/full/grafana_admin").send().await;
+    assert!(params.is_err(), "the secret is deleted");
     let clusters = moto.ecs().describe_clusters().clusters("full-main").send().await.unwrap();
     assert!(clusters.clusters().iter().all(|c| c.status() != Some("ACTIVE")));
     let aas = moto.client::<aws_sdk_applicationautoscaling::Client>(common::REGION);

@@ -37,6 +37,7 @@ fn fake_output(address: &str, output: &str) -> String {
         ("log_group.web", "name") => "/quake-prod/web".into(),
         ("log_group.web", "arn") => "arn:aws:logs:eu-central-1:123456789012:log-group:/quake-prod/web".into(),
         ("load_balancer.web", "arn_suffix") => "app/quake-prod-web/50dc6c495c0c9188".into(),
+        ("sns_topic.alerts", "arn") => "arn:aws:sns:eu-central-1:123456789012:quake-prod-alerts".into(),
         other => panic!("the test has no value for {other:?}: add one"),
     }
 }
@@ -287,7 +288,9 @@ fn setup_installs_the_units_of_each_role_and_they_verify() {
         .filter(|w| !w.is_empty() && w.chars().all(|c| c.is_ascii_uppercase() || c == '_'));
     assert_eq!(placeholders.count(), 0, "placeholders left: {rules}");
     let rules: serde_json::Value = serde_json::from_str(&rules).unwrap();
-    assert_eq!(rules["contactPoints"][0]["receivers"][0]["settings"]["addresses"], "alerts@example.org");
+    let sns = &rules["contactPoints"][0]["receivers"][0]["settings"];
+    assert_eq!(sns["topic_arn"], "arn:aws:sns:eu-central-1:123456789012:quake-prod-alerts", "{sns}");
+    assert_eq!(sns["sigv4"]["region"], "eu-central-1", "the host's region, from the metadata service");
     let text = rules.to_string();
     assert!(text.contains("app/quake-prod-web/50dc6c495c0c9188") && !text.contains("@WEB_"), "{text}");
 

@@ -252,7 +252,11 @@ fn alert_rules_watch_what_exists() {
         alloy.contains("\"filesystem\"") && alloy.contains("target_label = \"host\""),
         "the disk rule's metric and label"
     );
-    assert_eq!(rules["contactPoints"][0]["receivers"][0]["settings"]["addresses"], "@ALERT_EMAIL@");
+    // E-mail through SNS, signed with the host's role: the topic and region filled in at boot.
+    let receiver = &rules["contactPoints"][0]["receivers"][0];
+    assert_eq!(receiver["type"], "sns");
+    assert_eq!(receiver["settings"]["topic_arn"], "@ALERT_TOPIC@");
+    assert!(receiver["settings"]["sigv4"].get("access_key").is_none(), "no stored credential");
 
     let dir = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();

@@ -1,0 +1,206 @@
+//! `sns_topic`: an SNS topic named `<stack>-<name>`, with e-mail subscriptions (where Grafana's
+//! alerts go: Grafana publishes with the host's role, no stored credential). AWS mails each new
+//! address a link to confirm; until then the subscription is pending, and a pending one cannot
+//! be removed (AWS drops it after three days).
+
+use super::{err, sns};
+use crate::diag::Diags;
+use crate::error::{gone_ok, OpError};
+use crate::provider::{same_set, tag_changes, Attributes, Cx, Live, Ops, ID_TAG, STACK_TAG};
+use crate::schema::{as_is, Field, FieldType, Kind, Update};
+use crate::stack::{Resource, Stack, Val};
+use async_trait::async_trait;
+use aws_sdk_sns::types::Tag;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+
+pub static KIND: Kind = Kind {
+    name: "sns_topic",
+    doc: "An SNS topic (<stack>-<name>) with e-mail subscriptions, each confirmed by its recipient.",
+    fields: &[
+        Field::optional("display_name", FieldType::String, None, Update::InPlace, "The sender name of its e-mails."),
+        Field::optional(
+            "email_subscriptions",
+            FieldType::List(&FieldType::String),
+            None,
+            Update::InPlace,
+            "Addresses that receive what is published (each confirms once, from AWS's e-mail).",
+        ),
+        Field::optional("tags", FieldType::StringMap, None, Update::InPlace, "Tags besides the stack's own."),
+    ],
+    outputs: &[("id", "The topic's ARN"), ("arn", "The topic's ARN"), ("name", "<stack>-<name>")],
+    check,
+    normalize: as_is,
+    ops: &Topic,
+};
+
+fn check(r: &Resource, _: &Stack, d: &mut Diags) {
+    let Some((Val::List(items), _)) = r.fields.get("email_subscriptions") else { return };
+    for (v, span) in items {
+        let Val::Str(a) = v else { continue };
+        // A `${...}` is checked once filled in; the rest must look like an address.
+        let plausible = a.contains("${") || a.split_once('@').is_some_and(|(u, h)| !u.is_empty() && h.contains('.'));
+        if !plausible {
+            d.error(
+                "bad-email",
+                span.clone(),
+                format!("{}: `{a}` is not an e-mail address", r.address()),
+                Some("write name@example.org".into()),
+            );
+        }
+    }
+}
+
+/// The declared shape, decoded once from `want` or `have`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Attrs {
+    display_name: Option<String>,
+    #[serde(default, deserialize_with = "crate::provider::null_as_empty")]
+    email_subscriptions: Vec<String>,
+    #[serde(default)]
+    tags: BTreeMap<String, String>,
+}
+
+impl Attributes for Attrs {}
+
+fn name_of(cx: &Cx, address: &str) -> String {
+    format!("{}-{}", cx.stack, address.strip_prefix("sns_topic.").unwrap_or(address))
+}
+
+fn tag_list(m: &BTreeMap<String, String>) -> Result<Vec<Tag>, OpError> {
+    m.iter().map(|(k, v)| Tag::builder().key(k).value(v).build().map_err(|e| OpError::fatal("Tag", e.to_string()))).collect()
+}
+
+/// A topic's e-mail subscriptions: (address, subscription ARN, or `None` while pending).
+async fn subscriptions(cx: &Cx, arn: &str) -> Result<Vec<(String, Option<String>)>, OpError> {
+    let mut out = Vec::new();
+    let mut pages = sns(cx).list_subscriptions_by_topic().topic_arn(arn).into_paginator().send();
+    while let Some(page) = pages.next().await {
+        for s in page.map_err(|e| err("ListSubscriptionsByTopic", e))?.subscriptions() {
+            if s.protocol() != Some("email") {
+                continue;
+            }
+            let Some(endpoint) = s.endpoint() else { continue };
+            let sub = s.subscription_arn().filter(|a| a.starts_with("arn:")).map(str::to_owned);
+            out.push((endpoint.to_owned(), sub));
+        }
+    }
+    Ok(out)
+}
+
+struct Topic;
+
+#[async_trait]
+impl Ops for Topic {
+    async fn discover(&self, cx: &Cx) -> Result<Vec<Live>, OpError> {
+        let client = sns(cx);
+        let prefix = format!("{}-", cx.stack);
+        let mut arns = Vec::new();
+        let mut pages = client.list_topics().into_paginator().send();
+        while let Some(page) = pages.next().await {
+            for t in page.map_err(|e| err("ListTopics", e))?.topics() {
+                let Some(arn) = t.topic_arn() else { continue };
+                if arn.rsplit(':').next().is_some_and(|n| n.starts_with(&prefix)) {
+                    arns.push(arn.to_owned());
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for arn in arns {
+            let tags = client.list_tags_for_resource().resource_arn(&arn).send().await.map_err(|e| err("ListTagsForResource", e))?;
+            let tags: BTreeMap<String, String> = tags.tags().iter().map(|t| (t.key().to_owned(), t.value().to_owned())).collect();
+            if tags.get(STACK_TAG) != Some(&cx.stack) {
+                continue;
+            }
+            let name = arn.rsplit(':').next().unwrap_or_default().to_owned();
+            let address = tags.get(ID_TAG).cloned().unwrap_or_else(|| format!("sns_topic.{}", &name[prefix.len()..]));
+            let attrs = client.get_topic_attributes().topic_arn(&arn).send().await.map_err(|e| err("GetTopicAttributes", e))?;
+            let display = attrs.attributes().and_then(|a| a.get("DisplayName")).filter(|d| !d.is_empty()).cloned();
+            let mut emails: Vec<String> = subscriptions(cx, &arn).await?.into_iter().map(|(e, _)| e).collect();
+            emails.sort();
+            let mut outputs = Map::new();
+            outputs.insert("arn".into(), json!(arn));
+            outputs.insert("name".into(), json!(name));
+            out.push(Live {
+                id: arn,
+                address,
+                attrs: json!({ "display_name": display, "email_subscriptions": emails, "tags": tags }),
+                outputs,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn create(&self, cx: &Cx, address: &str, want: &Value, _token: &str) -> Result<String, OpError> {
+        let w = Attrs::of(want)?;
+        // CreateTopic is idempotent by name: a rerun gets the same ARN back.
+        let made = sns(cx)
+            .create_topic()
+            .name(name_of(cx, address))
+            .set_attributes(w.display_name.as_ref().map(|d| [("DisplayName".to_owned(), d.clone())].into()))
+            .set_tags(Some(tag_list(&w.tags)?))
+            .send()
+            .await
+            .map_err(|e| err("CreateTopic", e))?;
+        let arn = made.topic_arn().ok_or_else(|| OpError::fatal("CreateTopic", "no topic ARN"))?.to_owned();
+        let have = subscriptions(cx, &arn).await?;
+        for e in w.email_subscriptions.iter().filter(|e| !have.iter().any(|(h, _)| h == *e)) {
+            sns(cx).subscribe().topic_arn(&arn).protocol("email").endpoint(e).send().await.map_err(|e| err("Subscribe", e))?;
+        }
+        Ok(arn)
+    }
+
+    async fn update(&self, cx: &Cx, id: &str, have: &Value, want: &Value) -> Result<(), OpError> {
+        let (h, w) = (Attrs::of(have)?, Attrs::of(want)?);
+        let client = sns(cx);
+        if h.display_name != w.display_name {
+            client
+                .set_topic_attributes()
+                .topic_arn(id)
+                .attribute_name("DisplayName")
+                .attribute_value(w.display_name.clone().unwrap_or_default())
+                .send()
+                .await
+                .map_err(|e| err("SetTopicAttributes", e))?;
+        }
+        if !same_set(&h.email_subscriptions, &w.email_subscriptions) {
+            let live = subscriptions(cx, id).await?;
+            for e in w.email_subscriptions.iter().filter(|e| !live.iter().any(|(l, _)| l == *e)) {
+                client.subscribe().topic_arn(id).protocol("email").endpoint(e).send().await.map_err(|e| err("Subscribe", e))?;
+            }
+            // A pending one has no ARN and SNS no call that removes it: it lapses after three
+            // days, and until then the plan still shows it.
+            let gone = live.iter().filter(|(l, _)| !w.email_subscriptions.contains(l)).filter_map(|(_, s)| s.as_ref());
+            for sub in gone {
+                gone_ok(client.unsubscribe().subscription_arn(sub).send().await.map_err(|e| err("Unsubscribe", e)))?;
+            }
+        }
+        let (gone, set) = tag_changes(&h.tags, &w.tags);
+        if !gone.is_empty() {
+            client.untag_resource().resource_arn(id).set_tag_keys(Some(gone)).send().await.map_err(|e| err("UntagResource", e))?;
+        }
+        if !set.is_empty() {
+            client.tag_resource().resource_arn(id).set_tags(Some(tag_list(&set)?)).send().await.map_err(|e| err("TagResource", e))?;
+        }
+        Ok(())
+    }
+
+    async fn delete(&self, cx: &Cx, id: &str, _: &Value) -> Result<(), OpError> {
+        // Deleting a topic deletes its subscriptions, pending ones included.
+        gone_ok(sns(cx).delete_topic().topic_arn(id).send().await.map_err(|e| err("DeleteTopic", e)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_typed_attributes_hold_every_declared_field() {
+        let sample = crate::schema::sample(KIND.fields);
+        assert!(Attrs::of(&sample).is_ok(), "{sample}");
+        assert!(Attrs::of(&json!({ "subscriptions": [] })).is_err());
+    }
+}
