@@ -106,6 +106,7 @@ fn user_data_passes_cloud_init_holds_no_secret_and_pins_images() {
             assert!(text.len() < 16 * 1024, "{what}: user data over EC2's 16 KB");
             assert!(!text.contains("${"), "{what}: something was not filled in:\n{text}");
 
+            assert!(!(text.contains("chmod") && text.contains("docker.sock")), "{what}: the Docker socket stays 0660");
             // No secret: no key, no password, no token; Grafana's password is a parameter name.
             let lower = text.to_lowercase();
             for bad in ["password=", "password:", "secret_access_key", "akia", "begin rsa", "begin openssh", "token="] {
@@ -324,6 +325,10 @@ fn setup_installs_the_units_of_each_role_and_they_verify() {
             .unwrap();
         // Warnings too: systemd ignores a line it cannot read and starts the unit without it.
         assert!(out.status.success() && out.stderr.is_empty(), "{unit}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    for f in std::fs::read_dir(layout.path().join("opt/quake/hosts")).unwrap() {
+        let text = std::fs::read_to_string(f.unwrap().path()).unwrap_or_default();
+        assert!(!(text.contains("chmod") && text.contains("docker.sock")), "the Docker socket stays 0660");
     }
     for s in ["setup", "grafana-password", "kafka-topics"] {
         let ok = Command::new("dash").arg("-n").arg(layout.path().join("opt/quake/hosts").join(s)).status().unwrap();
