@@ -913,6 +913,9 @@ fn proxy_body(c: &Call) -> serde_json::Value {
 async fn an_image_repository() {
     let moto = Moto::start().await;
     let proxy = Proxy::start(&moto.url).await;
+    // Discovery reads the images of every repository the stack owns over the registry API,
+    // which moto does not serve.
+    common::registry();
     let ep = proxy.url.clone();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("stack.toml");
@@ -1755,10 +1758,10 @@ async fn each_role_grants_exactly_what_its_service_calls() {
     let src = std::fs::read_to_string(&stack).unwrap();
     let src = everywhere.replace_all(&src, r#"resources = ["*"]"#);
     // moto checks the signature of real keys against a form body it encodes again, spelling
-    // spaces differently from the SDK: descriptions here go without them.
-    let described = regex_lite::Regex::new(r#"description = "([^"]*)""#).unwrap();
+    // spaces differently from the SDK: descriptions and display names here go without them.
+    let described = regex_lite::Regex::new(r#"(description|display_name) = "([^"]*)""#).unwrap();
     let src = described
-        .replace_all(&src, |c: &regex_lite::Captures<'_>| format!("description = \"{}\"", c[1].replace(' ', "_")));
+        .replace_all(&src, |c: &regex_lite::Captures<'_>| format!("{} = \"{}\"", &c[1], c[2].replace(' ', "_")));
     std::fs::write(&stack, src.as_ref()).unwrap();
     let out = common::cli(&proxy.url)
         .env("AWS_ACCESS_KEY_ID", &admin.0)

@@ -403,11 +403,16 @@ fn cli_validate_exit_codes_and_rendering() {
     assert!(String::from_utf8_lossy(&ok.stdout).contains("stacks/prod.toml: stack `quake-prod`"));
     let dir = tempfile_dir();
     let bad = dir.join("bad.toml");
-    std::fs::write(&bad, prod().replacen("[vpc.main]", "[vcp.main]", 1)).unwrap();
+    // The copy's files are the repository's: only the misspelt kind (and what refers to it).
+    let repo = concat!(env!("CARGO_MANIFEST_DIR"), "/../");
+    let src = prod().replace("\"../", &format!("\"{repo}"));
+    std::fs::write(&bad, src.replacen("[vpc.main]", "[vcp.main]", 1)).unwrap();
+    let line = src.lines().position(|l| l == "[vpc.main]").unwrap() + 1;
     let out = cli(&["--color", "never", "validate", bad.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("bad.toml:31:2: unknown resource kind `vcp`"), "{err}");
+    assert!(err.contains(&format!("bad.toml:{line}:2: unknown resource kind `vcp`")), "{err}");
+    assert!(!err.contains("bad-file"), "the files it names are found: {err}");
     assert!(err.contains("did you mean `vpc`?"), "{err}");
     assert!(err.contains("[vcp.main]"), "the source line: {err}");
     let var = cli(&["validate", "--var", "admin_cidr=nonsense"]);
