@@ -68,6 +68,16 @@ enum Cmd {
         #[command(flatten)]
         target: Target,
     },
+    /// Check the pinned third-party images against their registries (exit 1 when one moved or
+    /// cannot be read), or with --write, pin each to the digest its tag has now.
+    Pin {
+        /// The pins file.
+        #[arg(default_value = "assets/pins.toml")]
+        file: PathBuf,
+        /// Write the registries' digests into the file (comments kept).
+        #[arg(long)]
+        write: bool,
+    },
     /// Print the JSON Schema of stack files (for editors).
     Schema,
     /// Print the reference of every resource kind (Markdown).
@@ -185,6 +195,7 @@ fn main() -> ExitCode {
             }
             None => ExitCode::FAILURE,
         },
+        Cmd::Pin { file, write } => pin(&file, write),
         Cmd::Schema => {
             println!("{}", serde_json::to_string_pretty(&provisioner::docs::json_schema()).unwrap_or_default());
             ExitCode::SUCCESS
@@ -197,5 +208,55 @@ fn main() -> ExitCode {
             clap_complete::generate(shell, &mut Cli::command(), "provisioner", &mut std::io::stdout());
             ExitCode::SUCCESS
         }
+    }
+}
+
+/// `pin`: one line per image; exit 0 when every pin holds (or was written), 1 otherwise.
+fn pin(file: &std::path::Path, write: bool) -> ExitCode {
+    use provisioner::image::pin::{pin_file, Outcome};
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("provisioner: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // For a registry that wants a login (a private mirror); never printed.
+    let basic = std::env::var("PROVISIONER_PIN_AUTH").ok();
+    let results = match rt.block_on(pin_file(file, write, basic.as_deref())) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("provisioner: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (mut ok, mut moved) = (true, false);
+    for (name, outcome) in &results {
+        match outcome {
+            Outcome::Unchanged => println!("{name}: pinned digest is the tag's"),
+            Outcome::Changed { was, now } => {
+                ok &= write;
+                moved = true;
+                let was = was.as_deref().unwrap_or("no digest");
+                let verb = if write { "now pinned to" } else { "the tag is now" };
+                println!("{name}: {verb} {now} (was {was})");
+            }
+            Outcome::Failed(e) => {
+                ok = false;
+                println!("{name}: cannot check: {e}");
+            }
+        }
+    }
+    if results.is_empty() {
+        eprintln!("provisioner: {} has no NAME_image entries", file.display());
+        return ExitCode::FAILURE;
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        if moved && !write {
+            eprintln!("provisioner: run `provisioner pin --write {}` to take the registries' digests", file.display());
+        }
+        ExitCode::FAILURE
     }
 }

@@ -8,6 +8,7 @@
 //! new binary uploads one layer.
 
 mod elf;
+pub mod pin;
 pub mod registry;
 
 use flate2::{Compression, GzBuilder};
