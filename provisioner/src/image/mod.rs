@@ -341,7 +341,7 @@ pub fn build(spec: &Spec) -> Result<Image, ImageError> {
         tars.push((files.tar(spec.epoch)?, format!("files: {what}")));
     }
     let mut app = Tree::default();
-    app.file(&format!("{BIN_DIR}/{}", spec.name), read(&spec.binary)?, 0o755);
+    app.file(&format!("{BIN_DIR}/{}", spec.name), elf::strip_debug(&spec.binary, read(&spec.binary)?)?, 0o755);
     tars.push((app.tar(spec.epoch)?, spec.name.clone()));
     let created = rfc3339(spec.epoch);
     let entrypoint = format!("{BIN_DIR}/{}", spec.name);
