@@ -12,8 +12,15 @@ pub fn json_schema() -> Value {
         json!({"type": "object", "required": ["name", "region"], "additionalProperties": false, "properties": {
             "name": {"type": "string", "description": "Stack name: the provisioner:stack tag on every resource."},
             "region": {"type": "string", "description": "Default AWS region."},
-            "tags": {"type": "object", "additionalProperties": {"type": "string"}, "description": "Tags on every resource."}
+            "tags": {"type": "object", "additionalProperties": {"type": "string"}, "description": "Tags on every resource."},
+            "variables_from": {"type": "array", "items": {"type": "string"},
+                               "description": "TOML files of string variables (relative to the stack file), under [variables]."}
         }}),
+    );
+    props.insert(
+        "outputs".into(),
+        json!({"type": "object", "description": "What apply and outputs print: a text with ${kind.name.output}, or a list of texts (the first whose resources are all in the stack).",
+               "additionalProperties": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}}),
     );
     props.insert(
         "variables".into(),

@@ -266,16 +266,18 @@ impl FieldType {
         }
     }
 
-    /// JSON Schema of the type.
+    /// JSON Schema of the type. A number, choice or switch may also be one variable
+    /// (`"${var.NAME}"`), checked like a literal once filled in.
     pub fn json_schema(&self) -> Value {
+        let or_var = |t: Value| json!({"anyOf": [t, {"type": "string", "pattern": r"^\$\{var\.[A-Za-z0-9_]+\}$"}]});
         match self {
             Self::String => json!({"type": "string"}),
-            Self::Bool => json!({"type": "boolean"}),
-            Self::Int { min, max } => json!({"type": "integer", "minimum": min, "maximum": max}),
+            Self::Bool => or_var(json!({"type": "boolean"})),
+            Self::Int { min, max } => or_var(json!({"type": "integer", "minimum": min, "maximum": max})),
             Self::Cidr => {
                 json!({"type": "string", "pattern": r"^(\d{1,3}\.){3}\d{1,3}/\d{1,2}$|^\$\{var\.[A-Za-z0-9_]+\}$"})
             }
-            Self::Enum(v) => json!({"type": "string", "enum": v}),
+            Self::Enum(v) => or_var(json!({"type": "string", "enum": v})),
             Self::Ref(kinds) | Self::Peer(kinds) => {
                 let alts = kinds.join("|");
                 json!({"type": "string", "pattern": format!(r"^({alts})\.[A-Za-z0-9_-]+$")})

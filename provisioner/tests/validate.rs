@@ -448,13 +448,39 @@ fn cli_schema_docs_and_completions_come_from_the_declarations() {
     let docs = String::from_utf8(cli(&["docs"]).stdout).unwrap();
     assert!(docs.contains("| `cidr` | IPv4 CIDR such as \"10.0.0.0/16\" | yes |  | forces replacement |"), "{docs}");
     assert!(docs.contains("`ingress[].protocol`"));
+    // The real stacks pass the schema, as an editor checks them (python-jsonschema, Debian's,
+    // beside cloud-init; TOML read by Python's tomllib).
+    let dir = tempfile_dir().join("schema");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("schema.json"), schema.to_string()).unwrap();
+    for f in ["prod.toml", "local.toml"] {
+        let path = format!("{}/../stacks/{f}", env!("CARGO_MANIFEST_DIR"));
+        let check = "import json, sys, tomllib, jsonschema\n\
+                     schema = json.load(open(sys.argv[1]))\n\
+                     stack = tomllib.load(open(sys.argv[2], 'rb'))\n\
+                     jsonschema.Draft202012Validator(schema).validate(stack)\n";
+        let out = Command::new("python3").args(["-c", check]).arg(dir.join("schema.json")).arg(&path).output().unwrap();
+        assert!(out.status.success(), "{f} against the schema: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let broken = std::fs::read_to_string(format!("{}/../stacks/prod.toml", env!("CARGO_MANIFEST_DIR")))
+        .unwrap()
+        .replacen("enabled = \"${var.separate_logging_host}\"", "enabled = \"sometimes\"", 1);
+    std::fs::write(dir.join("broken.toml"), broken).unwrap();
+    let check = "import json, sys, tomllib, jsonschema\n\
+                 jsonschema.Draft202012Validator(json.load(open(sys.argv[1]))).validate(tomllib.load(open(sys.argv[2], 'rb')))\n";
+    let out = Command::new("python3")
+        .args(["-c", check])
+        .arg(dir.join("schema.json"))
+        .arg(dir.join("broken.toml"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "a switch that is neither a boolean nor a variable fails the schema");
     let bash = cli(&["completions", "bash"]);
     assert!(bash.status.success() && String::from_utf8_lossy(&bash.stdout).contains("provisioner"));
 }
 
-/// Actions that have no resource to scope them to (IAM's "resource types: none"): the only
-/// ones a production policy may grant on `*`.
-/// Actions IAM has no resource type for (the Service Authorization Reference lists `*` only).
+/// Actions that have no resource to scope them to (IAM's "resource types: none" in the Service
+/// Authorization Reference): the only ones a production policy may grant on `*`.
 const UNSCOPED: &[&str] = &[
     "ecr:GetAuthorizationToken",
     "cloudwatch:GetMetricData",
