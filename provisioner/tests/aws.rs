@@ -1618,6 +1618,51 @@ async fn the_full_production_stack() {
 /// checked on the create calls recorded across the killed run and the rerun (moto duplicates
 /// load balancers and replaces ECS services where AWS refuses). moto's missing global-table
 /// replicas and Fargate rollouts are EMULATED by the proxy (labelled in `common`).
+/// The co-location switch on a running stack: turned off, the logging host, its role, profile
+/// and security group go and the streaming host is replaced by one whose user data has no
+/// logging address (its setup takes the logging role); Grafana's URL follows it; turned back on,
+/// they return. Each position converges to an empty plan.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logging_moves_onto_the_streaming_host_and_back() {
+    let moto = Moto::start().await;
+    let proxy = Proxy::start(&moto.url).await;
+    common::registry();
+    proxy.emulate_global_tables();
+    proxy.emulate_ecs_deployments();
+    let ep = proxy.url.clone();
+    let (_d, stack) = variant(PROD, "colo", &[("deletion_protection = true", "deletion_protection = false")]);
+    ok(&run(&ep, &["apply", &stack, "--yes"]), 0, "apply with a logging host");
+    let off = ["--var", "separate_logging_host=false"];
+    let plan = |extra: &[&str]| {
+        let r = run(&ep, &[&["plan", stack.as_str()][..], extra].concat());
+        ok(&r, 2, "plan of the switch");
+        r.1
+    };
+    let text = plan(&off);
+    for gone in ["instance.logging", "iam_instance_profile.logging", "iam_role.logging", "security_group.logging"] {
+        assert!(text.contains(&format!("# {gone} will be destroyed")), "{gone}:\n{text}");
+    }
+    assert!(text.contains("# instance.streaming must be replaced"), "{text}");
+    assert!(text.contains("Plan: 1 to add, 0 to change, 5 to destroy."), "{text}");
+    let r = run(&ep, &[&["apply", stack.as_str(), "--yes"][..], &off].concat());
+    ok(&r, 0, "apply co-located");
+    ok(&run(&ep, &[&["plan", stack.as_str()][..], &off].concat()), 0, "co-located in sync");
+    let out: serde_json::Value =
+        serde_json::from_str(&run(&ep, &[&["outputs", stack.as_str(), "--json"][..], &off].concat()).1).unwrap();
+    assert!(out.get("instance.logging").is_none(), "{out}");
+    let streaming = out["instance.streaming"]["public_ip"].as_str().unwrap();
+    assert_eq!(out["outputs"]["grafana"], format!("http://{streaming}:3000/"));
+
+    let text = plan(&[]);
+    assert!(
+        text.contains("# instance.logging will be created") && text.contains("# instance.streaming must be replaced"),
+        "{text}"
+    );
+    ok(&run(&ep, &["apply", &stack, "--yes"]), 0, "apply with a logging host again");
+    ok(&run(&ep, &["plan", &stack]), 0, "separate again, in sync");
+    ok(&run(&ep, &["destroy", &stack, "--yes"]), 0, "destroy");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_full_applies_converge_without_duplicates() {
     let moto = Moto::start().await;
