@@ -356,6 +356,15 @@ async fn relay(st: Arc<ProxyState>, method: Method, uri: Uri, headers: HeaderMap
             let status = resp.status();
             let hdrs = resp.headers().clone();
             let mut bytes = resp.bytes().await.unwrap_or_default();
+            // EMULATED (moto answers unlike AWS): removing a role that is no longer in the
+            // instance profile (a delete retried after a throttled DeleteInstanceProfile) makes
+            // moto fail with a 500 (`list.remove`); IAM answers NoSuchEntity, as documented.
+            if action == "RemoveRoleFromInstanceProfile" && status == StatusCode::INTERNAL_SERVER_ERROR {
+                let answer = "<ErrorResponse><Error><Type>Sender</Type><Code>NoSuchEntity</Code><Message>The role is \
+                              not in the instance profile.</Message></Error><RequestId>proxy</RequestId></ErrorResponse>";
+                st.calls.lock().unwrap().push(record(404, answer.to_owned(), false));
+                return Response::builder().status(404).body(Body::from(answer)).expect("response");
+            }
             if emulate && status.is_success() && target.as_deref() == Some("DynamoDB_20120810.DescribeTable") {
                 let replicas = st.replicas.lock().unwrap().get(&table).cloned().unwrap_or_default();
                 if let Ok(mut answer) = serde_json::from_slice::<serde_json::Value>(&bytes) {
