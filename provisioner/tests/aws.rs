@@ -85,16 +85,23 @@ fn mutating(c: &Call) -> bool {
 /// from it (whose create named it) still exists.
 fn assert_ordered(calls: &[Call], existing: &BTreeSet<String>) {
     let mut created: BTreeSet<String> = existing.clone();
-    let mut deleted: BTreeSet<String> = BTreeSet::new();
+    // id -> the call that deleted it.
+    let mut deleted: BTreeMap<String, String> = BTreeMap::new();
     // child -> the ids its create call named (its dependencies).
     let mut parents: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for c in calls.iter().filter(|c| mutating(c)) {
         // Query protocols carry ids in their parameters, JSON ones in their body.
         let json_body = if c.body.starts_with('{') { ids(&c.body) } else { BTreeSet::new() };
         let named: BTreeSet<String> = c.params.values().flat_map(|v| ids(v)).chain(json_body).collect();
+        let is_delete = c.action.starts_with("Delete") && c.action != "DeleteTags" && c.action != "DeleteRoute"
+            || c.action == "ReleaseAddress"
+            || c.action == "TerminateInstances";
         for id in &named {
             assert!(created.contains(id), "{} names {id} before it was created", c.action);
-            assert!(!deleted.contains(id), "{} names {id} after it was deleted", c.action);
+            // The same delete again is a retry of an idempotent call (its wait was throttled),
+            // not a use of what is gone.
+            let retried = is_delete && deleted.get(id) == Some(&c.action);
+            assert!(!deleted.contains_key(id) || retried, "{} names {id} after it was deleted", c.action);
         }
         let is_create =
             (c.action.starts_with("Create") || c.action.starts_with("Allocate") || c.action == "RunInstances")
@@ -105,14 +112,11 @@ fn assert_ordered(calls: &[Call], existing: &BTreeSet<String>) {
                 created.insert(new);
             }
         }
-        if c.action.starts_with("Delete") && c.action != "DeleteTags" && c.action != "DeleteRoute"
-            || c.action == "ReleaseAddress"
-            || c.action == "TerminateInstances"
-        {
+        if is_delete {
             for id in &named {
                 let alive_children: Vec<&String> = parents
                     .iter()
-                    .filter(|(child, ps)| ps.contains(id) && !deleted.contains(*child) && *child != id)
+                    .filter(|(child, ps)| ps.contains(id) && !deleted.contains_key(*child) && *child != id)
                     .map(|(child, _)| child)
                     .collect();
                 assert!(
@@ -120,7 +124,7 @@ fn assert_ordered(calls: &[Call], existing: &BTreeSet<String>) {
                     "{} deletes {id} while {alive_children:?} made from it exist",
                     c.action
                 );
-                deleted.insert(id.clone());
+                deleted.entry(id.clone()).or_insert_with(|| c.action.clone());
             }
         }
     }
