@@ -44,6 +44,23 @@ fn variant(src_path: &str, name: &str, edits: &[(&str, &str)]) -> (tempfile::Tem
     (dir, path.to_str().unwrap().to_owned())
 }
 
+/// What the production stack's tests run against: a recording proxy in front of `moto` that
+/// EMULATES AWS's answers where moto has none (global-table replicas, Fargate rollouts; see
+/// `common`), and the local registry moto lacks.
+async fn production_peers(moto: &Moto) -> Proxy {
+    let proxy = Proxy::start(&moto.url).await;
+    common::registry();
+    proxy.emulate_global_tables();
+    proxy.emulate_ecs_deployments();
+    proxy
+}
+
+/// The production stack named `name`, its table's deletion protection off (as an operator turns
+/// it off before a destroy).
+fn destroyable_prod(name: &str) -> (tempfile::TempDir, String) {
+    variant(PROD, name, &[("deletion_protection = true", "deletion_protection = false")])
+}
+
 /// Plans the stack file at `path` (changes expected, each of `lines` in the plan, spacing aside),
 /// applies it, and checks the next plan is empty.
 fn converge(ep: &str, path: &str, lines: &[&str]) {
@@ -1514,12 +1531,9 @@ async fn a_fargate_service_rolls_out_and_scales() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_full_production_stack() {
     let moto = Moto::start().await;
-    let proxy = Proxy::start(&moto.url).await;
-    common::registry();
-    proxy.emulate_global_tables();
-    proxy.emulate_ecs_deployments();
+    let proxy = production_peers(&moto).await;
     let ep = proxy.url.clone();
-    let (_d, stack) = variant(PROD, "full", &[("deletion_protection = true", "deletion_protection = false")]);
+    let (_d, stack) = destroyable_prod("full");
     let r = run(&ep, &["apply", &stack, "--yes"]);
     ok(&r, 0, "apply from empty");
     assert!(r.1.contains("36 added"), "{}", r.1);
@@ -1629,12 +1643,9 @@ async fn the_full_production_stack() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logging_moves_onto_the_streaming_host_and_back() {
     let moto = Moto::start().await;
-    let proxy = Proxy::start(&moto.url).await;
-    common::registry();
-    proxy.emulate_global_tables();
-    proxy.emulate_ecs_deployments();
+    let proxy = production_peers(&moto).await;
     let ep = proxy.url.clone();
-    let (_d, stack) = variant(PROD, "colo", &[("deletion_protection = true", "deletion_protection = false")]);
+    let (_d, stack) = destroyable_prod("colo");
     ok(&run(&ep, &["apply", &stack, "--yes"]), 0, "apply with a logging host");
     let off = ["--var", "separate_logging_host=false"];
     let plan = |extra: &[&str]| {
@@ -1670,10 +1681,7 @@ async fn logging_moves_onto_the_streaming_host_and_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_full_applies_converge_without_duplicates() {
     let moto = Moto::start().await;
-    let proxy = Proxy::start(&moto.url).await;
-    common::registry();
-    proxy.emulate_global_tables();
-    proxy.emulate_ecs_deployments();
+    let proxy = production_peers(&moto).await;
     proxy.set_faults(0.0, Duration::from_millis(10));
     let (_d, stack) = variant(PROD, "crashfull", &[]);
     ok(&run(&proxy.url, &["apply", &stack, "--yes"]), 0, "measuring apply");
@@ -1726,12 +1734,9 @@ async fn killed_full_applies_converge_without_duplicates() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throttled_full_stack_in_order() {
     let moto = Moto::start().await;
-    let proxy = Proxy::start(&moto.url).await;
-    common::registry();
-    proxy.emulate_global_tables();
-    proxy.emulate_ecs_deployments();
+    let proxy = production_peers(&moto).await;
     proxy.set_faults(0.3, Duration::from_millis(5));
-    let (_d, stack) = variant(PROD, "throttledfull", &[("deletion_protection = true", "deletion_protection = false")]);
+    let (_d, stack) = destroyable_prod("throttledfull");
     ok(&run(&proxy.url, &["apply", &stack, "--yes", "--resource-timeout", "300"]), 0, "apply under throttling");
     ok(&run(&proxy.url, &["plan", &stack]), 0, "plan under throttling");
     let apply_calls = proxy.take_calls();
@@ -1798,10 +1803,7 @@ async fn each_role_grants_exactly_what_its_service_calls() {
     let admin = (key.access_key_id().to_owned(), key.secret_access_key().to_owned());
     assert!(moto.ec2().describe_vpcs().send().await.is_err(), "enforcement is on: unknown keys are refused");
 
-    let proxy = Proxy::start(&moto.url).await;
-    common::registry();
-    proxy.emulate_global_tables();
-    proxy.emulate_ecs_deployments();
+    let proxy = production_peers(&moto).await;
     let (_d, stack) = variant(PROD, "lp", &[]);
     let everywhere = regex_lite::Regex::new(r"resources = \[[^\]]*\]").unwrap();
     let src = std::fs::read_to_string(&stack).unwrap();
