@@ -63,6 +63,15 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// The monthly cost of the stack as declared, per resource and part, from the price snapshot
+    /// and the stack's [usage]; no AWS call.
+    Cost {
+        #[command(flatten)]
+        target: Target,
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Remove the stack's lock, whoever holds it (after a run was killed).
     ForceUnlock {
         #[command(flatten)]
@@ -196,6 +205,18 @@ fn main() -> ExitCode {
             None => ExitCode::FAILURE,
         },
         Cmd::Pin { file, write } => pin(&file, write),
+        Cmd::Cost { target, json } => match load(&target, color) {
+            Some(s) => {
+                let b = provisioner::cost::of_stack(&s);
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&b).unwrap_or_default());
+                } else {
+                    print!("{}", provisioner::cost::render(&b, &s.name, &s.region));
+                }
+                ExitCode::SUCCESS
+            }
+            None => ExitCode::FAILURE,
+        },
         Cmd::Schema => {
             println!("{}", serde_json::to_string_pretty(&provisioner::docs::json_schema()).unwrap_or_default());
             ExitCode::SUCCESS

@@ -51,6 +51,9 @@ pub struct SecurityChange {
 pub struct Plan {
     pub resources: Vec<ResourceChange>,
     pub security: Vec<SecurityChange>,
+    /// The monthly bill before and after (list prices of the stack's snapshot).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost: Option<crate::cost::Delta>,
 }
 
 impl Plan {
@@ -216,6 +219,7 @@ fn all_fields(kind: &Kind, v: &Value, creating: bool) -> Vec<AttrChange> {
 pub fn plan(stack: &Stack, actual: &Actual, outputs: &Value) -> Plan {
     let mut p = Plan::default();
     let mut wanted = BTreeMap::new();
+    let mut after: Vec<(String, &'static Kind, Value)> = Vec::new();
     // A derived field is known before apply (an image's digest): it wins over what exists.
     let derived: BTreeMap<(String, &str), Value> =
         stack
@@ -241,6 +245,7 @@ pub fn plan(stack: &Stack, actual: &Actual, outputs: &Value) -> Plan {
         let change = diff(r.kind, &addr, Some(&resolved), have);
         security_changes(r.kind, &addr, Some(&resolved), have, &mut p.security);
         p.resources.push(change);
+        after.push((addr.clone(), r.kind, resolved));
         wanted.insert(addr, (r.kind, d));
     }
     cascade_replacements(&mut p, &wanted);
@@ -251,7 +256,29 @@ pub fn plan(stack: &Stack, actual: &Actual, outputs: &Value) -> Plan {
         security_changes(kind, addr, None, Some(a), &mut p.security);
         p.resources.push(diff(kind, addr, None, Some(a)));
     }
+    p.cost = Some(cost(stack, actual, &after));
     p
+}
+
+/// The bill of what exists and of what the stack wants. Both sides are priced in the stack's
+/// order (then what left the file), so a free tier is used up by the same resources on both and
+/// an unchanged resource shows no difference.
+fn cost(stack: &Stack, actual: &Actual, after: &[(String, &'static Kind, Value)]) -> crate::cost::Delta {
+    use crate::cost::{breakdown, delta, Item};
+    let region = |v: &Value| v.get("region").and_then(Value::as_str).unwrap_or(&stack.region).to_owned();
+    let order: Vec<&String> = after
+        .iter()
+        .map(|(a, _, _)| a)
+        .filter(|a| actual.contains_key(*a))
+        .chain(actual.keys().filter(|a| stack.get(a).is_none()))
+        .collect();
+    let before: Vec<Item<'_>> = order
+        .into_iter()
+        .filter_map(|a| actual.get(a).map(|(k, v)| Item { address: a.clone(), kind: k, attrs: v, region: region(v) }))
+        .collect();
+    let after: Vec<Item<'_>> =
+        after.iter().map(|(a, k, v)| Item { address: a.clone(), kind: k, attrs: v, region: region(v) }).collect();
+    delta(&breakdown(&before, &stack.prices, &stack.usage), &breakdown(&after, &stack.prices, &stack.usage))
 }
 
 /// A resource that refers to a replaced one must follow it to the new id: through a field that
@@ -466,6 +493,10 @@ pub fn render(p: &Plan, color: bool) -> String {
     } else {
         out.push_str("No changes. The infrastructure matches the stack.\n");
     }
+    if let Some(c) = &p.cost {
+        out.push('\n');
+        out.push_str(&crate::cost::render_delta(c));
+    }
     out
 }
 
@@ -554,6 +585,45 @@ ingress = [{ protocol = "tcp", from_port = 443, cidr = "0.0.0.0/0" }]
         );
         let json = serde_json::to_value(&p).unwrap();
         assert_eq!(json["resources"].as_array().unwrap().len(), 4);
+    }
+
+    /// A host added and one of two tasks removed: the plan prices both sides from the same
+    /// snapshot. t3.small $0.024 an hour, 20 GB of gp3 at $0.0952, its public address; a task of
+    /// 0.25 vCPU at $0.04656 and 0.5 GB at $0.00511 an hour (eu-central-1).
+    #[test]
+    fn a_plan_shows_what_it_does_to_the_monthly_bill() {
+        let app = |tasks: u32, host: bool| {
+            let host = if host {
+                "[instance.h]\ninstance_type = \"t3.small\"\nsubnet = \"subnet.p\"\n"
+            } else {
+                ""
+            };
+            stack(&format!(
+                "{BASE}[subnet.p]\nvpc = \"vpc.main\"\ncidr = \"10.0.9.0/24\"\naz = \"a\"\npublic_ip_on_launch = true\n\
+                 [ecs_cluster.c]\n[ecs_service.s]\ncluster = \"ecs_cluster.c\"\nimage = \"i\"\ndesired_count = {tasks}\n\
+                 subnets = [\"subnet.a\"]\nsecurity_groups = [\"security_group.web\"]\n{host}"
+            ))
+        };
+        let (old, new) = (app(2, false), app(1, true));
+        let p = plan(&new, &actual_of(&old), &Value::Null);
+        let host = 730.0 * 0.024 + 20.0 * 0.0952 + 730.0 * 0.005;
+        let task = 730.0 * (0.25 * 0.04656 + 0.5 * 0.00511);
+        let c = p.cost.as_ref().unwrap();
+        assert!((c.delta - (host - task)).abs() < 1e-6, "{c:?}");
+        assert!((c.before - 2.0 * task).abs() < 1e-6 && (c.after - (task + host)).abs() < 1e-6, "{c:?}");
+        let by = |a: &str| c.resources.iter().find(|r| r.address == a).unwrap().delta;
+        assert!((by("instance.h") - host).abs() < 1e-6 && (by("ecs_service.s") + task).abs() < 1e-6);
+        assert_eq!(c.resources.len(), 2, "only what changes cost: {c:?}");
+        let text = render(&p, false);
+        assert!(text.contains("Monthly cost: $20.72 -> $33.44 (+$12.71; prices of "), "{text}");
+        assert!(text.contains("instance.h        +$23.07  ($0.00 -> $23.07)"), "{text}");
+        let json = serde_json::to_value(&p).unwrap();
+        assert!((json["cost"]["delta"].as_f64().unwrap() - (host - task)).abs() < 1e-6, "{json}");
+
+        let p = plan(&new, &actual_of(&new), &Value::Null);
+        let c = p.cost.as_ref().unwrap();
+        assert!(c.resources.is_empty() && c.delta == 0.0, "{c:?}");
+        assert!(render(&p, false).contains("Monthly cost: $33.44 (unchanged; prices of "));
     }
 
     #[test]

@@ -160,6 +160,11 @@ pub struct Kind {
     /// Brings desired and live attributes to one canonical form before they are compared
     /// (a port range written as one port, a protocol's implied ports, ...).
     pub normalize: fn(&mut Value),
+    /// What the resource consumes in a month, priced from the snapshot ([`crate::cost`]):
+    /// [`crate::cost::free`] for what AWS does not charge.
+    pub cost: fn(&crate::cost::CostCx<'_>) -> Vec<crate::cost::Part>,
+    /// The `[usage]` values `cost` reads.
+    pub usage: &'static [crate::cost::UsageKey],
     /// The AWS side: discover, create, update, delete.
     pub ops: &'static dyn Ops,
 }

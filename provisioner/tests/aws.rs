@@ -57,8 +57,17 @@ async fn production_peers(moto: &Moto) -> Proxy {
 
 /// The production stack named `name`, its table's deletion protection off (as an operator turns
 /// it off before a destroy).
+/// The production stack with a logging host of its own (the layout with most resources and
+/// references between hosts; the default co-locates it), deletion protection off.
 fn destroyable_prod(name: &str) -> (tempfile::TempDir, String) {
-    variant(PROD, name, &[("deletion_protection = true", "deletion_protection = false")])
+    variant(
+        PROD,
+        name,
+        &[
+            ("deletion_protection = true", "deletion_protection = false"),
+            ("separate_logging_host = \"false\"", "separate_logging_host = \"true\""),
+        ],
+    )
 }
 
 /// Plans the stack file at `path` (changes expected, each of `lines` in the plan, spacing aside),

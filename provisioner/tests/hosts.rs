@@ -76,7 +76,7 @@ fn env_file(text: &str) -> BTreeMap<String, String> {
 
 fn stacks() -> Vec<(&'static str, Stack)> {
     vec![
-        ("prod", stack("stacks/prod.toml", &[])),
+        ("prod", stack("stacks/prod.toml", &[("separate_logging_host", "true")])),
         ("prod co-located", stack("stacks/prod.toml", &[("separate_logging_host", "false")])),
         ("local", stack("stacks/local.toml", &[])),
     ]
@@ -139,7 +139,7 @@ fn user_data_passes_cloud_init_holds_no_secret_and_pins_images() {
 
 #[test]
 fn co_location_leaves_the_logging_host_out_and_points_grafana_at_the_streaming_host() {
-    let separate = stack("stacks/prod.toml", &[]);
+    let separate = stack("stacks/prod.toml", &[("separate_logging_host", "true")]);
     let together = stack("stacks/prod.toml", &[("separate_logging_host", "false")]);
     let addresses = |s: &Stack| s.resources.iter().map(|r| r.address()).collect::<BTreeSet<_>>();
     let gone: Vec<String> = addresses(&separate).difference(&addresses(&together)).cloned().collect();
@@ -254,7 +254,7 @@ fn setup_installs_the_units_of_each_role_and_they_verify() {
     let hosts = |s: &Stack| -> BTreeMap<String, String> {
         user_data(s).into_iter().map(|(a, t)| (a, written(&t, "/etc/quake/host.env"))).collect()
     };
-    let separate = hosts(&stack("stacks/prod.toml", &[]));
+    let separate = hosts(&stack("stacks/prod.toml", &[("separate_logging_host", "true")]));
     let together = hosts(&stack("stacks/prod.toml", &[("separate_logging_host", "false")]));
 
     let streaming = play(&separate["instance.streaming"], layout.path());

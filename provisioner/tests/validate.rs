@@ -84,6 +84,11 @@ const CORPUS: &[(&str, &str, &str, &str)] = &[
     ),
     ("wrong type: variable not a string", "admin_cidr = \"192.0.2.10/32\"", "admin_cidr = 1", "wrong-type"),
     ("wrong type: kind not a table", "[stack]", "eip = 5\n[stack]", "wrong-type"),
+    ("usage: unknown key", "web_gb_out = 0.05", "web_gb_outt = 0.05", "unknown-usage"),
+    ("usage: not a number", "log_gb = 0.2", "log_gb = \"lots\"", "wrong-type"),
+    ("usage: negative", "log_gb = 0.2", "log_gb = -1", "wrong-type"),
+    ("prices: no such file", "prices = \"../assets/prices/aws.toml\"", "prices = \"../assets/prices/none.toml\"", "bad-file"),
+    ("spot without the cluster's provider", "capacity_providers = [\"FARGATE\", \"FARGATE_SPOT\"]\n", "", "spot-without-provider"),
     ("missing field: vpc cidr", "[vpc.main]\ncidr = \"10.0.0.0/16\"", "[vpc.main]", "missing-field"),
     ("missing field: subnet az", "cidr = \"10.0.1.0/24\"\naz = \"b\"", "cidr = \"10.0.1.0/24\"", "missing-field"),
     (
@@ -315,7 +320,7 @@ fn reference_cycles_are_reported_with_their_path() {
 
 #[test]
 fn variables_come_from_the_file_then_the_caller() {
-    let src = prod();
+    let src = prod().replace("separate_logging_host = \"false\"", "separate_logging_host = \"true\"");
     let s = load("prod.toml", &src, &no_vars()).unwrap();
     let rule =
         |s: &provisioner::stack::Stack| format!("{:?}", s.get("security_group.logging").unwrap().fields["ingress"]);

@@ -167,6 +167,8 @@ mod tests {
         outputs: &[],
         check: no_check,
         normalize: crate::schema::as_is,
+        cost: crate::cost::free,
+        usage: &[],
         ops: &NoAws,
     };
 
@@ -207,6 +209,8 @@ mod tests {
             resources: rs,
             disabled: vec![],
             outputs: vec![],
+            prices: crate::cost::PriceBook::embedded(),
+            usage: BTreeMap::new(),
         };
         let mut d = Diags::default();
         cycles(

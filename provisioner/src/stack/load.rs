@@ -32,9 +32,11 @@ pub fn parse(kinds: &[&'static Kind], file: &str, src: &str, vars: &BTreeMap<Str
     let variables = variables(root, src, dir, vars, &mut d);
     let ctx = Ctx { src, vars: &variables, dir };
     let (name, region, tags) = header(root, &ctx, whole, &mut d);
+    let prices = prices(root, &ctx, &mut d);
+    let usage = usage(root, kinds, src, &mut d);
     let (resources, disabled) = resources(root, kinds, &ctx, &mut d);
     let outputs = stack_outputs(root, &ctx, &disabled, &mut d);
-    let stack = Stack { file: file.to_owned(), name, region, tags, resources, disabled, outputs };
+    let stack = Stack { file: file.to_owned(), name, region, tags, resources, disabled, outputs, prices, usage };
     checks::references(&stack, &mut d);
     checks::outputs(&stack, &mut d);
     checks::stack_outputs(&stack, &mut d);
@@ -193,14 +195,14 @@ fn header(
                         }
                         None => d.error("wrong-type", span, "`stack.tags` must be a table of strings", None),
                     },
-                    // Read with the variables, before everything else.
-                    "variables_from" => {}
+                    // Read with the variables, before everything else; the prices on their own.
+                    "variables_from" | "prices" => {}
                     other => d.error(
                         "unknown-field",
                         key_span(t.get_key_value(other).map(|(k, _)| k), src).unwrap_or(span),
                         format!("unknown field `stack.{other}`"),
-                        closest(other, ["name", "region", "tags", "variables_from"])
-                            .or(Some("`[stack]` has name, region, tags and variables_from".into())),
+                        closest(other, ["name", "region", "tags", "variables_from", "prices"])
+                            .or(Some("`[stack]` has name, region, tags, variables_from and prices".into())),
                     ),
                 }
             }
@@ -230,6 +232,80 @@ fn header(
     }
 
     (name, region, tags)
+}
+
+/// `[stack] prices`: the price snapshot, a path relative to the stack file; the one built into
+/// the binary when the stack names none.
+fn prices(root: &toml_edit::Table, ctx: &Ctx<'_>, d: &mut Diags) -> std::sync::Arc<crate::cost::PriceBook> {
+    let embedded = crate::cost::PriceBook::embedded;
+    let Some(item) = root.get("stack").and_then(|s| s.get("prices")) else { return embedded() };
+    let span = item_span(item, ctx.src);
+    let Some(rel) = item.as_str() else {
+        d.error("wrong-type", span, "`stack.prices` must be a path", Some("e.g. prices = \"../assets/prices/aws.toml\"".into()));
+        return embedded();
+    };
+    let path = ctx.dir.join(rel);
+    let parsed = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))
+        .and_then(|text| crate::cost::PriceBook::parse(&text));
+    match parsed {
+        Ok(book) => std::sync::Arc::new(book),
+        Err(e) => {
+            d.error(
+                "bad-file",
+                span,
+                format!("prices \"{rel}\": {e}"),
+                Some("the path is relative to the stack file; README \"Cost\" describes the snapshot".into()),
+            );
+            embedded()
+        }
+    }
+}
+
+/// `[usage]`: numbers the cost of usage-priced parts is computed from, each a key some kind
+/// reads (`provisioner docs` lists them).
+fn usage(root: &toml_edit::Table, kinds: &[&'static Kind], src: &str, d: &mut Diags) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    let Some(item) = root.get("usage") else { return out };
+    let Some(t) = item.as_table_like() else {
+        d.error("wrong-type", item_span(item, src), "`usage` must be a table", Some("[usage]\nweb_requests = 172800".into()));
+        return out;
+    };
+    let known: Vec<&str> = {
+        let mut k: Vec<&str> = kinds.iter().flat_map(|k| k.usage.iter().map(|u| u.name)).collect();
+        k.sort_unstable();
+        k.dedup();
+        k
+    };
+    for (k, v) in t.iter() {
+        let span = item_span(v, src);
+        if !known.contains(&k) {
+            d.error(
+                "unknown-usage",
+                key_span(t.get_key_value(k).map(|(k, _)| k), src).unwrap_or(span),
+                format!("no kind reads usage `{k}`"),
+                closest(k, known.iter().copied()).or(Some(format!("usage keys: {}", known.join(", ")))),
+            );
+            continue;
+        }
+        let n = match v.as_value() {
+            Some(Value::Integer(i)) => Some(*i.value() as f64),
+            Some(Value::Float(f)) => Some(*f.value()),
+            _ => None,
+        };
+        match n {
+            Some(n) if n.is_finite() && n >= 0.0 => {
+                out.insert(k.to_owned(), n);
+            }
+            _ => d.error(
+                "wrong-type",
+                span,
+                format!("usage `{k}` must be a number of 0 or more"),
+                Some(format!("e.g. {k} = 1000000 (a number, without quotes)")),
+            ),
+        }
+    }
+    out
 }
 
 /// The resource tables `[kind.name]` of the known kinds, each field read by its declaration;
@@ -271,7 +347,7 @@ fn read_resources(
     let src = ctx.src;
     let (mut resources, mut disabled) = (Vec::new(), Vec::new());
     for (kind_name, item) in root.iter() {
-        if matches!(kind_name, "stack" | "variables" | "outputs") {
+        if matches!(kind_name, "stack" | "variables" | "outputs" | "usage") {
             continue;
         }
         let kspan =

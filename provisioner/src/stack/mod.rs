@@ -72,6 +72,10 @@ pub struct Stack {
     pub disabled: Vec<String>,
     /// `[outputs]`: what `apply` and `outputs` print for people.
     pub outputs: Vec<StackOutput>,
+    /// The price snapshot (`[stack] prices`, or the one built in).
+    pub prices: std::sync::Arc<crate::cost::PriceBook>,
+    /// `[usage]`: the assumptions the cost of usage-priced parts is computed from.
+    pub usage: BTreeMap<String, f64>,
 }
 
 /// One entry of `[outputs]` (the map's URL, Grafana's): text with `${kind.name.output}`.

@@ -161,8 +161,9 @@ pub struct ProxyState {
     /// EMULATION of ECS deployments, which moto never finishes (no task ever runs) and whose
     /// deployment configuration it drops: each service's answers show AWS's documented state
     /// after a finished rollout (one PRIMARY deployment, `COMPLETED`, every task running) of the
-    /// task definition last sent, with the deployment configuration and health-check grace
-    /// period last sent (moto drops both). With `ecs_roll_back`, the
+    /// task definition last sent, with the deployment configuration, health-check grace period
+    /// and capacity provider strategy last sent (moto drops all three when it creates a
+    /// service). With `ecs_roll_back`, the
     /// next new task definition is "rolled back by the circuit breaker": the old one stays
     /// PRIMARY. Off unless a test turns it on.
     pub ecs: std::sync::atomic::AtomicBool,
@@ -331,7 +332,7 @@ async fn relay(st: Arc<ProxyState>, method: Method, uri: Uri, headers: HeaderMap
         let name = name.rsplit('/').next().unwrap_or(name).to_owned();
         let mut services = st.ecs_services.lock().unwrap();
         let entry = services.entry(name).or_insert((serde_json::json!({}), None));
-        for field in ["deploymentConfiguration", "healthCheckGracePeriodSeconds"] {
+        for field in ["deploymentConfiguration", "healthCheckGracePeriodSeconds", "capacityProviderStrategy"] {
             if !json[field].is_null() {
                 entry.0[field] = json[field].clone();
             }

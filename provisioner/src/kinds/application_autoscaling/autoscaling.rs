@@ -45,6 +45,8 @@ pub static KIND: Kind = Kind {
     outputs: &[("id", "service/<cluster>/<service>")],
     check,
     normalize: crate::schema::as_is,
+    cost: crate::cost::free,
+    usage: &[],
     ops: &Autoscaling,
 };
 

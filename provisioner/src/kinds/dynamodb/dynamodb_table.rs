@@ -68,6 +68,8 @@ pub static KIND: Kind = Kind {
     outputs: &[("id", "The table's name"), ("name", "<stack>-<name>"), ("arn", "Table ARN"), ("stream_arn", "Latest stream ARN")],
     check,
     normalize,
+    cost,
+    usage: &[DYNAMODB_READS, DYNAMODB_WRITES, DYNAMODB_STORAGE_GB],
     ops: &Table,
 };
 
@@ -152,6 +154,50 @@ impl Layout {
         }
         None
     }
+}
+
+const DYNAMODB_READS: crate::cost::UsageKey =
+    crate::cost::UsageKey { name: "dynamodb_reads", unit: "read request units a month", doc: "reads of each table (a 4 KB strongly consistent read is one unit)" };
+const DYNAMODB_WRITES: crate::cost::UsageKey = crate::cost::UsageKey {
+    name: "dynamodb_writes",
+    unit: "write request units a month",
+    doc: "writes to each table (1 KB each); every index and replica writes them again",
+};
+const DYNAMODB_STORAGE_GB: crate::cost::UsageKey = crate::cost::UsageKey {
+    name: "dynamodb_storage_gb",
+    unit: "GB",
+    doc: "items stored in each table; every index projecting all attributes and every replica stores them again",
+};
+
+/// On-demand: reads, writes (once more per global secondary index), storage (again per index),
+/// continuous backups, and for each replica its replicated writes, its index writes and its
+/// storage, priced in the replica's region. 25 GB of storage are free.
+fn cost(cx: &crate::cost::CostCx<'_>) -> Vec<crate::cost::Part> {
+    use crate::cost::{parts::millions, Part};
+    let indexes = cx
+        .attrs
+        .get("layout")
+        .and_then(|l| l.get("GlobalSecondaryIndexes"))
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len) as f64;
+    let (reads, writes, gb) = (cx.usage(&DYNAMODB_READS), cx.usage(&DYNAMODB_WRITES), cx.usage(&DYNAMODB_STORAGE_GB));
+    let stored = gb * (1.0 + indexes);
+    let mut out = vec![
+        Part::new(format!("writes (table and {indexes} indexes)"), "dynamodb.write", millions(writes * (1.0 + indexes))),
+        Part::new("reads", "dynamodb.read", millions(reads)),
+        Part::new("storage", "dynamodb.storage", stored),
+    ];
+    if cx.bool("point_in_time_recovery") {
+        out.push(Part::new("point-in-time recovery", "dynamodb.pitr", stored));
+    }
+    for r in cx.list("replicas").iter().filter_map(|r| r.as_str()) {
+        out.push(Part::new(format!("replicated writes to {r}"), "dynamodb.replicated_write", millions(writes)).in_region(r));
+        if indexes > 0.0 {
+            out.push(Part::new(format!("index writes in {r}"), "dynamodb.write", millions(writes * indexes)).in_region(r));
+        }
+        out.push(Part::new(format!("storage in {r}"), "dynamodb.storage", stored).in_region(r));
+    }
+    out
 }
 
 /// The declared shape, decoded once from `want` or `have`.
@@ -619,5 +665,23 @@ mod tests {
         let mut two = l;
         two.key_schema.push(Key { attribute_name: "day".into(), key_type: "HASH".into() });
         assert!(two.problem().is_some());
+    }
+}
+
+#[cfg(test)]
+mod cost_tests {
+    use crate::cost::test_support::{close, of, priced};
+
+    /// The services' layout (2 indexes): writes x3 at $0.7625 a million, reads at $0.1525,
+    /// storage x3 after 25 free GB at $0.306, backups at $0.2448; the eu-west-1 replica's
+    /// replicated and index writes at $0.7063 and its storage at $0.283 (the free tier used up).
+    #[test]
+    fn on_demand_with_indexes_backups_and_a_replica() {
+        let b = priced(
+            "[stack]\nname = \"t\"\nregion = \"eu-central-1\"\n[dynamodb_table.q]\nlayout = \"../services/src/store/table.json\"\npoint_in_time_recovery = true\nstream = \"NEW_AND_OLD_IMAGES\"\n\
+             replicas = [\"eu-west-1\"]\n[usage]\ndynamodb_writes = 1000000\ndynamodb_reads = 2000000\ndynamodb_storage_gb = 10\n",
+        );
+        let want = 3.0 * 0.7625 + 2.0 * 0.1525 + 5.0 * 0.306 + 30.0 * 0.2448 + 0.7063 + 2.0 * 0.7063 + 30.0 * 0.283;
+        close(of(&b, "dynamodb_table.q").monthly, want);
     }
 }

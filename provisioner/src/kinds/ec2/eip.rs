@@ -17,6 +17,8 @@ pub static KIND: Kind = Kind {
     outputs: &[("id", "Allocation id (eipalloc-...)"), ("public_ip", "The address")],
     check: no_check,
     normalize: as_is,
+    cost,
+    usage: &[],
     ops: &Eip,
 };
 
@@ -29,6 +31,11 @@ struct Attrs {
 }
 
 impl Attributes for Attrs {}
+
+/// An Elastic IP is a public IPv4 address, paid by the hour whether attached or not.
+fn cost(cx: &crate::cost::CostCx<'_>) -> Vec<crate::cost::Part> {
+    vec![crate::cost::parts::public_ipv4(cx, "the address", 1.0)]
+}
 
 struct Eip;
 
@@ -90,5 +97,17 @@ mod tests {
         let mut extra = sample.clone();
         extra["extra"] = json!(1);
         assert!(Attrs::of(&extra).is_err());
+    }
+}
+
+#[cfg(test)]
+mod cost_tests {
+    use crate::cost::test_support::{close, of, priced};
+
+    /// $0.005 an hour for the address, 730 hours.
+    #[test]
+    fn an_address_costs_its_hours() {
+        let b = priced("[stack]\nname = \"t\"\nregion = \"eu-central-1\"\n[eip.a]\n");
+        close(of(&b, "eip.a").monthly, 3.65);
     }
 }

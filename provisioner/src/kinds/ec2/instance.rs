@@ -77,8 +77,26 @@ pub static KIND: Kind = Kind {
     ],
     check: crate::schema::no_check,
     normalize,
+    cost,
+    usage: &[],
     ops: &Instance,
 };
+
+/// The instance type by the hour, its gp3 root volume, and a public IPv4 address when its
+/// subnet hands them out.
+fn cost(cx: &crate::cost::CostCx<'_>) -> Vec<crate::cost::Part> {
+    use crate::cost::Part;
+    let ty = cx.str("instance_type").unwrap_or("?");
+    let mut parts = vec![
+        Part::hourly(cx, format!("instance ({ty})"), format!("ec2.instance.{ty}"), 1.0),
+        Part::new("root volume (gp3)", "ebs.gp3", cx.int("root_volume_gb").unwrap_or(20) as f64),
+    ];
+    let public = cx.str("subnet").and_then(|s| cx.other(s)).and_then(|s| s.get("public_ip_on_launch")?.as_bool());
+    if public == Some(true) {
+        parts.push(crate::cost::parts::public_ipv4(cx, "from its subnet", 1.0));
+    }
+    parts
+}
 
 /// The declared shape, decoded once from `want` or `have`.
 #[derive(Debug, Deserialize)]
@@ -331,5 +349,25 @@ mod tests {
         let a = Attrs::of(&crate::schema::sample(KIND.fields)).unwrap();
         assert_eq!((a.root_gb(), a.user_data.as_deref()), (8, Some("#cloud-config")));
         assert!(Attrs::of(&json!({ "instance_type": "t3.micro", "subnet": "s", "extra": 1 })).is_err());
+    }
+}
+
+#[cfg(test)]
+mod cost_tests {
+    use crate::cost::test_support::{close, of, priced};
+
+    /// t3.small $0.024 an hour, gp3 $0.0952 a GB-month, a public address only from a subnet
+    /// that gives one.
+    #[test]
+    fn type_volume_and_a_public_address_from_the_subnet() {
+        let b = priced(
+            "[stack]\nname = \"t\"\nregion = \"eu-central-1\"\n[vpc.v]\ncidr = \"10.0.0.0/16\"\n[subnet.pub]\nvpc = \"vpc.v\"\ncidr = \"10.0.1.0/24\"\naz = \"a\"\npublic_ip_on_launch = true\n[subnet.priv]\nvpc = \"vpc.v\"\ncidr = \"10.0.2.0/24\"\naz = \"b\"\n[instance.p]\ninstance_type = \"t3.small\"\nsubnet = \"subnet.pub\"\nroot_volume_gb = 30\n\
+             [instance.q]\ninstance_type = \"t3.small\"\nsubnet = \"subnet.priv\"\n",
+        );
+        close(of(&b, "instance.p").monthly, 17.52 + 30.0 * 0.0952 + 3.65);
+        close(of(&b, "instance.q").monthly, 17.52 + 20.0 * 0.0952);
+        let b = priced("[stack]\nname = \"t\"\nregion = \"eu-central-1\"\n[vpc.v]\ncidr = \"10.0.0.0/16\"\n[subnet.pub]\nvpc = \"vpc.v\"\ncidr = \"10.0.1.0/24\"\naz = \"a\"\npublic_ip_on_launch = true\n[subnet.priv]\nvpc = \"vpc.v\"\ncidr = \"10.0.2.0/24\"\naz = \"b\"\n[instance.x]\ninstance_type = \"x9.huge\"\nsubnet = \"subnet.priv\"\n");
+        assert!(b.unpriced.iter().any(|u| u.contains("ec2.instance.x9.huge")), "{:?}", b.unpriced);
+        close(b.monthly, 20.0 * 0.0952);
     }
 }

@@ -25,6 +25,8 @@ pub static KIND: Kind = Kind {
     outputs: &[("id", "Internet gateway id (igw-...)")],
     check: no_check,
     normalize: as_is,
+    cost: crate::cost::free,
+    usage: &[],
     ops: &Igw,
 };
 

@@ -23,8 +23,22 @@ pub static KIND: Kind = Kind {
     outputs: &[("id", "NAT gateway id (nat-...)")],
     check: no_check,
     normalize: as_is,
+    cost,
+    usage: &[NAT_GB],
     ops: &Nat,
 };
+
+/// Traffic through the NAT gateways (their public address is the `eip` they hold, priced there).
+const NAT_GB: crate::cost::UsageKey =
+    crate::cost::UsageKey { name: "nat_gb", unit: "GB a month", doc: "data processed by each NAT gateway" };
+
+fn cost(cx: &crate::cost::CostCx<'_>) -> Vec<crate::cost::Part> {
+    use crate::cost::Part;
+    vec![
+        Part::hourly(cx, "NAT gateway", "vpc.nat_gateway", 1.0),
+        Part::new("data processed", "vpc.nat_gateway_data", cx.usage(&NAT_GB)),
+    ]
+}
 
 /// The declared shape, decoded once from `want` or `have`.
 #[derive(Debug, Deserialize)]
@@ -127,5 +141,18 @@ mod tests {
         let mut extra = sample.clone();
         extra["extra"] = json!(1);
         assert!(Attrs::of(&extra).is_err());
+    }
+}
+
+#[cfg(test)]
+mod cost_tests {
+    use crate::cost::test_support::{close, of, priced};
+
+    /// eu-central-1: $0.052 an hour and per GB; its address priced on the eip.
+    #[test]
+    fn hours_and_data_and_the_address_on_its_eip() {
+        let b = priced("[stack]\nname = \"t\"\nregion = \"eu-central-1\"\n[vpc.v]\ncidr = \"10.0.0.0/16\"\n[subnet.pub]\nvpc = \"vpc.v\"\ncidr = \"10.0.1.0/24\"\naz = \"a\"\npublic_ip_on_launch = true\n[subnet.priv]\nvpc = \"vpc.v\"\ncidr = \"10.0.2.0/24\"\naz = \"b\"\n[eip.n]\n[nat_gateway.n]\nsubnet = \"subnet.pub\"\neip = \"eip.n\"\n[usage]\nnat_gb = 100\n");
+        close(of(&b, "nat_gateway.n").monthly, 730.0 * 0.052 + 100.0 * 0.052);
+        close(of(&b, "eip.n").monthly, 3.65);
     }
 }

@@ -48,6 +48,8 @@ pub static KIND: Kind = Kind {
     outputs: &[("id", "Route table id (rtb-...)")],
     check,
     normalize: as_is,
+    cost: crate::cost::free,
+    usage: &[],
     ops: &RouteTable,
 };
 

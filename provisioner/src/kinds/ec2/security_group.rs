@@ -59,6 +59,8 @@ pub static KIND: Kind = Kind {
     outputs: &[("id", "Security group id (sg-...)")],
     check,
     normalize,
+    cost: crate::cost::free,
+    usage: &[],
     ops: &Group,
 };
 

@@ -43,6 +43,8 @@ pub static KIND: Kind = Kind {
     outputs: &[("id", "Subnet id (subnet-...)"), ("availability_zone", "Full zone name")],
     check,
     normalize: as_is,
+    cost: crate::cost::free,
+    usage: &[],
     ops: &Subnet,
 };
 

@@ -28,6 +28,8 @@ pub static KIND: Kind = Kind {
     outputs: &[("id", "VPC id (vpc-...)")],
     check: no_check,
     normalize: as_is,
+    cost: crate::cost::free,
+    usage: &[],
     ops: &Vpc,
 };
 

@@ -40,8 +40,17 @@ pub static KIND: Kind = Kind {
     ],
     check,
     normalize: as_is,
+    cost,
+    usage: &[ECR_STORAGE_GB],
     ops: &Repository,
 };
+
+const ECR_STORAGE_GB: crate::cost::UsageKey =
+    crate::cost::UsageKey { name: "ecr_storage_gb", unit: "GB", doc: "image layers each repository stores (all the images it keeps)" };
+
+fn cost(cx: &crate::cost::CostCx<'_>) -> Vec<crate::cost::Part> {
+    vec![crate::cost::Part::new("image storage", "ecr.storage", cx.usage(&ECR_STORAGE_GB))]
+}
 
 /// The declared shape, decoded once from `want` or `have`.
 #[derive(Debug, Deserialize)]
@@ -232,5 +241,16 @@ mod tests {
         assert_eq!(kept(&policy(10)), Some(10));
         assert_eq!(kept(r#"{"rules":[{"selection":{"countType":"sinceImagePushed","countNumber":3},"action":{"type":"expire"}}]}"#), None);
         assert_eq!(kept("not json"), None);
+    }
+}
+
+#[cfg(test)]
+mod cost_tests {
+    use crate::cost::test_support::{close, of, priced};
+
+    #[test]
+    fn storage_at_ten_cents_a_gb() {
+        let b = priced("[stack]\nname = \"t\"\nregion = \"eu-central-1\"\n[ecr_repository.r]\n[usage]\necr_storage_gb = 0.5\n");
+        close(of(&b, "ecr_repository.r").monthly, 0.05);
     }
 }

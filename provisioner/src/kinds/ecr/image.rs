@@ -95,6 +95,8 @@ pub static KIND: Kind = Kind {
     ],
     check,
     normalize: as_is,
+    cost: crate::cost::free,
+    usage: &[],
     ops: &ImageKind,
 };
 

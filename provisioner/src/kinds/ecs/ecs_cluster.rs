@@ -21,11 +21,20 @@ pub static KIND: Kind = Kind {
             Update::InPlace,
             "CloudWatch Container Insights metrics (billed per metric).",
         ),
+        Field::optional(
+            "capacity_providers",
+            FieldType::List(&FieldType::Enum(&["FARGATE", "FARGATE_SPOT"])),
+            None,
+            Update::InPlace,
+            "Capacity providers services may use: [\"FARGATE\", \"FARGATE_SPOT\"] for a service's `spot_after`.",
+        ),
         Field::optional("tags", FieldType::StringMap, None, Update::InPlace, "Tags besides the stack's own."),
     ],
     outputs: &[("id", "The cluster's name"), ("name", "<stack>-<name>"), ("arn", "Cluster ARN")],
     check: no_check,
     normalize: as_is,
+    cost: crate::cost::free,
+    usage: &[],
     ops: &Cluster,
 };
 
@@ -35,6 +44,8 @@ pub static KIND: Kind = Kind {
 struct Attrs {
     #[serde(default)]
     container_insights: bool,
+    #[serde(default, deserialize_with = "crate::provider::null_as_empty")]
+    capacity_providers: Vec<String>,
     #[serde(default)]
     tags: BTreeMap<String, String>,
 }
@@ -89,10 +100,12 @@ impl Ops for Cluster {
                 let mut outputs = Map::new();
                 outputs.insert("name".into(), json!(name));
                 outputs.insert("arn".into(), json!(arn));
+                let mut providers = c.capacity_providers().to_vec();
+                providers.sort();
                 out.push(Live {
                     id: name.to_owned(),
                     address,
-                    attrs: json!({ "container_insights": insights, "tags": tags }),
+                    attrs: json!({ "container_insights": insights, "capacity_providers": providers, "tags": tags }),
                     outputs,
                 });
             }
@@ -108,6 +121,7 @@ impl Ops for Cluster {
             .create_cluster()
             .cluster_name(&name)
             .settings(insights(w.container_insights))
+            .set_capacity_providers((!w.capacity_providers.is_empty()).then(|| w.capacity_providers.clone()))
             .set_tags(Some(tags(&w.tags)))
             .send()
             .await
@@ -127,6 +141,22 @@ impl Ops for Cluster {
                 .send()
                 .await
                 .map_err(|e| err("UpdateCluster", e))?;
+        }
+        let sorted = |v: &[String]| {
+            let mut v = v.to_vec();
+            v.sort();
+            v
+        };
+        if sorted(&h.capacity_providers) != sorted(&w.capacity_providers) {
+            // No default strategy: each service names its own.
+            ecs(cx)
+                .put_cluster_capacity_providers()
+                .cluster(id)
+                .set_capacity_providers(Some(w.capacity_providers.clone()))
+                .set_default_capacity_provider_strategy(Some(vec![]))
+                .send()
+                .await
+                .map_err(|e| err("PutClusterCapacityProviders", e))?;
         }
         if h.tags != w.tags {
             // The cluster's id is its name; tags are set on its ARN.

@@ -11,7 +11,7 @@ use crate::schema::{Field, FieldType, Kind, Update};
 use crate::stack::{Resource, Stack, Val};
 use async_trait::async_trait;
 use aws_sdk_ecs::types::{
-    AssignPublicIp, AwsVpcConfiguration, Compatibility, ContainerDefinition, CpuArchitecture, DeploymentCircuitBreaker,
+    AssignPublicIp, AwsVpcConfiguration, CapacityProviderStrategyItem, Compatibility, ContainerDefinition, CpuArchitecture, DeploymentCircuitBreaker,
     DeploymentConfiguration, HealthCheck, KeyValuePair, LaunchType, LoadBalancer, LogConfiguration, LogDriver,
     NetworkConfiguration, NetworkMode, OsFamily, PortMapping, PropagateTags, RuntimePlatform, Service, ServiceField,
     TransportProtocol,
@@ -65,6 +65,13 @@ pub static KIND: Kind = Kind {
         ),
         Field::optional("public_ip", FieldType::Bool, Some("false"), Update::InPlace, "Give tasks a public IPv4 address."),
         Field::optional(
+            "spot_after",
+            FieldType::Int { min: 0, max: 1000 },
+            None,
+            Update::InPlace,
+            "Tasks beyond this many run on Fargate Spot (about 70 % cheaper; AWS may stop one with two minutes' notice, and ECS starts another); the cluster must list FARGATE and FARGATE_SPOT in capacity_providers. Absent: every task on regular Fargate.",
+        ),
+        Field::optional(
             "target_group",
             FieldType::Ref(&["target_group"]),
             None,
@@ -97,8 +104,23 @@ pub static KIND: Kind = Kind {
     outputs: &[("id", "Service ARN"), ("arn", "Service ARN"), ("name", "<name>"), ("cluster", "The cluster's name"), ("task_definition", "Current task definition ARN")],
     check,
     normalize,
+    cost,
+    usage: &[],
     ops: &EcsService,
 };
+
+/// Its tasks, `desired_count` of them or, when an `autoscaling` resource sets the count, its
+/// minimum to its maximum.
+fn cost(cx: &crate::cost::CostCx<'_>) -> Vec<crate::cost::Part> {
+    let (min, max) = match cx.int("desired_count") {
+        Some(n) => (n, n),
+        None => cx
+            .referring("autoscaling", "service")
+            .first()
+            .map_or((1, 1), |a| (a.get("min").and_then(Value::as_i64).unwrap_or(1), a.get("max").and_then(Value::as_i64).unwrap_or(1))),
+    };
+    super::fargate_parts(cx, min, max)
+}
 
 /// The declared shape, decoded once from `want` or `have`.
 #[derive(Debug, Deserialize, Clone, PartialEq)]
@@ -124,6 +146,7 @@ struct Attrs {
     security_groups: Vec<String>,
     #[serde(default)]
     public_ip: bool,
+    spot_after: Option<i32>,
     target_group: Option<String>,
     health_check_grace: Option<i32>,
     circuit_breaker: Option<bool>,
@@ -200,6 +223,20 @@ fn check(r: &Resource, stack: &Stack, d: &mut Diags) {
             Some(format!("with cpu = {cpu}, memory is {lo} to {hi} in steps of {step}")),
         ),
         _ => {}
+    }
+    if let (Some((_, span)), Some((cluster, _))) = (int("spot_after"), r.str("cluster")) {
+        let providers: Vec<&str> = match stack.get(cluster).and_then(|c| c.fields.get("capacity_providers")) {
+            Some((Val::List(items), _)) => items.iter().filter_map(|(v, _)| v.as_str()).collect(),
+            _ => Vec::new(),
+        };
+        if stack.get(cluster).is_some() && !(providers.contains(&"FARGATE") && providers.contains(&"FARGATE_SPOT")) {
+            d.error(
+                "spot-without-provider",
+                span,
+                format!("{}: spot_after needs {cluster} to offer FARGATE and FARGATE_SPOT", r.address()),
+                Some(format!("add capacity_providers = [\"FARGATE\", \"FARGATE_SPOT\"] to [{cluster}]")),
+            );
+        }
     }
     let address = r.address();
     let scaled = stack
@@ -321,6 +358,29 @@ fn network(w: &Attrs) -> Result<NetworkConfiguration, OpError> {
         .build()
         .map_err(|e| OpError::fatal("build AwsVpcConfiguration", e.to_string()))?;
     Ok(NetworkConfiguration::builder().awsvpc_configuration(vpc).build())
+}
+
+/// `spot_after` as a strategy: the first `n` tasks on Fargate, every further one on Spot; with
+/// none, every task on Fargate.
+fn strategy(spot_after: Option<i32>) -> Result<Vec<CapacityProviderStrategyItem>, OpError> {
+    let item = |name: &str, base: i32, weight: i32| {
+        CapacityProviderStrategyItem::builder()
+            .capacity_provider(name)
+            .base(base)
+            .weight(weight)
+            .build()
+            .map_err(|e| OpError::fatal("build CapacityProviderStrategyItem", e.to_string()))
+    };
+    match spot_after {
+        Some(n) => Ok(vec![item("FARGATE", n, 0)?, item("FARGATE_SPOT", 0, 1)?]),
+        None => Ok(vec![item("FARGATE", 0, 1)?]),
+    }
+}
+
+/// A strategy read back as `spot_after`: the regular base when Spot takes the rest.
+fn spot_after(items: &[CapacityProviderStrategyItem]) -> Option<i32> {
+    let spot = items.iter().any(|i| i.capacity_provider() == "FARGATE_SPOT" && i.weight() > 0);
+    spot.then(|| items.iter().find(|i| i.capacity_provider() == "FARGATE").map_or(0, |i| i.base()))
 }
 
 fn load_balancers(name: &str, w: &Attrs) -> Vec<LoadBalancer> {
@@ -486,6 +546,7 @@ impl Ops for EcsService {
                             "subnets": subnets,
                             "security_groups": groups,
                             "public_ip": vpc.and_then(|v| v.assign_public_ip()) == Some(&AssignPublicIp::Enabled),
+                            "spot_after": spot_after(s.capacity_provider_strategy()),
                             "target_group": s.load_balancers().first().and_then(|l| l.target_group_arn()),
                             "health_check_grace": s.health_check_grace_period_seconds(),
                             "circuit_breaker": breaker.is_some_and(|b| b.enable()),
@@ -524,7 +585,8 @@ impl Ops for EcsService {
             .task_definition(&td)
             // Until an autoscaler takes over, one task.
             .desired_count(w.desired_count.unwrap_or(1))
-            .launch_type(LaunchType::Fargate)
+            .set_launch_type(w.spot_after.is_none().then_some(LaunchType::Fargate))
+            .set_capacity_provider_strategy(if w.spot_after.is_some() { Some(strategy(w.spot_after)?) } else { None })
             .network_configuration(network(&w)?)
             .set_load_balancers(Some(load_balancers(name, &w)))
             .set_health_check_grace_period_seconds(w.health_check_grace)
@@ -564,6 +626,11 @@ impl Ops for EcsService {
                 .service(&name)
                 .set_task_definition(new_td.clone())
                 .set_desired_count(w.desired_count)
+                // A service leaves its launch type only for a strategy, and never goes back:
+                // without Spot it keeps a strategy of regular Fargate only. The tasks move in a
+                // new deployment.
+                .set_capacity_provider_strategy(if h.spot_after != w.spot_after { Some(strategy(w.spot_after)?) } else { None })
+                .set_force_new_deployment((h.spot_after != w.spot_after).then_some(true))
                 .network_configuration(network(&w)?)
                 .set_load_balancers(Some(load_balancers(&name, &w)))
                 .set_health_check_grace_period_seconds(w.health_check_grace)
@@ -646,5 +713,36 @@ mod tests {
         assert!(matches!(rollout(&failed, new), Rollout::Failed(_)));
         let no_state = service(vec![dep("PRIMARY", new, None, 2, 2)]);
         assert_eq!(rollout(&no_state, new), Rollout::Done, "no rollout state: running = desired");
+    }
+}
+
+#[cfg(test)]
+mod cost_tests {
+    use crate::cost::test_support::{close, of, priced};
+
+    fn service(extra: &str) -> String {
+        format!(
+            "[stack]\nname = \"t\"\nregion = \"eu-central-1\"\n[vpc.v]\ncidr = \"10.0.0.0/16\"\n[subnet.pub]\nvpc = \"vpc.v\"\ncidr = \"10.0.1.0/24\"\naz = \"a\"\npublic_ip_on_launch = true\n[subnet.priv]\nvpc = \"vpc.v\"\ncidr = \"10.0.2.0/24\"\naz = \"b\"\n[ecs_cluster.c]\ncapacity_providers = [\"FARGATE\", \"FARGATE_SPOT\"]\n\
+             [ecs_service.s]\ncluster = \"ecs_cluster.c\"\nimage = \"i\"\ncpu = 512\nmemory = 1024\n\
+             subnets = [\"subnet.pub\"]\nsecurity_groups = []\npublic_ip = true\n{extra}"
+        )
+    }
+
+    /// 0.5 vCPU at $0.04656 and 1 GB at $0.00511 an hour per regular task, at $0.01397 and
+    /// $0.00153 on Spot, and a public address per task; with autoscaling, its minimum to its
+    /// maximum.
+    #[test]
+    fn tasks_by_size_spot_beyond_the_regular_ones_and_autoscaling_range() {
+        let regular = 730.0 * (0.5 * 0.04656 + 0.00511);
+        let spot = 730.0 * (0.5 * 0.01397 + 0.00153);
+        let b = priced(&service("desired_count = 2\nspot_after = 1\n"));
+        close(of(&b, "ecs_service.s").monthly, regular + spot + 2.0 * 3.65);
+        let b = priced(&service("desired_count = 2\n"));
+        close(of(&b, "ecs_service.s").monthly, 2.0 * regular + 2.0 * 3.65);
+        let b = priced(&service("spot_after = 1\n[autoscaling.a]\nservice = \"ecs_service.s\"\nmin = 1\nmax = 3\ntarget = 90\n"));
+        let s = of(&b, "ecs_service.s");
+        close(s.monthly, regular + 3.65);
+        close(s.monthly_max, regular + 2.0 * spot + 3.0 * 3.65);
+        assert!(of(&b, "autoscaling.a").is_free(), "the service prices its own tasks");
     }
 }

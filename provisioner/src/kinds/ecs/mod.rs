@@ -100,3 +100,42 @@ pub async fn service_arns(cx: &Cx) -> Result<Vec<String>, crate::error::OpError>
     })
     .await
 }
+
+/// The Fargate parts of `tasks` tasks of a service (`tasks_max` where autoscaling may add more):
+/// vCPU and memory by the hour at its architecture's prices, the tasks beyond `spot_after` at
+/// Fargate Spot's, and a public IPv4 address per task when it has one.
+pub fn fargate_parts(cx: &crate::cost::CostCx<'_>, tasks: i64, tasks_max: i64) -> Vec<crate::cost::Part> {
+    use crate::cost::{parts, Part};
+    let vcpu = cx.int("cpu").unwrap_or(256) as f64 / 1024.0;
+    let gb = cx.int("memory").unwrap_or(512) as f64 / 1024.0;
+    let arch = cx.str("architecture").unwrap_or("X86_64").to_ascii_lowercase();
+    let regular = cx.int("spot_after");
+    // (regular, spot) of a task count.
+    let split = |n: i64| match regular {
+        Some(r) => (n.min(r) as f64, (n - r).max(0) as f64),
+        None => (n as f64, 0.0),
+    };
+    let ((od, spot), (od_max, spot_max)) = (split(tasks), split(tasks_max));
+    let mut out = Vec::new();
+    let mut add = |what: String, price: String, q: f64, q_max: f64| {
+        if q_max > 0.0 {
+            let p = Part::hourly(cx, what, price, q);
+            let max = q_max * cx.hours;
+            out.push(if q_max > q { p.up_to(max) } else { p });
+        }
+    };
+    let tasks_of = |a: f64, b: f64| match (a, b) {
+        (a, b) if b > a => format!("{a} to {b} tasks"),
+        (a, _) if a == 1.0 => "1 task".to_owned(),
+        (a, _) => format!("{a} tasks"),
+    };
+    add(format!("vCPU ({} x {vcpu})", tasks_of(od, od_max)), format!("fargate.vcpu.{arch}"), od * vcpu, od_max * vcpu);
+    add(format!("memory ({} x {gb} GB)", tasks_of(od, od_max)), format!("fargate.gb.{arch}"), od * gb, od_max * gb);
+    add(format!("Spot vCPU ({} x {vcpu})", tasks_of(spot, spot_max)), format!("fargate_spot.vcpu.{arch}"), spot * vcpu, spot_max * vcpu);
+    add(format!("Spot memory ({} x {gb} GB)", tasks_of(spot, spot_max)), format!("fargate_spot.gb.{arch}"), spot * gb, spot_max * gb);
+    if cx.bool("public_ip") && tasks_max > 0 {
+        let p = parts::public_ipv4(cx, "one per task", tasks as f64);
+        out.push(if tasks_max > tasks { p.up_to(tasks_max as f64 * cx.hours) } else { p });
+    }
+    out
+}

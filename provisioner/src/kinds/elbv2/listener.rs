@@ -59,6 +59,8 @@ pub static KIND: Kind = Kind {
     outputs: &[("id", "Listener ARN"), ("arn", "Listener ARN")],
     check,
     normalize,
+    cost: crate::cost::free,
+    usage: &[],
     ops: &Listener,
 };
 

@@ -62,8 +62,33 @@ pub static KIND: Kind = Kind {
     ],
     check,
     normalize,
+    cost,
+    usage: &[crate::cost::WEB_REQUESTS, WEB_GB_OUT],
     ops: &LoadBalancer,
 };
+
+/// What the load balancers send to clients a month.
+const WEB_GB_OUT: crate::cost::UsageKey =
+    crate::cost::UsageKey { name: "web_gb_out", unit: "GB a month", doc: "data the load balancers send to clients (processed bytes and data out)" };
+
+/// Hours, capacity units and a public IPv4 address per subnet (one load balancer node per
+/// zone) unless internal; data out to the internet. Capacity units from the usage: each request
+/// counted as a new connection (25 a second per unit) and processed bytes (1 GB an hour per
+/// unit), whichever needs more.
+fn cost(cx: &crate::cost::CostCx<'_>) -> Vec<crate::cost::Part> {
+    use crate::cost::{parts, Part, WEB_REQUESTS};
+    let seconds = cx.hours * 3600.0;
+    let lcu = (cx.usage(&WEB_REQUESTS) / seconds / 25.0).max(cx.usage(&WEB_GB_OUT) / cx.hours);
+    let mut out = vec![
+        Part::hourly(cx, "load balancer", "elb.alb", 1.0),
+        Part::hourly(cx, "capacity units (LCU)", "elb.alb_lcu", lcu),
+    ];
+    if !cx.bool("internal") {
+        out.push(parts::public_ipv4(cx, "one per subnet", cx.list("subnets").len() as f64));
+        out.push(Part::new("data out to the internet", "data_out.internet", cx.usage(&WEB_GB_OUT)));
+    }
+    out
+}
 
 /// The declared shape, decoded once from `want` or `have`.
 #[derive(Debug, Deserialize)]
@@ -261,5 +286,22 @@ mod tests {
         assert!(a.internal && a.deletion_protection);
         assert_eq!(a.idle_timeout(), 1);
         assert!(Attrs::of(&json!({ "subnets": [], "extra": 1 })).is_err());
+    }
+}
+
+#[cfg(test)]
+mod cost_tests {
+    use crate::cost::test_support::{close, of, priced};
+
+    /// $0.027 an hour, LCUs from requests (50 new connections a second = 2 LCU) or bytes (1 GB
+    /// an hour = 1 LCU) at $0.008, an address per subnet, data out after 100 free GB at $0.09.
+    #[test]
+    fn hours_capacity_units_addresses_and_data_out() {
+        let lb = "[load_balancer.w]\nsubnets = [\"subnet.pub\", \"subnet.priv\"]\n";
+        let usage = "[usage]\nweb_requests = 131400000\nweb_gb_out = 730\n";
+        let b = priced(&format!("[stack]\nname = \"t\"\nregion = \"eu-central-1\"\n[vpc.v]\ncidr = \"10.0.0.0/16\"\n[subnet.pub]\nvpc = \"vpc.v\"\ncidr = \"10.0.1.0/24\"\naz = \"a\"\npublic_ip_on_launch = true\n[subnet.priv]\nvpc = \"vpc.v\"\ncidr = \"10.0.2.0/24\"\naz = \"b\"\n{lb}{usage}"));
+        close(of(&b, "load_balancer.w").monthly, 19.71 + 2.0 * 730.0 * 0.008 + 2.0 * 3.65 + 630.0 * 0.09);
+        let b = priced(&format!("[stack]\nname = \"t\"\nregion = \"eu-central-1\"\n[vpc.v]\ncidr = \"10.0.0.0/16\"\n[subnet.pub]\nvpc = \"vpc.v\"\ncidr = \"10.0.1.0/24\"\naz = \"a\"\npublic_ip_on_launch = true\n[subnet.priv]\nvpc = \"vpc.v\"\ncidr = \"10.0.2.0/24\"\naz = \"b\"\n{lb}internal = true\n{usage}"));
+        close(of(&b, "load_balancer.w").monthly, 19.71 + 2.0 * 730.0 * 0.008);
     }
 }

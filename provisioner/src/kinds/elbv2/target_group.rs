@@ -76,6 +76,8 @@ pub static KIND: Kind = Kind {
     ],
     check,
     normalize: as_is,
+    cost: crate::cost::free,
+    usage: &[],
     ops: &TargetGroup,
 };
 

@@ -23,6 +23,8 @@ pub static KIND: Kind = Kind {
     outputs: &[("id", "The profile's name"), ("name", "<stack>-<name>"), ("arn", "Instance profile ARN")],
     check,
     normalize: as_is,
+    cost: crate::cost::free,
+    usage: &[],
     ops: &Profile,
 };
 

@@ -55,6 +55,8 @@ pub static KIND: Kind = Kind {
     outputs: &[("id", "The role's name"), ("name", "<stack>-<name>"), ("arn", "Role ARN")],
     check,
     normalize,
+    cost: crate::cost::free,
+    usage: &[],
     ops: &Role,
 };
 

@@ -27,12 +27,29 @@ pub static KIND: Kind = Kind {
     outputs: &[("id", "The group's name"), ("name", "/<stack>/<name>"), ("arn", "The group's ARN")],
     check,
     normalize: as_is,
+    cost,
+    usage: &[LOG_GB],
     ops: &LogGroup,
 };
 
 /// The retentions CloudWatch Logs accepts (`PutRetentionPolicy`).
 const RETENTIONS: &[i64] =
     &[1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653];
+
+const LOG_GB: crate::cost::UsageKey =
+    crate::cost::UsageKey { name: "log_gb", unit: "GB a month", doc: "logs each log group takes in" };
+
+/// Ingestion, and storage of what the retention keeps (a month's intake per 30 days kept; a
+/// group that keeps logs forever is priced at a year's). 5 GB a month are free.
+fn cost(cx: &crate::cost::CostCx<'_>) -> Vec<crate::cost::Part> {
+    use crate::cost::Part;
+    let gb = cx.usage(&LOG_GB);
+    let days = cx.int("retention_days").unwrap_or(365) as f64;
+    vec![
+        Part::new("ingestion", "logs.ingest", gb),
+        Part::new(format!("storage ({days} days kept)"), "logs.storage", gb * days / 30.0),
+    ]
+}
 
 /// The declared shape, decoded once from `want` or `have`.
 #[derive(Debug, Deserialize, PartialEq)]
@@ -188,5 +205,19 @@ mod tests {
         let sample = crate::schema::sample(KIND.fields);
         assert_eq!(Attrs::of(&sample).map(|a| a.retention_days), Ok(Some(1)), "{sample}");
         assert!(Attrs::of(&json!({ "retention_days": 30, "tags": {}, "extra": 1 })).is_err());
+    }
+}
+
+#[cfg(test)]
+mod cost_tests {
+    use crate::cost::test_support::{close, of, priced};
+
+    /// Ingestion at $0.63 a GB and a month's storage per 30 days kept at $0.0324, the 5 free GB
+    /// shared by every group of the stack: the first group uses them up.
+    #[test]
+    fn ingestion_and_storage_after_a_shared_free_tier() {
+        let b = priced("[stack]\nname = \"t\"\nregion = \"eu-central-1\"\n[log_group.a]\nretention_days = 30\n[log_group.b]\nretention_days = 60\n[usage]\nlog_gb = 10\n");
+        close(of(&b, "log_group.a").monthly, 5.0 * 0.63 + 10.0 * 0.0324);
+        close(of(&b, "log_group.b").monthly, 10.0 * 0.63 + 20.0 * 0.0324);
     }
 }

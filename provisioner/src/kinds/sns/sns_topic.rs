@@ -32,6 +32,8 @@ pub static KIND: Kind = Kind {
     outputs: &[("id", "The topic's ARN"), ("arn", "The topic's ARN"), ("name", "<stack>-<name>")],
     check,
     normalize: as_is,
+    cost,
+    usage: &[ALERT_EMAILS],
     ops: &Topic,
 };
 
@@ -50,6 +52,15 @@ fn check(r: &Resource, _: &Stack, d: &mut Diags) {
             );
         }
     }
+}
+
+const ALERT_EMAILS: crate::cost::UsageKey =
+    crate::cost::UsageKey { name: "alert_emails", unit: "messages a month", doc: "messages published to each topic" };
+
+/// One e-mail per message and subscription; the first 1,000 a month are free.
+fn cost(cx: &crate::cost::CostCx<'_>) -> Vec<crate::cost::Part> {
+    let subscribers = cx.list("email_subscriptions").len() as f64;
+    vec![crate::cost::Part::new("e-mail notifications", "sns.email", cx.usage(&ALERT_EMAILS) * subscribers)]
 }
 
 /// The declared shape, decoded once from `want` or `have`.
@@ -202,5 +213,17 @@ mod tests {
         let sample = crate::schema::sample(KIND.fields);
         assert!(Attrs::of(&sample).is_ok(), "{sample}");
         assert!(Attrs::of(&json!({ "subscriptions": [] })).is_err());
+    }
+}
+
+#[cfg(test)]
+mod cost_tests {
+    use crate::cost::test_support::{close, of, priced};
+
+    /// An e-mail per message and address; 1,000 free, then $2 per 100,000.
+    #[test]
+    fn emails_after_the_free_thousand() {
+        let b = priced("[stack]\nname = \"t\"\nregion = \"eu-central-1\"\n[sns_topic.a]\nemail_subscriptions = [\"a@example.org\", \"b@example.org\"]\n[usage]\nalert_emails = 800\n");
+        close(of(&b, "sns_topic.a").monthly, 600.0 * 0.00002);
     }
 }

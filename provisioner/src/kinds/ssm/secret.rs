@@ -33,6 +33,8 @@ pub static KIND: Kind = Kind {
     outputs: &[("id", "The parameter's name"), ("name", "/<stack>/<name>"), ("arn", "The parameter's ARN")],
     check,
     normalize: as_is,
+    cost: crate::cost::free,
+    usage: &[],
     ops: &Secret,
 };
 

@@ -28,6 +28,8 @@ pub static KIND: Kind = Kind {
     outputs: &[("id", "The protected resource's ARN")],
     check,
     normalize: as_is,
+    cost: crate::cost::free,
+    usage: &[],
     ops: &Association,
 };
 

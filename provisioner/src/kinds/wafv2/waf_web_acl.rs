@@ -63,8 +63,37 @@ pub static KIND: Kind = Kind {
     outputs: &[("id", "Web ACL ARN"), ("arn", "Web ACL ARN"), ("name", "<stack>-<name>"), ("acl_id", "The ACL's own id")],
     check,
     normalize,
+    cost,
+    usage: &[crate::cost::WEB_REQUESTS, crate::cost::CDN_REQUESTS],
     ops: &WebAcl,
 };
+
+/// Managed rule groups with a subscription or per-request fee of their own: priced under
+/// `waf.managed.<group>` (the snapshot holds none yet, so they show as unpriced).
+const PAID_GROUPS: &[&str] = &[
+    "AWSManagedRulesBotControlRuleSet",
+    "AWSManagedRulesATPRuleSet",
+    "AWSManagedRulesACFPRuleSet",
+    "AWSManagedRulesAntiDDoSRuleSet",
+];
+
+/// The ACL, one rule each for the rate rule and every managed group, and the requests it
+/// inspects (the load balancers' or, at CloudFront scope, the distributions').
+fn cost(cx: &crate::cost::CostCx<'_>) -> Vec<crate::cost::Part> {
+    use crate::cost::{parts::millions, Part, CDN_REQUESTS, WEB_REQUESTS};
+    let groups = cx.list("managed_rule_groups");
+    let rules = groups.len() + usize::from(cx.int("rate_limit").is_some());
+    let requests = if cx.str("scope") == Some("CLOUDFRONT") { &CDN_REQUESTS } else { &WEB_REQUESTS };
+    let mut out = vec![
+        Part::new("web ACL", "waf.web_acl", 1.0),
+        Part::new(format!("rules ({rules})"), "waf.rule", rules as f64),
+        Part::new("requests inspected", "waf.requests", millions(cx.usage(requests))),
+    ];
+    for g in groups.iter().filter_map(|g| g.as_str()).filter(|g| PAID_GROUPS.contains(g)) {
+        out.push(Part::new(format!("{g} subscription"), format!("waf.managed.{g}"), 1.0));
+    }
+    out
+}
 
 /// The declared shape, decoded once from `want` or `have`.
 #[derive(Debug, Deserialize, PartialEq)]
@@ -400,5 +429,22 @@ mod tests {
         assert_eq!(rules.iter().map(|r| (r.name(), r.priority())).collect::<Vec<_>>(), [(RATE_RULE, 0), ("AWSManagedRulesCommonRuleSet", 1)]);
         let rate = rules[0].statement().unwrap().rate_based_statement().unwrap();
         assert_eq!((rate.limit(), rate.evaluation_window_sec()), (500, 300));
+    }
+}
+
+#[cfg(test)]
+mod cost_tests {
+    use crate::cost::test_support::{close, of, priced};
+
+    /// $5 the ACL, $1 a rule (the rate rule and each managed group), $0.60 a million requests;
+    /// a group with a fee of its own is reported unpriced, not taken as free.
+    #[test]
+    fn acl_rules_requests_and_paid_groups_said() {
+        let acl = "[waf_web_acl.w]\nrate_limit = 500\nmanaged_rule_groups = [\"AWSManagedRulesCommonRuleSet\", \"AWSManagedRulesKnownBadInputsRuleSet\"]\n";
+        let b = priced(&format!("[stack]\nname = \"t\"\nregion = \"eu-central-1\"\n{acl}[usage]\nweb_requests = 131400000\n"));
+        close(of(&b, "waf_web_acl.w").monthly, 5.0 + 3.0 + 131.4 * 0.6);
+        let b = priced("[stack]\nname = \"t\"\nregion = \"eu-central-1\"\n[waf_web_acl.w]\nmanaged_rule_groups = [\"AWSManagedRulesBotControlRuleSet\"]\n");
+        close(of(&b, "waf_web_acl.w").monthly, 6.0);
+        assert!(b.unpriced.iter().any(|u| u.contains("AWSManagedRulesBotControlRuleSet")), "{:?}", b.unpriced);
     }
 }
