@@ -593,11 +593,7 @@ ingress = [{ protocol = "tcp", from_port = 443, cidr = "0.0.0.0/0" }]
     #[test]
     fn a_plan_shows_what_it_does_to_the_monthly_bill() {
         let app = |tasks: u32, host: bool| {
-            let host = if host {
-                "[instance.h]\ninstance_type = \"t3.small\"\nsubnet = \"subnet.p\"\n"
-            } else {
-                ""
-            };
+            let host = if host { "[instance.h]\ninstance_type = \"t3.small\"\nsubnet = \"subnet.p\"\n" } else { "" };
             stack(&format!(
                 "{BASE}[subnet.p]\nvpc = \"vpc.main\"\ncidr = \"10.0.9.0/24\"\naz = \"a\"\npublic_ip_on_launch = true\n\
                  [ecs_cluster.c]\n[ecs_service.s]\ncluster = \"ecs_cluster.c\"\nimage = \"i\"\ndesired_count = {tasks}\n\

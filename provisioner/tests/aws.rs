@@ -26,6 +26,8 @@ fn variant(src_path: &str, name: &str, edits: &[(&str, &str)]) -> (tempfile::Tem
     let mut src = std::fs::read_to_string(root(file)).unwrap();
     if network_only {
         src.truncate(src.find("# Application layer").expect("prod.toml marks its application layer"));
+        // The network with the logging host's security group: all 14 network resources.
+        src = src.replacen("separate_logging_host = \"false\"", "separate_logging_host = \"true\"", 1);
     }
     // Files the stack names are relative to it: point them at the repository's.
     src = src.replace("\"../", &format!("\"{}/", root("")));
@@ -1432,7 +1434,12 @@ async fn a_fargate_service_rolls_out_and_scales() {
     };
     let path = dir.path().join("stack.toml");
     let path = path.to_str().unwrap();
-    let src = |max: u32| {
+    let src_spot = |max: u32, spot: bool| {
+        let (providers, spot_after) = if spot {
+            ("capacity_providers = [\"FARGATE\", \"FARGATE_SPOT\"]\n", "spot_after = 1\n")
+        } else {
+            ("", "")
+        };
         format!(
             "{}[load_balancer.web]\nsubnets = [\"subnet.a\", \"subnet.b\"]\nsecurity_groups = [\"security_group.lb\"]\n\n\
              [target_group.web]\nvpc = \"vpc.main\"\nport = 8080\n\n\
@@ -1443,8 +1450,8 @@ async fn a_fargate_service_rolls_out_and_scales() {
              [iam_role.task]\ntrusted_services = [\"ecs-tasks.amazonaws.com\"]\n\n\
              [ecr_repository.app]\n\n\
              [image.app]\nrepository = \"ecr_repository.app\"\nexecutable = \"app\"\n\n\
-             [ecs_cluster.main]\n\n\
-             [ecs_service.web]\ncluster = \"ecs_cluster.main\"\nimage = \"${{ecr_repository.app.url}}@${{image.app.digest}}\"\ncommand = [\"web\"]\ncpu = 256\nmemory = 512\n\
+             [ecs_cluster.main]\n{providers}\n\
+             [ecs_service.web]\n{spot_after}cluster = \"ecs_cluster.main\"\nimage = \"${{ecr_repository.app.url}}@${{image.app.digest}}\"\ncommand = [\"web\"]\ncpu = 256\nmemory = 512\n\
              environment = {{ QUAKE_LISTEN = \"0.0.0.0:8080\", QUAKE_LOG_GROUP = \"${{log_group.web.name}}\" }}\nport = 8080\n\
              log_group = \"log_group.web\"\ntask_role = \"iam_role.task\"\nexecution_role = \"iam_role.execution\"\n\
              subnets = [\"subnet.a\", \"subnet.b\"]\nsecurity_groups = [\"security_group.lb\"]\npublic_ip = true\n\
@@ -1453,6 +1460,7 @@ async fn a_fargate_service_rolls_out_and_scales() {
             LB_NET.replace("name = \"lb\"", "name = \"svc\"")
         )
     };
+    let src = |max: u32| src_spot(max, false);
     build(1);
     std::fs::write(path, src(2)).unwrap();
     ok(&run(&ep, &["apply", path, "--yes"]), 0, "apply");
@@ -1513,6 +1521,46 @@ async fn a_fargate_service_rolls_out_and_scales() {
         at("RegisterTaskDefinition") < at("UpdateService") && at("UpdateService") < at("DeregisterTaskDefinition"),
         "{calls:?}"
     );
+
+    // Tasks beyond the first onto Fargate Spot, on the running service (made with the FARGATE
+    // launch type): the cluster offers both providers first, the service moves to a strategy in
+    // a new deployment. The strategy as ECS keeps it is played by the proxy (EMULATED: moto
+    // drops it at CreateService; it keeps what UpdateService sends).
+    proxy.take_calls();
+    std::fs::write(path, src_spot(3, true)).unwrap();
+    converge(
+        &ep,
+        path,
+        &[
+            "~ capacity_providers = [ + \"FARGATE\", + \"FARGATE_SPOT\", ]",
+            "~ spot_after = (none) -> 1",
+            "Plan: 0 to add, 2 to change, 0 to destroy.",
+            "with autoscaling at its maximum:",
+        ],
+    );
+    let calls = proxy.take_calls();
+    let at = |a: &str| calls.iter().position(|c| c.action.ends_with(a)).unwrap_or_else(|| panic!("{a}"));
+    assert!(at("PutClusterCapacityProviders") < at("UpdateService"));
+    let update = &calls[at("UpdateService")];
+    assert!(
+        update.body.contains("\"capacityProvider\":\"FARGATE_SPOT\"")
+            && update.body.contains("\"forceNewDeployment\":true"),
+        "{}",
+        update.body
+    );
+    let c = moto.ecs().describe_clusters().clusters("svc-main").send().await.unwrap();
+    assert_eq!(c.clusters()[0].capacity_providers(), ["FARGATE", "FARGATE_SPOT"]);
+    // And back: every task on regular Fargate (a strategy of FARGATE alone: a service never
+    // returns to a launch type).
+    std::fs::write(
+        path,
+        src(3).replace(
+            "[ecs_cluster.main]\n",
+            "[ecs_cluster.main]\ncapacity_providers = [\"FARGATE\", \"FARGATE_SPOT\"]\n",
+        ),
+    )
+    .unwrap();
+    converge(&ep, path, &["~ spot_after = 1 -> (none)", "Plan: 0 to add, 1 to change, 0 to destroy."]);
 
     proxy.state.ecs_roll_back.store(true, std::sync::atomic::Ordering::SeqCst);
     build(3);
@@ -1590,6 +1638,18 @@ async fn the_full_production_stack() {
     ok(&r, 0, "plan after apply");
     assert!(r.1.contains("No changes."), "{}", r.1);
     let plan_calls = proxy.take_calls();
+    // What AWS reports back prices exactly as the stack file does: the bill is unchanged, and
+    // the same as `cost` computes offline (Fargate Spot's strategy and the cluster's capacity
+    // providers read back included).
+    let offline: serde_json::Value = serde_json::from_str(&run(&ep, &["cost", &stack, "--json"]).1).unwrap();
+    let total = offline["monthly"].as_f64().unwrap();
+    assert!(r.1.contains(&format!("Monthly cost: ${total:.2} (unchanged; prices of ")), "{}", r.1);
+    let planned: serde_json::Value = serde_json::from_str(&run(&ep, &["plan", &stack, "--json"]).1).unwrap();
+    assert_eq!(planned["cost"]["delta"], 0.0, "{}", planned["cost"]);
+    assert!(planned["cost"]["resources"].as_array().unwrap().is_empty(), "{}", planned["cost"]);
+    assert!((planned["cost"]["before"].as_f64().unwrap() - total).abs() < 1e-9);
+    assert!((offline["monthly_max"].as_f64().unwrap() - planned["cost"]["before_max"].as_f64().unwrap()).abs() < 1e-9);
+    proxy.take_calls();
     let mut by_action: BTreeMap<&str, usize> = BTreeMap::new();
     for c in &plan_calls {
         *by_action.entry(c.action.rsplit('.').next().unwrap_or(&c.action)).or_default() += 1;

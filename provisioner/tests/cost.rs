@@ -9,7 +9,11 @@ fn cost(args: &[&str]) -> (i32, String, String) {
         .args([&["cost"][..], args].concat())
         .output()
         .unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
 }
 
 fn close(what: &str, got: f64, want: f64) {
@@ -117,7 +121,8 @@ fn a_broken_snapshot_is_a_located_error() {
     )
     .unwrap();
     let stack = dir.path().join("s.toml");
-    std::fs::write(&stack, "[stack]\nname = \"s\"\nregion = \"eu-central-1\"\nprices = \"prices.toml\"\n[eip.a]\n").unwrap();
+    std::fs::write(&stack, "[stack]\nname = \"s\"\nregion = \"eu-central-1\"\nprices = \"prices.toml\"\n[eip.a]\n")
+        .unwrap();
     let (code, out, err) = cost(&[stack.to_str().unwrap()]);
     assert_eq!(code, 1, "{out}");
     assert!(err.contains("source `vpc` is not under [sources]") && err.contains("s.toml:4"), "{err}");

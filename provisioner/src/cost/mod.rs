@@ -57,12 +57,18 @@ pub struct UsageKey {
 
 /// Requests a month reaching the stack's load balancers: read by the load balancer and its WAF,
 /// declared once here so both read the same number.
-pub const WEB_REQUESTS: UsageKey =
-    UsageKey { name: "web_requests", unit: "requests a month", doc: "HTTP requests reaching the load balancers (and their WAF)" };
+pub const WEB_REQUESTS: UsageKey = UsageKey {
+    name: "web_requests",
+    unit: "requests a month",
+    doc: "HTTP requests reaching the load balancers (and their WAF)",
+};
 
 /// Requests a month reaching the stack's CloudFront distributions (and their WAF).
-pub const CDN_REQUESTS: UsageKey =
-    UsageKey { name: "cdn_requests", unit: "requests a month", doc: "HTTP requests reaching the CloudFront distributions (and their WAF)" };
+pub const CDN_REQUESTS: UsageKey = UsageKey {
+    name: "cdn_requests",
+    unit: "requests a month",
+    doc: "HTTP requests reaching the CloudFront distributions (and their WAF)",
+};
 
 /// What a kind's cost function is given: the resource's attributes in the declared shape (as
 /// the stack wants them, or as read back from AWS), its region, the usage, the other resources.
@@ -287,9 +293,7 @@ pub fn breakdown(items: &[Item<'_>], book: &PriceBook, usage: &BTreeMap<String, 
             )
         })
         .collect();
-    unpriced.extend(
-        resources.iter().flat_map(|r| r.unpriced.iter().map(move |u| format!("{}: {u}", r.address))),
-    );
+    unpriced.extend(resources.iter().flat_map(|r| r.unpriced.iter().map(move |u| format!("{}: {u}", r.address))));
     let monthly: f64 = resources.iter().map(|r| r.monthly).sum();
     Breakdown {
         snapshot: book.snapshot.date.clone(),
@@ -311,10 +315,8 @@ pub fn of_stack(stack: &crate::stack::Stack) -> Breakdown {
         .iter()
         .map(|r| (r.address(), r.kind, crate::plan::desired(r, stack), stack.region_of(r).to_owned()))
         .collect();
-    let items: Vec<Item<'_>> = wanted
-        .iter()
-        .map(|(a, k, v, r)| Item { address: a.clone(), kind: k, attrs: v, region: r.clone() })
-        .collect();
+    let items: Vec<Item<'_>> =
+        wanted.iter().map(|(a, k, v, r)| Item { address: a.clone(), kind: k, attrs: v, region: r.clone() }).collect();
     breakdown(&items, &stack.prices, &stack.usage)
 }
 
@@ -354,7 +356,12 @@ pub fn delta(before: &Breakdown, after: &Breakdown) -> Delta {
         .filter_map(|addr| {
             let (x, y) = (b.get(addr).copied().unwrap_or(0.0), a.get(addr).copied().unwrap_or(0.0));
             // Below a hundredth of a cent a month is rounding, not a change.
-            ((y - x).abs() >= 0.0001).then(|| ResourceDelta { address: addr.clone(), before: x, after: y, delta: y - x })
+            ((y - x).abs() >= 0.0001).then(|| ResourceDelta {
+                address: addr.clone(),
+                before: x,
+                after: y,
+                delta: y - x,
+            })
         })
         .collect();
     let mut unpriced = after.unpriced.clone();

@@ -58,7 +58,9 @@ impl PriceBook {
     pub fn embedded() -> Arc<Self> {
         static BOOK: LazyLock<Arc<PriceBook>> = LazyLock::new(|| {
             // Checked by a unit test; a broken embedded file cannot ship.
-            Arc::new(PriceBook::parse(EMBEDDED).unwrap_or_else(|e| panic!("the embedded price snapshot is broken: {e}")))
+            Arc::new(
+                PriceBook::parse(EMBEDDED).unwrap_or_else(|e| panic!("the embedded price snapshot is broken: {e}")),
+            )
         });
         BOOK.clone()
     }
@@ -79,9 +81,11 @@ impl PriceBook {
                 problems.push(format!("free_tier.{name}: source `{}` is not under [sources]", t.source));
             }
         }
-        let all = book.global.iter().map(|(k, p)| ("global".to_owned(), k, p)).chain(
-            book.region.iter().flat_map(|(r, m)| m.iter().map(move |(k, p)| (format!("region.{r}"), k, p))),
-        );
+        let all = book
+            .global
+            .iter()
+            .map(|(k, p)| ("global".to_owned(), k, p))
+            .chain(book.region.iter().flat_map(|(r, m)| m.iter().map(move |(k, p)| (format!("region.{r}"), k, p))));
         for (section, key, p) in all {
             let at = format!("[{section}] \"{key}\"");
             if !(p.usd.is_finite() && p.usd >= 0.0) {
@@ -142,11 +146,18 @@ mod tests {
     #[test]
     fn a_broken_snapshot_says_what_is_wrong() {
         let base = "[snapshot]\ndate = \"2026-01-01\"\ncurrency = \"USD\"\nhours_per_month = 730\n[sources]\nx = \"https://example.org\"\n";
-        let e = PriceBook::parse(&format!("{base}[global]\n\"a\" = {{ usd = 1, unit = \"hour\", source = \"y\", date = \"d\", free = \"z\" }}\n")).unwrap_err();
+        let e = PriceBook::parse(&format!(
+            "{base}[global]\n\"a\" = {{ usd = 1, unit = \"hour\", source = \"y\", date = \"d\", free = \"z\" }}\n"
+        ))
+        .unwrap_err();
         assert!(e.contains("source `y` is not under [sources]") && e.contains("free tier `z`"), "{e}");
-        let e = PriceBook::parse(&format!("{base}[global]\n\"a\" = {{ usd = -1, unit = \"hour\", source = \"x\", date = \"d\" }}\n")).unwrap_err();
+        let e = PriceBook::parse(&format!(
+            "{base}[global]\n\"a\" = {{ usd = -1, unit = \"hour\", source = \"x\", date = \"d\" }}\n"
+        ))
+        .unwrap_err();
         assert!(e.contains("usd must be"), "{e}");
-        let e = PriceBook::parse(&format!("{base}[global]\n\"a\" = {{ usd = 1, unit = \"hour\", source = \"x\" }}\n")).unwrap_err();
+        let e = PriceBook::parse(&format!("{base}[global]\n\"a\" = {{ usd = 1, unit = \"hour\", source = \"x\" }}\n"))
+            .unwrap_err();
         assert!(e.contains("date"), "{e}");
     }
 }

@@ -46,11 +46,8 @@ pub fn render(b: &Breakdown, stack: &str, region: &str) -> String {
     );
     let scaling = b.monthly_max > b.monthly + 0.000_05;
     for r in b.resources.iter().filter(|r| !r.is_free()) {
-        let range = if r.monthly_max > r.monthly + 0.000_05 {
-            format!(" to {}", usd(r.monthly_max))
-        } else {
-            String::new()
-        };
+        let range =
+            if r.monthly_max > r.monthly + 0.000_05 { format!(" to {}", usd(r.monthly_max)) } else { String::new() };
         let _ = writeln!(out, "{:<95} {:>9}{range} a month", r.address, usd(r.monthly));
         for c in &r.components {
             let q = match c.quantity_max {
@@ -59,7 +56,8 @@ pub fn render(b: &Breakdown, stack: &str, region: &str) -> String {
             };
             let line = match (&c.unit, c.unit_price, c.monthly) {
                 (Some(unit), Some(p), Some(m)) => {
-                    let free = if c.free_quantity > 0.0 { format!(", {} free", num(c.free_quantity)) } else { String::new() };
+                    let free =
+                        if c.free_quantity > 0.0 { format!(", {} free", num(c.free_quantity)) } else { String::new() };
                     let here = if c.region == r.region { String::new() } else { format!(" in {}", c.region) };
                     let max = match c.monthly_max {
                         Some(mx) if mx > m + 0.000_05 => format!(" to {}", usd(mx)),
@@ -123,11 +121,18 @@ pub fn render_delta(d: &Delta) -> String {
         );
         let width = d.resources.iter().map(|r| r.address.len()).max().unwrap_or(0);
         for r in &d.resources {
-            let _ = writeln!(out, "  {:<width$}  {:>10}  ({} -> {})", r.address, signed(r.delta), usd(r.before), usd(r.after));
+            let _ = writeln!(
+                out,
+                "  {:<width$}  {:>10}  ({} -> {})",
+                r.address,
+                signed(r.delta),
+                usd(r.before),
+                usd(r.after)
+            );
         }
-        if (d.after_max - d.after).abs() > 0.000_05 || (d.before_max - d.before).abs() > 0.000_05 {
-            let _ = writeln!(out, "  with autoscaling at its maximum: {} -> {}", usd(d.before_max), usd(d.after_max));
-        }
+    }
+    if (d.after_max - d.before_max).abs() > 0.000_05 {
+        let _ = writeln!(out, "  with autoscaling at its maximum: {} -> {}", usd(d.before_max), usd(d.after_max));
     }
     for u in &d.unpriced {
         let _ = writeln!(out, "  not priced: {u}");

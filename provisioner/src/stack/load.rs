@@ -241,7 +241,12 @@ fn prices(root: &toml_edit::Table, ctx: &Ctx<'_>, d: &mut Diags) -> std::sync::A
     let Some(item) = root.get("stack").and_then(|s| s.get("prices")) else { return embedded() };
     let span = item_span(item, ctx.src);
     let Some(rel) = item.as_str() else {
-        d.error("wrong-type", span, "`stack.prices` must be a path", Some("e.g. prices = \"../assets/prices/aws.toml\"".into()));
+        d.error(
+            "wrong-type",
+            span,
+            "`stack.prices` must be a path",
+            Some("e.g. prices = \"../assets/prices/aws.toml\"".into()),
+        );
         return embedded();
     };
     let path = ctx.dir.join(rel);
@@ -268,7 +273,12 @@ fn usage(root: &toml_edit::Table, kinds: &[&'static Kind], src: &str, d: &mut Di
     let mut out = BTreeMap::new();
     let Some(item) = root.get("usage") else { return out };
     let Some(t) = item.as_table_like() else {
-        d.error("wrong-type", item_span(item, src), "`usage` must be a table", Some("[usage]\nweb_requests = 172800".into()));
+        d.error(
+            "wrong-type",
+            item_span(item, src),
+            "`usage` must be a table",
+            Some("[usage]\nweb_requests = 172800".into()),
+        );
         return out;
     };
     let known: Vec<&str> = {

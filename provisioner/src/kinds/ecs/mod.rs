@@ -131,8 +131,18 @@ pub fn fargate_parts(cx: &crate::cost::CostCx<'_>, tasks: i64, tasks_max: i64) -
     };
     add(format!("vCPU ({} x {vcpu})", tasks_of(od, od_max)), format!("fargate.vcpu.{arch}"), od * vcpu, od_max * vcpu);
     add(format!("memory ({} x {gb} GB)", tasks_of(od, od_max)), format!("fargate.gb.{arch}"), od * gb, od_max * gb);
-    add(format!("Spot vCPU ({} x {vcpu})", tasks_of(spot, spot_max)), format!("fargate_spot.vcpu.{arch}"), spot * vcpu, spot_max * vcpu);
-    add(format!("Spot memory ({} x {gb} GB)", tasks_of(spot, spot_max)), format!("fargate_spot.gb.{arch}"), spot * gb, spot_max * gb);
+    add(
+        format!("Spot vCPU ({} x {vcpu})", tasks_of(spot, spot_max)),
+        format!("fargate_spot.vcpu.{arch}"),
+        spot * vcpu,
+        spot_max * vcpu,
+    );
+    add(
+        format!("Spot memory ({} x {gb} GB)", tasks_of(spot, spot_max)),
+        format!("fargate_spot.gb.{arch}"),
+        spot * gb,
+        spot_max * gb,
+    );
     if cx.bool("public_ip") && tasks_max > 0 {
         let p = parts::public_ipv4(cx, "one per task", tasks as f64);
         out.push(if tasks_max > tasks { p.up_to(tasks_max as f64 * cx.hours) } else { p });
