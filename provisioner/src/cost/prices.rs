@@ -70,7 +70,7 @@ impl PriceBook {
     pub fn parse(text: &str) -> Result<Self, String> {
         let book: Self = toml_edit::de::from_str(text).map_err(|e| e.to_string().trim().to_owned())?;
         let mut problems = Vec::new();
-        if !(book.snapshot.hours_per_month > 0.0) {
+        if !book.snapshot.hours_per_month.is_finite() || book.snapshot.hours_per_month <= 0.0 {
             problems.push("snapshot.hours_per_month must be above 0".to_owned());
         }
         if book.snapshot.currency != "USD" {

@@ -48,7 +48,7 @@ pub fn render(b: &Breakdown, stack: &str, region: &str) -> String {
     for r in b.resources.iter().filter(|r| !r.is_free()) {
         let range =
             if r.monthly_max > r.monthly + 0.000_05 { format!(" to {}", usd(r.monthly_max)) } else { String::new() };
-        let _ = writeln!(out, "{:<95} {:>9}{range} a month", r.address, usd(r.monthly));
+        let _ = writeln!(out, "{:<83} {:>9}{range} a month, ${:.4} an hour", r.address, usd(r.monthly), r.hourly);
         for c in &r.components {
             let q = match c.quantity_max {
                 Some(m) if m > c.quantity => format!("{} to {}", num(c.quantity), num(m)),
@@ -64,7 +64,7 @@ pub fn render(b: &Breakdown, stack: &str, region: &str) -> String {
                         _ => String::new(),
                     };
                     let detail = format!("{q} {unit} x ${}{free}{here}", num_price(p));
-                    format!("    {:<36} {detail:<58} {:>9}{max}", c.what, usd(m))
+                    format!("    {:<36} {detail:<46} {:>9}{max}", c.what, usd(m))
                 }
                 _ => format!("    {:<36} {q}: UNPRICED, no `{}` in {}", c.what, c.price, c.region),
             };

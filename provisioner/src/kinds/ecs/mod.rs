@@ -126,7 +126,7 @@ pub fn fargate_parts(cx: &crate::cost::CostCx<'_>, tasks: i64, tasks_max: i64) -
     };
     let tasks_of = |a: f64, b: f64| match (a, b) {
         (a, b) if b > a => format!("{a} to {b} tasks"),
-        (a, _) if a == 1.0 => "1 task".to_owned(),
+        (1.0, _) => "1 task".to_owned(),
         (a, _) => format!("{a} tasks"),
     };
     add(format!("vCPU ({} x {vcpu})", tasks_of(od, od_max)), format!("fargate.vcpu.{arch}"), od * vcpu, od_max * vcpu);
