@@ -8,7 +8,7 @@ NOIDA_VERSION := 0.2.3
 NOIDA        := $(CACHE)/noida/bin/noida-db
 SHARED       ?= $(abspath ../shared)
 
-.PHONY: run test bench benchdeps deps sysdeps venv noida web browser registry promtool cloudinit lint clean
+.PHONY: run test bench benchdeps deps sysdeps venv noida web edge browser registry promtool cloudinit lint clean
 
 ## run: the live map on embedded defaults (ARGS="..." passes flags to `quake run`)
 run: sysdeps web
@@ -27,7 +27,15 @@ benchdeps:
 	@command -v wrk >/dev/null && { command -v nginx >/dev/null || test -x /usr/sbin/nginx; } \
 	  || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk nginx-light; }
 
-deps: sysdeps venv noida web browser registry promtool cloudinit
+deps: sysdeps venv noida web edge browser registry promtool cloudinit
+
+EDGE := assets/edge-auth
+
+## edge: the Lambda@Edge login's libraries (jose) and bundler (esbuild) from npm
+edge: $(EDGE)/node_modules/.done
+$(EDGE)/node_modules/.done: $(EDGE)/package.json $(EDGE)/package-lock.json
+	cd $(EDGE) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
 
 WEB    := assets/web
 VENDOR := $(WEB)/vendor

@@ -19,8 +19,12 @@ done
 export QUAKE_TEST_KAFKA="127.0.0.1:$port"
 echo "noida-db Kafka broker on $QUAKE_TEST_KAFKA"
 
+status=0
 if command -v cargo-nextest >/dev/null; then
-  cargo nextest run --workspace --no-fail-fast
+  cargo nextest run --workspace --no-fail-fast || status=$?
 else
-  cargo test --workspace --no-fail-fast
+  cargo test --workspace --no-fail-fast || status=$?
 fi
+# The Lambda@Edge login (Node's test runner, against its own moto).
+node --test assets/edge-auth/test/auth.test.mjs || status=$?
+exit $status
