@@ -46,6 +46,7 @@ pub mod ecs;
 pub mod elbv2;
 pub mod iam;
 pub mod logs;
+pub mod s3;
 pub mod sns;
 pub mod ssm;
 pub mod wafv2;
@@ -60,6 +61,7 @@ static ALL: LazyLock<Vec<&'static Kind>> = LazyLock::new(|| {
         elbv2::KINDS,
         iam::KINDS,
         logs::KINDS,
+        s3::KINDS,
         sns::KINDS,
         ssm::KINDS,
         wafv2::KINDS,

@@ -366,6 +366,14 @@ async fn relay(st: Arc<ProxyState>, method: Method, uri: Uri, headers: HeaderMap
                 st.calls.lock().unwrap().push(record(404, answer.to_owned(), false));
                 return Response::builder().status(404).body(Body::from(answer)).expect("response");
             }
+            // EMULATED (moto answers unlike AWS): GetBucketVersioning comes back with the root
+            // `GetBucketVersioningResponse`; S3's is `VersioningConfiguration` (the same content),
+            // the only root its SDK reads.
+            if status.is_success() && bytes.windows(28).any(|w| w == b"<GetBucketVersioningResponse") {
+                let text =
+                    String::from_utf8_lossy(&bytes).replace("GetBucketVersioningResponse", "VersioningConfiguration");
+                bytes = Bytes::from(text);
+            }
             if emulate && status.is_success() && target.as_deref() == Some("DynamoDB_20120810.DescribeTable") {
                 let replicas = st.replicas.lock().unwrap().get(&table).cloned().unwrap_or_default();
                 if let Ok(mut answer) = serde_json::from_slice::<serde_json::Value>(&bytes) {
