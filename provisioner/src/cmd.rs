@@ -62,12 +62,16 @@ pub async fn run(stack: Stack, what: Aws, color: bool) -> u8 {
             Err(e) => fail(&e.to_string()),
         },
         Aws::Apply { destroy, yes, opts } => {
+            // From the start: a Ctrl-C while the lock is taken or AWS is read still ends the run
+            // properly (the lock released), not by the signal's default.
+            let cancel = CancellationToken::new();
+            tokio::spawn(interrupts(cancel.clone()));
             let op = if destroy { "destroy" } else { "apply" };
             let lock = match Lock::acquire(&ddb, &stack.name, op, LOCK_TTL).await {
                 Ok(l) => l,
                 Err(e) => return fail(&e.to_string()),
             };
-            let code = apply(&cx, &ddb, stack, destroy, yes, &opts, color).await;
+            let code = apply(&cx, &ddb, stack, Run { destroy, yes, opts: &opts, color, cancel }).await;
             if let Err(e) = lock.release().await {
                 eprintln!("provisioner: releasing the lock: {e}");
             }
@@ -123,15 +127,17 @@ fn print_stack_outputs(stack: &Stack, outputs: &serde_json::Value) {
     }
 }
 
-async fn apply(
-    cx: &provisioner::provider::Cx,
-    ddb: &aws_sdk_dynamodb::Client,
-    stack: Stack,
+/// How `apply` (or `destroy`) runs: the command line's choices and the interrupt token.
+struct Run<'a> {
     destroy: bool,
     yes: bool,
-    opts: &WalkOptions,
+    opts: &'a WalkOptions,
     color: bool,
-) -> u8 {
+    cancel: CancellationToken,
+}
+
+async fn apply(cx: &provisioner::provider::Cx, ddb: &aws_sdk_dynamodb::Client, stack: Stack, run: Run<'_>) -> u8 {
+    let Run { destroy, yes, opts, color, cancel } = run;
     let inv = match discover(cx, ddb, &stack).await {
         Ok(i) => i,
         Err(e) => return fail(&format!("reading {} from AWS: {e}", stack.name)),
@@ -151,8 +157,10 @@ async fn apply(
         eprintln!("provisioner: not confirmed; nothing was changed");
         return 1;
     }
-    let cancel = CancellationToken::new();
-    tokio::spawn(interrupts(cancel.clone()));
+    if cancel.is_cancelled() {
+        eprintln!("provisioner: interrupted before any change; nothing was changed");
+        return 1;
+    }
     let (tx, rx) = mpsc::unbounded_channel();
     let printer = tokio::spawn(progress(rx));
     let started = Instant::now();

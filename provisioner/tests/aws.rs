@@ -104,7 +104,7 @@ fn ids(s: &str) -> BTreeSet<String> {
 /// spelling: `DescribeVpcs`, `Logs_20140328.DescribeLogGroups`), not the lock table.
 fn mutating(c: &Call) -> bool {
     let op = c.action.rsplit('.').next().unwrap_or(&c.action);
-    let read = ["Describe", "List", "Get"].iter().any(|p| op.starts_with(p));
+    let read = ["Describe", "List", "Get", "GET ", "HEAD "].iter().any(|p| op.starts_with(p));
     !c.faulted && c.status < 300 && !read && !c.action.contains("DynamoDB")
 }
 
@@ -520,6 +520,35 @@ async fn broken_stacks_make_no_aws_call() {
         }
     }
     assert!(proxy.calls().is_empty(), "no AWS call: {:?}", proxy.calls().iter().map(|c| &c.action).collect::<Vec<_>>());
+}
+
+/// Ctrl-C while the stack is still being read (the lock taken, nothing changed yet): the run
+/// ends properly - nothing changed, exit 1, the lock released so the next run goes ahead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupt_while_reading_changes_nothing_and_frees_the_lock() {
+    let moto = Moto::start().await;
+    let proxy = Proxy::start(&moto.url).await;
+    proxy.set_faults(0.0, Duration::from_millis(40));
+    let (_d, stack) = variant(PROD_NET, "early", &[]);
+    let child = common::cli(&proxy.url)
+        .args(["apply", &stack, "--yes"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The lock is a conditional PutItem; reading the stack takes many calls after it.
+    while !proxy.calls().iter().any(|c| c.action.ends_with("PutItem") && c.status < 300) {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let sent = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(sent.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("interrupted before any change; nothing was changed"), "{stderr}");
+    assert!(proxy.calls().iter().all(|c| !mutating(c)), "nothing was changed");
+    assert!(owned(&moto.ec2(), "early").await.is_empty());
+    ok(&run(&proxy.url, &["apply", &stack, "--yes"]), 0, "the lock was released");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -245,7 +245,9 @@ async fn forward(
 async fn relay(st: Arc<ProxyState>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok()).map(str::to_owned);
     let params: BTreeMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
-    let action = target.clone().or_else(|| params.get("Action").cloned()).unwrap_or_else(|| uri.path().to_owned());
+    // REST calls (S3) are named by their method and path: `GET /bucket`.
+    let action =
+        target.clone().or_else(|| params.get("Action").cloned()).unwrap_or_else(|| format!("{method} {}", uri.path()));
     let (rate, latency) = {
         let f = st.faults.lock().unwrap();
         (f.rate, f.latency)
@@ -274,6 +276,12 @@ async fn relay(st: Arc<ProxyState>, method: Method, uri: Uri, headers: HeaderMap
             (
                 StatusCode::BAD_REQUEST,
                 r#"{"__type":"com.amazonaws.dynamodb.v20120810#ThrottlingException","message":"Rate exceeded"}"#
+                    .to_owned(),
+            )
+        } else if service == "s3" {
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message><RequestId>proxy</RequestId></Error>"
                     .to_owned(),
             )
         } else if service == "ec2" {
