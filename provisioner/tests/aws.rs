@@ -522,6 +522,29 @@ async fn broken_stacks_make_no_aws_call() {
     assert!(proxy.calls().is_empty(), "no AWS call: {:?}", proxy.calls().iter().map(|c| &c.action).collect::<Vec<_>>());
 }
 
+/// `apply` of `stack` through `proxy`, sent SIGINT `after` the first call for which `when` holds;
+/// its output once it has ended.
+async fn interrupted_apply(
+    proxy: &Proxy,
+    stack: &str,
+    when: fn(&Call) -> bool,
+    after: Duration,
+) -> std::process::Output {
+    let child = common::cli(&proxy.url)
+        .args(["apply", stack, "--yes"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    while !proxy.calls().iter().any(when) {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    tokio::time::sleep(after).await;
+    let sent = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(sent.success());
+    child.wait_with_output().unwrap()
+}
+
 /// Ctrl-C while the stack is still being read (the lock taken, nothing changed yet): the run
 /// ends properly - nothing changed, exit 1, the lock released so the next run goes ahead.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -530,19 +553,9 @@ async fn an_interrupt_while_reading_changes_nothing_and_frees_the_lock() {
     let proxy = Proxy::start(&moto.url).await;
     proxy.set_faults(0.0, Duration::from_millis(40));
     let (_d, stack) = variant(PROD_NET, "early", &[]);
-    let child = common::cli(&proxy.url)
-        .args(["apply", &stack, "--yes"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
     // The lock is a conditional PutItem; reading the stack takes many calls after it.
-    while !proxy.calls().iter().any(|c| c.action.ends_with("PutItem") && c.status < 300) {
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    let sent = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
-    assert!(sent.success());
-    let out = child.wait_with_output().unwrap();
+    let out =
+        interrupted_apply(&proxy, &stack, |c| c.action.ends_with("PutItem") && c.status < 300, Duration::ZERO).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("interrupted before any change; nothing was changed"), "{stderr}");
@@ -557,19 +570,7 @@ async fn first_interrupt_finishes_running_steps_and_stops() {
     let proxy = Proxy::start(&moto.url).await;
     proxy.set_faults(0.0, Duration::from_millis(40));
     let (_d, stack) = variant(PROD_NET, "interrupt", &[]);
-    let child = common::cli(&proxy.url)
-        .args(["apply", &stack, "--yes"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    while !proxy.calls().iter().any(mutating) {
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let sent = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
-    assert!(sent.success());
-    let out = child.wait_with_output().unwrap();
+    let out = interrupted_apply(&proxy, &stack, mutating, Duration::from_millis(100)).await;
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
     assert!(stderr.contains("Interrupted: finishing the operations in progress"), "{stderr}");
