@@ -109,6 +109,12 @@ fn tagging(w: &Attrs) -> Result<Tagging, OpError> {
     Tagging::builder().set_tag_set(Some(set)).build().map_err(|e| OpError::fatal("Tagging", e.to_string()))
 }
 
+/// Sets the bucket's whole tag set (S3 has no per-tag call).
+async fn put_tags(cx: &Cx, bucket: &str, w: &Attrs) -> Result<(), OpError> {
+    s3(cx).put_bucket_tagging().bucket(bucket).tagging(tagging(w)?).send().await.map_err(|e| err("PutBucketTagging", e))?;
+    Ok(())
+}
+
 async fn tags_of(cx: &Cx, bucket: &str) -> Result<BTreeMap<String, String>, OpError> {
     match s3(cx).get_bucket_tagging().bucket(bucket).send().await.map_err(|e| err("GetBucketTagging", e)) {
         Ok(t) => Ok(t.tag_set().iter().map(|t| (t.key().to_owned(), t.value().to_owned())).collect()),
@@ -220,7 +226,7 @@ impl Ops for Bucket {
             Err(e) => return Err(e),
         }
         // Tags first: a crash after this point leaves a bucket discovery finds.
-        s3(cx).put_bucket_tagging().bucket(&name).tagging(tagging(&w)?).send().await.map_err(|e| err("PutBucketTagging", e))?;
+        put_tags(cx, &name, &w).await?;
         let block = PublicAccessBlockConfiguration::builder()
             .block_public_acls(true)
             .ignore_public_acls(true)
@@ -272,7 +278,7 @@ impl Ops for Bucket {
             set_versioning(cx, id, w.versioning).await?;
         }
         if h.tags != w.tags || h.force_destroy != w.force_destroy {
-            s3(cx).put_bucket_tagging().bucket(id).tagging(tagging(&w)?).send().await.map_err(|e| err("PutBucketTagging", e))?;
+            put_tags(cx, id, &w).await?;
         }
         Ok(())
     }
