@@ -16,6 +16,9 @@ pub enum Class {
     NotFound,
     /// Anything else: reported.
     Fatal,
+    /// Not possible yet, and nothing to fix: AWS allows it later (a Lambda@Edge function while
+    /// AWS still removes its replicas). Reported as left, with the command that finishes it.
+    Later,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,9 +44,13 @@ impl OpError {
         Self::new(Class::Retryable, op, message)
     }
 
+    pub fn later(op: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::new(Class::Later, op, message)
+    }
+
     /// Whether another attempt may succeed (not found included: see [`Class::NotFound`]).
     pub fn is_retryable(&self) -> bool {
-        self.class != Class::Fatal
+        matches!(self.class, Class::Retryable | Class::NotFound)
     }
 
     pub fn is_not_found(&self) -> bool {
@@ -70,14 +77,19 @@ impl OpError {
 impl std::fmt::Display for OpError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.brief())?;
-        if self.class == Class::Retryable {
-            f.write_str(" (still failing after retries)")?;
+        match self.class {
+            Class::Retryable => f.write_str(" (still failing after retries)")?,
+            Class::Later => f.write_str(LATER)?,
+            _ => {}
         }
         Ok(())
     }
 }
 
 impl std::error::Error for OpError {}
+
+/// How a step left for later ends its message (the walker reports errors as text).
+pub const LATER: &str = " (left for later)";
 
 /// How one AWS service names its errors: which codes mean "not found" and which mean "try
 /// again" besides the throttling codes every service shares. Each service's module has one.

@@ -180,6 +180,20 @@ pub fn tag_changes(
     (gone, set)
 }
 
+/// The description that marks a resource as the stack's, naming its address: for what AWS
+/// cannot tag, or cannot list by tag, but lists with its description (WAF ACLs, CloudFront
+/// origin access controls).
+pub fn marker(cx: &Cx, address: &str) -> String {
+    format!("provisioner {} {address}", cx.stack)
+}
+
+/// The address in a description written by [`marker`], when it is this stack's.
+pub fn address_in(cx: &Cx, description: &str) -> Option<String> {
+    let rest = description.strip_prefix("provisioner ")?;
+    let (stack, address) = rest.split_once(' ')?;
+    (stack == cx.stack).then(|| address.to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -39,12 +39,14 @@ macro_rules! service {
 pub(crate) use service;
 
 pub mod application_autoscaling;
+pub mod cloudfront;
 pub mod dynamodb;
 pub mod ec2;
 pub mod ecr;
 pub mod ecs;
 pub mod elbv2;
 pub mod iam;
+pub mod lambda;
 pub mod logs;
 pub mod s3;
 pub mod sns;
@@ -55,11 +57,13 @@ static ALL: LazyLock<Vec<&'static Kind>> = LazyLock::new(|| {
     [
         ec2::KINDS,
         application_autoscaling::KINDS,
+        cloudfront::KINDS,
         dynamodb::KINDS,
         ecr::KINDS,
         ecs::KINDS,
         elbv2::KINDS,
         iam::KINDS,
+        lambda::KINDS,
         logs::KINDS,
         s3::KINDS,
         sns::KINDS,

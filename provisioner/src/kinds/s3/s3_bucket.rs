@@ -3,10 +3,10 @@
 //! ACLs), versioning optional. A bucket that still holds objects is deleted only with
 //! `force_destroy`, which empties it first (every version).
 
-use super::{err, s3};
+use super::{err, owned, s3};
 use crate::diag::Diags;
 use crate::error::{gone_ok, OpError};
-use crate::provider::{Attributes, Cx, Live, Ops, ID_TAG, STACK_TAG};
+use crate::provider::{Attributes, Cx, Live, Ops, ID_TAG};
 use crate::schema::{as_is, Field, FieldType, Kind, Update};
 use crate::stack::{Resource, Stack};
 use async_trait::async_trait;
@@ -115,14 +115,6 @@ async fn put_tags(cx: &Cx, bucket: &str, w: &Attrs) -> Result<(), OpError> {
     Ok(())
 }
 
-async fn tags_of(cx: &Cx, bucket: &str) -> Result<BTreeMap<String, String>, OpError> {
-    match s3(cx).get_bucket_tagging().bucket(bucket).send().await.map_err(|e| err("GetBucketTagging", e)) {
-        Ok(t) => Ok(t.tag_set().iter().map(|t| (t.key().to_owned(), t.value().to_owned())).collect()),
-        Err(e) if e.has_code("NoSuchTagSet") => Ok(BTreeMap::new()),
-        Err(e) => Err(e),
-    }
-}
-
 async fn set_versioning(cx: &Cx, bucket: &str, on: bool) -> Result<(), OpError> {
     let status = if on { BucketVersioningStatus::Enabled } else { BucketVersioningStatus::Suspended };
     s3(cx)
@@ -159,42 +151,15 @@ struct Bucket;
 #[async_trait]
 impl Ops for Bucket {
     async fn discover(&self, cx: &Cx) -> Result<Vec<Live>, OpError> {
-        let prefix = bucket_name(&cx.stack, "");
-        // One global list, shared by every region's pass; each bucket's region then tells which
-        // pass it belongs to.
-        let names: Vec<String> = cx
-            .once("s3:buckets", || async {
-                let out = s3(cx).list_buckets().send().await.map_err(|e| err("ListBuckets", e))?;
-                Ok(out.buckets().iter().filter_map(|b| b.name()).filter(|n| n.starts_with(&prefix)).map(str::to_owned).collect())
-            })
-            .await?;
         let mut out = Vec::new();
-        for name in names {
-            let loc = match s3(cx).get_bucket_location().bucket(&name).send().await.map_err(|e| err("GetBucketLocation", e)) {
-                Ok(l) => l,
-                Err(e) if e.is_not_found() => continue,
-                Err(e) => return Err(e),
-            };
-            // No constraint is us-east-1 (and `EU` the old name of eu-west-1).
-            let region = match loc.location_constraint().map(BucketLocationConstraint::as_str) {
-                None | Some("") => "us-east-1",
-                Some("EU") => "eu-west-1",
-                Some(r) => r,
-            };
-            if region != cx.region {
-                continue;
-            }
-            let mut tags = tags_of(cx, &name).await?;
+        for (name, mut tags) in owned(cx).await? {
             let force = tags.remove(FORCE_TAG).is_some_and(|v| v == "true");
-            if tags.get(STACK_TAG) != Some(&cx.stack) {
-                continue;
-            }
             let Some(address) = tags.get(ID_TAG).cloned() else { continue };
             let v = s3(cx).get_bucket_versioning().bucket(&name).send().await.map_err(|e| err("GetBucketVersioning", e))?;
             let mut outputs = Map::new();
             outputs.insert("name".into(), json!(name));
             outputs.insert("arn".into(), json!(format!("arn:aws:s3:::{name}")));
-            outputs.insert("regional_domain".into(), json!(format!("{name}.s3.{region}.amazonaws.com")));
+            outputs.insert("regional_domain".into(), json!(format!("{name}.s3.{}.amazonaws.com", cx.region)));
             out.push(Live {
                 id: name,
                 address,

@@ -1,6 +1,6 @@
 //! WAFv2: web ACLs and their associations, and what they share: the client and WAF's error
 //! codes. ACLs cannot be listed by tag: the stack's are named `<stack>-<name>` and carry their
-//! address in their description, which the list call returns, so one list per region and scope
+//! address in their description ([`crate::provider::marker`]), which the list call returns, so one list per region and scope
 //! finds them (tags are still read, to show and repair drift).
 
 use crate::error::Codes;
@@ -28,15 +28,3 @@ impl Codes for WafCodes {
 }
 
 super::service!(aws_sdk_wafv2::Client, WafCodes);
-
-/// The description that marks an ACL as the stack's, naming its address.
-pub fn marker(cx: &Cx, address: &str) -> String {
-    format!("provisioner {} {address}", cx.stack)
-}
-
-/// The address in a description written by [`marker`], when it is this stack's.
-pub fn address_in(cx: &Cx, description: &str) -> Option<String> {
-    let rest = description.strip_prefix("provisioner ")?;
-    let (stack, address) = rest.split_once(' ')?;
-    (stack == cx.stack).then(|| address.to_owned())
-}

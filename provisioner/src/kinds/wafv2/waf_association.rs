@@ -79,7 +79,7 @@ impl Ops for Association {
             let got = waf(cx).get_web_acl_for_resource().resource_arn(arn).send().await.map_err(|e| err("GetWebACLForResource", e))?;
             let Some(acl) = got.web_acl() else { continue };
             // Only an ACL of this stack makes the association the stack's.
-            if acl.description().is_none_or(|d| super::address_in(cx, d).is_none()) {
+            if acl.description().is_none_or(|d| crate::provider::address_in(cx, d).is_none()) {
                 continue;
             }
             let name = lb_address.split_once('.').map_or(lb_address.as_str(), |(_, n)| n);

@@ -2,7 +2,8 @@
 //! CloudFront scope (us-east-1), with a default action, a rate-based rule whose limit and
 //! window come from the stack file, and optional AWS managed rule groups, in that priority.
 
-use super::{address_in, err, marker, waf};
+use super::{err, waf};
+use crate::provider::{address_in, marker};
 use crate::diag::Diags;
 use crate::error::{gone_ok, OpError};
 use crate::provider::{null_as_empty, Attributes, Cx, Live, Ops};

@@ -1,0 +1,40 @@
+//! CloudFront: distributions and their origin access controls, and what they share: the client
+//! and CloudFront's error codes. CloudFront is global (one endpoint whatever the region), so its
+//! resources are read once, in the stack's own region. Every write names the ETag of the last
+//! read (`IfMatch`): a change made meanwhile by someone else fails instead of being overwritten.
+
+use crate::error::{Codes, OpError};
+use crate::provider::Cx;
+
+super::kinds!(cloudfront_origin_access_control, cloudfront_distribution);
+
+/// The CloudFront client.
+pub fn cloudfront(cx: &Cx) -> aws_sdk_cloudfront::Client {
+    cx.client::<aws_sdk_cloudfront::Client>()
+}
+
+struct CloudFrontCodes;
+
+impl Codes for CloudFrontCodes {
+    fn not_found(&self, code: &str) -> bool {
+        matches!(code, "NoSuchDistribution" | "NoSuchOriginAccessControl" | "NoSuchResource")
+    }
+
+    /// A write that raced another (stale ETag), an origin access control still used by a
+    /// distribution whose change is deploying, a distribution not yet disabled everywhere.
+    fn retryable(&self, code: &str) -> bool {
+        matches!(code, "PreconditionFailed" | "OriginAccessControlInUse" | "DistributionNotDisabled")
+    }
+}
+
+super::service!(aws_sdk_cloudfront::Client, CloudFrontCodes);
+
+/// The ETag a conditional write must name.
+pub fn etag(op: &str, e: Option<&str>) -> Result<String, OpError> {
+    e.map(str::to_owned).ok_or_else(|| OpError::fatal(op, "CloudFront answered without an ETag"))
+}
+
+/// The name `<stack>-<name>` of a resource CloudFront names uniquely per account.
+pub fn name_of(cx: &Cx, address: &str) -> String {
+    format!("{}-{}", cx.stack, address.split_once('.').map_or(address, |(_, n)| n))
+}

@@ -1,0 +1,194 @@
+//! `s3_bucket_policy`: the one policy of a stack's bucket, written from two facts: which
+//! CloudFront distributions may read its objects (through origin access control: the
+//! `cloudfront.amazonaws.com` service, only on behalf of those distributions' ARNs) and that
+//! nothing reaches it over plain HTTP. Nothing else can read it: the bucket blocks public access.
+//! A bucket policy has no tags: the document's `Id` names the stack and the address.
+
+use super::{err, owned, s3};
+use crate::error::{gone_ok, OpError};
+use crate::provider::{address_in, marker, null_as_empty, Attributes, Cx, Live, Ops};
+use crate::schema::{no_check, Field, FieldType, Kind, Update};
+use async_trait::async_trait;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+pub static KIND: Kind = Kind {
+    name: "s3_bucket_policy",
+    doc: "A bucket's policy: objects readable by the named CloudFront distributions only (origin access control), HTTPS only.",
+    fields: &[
+        Field::required("bucket", FieldType::Ref(&["s3_bucket"]), Update::Replace, "The bucket."),
+        Field::required(
+            "read_by",
+            FieldType::List(&FieldType::String),
+            Update::InPlace,
+            "ARNs of the distributions that may read every object (\"${cloudfront_distribution.NAME.arn}\").",
+        ),
+    ],
+    outputs: &[("id", "The bucket's name")],
+    check: no_check,
+    normalize,
+    cost: crate::cost::free,
+    usage: &[],
+    ops: &Policy,
+};
+
+/// Distributions as a sorted set: their order in the document means nothing.
+fn normalize(v: &mut Value) {
+    if let Some(Value::Array(a)) = v.get_mut("read_by") {
+        a.sort_by(|x, y| x.as_str().cmp(&y.as_str()));
+        a.dedup();
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Attrs {
+    bucket: String,
+    #[serde(default, deserialize_with = "null_as_empty")]
+    read_by: Vec<String>,
+}
+
+impl Attributes for Attrs {}
+
+/// The document for `bucket`, marked with `address`.
+fn document(cx: &Cx, address: &str, bucket: &str, read_by: &[String]) -> Value {
+    let mut readers = read_by.to_vec();
+    readers.sort();
+    readers.dedup();
+    json!({
+        "Version": "2012-10-17",
+        "Id": marker(cx, address),
+        "Statement": [
+            {
+                "Sid": "CloudFrontReads",
+                "Effect": "Allow",
+                "Principal": { "Service": "cloudfront.amazonaws.com" },
+                "Action": "s3:GetObject",
+                "Resource": format!("arn:aws:s3:::{bucket}/*"),
+                "Condition": { "StringEquals": { "AWS:SourceArn": readers } },
+            },
+            {
+                "Sid": "HttpsOnly",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:*",
+                "Resource": [format!("arn:aws:s3:::{bucket}"), format!("arn:aws:s3:::{bucket}/*")],
+                "Condition": { "Bool": { "aws:SecureTransport": "false" } },
+            },
+        ],
+    })
+}
+
+/// The distributions a live document grants reads to, when it is exactly what this kind writes
+/// for them (anything added or changed by hand reads as no readers: a difference to repair).
+fn readers_of(cx: &Cx, address: &str, bucket: &str, doc: &Value) -> Vec<String> {
+    let granted = &doc["Statement"][0]["Condition"]["StringEquals"]["AWS:SourceArn"];
+    let read_by: Vec<String> = match granted {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(a) => a.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
+        _ => Vec::new(),
+    };
+    if document(cx, address, bucket, &read_by) == normalized(doc) {
+        let mut r = read_by;
+        r.sort();
+        r
+    } else {
+        Vec::new()
+    }
+}
+
+/// A live document in the form [`document`] writes: AWS may answer a one-item list as its item.
+fn normalized(doc: &Value) -> Value {
+    let mut d = doc.clone();
+    if let Some(Value::String(s)) = d.pointer("/Statement/0/Condition/StringEquals/AWS:SourceArn").cloned() {
+        d["Statement"][0]["Condition"]["StringEquals"]["AWS:SourceArn"] = json!([s]);
+    }
+    d
+}
+
+async fn put(cx: &Cx, address: &str, w: &Attrs) -> Result<(), OpError> {
+    s3(cx)
+        .put_bucket_policy()
+        .bucket(&w.bucket)
+        .policy(document(cx, address, &w.bucket, &w.read_by).to_string())
+        .send()
+        .await
+        .map_err(|e| err("PutBucketPolicy", e))?;
+    Ok(())
+}
+
+struct Policy;
+
+#[async_trait]
+impl Ops for Policy {
+    async fn discover(&self, cx: &Cx) -> Result<Vec<Live>, OpError> {
+        let mut out = Vec::new();
+        for (bucket, _) in owned(cx).await? {
+            let text = match s3(cx).get_bucket_policy().bucket(&bucket).send().await.map_err(|e| err("GetBucketPolicy", e)) {
+                Ok(p) => p.policy().unwrap_or_default().to_owned(),
+                Err(e) if e.is_not_found() || e.has_code("NoSuchBucketPolicy") => continue,
+                Err(e) => return Err(e),
+            };
+            let Ok(doc) = serde_json::from_str::<Value>(&text) else { continue };
+            let Some(address) = doc["Id"].as_str().and_then(|id| address_in(cx, id)) else { continue };
+            let read_by = readers_of(cx, &address, &bucket, &doc);
+            out.push(Live {
+                id: bucket.clone(),
+                address,
+                attrs: json!({ "bucket": bucket, "read_by": read_by }),
+                outputs: Map::new(),
+            });
+        }
+        Ok(out)
+    }
+
+    async fn create(&self, cx: &Cx, address: &str, want: &Value, _token: &str) -> Result<String, OpError> {
+        let w = Attrs::of(want)?;
+        put(cx, address, &w).await?;
+        Ok(w.bucket)
+    }
+
+    async fn update(&self, cx: &Cx, id: &str, _have: &Value, want: &Value) -> Result<(), OpError> {
+        let w = Attrs::of(want)?;
+        // The address is the policy's own: read it from the live document's mark.
+        let live = s3(cx).get_bucket_policy().bucket(id).send().await.map_err(|e| err("GetBucketPolicy", e))?;
+        let doc: Value = serde_json::from_str(live.policy().unwrap_or("{}")).unwrap_or(Value::Null);
+        let address = doc["Id"].as_str().and_then(|i| address_in(cx, i)).ok_or_else(|| OpError::fatal("GetBucketPolicy", format!("the policy of {id} is not this stack's")))?;
+        put(cx, &address, &w).await
+    }
+
+    async fn delete(&self, cx: &Cx, id: &str, _have: &Value) -> Result<(), OpError> {
+        gone_ok(s3(cx).delete_bucket_policy().bucket(id).send().await.map_err(|e| err("DeleteBucketPolicy", e)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cx() -> Cx {
+        Cx::new(aws_config::SdkConfig::builder().build(), "t", "eu-central-1")
+    }
+
+    #[test]
+    fn the_typed_attributes_hold_every_declared_field() {
+        let a = Attrs::of(&crate::schema::sample(KIND.fields)).unwrap();
+        assert!(!a.bucket.is_empty() && !a.read_by.is_empty());
+    }
+
+    #[test]
+    fn a_written_document_reads_back_and_a_changed_one_does_not() {
+        let arns = vec!["arn:aws:cloudfront::1:distribution/B".to_owned(), "arn:aws:cloudfront::1:distribution/A".to_owned()];
+        let doc = document(&cx(), "s3_bucket_policy.site", "t-site", &arns);
+        let mut sorted = arns.clone();
+        sorted.sort();
+        assert_eq!(readers_of(&cx(), "s3_bucket_policy.site", "t-site", &doc), sorted);
+        let one = document(&cx(), "s3_bucket_policy.site", "t-site", &arns[..1]);
+        let mut as_aws = one.clone();
+        as_aws["Statement"][0]["Condition"]["StringEquals"]["AWS:SourceArn"] = json!(arns[0]);
+        assert_eq!(readers_of(&cx(), "s3_bucket_policy.site", "t-site", &as_aws), arns[..1].to_vec(), "a one-item list as a string");
+        let mut opened = doc.clone();
+        opened["Statement"][0]["Principal"] = json!("*");
+        assert!(readers_of(&cx(), "s3_bucket_policy.site", "t-site", &opened).is_empty(), "a hand-made change is a difference");
+    }
+}
