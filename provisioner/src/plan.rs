@@ -6,7 +6,7 @@ use crate::schema::{Field, FieldType, Kind, Update};
 use crate::stack::{Resource, Stack, Val};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -232,7 +232,27 @@ pub fn plan(stack: &Stack, actual: &Actual, outputs: &Value) -> Plan {
                 })
             })
             .collect();
+    // Outputs a change makes anew (a function's published version) are not known until it is
+    // applied: what uses them changes with it.
+    let changing: BTreeSet<(String, &str)> = stack
+        .resources
+        .iter()
+        .filter(|r| !r.kind.ops.changing_outputs().is_empty())
+        .filter(|r| {
+            let mut resolved = desired(r, stack);
+            crate::schema::substitute_all(&mut resolved, &|a: &str, o: &str| {
+                let v = derived.get(&(a.to_owned(), o)).or_else(|| outputs.get(a)?.get(o))?;
+                Some(v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+            });
+            let change = diff(r.kind, &r.address(), Some(&resolved), actual.get(&r.address()).map(|(_, v)| v));
+            matches!(change.action, Action::Update | Action::Replace)
+        })
+        .flat_map(|r| r.kind.ops.changing_outputs().iter().map(move |o| (r.address(), *o)))
+        .collect();
     let known = |a: &str, o: &str| {
+        if changing.contains(&(a.to_owned(), o)) {
+            return None;
+        }
         let v = derived.get(&(a.to_owned(), o)).or_else(|| outputs.get(a)?.get(o))?;
         Some(v.as_str().map_or_else(|| v.to_string(), str::to_owned))
     };

@@ -61,6 +61,12 @@ impl Cx {
         }
     }
 
+    /// The endpoint every client is pointed at instead of AWS's (`AWS_ENDPOINT_URL`: an
+    /// emulator), when there is one: for URLs a kind hands out that AWS would serve itself.
+    pub fn endpoint_url(&self) -> Option<&str> {
+        self.shared.conf.endpoint_url()
+    }
+
     /// The same context working in `region`.
     pub fn in_region(&self, region: &str) -> Self {
         Self { region: region.to_owned(), ..self.clone() }
@@ -135,6 +141,11 @@ pub trait Ops: Sync {
     /// command starts (`dir`: the stack file's directory). Kinds without any derive nothing.
     fn derive(&self, _want: &Value, _dir: &std::path::Path) -> Result<Map<String, Value>, String> {
         Ok(Map::new())
+    }
+    /// Outputs an update makes anew (a function's newest published version): a plan shows
+    /// what uses them as changing with the resource, their values known once it is applied.
+    fn changing_outputs(&self) -> &'static [&'static str] {
+        &[]
     }
     /// Whether a replacement makes the new resource before deleting the old one (a host whose
     /// service should not stop meanwhile). Only for kinds whose names cannot collide.

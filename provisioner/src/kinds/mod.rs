@@ -40,6 +40,7 @@ pub(crate) use service;
 
 pub mod application_autoscaling;
 pub mod cloudfront;
+pub mod cognito;
 pub mod dynamodb;
 pub mod ec2;
 pub mod ecr;
@@ -58,6 +59,7 @@ static ALL: LazyLock<Vec<&'static Kind>> = LazyLock::new(|| {
         ec2::KINDS,
         application_autoscaling::KINDS,
         cloudfront::KINDS,
+        cognito::KINDS,
         dynamodb::KINDS,
         ecr::KINDS,
         ecs::KINDS,

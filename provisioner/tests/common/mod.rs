@@ -169,7 +169,14 @@ pub struct ProxyState {
     pub ecs: std::sync::atomic::AtomicBool,
     pub ecs_roll_back: std::sync::atomic::AtomicBool,
     pub ecs_services: Mutex<BTreeMap<String, (serde_json::Value, Option<String>)>>,
+    /// Where CloudFront's and Lambda's calls go instead, when set: moto's IAM enforcement
+    /// cannot check those two services' signatures at all (boto3's fail alike), so a test with
+    /// enforcement on sends them to a second moto without it.
+    pub detour: Mutex<Option<String>>,
 }
+
+/// The REST paths of CloudFront's and Lambda's APIs (see [`ProxyState::detour`]).
+const DETOURED: &[&str] = &["/2020-05-31/", "/2015-03-31/", "/2017-03-31/", "/2018-10-31/"];
 
 /// An HTTP proxy in front of moto that records every call, adds latency and answers a share of
 /// calls with the throttling errors AWS sends (`RequestLimitExceeded` for EC2, `Throttling...`
@@ -191,6 +198,7 @@ impl Proxy {
             ecs: Default::default(),
             ecs_roll_back: Default::default(),
             ecs_services: Mutex::default(),
+            detour: Mutex::default(),
         });
         let app = axum::Router::new().fallback(forward).with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -263,8 +271,9 @@ async fn relay(st: Arc<ProxyState>, method: Method, uri: Uri, headers: HeaderMap
         at: Instant::now(),
     };
     if rand::random::<f64>() < rate {
-        // In the error format of the call's protocol: JSON, EC2's query XML, or the other query
-        // services' (ELBv2, IAM, STS), told apart by the service its signature names.
+        // In the error format of the call's protocol: JSON, S3's and EC2's XML, Lambda's REST-JSON,
+        // or the other XML services' (ELBv2, IAM, STS, CloudFront), told apart by the service its
+        // signature names.
         let service = headers
             .get("authorization")
             .and_then(|v| v.to_str().ok())
@@ -284,6 +293,16 @@ async fn relay(st: Arc<ProxyState>, method: Method, uri: Uri, headers: HeaderMap
                 "<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message><RequestId>proxy</RequestId></Error>"
                     .to_owned(),
             )
+        } else if service == "lambda" {
+            // REST-JSON: the error's type in a header.
+            let body = r#"{"Type":"User","message":"Rate exceeded"}"#.to_owned();
+            st.calls.lock().unwrap().push(record(429, body.clone(), true));
+            return Response::builder()
+                .status(StatusCode::TOO_MANY_REQUESTS)
+                .header("x-amzn-errortype", "TooManyRequestsException")
+                .header("content-type", "application/json")
+                .body(Body::from(body))
+                .expect("response");
         } else if service == "ec2" {
             (
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -353,7 +372,8 @@ async fn relay(st: Arc<ProxyState>, method: Method, uri: Uri, headers: HeaderMap
             }
         }
     }
-    let mut req = st.http.request(method, format!("{}{}", st.upstream, uri));
+    let detour = st.detour.lock().unwrap().clone().filter(|_| DETOURED.iter().any(|p| uri.path().starts_with(p)));
+    let mut req = st.http.request(method, format!("{}{}", detour.as_deref().unwrap_or(&st.upstream), uri));
     for (k, v) in &headers {
         // The Host header too: it is signed, and moto checks the signature of real keys.
         if k != "content-length" {

@@ -38,3 +38,28 @@ pub fn etag(op: &str, e: Option<&str>) -> Result<String, OpError> {
 pub fn name_of(cx: &Cx, address: &str) -> String {
     format!("{}-{}", cx.stack, address.split_once('.').map_or(address, |(_, n)| n))
 }
+
+/// Every distribution's domain name by its id, read once per pass (for what names a
+/// distribution by its address on the web: a sign-in client's callback URLs).
+pub async fn domains(cx: &Cx) -> Result<std::collections::BTreeMap<String, String>, OpError> {
+    cx.once("cloudfront:domains", || async {
+        let mut out = std::collections::BTreeMap::new();
+        let mut marker = None;
+        loop {
+            let page = cloudfront(cx)
+                .list_distributions()
+                .set_marker(marker.take())
+                .send()
+                .await
+                .map_err(|e| err("ListDistributions", e))?;
+            let Some(list) = page.distribution_list() else { break };
+            out.extend(list.items().iter().map(|d| (d.id().to_owned(), d.domain_name().to_owned())));
+            match list.next_marker() {
+                Some(m) if list.is_truncated() => marker = Some(m.to_owned()),
+                _ => break,
+            }
+        }
+        Ok(out)
+    })
+    .await
+}

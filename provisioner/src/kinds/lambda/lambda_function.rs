@@ -353,6 +353,11 @@ impl Ops for Function {
         Ok(Map::from_iter([("code_sha256".to_owned(), json!(code))]))
     }
 
+    /// Every change publishes a version: what runs it moves to the new one.
+    fn changing_outputs(&self) -> &'static [&'static str] {
+        &["version", "version_arn"]
+    }
+
     async fn discover(&self, cx: &Cx) -> Result<Vec<Live>, OpError> {
         let prefix = format!("{}-", cx.stack);
         let mut mine = Vec::new();

@@ -46,12 +46,24 @@ pub async fn owned(cx: &Cx) -> Result<Vec<(String, BTreeMap<String, String>)>, O
         let names: Vec<String> = cx
             .once("s3:buckets", || async {
                 let out = s3(cx).list_buckets().send().await.map_err(|e| err("ListBuckets", e))?;
-                Ok(out.buckets().iter().filter_map(|b| b.name()).filter(|n| n.starts_with(&prefix)).map(str::to_owned).collect())
+                Ok(out
+                    .buckets()
+                    .iter()
+                    .filter_map(|b| b.name())
+                    .filter(|n| n.starts_with(&prefix))
+                    .map(str::to_owned)
+                    .collect())
             })
             .await?;
         let mut out = Vec::new();
         for name in names {
-            let loc = match s3(cx).get_bucket_location().bucket(&name).send().await.map_err(|e| err("GetBucketLocation", e)) {
+            let loc = match s3(cx)
+                .get_bucket_location()
+                .bucket(&name)
+                .send()
+                .await
+                .map_err(|e| err("GetBucketLocation", e))
+            {
                 Ok(l) => l,
                 Err(e) if e.is_not_found() => continue,
                 Err(e) => return Err(e),

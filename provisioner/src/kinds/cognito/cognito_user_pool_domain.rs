@@ -1,0 +1,98 @@
+//! `cognito_user_pool_domain`: the pool's hosted sign-in pages at
+//! `https://<stack>-<name>.auth.<region>.amazoncognito.com` (the prefix is unique across AWS).
+//! A domain has no tags: it is the stack's when it is the domain of one of the stack's pools.
+
+use super::{err, idp, pools};
+use crate::diag::Diags;
+use crate::error::OpError;
+use crate::provider::{Attributes, Cx, Live, Ops};
+use crate::schema::{as_is, Field, FieldType, Kind, Update};
+use crate::stack::{Resource, Stack};
+use async_trait::async_trait;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+pub static KIND: Kind = Kind {
+    name: "cognito_user_pool_domain",
+    doc: "A user pool's hosted sign-in domain, <stack>-<name>.auth.<region>.amazoncognito.com.",
+    fields: &[Field::required("pool", FieldType::Ref(&["cognito_user_pool"]), Update::Replace, "The pool.")],
+    outputs: &[("id", "The domain prefix"), ("url", "https://<prefix>.auth.<region>.amazoncognito.com")],
+    check,
+    normalize: as_is,
+    cost: crate::cost::free,
+    usage: &[],
+    ops: &Domain,
+};
+
+/// The domain prefix of a resource: lowercase, `_` as `-`.
+fn prefix(stack: &str, name: &str) -> String {
+    format!("{stack}-{name}").to_ascii_lowercase().replace('_', "-")
+}
+
+fn check(r: &Resource, stack: &Stack, d: &mut Diags) {
+    // Read back, the prefix's `-` become `_`: a name with `-` could not be found again.
+    if r.name.contains('-') {
+        d.error("bad-domain-name", r.span.clone(), format!("{}: use `_` instead of `-` in its name", r.address()), None);
+    }
+    let p = prefix(&stack.name, &r.name);
+    let reserved = ["aws", "amazon", "cognito"].iter().find(|w| p.contains(*w));
+    if p.len() > 63 || !p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') || reserved.is_some() {
+        d.error(
+            "bad-domain-prefix",
+            r.span.clone(),
+            format!("{}: its domain prefix `{p}` is not allowed", r.address()),
+            Some("Cognito takes up to 63 lowercase letters, digits and `-`, without the words aws, amazon or cognito: rename the resource".into()),
+        );
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Attrs {
+    pool: String,
+}
+
+impl Attributes for Attrs {}
+
+struct Domain;
+
+#[async_trait]
+impl Ops for Domain {
+    async fn discover(&self, cx: &Cx) -> Result<Vec<Live>, OpError> {
+        let own = prefix(&cx.stack, "");
+        let mut out = Vec::new();
+        for (_, pool) in pools(cx).await? {
+            let (Some(id), Some(domain)) = (pool.id(), pool.domain()) else { continue };
+            let Some(name) = domain.strip_prefix(&own) else { continue };
+            let mut outputs = Map::new();
+            outputs.insert("url".into(), json!(format!("https://{domain}.auth.{}.amazoncognito.com", cx.region)));
+            out.push(Live {
+                id: domain.to_owned(),
+                address: format!("cognito_user_pool_domain.{}", name.replace('-', "_")),
+                attrs: json!({ "pool": id }),
+                outputs,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn create(&self, cx: &Cx, address: &str, want: &Value, _token: &str) -> Result<String, OpError> {
+        let w = Attrs::of(want)?;
+        let domain = prefix(&cx.stack, address.split_once('.').map_or(address, |(_, n)| n));
+        idp(cx).create_user_pool_domain().domain(&domain).user_pool_id(&w.pool).send().await.map_err(|e| err("CreateUserPoolDomain", e))?;
+        Ok(domain)
+    }
+
+    async fn update(&self, _cx: &Cx, _id: &str, _have: &Value, _want: &Value) -> Result<(), OpError> {
+        // Its one field forces a replacement.
+        Ok(())
+    }
+
+    async fn delete(&self, cx: &Cx, id: &str, have: &Value) -> Result<(), OpError> {
+        let pool = Attrs::of(have)?.pool;
+        match idp(cx).delete_user_pool_domain().domain(id).user_pool_id(pool).send().await.map_err(|e| err("DeleteUserPoolDomain", e)) {
+            Err(e) if e.is_not_found() => Ok(()),
+            other => other.map(|_| ()),
+        }
+    }
+}
