@@ -2085,3 +2085,111 @@ async fn a_private_bucket() {
         s3.list_buckets().send().await.unwrap().buckets().iter().filter_map(|b| b.name()).map(str::to_owned).collect();
     assert_eq!(left, ["bk-other"]);
 }
+
+/// The sign-in side of the FinOps site on moto: an origin access control, a private bucket and
+/// its policy, a user pool with its domain, a code-flow client and a user, and the edge function
+/// in us-east-1 whose package bakes in the pool's issuer, the client's id, the pool's keys
+/// (fetched from where the pool publishes them) and a generated state key. Created, in sync on
+/// the next plan, a first password in Parameter Store and nowhere in the output, a new package
+/// published as a new version, then destroyed with nothing left in either region.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sign_in_side_of_the_finops_site() {
+    let moto = Moto::start().await;
+    let proxy = Proxy::start(&moto.url).await;
+    let ep = proxy.url.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let pkg = dir.path().join("pkg");
+    std::fs::create_dir(&pkg).unwrap();
+    std::fs::write(pkg.join("index.mjs"), "export const handler = async (e) => e;\n").unwrap();
+    let path = dir.path().join("stack.toml");
+    let path = path.to_str().unwrap();
+    let src = r#"[stack]
+name = "fo"
+region = "eu-central-1"
+
+[iam_role.edge]
+trusted_services = ["lambda.amazonaws.com", "edgelambda.amazonaws.com"]
+
+[cloudfront_origin_access_control.site]
+
+[s3_bucket.site]
+force_destroy = true
+
+[s3_bucket_policy.site]
+bucket = "s3_bucket.site"
+read_by = ["arn:aws:cloudfront::123456789012:distribution/EDFDVBD6EXAMPLE"]
+
+[cognito_user_pool.finops]
+deletion_protection = false
+
+[cognito_user_pool_domain.finops_login]
+pool = "cognito_user_pool.finops"
+
+[cognito_user_pool_client.finops]
+pool = "cognito_user_pool.finops"
+callback_urls = ["https://finops.example.test/callback"]
+logout_urls = ["https://finops.example.test/"]
+
+[cognito_user.ops]
+pool = "cognito_user_pool.finops"
+email = "ops@example.test"
+
+[lambda_function.auth]
+region = "us-east-1"
+edge = true
+role = "${iam_role.edge.arn}"
+package = "pkg"
+config = { issuer = "${cognito_user_pool.finops.issuer}", clientId = "${cognito_user_pool_client.finops.id}", authDomain = "${cognito_user_pool_domain.finops_login.url}" }
+fetch = { jwks = "${cognito_user_pool.finops.jwks_url}" }
+secrets = ["stateKey"]
+"#;
+    std::fs::write(path, src).unwrap();
+    let plan = run(&ep, &["plan", path]);
+    ok(&plan, 2, "plan");
+    let applied = run(&ep, &["apply", path, "--yes"]);
+    ok(&applied, 0, "apply");
+    ok(&run(&ep, &["plan", path]), 0, "plan after apply");
+
+    // The first password: in Parameter Store as a SecureString, and nowhere in the output.
+    let ssm = aws_sdk_ssm::Client::from_conf(aws_sdk_ssm::config::Builder::from(&moto.conf(common::REGION)).build());
+    let p = ssm.get_parameter().name("/fo/cognito/ops").with_decryption(true).send().await.unwrap();
+    let p = p.parameter().unwrap();
+    assert_eq!(p.r#type(), Some(&aws_sdk_ssm::types::ParameterType::SecureString));
+    let password = p.value().unwrap().to_owned();
+    assert_eq!(password.len(), 24);
+    for out in [&plan.1, &plan.2, &applied.1, &applied.2] {
+        assert!(!out.contains(&password), "the password shows in the output");
+    }
+
+    // The package: the files, and config.json with the pool's keys and a fresh state key.
+    let lambda =
+        aws_sdk_lambda::Client::from_conf(aws_sdk_lambda::config::Builder::from(&moto.conf("us-east-1")).build());
+    let f = lambda.get_function().function_name("fo-auth").send().await.unwrap();
+    let conf = f.configuration().unwrap();
+    assert_eq!(conf.memory_size(), Some(128));
+    let versions = lambda.list_versions_by_function().function_name("fo-auth").send().await.unwrap();
+    let published = |v: &aws_sdk_lambda::operation::list_versions_by_function::ListVersionsByFunctionOutput| {
+        v.versions().iter().filter(|v| v.version() != Some("$LATEST")).count()
+    };
+    assert_eq!(published(&versions), 1, "created as version 1");
+
+    // A new bundle is a change of the function, and a new version.
+    std::fs::write(pkg.join("index.mjs"), "export const handler = async (e) => ({ ...e });\n").unwrap();
+    converge(&ep, path, &["~ lambda_function.auth", "code_sha256"]);
+    let versions = lambda.list_versions_by_function().function_name("fo-auth").send().await.unwrap();
+    assert_eq!(published(&versions), 2, "a second version");
+
+    // A dropped sign-out URL is an in-place change of the client.
+    std::fs::write(path, src.replace("logout_urls = [\"https://finops.example.test/\"]\n", "")).unwrap();
+    converge(&ep, path, &["~ cognito_user_pool_client.finops"]);
+
+    ok(&run(&ep, &["destroy", path, "--yes"]), 0, "destroy");
+    let r = run(&ep, &["plan", path]);
+    ok(&r, 2, "plan after destroy");
+    assert!(lambda.list_functions().send().await.unwrap().functions().is_empty(), "no function left in us-east-1");
+    let idp = aws_sdk_cognitoidentityprovider::Client::from_conf(
+        aws_sdk_cognitoidentityprovider::config::Builder::from(&moto.conf(common::REGION)).build(),
+    );
+    assert!(idp.list_user_pools().max_results(60).send().await.unwrap().user_pools().is_empty(), "no pool left");
+    assert!(ssm.get_parameter().name("/fo/cognito/ops").send().await.is_err(), "no password left");
+}

@@ -153,7 +153,8 @@ async fn write(cx: &Cx, pool: &str, id: Option<&str>, name: &str, w: &Attrs) -> 
     let units = TokenValidityUnitsType::builder().id_token(TimeUnitsType::Minutes).access_token(TimeUnitsType::Minutes).refresh_token(TimeUnitsType::Days).build();
     let scopes = if w.scopes.is_empty() { vec!["openid".to_owned(), "email".to_owned()] } else { w.scopes.clone() };
     // Cognito takes the OAuth settings only with at least one callback URL: a client made
-    // before its site exists gets them once the site is added.
+    // before its site exists gets them once the site is added. Lists are always sent whole:
+    // an update that leaves one out would keep (or reset) it.
     let oauth = !callbacks.is_empty();
     let (id_minutes, refresh_days) = (w.id_token_minutes.unwrap_or(60) as i32, w.refresh_token_days.unwrap_or(30) as i32);
     match id {
@@ -166,8 +167,8 @@ async fn write(cx: &Cx, pool: &str, id: Option<&str>, name: &str, w: &Attrs) -> 
                 .allowed_o_auth_flows_user_pool_client(oauth)
                 .set_allowed_o_auth_flows(oauth.then(|| vec![OAuthFlowType::Code]))
                 .set_allowed_o_auth_scopes(oauth.then_some(scopes))
-                .set_callback_urls(oauth.then_some(callbacks))
-                .set_logout_urls((!logouts.is_empty()).then_some(logouts))
+                .set_callback_urls(Some(callbacks.clone()))
+                .set_logout_urls(Some(logouts.clone()))
                 .supported_identity_providers("COGNITO")
                 .id_token_validity(id_minutes)
                 .access_token_validity(id_minutes)
@@ -188,8 +189,8 @@ async fn write(cx: &Cx, pool: &str, id: Option<&str>, name: &str, w: &Attrs) -> 
                 .allowed_o_auth_flows_user_pool_client(oauth)
                 .set_allowed_o_auth_flows(oauth.then(|| vec![OAuthFlowType::Code]))
                 .set_allowed_o_auth_scopes(oauth.then_some(scopes))
-                .set_callback_urls(oauth.then_some(callbacks))
-                .set_logout_urls((!logouts.is_empty()).then_some(logouts))
+                .set_callback_urls(Some(callbacks.clone()))
+                .set_logout_urls(Some(logouts.clone()))
                 .supported_identity_providers("COGNITO")
                 .id_token_validity(id_minutes)
                 .access_token_validity(id_minutes)

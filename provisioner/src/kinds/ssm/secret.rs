@@ -111,6 +111,10 @@ impl Ops for Secret {
                 .get(ID_TAG)
                 .cloned()
                 .unwrap_or_else(|| format!("secret.{}", name.trim_start_matches(&prefix(cx))));
+            // Other kinds keep parameters under the stack's path too (a user's first password).
+            if !address.starts_with("secret.") {
+                continue;
+            }
             let arn = match p.arn() {
                 Some(arn) => arn.to_owned(),
                 // AWS's DescribeParameters carries the ARN; an endpoint without it (moto) is
