@@ -1,9 +1,11 @@
-// index.js: the Lambda@Edge entry points, with the configuration the provisioner baked into the
-// package next to this file (config.json: issuer, client id, hosted UI, keys, state key).
+// index.js: the Lambda@Edge entry points, with the configuration the provisioner wrote into the
+// package next to this file (config.json: issuer, client id, hosted UI, keys, state key), read
+// once per instance: Lambda@Edge has no environment variables.
 
-import config from './config.json' with { type: 'json' };
+import { readFileSync } from 'node:fs';
 import { originResponse, viewerRequest } from './auth.js';
 
+const config = JSON.parse(readFileSync(new URL('./config.json', import.meta.url), 'utf8'));
 const onViewerRequest = viewerRequest(config);
 
 /** One function, both events: CloudFront says which in the event. */
