@@ -179,7 +179,7 @@ fn check(r: &Resource, stack: &Stack, d: &mut Diags) {
         }
     }
     let has_aliases = matches!(r.fields.get("aliases"), Some((Val::List(l), _)) if !l.is_empty());
-    if has_aliases && r.fields.get("certificate").is_none() {
+    if has_aliases && !r.fields.contains_key("certificate") {
         d.error(
             "aliases-without-certificate",
             r.span.clone(),
