@@ -57,6 +57,13 @@ async fn production_peers(moto: &Moto) -> Proxy {
     proxy
 }
 
+/// A scratch directory and the path of a stack file in it (written by the test).
+fn stack_file() -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("stack.toml").to_str().unwrap().to_owned();
+    (dir, path)
+}
+
 /// The production stack named `name`, its table's deletion protection off (as an operator turns
 /// it off before a destroy).
 /// The production stack with a logging host of its own (the layout with most resources and
@@ -617,9 +624,8 @@ region = "{edge}"
 "#
         )
     };
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("stack.toml");
-    let path = path.to_str().unwrap();
+    let (_dir, path) = stack_file();
+    let path = path.as_str();
     let vpcs = |region: &'static str| {
         let ec2 = moto.ec2_in(region);
         async move {
@@ -689,9 +695,8 @@ async fn log_groups_on_the_same_engine() {
              [log_group.hosts]\nretention_days = 7\ntags = {{ team = \"{team}\" }}\n"
         )
     };
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("stack.toml");
-    let path = path.to_str().unwrap();
+    let (_dir, path) = stack_file();
+    let path = path.as_str();
     let groups = || async {
         let out = moto.logs().describe_log_groups().log_group_name_prefix("/logs/").send().await.unwrap();
         out.log_groups()
@@ -767,9 +772,8 @@ async fn outputs_used_inside_strings() {
              [log_group.web]\nretention_days = 7\n"
         )
     };
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("stack.toml");
-    let path = path.to_str().unwrap();
+    let (_dir, path) = stack_file();
+    let path = path.as_str();
 
     for (name, arn, code, hint) in [
         ("log_group.nope.name", "log_group.web.arn", "missing-reference", "log_group.web"),
@@ -979,9 +983,8 @@ async fn an_image_repository() {
     // which moto does not serve.
     common::registry();
     let ep = proxy.url.clone();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("stack.toml");
-    let path = path.to_str().unwrap();
+    let (_dir, path) = stack_file();
+    let path = path.as_str();
     let src = |name: &str, mutability: &str, scan: bool, keep: &str| {
         format!(
             "[stack]\nname = \"{name}\"\nregion = \"eu-central-1\"\n\n\
@@ -1043,9 +1046,8 @@ async fn a_role_with_canonical_policies() {
         .await
         .unwrap();
     let extra = policy.policy().unwrap().arn().unwrap().to_owned();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("stack.toml");
-    let path = path.to_str().unwrap();
+    let (_dir, path) = stack_file();
+    let path = path.as_str();
     let src = |actions: &str, managed: &str, region: &str| {
         format!(
             "[stack]\nname = \"roles\"\nregion = \"eu-central-1\"\n\n[log_group.web]\n\n\
@@ -1094,9 +1096,8 @@ async fn an_instance_profile_holds_its_role() {
     let moto = Moto::start().await;
     let proxy = Proxy::start(&moto.url).await;
     let ep = proxy.url.clone();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("stack.toml");
-    let path = path.to_str().unwrap();
+    let (_dir, path) = stack_file();
+    let path = path.as_str();
     let src = |role: &str| {
         format!(
             "[stack]\nname = \"prof\"\nregion = \"eu-central-1\"\n\n\
@@ -1133,9 +1134,8 @@ async fn an_ecs_cluster() {
     let moto = Moto::start().await;
     let proxy = Proxy::start(&moto.url).await;
     let ep = proxy.url.clone();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("stack.toml");
-    let path = path.to_str().unwrap();
+    let (_dir, path) = stack_file();
+    let path = path.as_str();
     let src = |insights: bool, team: &str| {
         format!(
             "[stack]\nname = \"cl\"\nregion = \"eu-central-1\"\n\n\
@@ -1177,9 +1177,8 @@ async fn a_load_balancer_behind_a_web_acl() {
     let moto = Moto::start().await;
     let proxy = Proxy::start(&moto.url).await;
     let ep = proxy.url.clone();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("stack.toml");
-    let path = path.to_str().unwrap();
+    let (_dir, path) = stack_file();
+    let path = path.as_str();
     let src = |idle: u32, port: u32, health: &str, action: &str, limit: u32| {
         format!(
             "{LB_NET}[load_balancer.web]\nsubnets = [\"subnet.a\", \"subnet.b\"]\nsecurity_groups = [\"security_group.lb\"]\nidle_timeout = {idle}\n\n\
@@ -1268,9 +1267,8 @@ async fn a_load_balancer_behind_a_web_acl() {
 async fn a_secret_is_generated_and_never_shown() {
     let moto = Moto::start().await;
     let ep = moto.url.clone();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("stack.toml");
-    let path = path.to_str().unwrap();
+    let (_dir, path) = stack_file();
+    let path = path.as_str();
     let src = |desc: &str| {
         format!("[stack]\nname = \"sec\"\nregion = \"eu-central-1\"\n\n[secret.admin]\ndescription = \"{desc}\"\n")
     };
@@ -1315,9 +1313,8 @@ async fn a_secret_is_generated_and_never_shown() {
 async fn an_alerts_topic_keeps_its_subscriptions() {
     let moto = Moto::start().await;
     let ep = moto.url.clone();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("stack.toml");
-    let path = path.to_str().unwrap();
+    let (_dir, path) = stack_file();
+    let path = path.as_str();
     let src = |name: &str, emails: &str| {
         format!(
             "[stack]\nname = \"tp\"\nregion = \"eu-central-1\"\n\n[variables]\nops = \"ops@example.org\"\n\n\
@@ -1374,9 +1371,8 @@ async fn a_host_from_its_user_data() {
     let moto = Moto::start().await;
     let proxy = Proxy::start(&moto.url).await;
     let ep = proxy.url.clone();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("stack.toml");
-    let path = path.to_str().unwrap();
+    let (dir, path) = stack_file();
+    let path = path.as_str();
     std::fs::write(dir.path().join("host.yaml"), "#cloud-config\npackages: [docker]\n").unwrap();
     let src = |gb: u32| {
         format!(
@@ -2024,9 +2020,8 @@ async fn a_private_bucket() {
     // moto's answer to GetBucketVersioning of a new bucket is EMULATED as S3's (see `common`).
     let proxy = Proxy::start(&moto.url).await;
     let ep = proxy.url.clone();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("stack.toml");
-    let path = path.to_str().unwrap();
+    let (_dir, path) = stack_file();
+    let path = path.as_str();
     let src = |extra: &str| {
         format!("[stack]\nname = \"bk\"\nregion = \"eu-central-1\"\n\n[s3_bucket.site]\n{extra}\n[s3_bucket.east]\nregion = \"us-east-1\"\n")
     };

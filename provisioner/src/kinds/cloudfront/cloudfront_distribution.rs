@@ -4,9 +4,9 @@
 //! cannot be listed by tag: the stack's carry their address in their comment, which the list
 //! returns. A delete disables the distribution, waits until that is deployed, then deletes it.
 
-use super::{cloudfront, err, etag};
+use super::{cloudfront, distributions, err, etag};
 use crate::diag::Diags;
-use crate::error::OpError;
+use crate::error::{gone_ok, OpError};
 use crate::provider::{address_in, marker, null_as_empty, tag_changes, Attributes, Cx, Live, Ops};
 use crate::schema::{as_is, Field, FieldType, Kind, Update};
 use crate::stack::{Resource, Stack, Val};
@@ -338,17 +338,11 @@ impl Ops for Distribution {
         if cx.region != cx.home {
             return Ok(Vec::new());
         }
-        let mut ours = Vec::new();
-        let mut marker_next = None;
-        loop {
-            let page = cloudfront(cx).list_distributions().set_marker(marker_next.take()).send().await.map_err(|e| err("ListDistributions", e))?;
-            let Some(list) = page.distribution_list() else { break };
-            ours.extend(list.items().iter().filter_map(|s| address_in(cx, s.comment()).map(|a| (s.id().to_owned(), s.arn().to_owned(), s.domain_name().to_owned(), a))));
-            match list.next_marker() {
-                Some(m) if list.is_truncated() => marker_next = Some(m.to_owned()),
-                _ => break,
-            }
-        }
+        let ours: Vec<(String, String, String, String)> = distributions(cx)
+            .await?
+            .into_iter()
+            .filter_map(|d| address_in(cx, &d.comment).map(|a| (d.id, d.arn, d.domain, a)))
+            .collect();
         let mut out = Vec::new();
         for (id, arn, domain, address) in ours {
             let got = match cloudfront(cx).get_distribution_config().id(&id).send().await.map_err(|e| err("GetDistributionConfig", e)) {
@@ -430,10 +424,7 @@ impl Ops for Distribution {
             tag = etag("UpdateDistribution", r.e_tag())?;
         }
         deployed(cx, id).await?;
-        match cloudfront(cx).delete_distribution().id(id).if_match(tag).send().await.map_err(|e| err("DeleteDistribution", e)) {
-            Err(e) if e.is_not_found() => Ok(()),
-            other => other.map(|_| ()),
-        }
+        gone_ok(cloudfront(cx).delete_distribution().id(id).if_match(tag).send().await.map_err(|e| err("DeleteDistribution", e)))
     }
 }
 

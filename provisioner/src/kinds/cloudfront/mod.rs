@@ -39,11 +39,21 @@ pub fn name_of(cx: &Cx, address: &str) -> String {
     format!("{}-{}", cx.stack, address.split_once('.').map_or(address, |(_, n)| n))
 }
 
-/// Every distribution's domain name by its id, read once per pass (for what names a
-/// distribution by its address on the web: a sign-in client's callback URLs).
-pub async fn domains(cx: &Cx) -> Result<std::collections::BTreeMap<String, String>, OpError> {
-    cx.once("cloudfront:domains", || async {
-        let mut out = std::collections::BTreeMap::new();
+/// What the distribution list says of one distribution.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    pub id: String,
+    pub arn: String,
+    pub domain: String,
+    pub comment: String,
+}
+
+/// Every distribution of the account, read once per pass: the stack's are told by their
+/// comment, and what names a distribution on the web (a sign-in client's callback URLs) finds
+/// its id by its domain.
+pub async fn distributions(cx: &Cx) -> Result<Vec<Listed>, OpError> {
+    cx.once("cloudfront:distributions", || async {
+        let mut out = Vec::new();
         let mut marker = None;
         loop {
             let page = cloudfront(cx)
@@ -53,7 +63,12 @@ pub async fn domains(cx: &Cx) -> Result<std::collections::BTreeMap<String, Strin
                 .await
                 .map_err(|e| err("ListDistributions", e))?;
             let Some(list) = page.distribution_list() else { break };
-            out.extend(list.items().iter().map(|d| (d.id().to_owned(), d.domain_name().to_owned())));
+            out.extend(list.items().iter().map(|d| Listed {
+                id: d.id().to_owned(),
+                arn: d.arn().to_owned(),
+                domain: d.domain_name().to_owned(),
+                comment: d.comment().to_owned(),
+            }));
             match list.next_marker() {
                 Some(m) if list.is_truncated() => marker = Some(m.to_owned()),
                 _ => break,
@@ -62,4 +77,9 @@ pub async fn domains(cx: &Cx) -> Result<std::collections::BTreeMap<String, Strin
         Ok(out)
     })
     .await
+}
+
+/// Every distribution's domain name by its id.
+pub async fn domains(cx: &Cx) -> Result<std::collections::BTreeMap<String, String>, OpError> {
+    Ok(distributions(cx).await?.into_iter().map(|d| (d.id, d.domain)).collect())
 }

@@ -3,7 +3,7 @@
 //! protection. Cognito resets every setting an update does not name, so an update names all.
 
 use super::{err, idp, pools};
-use crate::error::OpError;
+use crate::error::{gone_ok, OpError};
 use crate::provider::{Attributes, Cx, Live, Ops};
 use crate::schema::{as_is, no_check, Field, FieldType, Kind, Update};
 use async_trait::async_trait;
@@ -218,10 +218,7 @@ impl Ops for Pool {
                 format!("{id} has deletion protection (its users would go with it): set deletion_protection = false on it and apply, then destroy"),
             ));
         }
-        match idp(cx).delete_user_pool().user_pool_id(id).send().await.map_err(|e| err("DeleteUserPool", e)) {
-            Err(e) if e.is_not_found() => Ok(()),
-            other => other.map(|_| ()),
-        }
+        gone_ok(idp(cx).delete_user_pool().user_pool_id(id).send().await.map_err(|e| err("DeleteUserPool", e)))
     }
 }
 

@@ -6,13 +6,15 @@
 //! the clients of its pools, named as their resources.
 
 use super::{err, idp, pools};
-use crate::error::OpError;
+use crate::error::{gone_ok, OpError};
 use crate::kinds::cloudfront::domains;
 use crate::provider::{null_as_empty, Attributes, Cx, Live, Ops};
 use crate::schema::{Field, FieldType, Kind, Update};
 use crate::stack::{Resource, Stack};
 use async_trait::async_trait;
-use aws_sdk_cognitoidentityprovider::types::{OAuthFlowType, TimeUnitsType, TokenValidityUnitsType, UserPoolClientType};
+use aws_sdk_cognitoidentityprovider::types::{
+    OAuthFlowType, PreventUserExistenceErrorTypes, TimeUnitsType, TokenValidityUnitsType, UserPoolClientType,
+};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
@@ -146,64 +148,40 @@ fn attrs_of(c: &UserPoolClientType, by_domain: &std::collections::BTreeMap<Strin
     v
 }
 
-struct Client;
-
-async fn write(cx: &Cx, pool: &str, id: Option<&str>, name: &str, w: &Attrs) -> Result<String, OpError> {
-    let (callbacks, logouts) = urls(cx, w).await?;
-    let units = TokenValidityUnitsType::builder().id_token(TimeUnitsType::Minutes).access_token(TimeUnitsType::Minutes).refresh_token(TimeUnitsType::Days).build();
-    let scopes = if w.scopes.is_empty() { vec!["openid".to_owned(), "email".to_owned()] } else { w.scopes.clone() };
-    // Cognito takes the OAuth settings only with at least one callback URL: a client made
-    // before its site exists gets them once the site is added. Lists are always sent whole:
-    // an update that leaves one out would keep (or reset) it.
-    let oauth = !callbacks.is_empty();
-    let (id_minutes, refresh_days) = (w.id_token_minutes.unwrap_or(60) as i32, w.refresh_token_days.unwrap_or(30) as i32);
-    match id {
-        None => {
-            let made = idp(cx)
-                .create_user_pool_client()
-                .user_pool_id(pool)
-                .client_name(name)
-                .generate_secret(false)
-                .allowed_o_auth_flows_user_pool_client(oauth)
-                .set_allowed_o_auth_flows(oauth.then(|| vec![OAuthFlowType::Code]))
-                .set_allowed_o_auth_scopes(oauth.then_some(scopes))
-                .set_callback_urls(Some(callbacks.clone()))
-                .set_logout_urls(Some(logouts.clone()))
-                .supported_identity_providers("COGNITO")
-                .id_token_validity(id_minutes)
-                .access_token_validity(id_minutes)
-                .refresh_token_validity(refresh_days)
-                .token_validity_units(units)
-                .prevent_user_existence_errors(aws_sdk_cognitoidentityprovider::types::PreventUserExistenceErrorTypes::Enabled)
-                .send()
-                .await
-                .map_err(|e| err("CreateUserPoolClient", e))?;
-            made.user_pool_client().and_then(|c| c.client_id()).map(str::to_owned).ok_or_else(|| OpError::fatal("CreateUserPoolClient", "no client id"))
-        }
-        Some(id) => {
-            idp(cx)
-                .update_user_pool_client()
-                .user_pool_id(pool)
-                .client_id(id)
-                .client_name(name)
-                .allowed_o_auth_flows_user_pool_client(oauth)
-                .set_allowed_o_auth_flows(oauth.then(|| vec![OAuthFlowType::Code]))
-                .set_allowed_o_auth_scopes(oauth.then_some(scopes))
-                .set_callback_urls(Some(callbacks.clone()))
-                .set_logout_urls(Some(logouts.clone()))
-                .supported_identity_providers("COGNITO")
-                .id_token_validity(id_minutes)
-                .access_token_validity(id_minutes)
-                .refresh_token_validity(refresh_days)
-                .token_validity_units(units)
-                .prevent_user_existence_errors(aws_sdk_cognitoidentityprovider::types::PreventUserExistenceErrorTypes::Enabled)
-                .send()
-                .await
-                .map_err(|e| err("UpdateUserPoolClient", e))?;
-            Ok(id.to_owned())
-        }
-    }
+/// The settings create and update both send: an update replaces all of them, and lists are
+/// always sent whole (one left out would be kept, or reset).
+macro_rules! settings {
+    ($builder:expr, $name:expr, $w:expr, $callbacks:expr, $logouts:expr) => {{
+        let w: &Attrs = $w;
+        let (callbacks, logouts): (Vec<String>, Vec<String>) = ($callbacks, $logouts);
+        // Cognito takes the OAuth settings only with at least one callback URL: a client made
+        // before its site exists gets them once the site is added.
+        let oauth = !callbacks.is_empty();
+        let scopes = if w.scopes.is_empty() { vec!["openid".to_owned(), "email".to_owned()] } else { w.scopes.clone() };
+        let minutes = w.id_token_minutes.unwrap_or(60) as i32;
+        $builder
+            .client_name($name)
+            .allowed_o_auth_flows_user_pool_client(oauth)
+            .set_allowed_o_auth_flows(oauth.then(|| vec![OAuthFlowType::Code]))
+            .set_allowed_o_auth_scopes(oauth.then_some(scopes))
+            .set_callback_urls(Some(callbacks))
+            .set_logout_urls(Some(logouts))
+            .supported_identity_providers("COGNITO")
+            .id_token_validity(minutes)
+            .access_token_validity(minutes)
+            .refresh_token_validity(w.refresh_token_days.unwrap_or(30) as i32)
+            .token_validity_units(
+                TokenValidityUnitsType::builder()
+                    .id_token(TimeUnitsType::Minutes)
+                    .access_token(TimeUnitsType::Minutes)
+                    .refresh_token(TimeUnitsType::Days)
+                    .build(),
+            )
+            .prevent_user_existence_errors(PreventUserExistenceErrorTypes::Enabled)
+    }};
 }
+
+struct Client;
 
 #[async_trait]
 impl Ops for Client {
@@ -236,7 +214,15 @@ impl Ops for Client {
     async fn create(&self, cx: &Cx, address: &str, want: &Value, _token: &str) -> Result<String, OpError> {
         let w = Attrs::of(want)?;
         let name = address.split_once('.').map_or(address, |(_, n)| n);
-        write(cx, &w.pool, None, name, &w).await
+        let (callbacks, logouts) = urls(cx, &w).await?;
+        let made = settings!(idp(cx).create_user_pool_client().user_pool_id(&w.pool).generate_secret(false), name, &w, callbacks, logouts)
+            .send()
+            .await
+            .map_err(|e| err("CreateUserPoolClient", e))?;
+        made.user_pool_client()
+            .and_then(|c| c.client_id())
+            .map(str::to_owned)
+            .ok_or_else(|| OpError::fatal("CreateUserPoolClient", "no client id"))
     }
 
     async fn update(&self, cx: &Cx, id: &str, have: &Value, want: &Value) -> Result<(), OpError> {
@@ -244,15 +230,17 @@ impl Ops for Client {
         let pool = if w.pool.is_empty() { Attrs::of(have)?.pool } else { w.pool.clone() };
         let c = idp(cx).describe_user_pool_client().user_pool_id(&pool).client_id(id).send().await.map_err(|e| err("DescribeUserPoolClient", e))?;
         let name = c.user_pool_client().and_then(|c| c.client_name()).unwrap_or(id).to_owned();
-        write(cx, &pool, Some(id), &name, &w).await.map(|_| ())
+        let (callbacks, logouts) = urls(cx, &w).await?;
+        settings!(idp(cx).update_user_pool_client().user_pool_id(&pool).client_id(id), &name, &w, callbacks, logouts)
+            .send()
+            .await
+            .map_err(|e| err("UpdateUserPoolClient", e))?;
+        Ok(())
     }
 
     async fn delete(&self, cx: &Cx, id: &str, have: &Value) -> Result<(), OpError> {
         let pool = Attrs::of(have)?.pool;
-        match idp(cx).delete_user_pool_client().user_pool_id(pool).client_id(id).send().await.map_err(|e| err("DeleteUserPoolClient", e)) {
-            Err(e) if e.is_not_found() => Ok(()),
-            other => other.map(|_| ()),
-        }
+        gone_ok(idp(cx).delete_user_pool_client().user_pool_id(pool).client_id(id).send().await.map_err(|e| err("DeleteUserPoolClient", e)))
     }
 }
 

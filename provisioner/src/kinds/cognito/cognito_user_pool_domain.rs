@@ -4,7 +4,7 @@
 
 use super::{err, idp, pools};
 use crate::diag::Diags;
-use crate::error::OpError;
+use crate::error::{gone_ok, OpError};
 use crate::provider::{Attributes, Cx, Live, Ops};
 use crate::schema::{as_is, Field, FieldType, Kind, Update};
 use crate::stack::{Resource, Stack};
@@ -90,9 +90,6 @@ impl Ops for Domain {
 
     async fn delete(&self, cx: &Cx, id: &str, have: &Value) -> Result<(), OpError> {
         let pool = Attrs::of(have)?.pool;
-        match idp(cx).delete_user_pool_domain().domain(id).user_pool_id(pool).send().await.map_err(|e| err("DeleteUserPoolDomain", e)) {
-            Err(e) if e.is_not_found() => Ok(()),
-            other => other.map(|_| ()),
-        }
+        gone_ok(idp(cx).delete_user_pool_domain().domain(id).user_pool_id(pool).send().await.map_err(|e| err("DeleteUserPoolDomain", e)))
     }
 }

@@ -242,7 +242,7 @@ fn taggable(v: &str) -> bool {
 
 /// The package: the files built at start and `config.json` with the plain values, the fetched
 /// documents and fresh secrets. Returns the zip.
-async fn package(cx: &Cx, address: &str, w: &Attrs) -> Result<Vec<u8>, OpError> {
+async fn package(address: &str, w: &Attrs) -> Result<Vec<u8>, OpError> {
     let code = w.code_sha256.as_deref().ok_or_else(|| OpError::fatal("package", format!("{address}: no code digest")))?;
     let files = BUILT
         .lock()
@@ -260,7 +260,7 @@ async fn package(cx: &Cx, address: &str, w: &Attrs) -> Result<Vec<u8>, OpError> 
         }
     }
     for (k, url) in &w.fetch {
-        let doc = fetch(cx, url).await.map_err(|e| OpError::retryable("fetch", format!("{address}: fetch.{k} from {url}: {e}")))?;
+        let doc = fetch(url).await.map_err(|e| OpError::retryable("fetch", format!("{address}: fetch.{k} from {url}: {e}")))?;
         config.insert(k.clone(), doc);
     }
     for k in &w.secrets {
@@ -274,7 +274,7 @@ async fn package(cx: &Cx, address: &str, w: &Attrs) -> Result<Vec<u8>, OpError> 
 }
 
 /// A JSON document over HTTPS (or the emulator's HTTP).
-async fn fetch(_cx: &Cx, url: &str) -> Result<Value, String> {
+async fn fetch(url: &str) -> Result<Value, String> {
     let client = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().map_err(|e| e.to_string())?;
     let r = client.get(url).send().await.map_err(|e| e.to_string())?;
     if !r.status().is_success() {
@@ -284,11 +284,17 @@ async fn fetch(_cx: &Cx, url: &str) -> Result<Value, String> {
     serde_json::from_slice(&body).map_err(|e| format!("not JSON: {e}"))
 }
 
-/// The tags recording what a package holds, besides the resource's own.
-fn record(w: &Attrs, package: &[u8]) -> BTreeMap<String, String> {
+/// Lambda's digest of a package (base64 SHA-256, as its `CodeSha256`).
+fn package_digest(package: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(Sha256::digest(package))
+}
+
+/// The tags recording what the package with Lambda digest `package` holds, besides the
+/// resource's own.
+fn record(w: &Attrs, package: String) -> BTreeMap<String, String> {
     let mut t = w.tags.clone();
     t.insert(CODE_TAG.into(), w.code_sha256.clone().unwrap_or_default());
-    t.insert(PACKAGE_TAG.into(), base64::engine::general_purpose::STANDARD.encode(Sha256::digest(package)));
+    t.insert(PACKAGE_TAG.into(), package);
     if !w.secrets.is_empty() {
         t.insert(SECRETS_TAG.into(), w.secrets.join(" "));
     }
@@ -420,8 +426,8 @@ impl Ops for Function {
     async fn create(&self, cx: &Cx, address: &str, want: &Value, _token: &str) -> Result<String, OpError> {
         let w = Attrs::of(want)?;
         let name = format!("{}-{}", cx.stack, address.split_once('.').map_or(address, |(_, n)| n));
-        let zip = package(cx, address, &w).await?;
-        let tags: HashMap<String, String> = record(&w, &zip).into_iter().collect();
+        let zip = package(address, &w).await?;
+        let tags: HashMap<String, String> = record(&w, package_digest(&zip)).into_iter().collect();
         let made = lambda(cx)
             .create_function()
             .function_name(&name)
@@ -473,17 +479,14 @@ impl Ops for Function {
         let live = lambda(cx).list_tags().resource(&arn).send().await.map_err(|e| err("ListTags", e))?;
         let live: BTreeMap<String, String> = live.tags().cloned().unwrap_or_default().into_iter().collect();
         let record_now = if contents {
-            let zip = package(cx, id, &w).await?;
-            lambda(cx).update_function_code().function_name(id).zip_file(Blob::new(zip.clone())).send().await.map_err(|e| err("UpdateFunctionCode", e))?;
+            let zip = package(id, &w).await?;
+            let digest = package_digest(&zip);
+            lambda(cx).update_function_code().function_name(id).zip_file(Blob::new(zip)).send().await.map_err(|e| err("UpdateFunctionCode", e))?;
             settled(cx, id).await?;
-            record(&w, &zip)
+            record(&w, digest)
         } else {
-            // The same package: its recorded digests stay.
-            let mut t = w.tags.clone();
-            t.extend(live.iter().filter(|(k, _)| [CODE_TAG, PACKAGE_TAG, SECRETS_TAG, EDGE_TAG].contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())));
-            t.extend(w.config.iter().map(|(k, v)| (format!("{CONFIG_PREFIX}{k}"), v.clone())));
-            t.extend(w.fetch.iter().map(|(k, v)| (format!("{FETCH_PREFIX}{k}"), v.clone())));
-            t
+            // The same package: its recorded digest stays.
+            record(&w, live.get(PACKAGE_TAG).cloned().unwrap_or_default())
         };
         if settings || contents {
             lambda(cx).publish_version().function_name(id).send().await.map_err(|e| err("PublishVersion", e))?;
