@@ -2081,23 +2081,27 @@ async fn a_private_bucket() {
     assert_eq!(left, ["bk-other"]);
 }
 
-/// The sign-in side of the FinOps site on moto: an origin access control, a private bucket and
-/// its policy, a user pool with its domain, a code-flow client and a user, and the edge function
-/// in us-east-1 whose package bakes in the pool's issuer, the client's id, the pool's keys
-/// (fetched from where the pool publishes them) and a generated state key. Created, in sync on
-/// the next plan, a first password in Parameter Store and nowhere in the output, a new package
-/// published as a new version, then destroyed with nothing left in either region.
+/// The FinOps site's AWS side on moto: a private bucket read only by the distribution through
+/// an origin access control, a user pool with its domain, a code-flow client whose sign-in
+/// returns to the distribution, a user, and the edge function in us-east-1 whose package bakes
+/// in the pool's issuer, the client's id, the pool's keys (fetched from where the pool publishes
+/// them) and a generated state key, run by the distribution on viewer-request and
+/// origin-response. Created, in sync on the next plan; the first password in Parameter Store
+/// and in no output; a new bundle publishes a version and moves the distribution to it in one
+/// apply; a destroy meeting Lambda@Edge replicas (EMULATED at the proxy, as AWS answers for
+/// hours) finishes, reports the function left, and the next destroy deletes it, leaving nothing
+/// tagged in either region. moto drops the distribution's origin access control id and Lambda
+/// associations: the proxy keeps and plays them (EMULATED, see `common`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_sign_in_side_of_the_finops_site() {
+async fn the_finops_site_on_aws() {
     let moto = Moto::start().await;
     let proxy = Proxy::start(&moto.url).await;
     let ep = proxy.url.clone();
-    let dir = tempfile::tempdir().unwrap();
+    let (dir, path) = stack_file();
+    let path = path.as_str();
     let pkg = dir.path().join("pkg");
     std::fs::create_dir(&pkg).unwrap();
     std::fs::write(pkg.join("index.mjs"), "export const handler = async (e) => e;\n").unwrap();
-    let path = dir.path().join("stack.toml");
-    let path = path.to_str().unwrap();
     let src = r#"[stack]
 name = "fo"
 region = "eu-central-1"
@@ -2112,7 +2116,13 @@ force_destroy = true
 
 [s3_bucket_policy.site]
 bucket = "s3_bucket.site"
-read_by = ["arn:aws:cloudfront::123456789012:distribution/EDFDVBD6EXAMPLE"]
+read_by = ["${cloudfront_distribution.site.arn}"]
+
+[cloudfront_distribution.site]
+origin_domain = "${s3_bucket.site.regional_domain}"
+origin_access_control = "cloudfront_origin_access_control.site"
+viewer_request = "${lambda_function.auth.version_arn}"
+origin_response = "${lambda_function.auth.version_arn}"
 
 [cognito_user_pool.finops]
 deletion_protection = false
@@ -2122,6 +2132,7 @@ pool = "cognito_user_pool.finops"
 
 [cognito_user_pool_client.finops]
 pool = "cognito_user_pool.finops"
+sites = [{ distribution = "cloudfront_distribution.site" }]
 callback_urls = ["https://finops.example.test/callback"]
 logout_urls = ["https://finops.example.test/"]
 
@@ -2156,35 +2167,99 @@ secrets = ["stateKey"]
         assert!(!out.contains(&password), "the password shows in the output");
     }
 
-    // The package: the files, and config.json with the pool's keys and a fresh state key.
+    // The sign-in returns to the distribution, which runs version 1 of the function.
+    let cf = aws_sdk_cloudfront::Client::from_conf(
+        aws_sdk_cloudfront::config::Builder::from(&moto.conf(common::REGION)).endpoint_url(&ep).build(),
+    );
+    let list = cf.list_distributions().send().await.unwrap();
+    let d = &list.distribution_list().unwrap().items()[0];
+    let (dist_id, domain) = (d.id().to_owned(), d.domain_name().to_owned());
+    let idp = aws_sdk_cognitoidentityprovider::Client::from_conf(
+        aws_sdk_cognitoidentityprovider::config::Builder::from(&moto.conf(common::REGION)).build(),
+    );
+    let pool = idp.list_user_pools().max_results(60).send().await.unwrap().user_pools()[0].id().unwrap().to_owned();
+    let clients = idp.list_user_pool_clients().user_pool_id(&pool).send().await.unwrap();
+    let client_id = clients.user_pool_clients()[0].client_id().unwrap().to_owned();
+    let c = idp.describe_user_pool_client().user_pool_id(&pool).client_id(&client_id).send().await.unwrap();
+    let c = c.user_pool_client().unwrap();
+    assert!(c.callback_urls().contains(&format!("https://{domain}/callback")), "{:?}", c.callback_urls());
+    assert!(c.logout_urls().contains(&format!("https://{domain}/")), "{:?}", c.logout_urls());
+    assert_eq!(c.allowed_o_auth_flows(), &[aws_sdk_cognitoidentityprovider::types::OAuthFlowType::Code]);
+    assert_eq!(c.client_secret(), None, "a public client");
+    let edge_arn = |cfg: &aws_sdk_cloudfront::operation::get_distribution_config::GetDistributionConfigOutput| {
+        let b = cfg.distribution_config().unwrap().default_cache_behavior().unwrap();
+        b.lambda_function_associations()
+            .unwrap()
+            .items()
+            .iter()
+            .map(|a| a.lambda_function_arn().to_owned())
+            .collect::<Vec<_>>()
+    };
+    let cfg = cf.get_distribution_config().id(&dist_id).send().await.unwrap();
+    assert!(
+        edge_arn(&cfg).iter().all(|a| a.ends_with("function:fo-auth:1")) && edge_arn(&cfg).len() == 2,
+        "{:?}",
+        edge_arn(&cfg)
+    );
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&moto.conf(common::REGION)).force_path_style(true).build(),
+    );
+    let policy = s3.get_bucket_policy().bucket("fo-site").send().await.unwrap();
+    assert!(policy.policy().unwrap().contains(&format!("distribution/{dist_id}")), "read by the distribution");
+
+    // The package: the files and config.json.
     let lambda =
         aws_sdk_lambda::Client::from_conf(aws_sdk_lambda::config::Builder::from(&moto.conf("us-east-1")).build());
     let f = lambda.get_function().function_name("fo-auth").send().await.unwrap();
-    let conf = f.configuration().unwrap();
-    assert_eq!(conf.memory_size(), Some(128));
-    let versions = lambda.list_versions_by_function().function_name("fo-auth").send().await.unwrap();
+    assert_eq!(f.configuration().unwrap().memory_size(), Some(128));
     let published = |v: &aws_sdk_lambda::operation::list_versions_by_function::ListVersionsByFunctionOutput| {
         v.versions().iter().filter(|v| v.version() != Some("$LATEST")).count()
     };
-    assert_eq!(published(&versions), 1, "created as version 1");
+    assert_eq!(published(&lambda.list_versions_by_function().function_name("fo-auth").send().await.unwrap()), 1);
 
-    // A new bundle is a change of the function, and a new version.
+    // A new bundle: the function changes, and the distribution with it, in one apply.
     std::fs::write(pkg.join("index.mjs"), "export const handler = async (e) => ({ ...e });\n").unwrap();
-    converge(&ep, path, &["~ lambda_function.auth", "code_sha256"]);
-    let versions = lambda.list_versions_by_function().function_name("fo-auth").send().await.unwrap();
-    assert_eq!(published(&versions), 2, "a second version");
+    converge(&ep, path, &["~ lambda_function.auth", "code_sha256", "~ cloudfront_distribution.site", "viewer_request"]);
+    assert_eq!(published(&lambda.list_versions_by_function().function_name("fo-auth").send().await.unwrap()), 2);
+    let cfg = cf.get_distribution_config().id(&dist_id).send().await.unwrap();
+    assert!(edge_arn(&cfg).iter().all(|a| a.ends_with("function:fo-auth:2")), "{:?}", edge_arn(&cfg));
 
     // A dropped sign-out URL is an in-place change of the client.
     std::fs::write(path, src.replace("logout_urls = [\"https://finops.example.test/\"]\n", "")).unwrap();
     converge(&ep, path, &["~ cognito_user_pool_client.finops"]);
 
-    ok(&run(&ep, &["destroy", path, "--yes"]), 0, "destroy");
-    let r = run(&ep, &["plan", path]);
-    ok(&r, 2, "plan after destroy");
-    assert!(lambda.list_functions().send().await.unwrap().functions().is_empty(), "no function left in us-east-1");
-    let idp = aws_sdk_cognitoidentityprovider::Client::from_conf(
-        aws_sdk_cognitoidentityprovider::config::Builder::from(&moto.conf(common::REGION)).build(),
+    // AWS keeps the function's replicas for hours after the distribution let go of it.
+    proxy.state.edge_replicas.store(u32::MAX, std::sync::atomic::Ordering::SeqCst);
+    let out =
+        common::cli(&ep).env("PROVISIONER_EDGE_REPLICA_WAIT", "2").args(["destroy", path, "--yes"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("left:    lambda_function.auth") && text.contains("replicas"), "{text}");
+    assert!(text.contains(&format!("provisioner destroy {path}")), "{text}");
+    assert!(
+        cf.list_distributions().send().await.unwrap().distribution_list().unwrap().items().is_empty(),
+        "the rest is gone"
     );
     assert!(idp.list_user_pools().max_results(60).send().await.unwrap().user_pools().is_empty(), "no pool left");
+    assert_eq!(lambda.list_functions().send().await.unwrap().functions().len(), 1, "the function is left");
+    // Later: the replicas are gone, and the same command finishes.
+    proxy.state.edge_replicas.store(0, std::sync::atomic::Ordering::SeqCst);
+    ok(&run(&ep, &["destroy", path, "--yes"]), 0, "destroy again");
+    assert!(lambda.list_functions().send().await.unwrap().functions().is_empty(), "no function left in us-east-1");
     assert!(ssm.get_parameter().name("/fo/cognito/ops").send().await.is_err(), "no password left");
+    assert!(cf
+        .list_origin_access_controls()
+        .send()
+        .await
+        .unwrap()
+        .origin_access_control_list()
+        .unwrap()
+        .items()
+        .is_empty());
+    assert!(s3.list_buckets().send().await.unwrap().buckets().is_empty());
+    let iam = moto.iam();
+    assert!(
+        iam.list_roles().send().await.unwrap().roles().iter().all(|r| !r.role_name().starts_with("fo-")),
+        "no role left"
+    );
 }

@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::Response;
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 pub const REGION: &str = "eu-central-1";
@@ -173,6 +173,13 @@ pub struct ProxyState {
     /// cannot check those two services' signatures at all (boto3's fail alike), so a test with
     /// enforcement on sends them to a second moto without it.
     pub detour: Mutex<Option<String>>,
+    /// EMULATION of CloudFront's read-back, always on: moto drops a distribution's origin
+    /// access control id and answers its Lambda@Edge associations as none. What the last create
+    /// or update sent is kept per distribution and played back in its answers, as AWS keeps it.
+    pub distributions: Mutex<BTreeMap<String, (Option<String>, Option<String>)>>,
+    /// EMULATION of Lambda@Edge replicas, which moto does not have: this many `DeleteFunction`
+    /// calls are answered as AWS answers while replicas remain ("replicated function").
+    pub edge_replicas: std::sync::atomic::AtomicU32,
 }
 
 /// The REST paths of CloudFront's and Lambda's APIs (see [`ProxyState::detour`]).
@@ -199,6 +206,8 @@ impl Proxy {
             ecs_roll_back: Default::default(),
             ecs_services: Mutex::default(),
             detour: Mutex::default(),
+            distributions: Mutex::default(),
+            edge_replicas: Default::default(),
         });
         let app = axum::Router::new().fallback(forward).with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -372,6 +381,32 @@ async fn relay(st: Arc<ProxyState>, method: Method, uri: Uri, headers: HeaderMap
             }
         }
     }
+    if method == Method::DELETE && uri.path().starts_with("/2015-03-31/functions/") {
+        let left = st.edge_replicas.load(std::sync::atomic::Ordering::SeqCst);
+        if left > 0 {
+            st.edge_replicas.store(left - 1, std::sync::atomic::Ordering::SeqCst);
+            let name = uri.path().rsplit('/').next().unwrap_or_default();
+            let body = format!(
+                r#"{{"Type":"User","message":"Lambda was unable to delete arn:aws:lambda:us-east-1:123456789012:function:{name}:1 because it is a replicated function. Please see our documentation for Deleting Lambda@Edge Functions and Replicas."}}"#
+            );
+            st.calls.lock().unwrap().push(record(400, body.clone(), false));
+            return Response::builder()
+                .status(400)
+                .header("x-amzn-errortype", "InvalidParameterValueException")
+                .header("content-type", "application/json")
+                .body(Body::from(body))
+                .expect("response");
+        }
+    }
+    // What a distribution's create or update sends that moto drops (see `distributions`).
+    let cloudfront_write = (method == Method::POST && uri.path() == "/2020-05-31/distribution")
+        || (method == Method::PUT
+            && uri.path().starts_with("/2020-05-31/distribution/")
+            && uri.path().ends_with("/config"));
+    let sent = cloudfront_write.then(|| {
+        let text = String::from_utf8_lossy(&body);
+        (OAC_ID.captures(&text).map(|c| c[1].to_owned()), EDGE_FUNCTIONS.find(&text).map(|m| m.as_str().to_owned()))
+    });
     let detour = st.detour.lock().unwrap().clone().filter(|_| DETOURED.iter().any(|p| uri.path().starts_with(p)));
     let mut req = st.http.request(method, format!("{}{}", detour.as_deref().unwrap_or(&st.upstream), uri));
     for (k, v) in &headers {
@@ -401,6 +436,38 @@ async fn relay(st: Arc<ProxyState>, method: Method, uri: Uri, headers: HeaderMap
                 let text =
                     String::from_utf8_lossy(&bytes).replace("GetBucketVersioningResponse", "VersioningConfiguration");
                 bytes = Bytes::from(text);
+            }
+            if status.is_success() && uri.path().starts_with("/2020-05-31/distribution") {
+                let text = String::from_utf8_lossy(&bytes).into_owned();
+                let id = if uri.path() == "/2020-05-31/distribution" {
+                    DISTRIBUTION_ID.captures(&text).map(|c| c[1].to_owned())
+                } else {
+                    uri.path().split('/').nth(3).map(str::to_owned)
+                };
+                if let Some(id) = id {
+                    let mut kept = st.distributions.lock().unwrap();
+                    if let Some(sent) = sent {
+                        kept.insert(id.clone(), sent);
+                    }
+                    if let Some((oac, edge)) = kept.get(&id) {
+                        let mut text = text;
+                        if let Some(oac) = oac {
+                            text = FIRST_ORIGIN
+                                .replace(&text, |c: &regex_lite::Captures<'_>| {
+                                    format!("{}<OriginAccessControlId>{oac}</OriginAccessControlId>", &c[1])
+                                })
+                                .into_owned();
+                        }
+                        if let Some(edge) = edge {
+                            text = if EDGE_FUNCTIONS.is_match(&text) {
+                                EDGE_FUNCTIONS.replace(&text, regex_lite::NoExpand(edge)).into_owned()
+                            } else {
+                                text.replacen("</DefaultCacheBehavior>", &format!("{edge}</DefaultCacheBehavior>"), 1)
+                            };
+                        }
+                        bytes = Bytes::from(text);
+                    }
+                }
             }
             if emulate && status.is_success() && target.as_deref() == Some("DynamoDB_20120810.DescribeTable") {
                 let replicas = st.replicas.lock().unwrap().get(&table).cloned().unwrap_or_default();
@@ -455,6 +522,20 @@ async fn relay(st: Arc<ProxyState>, method: Method, uri: Uri, headers: HeaderMap
         Err(e) => Response::builder().status(502).body(Body::from(e.to_string())).expect("response"),
     }
 }
+
+static OAC_ID: LazyLock<regex_lite::Regex> =
+    LazyLock::new(|| regex_lite::Regex::new(r"<OriginAccessControlId>([^<]*)</OriginAccessControlId>").unwrap());
+static EDGE_FUNCTIONS: LazyLock<regex_lite::Regex> = LazyLock::new(|| {
+    regex_lite::Regex::new(
+        r"(?s)<LambdaFunctionAssociations>.*?</LambdaFunctionAssociations>|<LambdaFunctionAssociations/>",
+    )
+    .unwrap()
+});
+static DISTRIBUTION_ID: LazyLock<regex_lite::Regex> =
+    LazyLock::new(|| regex_lite::Regex::new(r"<Id>([A-Z0-9]+)</Id>").unwrap());
+/// The first origin, up to its domain name (where AWS puts the access control id after).
+static FIRST_ORIGIN: LazyLock<regex_lite::Regex> =
+    LazyLock::new(|| regex_lite::Regex::new(r"(?s)(<Origin>.*?</DomainName>)").unwrap());
 
 /// The CLI, talking to `endpoint`, from the repository root.
 pub fn cli(endpoint: &str) -> Command {

@@ -289,7 +289,7 @@ fn attrs_of(c: &DistributionConfig, tags: &BTreeMap<String, String>) -> Value {
             .map(|a| a.lambda_function_arn().to_owned())
     };
     let cert = c.viewer_certificate();
-    let own_cert = cert.and_then(|v| v.acm_certificate_arn());
+    let own_cert = cert.and_then(|v| v.acm_certificate_arn()).filter(|a| !a.is_empty());
     json!({
         "origin_domain": origin.map(|o| o.domain_name()),
         "origin_access_control": origin.and_then(|o| o.origin_access_control_id()).filter(|s| !s.is_empty()),

@@ -111,8 +111,12 @@ const EDGE_TAG: &str = "provisioner:edge";
 const CONFIG_PREFIX: &str = "config:";
 const FETCH_PREFIX: &str = "fetch:";
 
-/// How long a delete of an edge function waits for AWS to remove its replicas.
-const REPLICA_WAIT: Duration = Duration::from_secs(5 * 60);
+/// How long a delete of an edge function waits for AWS to remove its replicas: five minutes,
+/// or `PROVISIONER_EDGE_REPLICA_WAIT` seconds.
+fn replica_wait() -> Duration {
+    let secs = std::env::var("PROVISIONER_EDGE_REPLICA_WAIT").ok().and_then(|s| s.parse().ok()).unwrap_or(300);
+    Duration::from_secs(secs)
+}
 
 fn check(r: &Resource, stack: &Stack, d: &mut Diags) {
     let name = format!("{}-{}", stack.name, r.name);
@@ -505,7 +509,9 @@ impl Ops for Function {
 
     async fn delete(&self, cx: &Cx, id: &str, have: &Value) -> Result<(), OpError> {
         let edge = Attrs::of(have).is_ok_and(|a| a.edge.unwrap_or(false));
-        let started = std::time::Instant::now();
+        let (started, wait) = (std::time::Instant::now(), replica_wait());
+        // Ten tries within the wait, at most one every 30 s.
+        let pause = (wait / 10).clamp(Duration::from_millis(200), Duration::from_secs(30));
         loop {
             match lambda(cx).delete_function().function_name(id).send().await.map_err(|e| err("DeleteFunction", e)) {
                 Ok(_) => return Ok(()),
@@ -513,13 +519,13 @@ impl Ops for Function {
                 // CloudFront has let go of it, but AWS removes the copies it ran at the edge
                 // hours later; until then the function cannot be deleted.
                 Err(e) if edge && e.has_code("InvalidParameterValueException") && e.message.contains("replicated") => {
-                    if started.elapsed() >= REPLICA_WAIT {
+                    if started.elapsed() >= wait {
                         return Err(OpError::later(
                             "DeleteFunction",
                             format!("{id}: AWS has not yet removed its Lambda@Edge replicas (it takes up to a few hours after the distribution let go of it)"),
                         ));
                     }
-                    tokio::time::sleep(Duration::from_secs(30)).await;
+                    tokio::time::sleep(pause).await;
                 }
                 Err(e) => return Err(e),
             }
