@@ -8,7 +8,7 @@ NOIDA_VERSION := 0.2.3
 NOIDA        := $(CACHE)/noida/bin/noida-db
 SHARED       ?= $(abspath ../shared)
 
-.PHONY: run test bench benchdeps deps sysdeps venv noida web edge browser registry promtool cloudinit lint clean
+.PHONY: run test bench benchdeps deps sysdeps venv noida web edge finops browser registry promtool cloudinit lint clean
 
 ## run: the live map on embedded defaults (ARGS="..." passes flags to `quake run`)
 run: sysdeps web
@@ -27,7 +27,7 @@ benchdeps:
 	@command -v wrk >/dev/null && { command -v nginx >/dev/null || test -x /usr/sbin/nginx; } \
 	  || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk nginx-light; }
 
-deps: sysdeps venv noida web edge browser registry promtool cloudinit
+deps: sysdeps venv noida web edge finops browser registry promtool cloudinit
 
 EDGE := assets/edge-auth
 
@@ -35,6 +35,14 @@ EDGE := assets/edge-auth
 edge: $(EDGE)/node_modules/.done
 $(EDGE)/node_modules/.done: $(EDGE)/package.json $(EDGE)/package-lock.json
 	cd $(EDGE) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+FINOPS := assets/finops
+
+## finops: the FinOps dashboard's chart library and its browser test's driver from npm
+finops: $(FINOPS)/node_modules/.done
+$(FINOPS)/node_modules/.done: $(FINOPS)/package.json $(FINOPS)/package-lock.json
+	cd $(FINOPS) && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 WEB    := assets/web

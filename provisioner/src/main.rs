@@ -71,6 +71,21 @@ enum Cmd {
         /// As JSON.
         #[arg(long)]
         json: bool,
+        /// Also write the FinOps dashboard of this breakdown into this directory (to look at it
+        /// before an apply publishes it).
+        #[arg(long, value_name = "DIR")]
+        site: Option<std::path::PathBuf>,
+        /// The dashboard's page: index.html and the files beside it.
+        #[arg(long, value_name = "DIR", default_value = "assets/finops/site", requires = "site")]
+        page: std::path::PathBuf,
+        /// Libraries the page loads (repeat for more).
+        #[arg(
+            long,
+            value_name = "FILE",
+            default_value = "assets/finops/node_modules/chart.js/dist/chart.umd.min.js",
+            requires = "site"
+        )]
+        library: Vec<std::path::PathBuf>,
     },
     /// Remove the stack's lock, whoever holds it (after a run was killed).
     ForceUnlock {
@@ -205,9 +220,20 @@ fn main() -> ExitCode {
             None => ExitCode::FAILURE,
         },
         Cmd::Pin { file, write } => pin(&file, write),
-        Cmd::Cost { target, json } => match load(&target, color) {
+        Cmd::Cost { target, json, site, page, library } => match load(&target, color) {
             Some(s) => {
                 let b = provisioner::cost::of_stack(&s);
+                if let Some(out) = site {
+                    use provisioner::cost::site;
+                    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+                    let written = site::assemble(&page, &library, &s.name).and_then(|p| {
+                        site::write(&p, &out, &site::data(&s.name, &b, &[site::Estimate::of(&b, &now)], &now))
+                    });
+                    if let Err(e) = written {
+                        eprintln!("provisioner: the FinOps site: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
                 if json {
                     println!("{}", serde_json::to_string_pretty(&b).unwrap_or_default());
                 } else {

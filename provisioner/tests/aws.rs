@@ -2117,6 +2117,8 @@ force_destroy = true
 [s3_bucket_policy.site]
 bucket = "s3_bucket.site"
 read_by = ["${cloudfront_distribution.site.arn}"]
+# moto is reached over plain HTTP and applies `aws:SecureTransport` to it.
+https_only = false
 
 [cloudfront_distribution.site]
 origin_domain = "${s3_bucket.site.regional_domain}"
@@ -2148,7 +2150,17 @@ package = "pkg"
 config = { issuer = "${cognito_user_pool.finops.issuer}", clientId = "${cognito_user_pool_client.finops.id}", authDomain = "${cognito_user_pool_domain.finops_login.url}" }
 fetch = { jwks = "${cognito_user_pool.finops.jwks_url}" }
 secrets = ["stateKey"]
+
+[cost_site.dashboard]
+bucket = "s3_bucket.site"
+distribution = "cloudfront_distribution.site"
+stack_file = "stack.toml"
+page = "ASSETS/finops/site"
+libraries = ["ASSETS/finops/node_modules/chart.js/dist/chart.umd.min.js"]
 "#;
+    let assets = concat!(env!("CARGO_MANIFEST_DIR"), "/../assets");
+    let src = src.replace("ASSETS", assets);
+    let src = src.as_str();
     std::fs::write(path, src).unwrap();
     let plan = run(&ep, &["plan", path]);
     ok(&plan, 2, "plan");
@@ -2206,6 +2218,52 @@ secrets = ["stateKey"]
     );
     let policy = s3.get_bucket_policy().bucket("fo-site").send().await.unwrap();
     assert!(policy.policy().unwrap().contains(&format!("distribution/{dist_id}")), "read by the distribution");
+
+    // The dashboard: hashed assets cached for a year, the index for a minute with the estimate
+    // inline, one estimate in the history, and only the index invalidated.
+    let get = |key: &'static str| {
+        let s3 = s3.clone();
+        async move { s3.get_object().bucket("fo-site").key(key).send().await.unwrap() }
+    };
+    let index = get("index.html").await;
+    assert_eq!(index.cache_control(), Some("public, max-age=60"));
+    let page = String::from_utf8(index.body.collect().await.unwrap().into_bytes().to_vec()).unwrap();
+    assert!(page.contains(r#"<script type="application/json" id="data">{"breakdown":"#), "{page}");
+    let listed = s3.list_objects_v2().bucket("fo-site").prefix("assets/").send().await.unwrap();
+    let keys: Vec<String> = listed.contents().iter().filter_map(|o| o.key().map(str::to_owned)).collect();
+    assert_eq!(keys.len(), 3, "app, style, chart library, and no other: {keys:?}");
+    for k in &keys {
+        assert!(page.contains(&format!("/{k}")), "the index names {k}");
+        let head = s3.head_object().bucket("fo-site").key(k).send().await.unwrap();
+        assert_eq!(head.cache_control(), Some("public, max-age=31536000, immutable"));
+    }
+    let history = |page: &str| -> usize {
+        let data = page.split(r#"id="data">"#).nth(1).unwrap().split("</script>").next().unwrap();
+        serde_json::from_str::<serde_json::Value>(data).unwrap()["history"].as_array().unwrap().len()
+    };
+    assert_eq!(history(&page), 1);
+    let invalidations = |calls: &[common::Call]| -> Vec<String> {
+        calls.iter().filter(|c| c.action.ends_with("/invalidation") && c.status < 300).map(|c| c.body.clone()).collect()
+    };
+    let sent = invalidations(&proxy.calls());
+    assert_eq!(sent.len(), 1, "one invalidation");
+    assert!(
+        sent[0].contains("<Path>/index.html</Path>")
+            && sent[0].contains("<Quantity>2</Quantity>")
+            && !sent[0].contains("assets/"),
+        "{}",
+        sent[0]
+    );
+    // A new estimate (more requests assumed): the site changes, its history grows, one more
+    // invalidation of the index; the assets stay.
+    let busier = format!("{src}\n[usage]\ncdn_requests = 20000000\n");
+    std::fs::write(path, &busier).unwrap();
+    converge(&ep, path, &["~ cost_site.dashboard", "content_sha256"]);
+    let page = String::from_utf8(get("index.html").await.body.collect().await.unwrap().into_bytes().to_vec()).unwrap();
+    assert_eq!(history(&page), 2);
+    assert_eq!(invalidations(&proxy.calls()).len(), 2);
+    std::fs::write(path, src).unwrap();
+    converge(&ep, path, &["~ cost_site.dashboard"]);
 
     // The package: the files and config.json.
     let lambda =

@@ -6,6 +6,7 @@
 
 pub mod prices;
 mod render;
+pub mod site;
 
 pub use prices::PriceBook;
 pub use render::{render, render_delta};

@@ -7,7 +7,7 @@ use crate::provider::{Cx, STACK_TAG};
 use aws_sdk_s3::types::BucketLocationConstraint;
 use std::collections::BTreeMap;
 
-super::kinds!(s3_bucket, s3_bucket_policy);
+super::kinds!(s3_bucket, s3_bucket_policy, cost_site);
 
 /// The S3 client of the context's region.
 pub fn s3(cx: &Cx) -> aws_sdk_s3::Client {

@@ -1,7 +1,7 @@
 //! `s3_bucket_policy`: the one policy of a stack's bucket, written from two facts: which
 //! CloudFront distributions may read its objects (through origin access control: the
 //! `cloudfront.amazonaws.com` service, only on behalf of those distributions' ARNs) and that
-//! nothing reaches it over plain HTTP. Nothing else can read it: the bucket blocks public access.
+//! nothing reaches it over plain HTTP (unless `https_only = false`). Nothing else can read it: the bucket blocks public access.
 //! A bucket policy has no tags: the document's `Id` names the stack and the address.
 
 use super::{err, owned, s3};
@@ -23,6 +23,7 @@ pub static KIND: Kind = Kind {
             Update::InPlace,
             "ARNs of the distributions that may read every object (\"${cloudfront_distribution.NAME.arn}\").",
         ),
+        Field::optional("https_only", FieldType::Bool, Some("true"), Update::InPlace, "Deny every request over plain HTTP."),
     ],
     outputs: &[("id", "The bucket's name")],
     check: no_check,
@@ -46,54 +47,53 @@ struct Attrs {
     bucket: String,
     #[serde(default, deserialize_with = "null_as_empty")]
     read_by: Vec<String>,
+    https_only: Option<bool>,
 }
 
 impl Attributes for Attrs {}
 
 /// The document for `bucket`, marked with `address`.
-fn document(cx: &Cx, address: &str, bucket: &str, read_by: &[String]) -> Value {
+fn document(cx: &Cx, address: &str, bucket: &str, read_by: &[String], https_only: bool) -> Value {
     let mut readers = read_by.to_vec();
     readers.sort();
     readers.dedup();
-    json!({
-        "Version": "2012-10-17",
-        "Id": marker(cx, address),
-        "Statement": [
-            {
-                "Sid": "CloudFrontReads",
-                "Effect": "Allow",
-                "Principal": { "Service": "cloudfront.amazonaws.com" },
-                "Action": "s3:GetObject",
-                "Resource": format!("arn:aws:s3:::{bucket}/*"),
-                "Condition": { "StringEquals": { "AWS:SourceArn": readers } },
-            },
-            {
-                "Sid": "HttpsOnly",
-                "Effect": "Deny",
-                "Principal": "*",
-                "Action": "s3:*",
-                "Resource": [format!("arn:aws:s3:::{bucket}"), format!("arn:aws:s3:::{bucket}/*")],
-                "Condition": { "Bool": { "aws:SecureTransport": "false" } },
-            },
-        ],
-    })
+    let mut statements = vec![json!({
+        "Sid": "CloudFrontReads",
+        "Effect": "Allow",
+        "Principal": { "Service": "cloudfront.amazonaws.com" },
+        "Action": "s3:GetObject",
+        "Resource": format!("arn:aws:s3:::{bucket}/*"),
+        "Condition": { "StringEquals": { "AWS:SourceArn": readers } },
+    })];
+    if https_only {
+        statements.push(json!({
+            "Sid": "HttpsOnly",
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": "s3:*",
+            "Resource": [format!("arn:aws:s3:::{bucket}"), format!("arn:aws:s3:::{bucket}/*")],
+            "Condition": { "Bool": { "aws:SecureTransport": "false" } },
+        }));
+    }
+    json!({ "Version": "2012-10-17", "Id": marker(cx, address), "Statement": statements })
 }
 
-/// The distributions a live document grants reads to, when it is exactly what this kind writes
-/// for them (anything added or changed by hand reads as no readers: a difference to repair).
-fn readers_of(cx: &Cx, address: &str, bucket: &str, doc: &Value) -> Vec<String> {
+/// The distributions a live document grants reads to and whether it denies plain HTTP, when it
+/// is exactly what this kind writes for them (anything added or changed by hand reads as no
+/// readers: a difference to repair).
+fn readers_of(cx: &Cx, address: &str, bucket: &str, doc: &Value) -> (Vec<String>, bool) {
     let granted = &doc["Statement"][0]["Condition"]["StringEquals"]["AWS:SourceArn"];
-    let read_by: Vec<String> = match granted {
+    let mut read_by: Vec<String> = match granted {
         Value::String(s) => vec![s.clone()],
         Value::Array(a) => a.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
         _ => Vec::new(),
     };
-    if document(cx, address, bucket, &read_by) == normalized(doc) {
-        let mut r = read_by;
-        r.sort();
-        r
+    read_by.sort();
+    let https_only = doc["Statement"].as_array().is_some_and(|s| s.len() == 2);
+    if document(cx, address, bucket, &read_by, https_only) == normalized(doc) {
+        (read_by, https_only)
     } else {
-        Vec::new()
+        (Vec::new(), false)
     }
 }
 
@@ -110,7 +110,7 @@ async fn put(cx: &Cx, address: &str, w: &Attrs) -> Result<(), OpError> {
     s3(cx)
         .put_bucket_policy()
         .bucket(&w.bucket)
-        .policy(document(cx, address, &w.bucket, &w.read_by).to_string())
+        .policy(document(cx, address, &w.bucket, &w.read_by, w.https_only.unwrap_or(true)).to_string())
         .send()
         .await
         .map_err(|e| err("PutBucketPolicy", e))?;
@@ -131,11 +131,11 @@ impl Ops for Policy {
             };
             let Ok(doc) = serde_json::from_str::<Value>(&text) else { continue };
             let Some(address) = doc["Id"].as_str().and_then(|id| address_in(cx, id)) else { continue };
-            let read_by = readers_of(cx, &address, &bucket, &doc);
+            let (read_by, https_only) = readers_of(cx, &address, &bucket, &doc);
             out.push(Live {
                 id: bucket.clone(),
                 address,
-                attrs: json!({ "bucket": bucket, "read_by": read_by }),
+                attrs: json!({ "bucket": bucket, "read_by": read_by, "https_only": https_only }),
                 outputs: Map::new(),
             });
         }
@@ -173,22 +173,24 @@ mod tests {
     #[test]
     fn the_typed_attributes_hold_every_declared_field() {
         let a = Attrs::of(&crate::schema::sample(KIND.fields)).unwrap();
-        assert!(!a.bucket.is_empty() && !a.read_by.is_empty());
+        assert!(!a.bucket.is_empty() && !a.read_by.is_empty() && a.https_only.is_some());
     }
 
     #[test]
     fn a_written_document_reads_back_and_a_changed_one_does_not() {
         let arns = vec!["arn:aws:cloudfront::1:distribution/B".to_owned(), "arn:aws:cloudfront::1:distribution/A".to_owned()];
-        let doc = document(&cx(), "s3_bucket_policy.site", "t-site", &arns);
+        let doc = document(&cx(), "s3_bucket_policy.site", "t-site", &arns, true);
         let mut sorted = arns.clone();
         sorted.sort();
-        assert_eq!(readers_of(&cx(), "s3_bucket_policy.site", "t-site", &doc), sorted);
-        let one = document(&cx(), "s3_bucket_policy.site", "t-site", &arns[..1]);
+        assert_eq!(readers_of(&cx(), "s3_bucket_policy.site", "t-site", &doc), (sorted.clone(), true));
+        let plain = document(&cx(), "s3_bucket_policy.site", "t-site", &arns, false);
+        assert_eq!(readers_of(&cx(), "s3_bucket_policy.site", "t-site", &plain), (sorted, false));
+        let one = document(&cx(), "s3_bucket_policy.site", "t-site", &arns[..1], true);
         let mut as_aws = one.clone();
         as_aws["Statement"][0]["Condition"]["StringEquals"]["AWS:SourceArn"] = json!(arns[0]);
-        assert_eq!(readers_of(&cx(), "s3_bucket_policy.site", "t-site", &as_aws), arns[..1].to_vec(), "a one-item list as a string");
+        assert_eq!(readers_of(&cx(), "s3_bucket_policy.site", "t-site", &as_aws).0, arns[..1].to_vec(), "a one-item list as a string");
         let mut opened = doc.clone();
         opened["Statement"][0]["Principal"] = json!("*");
-        assert!(readers_of(&cx(), "s3_bucket_policy.site", "t-site", &opened).is_empty(), "a hand-made change is a difference");
+        assert!(readers_of(&cx(), "s3_bucket_policy.site", "t-site", &opened).0.is_empty(), "a hand-made change is a difference");
     }
 }

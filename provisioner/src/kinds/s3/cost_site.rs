@@ -1,0 +1,279 @@
+//! `cost_site`: the FinOps dashboard of a stack, published into one of the stack's buckets
+//! ([`crate::cost::site`]): priced when a command starts from the stack file it names, so a
+//! plan shows when the estimate (or the page) changed; each publish adds the estimate to the
+//! bucket's `history.json`, uploads only the hashed assets not there yet, writes the index and
+//! invalidates only `/index.html` and `/` at the distribution in front. The index carries the
+//! stack's mark and the digest it was made from, which is what discovery reads.
+
+use super::{err, owned, s3};
+use crate::cost::site::{self, Estimate, Site, ASSET_CACHE, INDEX_CACHE};
+use crate::cost::Breakdown;
+use crate::error::OpError;
+use crate::kinds::cloudfront::{cloudfront, err as cf_err};
+use crate::provider::{null_as_empty, Attributes, Cx, Live, Ops};
+use crate::schema::{as_is, no_check, Field, FieldType, Kind, Update};
+use async_trait::async_trait;
+use aws_sdk_cloudfront::types::{InvalidationBatch, Paths};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, LazyLock, Mutex};
+
+pub static KIND: Kind = Kind {
+    name: "cost_site",
+    doc: "The FinOps dashboard of a stack's cost, published into a bucket (hashed assets, short-cached index, history per apply), invalidating only the index.",
+    fields: &[
+        Field::required("bucket", FieldType::Ref(&["s3_bucket"]), Update::Replace, "The bucket it is published into."),
+        Field::optional(
+            "distribution",
+            FieldType::Ref(&["cloudfront_distribution"]),
+            None,
+            Update::InPlace,
+            "The distribution in front, whose cached index a publish invalidates.",
+        ),
+        Field::required(
+            "stack_file",
+            FieldType::String,
+            Update::Setting,
+            "The stack whose cost it shows, relative to this file (usually this file itself); priced with the PROVISIONER_VAR_* variables.",
+        ),
+        Field::optional(
+            "page",
+            FieldType::String,
+            Some("\"../assets/finops/site\""),
+            Update::Setting,
+            "The page: index.html and the files beside it, relative to this file.",
+        ),
+        Field::optional(
+            "libraries",
+            FieldType::List(&FieldType::String),
+            Some("[\"../assets/finops/node_modules/chart.js/dist/chart.umd.min.js\"]"),
+            Update::Setting,
+            "Libraries the page loads, relative to this file.",
+        ),
+        Field::derived("content_sha256", FieldType::String, Update::InPlace, "Digest of the page and the estimate it shows."),
+    ],
+    outputs: &[("id", "The bucket's name"), ("monthly", "The estimate last published, USD a month")],
+    check: no_check,
+    normalize: as_is,
+    cost: crate::cost::free,
+    usage: &[],
+    ops: &CostSite,
+};
+
+/// The estimates a history keeps (the oldest leave first).
+const HISTORY: usize = 500;
+const INDEX: &str = "index.html";
+const HISTORY_KEY: &str = "history.json";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Attrs {
+    bucket: String,
+    distribution: Option<String>,
+    stack_file: Option<String>,
+    page: Option<String>,
+    #[serde(default, deserialize_with = "null_as_empty")]
+    libraries: Vec<String>,
+    content_sha256: Option<String>,
+}
+
+impl Attributes for Attrs {}
+
+/// What was built when the command started, by digest: the site, the breakdown, the stack.
+type Built = (Site, Breakdown, String);
+static BUILT: LazyLock<Mutex<BTreeMap<String, Arc<Built>>>> = LazyLock::new(Mutex::default);
+
+/// S3 user metadata (lowercase keys) on the index.
+const META_ADDRESS: &str = "provisioner-id";
+const META_STACK: &str = "provisioner-stack";
+const META_DIGEST: &str = "content-sha256";
+const META_DISTRIBUTION: &str = "distribution";
+const META_MONTHLY: &str = "monthly";
+
+async fn history(cx: &Cx, bucket: &str) -> Result<Vec<Estimate>, OpError> {
+    match s3(cx).get_object().bucket(bucket).key(HISTORY_KEY).send().await.map_err(|e| err("GetObject", e)) {
+        Ok(o) => {
+            let bytes = o.body.collect().await.map_err(|e| OpError::retryable("GetObject", e.to_string()))?.into_bytes();
+            // A history that does not parse is started again rather than blocking the publish.
+            Ok(serde_json::from_slice(&bytes).unwrap_or_default())
+        }
+        Err(e) if e.is_not_found() || e.has_code("NoSuchKey") => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
+}
+
+async fn exists(cx: &Cx, bucket: &str, key: &str) -> Result<bool, OpError> {
+    match s3(cx).head_object().bucket(bucket).key(key).send().await.map_err(|e| err("HeadObject", e)) {
+        Ok(_) => Ok(true),
+        Err(e) if e.is_not_found() || e.has_code("NoSuchKey") => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Publishes the site built for `w` and returns the bucket's name.
+async fn publish(cx: &Cx, address: &str, w: &Attrs, token: &str) -> Result<String, OpError> {
+    let digest = w.content_sha256.as_deref().unwrap_or_default();
+    let built = BUILT
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(digest)
+        .cloned()
+        .ok_or_else(|| OpError::fatal("publish", format!("{address}: its site was not built by this command")))?;
+    let (site, breakdown, stack) = built.as_ref();
+    for f in &site.assets {
+        // Named by their content: one already there is this one.
+        if !exists(cx, &w.bucket, &f.key).await? {
+            s3(cx)
+                .put_object()
+                .bucket(&w.bucket)
+                .key(&f.key)
+                .body(ByteStream::from(f.body.clone()))
+                .content_type(f.content_type)
+                .cache_control(ASSET_CACHE)
+                .send()
+                .await
+                .map_err(|e| err("PutObject", e))?;
+        }
+    }
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let mut past = history(cx, &w.bucket).await?;
+    past.push(Estimate::of(breakdown, &now));
+    let keep = past.len().saturating_sub(HISTORY);
+    past.drain(..keep);
+    s3(cx)
+        .put_object()
+        .bucket(&w.bucket)
+        .key(HISTORY_KEY)
+        .body(ByteStream::from(serde_json::to_vec(&past).map_err(|e| OpError::fatal("history", e.to_string()))?))
+        .content_type("application/json")
+        .cache_control("no-cache")
+        .send()
+        .await
+        .map_err(|e| err("PutObject", e))?;
+    let index = site.index(&site::data(stack, breakdown, &past, &now));
+    s3(cx)
+        .put_object()
+        .bucket(&w.bucket)
+        .key(INDEX)
+        .body(ByteStream::from(index))
+        .content_type("text/html; charset=utf-8")
+        .cache_control(INDEX_CACHE)
+        .metadata(META_ADDRESS, address)
+        .metadata(META_STACK, &cx.stack)
+        .metadata(META_DIGEST, digest)
+        .metadata(META_DISTRIBUTION, w.distribution.as_deref().unwrap_or_default())
+        .metadata(META_MONTHLY, format!("{:.2}", breakdown.monthly))
+        .send()
+        .await
+        .map_err(|e| err("PutObject", e))?;
+    if let Some(dist) = &w.distribution {
+        let paths = Paths::builder().quantity(2).items("/index.html").items("/").build().map_err(|e| OpError::fatal("Paths", e.to_string()))?;
+        let batch = InvalidationBatch::builder()
+            .paths(paths)
+            .caller_reference(format!("{token}-{digest}"))
+            .build()
+            .map_err(|e| OpError::fatal("InvalidationBatch", e.to_string()))?;
+        cloudfront(cx).create_invalidation().distribution_id(dist).invalidation_batch(batch).send().await.map_err(|e| cf_err("CreateInvalidation", e))?;
+    }
+    Ok(w.bucket.clone())
+}
+
+struct CostSite;
+
+#[async_trait]
+impl Ops for CostSite {
+    fn derive(&self, want: &Value, dir: &Path) -> Result<Map<String, Value>, String> {
+        let a = Attrs::of(want).map_err(|e| e.to_string())?;
+        let file = dir.join(a.stack_file.as_deref().unwrap_or_default());
+        let src = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+        let vars: BTreeMap<String, String> =
+            std::env::vars().filter_map(|(k, v)| k.strip_prefix("PROVISIONER_VAR_").map(|n| (n.to_owned(), v))).collect();
+        let stack = crate::load(&file.display().to_string(), &src, &vars)
+            .map_err(|d| format!("{}: {} problem(s); run `provisioner validate` on it", file.display(), d.items.len()))?;
+        let breakdown = crate::cost::of_stack(&stack);
+        let libraries: Vec<_> = a.libraries.iter().map(|l| dir.join(l)).collect();
+        let site = site::assemble(&dir.join(a.page.as_deref().unwrap_or("../assets/finops/site")), &libraries, &stack.name)?;
+        let digest = site.digest(&breakdown);
+        BUILT.lock().unwrap_or_else(|p| p.into_inner()).insert(digest.clone(), Arc::new((site, breakdown, stack.name)));
+        Ok(Map::from_iter([("content_sha256".to_owned(), json!(digest))]))
+    }
+
+    async fn discover(&self, cx: &Cx) -> Result<Vec<Live>, OpError> {
+        let mut out = Vec::new();
+        for (bucket, _) in owned(cx).await? {
+            let head = match s3(cx).head_object().bucket(&bucket).key(INDEX).send().await.map_err(|e| err("HeadObject", e)) {
+                Ok(h) => h,
+                Err(e) if e.is_not_found() || e.has_code("NoSuchKey") => continue,
+                Err(e) => return Err(e),
+            };
+            let meta = head.metadata().cloned().unwrap_or_default();
+            let (Some(address), Some(stack)) = (meta.get(META_ADDRESS), meta.get(META_STACK)) else { continue };
+            if stack != &cx.stack {
+                continue;
+            }
+            let mut outputs = Map::new();
+            if let Some(m) = meta.get(META_MONTHLY) {
+                outputs.insert("monthly".into(), json!(m));
+            }
+            out.push(Live {
+                id: bucket.clone(),
+                address: address.clone(),
+                attrs: json!({
+                    "bucket": bucket,
+                    "distribution": meta.get(META_DISTRIBUTION).filter(|d| !d.is_empty()),
+                    "content_sha256": meta.get(META_DIGEST),
+                }),
+                outputs,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn create(&self, cx: &Cx, address: &str, want: &Value, token: &str) -> Result<String, OpError> {
+        publish(cx, address, &Attrs::of(want)?, token).await
+    }
+
+    async fn update(&self, cx: &Cx, id: &str, _have: &Value, want: &Value) -> Result<(), OpError> {
+        let head = s3(cx).head_object().bucket(id).key(INDEX).send().await.map_err(|e| err("HeadObject", e))?;
+        let address = head.metadata().and_then(|m| m.get(META_ADDRESS)).cloned().unwrap_or_default();
+        let token = format!("update-{}", chrono::Utc::now().timestamp_millis());
+        publish(cx, &address, &Attrs::of(want)?, &token).await.map(|_| ())
+    }
+
+    /// Takes the site out of the bucket: the index, the history and every asset.
+    async fn delete(&self, cx: &Cx, id: &str, _have: &Value) -> Result<(), OpError> {
+        let mut keys = vec![INDEX.to_owned(), HISTORY_KEY.to_owned()];
+        let mut pages = s3(cx).list_objects_v2().bucket(id).prefix("assets/").into_paginator().send();
+        while let Some(page) = pages.next().await {
+            match page.map_err(|e| err("ListObjectsV2", e)) {
+                Ok(p) => keys.extend(p.contents().iter().filter_map(|o| o.key().map(str::to_owned))),
+                Err(e) if e.is_not_found() => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+        for chunk in keys.chunks(1000) {
+            let objects = chunk.iter().map(|k| ObjectIdentifier::builder().key(k).build()).collect::<Result<Vec<_>, _>>().map_err(|e| OpError::fatal("ObjectIdentifier", e.to_string()))?;
+            let delete = Delete::builder().set_objects(Some(objects)).quiet(true).build().map_err(|e| OpError::fatal("Delete", e.to_string()))?;
+            match s3(cx).delete_objects().bucket(id).delete(delete).send().await.map_err(|e| err("DeleteObjects", e)) {
+                Err(e) if e.is_not_found() => return Ok(()),
+                other => other.map(|_| ())?,
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_typed_attributes_hold_every_declared_field() {
+        let a = Attrs::of(&crate::schema::sample(KIND.fields)).unwrap();
+        assert!(a.distribution.is_some() && a.stack_file.is_some() && !a.libraries.is_empty());
+    }
+}
