@@ -107,10 +107,10 @@ export async function tokens(moto, p, clientId = p.clientId) {
 
 /**
  * The hosted UI, played: `/oauth2/authorize` remembers the PKCE challenge and sends the browser
- * back with a code (the user "signs in" at once), `/oauth2/token` checks the verifier, the
+ * back with a code (the user "signs in" at once, or, with `loginPage`, through a sign-in form), `/oauth2/token` checks the verifier, the
  * redirect URI and the client, and answers with moto-issued tokens; `refresh_token` grants too.
  */
-export async function startIdp(moto, p) {
+export async function startIdp(moto, p, { loginPage = false } = {}) {
   const codes = new Map();
   const seen = { authorize: [], token: [], logout: [] };
   const server = createServer(async (req, res) => {
@@ -119,10 +119,31 @@ export async function startIdp(moto, p) {
       res.writeHead(status, { 'content-type': 'application/json', ...headers });
       res.end(typeof body === 'string' ? body : JSON.stringify(body));
     };
-    if (url.pathname === '/oauth2/authorize') {
-      const q = Object.fromEntries(url.searchParams);
+    const html = (status, title, inner) =>
+      send(status, `<!doctype html><html><head><meta charset="utf-8"><title>${title}</title></head><body><h1>${title}</h1>${inner}</body></html>`, { 'content-type': 'text/html; charset=utf-8' });
+    // With `loginPage`, the hosted UI's sign-in form: the user's name and password, checked
+    // by moto's Cognito, then the code.
+    let q;
+    if (url.pathname === '/login' && req.method === 'POST' && loginPage) {
+      let body = '';
+      for await (const chunk of req) body += chunk;
+      const f = Object.fromEntries(new URLSearchParams(body));
+      q = JSON.parse(f.q);
+      try {
+        await cognito(moto, 'AdminInitiateAuth', { UserPoolId: p.id, ClientId: p.clientId, AuthFlow: 'ADMIN_USER_PASSWORD_AUTH', AuthParameters: { USERNAME: f.username, PASSWORD: f.password } });
+      } catch {
+        return html(401, 'Incorrect username or password', '');
+      }
+    } else if (url.pathname === '/oauth2/authorize') {
+      q = Object.fromEntries(url.searchParams);
       seen.authorize.push(q);
       if (q.client_id !== p.clientId || q.code_challenge_method !== 'S256' || !q.code_challenge) return send(400, { error: 'invalid_request' });
+      if (loginPage) {
+        const hidden = JSON.stringify(q).replace(/&/g, '&amp;').replace(/"/g, '&quot;').replace(/</g, '&lt;');
+        return html(200, 'Sign in', `<form method="post" action="/login"><input type="hidden" name="q" value="${hidden}"><label>Username <input name="username" autocomplete="username"></label><label>Password <input name="password" type="password" autocomplete="current-password"></label><button type="submit">Sign in</button></form>`);
+      }
+    }
+    if (q) {
       const code = `code-${codes.size + 1}`;
       codes.set(code, q);
       const back = new URL(q.redirect_uri);
