@@ -138,8 +138,8 @@ pub trait Ops: Sync {
     /// Deletes it (and what only it holds: attachments, associations); gone already is success.
     async fn delete(&self, cx: &Cx, id: &str, have: &Value) -> Result<(), OpError>;
     /// The kind's derived fields ([`crate::schema::Field::derived`]) from the others, when a
-    /// command starts (`dir`: the stack file's directory). Kinds without any derive nothing.
-    fn derive(&self, _want: &Value, _dir: &std::path::Path) -> Result<Map<String, Value>, String> {
+    /// command starts. Kinds without any derive nothing.
+    fn derive(&self, _want: &Value, _on: &Derive<'_>) -> Result<Map<String, Value>, String> {
         Ok(Map::new())
     }
     /// Outputs an update makes anew (a function's newest published version): a plan shows
@@ -152,6 +152,13 @@ pub trait Ops: Sync {
     fn create_before_delete(&self) -> bool {
         false
     }
+}
+
+/// What a kind derives its fields from besides its own: where the stack file is (paths in it
+/// are relative to it) and the whole stack as declared (what a dashboard of its cost shows).
+pub struct Derive<'a> {
+    pub dir: &'a std::path::Path,
+    pub stack: &'a crate::stack::Stack,
 }
 
 /// A kind's typed attributes, decoded once from `want` or `have` (what the engine hands a kind:

@@ -2154,7 +2154,6 @@ secrets = ["stateKey"]
 [cost_site.dashboard]
 bucket = "s3_bucket.site"
 distribution = "cloudfront_distribution.site"
-stack_file = "stack.toml"
 page = "ASSETS/finops/site"
 libraries = ["ASSETS/finops/node_modules/chart.js/dist/chart.umd.min.js"]
 "#;

@@ -157,23 +157,24 @@ impl Stack {
     /// its kind (an image's digest, by building the image): once per command, before a plan.
     pub fn derive(&mut self) -> Result<(), String> {
         let dir = std::path::Path::new(&self.file).parent().map(std::path::Path::to_path_buf).unwrap_or_default();
-        let wants: Vec<Option<serde_json::Value>> = self
+        let on = crate::provider::Derive { dir: &dir, stack: self };
+        let derived: Vec<Option<serde_json::Map<String, serde_json::Value>>> = self
             .resources
             .iter()
             .map(|r| {
-                r.kind.fields.iter().any(|f| f.derived).then(|| {
-                    // What a kind is handed: its own fields, not the common ones.
-                    let mut want = crate::plan::desired(r, self);
-                    if let Some(m) = want.as_object_mut() {
-                        crate::schema::COMMON.iter().for_each(|f| drop(m.remove(f.name)));
-                    }
-                    want
-                })
+                if !r.kind.fields.iter().any(|f| f.derived) {
+                    return Ok(None);
+                }
+                // What a kind is handed: its own fields, not the common ones.
+                let mut want = crate::plan::desired(r, self);
+                if let Some(m) = want.as_object_mut() {
+                    crate::schema::COMMON.iter().for_each(|f| drop(m.remove(f.name)));
+                }
+                r.kind.ops.derive(&want, &on).map(Some).map_err(|e| format!("{}: {e}", r.address()))
             })
-            .collect();
-        for (r, want) in self.resources.iter_mut().zip(wants) {
-            let Some(want) = want else { continue };
-            let got = r.kind.ops.derive(&want, &dir).map_err(|e| format!("{}: {e}", r.address()))?;
+            .collect::<Result<_, String>>()?;
+        for (r, got) in self.resources.iter_mut().zip(derived) {
+            let Some(got) = got else { continue };
             for f in r.kind.fields.iter().filter(|f| f.derived) {
                 let v = match got.get(f.name) {
                     Some(serde_json::Value::String(s)) => Val::Str(s.clone()),

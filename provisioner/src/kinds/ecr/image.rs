@@ -12,14 +12,13 @@ use super::{registry, registry_err, repositories};
 use crate::diag::Diags;
 use crate::error::OpError;
 use crate::image::{self, Arch, Spec};
-use crate::provider::{Attributes, Cx, Live, Ops};
+use crate::provider::{Attributes, Cx, Live, Ops, Derive};
 use crate::schema::{as_is, Field, FieldType, Kind, Update};
 use crate::stack::{Resource, Stack};
 use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
-use std::path::Path;
 
 pub static KIND: Kind = Kind {
     name: "image",
@@ -199,7 +198,8 @@ impl ImageKind {
 
 #[async_trait]
 impl Ops for ImageKind {
-    fn derive(&self, want: &Value, dir: &Path) -> Result<Map<String, Value>, String> {
+    fn derive(&self, want: &Value, on: &Derive<'_>) -> Result<Map<String, Value>, String> {
+        let dir = on.dir;
         let a = Attrs::of(want).map_err(|e| e.to_string())?;
         let arch_name = a.architecture.as_deref().unwrap_or("x86_64");
         let arch = Arch::parse(arch_name).ok_or_else(|| format!("unknown architecture {arch_name}"))?;

@@ -13,7 +13,7 @@
 use super::{err, lambda};
 use crate::diag::Diags;
 use crate::error::OpError;
-use crate::provider::{null_as_empty, Attributes, Cx, Live, Ops, ID_TAG, STACK_TAG};
+use crate::provider::{null_as_empty, Attributes, Cx, Live, Ops, ID_TAG, STACK_TAG, Derive};
 use crate::schema::{as_is, Field, FieldType, Kind, Update};
 use crate::stack::{Resource, Stack, Val};
 use async_trait::async_trait;
@@ -340,7 +340,8 @@ struct Function;
 
 #[async_trait]
 impl Ops for Function {
-    fn derive(&self, want: &Value, dir: &Path) -> Result<Map<String, Value>, String> {
+    fn derive(&self, want: &Value, on: &Derive<'_>) -> Result<Map<String, Value>, String> {
+        let dir = on.dir;
         let a = Attrs::of(want).map_err(|e| e.to_string())?;
         if let Some((program, args)) = a.build.split_first() {
             let at = dir.join(a.build_dir.as_deref().unwrap_or("."));

@@ -1,6 +1,6 @@
-//! `cost_site`: the FinOps dashboard of a stack, published into one of the stack's buckets
-//! ([`crate::cost::site`]): priced when a command starts from the stack file it names, so a
-//! plan shows when the estimate (or the page) changed; each publish adds the estimate to the
+//! `cost_site`: the FinOps dashboard of the stack it is part of, published into one of the
+//! stack's buckets ([`crate::cost::site`]): priced when a command starts, so a plan shows when
+//! the estimate (or the page) changed; each publish adds the estimate to the
 //! bucket's `history.json`, uploads only the hashed assets not there yet, writes the index and
 //! invalidates only `/index.html` and `/` at the distribution in front. The index carries the
 //! stack's mark and the digest it was made from, which is what discovery reads.
@@ -10,7 +10,7 @@ use crate::cost::site::{self, Estimate, Site, ASSET_CACHE, INDEX_CACHE};
 use crate::cost::Breakdown;
 use crate::error::OpError;
 use crate::kinds::cloudfront::{cloudfront, err as cf_err};
-use crate::provider::{null_as_empty, Attributes, Cx, Live, Ops};
+use crate::provider::{null_as_empty, Attributes, Cx, Derive, Live, Ops};
 use crate::schema::{as_is, no_check, Field, FieldType, Kind, Update};
 use async_trait::async_trait;
 use aws_sdk_cloudfront::types::{InvalidationBatch, Paths};
@@ -19,7 +19,6 @@ use aws_sdk_s3::types::{Delete, ObjectIdentifier};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::{Arc, LazyLock, Mutex};
 
 pub static KIND: Kind = Kind {
@@ -33,12 +32,6 @@ pub static KIND: Kind = Kind {
             None,
             Update::InPlace,
             "The distribution in front, whose cached index a publish invalidates.",
-        ),
-        Field::required(
-            "stack_file",
-            FieldType::String,
-            Update::Setting,
-            "The stack whose cost it shows, relative to this file (usually this file itself); priced with the PROVISIONER_VAR_* variables.",
         ),
         Field::optional(
             "page",
@@ -74,7 +67,6 @@ const HISTORY_KEY: &str = "history.json";
 struct Attrs {
     bucket: String,
     distribution: Option<String>,
-    stack_file: Option<String>,
     page: Option<String>,
     #[serde(default, deserialize_with = "null_as_empty")]
     libraries: Vec<String>,
@@ -186,19 +178,14 @@ struct CostSite;
 
 #[async_trait]
 impl Ops for CostSite {
-    fn derive(&self, want: &Value, dir: &Path) -> Result<Map<String, Value>, String> {
+    /// Prices the stack this site is part of, as the command sees it (its variables included).
+    fn derive(&self, want: &Value, on: &Derive<'_>) -> Result<Map<String, Value>, String> {
         let a = Attrs::of(want).map_err(|e| e.to_string())?;
-        let file = dir.join(a.stack_file.as_deref().unwrap_or_default());
-        let src = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
-        let vars: BTreeMap<String, String> =
-            std::env::vars().filter_map(|(k, v)| k.strip_prefix("PROVISIONER_VAR_").map(|n| (n.to_owned(), v))).collect();
-        let stack = crate::load(&file.display().to_string(), &src, &vars)
-            .map_err(|d| format!("{}: {} problem(s); run `provisioner validate` on it", file.display(), d.items.len()))?;
-        let breakdown = crate::cost::of_stack(&stack);
-        let libraries: Vec<_> = a.libraries.iter().map(|l| dir.join(l)).collect();
-        let site = site::assemble(&dir.join(a.page.as_deref().unwrap_or("../assets/finops/site")), &libraries, &stack.name)?;
+        let breakdown = crate::cost::of_stack(on.stack);
+        let libraries: Vec<_> = a.libraries.iter().map(|l| on.dir.join(l)).collect();
+        let site = site::assemble(&on.dir.join(a.page.as_deref().unwrap_or("../assets/finops/site")), &libraries, &on.stack.name)?;
         let digest = site.digest(&breakdown);
-        BUILT.lock().unwrap_or_else(|p| p.into_inner()).insert(digest.clone(), Arc::new((site, breakdown, stack.name)));
+        BUILT.lock().unwrap_or_else(|p| p.into_inner()).insert(digest.clone(), Arc::new((site, breakdown, on.stack.name.clone())));
         Ok(Map::from_iter([("content_sha256".to_owned(), json!(digest))]))
     }
 
@@ -274,6 +261,6 @@ mod tests {
     #[test]
     fn the_typed_attributes_hold_every_declared_field() {
         let a = Attrs::of(&crate::schema::sample(KIND.fields)).unwrap();
-        assert!(a.distribution.is_some() && a.stack_file.is_some() && !a.libraries.is_empty());
+        assert!(a.distribution.is_some() && a.page.is_some() && !a.libraries.is_empty());
     }
 }
