@@ -34,6 +34,11 @@ fn variant(src_path: &str, name: &str, edits: &[(&str, &str)]) -> (tempfile::Tem
     // Images of a small binary: what is pushed does not matter to these tests (moto runs no
     // task), and a build of the services per command would (tests/image.rs images `quake`).
     src = src.replace("package = \"quake\"", "executable = \"/usr/bin/true\"");
+    // The FinOps site only where a test asks for it (an edit naming `finops_site`): the other
+    // tests are about the rest, and it builds the edge function on every command.
+    if !edits.iter().any(|(a, _)| a.contains("finops_site")) {
+        src = src.replacen("finops_site = \"true\"", "finops_site = \"false\"", 1);
+    }
     let old_name = src.lines().find(|l| l.starts_with("name = ")).unwrap().to_owned();
     src = src.replace(&old_name, &format!("name = \"{name}\""));
     for (a, b) in edits {
@@ -1605,9 +1610,9 @@ async fn a_fargate_service_rolls_out_and_scales() {
     assert!(d.map(|d| d.services().iter().all(|s| s.status() != Some("ACTIVE"))).unwrap_or(true));
 }
 
-/// The whole production stack - network and application layer, 36 resources in two regions -
-/// applied from empty on moto, planned empty, and destroyed with nothing the stack tagged left
-/// in any service (checked with each service's SDK). moto ignores global-table replicas and never
+/// The whole production stack - network, application layer and the FinOps site, 47 resources
+/// in three regions - applied from empty on moto, planned empty, and destroyed with nothing the
+/// stack tagged left in any service (checked with each service's SDK). moto ignores global-table replicas and never
 /// runs a Fargate task, so the proxy EMULATES AWS's documented answers for both (labelled in
 /// `common`); deletion protection of the table is turned off in this copy, as an operator does
 /// before a destroy.
@@ -1616,10 +1621,24 @@ async fn the_full_production_stack() {
     let moto = Moto::start().await;
     let proxy = production_peers(&moto).await;
     let ep = proxy.url.clone();
-    let (_d, stack) = destroyable_prod("full");
+    let (_d, stack) = variant(
+        PROD,
+        "full",
+        &[
+            ("deletion_protection = true", "deletion_protection = false"),
+            ("deletion_protection = true", "deletion_protection = false"),
+            ("separate_logging_host = \"false\"", "separate_logging_host = \"true\""),
+            ("finops_site = \"true\"", "finops_site = \"true\""),
+            // moto is reached over plain HTTP and applies `aws:SecureTransport` to it.
+            (
+                "read_by = [\"${cloudfront_distribution.finops.arn}\"]",
+                "read_by = [\"${cloudfront_distribution.finops.arn}\"]\nhttps_only = false",
+            ),
+        ],
+    );
     let r = run(&ep, &["apply", &stack, "--yes"]);
     ok(&r, 0, "apply from empty");
-    assert!(r.1.contains("36 added"), "{}", r.1);
+    assert!(r.1.contains("47 added"), "{}", r.1);
     let calls = proxy.take_calls();
     // One command ends with where to look: the map and Grafana on the logging host.
     let printed = r.1.split("\nOutputs:\n").nth(1).unwrap_or_else(|| panic!("no outputs printed:\n{}", r.1));
@@ -1680,7 +1699,7 @@ async fn the_full_production_stack() {
     for c in &plan_calls {
         *by_action.entry(c.action.rsplit('.').next().unwrap_or(&c.action)).or_default() += 1;
     }
-    eprintln!("plan of the in-sync production stack: {} calls for 36 resources: {by_action:?}", plan_calls.len());
+    eprintln!("plan of the in-sync production stack: {} calls for 47 resources: {by_action:?}", plan_calls.len());
     let out: serde_json::Value = serde_json::from_str(&run(&ep, &["outputs", &stack, "--json"]).1).unwrap();
     assert!(out["load_balancer.web"]["url"].as_str().is_some_and(|u| u.starts_with("http://")), "the map's URL: {out}");
     let replica = calls.iter().find(|c| c.action.ends_with("UpdateTable") && c.body.contains("eu-west-1"));
@@ -1724,6 +1743,20 @@ async fn the_full_production_stack() {
         .await
         .unwrap();
     assert!(targets.scalable_targets().is_empty());
+    // The FinOps site, in the stack's region and in us-east-1.
+    let lambda = moto.client::<aws_sdk_lambda::Client>("us-east-1");
+    assert!(lambda.list_functions().send().await.unwrap().functions().is_empty(), "no edge function left");
+    let idp = moto.client::<aws_sdk_cognitoidentityprovider::Client>(common::REGION);
+    assert!(idp.list_user_pools().max_results(60).send().await.unwrap().user_pools().is_empty(), "no user pool left");
+    let cf = moto.client::<aws_sdk_cloudfront::Client>(common::REGION);
+    assert!(cf.list_distributions().send().await.unwrap().distribution_list().is_none_or(|l| l.items().is_empty()));
+    assert!(moto
+        .client::<aws_sdk_ssm::Client>(common::REGION)
+        .get_parameter()
+        .name("/full/cognito/finops")
+        .send()
+        .await
+        .is_err());
 }
 
 /// The whole production stack, `apply` killed (SIGKILL) at 10 random points between its first

@@ -41,6 +41,11 @@ fn the_production_stack_costs_what_the_hand_computes() {
     let web_max = web + h * (0.25 * 0.01397 + 0.5 * 0.00153 + 0.005);
     // t3a.small, 30 GB of gp3, its public address.
     let host = h * 0.0216 + 30.0 * 0.0952 + h * 0.005;
+    // The FinOps site: 0.01 GB stored and 600 GETs; 6,000 requests and 0.12 GB inside
+    // CloudFront's free tier, but every request runs the edge function (no free tier): $0.60 a
+    // million and 5 ms at 128 MB each; three users inside Cognito's free 10,000.
+    let bucket = 0.01 * 0.0245 + 0.0006 * 0.43;
+    let cdn = 0.006 * 0.60 + 6000.0 * 0.005 * 0.125 * 0.00005001;
     // Logs (0.4 GB of the free 5) and 20 alert e-mails (of the free 1,000) cost nothing.
     let lines = [
         ("load_balancer.web", alb),
@@ -51,6 +56,9 @@ fn the_production_stack_costs_what_the_hand_computes() {
         ("ecs_service.web", web),
         ("instance.streaming", host),
         ("sns_topic.alerts", 0.0),
+        ("s3_bucket.finops", bucket),
+        ("cloudfront_distribution.finops", cdn),
+        ("cognito_user_pool.finops", 0.0),
     ];
     let (code, out, err) = cost(&["stacks/prod.toml", "--json"]);
     assert_eq!(code, 0, "{err}");
