@@ -176,11 +176,15 @@ pub struct ProxyState {
     /// EMULATION of CloudFront's read-back, always on: moto drops a distribution's origin
     /// access control id and answers its Lambda@Edge associations as none. What the last create
     /// or update sent is kept per distribution and played back in its answers, as AWS keeps it.
-    pub distributions: Mutex<BTreeMap<String, (Option<String>, Option<String>)>>,
+    pub distributions: Mutex<BTreeMap<String, Sent>>,
     /// EMULATION of Lambda@Edge replicas, which moto does not have: this many `DeleteFunction`
     /// calls are answered as AWS answers while replicas remain ("replicated function").
     pub edge_replicas: std::sync::atomic::AtomicU32,
 }
+
+/// What a distribution's last write sent that moto drops: its origin access control id and its
+/// Lambda associations (XML).
+pub type Sent = (Option<String>, Option<String>);
 
 /// The REST paths of CloudFront's and Lambda's APIs (see [`ProxyState::detour`]).
 const DETOURED: &[&str] = &["/2020-05-31/", "/2015-03-31/", "/2017-03-31/", "/2018-10-31/"];
