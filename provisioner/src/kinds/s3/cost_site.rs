@@ -5,7 +5,7 @@
 //! invalidates only `/index.html` and `/` at the distribution in front. The index carries the
 //! stack's mark and the digest it was made from, which is what discovery reads.
 
-use super::{err, owned, s3};
+use super::{delete_objects, err, owned, s3};
 use crate::cost::site::{self, Estimate, Site, ASSET_CACHE, INDEX_CACHE};
 use crate::cost::Breakdown;
 use crate::error::OpError;
@@ -15,7 +15,7 @@ use crate::schema::{as_is, no_check, Field, FieldType, Kind, Update};
 use async_trait::async_trait;
 use aws_sdk_cloudfront::types::{InvalidationBatch, Paths};
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+use aws_sdk_s3::types::ObjectIdentifier;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -242,15 +242,8 @@ impl Ops for CostSite {
                 Err(e) => return Err(e),
             }
         }
-        for chunk in keys.chunks(1000) {
-            let objects = chunk.iter().map(|k| ObjectIdentifier::builder().key(k).build()).collect::<Result<Vec<_>, _>>().map_err(|e| OpError::fatal("ObjectIdentifier", e.to_string()))?;
-            let delete = Delete::builder().set_objects(Some(objects)).quiet(true).build().map_err(|e| OpError::fatal("Delete", e.to_string()))?;
-            match s3(cx).delete_objects().bucket(id).delete(delete).send().await.map_err(|e| err("DeleteObjects", e)) {
-                Err(e) if e.is_not_found() => return Ok(()),
-                other => other.map(|_| ())?,
-            }
-        }
-        Ok(())
+        let ids = keys.iter().map(|k| ObjectIdentifier::builder().key(k).build()).collect::<Result<Vec<_>, _>>().map_err(|e| OpError::fatal("ObjectIdentifier", e.to_string()))?;
+        delete_objects(cx, id, ids).await
     }
 }
 

@@ -86,3 +86,23 @@ pub async fn owned(cx: &Cx) -> Result<Vec<(String, BTreeMap<String, String>)>, O
     })
     .await
 }
+
+/// Deletes these objects (or versions) of `bucket`, a thousand a call; a bucket already gone
+/// has none.
+pub async fn delete_objects(
+    cx: &Cx,
+    bucket: &str,
+    ids: Vec<aws_sdk_s3::types::ObjectIdentifier>,
+) -> Result<(), OpError> {
+    for chunk in ids.chunks(1000) {
+        let delete = aws_sdk_s3::types::Delete::builder()
+            .set_objects(Some(chunk.to_vec()))
+            .quiet(true)
+            .build()
+            .map_err(|e| OpError::fatal("Delete", e.to_string()))?;
+        crate::error::gone_ok(
+            s3(cx).delete_objects().bucket(bucket).delete(delete).send().await.map_err(|e| err("DeleteObjects", e)),
+        )?;
+    }
+    Ok(())
+}

@@ -3,7 +3,7 @@
 //! ACLs), versioning optional. A bucket that still holds objects is deleted only with
 //! `force_destroy`, which empties it first (every version).
 
-use super::{err, owned, s3};
+use super::{delete_objects, err, owned, s3};
 use crate::diag::Diags;
 use crate::error::{gone_ok, OpError};
 use crate::provider::{Attributes, Cx, Live, Ops, ID_TAG};
@@ -11,7 +11,7 @@ use crate::schema::{as_is, Field, FieldType, Kind, Update};
 use crate::stack::{Resource, Stack};
 use async_trait::async_trait;
 use aws_sdk_s3::types::{
-    BucketLocationConstraint, BucketVersioningStatus, CreateBucketConfiguration, Delete, ObjectIdentifier,
+    BucketLocationConstraint, BucketVersioningStatus, CreateBucketConfiguration, ObjectIdentifier,
     ObjectOwnership, OwnershipControls, OwnershipControlsRule, PublicAccessBlockConfiguration,
     ServerSideEncryption, ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration,
     ServerSideEncryptionRule, Tag, Tagging, VersioningConfiguration,
@@ -141,8 +141,7 @@ async fn empty(cx: &Cx, bucket: &str) -> Result<(), OpError> {
         if ids.is_empty() {
             return Ok(());
         }
-        let delete = Delete::builder().set_objects(Some(ids)).quiet(true).build().map_err(|e| OpError::fatal("Delete", e.to_string()))?;
-        s3(cx).delete_objects().bucket(bucket).delete(delete).send().await.map_err(|e| err("DeleteObjects", e))?;
+        delete_objects(cx, bucket, ids).await?;
     }
 }
 
