@@ -1,4 +1,4 @@
-//! S3: buckets, and what they share: the client and S3's error codes. Buckets have no tag
+//! S3: buckets, their policies and the cost site published into them, and what they share: the
 //! filter and one global namespace, so the stack's are named `<stack>-<name>` (lowercase) and
 //! found by that prefix in `ListBuckets`, then confirmed by their region and tags.
 
