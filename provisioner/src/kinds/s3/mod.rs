@@ -1,4 +1,5 @@
 //! S3: buckets, their policies and the cost site published into them, and what they share: the
+//! client, S3's error codes, the stack's buckets and deleting objects. Buckets have no tag
 //! filter and one global namespace, so the stack's are named `<stack>-<name>` (lowercase) and
 //! found by that prefix in `ListBuckets`, then confirmed by their region and tags.
 
