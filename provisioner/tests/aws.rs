@@ -2114,8 +2114,8 @@ async fn a_private_bucket() {
     assert_eq!(left, ["bk-other"]);
 }
 
-/// The FinOps site's AWS side on moto: a private bucket read only by the distribution through
-/// an origin access control, a user pool with its domain, a code-flow client whose sign-in
+/// The FinOps site's AWS side on moto: a private bucket read only by the distribution (behind a
+/// CloudFront-scope WAF ACL) through an origin access control, a user pool with its domain, a code-flow client whose sign-in
 /// returns to the distribution, a user, and the edge function in us-east-1 whose package bakes
 /// in the pool's issuer, the client's id, the pool's keys (fetched from where the pool publishes
 /// them) and a generated state key, run by the distribution on viewer-request and
@@ -2158,6 +2158,12 @@ origin_domain = "${s3_bucket.site.regional_domain}"
 origin_access_control = "cloudfront_origin_access_control.site"
 viewer_request = "${lambda_function.auth.version_arn}"
 origin_response = "${lambda_function.auth.version_arn}"
+web_acl = "waf_web_acl.edge"
+
+[waf_web_acl.edge]
+scope = "CLOUDFRONT"
+region = "us-east-1"
+rate_limit = 1000
 
 [cognito_user_pool.finops]
 deletion_protection = false
@@ -2245,6 +2251,8 @@ libraries = ["ASSETS/finops/node_modules/chart.js/dist/chart.umd.min.js"]
         "{:?}",
         edge_arn(&cfg)
     );
+    let acl = cfg.distribution_config().unwrap().web_acl_id().unwrap_or_default();
+    assert!(acl.contains(":global/webacl/fo-edge/"), "behind the CloudFront-scope ACL: {acl}");
     let s3 = aws_sdk_s3::Client::from_conf(
         aws_sdk_s3::config::Builder::from(&moto.conf(common::REGION)).force_path_style(true).build(),
     );
@@ -2352,4 +2360,7 @@ libraries = ["ASSETS/finops/node_modules/chart.js/dist/chart.umd.min.js"]
         iam.list_roles().send().await.unwrap().roles().iter().all(|r| !r.role_name().starts_with("fo-")),
         "no role left"
     );
+    let waf = moto.client::<aws_sdk_wafv2::Client>("us-east-1");
+    let acls = waf.list_web_acls().scope(aws_sdk_wafv2::types::Scope::Cloudfront).send().await.unwrap();
+    assert!(acls.web_acls().is_empty(), "no ACL left in us-east-1");
 }
