@@ -10,7 +10,6 @@ use crate::schema::{drop_peer_items, refs, visit_refs, Kind};
 use crate::stack::Stack;
 use crate::walk::{walk, Executor, Node, Progress, Report, WalkOptions};
 use async_trait::async_trait;
-use rand::RngExt;
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{Hash, Hasher};
@@ -99,17 +98,15 @@ where
     Fut: std::future::Future<Output = Result<T, OpError>>,
 {
     let deadline = tokio::time::Instant::now() + limit;
-    let mut attempt = 0u32;
+    let mut backoff = crate::backoff::Backoff::new(Duration::from_millis(200), Duration::from_millis(12_800));
     loop {
         match f().await {
             Err(e) if e.class == Class::Retryable => {
-                let cap = Duration::from_millis(200 << attempt.min(6));
-                let delay = Duration::from_millis(rand::rng().random_range(0..=cap.as_millis() as u64));
+                let delay = backoff.next_delay();
                 if tokio::time::Instant::now() + delay > deadline {
                     return Err(e);
                 }
                 tokio::time::sleep(delay).await;
-                attempt += 1;
             }
             other => return other,
         }

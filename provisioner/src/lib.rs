@@ -2,6 +2,7 @@
 //! model and its validation, the resource kinds (declaration and AWS side), the plan, the engine
 //! that discovers and applies, the walker, and the stack lock. Nothing here prints.
 
+pub mod backoff;
 pub mod cost;
 pub mod diag;
 pub mod docs;

@@ -65,13 +65,11 @@ where
     E: ProvideErrorMetadata,
 {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let mut attempt = 0u32;
+    let mut backoff = crate::backoff::Backoff::new(Duration::from_millis(100), Duration::from_millis(6400));
     loop {
         match call().await {
             Err(e) if tokio::time::Instant::now() < deadline && transient(&e) => {
-                let cap = 100u64 << attempt.min(6);
-                tokio::time::sleep(Duration::from_millis(rand::random_range(0..=cap))).await;
-                attempt += 1;
+                tokio::time::sleep(backoff.next_delay()).await;
             }
             other => return other,
         }

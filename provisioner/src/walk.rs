@@ -6,7 +6,6 @@
 use crate::error::OpError;
 use crate::plan::Action;
 use async_trait::async_trait;
-use rand::RngExt;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -173,7 +172,7 @@ async fn run_one<K: Id>(
         }
     };
     say(Progress::Started(node.id.clone(), node.action));
-    let mut attempt: u32 = 0;
+    let mut backoff = crate::backoff::Backoff::new(opts.backoff_base, opts.backoff_max);
     let res = loop {
         match exec.execute(node).await {
             Ok(()) => break Ok(()),
@@ -181,14 +180,12 @@ async fn run_one<K: Id>(
             // Not found is retried too: an id right after its creation is not visible yet.
             Err(e) => {
                 let e = e.brief();
-                let cap = opts.backoff_base.saturating_mul(1u32 << attempt.min(16)).min(opts.backoff_max);
-                let delay = Duration::from_millis(rand::rng().random_range(0..=cap.as_millis() as u64));
+                let delay = backoff.next_delay();
                 if Instant::now() + delay >= deadline {
                     break Err(format!("gave up after {:?}: {e}", started.elapsed()));
                 }
                 say(Progress::Retrying(node.id.clone(), e));
                 tokio::time::sleep(delay).await;
-                attempt += 1;
             }
         }
     };

@@ -7,9 +7,9 @@ mod probe;
 
 use probe::{free_port, metric, rss_kb};
 use quake::consumer::{self, ConsumerConfig};
+use quake::ingest::Ingest;
 use quake::kafka::{LocalBroker, Publisher, Topics};
 use quake::metrics::Metrics;
-use quake::producer::Ingest;
 use quake::store::dynamo::DynamoStore;
 use quake::store::sqlite::SqliteStore;
 use quake::store::Store;

@@ -2,10 +2,10 @@
 //! stores offsets only after the store accepted every message of the batch (at-least-once;
 //! the conditional upsert makes the stored state exactly-once).
 
+use crate::backoff::Backoff;
 use crate::kafka::Publisher;
 use crate::metrics::Metrics;
 use crate::model::Envelope;
-use crate::producer::Backoff;
 use crate::store::{Store, WriteOutcome};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};

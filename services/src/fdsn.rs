@@ -1,7 +1,8 @@
 //! EMSC's FDSN event service: paged JSON queries for the start-up backfill and the catch-up
 //! after every reconnect.
 
-use crate::producer::{Backoff, Ingest};
+use crate::backoff::Backoff;
+use crate::ingest::Ingest;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 

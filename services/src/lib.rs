@@ -1,8 +1,10 @@
 //! Streaming services of the live earthquake map: EMSC -> producer -> Kafka -> consumer -> store.
 
+pub mod backoff;
 pub mod config;
 pub mod consumer;
 pub mod fdsn;
+pub mod ingest;
 pub mod kafka;
 pub mod metrics;
 pub mod model;

@@ -2,110 +2,16 @@
 //! catch-up after each connect), an FDSN backfill at start, and file replay, all publishing
 //! through one [`Ingest`] that stamps arrival order and dead-letters what cannot be parsed.
 
+use crate::backoff::Backoff;
 use crate::fdsn::{self, FdsnQuery};
-use crate::kafka::{PublishError, Publisher};
-use crate::metrics::Metrics;
-use crate::model::{parse_feature, parse_frame, Action, Envelope, Event, Frame};
+use crate::ingest::Ingest;
 use futures_util::{SinkExt, StreamExt};
-use rand::RngExt;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
-
-/// The shared front half of every source: parse, stamp, publish or dead-letter.
-#[derive(Clone)]
-pub struct Ingest {
-    publisher: Publisher,
-    metrics: Metrics,
-    last_arrival: Arc<AtomicI64>,
-    /// Newest `lastupdate` seen from any source: where the next catch-up starts.
-    watermark: Arc<AtomicI64>,
-}
-
-impl Ingest {
-    pub fn new(publisher: Publisher, metrics: Metrics) -> Self {
-        Self { publisher, metrics, last_arrival: Arc::new(AtomicI64::new(0)), watermark: Arc::new(AtomicI64::new(0)) }
-    }
-
-    pub fn publisher(&self) -> &Publisher {
-        &self.publisher
-    }
-
-    /// Microseconds since the epoch, strictly increasing in this process, so two messages about
-    /// one event that share a `lastupdate` are still ordered as they arrived.
-    fn arrival(&self) -> i64 {
-        crate::model::monotonic_micros(&self.last_arrival)
-    }
-
-    pub fn watermark(&self) -> i64 {
-        self.watermark.load(Ordering::Relaxed)
-    }
-
-    /// Handles one websocket-format message (live frame or replay line).
-    pub async fn frame(&self, source: &str, text: &str) -> Result<(), PublishError> {
-        self.metrics.frame(source);
-        match parse_frame(text) {
-            Ok(Frame::Event(action, event)) => self.event(source, action, event).await,
-            Ok(Frame::UnknownAction(a)) => {
-                tracing::warn!(action = %a, source, "Frame with an unknown action skipped.");
-                Ok(())
-            }
-            Err(reason) => {
-                tracing::warn!(%reason, source, "Frame rejected; sent to the dead-letter topic.");
-                self.publisher.dead_letter(source, text.as_bytes(), &reason.0).await
-            }
-        }
-    }
-
-    /// Handles one FDSN Feature.
-    pub async fn feature(&self, value: &serde_json::Value) -> Result<(), PublishError> {
-        self.metrics.frame("fdsn");
-        self.metrics.fdsn_events.inc();
-        match parse_feature(value) {
-            Ok(event) => self.event("fdsn", Action::Update, event).await,
-            Err(reason) => {
-                tracing::warn!(%reason, "FDSN feature rejected; sent to the dead-letter topic.");
-                self.publisher.dead_letter("fdsn", value.to_string().as_bytes(), &reason.0).await
-            }
-        }
-    }
-
-    async fn event(&self, source: &str, action: Action, event: Event) -> Result<(), PublishError> {
-        self.watermark.fetch_max(event.lastupdate_us, Ordering::Relaxed);
-        let env = Envelope { action, arrival: self.arrival(), source: source.to_owned(), event };
-        tracing::info!(unid = %env.event.unid, source, hop = "produce", "Event published.");
-        self.publisher.publish(&env).await
-    }
-}
-
-/// Exponential backoff with full jitter.
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    base: Duration,
-    max: Duration,
-    attempt: u32,
-}
-
-impl Backoff {
-    pub fn new(base: Duration, max: Duration) -> Self {
-        Self { base, max, attempt: 0 }
-    }
-
-    pub fn reset(&mut self) {
-        self.attempt = 0;
-    }
-
-    /// The next delay: uniformly random in [0, min(max, base * 2^attempt)].
-    pub fn next_delay(&mut self) -> Duration {
-        let cap = self.base.saturating_mul(1u32 << self.attempt.min(16)).min(self.max);
-        self.attempt = self.attempt.saturating_add(1);
-        let ms = cap.as_millis() as u64;
-        Duration::from_millis(if ms == 0 { 0 } else { rand::rng().random_range(0..=ms) })
-    }
-}
 
 /// Settings of the live source.
 #[derive(Debug, Clone)]
@@ -157,7 +63,7 @@ pub async fn run_live(cfg: LiveConfig, ingest: Ingest, connected: Arc<AtomicBool
         match attempt {
             Ok((ws, _)) => {
                 if !first {
-                    ingest.metrics.reconnects.inc();
+                    ingest.metrics().reconnects.inc();
                 }
                 tracing::info!(url = %cfg.ws_url, reconnect = !first, "Websocket connected.");
                 connected.store(true, Ordering::Relaxed);
@@ -303,19 +209,4 @@ pub fn shifted(line: &str, offset: i64) -> Option<String> {
 fn line_lastupdate(line: &str) -> Option<i64> {
     let v: serde_json::Value = serde_json::from_str(line).ok()?;
     crate::model::parse_utc(v.pointer("/data/properties/lastupdate")?.as_str()?)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_to_the_cap_and_resets() {
-        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(1000));
-        for _ in 0..50 {
-            assert!(b.next_delay() <= Duration::from_millis(1000));
-        }
-        b.reset();
-        assert!(b.next_delay() <= Duration::from_millis(100));
-    }
 }

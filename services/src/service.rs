@@ -5,10 +5,11 @@ use crate::config::{
     Command, Common, ConsumerArgs, LogFormat, ProducerArgs, RunArgs, SourceArgs, StoreArgs, WebArgs, WebOpts,
 };
 use crate::consumer::{self, ConsumerConfig};
+use crate::ingest::Ingest;
 use crate::kafka::{LocalBroker, Publisher, Topics};
 use crate::metrics::Metrics;
 use crate::ops::{self, OpsState};
-use crate::producer::{self, Ingest, LiveConfig};
+use crate::producer::{self, LiveConfig};
 use crate::store::dynamo::DynamoStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::Store;

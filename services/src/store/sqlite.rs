@@ -5,9 +5,10 @@
 use super::{decide, Changes, Store, StoreError, Stored, WindowQuery, WriteOutcome};
 use crate::model::{Envelope, Event, Version};
 use async_trait::async_trait;
+use parking_lot::Mutex;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 const SCHEMA: &str = "
 PRAGMA journal_mode = WAL;
@@ -73,7 +74,7 @@ impl SqliteStore {
     ) -> Result<T, StoreError> {
         let conn = self.conn.clone();
         tokio::task::spawn_blocking(move || {
-            let mut guard = conn.lock().map_err(|_| StoreError::Unavailable("store lock poisoned".into()))?;
+            let mut guard = conn.lock();
             f(&mut guard)
         })
         .await

@@ -70,7 +70,7 @@ fn err(parameter: &str, message: impl Into<String>, accepted: &'static str) -> P
     ParamError { parameter: parameter.to_owned(), message: message.into(), accepted }
 }
 
-fn parse_time(name: &str, v: &str) -> Result<i64, ParamError> {
+pub(super) fn parse_time(name: &str, v: &str) -> Result<i64, ParamError> {
     let v = v.trim();
     if let Some(us) = crate::model::parse_utc(v) {
         return Ok(us);
@@ -83,7 +83,7 @@ fn parse_time(name: &str, v: &str) -> Result<i64, ParamError> {
     Err(err(name, format!("{v:?} is not a time"), TIME_FORM))
 }
 
-fn parse_num(name: &str, v: &str, lo: f64, hi: f64, accepted: &'static str) -> Result<f64, ParamError> {
+pub(super) fn parse_num(name: &str, v: &str, lo: f64, hi: f64, accepted: &'static str) -> Result<f64, ParamError> {
     match v.trim().parse::<f64>() {
         Ok(x) if x.is_finite() && (lo..=hi).contains(&x) => Ok(x),
         Ok(x) if x.is_finite() => Err(err(name, format!("{x} is outside [{lo}, {hi}]"), accepted)),

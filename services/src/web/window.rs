@@ -3,8 +3,9 @@
 
 use crate::model::Version;
 use crate::store::{Store, Stored, WindowQuery};
+use parking_lot::RwLock;
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, Notify};
 use tokio_util::sync::CancellationToken;
@@ -95,6 +96,10 @@ impl Inner {
 }
 
 pub struct Window {
+    /// The crate's one policy on locks: parking_lot's, which do not poison. A holder that
+    /// panics fails its own request, not every later one; the sections under these locks make
+    /// no call that can panic between their first and last write, and an open SQLite
+    /// transaction rolls back when dropped.
     inner: RwLock<Inner>,
     /// Origin times older than now minus this are dropped (queries further back go to the store).
     pub horizon: Duration,
@@ -150,7 +155,7 @@ impl Window {
     }
 
     pub fn versions(&self) -> Versions {
-        self.inner.read().expect("window lock").versions()
+        self.inner.read().versions()
     }
 
     pub fn loaded(&self) -> bool {
@@ -163,7 +168,7 @@ impl Window {
     }
 
     pub fn len(&self) -> usize {
-        self.inner.read().expect("window lock").by_unid.len()
+        self.inner.read().by_unid.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -178,7 +183,7 @@ impl Window {
     /// after anything dropped to keep the window within its size), with the versions of that
     /// moment: one lock for what every request asks first.
     pub fn covers(&self, start_us: i64, now_us: i64) -> (bool, Versions) {
-        let g = self.inner.read().expect("window lock");
+        let g = self.inner.read();
         (start_us >= self.horizon_start(now_us) && start_us > g.size_floor, g.versions())
     }
 
@@ -187,7 +192,7 @@ impl Window {
         let start = self.horizon_start(now_us);
         let mut changes = Vec::new();
         {
-            let mut g = self.inner.write().expect("window lock");
+            let mut g = self.inner.write();
             g.cursor = g.cursor.max(cursor);
             let mut store_moved = false;
             for s in page {
@@ -261,7 +266,7 @@ impl Window {
     /// Drops events whose origin time left the horizon.
     pub fn prune(&self, now_us: i64) {
         let start = self.horizon_start(now_us);
-        let mut g = self.inner.write().expect("window lock");
+        let mut g = self.inner.write();
         let old: Vec<(i64, String)> = g.by_time.range(..(start, String::new())).map(|(k, _)| k.clone()).collect();
         if old.is_empty() {
             return;
@@ -274,13 +279,13 @@ impl Window {
     }
 
     pub fn get(&self, unid: &str) -> Option<Arc<Entry>> {
-        self.inner.read().expect("window lock").by_unid.get(unid).cloned()
+        self.inner.read().by_unid.get(unid).cloned()
     }
 
     /// Matching entries, newest first (the caller re-sorts for other orders), with the
     /// versions they reflect.
     pub fn query(&self, q: &WindowQuery) -> Snapshot {
-        let g = self.inner.read().expect("window lock");
+        let g = self.inner.read();
         let lo = (q.start_us, String::new());
         let mut out = Vec::new();
         for (_, e) in g.by_time.range(lo..).rev() {
@@ -301,7 +306,7 @@ impl Window {
     /// higher position (the page applies repeats idempotently); `None` when part of that was
     /// dropped from the ring (the client must reload). No `last_id`: nothing missed.
     pub fn resume(&self, last_id: Option<i64>) -> (Option<Vec<Change>>, Option<u64>) {
-        let g = self.inner.read().expect("window lock");
+        let g = self.inner.read();
         let head = g.next_pos.checked_sub(1);
         let Some(last_id) = last_id else { return (Some(Vec::new()), head) };
         let from = last_id.saturating_sub(self.feed_overlap);
@@ -312,7 +317,7 @@ impl Window {
     }
 
     pub fn cursor(&self) -> i64 {
-        self.inner.read().expect("window lock").cursor
+        self.inner.read().cursor
     }
 }
 

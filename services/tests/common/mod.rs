@@ -288,8 +288,8 @@ impl Pipeline {
         Self { broker, topics, metrics, publisher, store }
     }
 
-    pub fn ingest(&self) -> quake::producer::Ingest {
-        quake::producer::Ingest::new(self.publisher.clone(), self.metrics.clone())
+    pub fn ingest(&self) -> quake::ingest::Ingest {
+        quake::ingest::Ingest::new(self.publisher.clone(), self.metrics.clone())
     }
 
     /// Starts a consumer in `group`; returns its shutdown token and task.
