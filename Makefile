@@ -87,10 +87,14 @@ sysdeps:
 	@python3 -c 'import venv, ensurepip' 2>/dev/null \
 	  || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv; }
 
-venv: $(MOTO_SERVER)
+## venv: moto server (the AWS APIs of the tests) and ObsPy (the FDSN client of the tests)
+venv: $(MOTO_SERVER) $(VENV)/.obspy
 $(MOTO_SERVER):
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet 'moto[server]>=5.1,<6'
+$(VENV)/.obspy: $(MOTO_SERVER)
+	$(VENV)/bin/pip install --quiet 'obspy>=1.4,<2'
+	touch $@
 
 noida: $(NOIDA)
 $(NOIDA):

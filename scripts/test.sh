@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 CACHE="${CACHE:-$HOME/.cache/quake}"
 export QUAKE_MOTO_SERVER="${QUAKE_MOTO_SERVER:-$CACHE/venv/bin/moto_server}"
+export QUAKE_PYTHON="${QUAKE_PYTHON:-$CACHE/venv/bin/python}"
 export QUAKE_SHARED="${QUAKE_SHARED:-$(cd .. && pwd)/shared}"
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')

@@ -226,6 +226,46 @@ async fn etag_304_cache_headers_and_compression() {
     assert!(h[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/html"));
 }
 
+/// The FDSN service answers from the same window and cache: a kept answer is not served once
+/// an event changed, in either the window or the store; text rows name each event once; the
+/// WADL names the host the client reached.
+#[tokio::test]
+async fn fdsn_answers_follow_changes_and_speak_the_fdsn_formats() {
+    let mut f = Fixture::new().await;
+    let ids = |body: &[u8]| -> Vec<String> {
+        String::from_utf8_lossy(body).lines().skip(1).map(|l| l.split('|').next().unwrap().to_owned()).collect()
+    };
+    let week = format!("/fdsnws/event/1/query?format=text&starttime={}&orderby=magnitude", iso(24.0 * 7.0));
+    let (st, h, body) = f.get(&week, &[]).await;
+    assert_eq!((st, h[header::CONTENT_TYPE].to_str().unwrap()), (StatusCode::OK, "text/plain; charset=utf-8"));
+    assert_eq!(ids(&body), ["A", "C", "B", "D"], "by magnitude, the one without last");
+    let old = format!("/fdsnws/event/1/query?format=text&starttime={}&endtime={}", iso(24.0 * 40.0), iso(24.0 * 7.0));
+    assert_eq!(ids(&f.get(&old, &[]).await.2), ["E"]);
+    f.write(ev("F", 1.0, Some(4.0), 0.0, 0.0, "NEW")).await;
+    f.write(ev("G", 24.0 * 30.0, Some(1.0), 0.0, 0.0, "OLD")).await;
+    assert_eq!(ids(&f.get(&week, &[]).await.2), ["A", "F", "C", "B", "D"], "a new event in the window");
+    assert_eq!(ids(&f.get(&old, &[]).await.2), ["E", "G"], "a new event in the store");
+
+    let (st, h, body) = f.get("/fdsnws/event/1/query?minmag=11", &[]).await;
+    assert_eq!((st, body.len()), (StatusCode::NO_CONTENT, 0));
+    assert!(h.get(header::CONTENT_TYPE).is_none());
+    let (st, _, body) = f.get("/fdsnws/event/1/query?eventid=C&format=xml", &[]).await;
+    assert_eq!(st, StatusCode::OK);
+    let xml = String::from_utf8(body).unwrap();
+    assert!(xml.contains("<text>ICELAND &quot;SOUTH&quot;</text>"), "{xml}");
+    let (st, _, body) = f.get("/fdsnws/event/1/query?eventid=NONE&nodata=404", &[]).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    assert!(body.starts_with(b"Error 404: Not Found\n"));
+    let (_, _, wadl) = f.get("/fdsnws/event/1/application.wadl", &[("host", "quake.example:8443")]).await;
+    assert!(String::from_utf8(wadl).unwrap().contains(r#"base="http://quake.example:8443/fdsnws/event/1/""#));
+    let (_, _, list) = f.get("/fdsnws/event/1/contributors", &[]).await;
+    assert_eq!(
+        String::from_utf8(list).unwrap().trim_end(),
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<Contributors><Contributor>EMSC</Contributor></Contributors>"#
+    );
+}
+
 /// Reads SSE frames `(event, id, data)` from a real connection.
 async fn sse(
     client: &reqwest::Client,
@@ -381,6 +421,17 @@ async fn ten_thousand_random_query_strings_get_only_2xx_or_4xx() {
         "",
         "%00",
         "limit[]",
+        // The FDSN service's own.
+        "latitude",
+        "maxradius",
+        "mindepth",
+        "eventtype",
+        "eventid",
+        "offset",
+        "updatedafter",
+        "nodata",
+        "magnitudetype",
+        "includearrivals",
     ];
     let values = [
         "",
@@ -413,6 +464,12 @@ async fn ten_thousand_random_query_strings_get_only_2xx_or_4xx() {
         "2024-04-11T00:00:00.1234567891Z",
         "+3",
         " 3 ",
+        "text",
+        "xml",
+        "404",
+        "true",
+        "earthquake",
+        "A",
     ];
     let mut seen = std::collections::HashMap::new();
     for _ in 0..10_000 {
@@ -437,7 +494,8 @@ async fn ten_thousand_random_query_strings_get_only_2xx_or_4xx() {
                 qs.push_str(values[rng.random_range(0..values.len())]);
             }
         }
-        let uri = format!("/api/quakes?{qs}");
+        let path = if rng.random_bool(0.5) { "/api/quakes" } else { "/fdsnws/event/1/query" };
+        let uri = format!("{path}?{qs}");
         let Ok(req) = Request::get(uri.as_str()).body(Body::empty()) else { continue };
         let res = router.clone().oneshot(req).await.unwrap();
         let code = res.status().as_u16();

@@ -229,3 +229,83 @@ async fn web_process_follows_dynamodb() {
     let st = tokio::task::spawn_blocking(move || p.terminate(Duration::from_secs(10))).await.unwrap();
     assert!(st.success(), "clean exit: {st:?}");
 }
+
+/// The venv's Python with ObsPy (`make venv`).
+fn python() -> std::path::PathBuf {
+    let p = std::env::var("QUAKE_PYTHON").map(Into::into).unwrap_or_else(|_| {
+        std::path::PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/quake/venv/bin/python")
+    });
+    assert!(p.exists(), "{} is missing: run `make venv` (it installs ObsPy for this test)", p.display());
+    p
+}
+
+/// ObsPy's FDSN client against the node with the replay stored: asked while the replay is in
+/// flight (each answer holds at least what was stored before it), then every check of
+/// `fdsnws_obspy.py` against `/api/quakes` and against the events themselves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn obspy_reads_the_fdsn_event_service() {
+    let replay = fixture(REPLAY);
+    let expected = expected_final(&fixture_lines(REPLAY));
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _p = Proc::spawn(
+        quake()
+            .args(["run", "--listen", &format!("127.0.0.1:{port}")])
+            .env("QUAKE_DB", dir.path().join("q.sqlite"))
+            .env("QUAKE_REPLAY", &replay)
+            .env("QUAKE_REPLAY_SPEED", "80000"),
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    let text = format!("{base}/fdsnws/event/1/query?starttime=2024-03-01&endtime=2024-05-01&format=text");
+    let created = r#"quake_events_written_total{outcome="created"}"#;
+    wait_metric(port, created, 1, Duration::from_secs(30)).await;
+    let mut during = 0;
+    {
+        let _busy = Busy::start();
+        while metric(port, "quake_events_written_total").await < 3171 {
+            let stored = metric(port, created).await as usize;
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            loop {
+                let res = reqwest::get(&text).await.unwrap();
+                let status = res.status().as_u16();
+                let n = if status == 200 { res.text().await.unwrap().lines().count() - 1 } else { 0 };
+                assert!(status == 200 || status == 204, "status {status} during the replay");
+                if n >= stored {
+                    break;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "during the replay: {n} answered, {stored} stored before"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            during += 1;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    println!("asked the FDSN service {during} times during the replay");
+    assert!(during >= 3, "asked while the replay was in flight: {during} times");
+    let held: serde_json::Map<String, serde_json::Value> = expected
+        .values()
+        .map(|e| {
+            let v = serde_json::json!({"time": e.time_us, "lastupdate": e.lastupdate_us, "lat": e.lat, "lon": e.lon,
+                                       "depth": e.depth_km, "mag": e.mag});
+            (e.unid.clone(), v)
+        })
+        .collect();
+    let held_file = dir.path().join("held.json");
+    std::fs::write(&held_file, serde_json::to_vec(&held).unwrap()).unwrap();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fdsnws_obspy.py");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(python()).arg(script).arg(&base).arg(&held_file).output().expect("python runs")
+    })
+    .await
+    .unwrap();
+    println!("{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "ObsPy checks failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
