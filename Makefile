@@ -56,6 +56,7 @@ $(VENDOR)/.done: $(WEB)/package.json $(WEB)/package-lock.json
 	cp -r $(WEB)/node_modules/leaflet/dist/leaflet.js $(WEB)/node_modules/leaflet/dist/leaflet.css \
 	      $(WEB)/node_modules/leaflet/dist/images $(VENDOR)/leaflet/
 	cp $(WEB)/node_modules/topojson-client/dist/topojson-client.min.js $(VENDOR)/
+	cp $(WEB)/node_modules/leaflet.heat/dist/leaflet-heat.js $(VENDOR)/
 	cp $(WEB)/node_modules/world-atlas/countries-110m.json $(VENDOR)/
 	touch $@
 

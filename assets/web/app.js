@@ -1,9 +1,15 @@
 // app.js: the live map: loads events from /api/quakes, follows /api/stream, keeps map, list,
-// filters and URL in step. Text from the feed is only ever set with textContent.
+// filters, downloads and URL in step. Text from the feed is only ever set with textContent.
+
+import { Alerts } from './alerts.js';
+import { continuous, longestStep } from './land.js';
+import { Lapse } from './lapse.js';
+import { VirtualList } from './list.js';
 
 const L = window.L;
 const HOUR = 3600e3;
 const WINDOWS = { '1h': 1, '24h': 24, '7d': 168, '30d': 720 };
+const SORTS = { newest: 'time', oldest: 'time-asc', largest: 'magnitude', smallest: 'magnitude-asc' };
 const DEPTH = [ // viridis, colour-blind safe, shallow = bright
   [10, '#fde725', '< 10 km'], [35, '#7ad151', '10–35'], [70, '#22a884', '35–70'],
   [150, '#2a788e', '70–150'], [300, '#414487', '150–300'], [Infinity, '#440154', '≥ 300 km'],
@@ -15,36 +21,64 @@ const AGE = [ // cividis-like ramp, newest = bright
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
+const pick = (v, allowed, dflt) => (allowed.includes(v) ? v : dflt);
 const state = {
   window: WINDOWS[params.get('window')] ? params.get('window') : '24h',
   minmag: params.get('minmag') || '',
   color: params.get('color') === 'age' ? 'age' : 'depth',
-  sort: params.get('sort') === 'mag' ? 'mag' : 'time',
+  // `mag` is what earlier links carried for "largest first".
+  sort: params.get('sort') === 'mag' ? 'largest' : pick(params.get('sort'), Object.keys(SORTS), 'newest'),
+  inview: params.get('inview') !== '0',
+  tz: params.get('tz') === 'utc' ? 'utc' : 'local',
+  view: params.get('view') === 'heat' ? 'heat' : 'symbols',
   sel: params.get('sel') || null,
+  lapse: null,
 };
 const quakes = new Map(); // unid -> { f, marker }
 let hovered = null;
 let loadedOnce = false;
+const alerts = new Alerts(params, () => saveUrl());
 
 function saveUrl() {
   const p = new URLSearchParams();
   p.set('window', state.window);
   if (state.minmag) p.set('minmag', state.minmag);
   if (state.color !== 'depth') p.set('color', state.color);
-  if (state.sort !== 'time') p.set('sort', state.sort);
+  if (state.sort !== 'newest') p.set('sort', state.sort);
+  if (!state.inview) p.set('inview', '0');
+  if (state.tz !== 'local') p.set('tz', state.tz);
+  if (state.view !== 'symbols') p.set('view', state.view);
   if (state.sel) p.set('sel', state.sel);
+  alerts.toParams(p);
   const c = map.getCenter();
   p.set('at', `${c.lat.toFixed(2)},${c.lng.toFixed(2)},${map.getZoom()}`);
   history.replaceState(null, '', `?${p}`);
 }
 
+// --- times -----------------------------------------------------------------------------
+/** A moment in the chosen time zone, the same form everywhere on the page. */
+function fmt(ms) {
+  const d = new Date(ms);
+  if (state.tz === 'utc') return `${d.toISOString().slice(0, 19).replace('T', ' ')} UTC`;
+  return d.toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'medium' });
+}
+
 // --- map -------------------------------------------------------------------------------
 const at = (params.get('at') || '').split(',').map(Number);
-const map = L.map('map', { worldCopyJump: true, minZoom: 1, maxZoom: 12, preferCanvas: false, attributionControl: true })
+const map = L.map('map', { worldCopyJump: true, minZoom: 1, maxZoom: 12, attributionControl: true })
   .setView(at.length === 3 && at.every(Number.isFinite) ? [at[0], at[1]] : [20, 10], at.length === 3 && Number.isFinite(at[2]) ? at[2] : 2);
 map.attributionControl.setPrefix(false);
 map.createPane('land').style.zIndex = 200;
+// The grid settles the map's size after Leaflet first measured it: follow every change.
+new ResizeObserver(() => map.invalidateSize()).observe($('map'));
 const quakeRenderer = L.svg({ padding: 0.5 });
+const symbols = L.layerGroup();
+let heat = null;
+// The largest event of the window: a ring that stays on top, however many aftershocks follow.
+const halo = L.circleMarker([0, 0], {
+  radius: 1, interactive: false, fill: false, color: '#ff2d95', weight: 2.5, dashArray: '5 4', className: 'halo', renderer: quakeRenderer,
+});
+let land = null;
 
 async function basemap() {
   const cfg = await fetch('api/config').then((r) => r.json()).catch(() => ({}));
@@ -53,19 +87,33 @@ async function basemap() {
     return;
   }
   const topo = await fetch('vendor/countries-110m.json').then((r) => r.json());
-  const land = window.topojson.feature(topo, topo.objects.countries);
+  land = continuous(window.topojson.feature(topo, topo.objects.countries));
+  const css = (name) => getComputedStyle(document.documentElement).getPropertyValue(name);
   L.geoJSON(land, {
     pane: 'land', interactive: false, renderer: L.canvas({ pane: 'land' }),
-    style: () => ({ color: getComputedStyle(document.documentElement).getPropertyValue('--border'), weight: 0.6,
-      fillColor: getComputedStyle(document.documentElement).getPropertyValue('--land'), fillOpacity: 1 }),
+    style: () => ({ color: css('--border'), weight: 0.6, fillColor: css('--land'), fillOpacity: 1 }),
   }).addTo(map);
   map.attributionControl.addAttribution('Natural Earth');
 }
 map.attributionControl.addAttribution('Data: EMSC-CSEM (CC BY 4.0)');
 
+// The legend lives on the map, so it is in sight whatever the list or the screen does.
+const Legend = L.Control.extend({
+  options: { position: 'bottomleft' },
+  onAdd() {
+    const el = L.DomUtil.create('div', 'legend');
+    el.id = 'legend';
+    el.setAttribute('role', 'group');
+    el.setAttribute('aria-label', 'Legend');
+    return el;
+  },
+});
+new Legend().addTo(map);
+
 // --- symbols ---------------------------------------------------------------------------
 const props = (f) => f.properties;
 const timeOf = (f) => Date.parse(props(f).time);
+const latLng = (f) => [f.geometry.coordinates[1], f.geometry.coordinates[0]];
 const radius = (m) => (m == null ? 3 : Math.min(28, 2.5 + 1.6 * Math.pow(Math.max(0, m), 1.35)));
 function colour(f) {
   if (state.color === 'age') {
@@ -83,6 +131,8 @@ function style(f, highlight) {
     color: highlight ? '#ff2d95' : r ? '#d55e00' : '#000', weight: highlight ? 4 : r ? 3 : 0.6, opacity: 0.9,
   };
 }
+const emscUrl = (unid) => `https://www.seismicportal.eu/eventdetails.html?unid=${encodeURIComponent(unid)}`;
+const title = (p) => `M${p.mag ?? '?'} ${p.flynn_region ?? ''}`;
 
 function details(f) {
   const p = props(f);
@@ -100,7 +150,7 @@ function details(f) {
     ['Depth', `${p.depth} km`],
     ['Region', p.flynn_region ?? ''],
     ['Agency', p.auth ?? ''],
-    ['Revised', new Date(p.lastupdate).toISOString().replace('T', ' ').replace(/\.\d+Z$/, ' UTC')],
+    ['Revised', fmt(Date.parse(p.lastupdate))],
   ];
   for (const [k, v] of rows) {
     const dt = document.createElement('dt'); dt.textContent = k;
@@ -109,51 +159,66 @@ function details(f) {
   }
   box.append(dl);
   const a = document.createElement('a');
-  a.href = `https://www.seismicportal.eu/eventdetails.html?unid=${encodeURIComponent(p.unid)}`;
+  a.href = emscUrl(p.unid);
   a.rel = 'noopener'; a.target = '_blank';
   a.textContent = 'This event on EMSC';
   box.append(a);
   return box;
 }
 
+/** The start of the window, fixed for one render so the list and the downloads agree. */
+let since = Date.now() - WINDOWS[state.window] * HOUR;
+const refreshSince = () => { since = Date.now() - WINDOWS[state.window] * HOUR; };
+
 function matches(f) {
-  const since = Date.now() - WINDOWS[state.window] * HOUR;
   const m = props(f).mag;
   return timeOf(f) >= since && (!state.minmag || (m != null && m >= Number(state.minmag)));
 }
+
+/** Shown on the map now: in the window and, during a time-lapse, not after its moment. */
+const shown = (f) => state.lapse == null || timeOf(f) <= state.lapse;
 
 function upsert(f) {
   const unid = props(f).unid;
   const known = quakes.get(unid);
   if (!matches(f)) {
-    if (known) { known.marker.remove(); quakes.delete(unid); }
+    if (known) { symbols.removeLayer(known.marker); quakes.delete(unid); }
     return false;
   }
-  const [lon, lat] = f.geometry.coordinates;
   if (known) {
     known.f = f;
-    known.marker.setLatLng([lat, lon]).setStyle(style(f, unid === state.sel || unid === hovered));
+    known.marker.setLatLng(latLng(f)).setStyle(style(f, unid === state.sel || unid === hovered));
     if (known.marker.isPopupOpen()) known.marker.setPopupContent(details(f));
+    place(known);
     return true;
   }
-  const marker = L.circleMarker([lat, lon], { ...style(f, false), renderer: quakeRenderer, className: 'quake' });
+  const marker = L.circleMarker(latLng(f), { ...style(f, false), renderer: quakeRenderer, className: 'quake' });
   marker.bindPopup(() => details(quakes.get(unid).f));
   marker.on('click', () => select(unid, false));
   marker.on('mouseover', () => hover(unid));
   marker.on('mouseout', () => hover(null));
   marker.on('popupclose', () => { if (state.sel === unid) { state.sel = null; saveUrl(); renderList(); } });
-  marker.addTo(map);
-  marker.getElement()?.setAttribute('data-unid', unid);
-  quakes.set(unid, { f, marker });
+  marker.on('add', () => marker.getElement()?.setAttribute('data-unid', unid));
+  const q = { f, marker };
+  quakes.set(unid, q);
+  place(q);
   return true;
+}
+
+/** Puts a symbol on the map or takes it off, as the time-lapse says. */
+function place(q) {
+  const on = symbols.hasLayer(q.marker);
+  if (shown(q.f) && !on) symbols.addLayer(q.marker);
+  else if (!shown(q.f) && on) symbols.removeLayer(q.marker);
 }
 
 /// Drops what the moving window left behind: a page open for hours must not keep showing
 /// events older than the window it says it shows.
 function expire() {
+  refreshSince();
   let gone = false;
   for (const [unid, q] of quakes) {
-    if (!matches(q.f)) { q.marker.remove(); quakes.delete(unid); gone = true; }
+    if (!matches(q.f)) { symbols.removeLayer(q.marker); quakes.delete(unid); gone = true; }
   }
   if (gone) renderList();
 }
@@ -168,9 +233,9 @@ function hover(unid) {
   hovered = unid;
   for (const u of [prev, unid]) {
     const q = u && quakes.get(u);
-    if (q) { q.marker.setStyle(style(q.f, u === state.sel || u === hovered)); if (u === hovered) q.marker.bringToFront(); }
-    const li = u && document.querySelector(`#list button[data-unid="${CSS.escape(u)}"]`);
-    if (li) li.classList.toggle('hl', u === hovered || u === state.sel);
+    if (q) { q.marker.setStyle(style(q.f, u === state.sel || u === hovered)); if (u === hovered && symbols.hasLayer(q.marker)) q.marker.bringToFront(); }
+    const b = u && document.querySelector(`#list button[data-unid="${CSS.escape(u)}"]`);
+    if (b) b.classList.toggle('hl', u === hovered || u === state.sel);
   }
 }
 
@@ -180,62 +245,154 @@ function select(unid, pan) {
   const q = quakes.get(unid);
   if (!q) return;
   if (pan) map.panTo(q.marker.getLatLng());
-  q.marker.openPopup();
+  if (map.hasLayer(q.marker)) q.marker.openPopup();
+  else L.popup().setLatLng(q.marker.getLatLng()).setContent(details(q.f)).openOn(map);
   restyle();
   renderList();
 }
 
+// --- the view --------------------------------------------------------------------------
+const wrap = (lon) => ((((lon + 180) % 360) + 360) % 360) - 180;
+
+/** What the map shows as query bounds: latitudes clamped, longitudes in [-180, 180] (west above
+ * east for a view across the antimeridian), none when the whole world is in view. */
+function viewBox() {
+  const b = map.getBounds();
+  const box = { minlat: Math.max(-90, b.getSouth()), maxlat: Math.min(90, b.getNorth()) };
+  if (b.getEast() - b.getWest() < 360) Object.assign(box, { minlon: wrap(b.getWest()), maxlon: wrap(b.getEast()) });
+  for (const k of Object.keys(box)) box[k] = Number(box[k].toFixed(4));
+  return box;
+}
+
+function inBox(box, [lat, lon]) {
+  if (lat < box.minlat || lat > box.maxlat) return false;
+  if (box.minlon == null) return true;
+  return box.minlon <= box.maxlon ? lon >= box.minlon && lon <= box.maxlon : lon >= box.minlon || lon <= box.maxlon;
+}
+
+const mag = (q) => props(q.f).mag;
+// Ties as the API breaks them (time, then unid, newest first), so a download keeps the list's order.
+const unidDesc = (a, b) => (props(a.f).unid < props(b.f).unid ? 1 : props(a.f).unid > props(b.f).unid ? -1 : 0);
+const newest = (a, b) => timeOf(b.f) - timeOf(a.f) || unidDesc(a, b);
+const ORDER = {
+  newest,
+  oldest: (a, b) => newest(b, a),
+  largest: (a, b) => (mag(b) ?? -Infinity) - (mag(a) ?? -Infinity) || newest(a, b),
+  smallest: (a, b) => (mag(a) ?? -Infinity) - (mag(b) ?? -Infinity) || newest(a, b),
+};
+
+/** The events the list holds, in its order. */
+function listed() {
+  const box = viewBox();
+  const rows = [...quakes.values()].filter((q) => matches(q.f) && shown(q.f) && (!state.inview || inBox(box, latLng(q.f))));
+  return rows.sort(ORDER[state.sort]);
+}
+
 // --- list ------------------------------------------------------------------------------
-function renderList() {
-  const bounds = map.getBounds();
-  const rows = [...quakes.values()].filter((q) => bounds.contains(q.marker.getLatLng()));
-  rows.sort(state.sort === 'mag'
-    ? (a, b) => (props(b.f).mag ?? -9) - (props(a.f).mag ?? -9)
-    : (a, b) => timeOf(b.f) - timeOf(a.f));
-  const list = $('list');
-  const frag = document.createDocumentFragment();
-  for (const q of rows.slice(0, 500)) {
+const list = new VirtualList($('list-scroll'), $('list'), {
+  rowHeight: 52,
+  row(q, li, fresh) {
     const p = props(q.f);
-    const li = document.createElement('li');
-    if (recent(q.f)) li.className = 'recent';
-    const b = document.createElement('button');
-    b.type = 'button';
-    b.dataset.unid = p.unid;
-    if (p.unid === state.sel) b.classList.add('hl');
-    const mag = document.createElement('span'); mag.className = 'mag'; mag.textContent = p.mag ?? '?';
-    const where = document.createElement('span'); where.className = 'where'; where.textContent = p.flynn_region ?? '';
-    const when = document.createElement('span'); when.className = 'when';
-    when.textContent = `${new Date(p.time).toLocaleString()} · ${p.depth} km`;
-    b.append(mag, where, when);
-    b.addEventListener('click', () => select(p.unid, true));
-    b.addEventListener('mouseenter', () => hover(p.unid));
-    b.addEventListener('mouseleave', () => hover(null));
-    b.addEventListener('focus', () => hover(p.unid));
-    b.addEventListener('keydown', (e) => {
-      const sib = e.key === 'ArrowDown' ? li.nextElementSibling : e.key === 'ArrowUp' ? li.previousElementSibling : null;
-      if (sib) { e.preventDefault(); sib.querySelector('button').focus(); }
-    });
-    li.append(b);
-    frag.append(li);
-  }
-  list.replaceChildren(frag);
+    li.className = recent(q.f) ? 'recent' : '';
+    if (fresh) {
+      const b = document.createElement('button');
+      b.type = 'button';
+      b.dataset.unid = p.unid;
+      b.append(...['mag', 'where', 'when'].map((c) => Object.assign(document.createElement('span'), { className: c })));
+      b.addEventListener('click', () => select(b.dataset.unid, true));
+      b.addEventListener('mouseenter', () => hover(b.dataset.unid));
+      b.addEventListener('mouseleave', () => hover(null));
+      b.addEventListener('focus', () => hover(b.dataset.unid));
+      const a = document.createElement('a');
+      a.className = 'emsc';
+      a.rel = 'noopener'; a.target = '_blank';
+      a.textContent = 'EMSC';
+      li.append(b, a);
+    }
+    const [b, a] = li.children;
+    b.classList.toggle('hl', p.unid === state.sel || p.unid === hovered);
+    b.children[0].textContent = p.mag ?? '?';
+    b.children[1].textContent = p.flynn_region ?? '';
+    b.children[2].textContent = `${fmt(timeOf(q.f))} · ${p.depth} km`;
+    a.href = emscUrl(p.unid);
+    a.setAttribute('aria-label', `${title(p)} on EMSC`);
+  },
+});
+
+function renderList() {
+  refreshSince();
+  const rows = listed();
+  list.setItems(rows, (q) => props(q.f).unid);
   $('count').textContent = String(quakes.size);
   $('count').dataset.count = String(quakes.size);
+  $('listed').textContent = `${rows.length} listed`;
+  largest();
+  downloads();
+  if (heat) heat.setLatLngs(heatPoints());
+}
+
+/** The largest event of the window (whatever the view): named above the list, ringed on the map. */
+function largest() {
+  let best = null;
+  for (const q of quakes.values()) {
+    if (shown(q.f) && mag(q) != null && (!best || mag(q) > mag(best))) best = q;
+  }
+  const el = $('largest');
+  el.hidden = !best;
+  if (!best) { halo.remove(); return; }
+  const p = props(best.f);
+  el.dataset.unid = p.unid;
+  el.textContent = `Largest: ${title(p)} · ${fmt(timeOf(best.f))}`;
+  halo.setLatLng(best.marker.getLatLng()).setRadius(radius(p.mag) + 5);
+  if (!map.hasLayer(halo)) halo.addTo(map);
+  halo.bringToFront();
+}
+
+/** The download links: the list's window, filter, view and order, as GeoJSON, CSV, QuakeML. */
+function downloads() {
+  const q = new URLSearchParams({ starttime: new Date(since).toISOString() });
+  if (state.lapse != null) q.set('endtime', new Date(state.lapse).toISOString());
+  if (state.minmag) q.set('minmagnitude', state.minmag);
+  if (state.inview) for (const [k, v] of Object.entries(viewBox())) q.set(k.replace(/(lat|lon)$/, (m) => (m === 'lat' ? 'latitude' : 'longitude')), String(v));
+  q.set('orderby', SORTS[state.sort]);
+  $('dl-geojson').href = `api/quakes?${q}&format=geojson`;
+  $('dl-csv').href = `api/quakes?${q}&format=csv`;
+  $('dl-quakeml').href = `fdsnws/event/1/query?${q}&format=xml`;
 }
 
 function legend() {
   const el = $('legend');
   el.replaceChildren();
-  const title = document.createElement('strong');
-  title.textContent = state.color === 'age' ? 'Age' : 'Depth';
-  el.append(title);
+  const t = document.createElement('strong');
+  t.textContent = state.color === 'age' ? 'Age' : 'Depth';
+  el.append(t);
   for (const [, c, label] of state.color === 'age' ? AGE : DEPTH) {
     const s = document.createElement('span'); s.className = 'swatch'; s.style.background = c;
     el.append(s, document.createTextNode(label));
   }
   const size = document.createElement('div');
-  size.textContent = 'Size: magnitude · orange ring: last hour';
+  size.textContent = state.view === 'heat'
+    ? 'Heat: where events cluster, weighted by magnitude'
+    : 'Size: magnitude · orange ring: last hour · dashed ring: largest';
   el.append(size);
+}
+
+// --- heat map --------------------------------------------------------------------------
+const heatPoints = () => [...quakes.values()].filter((q) => shown(q.f))
+  .map((q) => [...latLng(q.f), Math.min(1, Math.max(0.15, ((mag(q) ?? 1) + 1) / 8))]);
+
+function applyView() {
+  if (state.view === 'heat') {
+    symbols.remove();
+    heat = heat ?? L.heatLayer([], { radius: 18, blur: 14, maxZoom: 8 });
+    heat.setLatLngs(heatPoints());
+    heat.addTo(map);
+  } else {
+    heat?.remove();
+    heat = null;
+    symbols.addTo(map);
+  }
+  legend();
 }
 
 // --- data ------------------------------------------------------------------------------
@@ -248,12 +405,13 @@ let loadSeq = 0;
 async function load() {
   const seq = ++loadSeq;
   held = held ?? [];
+  refreshSince();
   const apply = (features) => {
     if (seq !== loadSeq) return;
     const live = held;
     held = null;
     if (features) {
-      for (const { marker } of quakes.values()) marker.remove();
+      symbols.clearLayers();
       quakes.clear();
       for (const f of features) upsert(f);
     }
@@ -279,28 +437,6 @@ async function load() {
   document.body.dataset.loaded = 'true';
 }
 
-function alertFor(f) {
-  if (!$('alert-on').checked) return;
-  const m = props(f).mag;
-  if (m == null || m < Number($('alert-mag').value)) return;
-  const text = `M${m} ${props(f).flynn_region ?? ''}`;
-  if ($('alert-sound').checked) beep();
-  if ($('alert-desktop').checked && 'Notification' in window && Notification.permission === 'granted') {
-    new Notification('Earthquake', { body: text });
-  }
-}
-
-function beep() {
-  try {
-    const ctx = new AudioContext();
-    const o = ctx.createOscillator();
-    const g = ctx.createGain();
-    o.frequency.value = 880; g.gain.value = 0.1;
-    o.connect(g).connect(ctx.destination);
-    o.start(); o.stop(ctx.currentTime + 0.25);
-  } catch { /* no audio: nothing to do */ }
-}
-
 /// Opens the stream; resolves on its first `hello`, when the server is subscribed and every
 /// later change will come through it.
 function connect() {
@@ -314,13 +450,14 @@ function connect() {
     const f = JSON.parse(e.data);
     // A resuming stream repeats a few changes: only an event never seen before alerts.
     const isNew = !quakes.has(props(f).unid) && !(held ?? []).some((h) => props(h).unid === props(f).unid);
+    const alert = () => alerts.check(f, props(f).flynn_region ?? '');
     if (held) {
       held.push(f);
-      if (kind === 'created' && loadedOnce && isNew && matches(f)) alertFor(f);
+      if (kind === 'created' && loadedOnce && isNew && matches(f)) alert();
       return;
     }
-    const shown = upsert(f);
-    if (shown && kind === 'created' && loadedOnce && isNew) alertFor(f);
+    const fits = upsert(f);
+    if (fits && kind === 'created' && loadedOnce && isNew) alert();
     scheduleList();
   };
   es.addEventListener('created', onChange('created'));
@@ -338,34 +475,45 @@ function scheduleList() {
 }
 
 // --- controls --------------------------------------------------------------------------
+const lapse = new Lapse(() => WINDOWS[state.window] * HOUR, (t) => {
+  state.lapse = t;
+  for (const q of quakes.values()) place(q);
+  renderList();
+}, (ms) => fmt(ms));
+
 function bindControls() {
-  $('window').value = state.window;
-  $('minmag').value = state.minmag;
-  $('color').value = state.color;
-  const sortButtons = () => {
-    $('sort-time').setAttribute('aria-pressed', String(state.sort === 'time'));
-    $('sort-mag').setAttribute('aria-pressed', String(state.sort === 'mag'));
-  };
-  sortButtons();
-  $('window').addEventListener('change', (e) => { state.window = e.target.value; saveUrl(); load(); });
-  $('minmag').addEventListener('change', (e) => { state.minmag = e.target.value; saveUrl(); load(); });
-  $('color').addEventListener('change', (e) => { state.color = e.target.value; saveUrl(); restyle(); });
-  $('sort-time').addEventListener('click', () => { state.sort = 'time'; sortButtons(); saveUrl(); renderList(); });
-  $('sort-mag').addEventListener('click', () => { state.sort = 'mag'; sortButtons(); saveUrl(); renderList(); });
-  $('alert-desktop').addEventListener('change', (e) => {
-    if (e.target.checked && 'Notification' in window && Notification.permission === 'default') Notification.requestPermission();
+  const controls = { window: 'window', minmag: 'minmag', color: 'color', sort: 'sort', tz: 'tz', view: 'view' };
+  for (const [key, id] of Object.entries(controls)) $(id).value = state[key];
+  $('inview').checked = state.inview;
+  const on = (id, then) => $(id).addEventListener('change', (e) => {
+    state[id] = e.target.type === 'checkbox' ? e.target.checked : e.target.value;
+    saveUrl();
+    then();
   });
+  on('window', () => { list.top(); lapse.stop(); lapse.slider.value = lapse.slider.max; state.lapse = null; lapse.apply(); load(); });
+  on('minmag', () => { list.top(); load(); });
+  on('color', () => restyle());
+  on('sort', () => { list.top(); renderList(); });
+  on('inview', () => { list.top(); renderList(); });
+  on('tz', () => { renderList(); lapse.apply(); });
+  on('view', () => applyView());
+  $('largest').addEventListener('click', (e) => select(e.target.dataset.unid, true));
   map.on('moveend', () => { saveUrl(); renderList(); });
   // Ages and "last hour" rings drift with the clock, and the window moves with it.
   setInterval(() => { expire(); restyle(); }, 60e3);
 }
 
 bindControls();
-legend();
+applyView();
 basemap().catch(console.error);
 // The list is fetched once the stream is subscribed (changes from then on are held until the
 // list is in), or after 3 s without it, so a missing stream never leaves the map empty.
 Promise.race([connect(), new Promise((r) => setTimeout(r, 3000))])
   .then(load)
   .catch((e) => { $('conn').textContent = String(e); });
-window.quakeMap = { map, quakes, state, expire };
+window.quakeMap = {
+  map, quakes, state, expire, alerts, lapse,
+  since: () => since,
+  listed: () => listed().map((q) => props(q.f).unid),
+  landStep: () => (land ? longestStep(land) : null),
+};
