@@ -265,7 +265,8 @@ impl Event {
         })
     }
 
-    /// A hash of the whole event, so identical repeats can be recognised cheaply.
+    /// A hash of the whole event, so identical repeats can be recognised cheaply: FNV-1a of its
+    /// serde_json bytes (the SQLite store hashes the body it writes, the same bytes).
     pub fn content_hash(&self) -> u64 {
         fnv1a(&serde_json::to_vec(self).unwrap_or_default())
     }
@@ -447,6 +448,11 @@ mod tests {
         let b = event(&FRAME.replace("\"mag\": 1.4", "\"mag\": 1.7"));
         assert_eq!(a.lastupdate_us, b.lastupdate_us);
         assert_ne!(a.content_hash(), b.content_hash());
+        assert_eq!(
+            a.content_hash(),
+            fnv1a(serde_json::to_string(&a).unwrap().as_bytes()),
+            "the SQLite store hashes its body"
+        );
         let va = Version { lastupdate_us: a.lastupdate_us, arrival: 1 };
         let vb = Version { lastupdate_us: b.lastupdate_us, arrival: 2 };
         assert!(vb > va);

@@ -82,36 +82,37 @@ impl SqliteStore {
     }
 }
 
-fn upsert_one(tx: &rusqlite::Transaction<'_>, env: &Envelope) -> Result<WriteOutcome, StoreError> {
+/// One message's write inside the batch's transaction. Statements are prepared once per
+/// connection (`prepare_cached`): parsing SQL per event cost more than executing it.
+fn upsert_one(tx: &rusqlite::Transaction<'_>, env: &Envelope, seq: &mut i64) -> Result<WriteOutcome, StoreError> {
     let e = &env.event;
-    let hash = e.content_hash();
+    // One serialisation gives both the stored body and the content hash (the hash is defined
+    // over exactly these bytes, see `Event::content_hash`).
+    let body = serde_json::to_string(e).map_err(|err| StoreError::Invalid(err.to_string()))?;
+    let hash = crate::model::fnv1a(body.as_bytes());
     let incoming = env.version();
     let stored: Option<(i64, i64, i64)> = tx
-        .query_row("SELECT lastupdate, arrival, hash FROM events WHERE unid = ?1", [&e.unid], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })
-        .optional()
+        .prepare_cached("SELECT lastupdate, arrival, hash FROM events WHERE unid = ?1")
+        .and_then(|mut st| st.query_row([&e.unid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).optional())
         .map_err(db_err)?;
     let outcome = decide(stored.map(|(l, a, h)| (Version { lastupdate_us: l, arrival: a }, h as u64)), incoming, hash);
     match outcome {
         WriteOutcome::Older => {}
         WriteOutcome::Unchanged => {
-            tx.execute(
-                "UPDATE events SET lastupdate = ?2, arrival = ?3 WHERE unid = ?1",
-                params![e.unid, incoming.lastupdate_us, incoming.arrival],
-            )
-            .map_err(db_err)?;
+            tx.prepare_cached("UPDATE events SET lastupdate = ?2, arrival = ?3 WHERE unid = ?1")
+                .and_then(|mut st| st.execute(params![e.unid, incoming.lastupdate_us, incoming.arrival]))
+                .map_err(db_err)?;
         }
         WriteOutcome::Created | WriteOutcome::Updated => {
-            let body = serde_json::to_string(e).map_err(|err| StoreError::Invalid(err.to_string()))?;
-            let seq: i64 =
-                tx.query_row("SELECT COALESCE(MAX(seq), 0) + 1 FROM events", [], |r| r.get(0)).map_err(db_err)?;
-            tx.execute(
+            *seq += 1;
+            tx.prepare_cached(
                 "INSERT INTO events (unid, lastupdate, arrival, hash, time_us, mag, lat, lon, body, seq)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
                  ON CONFLICT(unid) DO UPDATE SET lastupdate = ?2, arrival = ?3, hash = ?4, time_us = ?5,
                    mag = ?6, lat = ?7, lon = ?8, body = ?9, seq = ?10",
-                params![
+            )
+            .and_then(|mut st| {
+                st.execute(params![
                     e.unid,
                     incoming.lastupdate_us,
                     incoming.arrival,
@@ -121,9 +122,9 @@ fn upsert_one(tx: &rusqlite::Transaction<'_>, env: &Envelope) -> Result<WriteOut
                     e.lat,
                     e.lon,
                     body,
-                    seq
-                ],
-            )
+                    *seq
+                ])
+            })
             .map_err(db_err)?;
         }
     }
@@ -152,9 +153,12 @@ impl Store for SqliteStore {
         let res = self
             .blocking(move |conn| {
                 let tx = conn.transaction().map_err(db_err)?;
+                // The feed position of the last write; one writer (the lock) keeps it unique.
+                let mut seq: i64 =
+                    tx.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0)).map_err(db_err)?;
                 let mut out = Vec::with_capacity(envs.len());
                 for env in &envs {
-                    out.push(upsert_one(&tx, env)?);
+                    out.push(upsert_one(&tx, env, &mut seq)?);
                 }
                 tx.commit().map_err(db_err)?;
                 Ok(out)
