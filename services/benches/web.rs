@@ -196,6 +196,20 @@ http {{ access_log off; client_body_temp_path {d}; proxy_temp_path {d}; fastcgi_
             let ours = run(format!("http://127.0.0.1:{port}/api/quakes?window=7d"));
             let theirs = run(format!("http://127.0.0.1:{ngx_port}/api/quakes"));
             println!("quake: {ours:.0} req/s; nginx: {theirs:.0} req/s; ratio {:.2}x (target >= 1.0x)", ours / theirs);
+            // The FDSN service over the same 7 days (a fixed start, as a client paging by time
+            // sends), next to /api/quakes asked the same way.
+            let week = quake::model::format_utc((chrono::Utc::now().timestamp() / 60 * 60 - 7 * 86_400) * 1_000_000);
+            println!("== the same 7 days by explicit starttime, gzip (wrk, 2 threads, 50 connections, 10 s)");
+            for (what, path) in [
+                ("/api/quakes GeoJSON", format!("api/quakes?starttime={week}")),
+                ("/fdsnws/event/1/query QuakeML", format!("fdsnws/event/1/query?starttime={week}")),
+                ("/fdsnws/event/1/query text", format!("fdsnws/event/1/query?starttime={week}&format=text")),
+            ] {
+                let url = format!("http://127.0.0.1:{port}/{path}");
+                let body = http.get(&url).header("accept-encoding", "gzip").send().await.unwrap().bytes().await.unwrap();
+                let rate = run(url);
+                println!("{what}: {rate:.0} req/s ({} kB gzip); {:.2}x of /api/quakes?window=7d", body.len() / 1024, rate / ours);
+            }
         }
         _ => println!("nginx or wrk missing: `make bench` installs them"),
     }

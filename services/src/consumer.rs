@@ -26,6 +26,10 @@ pub struct ConsumerConfig {
     pub topic: String,
     pub batch_max: usize,
     pub batch_wait: Duration,
+    /// How long a fetch may wait for data. A real broker answers as soon as data is there, so
+    /// this only bounds idle long-polls (each one a request); the in-process mock cluster holds
+    /// every fetch this long, so there it is the latency a new event sees.
+    pub fetch_wait: Duration,
     /// Session timeout; real brokers reject less than 6 s.
     pub session_timeout: Duration,
     /// Told after every stored batch, so an in-process web server shows writes at once.
@@ -40,6 +44,7 @@ impl ConsumerConfig {
             topic: topic.to_owned(),
             batch_max: 500,
             batch_wait: Duration::from_millis(5),
+            fetch_wait: Duration::from_millis(100),
             session_timeout: Duration::from_secs(10),
             stored: None,
         }
@@ -111,9 +116,7 @@ pub async fn run(
         // ... and when that prefetch is full, fetch again as soon as it drains: librdkafka's
         // default waits a whole second, which stalled ingest for 0.6 s at a time.
         .set("fetch.queue.backoff.ms", "10")
-        // A new event should reach the map in well under a second; the broker answers a fetch
-        // as soon as data is there, this bounds the wait where it does not (the mock cluster).
-        .set("fetch.wait.max.ms", "100")
+        .set("fetch.wait.max.ms", cfg.fetch_wait.as_millis().to_string())
         .create_with_context(ctx)?;
     consumer.subscribe(&[&cfg.topic])?;
     tracing::info!(topic = %cfg.topic, group = %cfg.group, "Consumer subscribed.");

@@ -214,6 +214,10 @@ async fn run_all(a: RunArgs) -> anyhow::Result<()> {
     let wake = Arc::new(tokio::sync::Notify::new());
     let mut ccfg = ConsumerConfig::new(&brokers, &a.common.topic, &a.store.group);
     ccfg.stored = Some(wake.clone());
+    if _local.is_some() {
+        // An in-process fetch costs no request: do not hold a new event back for one.
+        ccfg.fetch_wait = std::time::Duration::from_millis(10);
+    }
     let window = start_window(&a.web, store.clone(), wake, shutdown.clone());
     let consumer = tokio::spawn(consumer::run(
         ccfg,
