@@ -56,12 +56,14 @@ function saveUrl() {
 }
 
 // --- times -----------------------------------------------------------------------------
-/** A moment in the chosen time zone, the same form everywhere on the page. */
-function fmt(ms) {
+/** A moment in UTC or local time, the same form everywhere on the page. */
+function fmtIn(ms, tz) {
   const d = new Date(ms);
-  if (state.tz === 'utc') return `${d.toISOString().slice(0, 19).replace('T', ' ')} UTC`;
+  if (tz === 'utc') return `${d.toISOString().slice(0, 19).replace('T', ' ')} UTC`;
   return d.toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'medium' });
 }
+/** A moment in the time zone the page is set to. */
+const fmt = (ms) => fmtIn(ms, state.tz);
 
 // --- map -------------------------------------------------------------------------------
 const at = (params.get('at') || '').split(',').map(Number);
@@ -142,10 +144,10 @@ function details(f) {
   h.textContent = `M${p.mag ?? '?'} ${p.magtype ?? ''} · ${p.flynn_region ?? ''}`;
   box.append(h);
   const dl = document.createElement('dl');
-  const t = new Date(p.time);
+  const t = Date.parse(p.time);
   const rows = [
-    ['Origin (UTC)', t.toISOString().replace('T', ' ').replace(/\.\d+Z$/, ' UTC')],
-    ['Origin (local)', t.toLocaleString()],
+    ['Origin (UTC)', fmtIn(t, 'utc')],
+    ['Origin (local)', fmtIn(t, 'local')],
     ['Magnitude', `${p.mag ?? 'unknown'} ${p.magtype ?? ''}`],
     ['Depth', `${p.depth} km`],
     ['Region', p.flynn_region ?? ''],
