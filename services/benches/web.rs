@@ -206,9 +206,14 @@ http {{ access_log off; client_body_temp_path {d}; proxy_temp_path {d}; fastcgi_
                 ("/fdsnws/event/1/query text", format!("fdsnws/event/1/query?starttime={week}&format=text")),
             ] {
                 let url = format!("http://127.0.0.1:{port}/{path}");
-                let body = http.get(&url).header("accept-encoding", "gzip").send().await.unwrap().bytes().await.unwrap();
+                let body =
+                    http.get(&url).header("accept-encoding", "gzip").send().await.unwrap().bytes().await.unwrap();
                 let rate = run(url);
-                println!("{what}: {rate:.0} req/s ({} kB gzip); {:.2}x of /api/quakes?window=7d", body.len() / 1024, rate / ours);
+                println!(
+                    "{what}: {rate:.0} req/s ({} kB gzip); {:.2}x of /api/quakes?window=7d",
+                    body.len() / 1024,
+                    rate / ours
+                );
             }
         }
         _ => println!("nginx or wrk missing: `make bench` installs them"),
