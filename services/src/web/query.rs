@@ -91,6 +91,26 @@ pub(super) fn parse_num(name: &str, v: &str, lo: f64, hi: f64, accepted: &'stati
     }
 }
 
+/// Checks the magnitude range and sets the box from `[minlat, maxlat, minlon, maxlon]` (missing
+/// sides open), for both APIs.
+pub(super) fn bounds(q: &mut WindowQuery, bbox: [Option<f64>; 4]) -> Result<(), ParamError> {
+    if let (Some(a), Some(b)) = (q.min_mag, q.max_mag) {
+        if a > b {
+            return Err(err("minmagnitude", "is above maxmagnitude", "minmagnitude <= maxmagnitude"));
+        }
+    }
+    if bbox.iter().any(Option::is_some) {
+        let [a, b, c, d] = bbox;
+        let (a, b) = (a.unwrap_or(-90.0), b.unwrap_or(90.0));
+        if a > b {
+            return Err(err("minlatitude", "is above maxlatitude", "minlatitude <= maxlatitude"));
+        }
+        // minlongitude > maxlongitude is a box across the antimeridian, as in FDSN.
+        q.bbox = Some((a, b, c.unwrap_or(-180.0), d.unwrap_or(180.0)));
+    }
+    Ok(())
+}
+
 /// Parses the raw query pairs; `now_us` anchors `window=` and the default window (24 h).
 pub fn parse(pairs: &[(String, String)], now_us: i64) -> Result<QuakeQuery, ParamError> {
     let mut start = None;
@@ -179,20 +199,7 @@ pub fn parse(pairs: &[(String, String)], now_us: i64) -> Result<QuakeQuery, Para
     if q.start_us > q.end_us {
         return Err(err("starttime", "is after endtime", "a starttime before endtime"));
     }
-    if let (Some(a), Some(b)) = (q.min_mag, q.max_mag) {
-        if a > b {
-            return Err(err("minmagnitude", "is above maxmagnitude", "minmagnitude <= maxmagnitude"));
-        }
-    }
-    if bbox.iter().any(Option::is_some) {
-        let [a, b, c, d] = bbox;
-        let (a, b) = (a.unwrap_or(-90.0), b.unwrap_or(90.0));
-        if a > b {
-            return Err(err("minlatitude", "is above maxlatitude", "minlatitude <= maxlatitude"));
-        }
-        // minlongitude > maxlongitude is a box across the antimeridian, as in FDSN.
-        q.bbox = Some((a, b, c.unwrap_or(-180.0), d.unwrap_or(180.0)));
-    }
+    bounds(&mut q, bbox)?;
     if q.limit == usize::MAX {
         q.limit = MAX_LIMIT;
     }

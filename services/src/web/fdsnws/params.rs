@@ -3,7 +3,7 @@
 
 use crate::model::Event;
 use crate::store::WindowQuery;
-use crate::web::query::{parse_num, parse_time, OrderBy, ParamError};
+use crate::web::query::{bounds, parse_num, parse_time, OrderBy, ParamError};
 
 /// What the answer is written as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -302,24 +302,11 @@ pub fn parse(pairs: &[(String, String)], now_us: i64) -> Result<FdsnQuery, Param
             "a range of at most 366 days; page through longer ones",
         ));
     }
-    if let (Some(a), Some(b)) = (q.window.min_mag, q.window.max_mag) {
-        if a > b {
-            return Err(err("minmagnitude", "is above maxmagnitude", "minmagnitude <= maxmagnitude"));
-        }
-    }
+    bounds(&mut q.window, bbox)?;
     if let (Some(a), Some(b)) = q.depth {
         if a > b {
             return Err(err("mindepth", "is below maxdepth", "mindepth <= maxdepth"));
         }
-    }
-    if bbox.iter().any(Option::is_some) {
-        let [a, b, c, d] = bbox;
-        let (a, b) = (a.unwrap_or(-90.0), b.unwrap_or(90.0));
-        if a > b {
-            return Err(err("minlatitude", "is above maxlatitude", "minlatitude <= maxlatitude"));
-        }
-        // minlongitude > maxlongitude is a box across the antimeridian.
-        q.window.bbox = Some((a, b, c.unwrap_or(-180.0), d.unwrap_or(180.0)));
     }
     if circle.iter().any(Option::is_some) {
         let [lat, lon, min_r, max_r] = circle;
