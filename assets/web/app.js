@@ -49,6 +49,8 @@ function saveUrl() {
   if (state.tz !== 'local') p.set('tz', state.tz);
   if (state.view !== 'symbols') p.set('view', state.view);
   if (state.sel) p.set('sel', state.sel);
+  if (state.lapse != null) p.set('lapse', new Date(state.lapse).toISOString());
+  if ($('lapse-speed').value !== '1') p.set('speed', $('lapse-speed').value);
   alerts.toParams(p);
   const c = map.getCenter();
   p.set('at', `${c.lat.toFixed(2)},${c.lng.toFixed(2)},${map.getZoom()}`);
@@ -433,7 +435,10 @@ async function load() {
   }
   if (seq !== loadSeq) return;
   apply(fc.features);
+  // A link to a moment of the time-lapse opens at that moment (once: later loads keep the slider).
+  const moment = !loadedOnce && Date.parse(params.get('lapse') ?? '');
   loadedOnce = true;
+  if (Number.isFinite(moment)) lapse.seek(moment);
   renderList();
   if (state.sel && quakes.has(state.sel)) select(state.sel, false);
   document.body.dataset.loaded = 'true';
@@ -481,12 +486,13 @@ const lapse = new Lapse(() => WINDOWS[state.window] * HOUR, (t) => {
   state.lapse = t;
   for (const q of quakes.values()) place(q);
   renderList();
-}, (ms) => fmt(ms));
+}, (ms) => fmt(ms), () => saveUrl());
 
 function bindControls() {
   const controls = { window: 'window', minmag: 'minmag', color: 'color', sort: 'sort', tz: 'tz', view: 'view' };
   for (const [key, id] of Object.entries(controls)) $(id).value = state[key];
   $('inview').checked = state.inview;
+  if (['1', '2', '4', '8'].includes(params.get('speed'))) $('lapse-speed').value = params.get('speed');
   const on = (id, then) => $(id).addEventListener('change', (e) => {
     state[id] = e.target.type === 'checkbox' ? e.target.checked : e.target.value;
     saveUrl();

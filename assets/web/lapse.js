@@ -11,17 +11,28 @@ export class Lapse {
    * @param {() => number} span the window's length in ms
    * @param {(t: number | null) => void} show shows events up to `t` (null: all, live)
    * @param {(ms: number) => string} fmt formats a moment for the label
+   * @param {() => void} settled called when the moment is chosen or the player stops (the URL
+   *   is saved then, not at every step of the player)
    */
-  constructor(span, show, fmt) {
+  constructor(span, show, fmt, settled) {
     this.span = span;
     this.show = show;
     this.fmt = fmt;
+    this.settled = settled;
     this.timer = null;
     this.slider = $('lapse');
     this.slider.max = String(STEPS);
-    this.slider.addEventListener('input', () => { this.stop(); this.apply(); });
+    this.slider.addEventListener('input', () => { this.stop(); this.apply(); this.settled(); });
     $('lapse-play').addEventListener('click', () => (this.timer ? this.stop() : this.play()));
-    $('lapse-live').addEventListener('click', () => { this.stop(); this.slider.value = String(STEPS); this.apply(); });
+    $('lapse-live').addEventListener('click', () => { this.stop(); this.slider.value = String(STEPS); this.apply(); this.settled(); });
+    $('lapse-speed').addEventListener('change', () => this.settled());
+  }
+
+  /** Points the slider at moment `t` (clamped to the window) and shows it. */
+  seek(t) {
+    const v = ((t - (Date.now() - this.span())) / this.span()) * STEPS;
+    this.slider.value = String(Math.max(0, Math.min(STEPS, v)));
+    this.apply();
   }
 
   /** The moment the slider points at, or null at its end (live). */
@@ -53,6 +64,7 @@ export class Lapse {
   }
 
   stop() {
+    if (this.timer) this.settled();
     clearInterval(this.timer);
     this.timer = null;
     $('lapse-play').textContent = 'Play';

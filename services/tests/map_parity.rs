@@ -189,18 +189,38 @@ async fn the_map_beyond_the_usgs_map() {
         &format!("{upto} symbols at mid-window"),
     )
     .await;
+    // The moment is in the URL: the link opens the time-lapse there.
+    let href = b.eval("location.href").await.as_str().unwrap().to_owned();
+    assert!(href.contains("lapse="), "{href}");
+    b.goto(&href).await;
+    b.wait_for("document.body.dataset.loaded === 'true'", Duration::from_secs(30), "the page at that moment").await;
+    let since_now = b.eval("window.quakeMap.since()").await.as_f64().unwrap() as i64;
+    let held_now =
+        |until: i64| expected.values().filter(|e| e.time_us / 1000 >= since_now && e.time_us / 1000 <= until).count();
+    let upto = held_now(at_ms);
+    b.wait_for(
+        &format!(
+            "Math.abs(window.quakeMap.state.lapse - {at_ms}) < 1000 && document.querySelectorAll('path.quake').length === {upto}"
+        ),
+        S,
+        "the same moment from the link",
+    )
+    .await;
     set(&b, "lapse-speed", "8").await;
     b.eval("document.getElementById('lapse-play').click(); true").await;
     b.wait_for(&format!("document.querySelectorAll('path.quake').length > {upto}"), S, "more symbols as it plays")
         .await;
     b.eval("document.getElementById('lapse-live').click(); true").await;
-    b.wait_for(&format!("document.querySelectorAll('path.quake').length === {n}"), S, "every symbol again, live").await;
+    let n_now = held_now(i64::MAX);
+    b.wait_for(&format!("document.querySelectorAll('path.quake').length === {n_now}"), S, "every symbol again, live")
+        .await;
+    assert!(!b.eval("location.search").await.as_str().unwrap().contains("lapse="), "live: no moment in the URL");
 
     // The heat view instead of symbols, and back.
     set(&b, "view", "heat").await;
     b.wait_for("document.querySelectorAll('path.quake').length === 0 && !!document.querySelector('canvas.leaflet-heatmap-layer')", S, "the heat map").await;
     set(&b, "view", "symbols").await;
-    b.wait_for(&format!("document.querySelectorAll('path.quake').length === {n}"), S, "the symbols again").await;
+    b.wait_for(&format!("document.querySelectorAll('path.quake').length === {n_now}"), S, "the symbols again").await;
 
     // Alerts near me: the browser's position (granted and set through DevTools) is Athens.
     b.call("Browser.grantPermissions", json!({"permissions": ["geolocation"], "origin": stack.url})).await;
@@ -249,6 +269,22 @@ async fn the_map_beyond_the_usgs_map() {
         let dir = std::path::PathBuf::from(std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into()));
         b.screenshot(&dir.join("screenshots").join(format!("map-{theme}.png"))).await;
     }
+    // A phone: everything stacks, nothing is wider than the screen, the list still scrolls.
+    b.call(
+        "Emulation.setDeviceMetricsOverride",
+        json!({"width": 390, "height": 844, "deviceScaleFactor": 3, "mobile": true}),
+    )
+    .await;
+    b.goto(&format!("{}/?window=7d", stack.url)).await;
+    b.wait_for("document.body.dataset.loaded === 'true'", Duration::from_secs(30), "the page on a phone").await;
+    b.wait_for(
+        "document.documentElement.scrollWidth <= window.innerWidth && document.querySelectorAll('#list li').length > 3",
+        S,
+        "a phone layout without horizontal scrolling, with list rows",
+    )
+    .await;
+    let dir = std::path::PathBuf::from(std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into()));
+    b.screenshot(&dir.join("screenshots").join("map-phone.png")).await;
     assert!(b.errors.lock().unwrap().is_empty(), "page errors: {:?}", b.errors.lock().unwrap());
     drop(b);
     stack.stop().await;
