@@ -114,7 +114,8 @@ async fn query(
     }
     let got = match fetch(&s, &origin, &q.window).await {
         Ok(g) => g,
-        Err(_) => return unavailable("the window query failed", fail),
+        // `fetch` logged the store's error already.
+        Err(_) => return fail(StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE.into()).into_response(),
     };
     let mut entries: Vec<Arc<Entry>> = got.entries.into_iter().filter(|e| q.matches(&e.stored.event)).collect();
     let n = entries.len().saturating_sub(q.skip).min(q.limit.unwrap_or(usize::MAX));
@@ -137,9 +138,11 @@ async fn query(
     respond(&e, enc, &headers, "public, max-age=10")
 }
 
+const UNAVAILABLE: &str = "The event store is unavailable; retry shortly.";
+
 fn unavailable(e: impl std::fmt::Display, fail: impl FnOnce(StatusCode, String) -> FdsnError) -> Response {
     tracing::error!(error = %e, "Store read failed.");
-    fail(StatusCode::SERVICE_UNAVAILABLE, "The event store is unavailable; retry shortly.".into()).into_response()
+    fail(StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE.into()).into_response()
 }
 
 fn render(page: &[Arc<Entry>], q: &FdsnQuery) -> (Vec<u8>, &'static str) {
