@@ -262,6 +262,8 @@ async fn the_map_beyond_the_usgs_map() {
             .await;
         b.goto(&format!("{}/?window=24h", stack.url)).await;
         b.wait_for("document.body.dataset.loaded === 'true'", Duration::from_secs(30), "the page").await;
+        // The alerts' settings open, so their controls are checked too.
+        b.eval("document.getElementById('alerts').open = true; true").await;
         b.eval(&format!("{axe_js}; true")).await;
         let (v, passed) = axe(&b).await;
         println!("axe-core, {theme} theme: {passed} rules passed, {} violations", v.len());
