@@ -513,7 +513,16 @@ async fn metrics_count_requests_by_route_and_sample_the_window() {
     let f = Fixture::new().await;
     let ops = OpsState::default();
     let router = app(WebState::new(f.window.clone(), f.store.clone(), assets_dir()), ops.clone());
-    for uri in ["/api/quakes", "/api/quakes?window=7d", "/api/quakes/A", "/api/quakes/nope", "/api/quakes?minmag=x"] {
+    for uri in [
+        "/api/quakes",
+        "/api/quakes?window=7d",
+        "/api/quakes/A",
+        "/api/quakes/nope",
+        "/api/quakes?minmag=x",
+        "/fdsnws/event/1/query?format=text",
+        "/fdsnws/event/1/query?minmag=x",
+        "/fdsnws/event/1/version",
+    ] {
         router.clone().oneshot(Request::get(uri).body(Body::empty()).unwrap()).await.unwrap();
     }
     let streams = [f.window.subscribe(), f.window.subscribe()];
@@ -525,6 +534,9 @@ async fn metrics_count_requests_by_route_and_sample_the_window() {
         r#"quake_http_requests_total{route="/api/quakes/{unid}",code="2xx"} 1"#,
         r#"quake_http_requests_total{route="/api/quakes/{unid}",code="4xx"} 1"#,
         r#"quake_http_request_duration_seconds_count{route="/api/quakes"} 3"#,
+        r#"quake_http_requests_total{route="/fdsnws/event/1/query",code="2xx"} 1"#,
+        r#"quake_http_requests_total{route="/fdsnws/event/1/query",code="4xx"} 1"#,
+        r#"quake_http_requests_total{route="/fdsnws/event/1/*",code="2xx"} 1"#,
         "quake_sse_clients 2",
         "quake_window_events 5",
     ] {
