@@ -194,13 +194,13 @@ async fn run_all(a: RunArgs) -> anyhow::Result<()> {
     let metrics = Metrics::new();
     let shutdown = CancellationToken::new();
     // The mock cluster lives as long as this function: the whole process.
-    let mut _local = None;
+    let mut local_broker = None;
     let brokers = if a.common.kafka_brokers.is_empty() {
         let b = LocalBroker::start(1, &[(&a.common.topic, 3), (&a.common.dead_letter_topic, 1)])
             .context("starting the in-process Kafka mock cluster")?;
         let list = b.bootstrap_servers();
         tracing::info!(brokers = %list, "Kafka: librdkafka mock cluster in process.");
-        _local = Some(b);
+        local_broker = Some(b);
         list
     } else {
         ensure_topics(&a.common).await?;
@@ -214,7 +214,7 @@ async fn run_all(a: RunArgs) -> anyhow::Result<()> {
     let wake = Arc::new(tokio::sync::Notify::new());
     let mut ccfg = ConsumerConfig::new(&brokers, &a.common.topic, &a.store.group);
     ccfg.stored = Some(wake.clone());
-    if _local.is_some() {
+    if local_broker.is_some() {
         // An in-process fetch costs no request: do not hold a new event back for one.
         ccfg.fetch_wait = std::time::Duration::from_millis(10);
     }
@@ -244,7 +244,7 @@ async fn run_all(a: RunArgs) -> anyhow::Result<()> {
     consumer.await.context("consumer task")??;
     // Keep the mock cluster up until the process exits: clients still held by background
     // tasks would otherwise log connection errors while the runtime winds down.
-    std::mem::forget(_local);
+    std::mem::forget(local_broker);
     Ok(())
 }
 
