@@ -55,8 +55,8 @@ pub async fn fetch(s: &WebState, origin: &Origin, q: &WindowQuery) -> Result<Fet
         return Ok(Fetched { entries: snap.entries, source: Source::Window(snap.versions.window), keep: true });
     }
     let read_at = std::time::Instant::now();
-    let mut rows = s.store.window(&WindowQuery { limit: usize::MAX, ..q.clone() }).await.map_err(store_error)?;
-    rows.sort_by_key(|r| std::cmp::Reverse(r.event.time_us));
+    // Newest first, as every store answers.
+    let rows = s.store.window(&WindowQuery { limit: usize::MAX, ..q.clone() }).await.map_err(store_error)?;
     let entries = rows
         .into_iter()
         .map(|st| {

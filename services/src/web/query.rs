@@ -91,6 +91,47 @@ pub(super) fn parse_num(name: &str, v: &str, lo: f64, hi: f64, accepted: &'stati
     }
 }
 
+impl OrderBy {
+    pub(super) fn parse(key: &str, v: &str) -> Result<Self, ParamError> {
+        Ok(match v {
+            "time" => Self::Time,
+            "time-asc" => Self::TimeAsc,
+            "magnitude" => Self::Magnitude,
+            "magnitude-asc" => Self::MagnitudeAsc,
+            _ => return Err(err(key, format!("{v:?} is not an order"), "time, time-asc, magnitude or magnitude-asc")),
+        })
+    }
+}
+
+/// The pairs under their full FDSN names (`minmag` is `minmagnitude`, ...), for both APIs; a
+/// name given twice, under either form, is refused.
+pub(super) fn named(pairs: &[(String, String)]) -> Result<Vec<(&str, &str)>, ParamError> {
+    let mut seen = std::collections::HashSet::new();
+    pairs
+        .iter()
+        .map(|(k, v)| {
+            let key = match k.as_str() {
+                "start" => "starttime",
+                "end" => "endtime",
+                "minmag" => "minmagnitude",
+                "maxmag" => "maxmagnitude",
+                "minlat" => "minlatitude",
+                "maxlat" => "maxlatitude",
+                "minlon" => "minlongitude",
+                "maxlon" => "maxlongitude",
+                "lat" => "latitude",
+                "lon" => "longitude",
+                "magtype" => "magnitudetype",
+                other => other,
+            };
+            if !seen.insert(key) {
+                return Err(err(key, "given more than once", "each parameter at most once"));
+            }
+            Ok((key, v.as_str()))
+        })
+        .collect()
+}
+
 /// Checks the magnitude range and sets the box from `[minlat, maxlat, minlon, maxlon]` (missing
 /// sides open), for both APIs.
 pub(super) fn bounds(q: &mut WindowQuery, bbox: [Option<f64>; 4]) -> Result<(), ParamError> {
@@ -120,27 +161,12 @@ pub fn parse(pairs: &[(String, String)], now_us: i64) -> Result<QuakeQuery, Para
     let mut bbox = [None::<f64>; 4];
     let mut order = OrderBy::Time;
     let mut format = Format::GeoJson;
-    let mut seen = std::collections::HashSet::new();
-    for (k, v) in pairs {
-        let key = match k.as_str() {
-            "start" => "starttime",
-            "end" => "endtime",
-            "minmag" => "minmagnitude",
-            "maxmag" => "maxmagnitude",
-            "minlat" => "minlatitude",
-            "maxlat" => "maxlatitude",
-            "minlon" => "minlongitude",
-            "maxlon" => "maxlongitude",
-            other => other,
-        };
-        if !seen.insert(key.to_owned()) {
-            return Err(err(key, "given more than once", "each parameter at most once"));
-        }
+    for (key, v) in named(pairs)? {
         match key {
             "starttime" => start = Some(parse_time(key, v)?),
             "endtime" => end = Some(parse_time(key, v)?),
             "window" => {
-                let hours = match v.as_str() {
+                let hours = match v {
                     "1h" => 1,
                     "24h" => 24,
                     "7d" => 24 * 7,
@@ -161,17 +187,9 @@ pub fn parse(pairs: &[(String, String)], now_us: i64) -> Result<QuakeQuery, Para
                     _ => return Err(err(key, format!("{v:?} is not a count from 1 to {MAX_LIMIT}"), "an integer from 1 to 50000")),
                 }
             }
-            "orderby" => {
-                order = match v.as_str() {
-                    "time" => OrderBy::Time,
-                    "time-asc" => OrderBy::TimeAsc,
-                    "magnitude" => OrderBy::Magnitude,
-                    "magnitude-asc" => OrderBy::MagnitudeAsc,
-                    _ => return Err(err(key, format!("{v:?} is not an order"), "time, time-asc, magnitude or magnitude-asc")),
-                }
-            }
+            "orderby" => order = OrderBy::parse(key, v)?,
             "format" => {
-                format = match v.as_str() {
+                format = match v {
                     "geojson" | "json" => Format::GeoJson,
                     "csv" => Format::Csv,
                     _ => return Err(err(key, format!("{v:?} is not a format"), "geojson or csv")),

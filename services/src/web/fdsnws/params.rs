@@ -3,7 +3,7 @@
 
 use crate::model::Event;
 use crate::store::WindowQuery;
-use crate::web::query::{bounds, parse_num, parse_time, OrderBy, ParamError};
+use crate::web::query::{bounds, named, parse_num, parse_time, OrderBy, ParamError};
 
 /// What the answer is written as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -174,25 +174,7 @@ pub fn parse(pairs: &[(String, String)], now_us: i64) -> Result<FdsnQuery, Param
     let (mut start, mut end) = (None, None);
     let mut bbox = [None::<f64>; 4];
     let mut circle = [None::<f64>; 4];
-    let mut seen = std::collections::HashSet::new();
-    for (k, v) in pairs {
-        let key = match k.as_str() {
-            "start" => "starttime",
-            "end" => "endtime",
-            "minlat" => "minlatitude",
-            "maxlat" => "maxlatitude",
-            "minlon" => "minlongitude",
-            "maxlon" => "maxlongitude",
-            "lat" => "latitude",
-            "lon" => "longitude",
-            "minmag" => "minmagnitude",
-            "maxmag" => "maxmagnitude",
-            "magtype" => "magnitudetype",
-            other => other,
-        };
-        if !seen.insert(key.to_owned()) {
-            return Err(err(key, "given more than once", "each parameter at most once"));
-        }
+    for (key, v) in named(pairs)? {
         const MAG: &str = "a magnitude in [-5, 12], e.g. 2.5";
         match key {
             "starttime" => start = Some(parse_time(key, v)?),
@@ -255,25 +237,11 @@ pub fn parse(pairs: &[(String, String)], now_us: i64) -> Result<FdsnQuery, Param
                     }
                 }
             }
-            "orderby" => {
-                q.order = match v.as_str() {
-                    "time" => OrderBy::Time,
-                    "time-asc" => OrderBy::TimeAsc,
-                    "magnitude" => OrderBy::Magnitude,
-                    "magnitude-asc" => OrderBy::MagnitudeAsc,
-                    _ => {
-                        return Err(err(
-                            key,
-                            format!("{v:?} is not an order"),
-                            "time, time-asc, magnitude or magnitude-asc",
-                        ))
-                    }
-                }
-            }
+            "orderby" => q.order = OrderBy::parse(key, v)?,
             "catalog" => q.catalog = Some(v.trim().to_owned()),
             "contributor" => q.contributor = Some(v.trim().to_owned()),
             "format" => {
-                q.format = match v.as_str() {
+                q.format = match v {
                     "xml" | "quakeml" => FdsnFormat::Xml,
                     "text" => FdsnFormat::Text,
                     "json" | "geojson" => FdsnFormat::Json,
