@@ -27,28 +27,31 @@ pub enum AnswerKey {
 /// serialisation and a compression.
 #[derive(Default)]
 pub struct BodyCache {
-    // No poisoning: see `Window::inner` for the crate's policy on locks.
-    bodies: parking_lot::Mutex<HashMap<(AnswerKey, Encoding), Kept>>,
+    // No poisoning: see `Window::inner` for the crate's policy on locks. Keyed by the request
+    // alone, one slot per encoding, so a lookup borrows the key instead of cloning it.
+    bodies: parking_lot::Mutex<HashMap<AnswerKey, [Option<Kept>; 3]>>,
 }
 
 /// A kept answer and the data version it was made from.
 type Kept = (Source, Arc<Encoded>);
 
-/// Kept answers at most; past it the cache starts over.
+/// Kept requests at most; past it the cache starts over.
 const CACHE_MAX: usize = 512;
 
 impl BodyCache {
     /// The kept answer, if it was made from the data version that is `current`.
     pub fn get(&self, key: &AnswerKey, enc: Encoding, current: Source) -> Option<Arc<Encoded>> {
-        self.bodies.lock().get(&(key.clone(), enc)).filter(|(src, _)| *src == current).map(|(_, e)| e.clone())
+        let c = self.bodies.lock();
+        let (src, e) = c.get(key)?[enc as usize].as_ref()?;
+        (*src == current).then(|| e.clone())
     }
 
     pub fn put(&self, key: AnswerKey, enc: Encoding, source: Source, e: Arc<Encoded>) {
         let mut c = self.bodies.lock();
-        if c.len() >= CACHE_MAX {
+        if c.len() >= CACHE_MAX && !c.contains_key(&key) {
             c.clear();
         }
-        c.insert((key, enc), (source, e));
+        c.entry(key).or_default()[enc as usize] = Some((source, e));
     }
 }
 
@@ -59,6 +62,7 @@ pub struct Encoded {
     pub content_type: &'static str,
 }
 
+/// A body's content coding; its discriminant is its slot in the cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Encoding {
     Identity,
