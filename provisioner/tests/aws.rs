@@ -3,6 +3,7 @@
 //! API call ordering, the lock, and no AWS call for a broken stack file.
 
 mod common;
+mod shipped;
 
 use common::{assert_no_duplicates, creates_per_address, owned, run, Call, Moto, Proxy};
 use std::collections::{BTreeMap, BTreeSet};
@@ -1529,6 +1530,7 @@ async fn a_fargate_service_rolls_out_and_scales() {
         arch: provisioner::image::Arch::X86_64,
         epoch: 0,
         files: vec![],
+        exclude: vec![],
     })
     .unwrap()
     .digest()
@@ -1678,6 +1680,10 @@ async fn the_full_production_stack() {
         "{user_data}"
     );
     assert_eq!(out["outputs"]["grafana"], url("grafana"), "`outputs --json` carries the stack's outputs");
+    // What the stack deployed, run: the image by the digest the service and hosts use.
+    let repo_name = out["ecr_repository.quake"]["name"].as_str().unwrap();
+    let table = out["dynamodb_table.quakes"]["name"].as_str().unwrap();
+    shipped::the_shipped_image_serves_the_whole_map(&moto, "full", repo_name, digest, table).await;
     proxy.take_calls();
     let r = run(&ep, &["plan", &stack]);
     ok(&r, 0, "plan after apply");

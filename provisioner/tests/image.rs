@@ -27,6 +27,7 @@ fn quake_spec(epoch: u64) -> Spec {
         arch: Arch::X86_64,
         epoch,
         files: vec![("/assets/web/index.html".into(), root("assets/web/index.html"))],
+        exclude: vec![],
     }
 }
 

@@ -35,6 +35,7 @@ fn image_of(binary: &str) -> provisioner::image::Image {
         arch: provisioner::image::Arch::parse("x86_64").unwrap(),
         epoch: 0,
         files: vec![],
+        exclude: vec![],
     };
     provisioner::image::build(&spec).unwrap()
 }

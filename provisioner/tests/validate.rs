@@ -261,7 +261,7 @@ const CORPUS: &[(&str, &str, &str, &str)] = &[
     ),
     ("an image from nothing", "package = \"quake\"\n", "", "image-source"),
     ("an image for an unknown CPU", "package = \"quake\"", "package = \"quake\"\narchitecture = \"riscv\"", "bad-value"),
-    ("a relative path in an image", "\"/assets/web/app.js\" =", "\"assets/web/app.js\" =", "image-path"),
+    ("a relative path in an image", "\"/assets/hosts\" =", "\"assets/hosts\" =", "image-path"),
     ("an image in a missing repository", "repository = \"ecr_repository.quake\"", "repository = \"ecr_repository.quack\"", "missing-reference"),
 ];
 
@@ -613,4 +613,40 @@ fn switches_and_variables_files() {
     let Err(d) = load(file, &src(""), &no_vars()) else { panic!("a number in a variables file was accepted") };
     let x = d.items.iter().find(|x| x.code == "wrong-type").expect("wrong-type");
     assert!(x.message.contains("pins.toml:2:"), "{}", x.message);
+}
+
+/// The map page in the image: taken whole it holds what it loads; the hand-written list the
+/// stack had before (four modules short: a blank map on Fargate) and an `exclude` that drops a
+/// module are refused, naming the file and who loads it, at the `files` table.
+#[test]
+fn an_image_missing_what_its_page_loads_is_refused() {
+    let whole = r#""/assets/web" = "../assets/web""#;
+    let by_hand = r#""/assets/web/index.html" = "../assets/web/index.html", "/assets/web/app.js" = "../assets/web/app.js", "/assets/web/style.css" = "../assets/web/style.css", "/assets/web/vendor" = "../assets/web/vendor""#;
+    let refused = |src: &str| {
+        let d = load("prod.toml", src, &no_vars()).expect_err("the stack is refused");
+        d.items
+            .iter()
+            .filter(|x| x.code == "page-file-missing")
+            .map(|x| {
+                assert!(
+                    src[x.span.clone()].starts_with("{ \"/assets/web"),
+                    "at the files table: {}",
+                    &src[x.span.clone()]
+                );
+                x.message.clone()
+            })
+            .collect::<Vec<_>>()
+    };
+    let msgs = refused(&prod().replacen(whole, by_hand, 1));
+    for m in ["alerts", "land", "lapse", "list"] {
+        let want = format!("`/assets/web/app.js` loads `/assets/web/{m}.js`, which the image would not hold");
+        assert!(msgs.iter().any(|x| x.contains(&want)), "{want} in {msgs:?}");
+    }
+    assert_eq!(msgs.len(), 4, "{msgs:?}");
+    let msgs =
+        refused(&prod().replacen("exclude = [\"node_modules\",", "exclude = [\"lapse.js\", \"node_modules\",", 1));
+    assert_eq!(
+        msgs,
+        ["image.quake: `/assets/web/app.js` loads `/assets/web/lapse.js`, which the image would not hold"]
+    );
 }

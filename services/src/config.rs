@@ -124,6 +124,45 @@ pub struct WebOpts {
     /// On Fargate they are how these two numbers reach Grafana, through CloudWatch Logs.
     #[arg(long, env = "QUAKE_STATS_SECS", default_value_t = 60)]
     pub stats_secs: u64,
+    /// Serve `/metrics` here only (e.g. 0.0.0.0:9464, a port the load balancer does not
+    /// forward); unset: on the main address, beside the map.
+    #[arg(long, env = "QUAKE_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Requests answered from the store (reaching past the in-memory window) at once; more are
+    /// answered 503 with Retry-After, not queued.
+    #[arg(long, env = "QUAKE_MAX_STORE_READS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_store_reads: u32,
+    /// Seconds one store-backed request may take before it is answered 503.
+    #[arg(long, env = "QUAKE_STORE_TIMEOUT_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub store_timeout_secs: u64,
+    /// Megabytes of encoded answers kept for repeated requests (least recently used go first).
+    #[arg(long, env = "QUAKE_BODY_CACHE_MB", default_value_t = 32)]
+    pub body_cache_mb: usize,
+    /// Live streams (`/api/stream`) open at once, in all; more are answered 503.
+    #[arg(long, env = "QUAKE_MAX_STREAMS", default_value_t = 5000)]
+    pub max_streams: usize,
+    /// Live streams open at once from one client address; more are answered 429.
+    #[arg(long, env = "QUAKE_MAX_STREAMS_PER_CLIENT", default_value_t = 16)]
+    pub max_streams_per_client: usize,
+    /// Changes a reconnecting stream is re-sent at most; a client further behind gets `reset`
+    /// (the page reloads its list).
+    #[arg(long, env = "QUAKE_MAX_REPLAY", default_value_t = 1000)]
+    pub max_replay: usize,
+    /// Seconds a write to a live stream may wait on a client that does not read before the
+    /// stream is dropped.
+    #[arg(long, env = "QUAKE_STREAM_WRITE_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub stream_write_timeout_secs: u64,
+    /// Header holding the client's address as the edge saw it, for the per-client bounds
+    /// (behind CloudFront: cloudfront-viewer-address); empty: the connection's peer. Name only
+    /// a header the edge sets itself: one a client can send would let it pick its address.
+    #[arg(long, env = "QUAKE_CLIENT_ADDRESS_HEADER", default_value = "", value_parser = header_name)]
+    pub client_address_header: String,
+}
+
+/// An HTTP header name, or empty.
+fn header_name(s: &str) -> Result<String, String> {
+    let ok = s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    ok.then(|| s.to_ascii_lowercase()).ok_or_else(|| format!("{s:?} is not a header name (letters, digits and '-')"))
 }
 
 #[derive(Debug, Clone, Args)]
@@ -176,6 +215,22 @@ mod tests {
         assert_eq!(a.source.backfill_hours, 24);
         assert_eq!(a.store.dynamodb_table, None);
         assert_eq!(a.common.listen.port(), 8080);
+        assert_eq!((a.web.max_store_reads, a.web.max_streams_per_client, a.web.metrics_listen), (4, 16, None));
+    }
+
+    #[test]
+    fn bounds_are_checked_as_typed() {
+        for bad in [
+            &["quake", "web", "--max-store-reads", "0"][..],
+            &["quake", "web", "--client-address-header", "x y"],
+            &["quake", "web", "--store-timeout-secs", "0"],
+        ] {
+            assert!(Cli::try_parse_from(bad).is_err(), "{bad:?}");
+        }
+        let cli =
+            Cli::try_parse_from(["quake", "web", "--client-address-header", "CloudFront-Viewer-Address"]).unwrap();
+        let Command::Web(a) = cli.command else { panic!() };
+        assert_eq!(a.web.client_address_header, "cloudfront-viewer-address");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Operations endpoints of every service: `/healthz` (the process runs), `/readyz` (its
-//! dependencies answer) and `/metrics` (Prometheus text).
+//! dependencies answer) and `/metrics` (Prometheus text; the web server may serve it on an address
+//! of its own, away from the load balancer).
 
 use crate::metrics::Metrics;
 use crate::store::Store;
@@ -27,6 +28,11 @@ pub fn router(state: OpsState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(state)
+}
+
+/// `/healthz` and `/readyz` only: what a load balancer asks, on an address it reaches.
+pub fn probes(state: OpsState) -> Router {
+    Router::new().route("/healthz", get(|| async { "ok\n" })).route("/readyz", get(readyz)).with_state(state)
 }
 
 async fn readyz(State(s): State<OpsState>) -> impl IntoResponse {

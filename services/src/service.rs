@@ -157,19 +157,44 @@ async fn serve_web(
     if !o.assets.join("index.html").exists() {
         tracing::warn!(path = %o.assets.display(), "No map page there: run `make run` (it installs the page's libraries) or set QUAKE_ASSETS.");
     }
-    let mut state = WebState::new(window.clone(), store, o.assets.clone());
+    let mut state = WebState::with_limits(window.clone(), store, o.assets.clone(), limits(o));
     if !o.tiles_url.is_empty() {
         state.page_config = serde_json::json!({ "tiles": o.tiles_url, "tiles_attribution": o.tiles_attribution });
     }
-    let app = web::app(state, ops_state);
+    let app = web::app_with(state.clone(), ops_state.clone(), o.metrics_listen.is_none());
     let listener =
         tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen} (is it in use?)"))?;
     tracing::info!(url = %format!("http://{listen}/"), "Live map and API listening.");
+    if let Some(m) = o.metrics_listen {
+        let listener =
+            tokio::net::TcpListener::bind(m).await.with_context(|| format!("binding {m} (is it in use?)"))?;
+        tracing::info!(addr = %m, "Metrics listening: /metrics (and /healthz, /readyz).");
+        let (app, stop) = (web::ops_app(ops_state), shutdown.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await;
+        });
+    }
     if o.stats_secs > 0 {
         tokio::spawn(log_stats(window.clone(), Duration::from_secs(o.stats_secs), shutdown.clone()));
     }
-    tokio::spawn(web::serve(listener, app, window, shutdown));
+    tokio::spawn(web::serve(listener, app, state, shutdown));
     Ok(())
+}
+
+/// The web server's bounds from its flags.
+fn limits(o: &WebOpts) -> web::limits::Limits {
+    web::limits::Limits {
+        store_reads: o.max_store_reads as usize,
+        store_timeout: Duration::from_secs(o.store_timeout_secs),
+        cache_bytes: o.body_cache_mb.saturating_mul(1 << 20),
+        streams: o.max_streams,
+        streams_per_client: o.max_streams_per_client,
+        replay: o.max_replay,
+        stream_write_timeout: Duration::from_secs(o.stream_write_timeout_secs),
+        client_header: (!o.client_address_header.is_empty())
+            .then(|| axum::http::HeaderName::from_bytes(o.client_address_header.as_bytes()).ok())
+            .flatten(),
+    }
 }
 
 /// A `Web stats.` line every `every`: the numbers a scrape would read from `/metrics`, for a
@@ -233,8 +258,9 @@ async fn run_all(a: RunArgs) -> anyhow::Result<()> {
             ("source", source_ready),
             ("partitions assigned", assigned),
             ("window loaded", window.loaded_flag()),
+            ("store answering (change feed)", window.feed_flag()),
         ],
-        store: Some(store.clone()),
+        store: None,
     };
     serve_web(a.common.listen, &a.web, window, store, state, shutdown.clone()).await?;
     shutdown_signal().await;
@@ -304,8 +330,8 @@ async fn run_web(a: WebArgs) -> anyhow::Result<()> {
     let window = start_window(&a.web, store.clone(), Arc::new(tokio::sync::Notify::new()), shutdown.clone());
     let state = OpsState {
         metrics: Metrics::new(),
-        checks: vec![("window loaded", window.loaded_flag())],
-        store: Some(store.clone()),
+        checks: vec![("window loaded", window.loaded_flag()), ("store answering (change feed)", window.feed_flag())],
+        store: None,
     };
     serve_web(a.common.listen, &a.web, window, store, state, shutdown.clone()).await?;
     shutdown_signal().await;

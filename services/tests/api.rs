@@ -79,8 +79,12 @@ impl Fixture {
         self.window.apply(page.events, page.cursor, quake::web::now_us());
     }
 
+    fn state(&self) -> WebState {
+        WebState::new(self.window.clone(), self.store.clone(), assets_dir())
+    }
+
     fn router(&self) -> axum::Router {
-        app(WebState::new(self.window.clone(), self.store.clone(), assets_dir()), OpsState::default())
+        app(self.state(), OpsState::default())
     }
 
     async fn get(&self, uri: &str, headers: &[(&str, &str)]) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
@@ -323,7 +327,8 @@ async fn sse_case(warm: bool) {
     let base = format!("http://{}", listener.local_addr().unwrap());
     let url = format!("{base}/api/stream");
     let stop = tokio_util::sync::CancellationToken::new();
-    tokio::spawn(quake::web::serve(listener, f.router(), f.window.clone(), stop.clone()));
+    let state = f.state();
+    tokio::spawn(quake::web::serve(listener, app(state.clone(), OpsState::default()), state, stop.clone()));
     let client = reqwest::Client::builder().pool_max_idle_per_host(1).build().unwrap();
     let warm_up = |c: reqwest::Client| {
         let base = base.clone();

@@ -135,6 +135,8 @@ async fn contract(store: &dyn Store) {
     assert_eq!(ids(store.window(&q).await.unwrap()), ["C", "B"], "box across the antimeridian");
     let q = WindowQuery { limit: 2, ..all.clone() };
     assert_eq!(ids(store.window(&q).await.unwrap()), ["C", "B"]);
+    let q = WindowQuery { limit: 2, oldest: true, ..all.clone() };
+    assert_eq!(ids(store.window(&q).await.unwrap()), ["B", "A"], "the oldest two, still newest first");
     let q = WindowQuery::new(b.time_us, c.time_us - 1);
     assert_eq!(ids(store.window(&q).await.unwrap()), ["B"], "inclusive start, end before C");
 

@@ -8,6 +8,7 @@
 //! new binary uploads one layer.
 
 mod elf;
+pub mod page;
 pub mod pin;
 pub mod registry;
 
@@ -124,6 +125,9 @@ pub struct Spec {
     /// Other files, `(path in the image, host file or directory)`: a layer of their own
     /// (directories whole, without hidden entries; every file 0644, owned by root).
     pub files: Vec<(String, PathBuf)>,
+    /// Names left out of the directories in `files`, at any depth (what only development
+    /// uses, such as `node_modules`).
+    pub exclude: Vec<String>,
 }
 
 impl Spec {
@@ -251,8 +255,9 @@ impl Tree {
     }
 }
 
-/// `host` (a file, or a directory walked in name order without hidden entries) at `at`.
-fn add_tree(t: &mut Tree, at: &str, host: &Path) -> Result<(), ImageError> {
+/// `host` (a file, or a directory walked in name order without hidden entries and without
+/// the names in `exclude`) at `at`.
+fn add_tree(t: &mut Tree, at: &str, host: &Path, exclude: &[String]) -> Result<(), ImageError> {
     let meta = std::fs::metadata(host).map_err(|e| ImageError::io(host, e))?;
     if meta.is_file() {
         t.file(at, read(host)?, 0o644);
@@ -262,11 +267,11 @@ fn add_tree(t: &mut Tree, at: &str, host: &Path) -> Result<(), ImageError> {
     let mut names: Vec<std::ffi::OsString> = std::fs::read_dir(host)
         .map_err(|e| ImageError::io(host, e))?
         .filter_map(|e| e.ok().map(|e| e.file_name()))
-        .filter(|n| !n.to_string_lossy().starts_with('.'))
+        .filter(|n| !page::excluded(Path::new(n), exclude))
         .collect();
     names.sort();
     for n in names {
-        add_tree(t, &format!("{}/{}", at.trim_end_matches('/'), n.to_string_lossy()), &host.join(&n))?;
+        add_tree(t, &format!("{}/{}", at.trim_end_matches('/'), n.to_string_lossy()), &host.join(&n), exclude)?;
     }
     Ok(())
 }
@@ -335,7 +340,7 @@ pub fn build(spec: &Spec) -> Result<Image, ImageError> {
     if !spec.files.is_empty() {
         let mut files = Tree::default();
         for (at, host) in &spec.files {
-            add_tree(&mut files, at, host)?;
+            add_tree(&mut files, at, host, &spec.exclude)?;
         }
         let what = spec.files.iter().map(|(at, _)| at.as_str()).collect::<Vec<_>>().join(", ");
         tars.push((files.tar(spec.epoch)?, format!("files: {what}")));
@@ -452,7 +457,14 @@ mod tests {
 
     fn spec(epoch: u64) -> Spec {
         // A small dynamically linked binary of the host (the test binary is tens of MB).
-        Spec { binary: "/usr/bin/true".into(), name: "app".into(), arch: Arch::X86_64, epoch, files: vec![] }
+        Spec {
+            binary: "/usr/bin/true".into(),
+            name: "app".into(),
+            arch: Arch::X86_64,
+            epoch,
+            files: vec![],
+            exclude: vec![],
+        }
     }
 
     #[test]

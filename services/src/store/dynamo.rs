@@ -299,6 +299,9 @@ impl DynamoStore {
     }
 }
 
+/// Day partitions one window query reads at once.
+const DAYS_AT_ONCE: usize = 8;
+
 fn days_between(from_us: i64, to_us: i64) -> Vec<String> {
     let (Some(a), Some(b)) = (DateTime::from_timestamp_micros(from_us), DateTime::from_timestamp_micros(to_us)) else {
         return Vec::new();
@@ -398,30 +401,54 @@ impl Store for DynamoStore {
             values.push((":ld", n(d)));
         }
         let filter = (!filters.is_empty()).then(|| filters.join(" AND "));
-        let mut out = Vec::new();
-        for day in days_between(q.start_us, q.end_us).into_iter().rev() {
-            let mut vals = values.clone();
-            vals.push((":day", s(day)));
-            let items = self
-                .query_all(
+        let mut days = days_between(q.start_us, q.end_us);
+        // One Query per day partition: the span bounds what one request costs.
+        if days.len() as i64 > super::MAX_SPAN_DAYS + 1 {
+            return Err(StoreError::Invalid(format!(
+                "a time window of {} days; one query spans at most {} days",
+                days.len(),
+                super::MAX_SPAN_DAYS
+            )));
+        }
+        // The end the answer keeps is read first, so reading stops at `limit`.
+        if !q.oldest {
+            days.reverse();
+        }
+        // A few days are read at once, in order: a year is hundreds of round trips, one after
+        // another seconds long. Reading stops (in-flight reads dropped) once `limit` are in.
+        let (values, filter) = (&values, filter.as_deref());
+        let mut pages = stream::iter(days)
+            .map(|day| {
+                let mut vals = values.clone();
+                vals.push((":day", s(day)));
+                self.query_all(
                     "by_time",
                     "#d = :day AND t BETWEEN :a AND :b",
                     vals,
                     vec![("#d", "day")],
-                    false,
-                    filter.as_deref(),
-                    q.limit - out.len(),
+                    q.oldest,
+                    filter,
+                    q.limit,
                 )
-                .await?;
-            for it in &items {
+            })
+            .buffered(DAYS_AT_ONCE);
+        let mut out = Vec::new();
+        while let Some(items) = pages.next().await {
+            for it in &items? {
                 let st = Self::stored_from(it)?;
                 if q.matches(&st.event) {
                     out.push(st);
                 }
                 if out.len() >= q.limit {
-                    return Ok(out);
+                    break;
                 }
             }
+            if out.len() >= q.limit {
+                break;
+            }
+        }
+        if q.oldest {
+            out.reverse();
         }
         Ok(out)
     }

@@ -82,12 +82,19 @@ pub struct WindowQuery {
     pub max_mag: Option<f64>,
     /// `(min_lat, max_lat, min_lon, max_lon)`; `min_lon > max_lon` crosses the antimeridian.
     pub bbox: Option<(f64, f64, f64, f64)>,
+    /// At most this many events: the newest of the range, or with `oldest` its oldest (still
+    /// answered newest first). A store stops reading when it has them.
     pub limit: usize,
+    pub oldest: bool,
 }
+
+/// The longest time range one query may span (FDSN's common year, and a leap day): what bounds
+/// the partitions a store reads for one request.
+pub const MAX_SPAN_DAYS: i64 = 366;
 
 impl WindowQuery {
     pub fn new(start_us: i64, end_us: i64) -> Self {
-        Self { start_us, end_us, min_mag: None, max_mag: None, bbox: None, limit: usize::MAX }
+        Self { start_us, end_us, min_mag: None, max_mag: None, bbox: None, limit: usize::MAX, oldest: false }
     }
 
     /// The filters that are not part of the key, applied the same way by every store.

@@ -186,12 +186,15 @@ impl Store for SqliteStore {
     async fn window(&self, q: &WindowQuery) -> Result<Vec<Stored>, StoreError> {
         let q = q.clone();
         self.blocking(move |conn| {
-            let mut stmt = conn
-                .prepare_cached(
-                    "SELECT body, lastupdate, arrival, seq FROM events
-                     WHERE time_us BETWEEN ?1 AND ?2 ORDER BY time_us DESC, unid DESC",
-                )
-                .map_err(db_err)?;
+            // The end the answer keeps is read first, so reading stops at `limit`.
+            let sql = if q.oldest {
+                "SELECT body, lastupdate, arrival, seq FROM events
+                 WHERE time_us BETWEEN ?1 AND ?2 ORDER BY time_us ASC, unid ASC"
+            } else {
+                "SELECT body, lastupdate, arrival, seq FROM events
+                 WHERE time_us BETWEEN ?1 AND ?2 ORDER BY time_us DESC, unid DESC"
+            };
+            let mut stmt = conn.prepare_cached(sql).map_err(db_err)?;
             let rows = stmt.query_map(params![q.start_us, q.end_us], row_to_stored).map_err(db_err)?;
             let mut out = Vec::new();
             for row in rows {
@@ -202,6 +205,9 @@ impl Store for SqliteStore {
                         break;
                     }
                 }
+            }
+            if q.oldest {
+                out.reverse();
             }
             Ok(out)
         })

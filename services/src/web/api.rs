@@ -2,6 +2,8 @@
 //! decides whether an answer comes from the window or the store (the FDSN service uses it too).
 
 use super::body::{respond, AnswerKey, Encoded, Encoding, Source};
+use super::limits::Refused;
+use super::query::OrderBy;
 use super::window::{Entry, Versions};
 use super::{render, ApiError, WebState};
 use crate::store::WindowQuery;
@@ -47,16 +49,34 @@ pub struct Fetched {
     pub keep: bool,
 }
 
+/// The most events a store-backed request reads when the store's limit is not the answer's
+/// own (magnitude orders, FDSN's further filters); one more read tells there are too many.
+pub const STORE_ROWS_MAX: usize = super::query::MAX_LIMIT;
+
+/// Why `fetch` has no events to give.
+pub enum Failed {
+    Store(crate::store::StoreError),
+    Refused(Refused),
+    /// More than [`STORE_ROWS_MAX`] events in the range: the request must be narrowed.
+    TooMany,
+}
+
 /// The events matching `q`, newest first: from the window when it holds the range, else from
-/// the store (one Query per day, as documented).
-pub async fn fetch(s: &WebState, origin: &Origin, q: &WindowQuery) -> Result<Fetched, ApiError> {
+/// the store (one Query per day of at most a year), within a store-read slot and its time.
+/// `cut`: the store's `limit` (newest or oldest first) is what the answer keeps; otherwise
+/// every event of the range is read, up to [`STORE_ROWS_MAX`].
+pub async fn fetch(s: &WebState, origin: &Origin, q: &WindowQuery, cut: bool) -> Result<Fetched, Failed> {
     if origin.from_window {
         let snap = s.window.query(q);
         return Ok(Fetched { entries: snap.entries, source: Source::Window(snap.versions.window), keep: true });
     }
     let read_at = std::time::Instant::now();
-    // Newest first, as every store answers.
-    let rows = s.store.window(&WindowQuery { limit: usize::MAX, ..q.clone() }).await.map_err(store_error)?;
+    let limit = if cut { q.limit } else { STORE_ROWS_MAX + 1 };
+    let asked = WindowQuery { limit, oldest: cut && q.oldest, ..q.clone() };
+    let rows = s.guard.store_read(s.store.window(&asked)).await.map_err(Failed::Refused)?.map_err(Failed::Store)?;
+    if !cut && rows.len() > STORE_ROWS_MAX {
+        return Err(Failed::TooMany);
+    }
     let entries = rows
         .into_iter()
         .map(|st| {
@@ -70,9 +90,22 @@ pub async fn fetch(s: &WebState, origin: &Origin, q: &WindowQuery) -> Result<Fet
     Ok(Fetched { entries, source: Source::Store(origin.versions.store), keep: settled })
 }
 
+impl From<Failed> for ApiError {
+    fn from(f: Failed) -> Self {
+        match f {
+            Failed::Store(e) => store_error(e),
+            Failed::Refused(r) => ApiError::Refused(r),
+            Failed::TooMany => ApiError::Status(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                json!({ "error": { "message": format!("more than {STORE_ROWS_MAX} events match; narrow the time range, magnitudes or box, or order by time with a limit") } }),
+            ),
+        }
+    }
+}
+
 pub fn store_error(e: crate::store::StoreError) -> ApiError {
     tracing::error!(error = %e, "Store read failed.");
-    ApiError(
+    ApiError::Status(
         StatusCode::SERVICE_UNAVAILABLE,
         json!({ "error": { "message": "the event store is unavailable; retry shortly" } }),
     )
@@ -91,7 +124,8 @@ pub async fn quakes_index(
     if let Some(e) = s.cache.get(&key, enc, origin.current()) {
         return Ok(respond(&e, enc, &headers, "public, max-age=10"));
     }
-    let got = fetch(&s, &origin, &q.window).await?;
+    let cut = matches!(q.order, OrderBy::Time | OrderBy::TimeAsc);
+    let got = fetch(&s, &origin, &q.window, cut).await?;
     let (body, ctype) = render::render(got.entries, &q);
     let e = Arc::new(Encoded::new(&body, enc, ctype));
     if got.keep {
@@ -107,10 +141,10 @@ pub async fn quakes_show(
 ) -> Result<Response, ApiError> {
     let feature: Arc<str> = match s.window.get(&unid) {
         Some(e) => e.feature.clone(),
-        None => match s.store.get(&unid).await.map_err(store_error)? {
+        None => match s.guard.store_read(s.store.get(&unid)).await.map_err(ApiError::Refused)?.map_err(store_error)? {
             Some(st) => st.event.to_feature().to_string().into(),
             None => {
-                return Err(ApiError(
+                return Err(ApiError::Status(
                     StatusCode::NOT_FOUND,
                     json!({ "error": { "parameter": "unid", "message": format!("no event {unid:?}"), "accepted": "an EMSC unid such as 20240411_0000003" } }),
                 ))

@@ -3,7 +3,6 @@
 
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use std::collections::HashMap;
 use std::io::Write;
 use std::sync::Arc;
 
@@ -24,34 +23,77 @@ pub enum AnswerKey {
 }
 
 /// Encoded bodies of recent answers: a repeated page view costs a hash lookup, not a
-/// serialisation and a compression.
-#[derive(Default)]
+/// serialisation and a compression. Bounded in bytes, least recently used first out: requests
+/// that differ only to defeat it (any float changes the key) push out each other, never the
+/// server's memory.
 pub struct BodyCache {
     // No poisoning: see `Window::inner` for the crate's policy on locks. Keyed by the request
     // alone, one slot per encoding, so a lookup borrows the key instead of cloning it.
-    bodies: parking_lot::Mutex<HashMap<AnswerKey, [Option<Kept>; 3]>>,
+    inner: parking_lot::Mutex<Lru>,
+    budget: usize,
+}
+
+struct Lru {
+    bodies: lru::LruCache<AnswerKey, [Option<Kept>; 3]>,
+    bytes: usize,
 }
 
 /// A kept answer and the data version it was made from.
 type Kept = (Source, Arc<Encoded>);
 
-/// Kept requests at most; past it the cache starts over.
-const CACHE_MAX: usize = 512;
+/// What an entry costs besides its body: the key, the slots, the map's bookkeeping.
+const ENTRY_OVERHEAD: usize = 256;
+
+fn cost(slots: &[Option<Kept>; 3]) -> usize {
+    ENTRY_OVERHEAD + slots.iter().flatten().map(|(_, e)| e.body.len() + e.etag.len()).sum::<usize>()
+}
+
+impl Default for BodyCache {
+    fn default() -> Self {
+        Self::new(32 << 20)
+    }
+}
 
 impl BodyCache {
+    /// A cache of at most `budget` bytes of bodies.
+    pub fn new(budget: usize) -> Self {
+        Self { inner: parking_lot::Mutex::new(Lru { bodies: lru::LruCache::unbounded(), bytes: 0 }), budget }
+    }
+
     /// The kept answer, if it was made from the data version that is `current`.
     pub fn get(&self, key: &AnswerKey, enc: Encoding, current: Source) -> Option<Arc<Encoded>> {
-        let c = self.bodies.lock();
-        let (src, e) = c.get(key)?[enc as usize].as_ref()?;
+        let mut c = self.inner.lock();
+        let (src, e) = c.bodies.get(key)?[enc as usize].as_ref()?;
         (*src == current).then(|| e.clone())
     }
 
     pub fn put(&self, key: AnswerKey, enc: Encoding, source: Source, e: Arc<Encoded>) {
-        let mut c = self.bodies.lock();
-        if c.len() >= CACHE_MAX && !c.contains_key(&key) {
-            c.clear();
+        // One answer larger than a quarter of the budget would empty the cache for itself.
+        if e.body.len() > self.budget / 4 {
+            return;
         }
-        c.entry(key).or_default()[enc as usize] = Some((source, e));
+        let mut c = self.inner.lock();
+        let mut slots = c.bodies.pop(&key).unwrap_or_default();
+        c.bytes -= cost(&slots).min(c.bytes);
+        // Kept answers of an older data version are of no use any more.
+        for s in &mut slots {
+            if s.as_ref().is_some_and(|(src, _)| *src != source) {
+                *s = None;
+            }
+        }
+        slots[enc as usize] = Some((source, e));
+        c.bytes += cost(&slots);
+        c.bodies.put(key, slots);
+        while c.bytes > self.budget {
+            let Some((_, old)) = c.bodies.pop_lru() else { break };
+            c.bytes -= cost(&old).min(c.bytes);
+        }
+    }
+
+    /// Bytes held now.
+    #[cfg(test)]
+    pub fn bytes(&self) -> usize {
+        self.inner.lock().bytes
     }
 }
 
@@ -165,5 +207,37 @@ mod tests {
         assert_eq!(h("gzip"), Encoding::Gzip);
         assert_eq!(h("br;q=0, gzip"), Encoding::Gzip);
         assert_eq!(h("identity"), Encoding::Identity);
+    }
+
+    fn key(n: usize) -> AnswerKey {
+        AnswerKey::Quakes(super::super::query::parse(&[("limit".into(), n.to_string())], 0).unwrap().key())
+    }
+
+    #[test]
+    fn the_cache_is_bounded_in_bytes_and_drops_the_least_recently_used() {
+        let c = BodyCache::new(100_000);
+        let body = vec![b'x'; 20_000];
+        for n in 1..=10 {
+            c.put(
+                key(n),
+                Encoding::Identity,
+                Source::Window(1),
+                Arc::new(Encoded::new(&body, Encoding::Identity, "t")),
+            );
+            // The first one stays in use.
+            assert!(c.get(&key(1), Encoding::Identity, Source::Window(1)).is_some(), "{n}");
+            assert!(c.bytes() <= 100_000, "{}", c.bytes());
+        }
+        assert!(c.get(&key(2), Encoding::Identity, Source::Window(1)).is_none(), "the least recently used went");
+        assert!(c.get(&key(10), Encoding::Identity, Source::Window(1)).is_some());
+        assert!(c.get(&key(10), Encoding::Identity, Source::Window(2)).is_none(), "only at its data version");
+        // An answer of more than a quarter of the budget is not kept.
+        c.put(
+            key(11),
+            Encoding::Identity,
+            Source::Window(1),
+            Arc::new(Encoded::new(&[0; 30_000], Encoding::Identity, "t")),
+        );
+        assert!(c.get(&key(11), Encoding::Identity, Source::Window(1)).is_none());
     }
 }

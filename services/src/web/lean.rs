@@ -1,32 +1,45 @@
 //! The event stream written straight to the socket: read the request head, answer, then
-//! one `write_all` per frame; a few kB per client instead of a full HTTP connection.
+//! one `write_all` per frame; a few kB per client instead of a full HTTP connection. Bounded
+//! like the router's stream: places per client and in all, replay length, a write's patience.
 
 use super::sse::{last_event_id, stream_frames};
-use super::window::Window;
+use super::WebState;
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use futures_util::StreamExt;
+use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
 const HEAD_MAX: usize = 8192;
 
-/// The `Last-Event-ID` header or `lastEventId` query parameter of a request head.
-pub(super) fn parse_head(head: &str) -> Option<i64> {
+/// The `Last-Event-ID` header or `lastEventId` query parameter of a request head, and its
+/// headers (for the client's address as the edge reports it).
+pub(super) fn parse_head(head: &str) -> (Option<i64>, HeaderMap) {
     let mut lines = head.split("\r\n");
-    let target = lines.next()?.split(' ').nth(1)?;
+    let target = lines.next().and_then(|l| l.split(' ').nth(1)).unwrap_or("");
     let query = target
         .split_once('?')
         .map(|(_, q)| q)
         .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("lastEventId=")).map(str::to_owned));
-    let header = lines.find_map(|l| {
-        let (k, v) = l.split_once(':')?;
-        k.trim().eq_ignore_ascii_case("last-event-id").then(|| v.trim().to_owned())
-    });
-    last_event_id(header.as_deref(), query.as_deref())
+    let mut headers = HeaderMap::new();
+    for l in lines {
+        let Some((k, v)) = l.split_once(':') else { continue };
+        if let (Ok(k), Ok(v)) = (HeaderName::from_bytes(k.trim().as_bytes()), HeaderValue::from_str(v.trim())) {
+            headers.append(k, v);
+        }
+    }
+    let header = headers.get("last-event-id").and_then(|v| v.to_str().ok());
+    (last_event_id(header, query.as_deref()), headers)
 }
 
-pub(super) async fn serve_stream(mut tcp: tokio::net::TcpStream, window: &Window, shutdown: &CancellationToken) {
-    let last = {
+pub(super) async fn serve_stream(
+    mut tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+    state: &WebState,
+    shutdown: &CancellationToken,
+) {
+    let (last, headers) = {
         let mut head = Vec::with_capacity(1024);
         let mut chunk = [0u8; 1024];
         loop {
@@ -45,26 +58,37 @@ pub(super) async fn serve_stream(mut tcp: tokio::net::TcpStream, window: &Window
         }
         parse_head(&String::from_utf8_lossy(&head))
     };
+    let guard = &state.guard;
+    let _permit = match guard.stream(guard.client(&headers, Some(peer))) {
+        Ok(p) => p,
+        Err(r) => {
+            let _ = tokio::time::timeout(Duration::from_secs(5), tcp.write_all(r.wire().as_bytes())).await;
+            return;
+        }
+    };
     // Subscribed before the answer starts: a client that sees the stream open may rely on
     // every later change coming through it.
-    let frames = stream_frames(window, last);
+    let frames = stream_frames(&state.window, last, guard.limits.replay);
     let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n\
-                x-accel-buffering: no\r\nconnection: close\r\n\r\n";
-    if tcp.write_all(head.as_bytes()).await.is_err() {
+                x-accel-buffering: no\r\nx-content-type-options: nosniff\r\nconnection: close\r\n\r\n";
+    // A client that does not read fills the socket's buffer and then blocks a write: after
+    // this long it is dropped, holding no more than the kernel's buffer meanwhile.
+    let patience = guard.limits.stream_write_timeout;
+    let (mut rd, mut wr) = tcp.split();
+    if !send(&mut wr, head.as_bytes(), patience).await {
         return;
     }
     tokio::pin!(frames);
-    let (mut rd, mut wr) = tcp.split();
     let mut ping = tokio::time::interval(Duration::from_secs(15));
     ping.tick().await;
     let mut sink = [0u8; 64];
     loop {
         tokio::select! {
             f = frames.next() => match f {
-                Some(f) => if wr.write_all(f.to_wire().as_bytes()).await.is_err() { return },
+                Some(f) => if !send(&mut wr, f.to_wire().as_bytes(), patience).await { return },
                 None => return,
             },
-            _ = ping.tick() => if wr.write_all(b": keep-alive\n\n").await.is_err() { return },
+            _ = ping.tick() => if !send(&mut wr, b": keep-alive\n\n", patience).await { return },
             // The client sends nothing more; a read that ends means it went away.
             r = rd.read(&mut sink) => if !matches!(r, Ok(n) if n > 0) { return },
             _ = shutdown.cancelled() => return,
@@ -72,14 +96,20 @@ pub(super) async fn serve_stream(mut tcp: tokio::net::TcpStream, window: &Window
     }
 }
 
+/// Writes `bytes` within `patience`; false when the client is gone or does not read.
+async fn send(wr: &mut tokio::net::tcp::WriteHalf<'_>, bytes: &[u8], patience: Duration) -> bool {
+    matches!(tokio::time::timeout(patience, wr.write_all(bytes)).await, Ok(Ok(())))
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
     fn last_event_id_from_header_or_query() {
         let h = "GET /api/stream HTTP/1.1\r\nHost: x\r\nLast-Event-ID: 42\r\n\r\n";
-        assert_eq!(super::parse_head(h), Some(42));
-        assert_eq!(super::parse_head("GET /api/stream?lastEventId=7 HTTP/1.1\r\n\r\n"), Some(7));
-        assert_eq!(super::parse_head("GET /api/stream HTTP/1.1\r\n\r\n"), None);
-        assert_eq!(super::parse_head("garbage"), None);
+        assert_eq!(super::parse_head(h).0, Some(42));
+        assert_eq!(super::parse_head(h).1.get("host").unwrap(), "x");
+        assert_eq!(super::parse_head("GET /api/stream?lastEventId=7 HTTP/1.1\r\n\r\n").0, Some(7));
+        assert_eq!(super::parse_head("GET /api/stream HTTP/1.1\r\n\r\n").0, None);
+        assert_eq!(super::parse_head("garbage").0, None);
     }
 }

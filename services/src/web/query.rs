@@ -1,7 +1,7 @@
 //! `/api/quakes` parameters, FDSN-style: parsed strictly, each problem named with the form the
 //! parameter accepts, so a bad request is a 400 that says what to change.
 
-use crate::store::WindowQuery;
+use crate::store::{WindowQuery, MAX_SPAN_DAYS};
 use serde::Serialize;
 
 /// A rejected parameter.
@@ -217,10 +217,22 @@ pub fn parse(pairs: &[(String, String)], now_us: i64) -> Result<QuakeQuery, Para
     if q.start_us > q.end_us {
         return Err(err("starttime", "is after endtime", "a starttime before endtime"));
     }
+    // What bounds the store reads of one request (one query per day of the span).
+    if q.end_us - q.start_us > MAX_SPAN_DAYS * 86_400_000_000 {
+        return Err(err(
+            "starttime",
+            format!("spans more than {MAX_SPAN_DAYS} days"),
+            "a range of at most 366 days; ask for longer ones a year at a time",
+        ));
+    }
     bounds(&mut q, bbox)?;
     if q.limit == usize::MAX {
         q.limit = MAX_LIMIT;
     }
+    // The store reads only what the answer keeps: the newest or oldest `limit` events for a
+    // time order; for a magnitude order every event of the range, up to the most one answer
+    // holds (one more tells there are too many).
+    q.oldest = order == OrderBy::TimeAsc;
     Ok(QuakeQuery { window: q, order, format })
 }
 
@@ -278,6 +290,7 @@ mod tests {
             ("bogus=1", "bogus"),
             ("limit=1&limit=2", "limit"),
             ("maxlongitude=NaN", "maxlongitude"),
+            ("starttime=1976-01-01&endtime=2026-01-01", "starttime"),
         ] {
             let e = parse(&p(qs), NOW).unwrap_err();
             assert_eq!(e.parameter, param, "{qs}: {e:?}");

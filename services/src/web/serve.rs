@@ -2,9 +2,9 @@
 //! connection to a general HTTP/1 or HTTP/2 connection of the router.
 
 use super::lean;
-use super::window::Window;
+use super::limits::PeerAddr;
+use super::WebState;
 use axum::Router;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// Serves `app` on `listener` until `shutdown`. A connection whose first request is
@@ -14,11 +14,11 @@ use std::time::Duration;
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: Router,
-    window: Arc<Window>,
+    state: WebState,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> std::io::Result<()> {
     loop {
-        let (tcp, _) = tokio::select! {
+        let (tcp, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(c) => c,
                 // Out of descriptors and the like: wait a moment rather than spin.
@@ -30,12 +30,12 @@ pub async fn serve(
             },
             _ = shutdown.cancelled() => return Ok(()),
         };
-        let (app, window, shutdown) = (app.clone(), window.clone(), shutdown.clone());
+        let (app, state, shutdown) = (app.clone(), state.clone(), shutdown.clone());
         tokio::spawn(async move {
             if opens_with_stream(&tcp).await {
-                lean::serve_stream(tcp, &window, &shutdown).await;
+                lean::serve_stream(tcp, peer, &state, &shutdown).await;
             } else {
-                serve_http(tcp, app, &shutdown).await;
+                serve_http(tcp, peer, app, &shutdown).await;
             }
         });
     }
@@ -65,8 +65,20 @@ async fn opens_with_stream(tcp: &tokio::net::TcpStream) -> bool {
     }
 }
 
-async fn serve_http(tcp: tokio::net::TcpStream, app: Router, shutdown: &tokio_util::sync::CancellationToken) {
+async fn serve_http(
+    tcp: tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
+    app: Router,
+    shutdown: &tokio_util::sync::CancellationToken,
+) {
     use hyper_util::rt::{TokioExecutor, TokioIo};
+    use tower::ServiceExt;
+    // Every request of the connection knows its peer (the client's address when no edge
+    // header names it).
+    let app = app.map_request(move |mut req: axum::http::Request<hyper::body::Incoming>| {
+        req.extensions_mut().insert(PeerAddr(peer));
+        req
+    });
     let service = hyper_util::service::TowerToHyperService::new(app);
     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(tcp), service);

@@ -1,12 +1,14 @@
 //! Server-Sent Events of new and updated events: what a client gets on connect (hello, what it
 //! missed or `reset`), then every change; framed for axum's SSE or for the lean writer.
 
+use super::limits::PeerAddr;
 use super::window::{Change, Window};
 use super::WebState;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use futures_util::stream::{self, Stream, StreamExt};
 use serde_json::json;
 use std::collections::HashMap;
@@ -42,16 +44,21 @@ impl StreamFrame {
     }
 }
 
-/// What a client gets: `hello`, then what it missed since `last` (or `reset`), then every
-/// change as it happens; a client that falls behind the bounded buffer gets `reset`.
-pub fn stream_frames(window: &Window, last: Option<i64>) -> impl Stream<Item = StreamFrame> + Send + 'static {
+/// What a client gets: `hello`, then what it missed since `last` (or `reset` when that is more
+/// than `max_replay` changes or more than the window holds), then every change as it happens;
+/// a client that falls behind the bounded buffer gets `reset`.
+pub fn stream_frames(
+    window: &Window,
+    last: Option<i64>,
+    max_replay: usize,
+) -> impl Stream<Item = StreamFrame> + Send + 'static {
     // Subscribe before reading the backlog so nothing falls between the two; what is in both is
     // told apart by arrival position, not by feed id (feed ids may arrive out of order).
     let rx = window.subscribe();
     let (missed, sent) = window.resume(last);
     let backlog: Vec<StreamFrame> = match missed {
-        Some(m) => m.into_iter().map(StreamFrame::Change).collect(),
-        None => vec![StreamFrame::Reset],
+        Some(m) if m.len() <= max_replay => m.into_iter().map(StreamFrame::Change).collect(),
+        _ => vec![StreamFrame::Reset],
     };
     let hello = StreamFrame::Hello(window.len());
     let live = stream::unfold(rx, move |mut rx| async move {
@@ -80,19 +87,31 @@ pub(super) fn last_event_id(header: Option<&str>, query: Option<&str>) -> Option
 
 /// `GET /api/stream` over a general HTTP connection (a keep-alive connection that served other
 /// requests first); connections that open with this request take the lean path in [`serve`].
+/// Bounded like the lean path: streams per client and in all, replay length.
 pub(super) async fn stream_events(
     State(s): State<WebState>,
+    peer: Option<Extension<PeerAddr>>,
     headers: HeaderMap,
     Query(params): Query<HashMap<String, String>>,
-) -> impl IntoResponse {
+) -> Response {
+    let client = s.guard.client(&headers, peer.map(|Extension(PeerAddr(p))| p));
+    let permit = match s.guard.stream(client) {
+        Ok(p) => p,
+        Err(r) => return r.response(),
+    };
     let last = last_event_id(
         headers.get("last-event-id").and_then(|v| v.to_str().ok()),
         params.get("lastEventId").map(String::as_str),
     );
+    // The permit lives as long as the stream: the place is given back when the client goes.
     let all: std::pin::Pin<Box<dyn Stream<Item = Result<SseEvent, Infallible>> + Send>> =
-        Box::pin(stream_frames(&s.window, last).map(|f| Ok(f.to_sse())));
+        Box::pin(stream_frames(&s.window, last, s.guard.limits.replay).map(move |f| {
+            let _held = &permit;
+            Ok(f.to_sse())
+        }));
     (
         [(header::CACHE_CONTROL, "no-cache"), (header::HeaderName::from_static("x-accel-buffering"), "no")],
         Sse::new(all).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))),
     )
+        .into_response()
 }

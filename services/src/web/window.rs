@@ -111,6 +111,10 @@ pub struct Window {
     tx: broadcast::Sender<Change>,
     /// True once the first page of the change feed is in: `/readyz` waits for it.
     loaded_flag: Arc<std::sync::atomic::AtomicBool>,
+    /// Whether the last read of the change feed succeeded: `/readyz` reports the store from
+    /// it, so a probe costs no call of its own (DescribeTable is a control-plane call with a
+    /// low account quota, and `/readyz` is asked by every load balancer node).
+    feed_flag: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Window {
@@ -136,6 +140,7 @@ impl Window {
             feed_overlap: 0,
             tx,
             loaded_flag: Arc::default(),
+            feed_flag: Arc::default(),
         }
     }
 
@@ -165,6 +170,11 @@ impl Window {
     /// The flag behind [`Window::loaded`], for readiness checks.
     pub fn loaded_flag(&self) -> Arc<std::sync::atomic::AtomicBool> {
         self.loaded_flag.clone()
+    }
+
+    /// True while the store's change feed answers (see `feed_flag`).
+    pub fn feed_flag(&self) -> Arc<std::sync::atomic::AtomicBool> {
+        self.feed_flag.clone()
     }
 
     pub fn len(&self) -> usize {
@@ -344,6 +354,7 @@ pub async fn follow(
         match store.changes_since(cursor, 5000).await {
             Ok(page) => {
                 failures = 0;
+                window.feed_flag.store(true, std::sync::atomic::Ordering::Relaxed);
                 let full = page.events.len() >= 5000;
                 window.apply(page.events, page.cursor, now());
                 if full {
@@ -352,6 +363,7 @@ pub async fn follow(
             }
             Err(e) => {
                 failures += 1;
+                window.feed_flag.store(false, std::sync::atomic::Ordering::Relaxed);
                 if failures == 1 || failures.is_multiple_of(60) {
                     tracing::warn!(error = %e, "Change feed read failed; retrying.");
                 }
@@ -468,7 +480,7 @@ mod tests {
 
     /// The ids of the first `n` changes a client gets.
     fn first_ids(w: &Window, last: Option<i64>, n: usize) -> impl std::future::Future<Output = Vec<i64>> {
-        let frames = crate::web::stream_frames(w, last);
+        let frames = crate::web::stream_frames(w, last, usize::MAX);
         async move {
             frames
                 .filter_map(|f| async move {

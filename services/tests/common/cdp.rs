@@ -24,6 +24,11 @@ pub struct Browser {
     pub errors: Arc<Mutex<Vec<String>>>,
     /// Bytes received over the network (compressed, headers included), for page weight.
     pub received: Arc<Mutex<f64>>,
+    /// Every response: URL and HTTP status.
+    pub responses: Arc<Mutex<Vec<(String, u16)>>>,
+    /// What the browser reported as errors besides exceptions: `console.error`, failed loads,
+    /// Content-Security-Policy violations.
+    pub console: Arc<Mutex<Vec<String>>>,
 }
 
 impl Browser {
@@ -81,6 +86,8 @@ impl Browser {
         let dialogs: Arc<Mutex<Vec<String>>> = Arc::default();
         let errors: Arc<Mutex<Vec<String>>> = Arc::default();
         let received: Arc<Mutex<f64>> = Arc::default();
+        let responses: Arc<Mutex<Vec<(String, u16)>>> = Arc::default();
+        let console: Arc<Mutex<Vec<String>>> = Arc::default();
         let p = pending.clone();
         tokio::spawn(async move {
             let mut id = 0u64;
@@ -95,6 +102,7 @@ impl Browser {
         });
         let (p, r, d, e, bytes) =
             (pending.clone(), requests.clone(), dialogs.clone(), errors.clone(), received.clone());
+        let (resp, cons) = (responses.clone(), console.clone());
         let tx2 = tx.clone();
         tokio::spawn(async move {
             while let Some(Ok(Message::Text(t))) = stream.next().await {
@@ -122,12 +130,23 @@ impl Browser {
                     Some("Runtime.exceptionThrown") => {
                         e.lock().unwrap().push(v["params"]["exceptionDetails"].to_string())
                     }
+                    Some("Network.responseReceived") => {
+                        let res = &v["params"]["response"];
+                        let status = u16::try_from(res["status"].as_u64().unwrap_or(0)).unwrap_or(0);
+                        resp.lock().unwrap().push((res["url"].as_str().unwrap_or("").to_owned(), status));
+                    }
+                    Some("Log.entryAdded") if v["params"]["entry"]["level"] == "error" => {
+                        cons.lock().unwrap().push(v["params"]["entry"].to_string())
+                    }
+                    Some("Runtime.consoleAPICalled") if v["params"]["type"] == "error" => {
+                        cons.lock().unwrap().push(v["params"]["args"].to_string())
+                    }
                     _ => {}
                 }
             }
         });
-        let b = Self { child, _profile: profile, tx, requests, dialogs, errors, received };
-        for m in ["Page.enable", "Network.enable", "Runtime.enable"] {
+        let b = Self { child, _profile: profile, tx, requests, dialogs, errors, received, responses, console };
+        for m in ["Page.enable", "Network.enable", "Runtime.enable", "Log.enable"] {
             b.call(m, json!({})).await;
         }
         b

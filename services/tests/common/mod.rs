@@ -383,13 +383,14 @@ impl LiveStack {
             quake::web::now_us,
             stop.clone(),
         ));
+        let state = quake::web::WebState::new(window.clone(), store.clone(), assets_dir());
         let app = quake::web::app(
-            quake::web::WebState::new(window.clone(), store.clone(), assets_dir()),
+            state.clone(),
             quake::ops::OpsState { metrics: pipeline.metrics.clone(), checks: vec![], store: Some(store) },
         );
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(quake::web::serve(listener, app, window.clone(), stop.clone()));
+        tokio::spawn(quake::web::serve(listener, app, state, stop.clone()));
         let emsc = FakeEmsc::start(frames).await;
         let mut cfg = quake::producer::LiveConfig::new(&emsc.ws_url, &emsc.fdsn_url);
         cfg.backfill_hours = 0;

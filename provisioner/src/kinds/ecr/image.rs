@@ -70,7 +70,14 @@ pub static KIND: Kind = Kind {
             FieldType::StringMap,
             None,
             Update::Setting,
-            "Other files in the image: path in the image = host file or directory (relative to the stack file).",
+            "Other files in the image: path in the image = host file or directory (relative to the stack file). A directory holding an `index.html` is a web page: every file it or its modules load must be in it.",
+        ),
+        Field::optional(
+            "exclude",
+            FieldType::List(&FieldType::String),
+            None,
+            Update::Setting,
+            "Names left out of the directories in `files`, at any depth (what only development uses, e.g. \"node_modules\").",
         ),
         Field::optional(
             "architecture",
@@ -102,7 +109,7 @@ pub static KIND: Kind = Kind {
 /// The longest name whose tags (`<name>-YYYYMMDDTHHMMSSZ-<64 hex>`) fit OCI's 128 characters.
 const MAX_NAME: usize = 128 - 1 - 16 - 1 - 64;
 
-fn check(r: &Resource, _: &Stack, d: &mut Diags) {
+fn check(r: &Resource, stack: &Stack, d: &mut Diags) {
     match (r.str("package"), r.str("executable")) {
         (Some(_), Some((_, span))) => d.error(
             "image-source",
@@ -131,12 +138,39 @@ fn check(r: &Resource, _: &Stack, d: &mut Diags) {
             );
         }
     }
+    pages(r, stack, d);
     if r.name.len() > MAX_NAME {
         d.error(
             "name-too-long",
             r.span.clone(),
             format!("image name `{}` is longer than {MAX_NAME} characters (its tags carry it)", r.name),
             None,
+        );
+    }
+}
+
+/// Every web page in the image (an `index.html` among `files`) holds what it loads, so a
+/// module added to the page and left out of the image is refused here, not found by users as
+/// a 404 and a blank map.
+fn pages(r: &Resource, stack: &Stack, d: &mut Diags) {
+    let Some((crate::stack::Val::Table(files), span)) = r.fields.get("files") else { return };
+    let exclude: Vec<String> = match r.fields.get("exclude") {
+        Some((crate::stack::Val::List(l), _)) => l.iter().filter_map(|(v, _)| v.as_str().map(str::to_owned)).collect(),
+        _ => Vec::new(),
+    };
+    let dir = std::path::Path::new(&stack.file).parent().unwrap_or(std::path::Path::new("."));
+    let hosts: Vec<(String, std::path::PathBuf)> =
+        files.iter().filter_map(|(at, (host, _))| Some((at.clone(), dir.join(host.as_str()?)))).collect();
+    for m in image::page::missing(&image::page::listing(&hosts, &exclude)) {
+        d.error(
+            "page-file-missing",
+            span.clone(),
+            format!("{}: `{}` loads `{}`, which the image would not hold", r.address(), m.from, m.wanted),
+            Some(
+                "take the page's directory whole (\"/assets/web\" = \"../assets/web\"), build its libraries \
+                 (`make web`), or remove the name from `exclude`"
+                    .into(),
+            ),
         );
     }
 }
@@ -153,6 +187,8 @@ struct Attrs {
     executable: Option<String>,
     #[serde(default, deserialize_with = "crate::provider::null_as_empty")]
     files: BTreeMap<String, String>,
+    #[serde(default, deserialize_with = "crate::provider::null_as_empty")]
+    exclude: Vec<String>,
     architecture: Option<String>,
     digest: Option<String>,
 }
@@ -219,7 +255,8 @@ impl Ops for ImageKind {
             (None, None) => return Err("needs `package` or `executable`".into()),
         };
         let files = a.files.iter().map(|(at, host)| (at.clone(), dir.join(host))).collect();
-        let spec = Spec { binary, name, arch, epoch: Spec::epoch_from_env().map_err(|e| e.to_string())?, files };
+        let epoch = Spec::epoch_from_env().map_err(|e| e.to_string())?;
+        let spec = Spec { binary, name, arch, epoch, files, exclude: a.exclude };
         let built = image::build(&spec).map_err(|e| e.to_string())?;
         image::keep(&built);
         Ok(Map::from_iter([("digest".to_owned(), json!(built.digest()))]))

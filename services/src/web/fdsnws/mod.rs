@@ -6,8 +6,9 @@
 pub mod params;
 pub mod quakeml;
 
-use super::api::{fetch, minute_anchor, Origin};
+use super::api::{fetch, minute_anchor, Failed, Origin, STORE_ROWS_MAX};
 use super::body::{respond, AnswerKey, Encoded, Encoding};
+use super::limits::Refused;
 use super::render::{geojson, sort};
 use super::window::Entry;
 use super::WebState;
@@ -91,12 +92,13 @@ async fn query(
     if let Some(id) = &q.eventid {
         let entry = match s.window.get(id) {
             Some(e) => Some(e),
-            None => match s.store.get(id).await {
-                Ok(st) => st.map(|st| {
+            None => match s.guard.store_read(s.store.get(id)).await {
+                Ok(Ok(st)) => st.map(|st| {
                     let feature = st.event.to_feature().to_string().into();
                     Arc::new(Entry { stored: st, feature })
                 }),
-                Err(e) => return unavailable(e, fail),
+                Ok(Err(e)) => return unavailable(e, fail),
+                Err(r) => return refused(r, fail),
             },
         };
         return match entry {
@@ -112,10 +114,18 @@ async fn query(
     if let Some(e) = s.cache.get(&key, enc, origin.current()) {
         return respond(&e, enc, &headers, "public, max-age=10");
     }
-    let got = match fetch(&s, &origin, &q.window).await {
+    // FDSN's own filters (depth, circle, type, ...) and offsets apply after the read: the store
+    // reads the whole range, up to the most one answer may hold.
+    let got = match fetch(&s, &origin, &q.window, false).await {
         Ok(g) => g,
-        // `fetch` logged the store's error already.
-        Err(_) => return fail(StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE.into()).into_response(),
+        Err(Failed::Store(e)) => return unavailable(e, fail),
+        Err(Failed::Refused(r)) => return refused(r, fail),
+        Err(Failed::TooMany) => {
+            let detail = format!(
+                "More than {STORE_ROWS_MAX} events lie in the time range and box; one answer holds at most {MAX_EVENTS}. Narrow it."
+            );
+            return fail(StatusCode::PAYLOAD_TOO_LARGE, detail).into_response();
+        }
     };
     let mut entries: Vec<Arc<Entry>> = got.entries.into_iter().filter(|e| q.matches(&e.stored.event)).collect();
     let n = entries.len().saturating_sub(q.skip).min(q.limit.unwrap_or(usize::MAX));
@@ -139,6 +149,13 @@ async fn query(
 }
 
 const UNAVAILABLE: &str = "The event store is unavailable; retry shortly.";
+
+/// A request turned away by a bound, in FDSN's error format, with `Retry-After`.
+fn refused(r: Refused, fail: impl FnOnce(StatusCode, String) -> FdsnError) -> Response {
+    let mut res = fail(r.status(), format!("{}.", r.message())).into_response();
+    res.headers_mut().insert(header::RETRY_AFTER, r.retry_after().into());
+    res
+}
 
 fn unavailable(e: impl std::fmt::Display, fail: impl FnOnce(StatusCode, String) -> FdsnError) -> Response {
     tracing::error!(error = %e, "Store read failed.");

@@ -127,7 +127,7 @@ pub fn arc_degrees(lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> f64 {
 /// The most events one answer holds; more need `limit` and `offset` or a narrower request.
 pub const MAX_EVENTS: usize = 50_000;
 /// The longest origin-time range one request may span (the store reads one day per query).
-pub const MAX_SPAN_DAYS: i64 = 366;
+pub use crate::store::MAX_SPAN_DAYS;
 /// The range when `starttime` is not given: the 30 days before `endtime`, as USGS's node does.
 pub const DEFAULT_DAYS: i64 = 30;
 
