@@ -292,10 +292,26 @@ fn cost(stack: &Stack, actual: &Actual, after: &[(String, &'static Kind, Value)]
         .filter(|a| actual.contains_key(*a))
         .chain(actual.keys().filter(|a| stack.get(a).is_none()))
         .collect();
-    let before: Vec<Item<'_>> = order
+    // Settings are the tool's, never read back: what exists has them as the stack says (a
+    // distribution's `traffic` decides which usage prices it on both sides).
+    let wanted: BTreeMap<&String, &Value> = after.iter().map(|(a, _, v)| (a, v)).collect();
+    let have: Vec<(String, &'static Kind, Value)> = order
         .into_iter()
-        .filter_map(|a| actual.get(a).map(|(k, v)| Item { address: a.clone(), kind: k, attrs: v, region: region(v) }))
+        .filter_map(|a| {
+            let (k, v) = actual.get(a)?;
+            let mut v = v.clone();
+            if let (Some(w), Some(obj)) = (wanted.get(a), v.as_object_mut()) {
+                for f in k.all_fields().filter(|f| f.update == Update::Setting) {
+                    if let Some(x) = w.get(f.name) {
+                        obj.insert(f.name.to_owned(), x.clone());
+                    }
+                }
+            }
+            Some((a.clone(), *k, v))
+        })
         .collect();
+    let before: Vec<Item<'_>> =
+        have.iter().map(|(a, k, v)| Item { address: a.clone(), kind: k, attrs: v, region: region(v) }).collect();
     let after: Vec<Item<'_>> =
         after.iter().map(|(a, k, v)| Item { address: a.clone(), kind: k, attrs: v, region: region(v) }).collect();
     delta(&breakdown(&before, &stack.prices, &stack.usage), &breakdown(&after, &stack.prices, &stack.usage))

@@ -1612,7 +1612,8 @@ async fn a_fargate_service_rolls_out_and_scales() {
     assert!(d.map(|d| d.services().iter().all(|s| s.status() != Some("ACTIVE"))).unwrap_or(true));
 }
 
-/// The whole production stack - network, application layer and the FinOps site, 47 resources
+/// The whole production stack - network, application layer, the map's CloudFront distribution
+/// and VPC origin, and the FinOps site, 48 resources
 /// in three regions - applied from empty on moto, planned empty, and destroyed with nothing the
 /// stack tagged left in any service (checked with each service's SDK). moto ignores global-table replicas and never
 /// runs a Fargate task, so the proxy EMULATES AWS's documented answers for both (labelled in
@@ -1623,10 +1624,14 @@ async fn the_full_production_stack() {
     let moto = Moto::start().await;
     let proxy = production_peers(&moto).await;
     let ep = proxy.url.clone();
+    // The services' own binary in the image (this build's, not a release build: the image is
+    // made, pushed and run exactly as the stack ships it), so the test below can run it.
+    let quake = format!("executable = \"{}\"", common::quake_binary().display());
     let (_d, stack) = variant(
         PROD,
         "full",
         &[
+            ("executable = \"/usr/bin/true\"", &quake),
             ("deletion_protection = true", "deletion_protection = false"),
             ("deletion_protection = true", "deletion_protection = false"),
             ("separate_logging_host = \"false\"", "separate_logging_host = \"true\""),
@@ -1640,7 +1645,7 @@ async fn the_full_production_stack() {
     );
     let r = run(&ep, &["apply", &stack, "--yes"]);
     ok(&r, 0, "apply from empty");
-    assert!(r.1.contains("47 added"), "{}", r.1);
+    assert!(r.1.contains("48 added"), "{}", r.1);
     let calls = proxy.take_calls();
     // One command ends with where to look: the map and Grafana on the logging host.
     let printed = r.1.split("\nOutputs:\n").nth(1).unwrap_or_else(|| panic!("no outputs printed:\n{}", r.1));
@@ -1650,7 +1655,8 @@ async fn the_full_production_stack() {
             .find_map(|l| l.strip_prefix(&format!("{name} = ")))
             .unwrap_or_else(|| panic!("{name}: {printed}"))
     };
-    assert!(url("map").starts_with("http://") && url("map").contains(".elb.amazonaws.com"), "{printed}");
+    // The map over HTTPS, at CloudFront's name: no domain needed.
+    assert!(url("map").starts_with("https://") && url("map").contains(".cloudfront.net"), "{printed}");
     let ec2 = moto.ec2();
     let out: serde_json::Value = serde_json::from_str(&run(&ep, &["outputs", &stack, "--json"]).1).unwrap();
     let host = |address: &str| {
@@ -1705,9 +1711,34 @@ async fn the_full_production_stack() {
     for c in &plan_calls {
         *by_action.entry(c.action.rsplit('.').next().unwrap_or(&c.action)).or_default() += 1;
     }
-    eprintln!("plan of the in-sync production stack: {} calls for 47 resources: {by_action:?}", plan_calls.len());
+    eprintln!("plan of the in-sync production stack: {} calls for 48 resources: {by_action:?}", plan_calls.len());
     let out: serde_json::Value = serde_json::from_str(&run(&ep, &["outputs", &stack, "--json"]).1).unwrap();
-    assert!(out["load_balancer.web"]["url"].as_str().is_some_and(|u| u.starts_with("http://")), "the map's URL: {out}");
+    assert_eq!(out["outputs"]["map"], out["cloudfront_distribution.web"]["url"], "the map's URL: {out}");
+    // Nothing reaches the load balancer around CloudFront: internal, in subnets without a route
+    // to the internet; CloudFront reaches it through its VPC origin; the WAF is CloudFront's.
+    let lb = moto.elb().describe_load_balancers().names("full-web").send().await.unwrap();
+    assert_eq!(lb.load_balancers()[0].scheme().map(|s| s.as_str()), Some("internal"));
+    let cf = moto.client::<aws_sdk_cloudfront::Client>(common::REGION);
+    let map_id = out["cloudfront_distribution.web"]["id"].as_str().unwrap();
+    let d = cf.get_distribution_config().id(map_id).send().await.unwrap();
+    let c = d.distribution_config().unwrap();
+    assert_eq!(c.web_acl_id(), out["waf_web_acl.web"]["arn"].as_str(), "the WAF sees the client's address");
+    assert!(c.web_acl_id().is_some_and(|a| a.contains(":global/")), "a CloudFront-scope ACL");
+    let stream = &c.cache_behaviors().unwrap().items()[0];
+    assert_eq!(stream.path_pattern(), "/api/stream");
+    assert_eq!(stream.cache_policy_id(), Some("4135ea2d-6df8-44a3-9df3-4b5a84be39ad"), "the stream is never cached");
+    assert_eq!(
+        c.default_cache_behavior().unwrap().viewer_protocol_policy().as_str(),
+        "redirect-to-https",
+        "HTTP redirects to HTTPS"
+    );
+    // EMULATED (moto has no VPC origins: the proxy plays CloudFront's documented answers).
+    let vo = out["cloudfront_vpc_origin.web"]["id"].as_str().unwrap();
+    let through_proxy: aws_sdk_cloudfront::Client =
+        provisioner::provider::Service::build(&common::conf_of(&ep, common::REGION, ("test", "test", None)));
+    let got = through_proxy.get_vpc_origin().id(vo).send().await.unwrap();
+    let endpoint = got.vpc_origin().unwrap().vpc_origin_endpoint_config().unwrap();
+    assert_eq!(Some(endpoint.arn()), out["load_balancer.web"]["arn"].as_str(), "the VPC origin reaches the balancer");
     let replica = calls.iter().find(|c| c.action.ends_with("UpdateTable") && c.body.contains("eu-west-1"));
     assert!(replica.is_some(), "the replica region from the variable is requested");
 

@@ -26,8 +26,11 @@ fn close(what: &str, got: f64, want: f64) {
 fn the_production_stack_costs_what_the_hand_computes() {
     let h = 730.0;
     // ALB hours; LCUs from 172,800 requests a month (0.00263 new connections a second / 25
-    // beats 0.05 GB / 730 h); two public addresses; 0.05 GB out inside the free 100 GB.
-    let alb = h * 0.027 + (172_800.0 / (h * 3600.0) / 25.0) * h * 0.008 + 2.0 * h * 0.005;
+    // beats 0.05 GB / 730 h). Internal behind CloudFront: no public address, no data out.
+    let alb = h * 0.027 + (172_800.0 / (h * 3600.0) / 25.0) * h * 0.008;
+    // The map's distribution: 0.1728 million requests and 0.05 GB out, with the FinOps site's,
+    // inside CloudFront's free 10 million and 1 TB.
+    let map_cdn = 0.0;
     // The ACL, a rate rule and two managed groups, 0.1728 million requests.
     let waf = 5.0 + 3.0 + 0.1728 * 0.60;
     // 86,400 writes to the table and its two indexes, 600,000 reads, 0.1 GB x 3 stored (free),
@@ -58,6 +61,7 @@ fn the_production_stack_costs_what_the_hand_computes() {
         ("sns_topic.alerts", 0.0),
         ("s3_bucket.finops", bucket),
         ("cloudfront_distribution.finops", cdn),
+        ("cloudfront_distribution.web", map_cdn),
         ("cognito_user_pool.finops", 0.0),
     ];
     let (code, out, err) = cost(&["stacks/prod.toml", "--json"]);

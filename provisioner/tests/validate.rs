@@ -29,8 +29,8 @@ const CORPUS: &[(&str, &str, &str, &str)] = &[
     ("syntax: unclosed string", "cidr = \"10.0.0.0/16\"", "cidr = \"10.0.0.0/16", "syntax"),
     (
         "syntax: missing value",
-        "az = \"a\"\npublic_ip_on_launch = true\n\n[subnet.public_b]",
-        "az = \n\n[subnet.public_b]",
+        "az = \"a\"\npublic_ip_on_launch = true\n\n[subnet.web_b]",
+        "az = \n\n[subnet.web_b]",
         "syntax",
     ),
     ("syntax: duplicate table", "[subnet.web_b]", "[subnet.web_a]", "syntax"),
@@ -41,7 +41,7 @@ const CORPUS: &[(&str, &str, &str, &str)] = &[
     ("unknown kind: made up", "[internet_gateway.main]", "[gateway.main]", "unknown-kind"),
     ("unknown field in vpc", "cidr = \"10.0.0.0/16\"", "cidr = \"10.0.0.0/16\"\ncidr_block = \"x\"", "unknown-field"),
     ("unknown field in subnet", "az = \"b\"", "az = \"b\"\nzone = \"b\"", "unknown-field"),
-    ("unknown field in rule", "description = \"HTTP\"", "descr = \"HTTP\"", "unknown-field"),
+    ("unknown field in rule", "description = \"CloudFront's VPC origin\"", "descr = \"x\"", "unknown-field"),
     ("unknown field in route", "destination = \"0.0.0.0/0\"", "dest = \"0.0.0.0/0\"", "unknown-field"),
     (
         "unknown field in stack",
@@ -51,8 +51,8 @@ const CORPUS: &[(&str, &str, &str, &str)] = &[
     ),
     (
         "wrong type: bool as string",
-        "public_ip_on_launch = true\n\n[subnet.public_b]",
-        "public_ip_on_launch = \"yes\"\n\n[subnet.public_b]",
+        "public_ip_on_launch = true\n\n[subnet.web_b]",
+        "public_ip_on_launch = \"yes\"\n\n[subnet.web_b]",
         "wrong-type",
     ),
     ("wrong type: cidr as number", "cidr = \"10.0.0.0/16\"", "cidr = 10", "wrong-type"),
@@ -65,8 +65,8 @@ const CORPUS: &[(&str, &str, &str, &str)] = &[
     ),
     (
         "wrong type: subnets as string",
-        "subnets = [\"subnet.public_a\", \"subnet.public_b\", \"subnet.web_a\", \"subnet.web_b\", \"subnet.hosts\"]",
-        "subnets = \"subnet.public_a\"",
+        "subnets = [\"subnet.web_a\", \"subnet.web_b\", \"subnet.hosts\"]",
+        "subnets = \"subnet.web_a\"",
         "wrong-type",
     ),
     (
@@ -93,7 +93,7 @@ const CORPUS: &[(&str, &str, &str, &str)] = &[
     ("missing field: subnet az", "cidr = \"10.0.1.0/24\"\naz = \"b\"", "cidr = \"10.0.1.0/24\"", "missing-field"),
     (
         "missing field: sg description",
-        "description = \"Load balancer: HTTP and HTTPS from anywhere\"",
+        "description = \"Internal load balancer: HTTP from CloudFront's VPC origin in its subnets\"",
         "",
         "missing-field",
     ),
@@ -129,7 +129,7 @@ const CORPUS: &[(&str, &str, &str, &str)] = &[
     (
         "wrong reference kind",
         "[subnet.web_a]\nvpc = \"vpc.main\"",
-        "[subnet.web_a]\nvpc = \"subnet.public_a\"",
+        "[subnet.web_a]\nvpc = \"subnet.lb_a\"",
         "wrong-reference",
     ),
     (
@@ -144,8 +144,8 @@ const CORPUS: &[(&str, &str, &str, &str)] = &[
     ("bad cidr: ipv6", "cidr = \"10.0.10.0/24\"", "cidr = \"fd00::/64\"", "bad-cidr"),
     (
         "bad cidr: rule",
-        "cidr = \"0.0.0.0/0\", description = \"HTTPS\"",
-        "cidr = \"0.0.0.0\", description = \"HTTPS\"",
+        "cidr = \"0.0.0.0/0\", description = \"AWS APIs, image pulls\"",
+        "cidr = \"0.0.0.0\", description = \"AWS APIs, image pulls\"",
         "bad-cidr",
     ),
     ("overlapping subnets", "cidr = \"10.0.11.0/24\"", "cidr = \"10.0.10.0/23\"", "overlapping-subnets"),
@@ -153,8 +153,8 @@ const CORPUS: &[(&str, &str, &str, &str)] = &[
     ("subnet outside its vpc", "cidr = \"10.0.20.0/24\"", "cidr = \"10.1.20.0/24\"", "subnet-outside-vpc"),
     (
         "unknown az letter",
-        "az = \"b\"\npublic_ip_on_launch = true\n\n[subnet.web_a]",
-        "az = \"d\"\npublic_ip_on_launch = true\n\n[subnet.web_a]",
+        "az = \"b\"\npublic_ip_on_launch = true\n\n[subnet.hosts]",
+        "az = \"d\"\npublic_ip_on_launch = true\n\n[subnet.hosts]",
         "unknown-az",
     ),
     (
@@ -169,7 +169,7 @@ const CORPUS: &[(&str, &str, &str, &str)] = &[
     ("bad enum: protocol", "protocol = \"tcp\", from_port = 9092", "protocol = \"tpc\", from_port = 9092", "bad-value"),
     ("bad enum: service", "service = \"s3\"", "service = \"sqs\"", "bad-value"),
     ("port out of range", "from_port = 443,", "from_port = 70443,", "out-of-range"),
-    ("rule without peer", ", cidr = \"0.0.0.0/0\", description = \"HTTP\"", ", description = \"HTTP\"", "bad-rule"),
+    ("rule without peer", ", cidr = \"10.0.0.0/23\", description", ", description", "bad-rule"),
     (
         "rule with two peers",
         "group = \"security_group.alb\", description",
@@ -193,8 +193,8 @@ const CORPUS: &[(&str, &str, &str, &str)] = &[
     ("bad resource name", "[subnet.hosts]", "[subnet.\"ho sts\"]", "bad-name"),
     (
         "wrong type: az as number",
-        "az = \"a\"\npublic_ip_on_launch = true\n\n[subnet.public_b]",
-        "az = 1\npublic_ip_on_launch = true\n\n[subnet.public_b]",
+        "az = \"a\"\npublic_ip_on_launch = true\n\n[subnet.web_b]",
+        "az = 1\npublic_ip_on_launch = true\n\n[subnet.web_b]",
         "wrong-type",
     ),
     // The application layer's kinds.
@@ -211,11 +211,11 @@ const CORPUS: &[(&str, &str, &str, &str)] = &[
         "bad-arn",
     ),
     ("forward without a target group", "port = 80\ntarget_group = \"target_group.web\"\n", "port = 80\n", "forward-without-target"),
-    ("load balancer in one subnet", "subnets = [\"subnet.public_a\", \"subnet.public_b\"]", "subnets = [\"subnet.public_a\"]", "alb-subnets"),
+    ("load balancer in one subnet", "subnets = [\"subnet.lb_a\", \"subnet.lb_b\"]", "subnets = [\"subnet.lb_a\"]", "alb-subnets"),
     (
         "load balancer name too long for ELBv2",
         "[load_balancer.web]",
-        "[load_balancer.a_very_long_name_for_a_balancer]\nsubnets = [\"subnet.public_a\", \"subnet.public_b\"]\n\n[load_balancer.web]",
+        "[load_balancer.a_very_long_name_for_a_balancer]\nsubnets = [\"subnet.lb_a\", \"subnet.lb_b\"]\n\n[load_balancer.web]",
         "bad-elb-name",
     ),
     ("Fargate memory AWS refuses for the CPU (moto accepts it)", "memory = 512", "memory = 4096", "fargate-size"),
@@ -227,11 +227,16 @@ const CORPUS: &[(&str, &str, &str, &str)] = &[
     ("not an AWS managed rule group", "\"AWSManagedRulesCommonRuleSet\"", "\"CommonRuleSet\"", "bad-rule-group"),
     (
         "CloudFront-scope ACL outside us-east-1",
-        "default_action = \"allow\"",
-        "scope = \"CLOUDFRONT\"\ndefault_action = \"allow\"",
+        "region = \"us-east-1\"\ntraffic = \"web\"",
+        "traffic = \"web\"",
         "cloudfront-scope-region",
     ),
-    ("association not named after its load balancer", "[waf_association.web]", "[waf_association.main]", "association-name"),
+    (
+        "a VPC origin of no load balancer",
+        "load_balancer = \"load_balancer.web\"\n\n[cloudfront_distribution.web]",
+        "load_balancer = \"target_group.web\"\n\n[cloudfront_distribution.web]",
+        "wrong-reference",
+    ),
     ("unknown replica region", "replica_region = \"eu-west-1\"", "replica_region = \"eu-west-9\"", "bad-value"),
     ("unknown region of a resource", "[log_group.web]", "[log_group.web]\nregion = \"eu-centrall-1\"", "bad-value"),
     (

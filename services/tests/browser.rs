@@ -237,3 +237,107 @@ async fn every_distinct_replay_event_in_the_seven_day_view() {
     }
     stack.stop().await;
 }
+
+/// A local TLS front playing the edge (CloudFront ends TLS for the map in production): a
+/// certificate for `localhost` made by openssl, each connection's bytes relayed to the plain
+/// HTTP server behind. Returns the front's port and the certificate's SPKI hash, which
+/// Chromium is told to trust.
+async fn tls_front(upstream: &str) -> (u16, String, tempfile::TempDir) {
+    use std::process::Command;
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let st = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=DNS:localhost", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl runs");
+    assert!(st.success(), "openssl made a certificate");
+    let spki = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "openssl x509 -pubkey -noout -in {} | openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | base64",
+            cert.display()
+        ))
+        .output()
+        .unwrap();
+    let spki = String::from_utf8(spki.stdout).unwrap().trim().to_owned();
+    let identity = tokio_native_tls::native_tls::Identity::from_pkcs8(
+        &std::fs::read(&cert).unwrap(),
+        &std::fs::read(&key).unwrap(),
+    )
+    .unwrap();
+    let acceptor =
+        tokio_native_tls::TlsAcceptor::from(tokio_native_tls::native_tls::TlsAcceptor::new(identity).unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let upstream = upstream.trim_start_matches("http://").to_owned();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, upstream) = (acceptor.clone(), upstream.clone());
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else { return };
+                let Ok(mut back) = tokio::net::TcpStream::connect(&upstream).await else { return };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut back).await;
+            });
+        }
+    });
+    (port, spki, dir)
+}
+
+/// The map over HTTPS, as CloudFront serves it: a secure context, so the browser offers
+/// geolocation and notifications; the near-me alert fires for a nearby event pushed live over
+/// the encrypted stream; the page's Content-Security-Policy holds with no console error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_map_over_https_is_a_secure_context_and_alerts_near_me() {
+    let lines = shifted_to_now(&fixture_lines(REPLAY)[..100]);
+    let stack = LiveStack::start(lines.clone()).await;
+    wait_for_store(stack.pipeline.store.as_ref(), &expected_final(&lines), Duration::from_secs(60)).await;
+    let (port, spki, _certs) = tls_front(&stack.url).await;
+    let origin = format!("https://localhost:{port}");
+    let b = Browser::start_with(1280, 800, &[&format!("--ignore-certificate-errors-spki-list={spki}")]).await;
+    b.goto(&format!("{origin}/?window=24h")).await;
+    b.wait_for("document.body.dataset.loaded === 'true'", Duration::from_secs(30), "the page over HTTPS").await;
+    b.wait_for("document.getElementById('conn').dataset.state === 'live'", Duration::from_secs(10), "live").await;
+    let secure = b
+        .eval("[location.protocol, window.isSecureContext, 'geolocation' in navigator, 'Notification' in window]")
+        .await;
+    assert_eq!(secure, serde_json::json!(["https:", true, true, true]), "a secure context");
+    b.call(
+        "Browser.grantPermissions",
+        serde_json::json!({"permissions": ["geolocation", "notifications"], "origin": origin}),
+    )
+    .await;
+    assert_eq!(b.eval("Notification.permission").await, "granted", "desktop notifications may be shown");
+    b.call(
+        "Emulation.setGeolocationOverride",
+        serde_json::json!({"latitude": 37.98, "longitude": 23.73, "accuracy": 10}),
+    )
+    .await;
+    b.eval("document.getElementById('alerts').open = true; true").await;
+    b.eval(
+        "const on = document.getElementById('near-on'); on.checked = true; \
+         on.dispatchEvent(new Event('change', { bubbles: true })); true",
+    )
+    .await;
+    b.wait_for(
+        "document.getElementById('near-status').textContent.startsWith('Your location: 37.98, 23.73')",
+        Duration::from_secs(10),
+        "the position, given to a secure page",
+    )
+    .await;
+    stack.push(frame_now("29991231_0000021", 4.6, 38.2, 23.9, "NEAR OVER HTTPS"));
+    b.wait_for(
+        "window.quakeMap.alerts.log.some((a) => a.unid === '29991231_0000021' && a.kind === 'near')",
+        Duration::from_secs(10),
+        "the near-me alert",
+    )
+    .await;
+    let banner = b.eval("document.getElementById('alert-banner').textContent").await;
+    assert!(banner.as_str().unwrap().starts_with("Near you: M4.6 NEAR OVER HTTPS"), "{banner}");
+    assert!(b.errors.lock().unwrap().is_empty(), "{:?}", b.errors.lock().unwrap());
+    assert!(b.console.lock().unwrap().is_empty(), "no console error (CSP included): {:?}", b.console.lock().unwrap());
+}

@@ -64,6 +64,14 @@ pub const WEB_REQUESTS: UsageKey = UsageKey {
     doc: "HTTP requests reaching the load balancers (and their WAF)",
 };
 
+/// What the map's load balancers send to clients a month (through CloudFront when one is in
+/// front: then its data out, and the balancer's bytes processed).
+pub const WEB_GB_OUT: UsageKey = UsageKey {
+    name: "web_gb_out",
+    unit: "GB a month",
+    doc: "data the load balancers send to clients (processed bytes and data out)",
+};
+
 /// Requests a month reaching the stack's CloudFront distributions (and their WAF).
 pub const CDN_REQUESTS: UsageKey = UsageKey {
     name: "cdn_requests",

@@ -12,6 +12,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
+mod vpc_origins;
+
 pub const REGION: &str = "eu-central-1";
 
 pub fn free_port() -> u16 {
@@ -177,14 +179,16 @@ pub struct ProxyState {
     /// access control id and answers its Lambda@Edge associations as none. What the last create
     /// or update sent is kept per distribution and played back in its answers, as AWS keeps it.
     pub distributions: Mutex<BTreeMap<String, Sent>>,
+    /// EMULATION of CloudFront VPC origins, always on (see `vpc_origins`).
+    pub vpc_origins: Mutex<vpc_origins::VpcOrigins>,
     /// EMULATION of Lambda@Edge replicas, which moto does not have: this many `DeleteFunction`
     /// calls are answered as AWS answers while replicas remain ("replicated function").
     pub edge_replicas: std::sync::atomic::AtomicU32,
 }
 
-/// What a distribution's last write sent that moto drops: its origin access control id and its
-/// Lambda associations (XML).
-pub type Sent = (Option<String>, Option<String>);
+/// What a distribution's last write sent that moto drops: its origin access control id, its
+/// Lambda associations and its origin's VPC origin configuration (XML).
+pub type Sent = (Option<String>, Option<String>, Option<String>);
 
 /// The REST paths of CloudFront's and Lambda's APIs (see [`ProxyState::detour`]).
 const DETOURED: &[&str] = &["/2020-05-31/", "/2015-03-31/", "/2017-03-31/", "/2018-10-31/"];
@@ -211,6 +215,7 @@ impl Proxy {
             ecs_services: Mutex::default(),
             detour: Mutex::default(),
             distributions: Mutex::default(),
+            vpc_origins: Mutex::default(),
             edge_replicas: Default::default(),
         });
         let app = axum::Router::new().fallback(forward).with_state(state.clone());
@@ -402,6 +407,19 @@ async fn relay(st: Arc<ProxyState>, method: Method, uri: Uri, headers: HeaderMap
                 .expect("response");
         }
     }
+    if let Some((status, xml, etag)) = st.vpc_origins.lock().unwrap().answer(&method, &uri, &headers, &body) {
+        st.calls.lock().unwrap().push(record(status, xml.clone(), false));
+        let mut r = Response::builder().status(status).header("content-type", "text/xml");
+        if let Some(e) = etag {
+            r = r.header("etag", e);
+        }
+        return r.body(Body::from(xml)).expect("response");
+    }
+    if method == Method::DELETE && uri.path().starts_with("/2020-05-31/distribution/") {
+        if let Some(id) = uri.path().split('/').nth(3) {
+            st.vpc_origins.lock().unwrap().in_use.remove(id);
+        }
+    }
     // What a distribution's create or update sends that moto drops (see `distributions`).
     let cloudfront_write = (method == Method::POST && uri.path() == "/2020-05-31/distribution")
         || (method == Method::PUT
@@ -409,7 +427,11 @@ async fn relay(st: Arc<ProxyState>, method: Method, uri: Uri, headers: HeaderMap
             && uri.path().ends_with("/config"));
     let sent = cloudfront_write.then(|| {
         let text = String::from_utf8_lossy(&body);
-        (OAC_ID.captures(&text).map(|c| c[1].to_owned()), EDGE_FUNCTIONS.find(&text).map(|m| m.as_str().to_owned()))
+        (
+            OAC_ID.captures(&text).map(|c| c[1].to_owned()),
+            EDGE_FUNCTIONS.find(&text).map(|m| m.as_str().to_owned()),
+            vpc_origins::VPC_ORIGIN_CONFIG.find(&text).map(|m| m.as_str().to_owned()),
+        )
     });
     let detour = st.detour.lock().unwrap().clone().filter(|_| DETOURED.iter().any(|p| uri.path().starts_with(p)));
     let mut req = st.http.request(method, format!("{}{}", detour.as_deref().unwrap_or(&st.upstream), uri));
@@ -451,10 +473,25 @@ async fn relay(st: Arc<ProxyState>, method: Method, uri: Uri, headers: HeaderMap
                 if let Some(id) = id {
                     let mut kept = st.distributions.lock().unwrap();
                     if let Some(sent) = sent {
+                        let vpc = sent
+                            .2
+                            .as_deref()
+                            .and_then(|x| vpc_origins::VPC_ORIGIN_CONFIG.captures(x))
+                            .map(|c| c[1].to_owned());
+                        let mut emulated = st.vpc_origins.lock().unwrap();
+                        match vpc {
+                            Some(v) => emulated.in_use.insert(id.clone(), v),
+                            None => emulated.in_use.remove(&id),
+                        };
                         kept.insert(id.clone(), sent);
                     }
-                    if let Some((oac, edge)) = kept.get(&id) {
+                    if let Some((oac, edge, vpc)) = kept.get(&id) {
                         let mut text = text;
+                        if let Some(vpc) = vpc {
+                            text = FIRST_ORIGIN
+                                .replace(&text, |c: &regex_lite::Captures<'_>| format!("{}{vpc}", &c[1]))
+                                .into_owned();
+                        }
                         if let Some(oac) = oac {
                             text = FIRST_ORIGIN
                                 .replace(&text, |c: &regex_lite::Captures<'_>| {

@@ -24,8 +24,10 @@ impl Drop for InImage {
     }
 }
 
-fn chroot(rootfs: &Path, args: &[&str], env: &[(String, String)]) -> Command {
-    let mut c = Command::new("chroot");
+/// `args` run in `rootfs` as the image's user, its output to `<rootfs>/../<name>.log`.
+fn chroot(rootfs: &Path, name: &str, args: &[&str], env: &[(String, String)]) -> Command {
+    // By its path: the child's PATH below is the image's, which has no chroot.
+    let mut c = Command::new("/usr/sbin/chroot");
     c.arg(format!("--userspec={}:{}", provisioner::image::UID, provisioner::image::UID)).arg(rootfs).args(args);
     // The image's environment only (PATH and the CA bundle, as its config sets them), and what
     // the deployment sets.
@@ -33,8 +35,20 @@ fn chroot(rootfs: &Path, args: &[&str], env: &[(String, String)]) -> Command {
     for (k, v) in env {
         c.env(k, v);
     }
-    c.stdout(Stdio::null()).stderr(Stdio::null());
+    let log = std::fs::File::create(rootfs.with_file_name(format!("{name}.log"))).unwrap();
+    c.stdout(Stdio::null()).stderr(log);
     c
+}
+
+/// The last lines each process in the image wrote, for a failure's message.
+fn logs(rootfs: &Path) -> String {
+    let mut out = String::new();
+    for name in ["web", "consumer", "producer", "producer-new"] {
+        let text = std::fs::read_to_string(rootfs.with_file_name(format!("{name}.log"))).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(8).collect();
+        out.push_str(&format!("\n--- {name}:\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n")));
+    }
+    out
 }
 
 /// Pulls `repo@digest` from the test registry and unpacks it; returns the root filesystem.
@@ -140,7 +154,7 @@ pub async fn the_shipped_image_serves_the_whole_map(moto: &Moto, stack: &str, re
     env.push(("QUAKE_LISTEN".into(), format!("127.0.0.1:{port}")));
     let mut args = vec!["/usr/local/bin/quake"];
     args.extend(command.iter().map(String::as_str));
-    let _web = InImage(chroot(&rootfs, &args, &aws(env)).spawn().expect("chroot runs the image's quake"));
+    let _web = InImage(chroot(&rootfs, "web", &args, &aws(env)).spawn().expect("chroot runs the image's quake"));
 
     // Events through the image's producer and consumer and the real broker; without one (a test
     // run outside `make test`), written to the table directly.
@@ -171,7 +185,7 @@ pub async fn the_shipped_image_serves_the_whole_map(moto: &Moto, stack: &str, re
             ("DYNAMODB_TABLE".to_owned(), table.to_owned()),
         ]
     };
-    let produce = |file: &str, brokers: &str| {
+    let produce = |name: &str, file: &str, brokers: &str| {
         let listen = format!("127.0.0.1:{}", free_port());
         let args = [
             "/usr/local/bin/quake",
@@ -184,15 +198,15 @@ pub async fn the_shipped_image_serves_the_whole_map(moto: &Moto, stack: &str, re
             "--listen",
             &listen,
         ];
-        InImage(chroot(&rootfs, &args, &kafka_env(brokers)).spawn().unwrap())
+        InImage(chroot(&rootfs, name, &args, &kafka_env(brokers)).spawn().unwrap())
     };
     let mut running = Vec::new();
     match &kafka {
         Some(brokers) => {
             let listen = format!("127.0.0.1:{}", free_port());
             let args = ["/usr/local/bin/quake", "consumer", "--listen", listen.as_str()];
-            running.push(InImage(chroot(&rootfs, &args, &aws(kafka_env(brokers))).spawn().unwrap()));
-            running.push(produce("/var/lib/app/replay.jsonl", brokers));
+            running.push(InImage(chroot(&rootfs, "consumer", &args, &aws(kafka_env(brokers))).spawn().unwrap()));
+            running.push(produce("producer", "/var/lib/app/replay.jsonl", brokers));
         }
         None => {
             eprintln!(
@@ -219,7 +233,12 @@ pub async fn the_shipped_image_serves_the_whole_map(moto: &Moto, stack: &str, re
         if n == unids.len() {
             break;
         }
-        assert!(Instant::now() < deadline, "the image's services stored {n} of {} events", unids.len());
+        assert!(
+            Instant::now() < deadline,
+            "the image's services stored {n} of {} events{}",
+            unids.len(),
+            logs(&rootfs)
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 
@@ -231,7 +250,7 @@ pub async fn the_shipped_image_serves_the_whole_map(moto: &Moto, stack: &str, re
         .await;
     b.wait_for("document.getElementById('conn').dataset.state === 'live'", Duration::from_secs(20), "live").await;
     match &kafka {
-        Some(brokers) => running.push(produce("/var/lib/app/new.jsonl", brokers)),
+        Some(brokers) => running.push(produce("producer-new", "/var/lib/app/new.jsonl", brokers)),
         None => {
             let store = quake::store::dynamo::DynamoStore::new(moto.dynamodb(), table);
             let env = quake_lines_shifted(&[frame_now("29991231_0000009")]);

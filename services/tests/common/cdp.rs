@@ -34,6 +34,11 @@ pub struct Browser {
 impl Browser {
     /// Starts Chromium with one blank page and attaches to it.
     pub async fn start(width: u32, height: u32) -> Self {
+        Self::start_with(width, height, &[]).await
+    }
+
+    /// [`Self::start`] with more command-line flags (a certificate to trust, say).
+    pub async fn start_with(width: u32, height: u32, extra: &[&str]) -> Self {
         let bin = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
             .into_iter()
             .find(|p| std::path::Path::new(p).exists())
@@ -53,8 +58,9 @@ impl Browser {
                 "--remote-debugging-port=0",
                 &format!("--window-size={width},{height}"),
                 &format!("--user-data-dir={}", profile.path().display()),
-                "about:blank",
             ])
+            .args(extra)
+            .arg("about:blank")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

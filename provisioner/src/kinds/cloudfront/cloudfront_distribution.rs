@@ -7,15 +7,16 @@
 use super::{cloudfront, distributions, err, etag};
 use crate::diag::Diags;
 use crate::error::{gone_ok, OpError};
-use crate::provider::{address_in, marker, null_as_empty, tag_changes, Attributes, Cx, Live, Ops};
+use crate::provider::{address_in, marker, null_as_empty, Attributes, Cx, Live, Ops};
 use crate::schema::{as_is, Field, FieldType, Kind, Update};
 use crate::stack::{Resource, Stack, Val};
 use async_trait::async_trait;
 use aws_sdk_cloudfront::client::Waiters;
 use aws_sdk_cloudfront::types::{
-    Aliases, AllowedMethods, CachedMethods, DefaultCacheBehavior, DistributionConfig, DistributionConfigWithTags, EventType,
-    HttpVersion, LambdaFunctionAssociation, LambdaFunctionAssociations, Method, MinimumProtocolVersion, Origin, Origins,
-    PriceClass, S3OriginConfig, SslSupportMethod, Tag, TagKeys, Tags, ViewerCertificate, ViewerProtocolPolicy,
+    Aliases, AllowedMethods, CacheBehavior, CacheBehaviors, CachedMethods, DefaultCacheBehavior, DistributionConfig,
+    DistributionConfigWithTags, EventType, HttpVersion, LambdaFunctionAssociation, LambdaFunctionAssociations, Method,
+    MinimumProtocolVersion, Origin, Origins, PriceClass, S3OriginConfig, SslSupportMethod, Tag, Tags, ViewerCertificate,
+    ViewerProtocolPolicy, VpcOriginConfig,
 };
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -32,6 +33,13 @@ const ORIGIN_ID: &str = "origin";
 /// How long a change may take to reach every edge location before the apply reports it.
 const DEPLOY_WAIT: Duration = Duration::from_secs(40 * 60);
 
+/// A cache behaviour for a path pattern (same origin, HTTPS only, GET and HEAD).
+static BEHAVIOR: [Field; 3] = [
+    Field::required("path", FieldType::String, Update::InPlace, "Path pattern, e.g. \"/api/stream\"."),
+    Field::required("cache_policy", FieldType::String, Update::InPlace, "Cache policy id (AWS's CachingDisabled: 4135ea2d-6df8-44a3-9df3-4b5a84be39ad)."),
+    Field::optional("origin_request_policy", FieldType::String, None, Update::InPlace, "Origin request policy id."),
+];
+
 pub static KIND: Kind = Kind {
     name: "cloudfront_distribution",
     doc: "A CloudFront distribution in front of one origin (a private S3 bucket through origin access control): HTTPS only, Lambda@Edge login and headers, optional WAF.",
@@ -41,6 +49,20 @@ pub static KIND: Kind = Kind {
             FieldType::String,
             Update::InPlace,
             "The origin's host name: a bucket's \"${s3_bucket.NAME.regional_domain}\".",
+        ),
+        Field::optional(
+            "vpc_origin",
+            FieldType::Ref(&["cloudfront_vpc_origin"]),
+            None,
+            Update::InPlace,
+            "The origin is an internal load balancer reached through this VPC origin; `origin_domain` is then its DNS name.",
+        ),
+        Field::optional(
+            "origin_read_timeout",
+            FieldType::Int { min: 1, max: 120 },
+            Some("30"),
+            Update::InPlace,
+            "Seconds CloudFront waits for a VPC origin's next bytes (a live stream's keep-alive comments must come sooner).",
         ),
         Field::optional(
             "origin_access_control",
@@ -94,6 +116,27 @@ pub static KIND: Kind = Kind {
             "Cache policy id (default: AWS's CachingOptimized, which honours the origin's Cache-Control).",
         ),
         Field::optional(
+            "origin_request_policy",
+            FieldType::String,
+            None,
+            Update::InPlace,
+            "Origin request policy id of the default behaviour: what CloudFront forwards besides the cache key (e.g. AWS's AllViewerAndCloudFrontHeaders-2022-06, which carries CloudFront-Viewer-Address).",
+        ),
+        Field::optional(
+            "behaviors",
+            FieldType::List(&FieldType::Table(&BEHAVIOR)),
+            Some("[]"),
+            Update::InPlace,
+            "Paths answered otherwise than the default, first match first (e.g. a live stream that is never cached).",
+        ),
+        Field::optional(
+            "traffic",
+            FieldType::Enum(&["cdn", "web"]),
+            Some("\"cdn\""),
+            Update::Setting,
+            "Which [usage] figures price it: cdn (cdn_requests, cdn_data_gb) or web (web_requests, web_gb_out: the map's traffic).",
+        ),
+        Field::optional(
             "viewer_request",
             FieldType::String,
             None,
@@ -125,7 +168,7 @@ pub static KIND: Kind = Kind {
     check,
     normalize: as_is,
     cost,
-    usage: &[crate::cost::CDN_REQUESTS, CDN_DATA_GB],
+    usage: &[crate::cost::CDN_REQUESTS, CDN_DATA_GB, crate::cost::WEB_REQUESTS, crate::cost::WEB_GB_OUT],
     ops: &Distribution,
 };
 
@@ -135,11 +178,15 @@ const CDN_DATA_GB: crate::cost::UsageKey =
 /// Requests and data out, and the edge functions' requests and time (128 MB, about 5 ms each on
 /// viewer-request; origin-response runs only on cache misses, counted as the S3 GETs).
 fn cost(cx: &crate::cost::CostCx<'_>) -> Vec<crate::cost::Part> {
-    use crate::cost::{parts::millions, Part, CDN_REQUESTS};
-    let requests = cx.usage(&CDN_REQUESTS);
+    use crate::cost::{parts::millions, Part, CDN_REQUESTS, WEB_GB_OUT, WEB_REQUESTS};
+    let (requests, gb) = if cx.str("traffic") == Some("web") {
+        (cx.usage(&WEB_REQUESTS), cx.usage(&WEB_GB_OUT))
+    } else {
+        (cx.usage(&CDN_REQUESTS), cx.usage(&CDN_DATA_GB))
+    };
     let mut parts = vec![
         Part::new("HTTPS requests", "cloudfront.requests", millions(requests)),
-        Part::new("data out", "cloudfront.data_out", cx.usage(&CDN_DATA_GB)),
+        Part::new("data out", "cloudfront.data_out", gb),
     ];
     if cx.str("viewer_request").is_some() {
         parts.push(Part::new("Lambda@Edge viewer-request calls", "lambda_edge.requests", millions(requests)));
@@ -194,6 +241,8 @@ fn check(r: &Resource, stack: &Stack, d: &mut Diags) {
 #[serde(deny_unknown_fields)]
 struct Attrs {
     origin_domain: String,
+    vpc_origin: Option<String>,
+    origin_read_timeout: Option<i64>,
     origin_access_control: Option<String>,
     default_root_object: Option<String>,
     price_class: Option<String>,
@@ -204,6 +253,12 @@ struct Attrs {
     certificate: Option<String>,
     minimum_tls: Option<String>,
     cache_policy: Option<String>,
+    origin_request_policy: Option<String>,
+    #[serde(default, deserialize_with = "null_as_empty")]
+    behaviors: Vec<Behavior>,
+    /// Read by the cost function from the declaration; nothing AWS holds.
+    #[allow(dead_code)]
+    traffic: Option<String>,
     viewer_request: Option<String>,
     origin_response: Option<String>,
     web_acl: Option<String>,
@@ -213,41 +268,75 @@ struct Attrs {
 
 impl Attributes for Attrs {}
 
+#[derive(Debug, Deserialize, serde::Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+struct Behavior {
+    path: String,
+    cache_policy: String,
+    origin_request_policy: Option<String>,
+}
+
 fn fatal(what: &str) -> impl Fn(aws_sdk_cloudfront::error::BuildError) -> OpError + '_ {
     move |e| OpError::fatal(what, e.to_string())
 }
 
 /// The whole configuration CloudFront keeps for `w` (an update replaces all of it).
 fn config(cx: &Cx, address: &str, caller_reference: &str, w: &Attrs, enabled: bool) -> Result<DistributionConfig, OpError> {
-    let origin = Origin::builder()
-        .id(ORIGIN_ID)
-        .domain_name(&w.origin_domain)
+    let origin = Origin::builder().id(ORIGIN_ID).domain_name(&w.origin_domain);
+    let origin = match &w.vpc_origin {
+        Some(id) => origin.vpc_origin_config(
+            VpcOriginConfig::builder()
+                .vpc_origin_id(id)
+                .origin_read_timeout(w.origin_read_timeout.and_then(|t| i32::try_from(t).ok()).unwrap_or(30))
+                .build()
+                .map_err(fatal("VpcOriginConfig"))?,
+        ),
         // With origin access control the S3 origin has no identity of the old kind: empty.
-        .s3_origin_config(S3OriginConfig::builder().origin_access_identity("").build())
-        .set_origin_access_control_id(w.origin_access_control.clone())
-        .build()
-        .map_err(fatal("Origin"))?;
+        None => origin
+            .s3_origin_config(S3OriginConfig::builder().origin_access_identity("").build())
+            .set_origin_access_control_id(w.origin_access_control.clone()),
+    };
+    let origin = origin.build().map_err(fatal("Origin"))?;
     let edge: Vec<LambdaFunctionAssociation> = [(EventType::ViewerRequest, &w.viewer_request), (EventType::OriginResponse, &w.origin_response)]
         .into_iter()
         .filter_map(|(t, arn)| arn.as_ref().map(|a| (t, a)))
         .map(|(t, arn)| LambdaFunctionAssociation::builder().event_type(t).lambda_function_arn(arn).include_body(false).build())
         .collect::<Result<_, _>>()
         .map_err(fatal("LambdaFunctionAssociation"))?;
-    let read_only = |m: Vec<Method>| (m.len() as i32, m);
-    let (n, methods) = read_only(vec![Method::Get, Method::Head]);
+    let read_only = || -> Result<AllowedMethods, OpError> {
+        let methods = vec![Method::Get, Method::Head];
+        AllowedMethods::builder()
+            .quantity(2)
+            .set_items(Some(methods.clone()))
+            .cached_methods(CachedMethods::builder().quantity(2).set_items(Some(methods)).build().map_err(fatal("CachedMethods"))?)
+            .build()
+            .map_err(fatal("AllowedMethods"))
+    };
+    let behaviors = w
+        .behaviors
+        .iter()
+        .map(|b| {
+            CacheBehavior::builder()
+                .path_pattern(&b.path)
+                .target_origin_id(ORIGIN_ID)
+                .viewer_protocol_policy(ViewerProtocolPolicy::RedirectToHttps)
+                .cache_policy_id(&b.cache_policy)
+                .set_origin_request_policy_id(b.origin_request_policy.clone())
+                // What a behaviour answers (a live stream) is passed on as it comes: CloudFront
+                // does not hold it back to compress it (the origin compresses what it should).
+                .compress(false)
+                .allowed_methods(read_only()?)
+                .build()
+                .map_err(fatal("CacheBehavior"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let behavior = DefaultCacheBehavior::builder()
         .target_origin_id(ORIGIN_ID)
         .viewer_protocol_policy(ViewerProtocolPolicy::RedirectToHttps)
         .cache_policy_id(w.cache_policy.as_deref().unwrap_or(CACHING_OPTIMIZED))
+        .set_origin_request_policy_id(w.origin_request_policy.clone())
         .compress(true)
-        .allowed_methods(
-            AllowedMethods::builder()
-                .quantity(n)
-                .set_items(Some(methods.clone()))
-                .cached_methods(CachedMethods::builder().quantity(n).set_items(Some(methods)).build().map_err(fatal("CachedMethods"))?)
-                .build()
-                .map_err(fatal("AllowedMethods"))?,
-        )
+        .allowed_methods(read_only()?)
         .lambda_function_associations(
             LambdaFunctionAssociations::builder().quantity(edge.len() as i32).set_items(Some(edge)).build().map_err(fatal("LambdaFunctionAssociations"))?,
         )
@@ -267,6 +356,13 @@ fn config(cx: &Cx, address: &str, caller_reference: &str, w: &Attrs, enabled: bo
         .enabled(enabled)
         .origins(Origins::builder().quantity(1).items(origin).build().map_err(fatal("Origins"))?)
         .default_cache_behavior(behavior)
+        .cache_behaviors(
+            CacheBehaviors::builder()
+                .quantity(behaviors.len() as i32)
+                .set_items(Some(behaviors))
+                .build()
+                .map_err(fatal("CacheBehaviors"))?,
+        )
         .default_root_object(w.default_root_object.as_deref().unwrap_or("index.html"))
         .price_class(PriceClass::from(w.price_class.as_deref().unwrap_or("PriceClass_100")))
         .http_version(HttpVersion::from(w.http_version.as_deref().unwrap_or("http2and3")))
@@ -290,8 +386,25 @@ fn attrs_of(c: &DistributionConfig, tags: &BTreeMap<String, String>) -> Value {
     };
     let cert = c.viewer_certificate();
     let own_cert = cert.and_then(|v| v.acm_certificate_arn()).filter(|a| !a.is_empty());
+    let vpc = origin.and_then(|o| o.vpc_origin_config());
+    let behaviors: Vec<Value> = c
+        .cache_behaviors()
+        .map(|b| b.items())
+        .unwrap_or_default()
+        .iter()
+        .map(|b| {
+            json!({
+                "path": b.path_pattern(),
+                "cache_policy": b.cache_policy_id(),
+                "origin_request_policy": b.origin_request_policy_id().filter(|s| !s.is_empty()),
+            })
+        })
+        .collect();
     json!({
         "origin_domain": origin.map(|o| o.domain_name()),
+        "vpc_origin": vpc.map(|v| v.vpc_origin_id()),
+        // Only a VPC origin has it; an S3 origin reads as the declared default.
+        "origin_read_timeout": vpc.and_then(|v| v.origin_read_timeout()).unwrap_or(30),
         "origin_access_control": origin.and_then(|o| o.origin_access_control_id()).filter(|s| !s.is_empty()),
         "default_root_object": c.default_root_object(),
         "price_class": c.price_class().map(|p| p.as_str()),
@@ -302,6 +415,8 @@ fn attrs_of(c: &DistributionConfig, tags: &BTreeMap<String, String>) -> Value {
         // The TLS floor is this kind's to set only with an own certificate.
         "minimum_tls": if own_cert.is_some() { cert.and_then(|v| v.minimum_protocol_version()).map(|m| m.as_str().to_owned()) } else { Some("TLSv1.2_2021".to_owned()) },
         "cache_policy": behavior.and_then(|b| b.cache_policy_id()),
+        "origin_request_policy": behavior.and_then(|b| b.origin_request_policy_id()).filter(|s| !s.is_empty()),
+        "behaviors": behaviors,
         "viewer_request": edge(EventType::ViewerRequest),
         "origin_response": edge(EventType::OriginResponse),
         "web_acl": c.web_acl_id().filter(|s| !s.is_empty()),
@@ -396,14 +511,7 @@ impl Ops for Distribution {
                 .map_err(|e| err("UpdateDistribution", e))?;
         }
         if h.tags != w.tags {
-            let (unset, set) = tag_changes(&h.tags, &w.tags);
-            if !unset.is_empty() {
-                let keys = TagKeys::builder().set_items(Some(unset)).build();
-                cloudfront(cx).untag_resource().resource(d.arn()).tag_keys(keys).send().await.map_err(|e| err("UntagResource", e))?;
-            }
-            if !set.is_empty() {
-                cloudfront(cx).tag_resource().resource(d.arn()).tags(tags(&set)?).send().await.map_err(|e| err("TagResource", e))?;
-            }
+            super::retag(cx, d.arn(), &h.tags, &w.tags).await?;
         }
         deployed(cx, id).await
     }
@@ -443,7 +551,8 @@ mod tests {
     #[test]
     fn the_configuration_reads_back_as_declared() {
         let want = json!({
-            "origin_domain": "b.s3.eu-central-1.amazonaws.com", "origin_access_control": "E2OAC",
+            "origin_domain": "b.s3.eu-central-1.amazonaws.com", "vpc_origin": null, "origin_read_timeout": 30,
+            "origin_access_control": "E2OAC", "origin_request_policy": null, "behaviors": [],
             "default_root_object": "index.html", "price_class": "PriceClass_100", "http_version": "http2and3",
             "ipv6": true, "aliases": [], "certificate": null, "minimum_tls": "TLSv1.2_2021",
             "cache_policy": CACHING_OPTIMIZED,
@@ -452,8 +561,24 @@ mod tests {
         });
         let cx = Cx::new(aws_config::SdkConfig::builder().build(), "t", "eu-central-1");
         let c = config(&cx, "cloudfront_distribution.site", "ref", &Attrs::of(&want).unwrap(), true).unwrap();
-        assert_eq!(attrs_of(&c, &BTreeMap::from([("a".into(), "b".into())])), want);
+        let mut back = attrs_of(&c, &BTreeMap::from([("a".into(), "b".into())]));
+        back["traffic"] = json!(null);
+        let mut want = want;
+        want["traffic"] = json!(null);
+        assert_eq!(back, want);
         assert_eq!(address_in(&cx, c.comment()).as_deref(), Some("cloudfront_distribution.site"));
+        // A VPC origin with a stream that is never cached.
+        let map = json!({
+            "origin_domain": "internal-p-web-1.eu-central-1.elb.amazonaws.com", "vpc_origin": "vo_1", "origin_read_timeout": 60,
+            "origin_access_control": null, "default_root_object": "", "price_class": "PriceClass_100", "http_version": "http2and3",
+            "ipv6": true, "aliases": [], "certificate": null, "minimum_tls": "TLSv1.2_2021",
+            "cache_policy": "4cc15a8a-d715-48a4-82b8-cc0b614638fe", "origin_request_policy": "33f36d7e-f396-46d9-90e0-52428a34d9dc",
+            "behaviors": [{"path": "/api/stream", "cache_policy": "4135ea2d-6df8-44a3-9df3-4b5a84be39ad", "origin_request_policy": null}],
+            "viewer_request": null, "origin_response": null, "web_acl": "arn:aws:wafv2:us-east-1:1:global/webacl/a/b", "tags": {},
+        });
+        let c = config(&cx, "cloudfront_distribution.map", "ref", &Attrs::of(&map).unwrap(), true).unwrap();
+        assert_eq!(attrs_of(&c, &BTreeMap::new()), map);
+        assert!(c.origins().unwrap().items()[0].s3_origin_config().is_none(), "a VPC origin is no S3 origin");
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! CloudFront: distributions and their origin access controls, and what they share: the client
+//! CloudFront: distributions, their origin access controls and VPC origins, and what they share: the client
 //! and CloudFront's error codes. CloudFront is global (one endpoint whatever the region), so its
 //! resources are read once, in the stack's own region. Every write names the ETag of the last
 //! read (`IfMatch`): a change made meanwhile by someone else fails instead of being overwritten.
@@ -6,7 +6,7 @@
 use crate::error::{Codes, OpError};
 use crate::provider::Cx;
 
-super::kinds!(cloudfront_origin_access_control, cloudfront_distribution);
+super::kinds!(cloudfront_origin_access_control, cloudfront_vpc_origin, cloudfront_distribution);
 
 /// The CloudFront client.
 pub fn cloudfront(cx: &Cx) -> aws_sdk_cloudfront::Client {
@@ -17,13 +17,21 @@ struct CloudFrontCodes;
 
 impl Codes for CloudFrontCodes {
     fn not_found(&self, code: &str) -> bool {
-        matches!(code, "NoSuchDistribution" | "NoSuchOriginAccessControl" | "NoSuchResource")
+        // VPC origins answer `EntityNotFound`.
+        matches!(code, "NoSuchDistribution" | "NoSuchOriginAccessControl" | "NoSuchResource" | "EntityNotFound")
     }
 
-    /// A write that raced another (stale ETag), an origin access control still used by a
-    /// distribution whose change is deploying, a distribution not yet disabled everywhere.
+    /// A write that raced another (stale ETag), an origin access control or VPC origin still
+    /// used by a distribution whose change is deploying, a distribution not yet disabled
+    /// everywhere.
     fn retryable(&self, code: &str) -> bool {
-        matches!(code, "PreconditionFailed" | "OriginAccessControlInUse" | "DistributionNotDisabled")
+        matches!(
+            code,
+            "PreconditionFailed"
+                | "OriginAccessControlInUse"
+                | "DistributionNotDisabled"
+                | "CannotDeleteEntityWhileInUse"
+        )
     }
 }
 
@@ -32,6 +40,37 @@ super::service!(aws_sdk_cloudfront::Client, CloudFrontCodes);
 /// The ETag a conditional write must name.
 pub fn etag(op: &str, e: Option<&str>) -> Result<String, OpError> {
     e.map(str::to_owned).ok_or_else(|| OpError::fatal(op, "CloudFront answered without an ETag"))
+}
+
+/// Brings a resource's tags from `have` to `want` (CloudFront tags by ARN).
+pub async fn retag(
+    cx: &Cx,
+    arn: &str,
+    have: &std::collections::BTreeMap<String, String>,
+    want: &std::collections::BTreeMap<String, String>,
+) -> Result<(), OpError> {
+    use aws_sdk_cloudfront::types::{Tag, TagKeys, Tags};
+    let (unset, set) = crate::provider::tag_changes(have, want);
+    if !unset.is_empty() {
+        let keys = TagKeys::builder().set_items(Some(unset)).build();
+        cloudfront(cx)
+            .untag_resource()
+            .resource(arn)
+            .tag_keys(keys)
+            .send()
+            .await
+            .map_err(|e| err("UntagResource", e))?;
+    }
+    if !set.is_empty() {
+        let items = set
+            .iter()
+            .map(|(k, v)| Tag::builder().key(k).value(v).build())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| OpError::fatal("Tag", e.to_string()))?;
+        let tags = Tags::builder().set_items(Some(items)).build();
+        cloudfront(cx).tag_resource().resource(arn).tags(tags).send().await.map_err(|e| err("TagResource", e))?;
+    }
+    Ok(())
 }
 
 /// The name `<stack>-<name>` of a resource CloudFront names uniquely per account.

@@ -67,9 +67,7 @@ pub static KIND: Kind = Kind {
     ops: &LoadBalancer,
 };
 
-/// What the load balancers send to clients a month.
-const WEB_GB_OUT: crate::cost::UsageKey =
-    crate::cost::UsageKey { name: "web_gb_out", unit: "GB a month", doc: "data the load balancers send to clients (processed bytes and data out)" };
+use crate::cost::WEB_GB_OUT;
 
 /// Hours, capacity units and a public IPv4 address per subnet (one load balancer node per
 /// zone) unless internal; data out to the internet. Capacity units from the usage: each request

@@ -59,6 +59,13 @@ pub static KIND: Kind = Kind {
         )
         .ordered(),
         Field::optional("metrics", FieldType::Bool, Some("true"), Update::InPlace, "CloudWatch metrics and sampled requests."),
+        Field::optional(
+            "traffic",
+            FieldType::Enum(&["web", "cdn"]),
+            None,
+            Update::Setting,
+            "Which [usage] requests it inspects: web (web_requests: the map's) or cdn (cdn_requests); default: web at REGIONAL scope, cdn at CLOUDFRONT.",
+        ),
         Field::optional("tags", FieldType::StringMap, None, Update::InPlace, "Tags besides the stack's own."),
     ],
     outputs: &[("id", "Web ACL ARN"), ("arn", "Web ACL ARN"), ("name", "<stack>-<name>"), ("acl_id", "The ACL's own id")],
@@ -84,7 +91,11 @@ fn cost(cx: &crate::cost::CostCx<'_>) -> Vec<crate::cost::Part> {
     use crate::cost::{parts::millions, Part, CDN_REQUESTS, WEB_REQUESTS};
     let groups = cx.list("managed_rule_groups");
     let rules = groups.len() + usize::from(cx.int("rate_limit").is_some());
-    let requests = if cx.str("scope") == Some("CLOUDFRONT") { &CDN_REQUESTS } else { &WEB_REQUESTS };
+    let requests = match (cx.str("traffic"), cx.str("scope")) {
+        (Some("web"), _) => &WEB_REQUESTS,
+        (Some("cdn"), _) | (None, Some("CLOUDFRONT")) => &CDN_REQUESTS,
+        _ => &WEB_REQUESTS,
+    };
     let mut out = vec![
         Part::new("web ACL", "waf.web_acl", 1.0),
         Part::new(format!("rules ({rules})"), "waf.rule", rules as f64),
@@ -108,6 +119,7 @@ struct Attrs {
     #[serde(default, deserialize_with = "null_as_empty")]
     managed_rule_groups: Vec<String>,
     metrics: Option<bool>,
+    traffic: Option<String>,
     #[serde(default)]
     tags: BTreeMap<String, String>,
 }
