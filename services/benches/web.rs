@@ -1,10 +1,13 @@
 //! `make bench` (web part): the release `quake run` fed by a local EMSC websocket with the
 //! replay data; then /api/quakes?window=7d (gzip) against nginx serving the same bytes (wrk),
 //! websocket-frame-to-SSE latency over 1000 events, SSE fan-out to 10,000 clients, and page
-//! weight and first render in headless Chromium.
+//! weight and first render in headless Chromium; and one abusive client against `quake web` on
+//! DynamoDB (moto): the good client's p99 and the server's peak RSS with and without it.
 
 #[path = "../tests/common/cdp.rs"]
 mod cdp;
+#[path = "../tests/common/mod.rs"]
+mod common;
 #[path = "../tests/common/probe.rs"]
 mod probe;
 
@@ -115,6 +118,9 @@ async fn main() {
     let server = Killed(
         Command::new(&exe)
             .args(["run", "--listen", &format!("127.0.0.1:{port}"), "--backfill-hours", "0"])
+            // The fan-out's 10,000 clients all come from this one address: they stand for as many
+            // browsers, so the per-address bound is lifted here (section 5 measures the bounds).
+            .args(["--max-streams-per-client", "20000", "--max-streams", "20000"])
             .args(["--ws-url", &ws_url, "--fdsn-url", "http://127.0.0.1:9/none"])
             .arg("--db")
             .arg(dir.path().join("q.sqlite"))
@@ -306,5 +312,22 @@ http {{ access_log off; client_body_temp_path {d}; proxy_temp_path {d}; fastcgi_
         symbols,
         loaded.as_secs_f64() * 1000.0,
         *b.received.lock().unwrap() / 1024.0
+    );
+
+    drop(b);
+
+    // --- 5. one abusive client -----------------------------------------------------------------
+    println!("== one abusive client: `quake web` on DynamoDB (moto), the hostile test's mix (brotli asked), beside the same good client alone");
+    let r = common::hostile::run(&exe, "br").await;
+    println!(
+        "good client p99: {:.1} ms alone, {:.1} ms under the attack ({:.2}x); a push under the attack {:.0} ms after the write",
+        r.quiet_p99.as_secs_f64() * 1000.0,
+        r.loaded_p99.as_secs_f64() * 1000.0,
+        r.loaded_p99.as_secs_f64() / r.quiet_p99.as_secs_f64(),
+        r.push.as_secs_f64() * 1000.0
+    );
+    println!(
+        "server peak RSS: {:.0} MiB without the attack, {:.0} MiB with it (target < 256 MiB); store Queries: {} for a year, {} for the whole attack (year requests: {} answered, {} turned away at once, {} cut off)",
+        r.quiet_peak_mib, r.peak_mib, r.per_year, r.attack_queries, r.year.0, r.year.1, r.year.2
     );
 }

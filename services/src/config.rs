@@ -138,8 +138,9 @@ pub struct WebOpts {
     /// Megabytes of encoded answers kept for repeated requests (least recently used go first).
     #[arg(long, env = "QUAKE_BODY_CACHE_MB", default_value_t = 32)]
     pub body_cache_mb: usize,
-    /// Live streams (`/api/stream`) open at once, in all; more are answered 503.
-    #[arg(long, env = "QUAKE_MAX_STREAMS", default_value_t = 5000)]
+    /// Live streams (`/api/stream`) open at once, in all; more are answered 503 (10,000 fit in
+    /// 150 MB: `make bench`).
+    #[arg(long, env = "QUAKE_MAX_STREAMS", default_value_t = 10_000)]
     pub max_streams: usize,
     /// Live streams open at once from one client address; more are answered 429.
     #[arg(long, env = "QUAKE_MAX_STREAMS_PER_CLIENT", default_value_t = 16)]

@@ -46,7 +46,7 @@ impl Default for Limits {
             store_reads: 4,
             store_timeout: Duration::from_secs(10),
             cache_bytes: 32 << 20,
-            streams: 5000,
+            streams: 10_000,
             streams_per_client: 16,
             replay: 1000,
             stream_write_timeout: Duration::from_secs(30),

@@ -2,6 +2,7 @@
 //! EMSC websocket + FDSN server) and helpers to read the shared real-data fixtures.
 #![allow(dead_code)]
 
+pub mod hostile;
 mod probe;
 pub use probe::*;
 
