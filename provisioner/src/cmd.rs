@@ -92,7 +92,11 @@ async fn discover(
     stack: &Stack,
 ) -> Result<Inventory, String> {
     let also = regions(ddb, &stack.name).await.map_err(|e| e.to_string())?;
-    engine::discover(cx, stack, &also).await
+    let inv = engine::discover(cx, stack, &also).await?;
+    for u in &inv.unread {
+        eprintln!("provisioner: note: not read (the stack has none; an emulator lacking the API?): {u}");
+    }
+    Ok(inv)
 }
 
 fn fail(msg: &str) -> u8 {

@@ -33,6 +33,9 @@ pub struct Inventory {
     pub live: BTreeMap<String, Found>,
     /// The stack's region: a resource found elsewhere has its `region` attribute.
     pub home: String,
+    /// Kinds not read, and why: an endpoint other than AWS's that lacks their API, for kinds
+    /// the stack does not declare (see [`discover`]).
+    pub unread: Vec<String>,
 }
 
 impl Inventory {
@@ -123,6 +126,12 @@ pub fn regions(stack: &Stack) -> Vec<String> {
 /// Finds everything `stack` owns: every kind discovers its own resources in every region the
 /// stack uses and in `also` (regions it used before), all at once (one discovery pass, so a
 /// service's kinds can share one read).
+///
+/// An endpoint other than AWS's (`AWS_ENDPOINT_URL`: an emulator) may lack a service or an API
+/// (moto has no CloudFront VPC origins). When such an endpoint answers a kind's discovery
+/// without an AWS error code, and the stack declares no resource of that kind, the kind is not
+/// read and [`Inventory::unread`] says so; against AWS itself, or for a kind the stack uses,
+/// every failure stays an error.
 pub async fn discover(cx: &Cx, stack: &Stack, also: &BTreeSet<String>) -> Result<Inventory, String> {
     let limit = Duration::from_secs(120);
     let pass = cx.discovery_pass();
@@ -130,14 +139,32 @@ pub async fn discover(cx: &Cx, stack: &Stack, also: &BTreeSet<String>) -> Result
     all.extend(also.iter().cloned());
     let jobs: Vec<(&'static Kind, String)> =
         all.into_iter().flat_map(|r| kinds::all().iter().map(move |k| (*k, r.clone()))).collect();
+    let declared: BTreeSet<&str> = stack.resources.iter().map(|r| r.kind.name).collect();
+    let declared = &declared;
     let found = futures::future::try_join_all(jobs.into_iter().map(|(k, region)| {
         let cx = pass.in_region(&region);
-        async move { with_retry(limit, || k.ops.discover(&cx)).await.map(|l| (k, region, l)) }
+        async move {
+            match with_retry(limit, || k.ops.discover(&cx)).await {
+                Ok(l) => Ok((k, region, l, None)),
+                Err(e)
+                    if cx.endpoint_url().is_some()
+                        && e.code.is_none()
+                        && e.class == Class::Fatal
+                        && !declared.contains(k.name) =>
+                {
+                    let why =
+                        format!("{} in {region}: the endpoint answered {} without an AWS error code", k.name, e.op);
+                    Ok((k, region, Vec::new(), Some(why)))
+                }
+                Err(e) => Err(e),
+            }
+        }
     }))
     .await
     .map_err(|e| e.to_string())?;
     let mut inv = Inventory { home: stack.region.clone(), ..Inventory::default() };
-    for (kind, region, lives) in found {
+    for (kind, region, lives, unread) in found {
+        inv.unread.extend(unread);
         for l in lives {
             let mut addr = l.address.clone();
             // An address that is not this kind's (a hand-edited tag) cannot be planned as

@@ -1754,6 +1754,12 @@ async fn the_full_production_stack() {
     assert!(moto.elb().describe_target_groups().send().await.unwrap().target_groups().is_empty());
     let acls = moto.waf().list_web_acls().scope(aws_sdk_wafv2::types::Scope::Regional).send().await.unwrap();
     assert!(acls.web_acls().is_empty());
+    // The map's edge: no CloudFront-scope ACL, no VPC origin (EMULATED, asked through the proxy).
+    let waf_global = moto.client::<aws_sdk_wafv2::Client>("us-east-1");
+    let acls = waf_global.list_web_acls().scope(aws_sdk_wafv2::types::Scope::Cloudfront).send().await.unwrap();
+    assert!(acls.web_acls().is_empty(), "{:?}", acls.web_acls());
+    let origins = through_proxy.list_vpc_origins().send().await.unwrap();
+    assert!(origins.vpc_origin_list().is_none_or(|l| l.items().is_empty()), "no VPC origin left");
     for region in [common::REGION, "eu-west-1"] {
         let tables = moto.client::<aws_sdk_dynamodb::Client>(region).list_tables().send().await.unwrap();
         assert!(tables.table_names().iter().all(|t| !t.starts_with("full-")), "{region}: {:?}", tables.table_names());
@@ -2400,4 +2406,32 @@ libraries = ["ASSETS/finops/node_modules/chart.js/dist/chart.umd.min.js"]
     let waf = moto.client::<aws_sdk_wafv2::Client>("us-east-1");
     let acls = waf.list_web_acls().scope(aws_sdk_wafv2::types::Scope::Cloudfront).send().await.unwrap();
     assert!(acls.web_acls().is_empty(), "no ACL left in us-east-1");
+}
+
+/// An emulator that lacks an API (moto itself, without the harness's front, has no CloudFront
+/// VPC origins): a stack that uses none plans on, and says what it did not read; a stack that
+/// declares one fails with the endpoint's answer, since nothing of it could be read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_the_emulator_lacks_is_said_not_read() {
+    let moto = Moto::start().await;
+    let (_dir, path) = stack_file();
+    std::fs::write(
+        &path,
+        "[stack]\nname = \"bare\"\nregion = \"eu-central-1\"\n\n[log_group.app]\nretention_days = 1\n",
+    )
+    .unwrap();
+    let r = run(&moto.direct, &["plan", &path]);
+    ok(&r, 2, "plan on bare moto");
+    assert!(r.2.contains("note: not read") && r.2.contains("cloudfront_vpc_origin in eu-central-1"), "{}", r.2);
+    std::fs::write(
+        &path,
+        "[stack]\nname = \"bare\"\nregion = \"eu-central-1\"\n\n[vpc.v]\ncidr = \"10.0.0.0/16\"\n\n\
+         [subnet.a]\nvpc = \"vpc.v\"\ncidr = \"10.0.0.0/24\"\naz = \"a\"\n\n[subnet.b]\nvpc = \"vpc.v\"\ncidr = \"10.0.1.0/24\"\naz = \"b\"\n\n\
+         [load_balancer.lb]\nsubnets = [\"subnet.a\", \"subnet.b\"]\ninternal = true\n\n\
+         [cloudfront_vpc_origin.web]\nload_balancer = \"load_balancer.lb\"\n",
+    )
+    .unwrap();
+    let r = run(&moto.direct, &["plan", &path]);
+    assert_eq!(r.0, 1, "{r:?}");
+    assert!(r.2.contains("ListVpcOrigins"), "{}", r.2);
 }

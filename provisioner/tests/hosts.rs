@@ -164,13 +164,22 @@ fn image_layout(root: &Path) {
     let s = stack("stacks/prod.toml", &[]);
     let image = s.get("image.quake").unwrap();
     let Some((Val::Table(files), _)) = image.fields.get("files") else { panic!("image.quake has files") };
-    for (at, (v, _)) in files {
-        let Val::Str(host) = v else { panic!() };
-        let from = repo("stacks").join(host);
+    let exclude: Vec<String> = match image.fields.get("exclude") {
+        Some((Val::List(l), _)) => l.iter().filter_map(|(v, _)| v.as_str().map(str::to_owned)).collect(),
+        _ => Vec::new(),
+    };
+    let declared: Vec<(String, std::path::PathBuf)> = files
+        .iter()
+        .map(|(at, (v, _))| {
+            let Val::Str(host) = v else { panic!() };
+            (at.clone(), repo("stacks").join(host))
+        })
+        .collect();
+    // File by file as the image builder takes them (what `exclude` leaves out is not there).
+    for (at, from) in provisioner::image::page::listing(&declared, &exclude) {
         let to = root.join("opt/quake").join(at.strip_prefix("/assets/").unwrap());
         std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-        let ok = Command::new("cp").arg("-r").arg(&from).arg(&to).status().unwrap();
-        assert!(ok.success(), "{}", from.display());
+        std::fs::copy(&from, &to).unwrap_or_else(|e| panic!("{}: {e}", from.display()));
     }
 }
 

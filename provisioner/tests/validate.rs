@@ -621,7 +621,7 @@ fn switches_and_variables_files() {
 }
 
 /// The map page in the image: taken whole it holds what it loads; the hand-written list the
-/// stack had before (four modules short: a blank map on Fargate) and an `exclude` that drops a
+/// stack had before (four modules and the icon short: a blank map on Fargate) and an `exclude` that drops a
 /// module are refused, naming the file and who loads it, at the `files` table.
 #[test]
 fn an_image_missing_what_its_page_loads_is_refused() {
@@ -647,7 +647,9 @@ fn an_image_missing_what_its_page_loads_is_refused() {
         let want = format!("`/assets/web/app.js` loads `/assets/web/{m}.js`, which the image would not hold");
         assert!(msgs.iter().any(|x| x.contains(&want)), "{want} in {msgs:?}");
     }
-    assert_eq!(msgs.len(), 4, "{msgs:?}");
+    // The icon the page links, which the list never had either.
+    assert!(msgs.iter().any(|x| x.contains("`/assets/web/index.html` loads `/assets/web/favicon.svg`")), "{msgs:?}");
+    assert_eq!(msgs.len(), 5, "{msgs:?}");
     let msgs =
         refused(&prod().replacen("exclude = [\"node_modules\",", "exclude = [\"lapse.js\", \"node_modules\",", 1));
     assert_eq!(

@@ -8,10 +8,7 @@
 mod cdp;
 #[path = "../tests/common/mod.rs"]
 mod common;
-#[path = "../tests/common/probe.rs"]
-mod probe;
-
-use probe::{free_port, metric};
+use common::{free_port, metric};
 
 use futures_util::{SinkExt, StreamExt};
 use std::path::PathBuf;
@@ -31,7 +28,7 @@ fn shared() -> PathBuf {
 }
 
 fn rss_mb(pid: u32) -> f64 {
-    probe::rss_kb(pid).unwrap_or(0) as f64 / 1024.0
+    common::rss_kb(pid).unwrap_or(0) as f64 / 1024.0
 }
 
 struct Killed(Child);
@@ -48,7 +45,7 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
 }
 
 fn frame_now(unid: &str) -> String {
-    probe::frame_now(unid, 3.0, 38.0, 23.0, "BENCH")
+    common::frame_now(unid, 3.0, 38.0, 23.0, "BENCH")
 }
 
 /// A websocket server that sends whatever arrives on the channel to the one connection.

@@ -129,8 +129,9 @@ pub struct WebOpts {
     #[arg(long, env = "QUAKE_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
     /// Requests answered from the store (reaching past the in-memory window) at once; more are
-    /// answered 503 with Retry-After, not queued.
-    #[arg(long, env = "QUAKE_MAX_STORE_READS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
+    /// answered 503 with Retry-After, not queued. One may hold up to about 80 MB while it reads
+    /// and renders 50,000 events.
+    #[arg(long, env = "QUAKE_MAX_STORE_READS", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_store_reads: u32,
     /// Seconds one store-backed request may take before it is answered 503.
     #[arg(long, env = "QUAKE_STORE_TIMEOUT_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
@@ -216,7 +217,7 @@ mod tests {
         assert_eq!(a.source.backfill_hours, 24);
         assert_eq!(a.store.dynamodb_table, None);
         assert_eq!(a.common.listen.port(), 8080);
-        assert_eq!((a.web.max_store_reads, a.web.max_streams_per_client, a.web.metrics_listen), (4, 16, None));
+        assert_eq!((a.web.max_store_reads, a.web.max_streams_per_client, a.web.metrics_listen), (2, 16, None));
     }
 
     #[test]

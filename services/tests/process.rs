@@ -143,6 +143,8 @@ async fn producer_and_consumer_processes_with_real_broker_and_dynamodb() {
         c.env("KAFKA_BROKERS", &brokers)
             .env("QUAKE_TOPIC", &topic)
             .env("QUAKE_DEAD_LETTER_TOPIC", format!("{topic}.dlq"))
+            // A group of its own: other tests' consumers share the broker.
+            .env("QUAKE_GROUP", &topic)
             .env("AWS_ENDPOINT_URL", &moto.url)
             .env("AWS_REGION", "eu-central-1")
             .env("AWS_ACCESS_KEY_ID", "test")

@@ -20,10 +20,14 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
 }
 
-/// A moto server on a free port, killed when dropped.
+/// A moto server on a free port, killed when dropped, behind a proxy that plays what moto lacks
+/// and every stack's discovery reads (CloudFront VPC origins, EMULATED: `vpc_origins`); `url`
+/// is the proxy's, `direct` moto's own.
 pub struct Moto {
     child: Child,
     pub url: String,
+    pub direct: String,
+    front: Proxy,
 }
 
 impl Moto {
@@ -57,20 +61,22 @@ impl Moto {
             .stderr(Stdio::null())
             .spawn()
             .expect("moto_server starts");
-        let url = format!("http://127.0.0.1:{port}");
+        let direct = format!("http://127.0.0.1:{port}");
         let http = reqwest::Client::new();
         for _ in 0..300 {
-            if http.get(format!("{url}/moto-api/")).send().await.is_ok() {
-                return Self { child, url };
+            if http.get(format!("{direct}/moto-api/")).send().await.is_ok() {
+                let front = Proxy::start(&direct).await;
+                return Self { child, url: front.url.clone(), direct, front };
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("moto_server did not answer on {url}");
+        panic!("moto_server did not answer on {direct}");
     }
 
-    /// Forgets everything (all services).
+    /// Forgets everything (all services, and what the front emulates).
     pub async fn reset(&self) {
-        reqwest::Client::new().post(format!("{}/moto-api/reset", self.url)).send().await.expect("reset");
+        reqwest::Client::new().post(format!("{}/moto-api/reset", self.direct)).send().await.expect("reset");
+        self.front.forget_emulated();
     }
 
     /// The SDK configuration of moto in `region`, with its dummy credentials.
@@ -234,6 +240,8 @@ impl Proxy {
     pub fn forget_emulated(&self) {
         self.state.replicas.lock().unwrap().clear();
         self.state.ecs_services.lock().unwrap().clear();
+        self.state.distributions.lock().unwrap().clear();
+        *self.state.vpc_origins.lock().unwrap() = Default::default();
     }
 
     /// Turns on the ECS deployment EMULATION (see [`ProxyState::ecs`]).

@@ -183,6 +183,8 @@ pub async fn the_shipped_image_serves_the_whole_map(moto: &Moto, stack: &str, re
             ("QUAKE_TOPIC".to_owned(), topic.clone()),
             ("QUAKE_DEAD_LETTER_TOPIC".to_owned(), format!("{topic}.dlq")),
             ("DYNAMODB_TABLE".to_owned(), table.to_owned()),
+            // A group of its own: other tests' consumers share this broker.
+            ("QUAKE_GROUP".to_owned(), topic.clone()),
         ]
     };
     let produce = |name: &str, file: &str, brokers: &str| {

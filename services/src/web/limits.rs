@@ -43,7 +43,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            store_reads: 4,
+            store_reads: 2,
             store_timeout: Duration::from_secs(10),
             cache_bytes: 32 << 20,
             streams: 10_000,

@@ -80,7 +80,11 @@ async fn serve_http(
         req
     });
     let service = hyper_util::service::TowerToHyperService::new(app);
-    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    // What one connection may hold unsent for a client that does not read (a stream on a
+    // keep-alive connection): 64 kB instead of hyper's ~400 kB; past it the stream stops being
+    // polled and falls behind its bounded channel (`reset`).
+    builder.http1().max_buf_size(64 * 1024);
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(tcp), service);
     tokio::pin!(conn);
     tokio::select! {
