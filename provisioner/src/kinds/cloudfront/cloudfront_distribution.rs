@@ -15,7 +15,7 @@ use aws_sdk_cloudfront::client::Waiters;
 use aws_sdk_cloudfront::types::{
     Aliases, AllowedMethods, CacheBehavior, CacheBehaviors, CachedMethods, DefaultCacheBehavior, DistributionConfig,
     DistributionConfigWithTags, EventType, HttpVersion, LambdaFunctionAssociation, LambdaFunctionAssociations, Method,
-    MinimumProtocolVersion, Origin, Origins, PriceClass, S3OriginConfig, SslSupportMethod, Tag, Tags, ViewerCertificate,
+    MinimumProtocolVersion, Origin, Origins, PriceClass, S3OriginConfig, SslSupportMethod, ViewerCertificate,
     ViewerProtocolPolicy, VpcOriginConfig,
 };
 use serde::Deserialize;
@@ -424,15 +424,6 @@ fn attrs_of(c: &DistributionConfig, tags: &BTreeMap<String, String>) -> Value {
     })
 }
 
-async fn tags_of(cx: &Cx, arn: &str) -> Result<BTreeMap<String, String>, OpError> {
-    let t = cloudfront(cx).list_tags_for_resource().resource(arn).send().await.map_err(|e| err("ListTagsForResource", e))?;
-    Ok(t.tags().map(|t| t.items()).unwrap_or_default().iter().map(|t| (t.key().to_owned(), t.value().unwrap_or_default().to_owned())).collect())
-}
-
-fn tags(m: &BTreeMap<String, String>) -> Result<Tags, OpError> {
-    let items = m.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect::<Result<Vec<_>, _>>().map_err(fatal("Tag"))?;
-    Ok(Tags::builder().set_items(Some(items)).build())
-}
 
 /// Waits until CloudFront reports the last change deployed to every edge location.
 async fn deployed(cx: &Cx, id: &str) -> Result<(), OpError> {
@@ -471,7 +462,7 @@ impl Ops for Distribution {
             outputs.insert("arn".into(), json!(arn));
             outputs.insert("domain_name".into(), json!(domain));
             outputs.insert("url".into(), json!(format!("https://{domain}/")));
-            out.push(Live { id, address, attrs: attrs_of(c, &tags_of(cx, &arn).await?), outputs });
+            out.push(Live { id, address, attrs: attrs_of(c, &super::tags_of(cx, &arn).await?), outputs });
         }
         Ok(out)
     }
@@ -480,7 +471,7 @@ impl Ops for Distribution {
         let w = Attrs::of(want)?;
         let with_tags = DistributionConfigWithTags::builder()
             .distribution_config(config(cx, address, token, &w, true)?)
-            .tags(tags(&w.tags)?)
+            .tags(super::tags(&w.tags)?)
             .build();
         let made = cloudfront(cx)
             .create_distribution_with_tags()

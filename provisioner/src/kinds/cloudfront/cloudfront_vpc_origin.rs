@@ -10,7 +10,7 @@ use crate::error::{gone_ok, OpError};
 use crate::provider::{Attributes, Cx, Live, Ops, ID_TAG, STACK_TAG};
 use crate::schema::{as_is, no_check, Field, FieldType, Kind, Update};
 use async_trait::async_trait;
-use aws_sdk_cloudfront::types::{OriginProtocolPolicy, Tag, Tags, VpcOriginEndpointConfig};
+use aws_sdk_cloudfront::types::{OriginProtocolPolicy, VpcOriginEndpointConfig};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -137,19 +137,7 @@ impl Ops for VpcOrigin {
             // Names are the stack's `<stack>-<name>`: only those have their tags read (another
             // stack whose name starts alike is told apart by its stack tag).
             for s in list.items().iter().filter(|s| s.name().starts_with(&prefix)) {
-                let t = cloudfront(cx)
-                    .list_tags_for_resource()
-                    .resource(s.arn())
-                    .send()
-                    .await
-                    .map_err(|e| err("ListTagsForResource", e))?;
-                let tags: BTreeMap<String, String> = t
-                    .tags()
-                    .map(|t| t.items())
-                    .unwrap_or_default()
-                    .iter()
-                    .map(|t| (t.key().to_owned(), t.value().unwrap_or_default().to_owned()))
-                    .collect();
+                let tags = super::tags_of(cx, s.arn()).await?;
                 if tags.get(STACK_TAG) != Some(&cx.stack) {
                     continue;
                 }
@@ -174,16 +162,10 @@ impl Ops for VpcOrigin {
 
     async fn create(&self, cx: &Cx, address: &str, want: &Value, _token: &str) -> Result<String, OpError> {
         let w = Attrs::of(want)?;
-        let tags = w
-            .tags
-            .iter()
-            .map(|(k, v)| Tag::builder().key(k).value(v).build())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| OpError::fatal("Tag", e.to_string()))?;
         let made = cloudfront(cx)
             .create_vpc_origin()
             .vpc_origin_endpoint_config(config(&name_of(cx, address), &w)?)
-            .tags(Tags::builder().set_items(Some(tags)).build())
+            .tags(super::tags(&w.tags)?)
             .send()
             .await
             .map_err(|e| err("CreateVpcOrigin", e))?;

@@ -42,6 +42,29 @@ pub fn etag(op: &str, e: Option<&str>) -> Result<String, OpError> {
     e.map(str::to_owned).ok_or_else(|| OpError::fatal(op, "CloudFront answered without an ETag"))
 }
 
+/// A resource's tags (CloudFront tags by ARN).
+pub async fn tags_of(cx: &Cx, arn: &str) -> Result<std::collections::BTreeMap<String, String>, OpError> {
+    let t = cloudfront(cx)
+        .list_tags_for_resource()
+        .resource(arn)
+        .send()
+        .await
+        .map_err(|e| err("ListTagsForResource", e))?;
+    let items = t.tags().map(|t| t.items()).unwrap_or_default();
+    Ok(items.iter().map(|t| (t.key().to_owned(), t.value().unwrap_or_default().to_owned())).collect())
+}
+
+/// Tags as CloudFront's API takes them.
+pub fn tags(m: &std::collections::BTreeMap<String, String>) -> Result<aws_sdk_cloudfront::types::Tags, OpError> {
+    use aws_sdk_cloudfront::types::{Tag, Tags};
+    let items = m
+        .iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| OpError::fatal("Tag", e.to_string()))?;
+    Ok(Tags::builder().set_items(Some(items)).build())
+}
+
 /// Brings a resource's tags from `have` to `want` (CloudFront tags by ARN).
 pub async fn retag(
     cx: &Cx,
@@ -49,7 +72,7 @@ pub async fn retag(
     have: &std::collections::BTreeMap<String, String>,
     want: &std::collections::BTreeMap<String, String>,
 ) -> Result<(), OpError> {
-    use aws_sdk_cloudfront::types::{Tag, TagKeys, Tags};
+    use aws_sdk_cloudfront::types::TagKeys;
     let (unset, set) = crate::provider::tag_changes(have, want);
     if !unset.is_empty() {
         let keys = TagKeys::builder().set_items(Some(unset)).build();
@@ -62,13 +85,13 @@ pub async fn retag(
             .map_err(|e| err("UntagResource", e))?;
     }
     if !set.is_empty() {
-        let items = set
-            .iter()
-            .map(|(k, v)| Tag::builder().key(k).value(v).build())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| OpError::fatal("Tag", e.to_string()))?;
-        let tags = Tags::builder().set_items(Some(items)).build();
-        cloudfront(cx).tag_resource().resource(arn).tags(tags).send().await.map_err(|e| err("TagResource", e))?;
+        cloudfront(cx)
+            .tag_resource()
+            .resource(arn)
+            .tags(tags(&set)?)
+            .send()
+            .await
+            .map_err(|e| err("TagResource", e))?;
     }
     Ok(())
 }
