@@ -33,6 +33,12 @@ fn prod_copy(network_only: bool) -> String {
     // The plan and apply numbers are the engine's: image a small binary (the image section
     // below images the services).
     let src = src.replace("package = \"quake\"", "executable = \"/usr/bin/true\"");
+    // moto is reached over plain HTTP and applies the FinOps bucket's `aws:SecureTransport`
+    // condition to it (as the full-stack test does).
+    let src = src.replace(
+        "read_by = [\"${cloudfront_distribution.finops.arn}\"]",
+        "read_by = [\"${cloudfront_distribution.finops.arn}\"]\nhttps_only = false",
+    );
     let which = if network_only { "network" } else { "full" };
     let out = std::env::temp_dir().join(format!("quake-bench-{which}-{}.toml", std::process::id()));
     std::fs::write(&out, src).expect("write the stack");

@@ -39,7 +39,10 @@ pub(super) async fn serve_stream(
     state: &WebState,
     shutdown: &CancellationToken,
 ) {
-    let (last, headers) = {
+    let guard = &state.guard;
+    // The head's headers are dropped once the client's address is read: ten thousand streams
+    // would otherwise each keep theirs for hours.
+    let (last, client) = {
         let mut head = Vec::with_capacity(1024);
         let mut chunk = [0u8; 1024];
         loop {
@@ -56,10 +59,10 @@ pub(super) async fn serve_stream(
                 return;
             }
         }
-        parse_head(&String::from_utf8_lossy(&head))
+        let (last, headers) = parse_head(&String::from_utf8_lossy(&head));
+        (last, guard.client(&headers, Some(peer)))
     };
-    let guard = &state.guard;
-    let _permit = match guard.stream(guard.client(&headers, Some(peer))) {
+    let _permit = match guard.stream(client) {
         Ok(p) => p,
         Err(r) => {
             let _ = tokio::time::timeout(Duration::from_secs(5), tcp.write_all(r.wire().as_bytes())).await;
