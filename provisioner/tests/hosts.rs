@@ -176,7 +176,7 @@ fn image_layout(root: &Path) {
         })
         .collect();
     // File by file as the image builder takes them (what `exclude` leaves out is not there).
-    for (at, from) in provisioner::image::page::listing(&declared, &exclude) {
+    for (at, from) in provisioner::image::listing(&declared, &exclude).unwrap() {
         let to = root.join("opt/quake").join(at.strip_prefix("/assets/").unwrap());
         std::fs::create_dir_all(to.parent().unwrap()).unwrap();
         std::fs::copy(&from, &to).unwrap_or_else(|e| panic!("{}: {e}", from.display()));

@@ -23,11 +23,7 @@ pub struct OpsState {
 }
 
 pub fn router(state: OpsState) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .with_state(state)
+    probes(state.clone()).merge(Router::new().route("/metrics", get(metrics)).with_state(state))
 }
 
 /// `/healthz` and `/readyz` only: what a load balancer asks, on an address it reaches.

@@ -166,13 +166,7 @@ async fn serve_web(
         tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen} (is it in use?)"))?;
     tracing::info!(url = %format!("http://{listen}/"), "Live map and API listening.");
     if let Some(m) = o.metrics_listen {
-        let listener =
-            tokio::net::TcpListener::bind(m).await.with_context(|| format!("binding {m} (is it in use?)"))?;
-        tracing::info!(addr = %m, "Metrics listening: /metrics (and /healthz, /readyz).");
-        let (app, stop) = (web::ops_app(ops_state), shutdown.clone());
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await;
-        });
+        serve_ops(m, ops_state, shutdown.clone()).await?;
     }
     if o.stats_secs > 0 {
         tokio::spawn(log_stats(window.clone(), Duration::from_secs(o.stats_secs), shutdown.clone()));

@@ -255,25 +255,28 @@ impl Tree {
     }
 }
 
-/// `host` (a file, or a directory walked in name order without hidden entries and without
-/// the names in `exclude`) at `at`.
-fn add_tree(t: &mut Tree, at: &str, host: &Path, exclude: &[String]) -> Result<(), ImageError> {
-    let meta = std::fs::metadata(host).map_err(|e| ImageError::io(host, e))?;
-    if meta.is_file() {
-        t.file(at, read(host)?, 0o644);
-        return Ok(());
+/// The regular files `files` puts in an image (path in the image -> host file): each host file
+/// at its path, each directory walked whole without hidden entries and the names in `exclude`.
+/// The one walk both the image builder and `validate`'s page check ([`page::missing`]) use.
+pub fn listing(files: &[(String, PathBuf)], exclude: &[String]) -> Result<BTreeMap<String, PathBuf>, ImageError> {
+    fn walk(at: &str, host: &Path, exclude: &[String], out: &mut BTreeMap<String, PathBuf>) -> Result<(), ImageError> {
+        if std::fs::metadata(host).map_err(|e| ImageError::io(host, e))?.is_file() {
+            out.insert(at.to_owned(), host.to_owned());
+            return Ok(());
+        }
+        for e in std::fs::read_dir(host).map_err(|e| ImageError::io(host, e))? {
+            let n = e.map_err(|e| ImageError::io(host, e))?.file_name();
+            if !page::excluded(Path::new(&n), exclude) {
+                walk(&format!("{}/{}", at.trim_end_matches('/'), n.to_string_lossy()), &host.join(&n), exclude, out)?;
+            }
+        }
+        Ok(())
     }
-    t.dir(at, 0o755, 0);
-    let mut names: Vec<std::ffi::OsString> = std::fs::read_dir(host)
-        .map_err(|e| ImageError::io(host, e))?
-        .filter_map(|e| e.ok().map(|e| e.file_name()))
-        .filter(|n| !page::excluded(Path::new(n), exclude))
-        .collect();
-    names.sort();
-    for n in names {
-        add_tree(t, &format!("{}/{}", at.trim_end_matches('/'), n.to_string_lossy()), &host.join(&n), exclude)?;
+    let mut out = BTreeMap::new();
+    for (at, host) in files {
+        walk(at, host, exclude, &mut out)?;
     }
-    Ok(())
+    Ok(out)
 }
 
 /// gzip with a fixed header (no name, mtime 0) at the default level.
@@ -339,8 +342,15 @@ pub fn build(spec: &Spec) -> Result<Image, ImageError> {
         vec![(runtime(spec)?.tar(spec.epoch)?, "runtime (shared libraries, CA certificates, user)".to_owned())];
     if !spec.files.is_empty() {
         let mut files = Tree::default();
+        // Each directory named in `files` is in the image even when empty; the rest of the
+        // tree follows from the files' parents.
         for (at, host) in &spec.files {
-            add_tree(&mut files, at, host, &spec.exclude)?;
+            if host.is_dir() {
+                files.dir(at, 0o755, 0);
+            }
+        }
+        for (at, host) in listing(&spec.files, &spec.exclude)? {
+            files.file(&at, read(&host)?, 0o644);
         }
         let what = spec.files.iter().map(|(at, _)| at.as_str()).collect::<Vec<_>>().join(", ");
         tars.push((files.tar(spec.epoch)?, format!("files: {what}")));

@@ -30,31 +30,7 @@ pub fn excluded(rel: &Path, exclude: &[String]) -> bool {
     })
 }
 
-/// The regular files `files` puts in an image (path in the image -> host file), directories
-/// walked as the image builder walks them; what cannot be read is left out (the build reports
-/// it).
-pub fn listing(files: &[(String, PathBuf)], exclude: &[String]) -> BTreeMap<String, PathBuf> {
-    fn walk(at: &str, host: &Path, exclude: &[String], out: &mut BTreeMap<String, PathBuf>) {
-        if host.is_file() {
-            out.insert(at.to_owned(), host.to_owned());
-            return;
-        }
-        let Ok(rd) = std::fs::read_dir(host) else { return };
-        for e in rd.flatten() {
-            let n = e.file_name();
-            if !excluded(Path::new(&n), exclude) {
-                walk(&format!("{}/{}", at.trim_end_matches('/'), n.to_string_lossy()), &host.join(&n), exclude, out);
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    for (at, host) in files {
-        walk(at, host, exclude, &mut out);
-    }
-    out
-}
-
-/// The files that the image's pages (every `index.html` in `image`, a [`listing`]) load and the
+/// The files that the image's pages (every `index.html` in `image`, a [`super::listing`]) load and the
 /// image does not hold, followed through the modules that are there.
 pub fn missing(image: &BTreeMap<String, PathBuf>) -> Vec<Missing> {
     let mut out = Vec::new();
@@ -243,7 +219,7 @@ mod tests {
             ("node_modules/y.js", ""),
             (".hidden.js", ""),
         ]);
-        let whole = listing(&[("/web".into(), d.path().to_owned())], &["node_modules".into()]);
+        let whole = super::super::listing(&[("/web".into(), d.path().to_owned())], &["node_modules".into()]).unwrap();
         assert_eq!(
             whole.keys().collect::<Vec<_>>(),
             ["/web/app.js", "/web/index.html", "/web/lib/x.js", "/web/style.css"]
@@ -256,13 +232,17 @@ mod tests {
             ]
         );
         // Files listed one by one: what the list forgets is named.
-        let by_hand = listing(
+        let by_hand = super::super::listing(
             &[("/web/index.html".into(), d.path().join("index.html")), ("/web/app.js".into(), d.path().join("app.js"))],
             &[],
-        );
+        )
+        .unwrap();
         let wanted: Vec<String> = missing(&by_hand).into_iter().map(|m| m.wanted).collect();
         assert_eq!(wanted, ["/web/gone.js", "/web/lib/x.js", "/web/style.css"]);
-        assert!(missing(&listing(&[("/x".into(), d.path().join("lib"))], &[])).is_empty(), "no index.html: no page");
+        assert!(
+            missing(&super::super::listing(&[("/x".into(), d.path().join("lib"))], &[]).unwrap()).is_empty(),
+            "no index.html: no page"
+        );
     }
 
     #[test]

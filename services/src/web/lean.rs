@@ -4,7 +4,6 @@
 
 use super::sse::{last_event_id, stream_frames};
 use super::WebState;
-use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use futures_util::StreamExt;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -13,24 +12,26 @@ use tokio_util::sync::CancellationToken;
 
 const HEAD_MAX: usize = 8192;
 
-/// The `Last-Event-ID` header or `lastEventId` query parameter of a request head, and its
-/// headers (for the client's address as the edge reports it).
-pub(super) fn parse_head(head: &str) -> (Option<i64>, HeaderMap) {
+/// The `Last-Event-ID` header or `lastEventId` query parameter of a request head, and the value
+/// of the header `client_header` names (the client's address as the edge reports it).
+pub(super) fn parse_head(head: &str, client_header: Option<&str>) -> (Option<i64>, Option<String>) {
     let mut lines = head.split("\r\n");
     let target = lines.next().and_then(|l| l.split(' ').nth(1)).unwrap_or("");
     let query = target
         .split_once('?')
         .map(|(_, q)| q)
         .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("lastEventId=")).map(str::to_owned));
-    let mut headers = HeaderMap::new();
+    let (mut last, mut client) = (None, None);
     for l in lines {
         let Some((k, v)) = l.split_once(':') else { continue };
-        if let (Ok(k), Ok(v)) = (HeaderName::from_bytes(k.trim().as_bytes()), HeaderValue::from_str(v.trim())) {
-            headers.append(k, v);
+        let (k, v) = (k.trim(), v.trim());
+        if k.eq_ignore_ascii_case("last-event-id") {
+            last = Some(v);
+        } else if client_header.is_some_and(|h| k.eq_ignore_ascii_case(h)) {
+            client = Some(v.to_owned());
         }
     }
-    let header = headers.get("last-event-id").and_then(|v| v.to_str().ok());
-    (last_event_id(header, query.as_deref()), headers)
+    (last_event_id(last, query.as_deref()), client)
 }
 
 pub(super) async fn serve_stream(
@@ -40,8 +41,6 @@ pub(super) async fn serve_stream(
     shutdown: &CancellationToken,
 ) {
     let guard = &state.guard;
-    // The head's headers are dropped once the client's address is read: ten thousand streams
-    // would otherwise each keep theirs for hours.
     let (last, client) = {
         let mut head = Vec::with_capacity(1024);
         let mut chunk = [0u8; 1024];
@@ -59,8 +58,9 @@ pub(super) async fn serve_stream(
                 return;
             }
         }
-        let (last, headers) = parse_head(&String::from_utf8_lossy(&head));
-        (last, guard.client(&headers, Some(peer)))
+        let wanted = guard.limits.client_header.as_ref().map(|h| h.as_str());
+        let (last, value) = parse_head(&String::from_utf8_lossy(&head), wanted);
+        (last, guard.client_of(value.as_deref(), Some(peer)))
     };
     let _permit = match guard.stream(client) {
         Ok(p) => p,
@@ -107,12 +107,13 @@ async fn send(wr: &mut tokio::net::tcp::WriteHalf<'_>, bytes: &[u8], patience: D
 #[cfg(test)]
 mod tests {
     #[test]
-    fn last_event_id_from_header_or_query() {
-        let h = "GET /api/stream HTTP/1.1\r\nHost: x\r\nLast-Event-ID: 42\r\n\r\n";
-        assert_eq!(super::parse_head(h).0, Some(42));
-        assert_eq!(super::parse_head(h).1.get("host").unwrap(), "x");
-        assert_eq!(super::parse_head("GET /api/stream?lastEventId=7 HTTP/1.1\r\n\r\n").0, Some(7));
-        assert_eq!(super::parse_head("GET /api/stream HTTP/1.1\r\n\r\n").0, None);
-        assert_eq!(super::parse_head("garbage").0, None);
+    fn last_event_id_and_the_edge_header_from_the_head() {
+        let h = "GET /api/stream HTTP/1.1\r\nHost: x\r\nLast-Event-ID: 42\r\nCloudFront-Viewer-Address: 203.0.113.5:9\r\n\r\n";
+        assert_eq!(super::parse_head(h, None), (Some(42), None));
+        let edge = Some("cloudfront-viewer-address");
+        assert_eq!(super::parse_head(h, edge).1.as_deref(), Some("203.0.113.5:9"));
+        assert_eq!(super::parse_head("GET /api/stream?lastEventId=7 HTTP/1.1\r\n\r\n", edge), (Some(7), None));
+        assert_eq!(super::parse_head("GET /api/stream HTTP/1.1\r\n\r\n", None).0, None);
+        assert_eq!(super::parse_head("garbage", edge), (None, None));
     }
 }

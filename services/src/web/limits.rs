@@ -195,14 +195,13 @@ impl Guard {
     /// The client's address: the edge's header when one is configured and present, else the
     /// connection's peer.
     pub fn client(&self, headers: &HeaderMap, peer: Option<SocketAddr>) -> IpAddr {
-        let from_header = self
-            .limits
-            .client_header
-            .as_ref()
-            .and_then(|h| headers.get(h))
-            .and_then(|v| v.to_str().ok())
-            .and_then(parse_addr);
-        from_header.or(peer.map(|p| p.ip())).unwrap_or(IpAddr::from([0, 0, 0, 0]))
+        let value = self.limits.client_header.as_ref().and_then(|h| headers.get(h)).and_then(|v| v.to_str().ok());
+        self.client_of(value, peer)
+    }
+
+    /// [`Self::client`] from the configured header's value, when the caller read it itself.
+    pub fn client_of(&self, header_value: Option<&str>, peer: Option<SocketAddr>) -> IpAddr {
+        header_value.and_then(parse_addr).or(peer.map(|p| p.ip())).unwrap_or(IpAddr::from([0, 0, 0, 0]))
     }
 }
 

@@ -133,7 +133,7 @@ async fn track(
 }
 
 /// The whole application: API, stream, map page and operations endpoints (`/metrics` too when
-/// `metrics_here`; otherwise it has a listener of its own, see [`ops_app`]).
+/// `metrics_here`; otherwise the operations endpoints get a listener of their own).
 pub fn app(state: WebState, ops_state: OpsState) -> Router {
     app_with(state, ops_state, true)
 }
@@ -164,11 +164,6 @@ pub fn app_with(state: WebState, ops_state: OpsState, metrics_here: bool) -> Rou
         .layer(CompressionLayer::new())
         .layer(axum::middleware::from_fn_with_state(csp, secure))
         .layer(axum::middleware::from_fn_with_state(metrics, track))
-}
-
-/// `/metrics` alone, for a listener of its own that the load balancer does not reach.
-pub fn ops_app(ops_state: OpsState) -> Router {
-    ops::router(ops_state)
 }
 
 /// Client errors as JSON naming the parameter, and requests turned away by a bound.

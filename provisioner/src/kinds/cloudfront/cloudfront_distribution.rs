@@ -36,7 +36,12 @@ const DEPLOY_WAIT: Duration = Duration::from_secs(40 * 60);
 /// A cache behaviour for a path pattern (same origin, HTTPS only, GET and HEAD).
 static BEHAVIOR: [Field; 3] = [
     Field::required("path", FieldType::String, Update::InPlace, "Path pattern, e.g. \"/api/stream\"."),
-    Field::required("cache_policy", FieldType::String, Update::InPlace, "Cache policy id (AWS's CachingDisabled: 4135ea2d-6df8-44a3-9df3-4b5a84be39ad)."),
+    Field::required(
+        "cache_policy",
+        FieldType::String,
+        Update::InPlace,
+        "Cache policy id (AWS's CachingDisabled: 4135ea2d-6df8-44a3-9df3-4b5a84be39ad).",
+    ),
     Field::optional("origin_request_policy", FieldType::String, None, Update::InPlace, "Origin request policy id."),
 ];
 
@@ -281,7 +286,13 @@ fn fatal(what: &str) -> impl Fn(aws_sdk_cloudfront::error::BuildError) -> OpErro
 }
 
 /// The whole configuration CloudFront keeps for `w` (an update replaces all of it).
-fn config(cx: &Cx, address: &str, caller_reference: &str, w: &Attrs, enabled: bool) -> Result<DistributionConfig, OpError> {
+fn config(
+    cx: &Cx,
+    address: &str,
+    caller_reference: &str,
+    w: &Attrs,
+    enabled: bool,
+) -> Result<DistributionConfig, OpError> {
     let origin = Origin::builder().id(ORIGIN_ID).domain_name(&w.origin_domain);
     let origin = match &w.vpc_origin {
         Some(id) => origin.vpc_origin_config(
@@ -297,18 +308,27 @@ fn config(cx: &Cx, address: &str, caller_reference: &str, w: &Attrs, enabled: bo
             .set_origin_access_control_id(w.origin_access_control.clone()),
     };
     let origin = origin.build().map_err(fatal("Origin"))?;
-    let edge: Vec<LambdaFunctionAssociation> = [(EventType::ViewerRequest, &w.viewer_request), (EventType::OriginResponse, &w.origin_response)]
-        .into_iter()
-        .filter_map(|(t, arn)| arn.as_ref().map(|a| (t, a)))
-        .map(|(t, arn)| LambdaFunctionAssociation::builder().event_type(t).lambda_function_arn(arn).include_body(false).build())
-        .collect::<Result<_, _>>()
-        .map_err(fatal("LambdaFunctionAssociation"))?;
+    let edge: Vec<LambdaFunctionAssociation> =
+        [(EventType::ViewerRequest, &w.viewer_request), (EventType::OriginResponse, &w.origin_response)]
+            .into_iter()
+            .filter_map(|(t, arn)| arn.as_ref().map(|a| (t, a)))
+            .map(|(t, arn)| {
+                LambdaFunctionAssociation::builder().event_type(t).lambda_function_arn(arn).include_body(false).build()
+            })
+            .collect::<Result<_, _>>()
+            .map_err(fatal("LambdaFunctionAssociation"))?;
     let read_only = || -> Result<AllowedMethods, OpError> {
         let methods = vec![Method::Get, Method::Head];
         AllowedMethods::builder()
             .quantity(2)
             .set_items(Some(methods.clone()))
-            .cached_methods(CachedMethods::builder().quantity(2).set_items(Some(methods)).build().map_err(fatal("CachedMethods"))?)
+            .cached_methods(
+                CachedMethods::builder()
+                    .quantity(2)
+                    .set_items(Some(methods))
+                    .build()
+                    .map_err(fatal("CachedMethods"))?,
+            )
             .build()
             .map_err(fatal("AllowedMethods"))
     };
@@ -338,7 +358,11 @@ fn config(cx: &Cx, address: &str, caller_reference: &str, w: &Attrs, enabled: bo
         .compress(true)
         .allowed_methods(read_only()?)
         .lambda_function_associations(
-            LambdaFunctionAssociations::builder().quantity(edge.len() as i32).set_items(Some(edge)).build().map_err(fatal("LambdaFunctionAssociations"))?,
+            LambdaFunctionAssociations::builder()
+                .quantity(edge.len() as i32)
+                .set_items(Some(edge))
+                .build()
+                .map_err(fatal("LambdaFunctionAssociations"))?,
         )
         .build()
         .map_err(fatal("DefaultCacheBehavior"))?;
@@ -367,7 +391,13 @@ fn config(cx: &Cx, address: &str, caller_reference: &str, w: &Attrs, enabled: bo
         .price_class(PriceClass::from(w.price_class.as_deref().unwrap_or("PriceClass_100")))
         .http_version(HttpVersion::from(w.http_version.as_deref().unwrap_or("http2and3")))
         .is_ipv6_enabled(w.ipv6.unwrap_or(true))
-        .aliases(Aliases::builder().quantity(w.aliases.len() as i32).set_items(Some(w.aliases.clone())).build().map_err(fatal("Aliases"))?)
+        .aliases(
+            Aliases::builder()
+                .quantity(w.aliases.len() as i32)
+                .set_items(Some(w.aliases.clone()))
+                .build()
+                .map_err(fatal("Aliases"))?,
+        )
         .viewer_certificate(certificate)
         .web_acl_id(w.web_acl.clone().unwrap_or_default())
         .build()
@@ -424,7 +454,6 @@ fn attrs_of(c: &DistributionConfig, tags: &BTreeMap<String, String>) -> Value {
     })
 }
 
-
 /// Waits until CloudFront reports the last change deployed to every edge location.
 async fn deployed(cx: &Cx, id: &str) -> Result<(), OpError> {
     cloudfront(cx)
@@ -451,7 +480,13 @@ impl Ops for Distribution {
             .collect();
         let mut out = Vec::new();
         for (id, arn, domain, address) in ours {
-            let got = match cloudfront(cx).get_distribution_config().id(&id).send().await.map_err(|e| err("GetDistributionConfig", e)) {
+            let got = match cloudfront(cx)
+                .get_distribution_config()
+                .id(&id)
+                .send()
+                .await
+                .map_err(|e| err("GetDistributionConfig", e))
+            {
                 Err(e) if e.is_not_found() => continue,
                 other => other?,
             };
@@ -479,7 +514,10 @@ impl Ops for Distribution {
             .send()
             .await
             .map_err(|e| err("CreateDistributionWithTags", e))?;
-        let id = made.distribution().map(|d| d.id().to_owned()).ok_or_else(|| OpError::fatal("CreateDistributionWithTags", "no id"))?;
+        let id = made
+            .distribution()
+            .map(|d| d.id().to_owned())
+            .ok_or_else(|| OpError::fatal("CreateDistributionWithTags", "no id"))?;
         deployed(cx, &id).await?;
         Ok(id)
     }
@@ -487,9 +525,13 @@ impl Ops for Distribution {
     async fn update(&self, cx: &Cx, id: &str, have: &Value, want: &Value) -> Result<(), OpError> {
         let (h, w) = (Attrs::of(have)?, Attrs::of(want)?);
         let got = cloudfront(cx).get_distribution().id(id).send().await.map_err(|e| err("GetDistribution", e))?;
-        let d = got.distribution().ok_or_else(|| OpError::fatal("GetDistribution", format!("{id}: no distribution")))?;
-        let current = d.distribution_config().ok_or_else(|| OpError::fatal("GetDistribution", format!("{id}: no configuration")))?;
-        let address = address_in(cx, current.comment()).ok_or_else(|| OpError::fatal("GetDistribution", format!("{id} is not this stack's")))?;
+        let d =
+            got.distribution().ok_or_else(|| OpError::fatal("GetDistribution", format!("{id}: no distribution")))?;
+        let current = d
+            .distribution_config()
+            .ok_or_else(|| OpError::fatal("GetDistribution", format!("{id}: no configuration")))?;
+        let address = address_in(cx, current.comment())
+            .ok_or_else(|| OpError::fatal("GetDistribution", format!("{id} is not this stack's")))?;
         let next = config(cx, &address, current.caller_reference(), &w, true)?;
         if attrs_of(&next, &w.tags) != attrs_of(current, &w.tags) || !current.enabled() {
             cloudfront(cx)
@@ -508,22 +550,45 @@ impl Ops for Distribution {
     }
 
     async fn delete(&self, cx: &Cx, id: &str, _have: &Value) -> Result<(), OpError> {
-        let got = match cloudfront(cx).get_distribution_config().id(id).send().await.map_err(|e| err("GetDistributionConfig", e)) {
+        let got = match cloudfront(cx)
+            .get_distribution_config()
+            .id(id)
+            .send()
+            .await
+            .map_err(|e| err("GetDistributionConfig", e))
+        {
             Err(e) if e.is_not_found() => return Ok(()),
             other => other?,
         };
-        let c = got.distribution_config().ok_or_else(|| OpError::fatal("GetDistributionConfig", format!("{id}: no configuration")))?;
+        let c = got
+            .distribution_config()
+            .ok_or_else(|| OpError::fatal("GetDistributionConfig", format!("{id}: no configuration")))?;
         let mut tag = etag("GetDistributionConfig", got.e_tag())?;
         if c.enabled() {
             // AWS deletes only a disabled distribution, and only once that is deployed. The
             // edge functions it ran are let go of here; AWS removes their replicas later.
             let mut off = c.clone();
             off.enabled = false;
-            let r = cloudfront(cx).update_distribution().id(id).if_match(tag).distribution_config(off).send().await.map_err(|e| err("UpdateDistribution", e))?;
+            let r = cloudfront(cx)
+                .update_distribution()
+                .id(id)
+                .if_match(tag)
+                .distribution_config(off)
+                .send()
+                .await
+                .map_err(|e| err("UpdateDistribution", e))?;
             tag = etag("UpdateDistribution", r.e_tag())?;
         }
         deployed(cx, id).await?;
-        gone_ok(cloudfront(cx).delete_distribution().id(id).if_match(tag).send().await.map_err(|e| err("DeleteDistribution", e)))
+        gone_ok(
+            cloudfront(cx)
+                .delete_distribution()
+                .id(id)
+                .if_match(tag)
+                .send()
+                .await
+                .map_err(|e| err("DeleteDistribution", e)),
+        )
     }
 }
 
@@ -535,7 +600,9 @@ mod tests {
     #[test]
     fn the_typed_attributes_hold_every_declared_field() {
         let a = Attrs::of(&crate::schema::sample(KIND.fields)).unwrap();
-        assert!(a.viewer_request.is_some() && a.origin_response.is_some() && a.web_acl.is_some() && !a.aliases.is_empty());
+        assert!(
+            a.viewer_request.is_some() && a.origin_response.is_some() && a.web_acl.is_some() && !a.aliases.is_empty()
+        );
     }
 
     /// What is written is what is read back: a plan after an apply is empty.
@@ -574,7 +641,9 @@ mod tests {
 
     #[test]
     fn literal_edge_functions_must_be_published_versions_in_us_east_1() {
-        let src = |arn: &str| format!("[stack]\nname = \"t\"\nregion = \"eu-central-1\"\n[cloudfront_distribution.site]\norigin_domain = \"x\"\nviewer_request = \"{arn}\"\n");
+        let src = |arn: &str| {
+            format!("[stack]\nname = \"t\"\nregion = \"eu-central-1\"\n[cloudfront_distribution.site]\norigin_domain = \"x\"\nviewer_request = \"{arn}\"\n")
+        };
         let codes = |arn: &str| match crate::stack::parse(crate::kinds::all(), "t.toml", &src(arn), &BTreeMap::new()) {
             Ok(_) => vec![],
             Err(d) => d.items.iter().map(|i| i.code).collect::<Vec<_>>(),

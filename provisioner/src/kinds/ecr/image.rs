@@ -12,7 +12,7 @@ use super::{registry, registry_err, repositories};
 use crate::diag::Diags;
 use crate::error::OpError;
 use crate::image::{self, Arch, Spec};
-use crate::provider::{Attributes, Cx, Live, Ops, Derive};
+use crate::provider::{Attributes, Cx, Derive, Live, Ops};
 use crate::schema::{as_is, Field, FieldType, Kind, Update};
 use crate::stack::{Resource, Stack};
 use async_trait::async_trait;
@@ -161,7 +161,8 @@ fn pages(r: &Resource, stack: &Stack, d: &mut Diags) {
     let dir = std::path::Path::new(&stack.file).parent().unwrap_or(std::path::Path::new("."));
     let hosts: Vec<(String, std::path::PathBuf)> =
         files.iter().filter_map(|(at, (host, _))| Some((at.clone(), dir.join(host.as_str()?)))).collect();
-    for m in image::page::missing(&image::page::listing(&hosts, &exclude)) {
+    // A path that cannot be read is the build's to report; there is no page to check there.
+    for m in image::page::missing(&image::listing(&hosts, &exclude).unwrap_or_default()) {
         d.error(
             "page-file-missing",
             span.clone(),

@@ -34,7 +34,13 @@ pub static KIND: Kind = Kind {
             Update::InPlace,
             "Security groups of the load balancer.",
         ),
-        Field::optional("internal", FieldType::Bool, Some("false"), Update::Replace, "Internal instead of internet-facing."),
+        Field::optional(
+            "internal",
+            FieldType::Bool,
+            Some("false"),
+            Update::Replace,
+            "Internal instead of internet-facing.",
+        ),
         Field::optional(
             "idle_timeout",
             FieldType::Int { min: 1, max: 4000 },
@@ -138,7 +144,11 @@ fn check(r: &Resource, stack: &Stack, d: &mut Diags) {
             d.error(
                 "alb-subnets",
                 span.clone(),
-                format!("{} has {} subnet(s); an application load balancer needs two availability zones", r.address(), subnets.len()),
+                format!(
+                    "{} has {} subnet(s); an application load balancer needs two availability zones",
+                    r.address(),
+                    subnets.len()
+                ),
                 Some("name subnets in two availability zones".into()),
             );
         }
@@ -270,7 +280,9 @@ impl Ops for LoadBalancer {
                 format!("{id} has deletion protection: set deletion_protection = false and apply first"),
             ));
         }
-        gone_ok(elb(cx).delete_load_balancer().load_balancer_arn(id).send().await.map_err(|e| err("DeleteLoadBalancer", e)))
+        gone_ok(
+            elb(cx).delete_load_balancer().load_balancer_arn(id).send().await.map_err(|e| err("DeleteLoadBalancer", e)),
+        )
     }
 }
 

@@ -3,9 +3,9 @@
 //! window come from the stack file, and optional AWS managed rule groups, in that priority.
 
 use super::{err, waf};
-use crate::provider::{address_in, marker};
 use crate::diag::Diags;
 use crate::error::{gone_ok, OpError};
+use crate::provider::{address_in, marker};
 use crate::provider::{null_as_empty, Attributes, Cx, Live, Ops};
 use crate::schema::{Field, FieldType, Kind, Update};
 use crate::stack::{Resource, Stack, Val};
@@ -132,15 +132,24 @@ fn built<T>(what: &str, r: Result<T, aws_sdk_wafv2::error::BuildError>) -> Resul
 
 impl Attrs {
     fn scope(&self) -> Scope {
-        if self.scope.as_deref() == Some("CLOUDFRONT") { Scope::Cloudfront } else { Scope::Regional }
+        if self.scope.as_deref() == Some("CLOUDFRONT") {
+            Scope::Cloudfront
+        } else {
+            Scope::Regional
+        }
     }
 
     fn visibility(&self, metric: &str) -> Result<VisibilityConfig, OpError> {
         let on = self.metrics.unwrap_or(true);
-        let metric: String = metric.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
+        let metric: String =
+            metric.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
         built(
             "VisibilityConfig",
-            VisibilityConfig::builder().sampled_requests_enabled(on).cloud_watch_metrics_enabled(on).metric_name(metric).build(),
+            VisibilityConfig::builder()
+                .sampled_requests_enabled(on)
+                .cloud_watch_metrics_enabled(on)
+                .metric_name(metric)
+                .build(),
         )
     }
 
@@ -178,8 +187,10 @@ impl Attrs {
             )?);
         }
         for (i, group) in self.managed_rule_groups.iter().enumerate() {
-            let statement =
-                built("ManagedRuleGroupStatement", ManagedRuleGroupStatement::builder().vendor_name("AWS").name(group).build())?;
+            let statement = built(
+                "ManagedRuleGroupStatement",
+                ManagedRuleGroupStatement::builder().vendor_name("AWS").name(group).build(),
+            )?;
             rules.push(built(
                 "Rule",
                 Rule::builder()
@@ -257,7 +268,11 @@ struct WebAcl;
 
 /// The scopes whose ACLs live in `region`: CloudFront's only in us-east-1.
 fn scopes(region: &str) -> Vec<Scope> {
-    if region == "us-east-1" { vec![Scope::Regional, Scope::Cloudfront] } else { vec![Scope::Regional] }
+    if region == "us-east-1" {
+        vec![Scope::Regional, Scope::Cloudfront]
+    } else {
+        vec![Scope::Regional]
+    }
 }
 
 /// `(name, id)` of an ACL from its ARN `.../webacl/<name>/<id>`, and its scope.
@@ -272,7 +287,8 @@ fn parts(arn: &str) -> Option<(&str, &str, Scope)> {
 
 /// The ACL at `arn` and the lock token a write based on this read must carry.
 async fn get_acl(cx: &Cx, arn: &str) -> Result<(aws_sdk_wafv2::types::WebAcl, String), OpError> {
-    let (name, id, scope) = parts(arn).ok_or_else(|| OpError::fatal("GetWebACL", format!("not a web ACL ARN: {arn}")))?;
+    let (name, id, scope) =
+        parts(arn).ok_or_else(|| OpError::fatal("GetWebACL", format!("not a web ACL ARN: {arn}")))?;
     let got = waf(cx).get_web_acl().name(name).id(id).scope(scope).send().await.map_err(|e| err("GetWebACL", e))?;
     let acl = got.web_acl().cloned().ok_or_else(|| OpError::fatal("GetWebACL", "no ACL"))?;
     Ok((acl, got.lock_token().unwrap_or_default().to_owned()))
@@ -298,7 +314,12 @@ impl Ops for WebAcl {
                         continue;
                     };
                     let (acl, _) = get_acl(cx, arn).await?;
-                    let tags = waf(cx).list_tags_for_resource().resource_arn(arn).send().await.map_err(|e| err("ListTagsForResource", e))?;
+                    let tags = waf(cx)
+                        .list_tags_for_resource()
+                        .resource_arn(arn)
+                        .send()
+                        .await
+                        .map_err(|e| err("ListTagsForResource", e))?;
                     let tags: BTreeMap<&str, &str> = tags
                         .tag_info_for_resource()
                         .map(|t| t.tag_list().iter().map(|t| (t.key(), t.value())).collect())
@@ -383,14 +404,26 @@ impl Ops for WebAcl {
         }
         let (gone, changed) = crate::provider::tag_changes(&h.tags, &w.tags);
         if !gone.is_empty() {
-            waf(cx).untag_resource().resource_arn(id).set_tag_keys(Some(gone)).send().await.map_err(|e| err("UntagResource", e))?;
+            waf(cx)
+                .untag_resource()
+                .resource_arn(id)
+                .set_tag_keys(Some(gone))
+                .send()
+                .await
+                .map_err(|e| err("UntagResource", e))?;
         }
         if !changed.is_empty() {
             let tags = changed
                 .iter()
                 .map(|(k, v)| built("Tag", Tag::builder().key(k).value(v).build()))
                 .collect::<Result<Vec<_>, _>>()?;
-            waf(cx).tag_resource().resource_arn(id).set_tags(Some(tags)).send().await.map_err(|e| err("TagResource", e))?;
+            waf(cx)
+                .tag_resource()
+                .resource_arn(id)
+                .set_tags(Some(tags))
+                .send()
+                .await
+                .map_err(|e| err("TagResource", e))?;
         }
         Ok(())
     }
@@ -437,9 +470,13 @@ mod tests {
 
     #[test]
     fn rules_in_priority_order() {
-        let a = Attrs::of(&json!({ "rate_limit": 500, "managed_rule_groups": ["AWSManagedRulesCommonRuleSet"] })).unwrap();
+        let a =
+            Attrs::of(&json!({ "rate_limit": 500, "managed_rule_groups": ["AWSManagedRulesCommonRuleSet"] })).unwrap();
         let rules = a.rules("s-web").unwrap();
-        assert_eq!(rules.iter().map(|r| (r.name(), r.priority())).collect::<Vec<_>>(), [(RATE_RULE, 0), ("AWSManagedRulesCommonRuleSet", 1)]);
+        assert_eq!(
+            rules.iter().map(|r| (r.name(), r.priority())).collect::<Vec<_>>(),
+            [(RATE_RULE, 0), ("AWSManagedRulesCommonRuleSet", 1)]
+        );
         let rate = rules[0].statement().unwrap().rate_based_statement().unwrap();
         assert_eq!((rate.limit(), rate.evaluation_window_sec()), (500, 300));
     }
@@ -454,7 +491,9 @@ mod cost_tests {
     #[test]
     fn acl_rules_requests_and_paid_groups_said() {
         let acl = "[waf_web_acl.w]\nrate_limit = 500\nmanaged_rule_groups = [\"AWSManagedRulesCommonRuleSet\", \"AWSManagedRulesKnownBadInputsRuleSet\"]\n";
-        let b = priced(&format!("[stack]\nname = \"t\"\nregion = \"eu-central-1\"\n{acl}[usage]\nweb_requests = 131400000\n"));
+        let b = priced(&format!(
+            "[stack]\nname = \"t\"\nregion = \"eu-central-1\"\n{acl}[usage]\nweb_requests = 131400000\n"
+        ));
         close(of(&b, "waf_web_acl.w").monthly, 5.0 + 3.0 + 131.4 * 0.6);
         let b = priced("[stack]\nname = \"t\"\nregion = \"eu-central-1\"\n[waf_web_acl.w]\nmanaged_rule_groups = [\"AWSManagedRulesBotControlRuleSet\"]\n");
         close(of(&b, "waf_web_acl.w").monthly, 6.0);
