@@ -2,7 +2,7 @@
 //! the declared shape for the plan, and carries a plan out through the kinds' operations as a
 //! graph of steps. It knows no kind by name: everything comes from the declarations.
 
-use crate::error::{Class, OpError};
+use crate::error::{settle, Class, OpError};
 use crate::kinds;
 use crate::plan::{desired, Action, Actual, Plan};
 use crate::provider::{Cx, Live, ID_TAG, STACK_TAG};
@@ -377,7 +377,8 @@ struct Exec {
     outputs: Mutex<BTreeMap<String, Map<String, Value>>>,
     /// Kind and region of every resource the stack declares or owns, to read one again.
     places: BTreeMap<String, Step>,
-    attempts: Mutex<BTreeMap<StepId, u32>>,
+    /// Per step: attempts so far and when the first began.
+    attempts: Mutex<BTreeMap<StepId, (u32, std::time::Instant)>>,
     created: Mutex<Vec<(String, String)>>,
     /// This run, for client tokens.
     run: u64,
@@ -474,17 +475,33 @@ impl Exec {
     }
 }
 
+impl Exec {
+    /// Records a resource made in this run under `address`.
+    fn made(&self, address: &str, id: &str) {
+        self.ids.lock().unwrap_or_else(|p| p.into_inner()).insert(address.to_owned(), id.to_owned());
+        // Its other outputs are read when something uses them.
+        self.outputs.lock().unwrap_or_else(|p| p.into_inner()).remove(address);
+        self.created.lock().unwrap_or_else(|p| p.into_inner()).push((address.to_owned(), id.to_owned()));
+    }
+}
+
 #[async_trait]
 impl Executor<StepId> for Exec {
     async fn execute(&self, node: &Node<StepId>) -> Result<(), OpError> {
         let sid = &node.id;
         let step = self.steps.get(sid).ok_or_else(|| OpError::fatal("walk", format!("unknown step {sid}")))?;
-        let attempt = {
+        let (attempt, first) = {
             let mut a = self.attempts.lock().unwrap_or_else(|p| p.into_inner());
-            let n = a.entry(sid.clone()).or_default();
-            *n += 1;
+            let n = a.entry(sid.clone()).or_insert((0, std::time::Instant::now()));
+            n.0 += 1;
             *n
         };
+        self.attempt(sid, step, attempt).await.map_err(|e| settle(e, step.kind.ops.transient(), first.elapsed()))
+    }
+}
+
+impl Exec {
+    async fn attempt(&self, sid: &StepId, step: &Step, attempt: u32) -> Result<(), OpError> {
         if attempt > 1 && !sid.deletes() {
             self.refresh(&sid.address, step).await?;
         }
@@ -510,11 +527,20 @@ impl Executor<StepId> for Exec {
             (Phase::Delete | Phase::DeleteOld, None, _) => return Ok(()),
             (Phase::Create, None, _) => {
                 let want = self.resolve(sid, step, false)?;
-                let id = ops.create(&cx, address, &want, &self.token(address, &want)).await?;
-                self.ids.lock().unwrap_or_else(|p| p.into_inner()).insert(address.clone(), id.clone());
-                // Its other outputs are read when something uses them.
-                self.outputs.lock().unwrap_or_else(|p| p.into_inner()).remove(address);
-                self.created.lock().unwrap_or_else(|p| p.into_inner()).push((address.clone(), id));
+                let slot = Arc::default();
+                let made = ops.create(&cx.creating(Arc::clone(&slot)), address, &want, &self.token(address, &want)).await;
+                let born = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
+                let id = match (made, born) {
+                    (Ok(id), _) => id,
+                    // Made, then a later call failed: the retry updates this one (see `Cx::born`).
+                    (Err(e), Some((id, have))) => {
+                        self.made(address, &id);
+                        self.have.lock().unwrap_or_else(|p| p.into_inner()).insert(address.clone(), have);
+                        return Err(e);
+                    }
+                    (Err(e), None) => return Err(e),
+                };
+                self.made(address, &id);
                 want
             }
             (Phase::Unpeer, Some(id), Some(have)) => {

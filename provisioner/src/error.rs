@@ -1,5 +1,6 @@
 //! The typed error of one AWS operation: its class (decided from the SDK's error codes, never
-//! from message text), the operation, the AWS code and the message.
+//! from message text, with one scoped exception: [`Transient`]), the operation, the AWS code and
+//! the message.
 
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::display::DisplayErrorContext;
@@ -145,6 +146,51 @@ where
     OpError { class, op: op.to_owned(), code, message }
 }
 
+/// An answer AWS gives while something it makes on the caller's behalf settles (a service-linked
+/// role, a role's propagation, continuous backups being enabled), declared by the kind that
+/// meets it: within `window` of the step's first attempt it is retried, after it it is fatal.
+///
+/// This is the one place where a message fragment may decide a class: AWS reuses codes such as
+/// `InvalidParameterException` and `ValidationException` for permanent mistakes and for passing
+/// states alike, and only the message tells them apart. The fragment is matched only for the
+/// declared operation and code, so a permanent error under the same code stays fatal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transient {
+    /// The operation as the kind names it in its errors (`CreateCluster`).
+    pub op: &'static str,
+    pub code: &'static str,
+    /// Part of the message that marks the passing cause, when the code alone does not.
+    pub fragment: Option<&'static str>,
+    pub window: std::time::Duration,
+    /// Where AWS's behaviour is recorded (the AWS provider's retry, AWS's documentation).
+    pub source: &'static str,
+}
+
+impl Transient {
+    /// `code` answered to `op`, retried for `minutes`.
+    pub const fn new(op: &'static str, code: &'static str, minutes: u64, source: &'static str) -> Self {
+        Self { op, code, fragment: None, window: std::time::Duration::from_secs(minutes * 60), source }
+    }
+
+    /// Only when the message holds `fragment`.
+    pub const fn saying(self, fragment: &'static str) -> Self {
+        Self { fragment: Some(fragment), ..self }
+    }
+
+    /// Whether `e` is this passing answer.
+    pub fn matches(&self, e: &OpError) -> bool {
+        e.op == self.op && e.has_code(self.code) && self.fragment.is_none_or(|f| e.message.contains(f))
+    }
+}
+
+/// `e` as retryable when it is one of `transient` and the step began less than its window ago.
+pub fn settle(e: OpError, transient: &[Transient], since: std::time::Duration) -> OpError {
+    match transient.iter().find(|t| t.matches(&e)) {
+        Some(t) if e.class == Class::Fatal && since < t.window => OpError { class: Class::Retryable, ..e },
+        _ => e,
+    }
+}
+
 /// For deletes: "already gone" is success.
 pub fn gone_ok<T>(r: Result<T, OpError>) -> Result<(), OpError> {
     match r {
@@ -173,5 +219,24 @@ mod tests {
         assert_eq!(gone_ok::<()>(Err(fatal.clone())), Err(fatal));
         assert_eq!(nf.brief(), "DeleteVpc: InvalidVpcID.NotFound");
         assert_eq!(OpError::retryable("X", "slow").to_string(), "X: slow (still failing after retries)");
+    }
+
+    #[test]
+    fn a_transient_answer_is_retried_within_its_window_and_only_for_its_operation_code_and_message() {
+        let slr = Transient::new("CreateCluster", "InvalidParameterException", 2, "test")
+            .saying("Unable to assume the service linked role");
+        let e = |op: &str, m: &str| OpError {
+            class: Class::Fatal,
+            op: op.into(),
+            code: Some("InvalidParameterException".into()),
+            message: m.into(),
+        };
+        let passing = e("CreateCluster", "Unable to assume the service linked role. Please verify ...");
+        let minute = std::time::Duration::from_secs(60);
+        assert_eq!(settle(passing.clone(), &[slr], minute).class, Class::Retryable);
+        assert_eq!(settle(passing.clone(), &[slr], 3 * minute).class, Class::Fatal, "after the window");
+        assert_eq!(settle(e("CreateCluster", "Invalid capacity provider"), &[slr], minute).class, Class::Fatal);
+        assert_eq!(settle(e("CreateService", "Unable to assume the service linked role"), &[slr], minute).class, Class::Fatal);
+        assert_eq!(settle(passing, &[], minute).class, Class::Fatal);
     }
 }

@@ -3,7 +3,7 @@
 //! lazily per service and region from one configuration), and what discovery finds ([`Live`]).
 //! Nothing here names an AWS service: each service's module brings its own clients and codes.
 
-use crate::error::OpError;
+use crate::error::{OpError, Transient};
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 use std::any::{Any, TypeId};
@@ -40,6 +40,9 @@ pub struct Cx {
     /// Answers shared by the kinds of one discovery pass (a service-wide "what is tagged" read,
     /// for example); none outside a pass, so a re-read after a failed step is always fresh.
     pass: Option<Arc<Shelf>>,
+    /// Where a create reports what its making call made (see [`Cx::born`]); none outside a
+    /// create step.
+    birth: Option<Arc<Mutex<Option<(String, Value)>>>>,
 }
 
 impl std::fmt::Debug for Cx {
@@ -58,6 +61,7 @@ impl Cx {
             home: region.to_owned(),
             shared: Arc::new(Shared { conf, clients: Mutex::default() }),
             pass: None,
+            birth: None,
         }
     }
 
@@ -75,6 +79,22 @@ impl Cx {
     /// A context whose [`Cx::once`] answers are shared until it (and its clones) are dropped.
     pub fn discovery_pass(&self) -> Self {
         Self { pass: Some(Arc::default()), ..self.clone() }
+    }
+
+    /// A context for one create step: what [`Cx::born`] reports lands in `slot`.
+    pub fn creating(&self, slot: Arc<Mutex<Option<(String, Value)>>>) -> Self {
+        Self { birth: Some(slot), ..self.clone() }
+    }
+
+    /// Called by a create right after its making call returned: the new resource's id and its
+    /// attributes as that call left them (in the declared shape, ids for references). From here
+    /// the engine owns the id: if anything after this fails (settings, rules, waits), the retry
+    /// brings this resource to the desired state with an update, and never makes a second one,
+    /// even while AWS's lists do not show the new resource yet.
+    pub fn born(&self, id: &str, have: &Value) {
+        if let Some(slot) = &self.birth {
+            *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some((id.to_owned(), have.clone()));
+        }
     }
 
     /// The client of service `C` for this context's region, built on first use.
@@ -145,6 +165,11 @@ pub trait Ops: Sync {
     /// Outputs an update makes anew (a function's newest published version): a plan shows
     /// what uses them as changing with the resource, their values known once it is applied.
     fn changing_outputs(&self) -> &'static [&'static str] {
+        &[]
+    }
+    /// What AWS answers this kind while something settles (see [`Transient`]): retried for a
+    /// while instead of failing the step.
+    fn transient(&self) -> &'static [Transient] {
         &[]
     }
     /// Whether a replacement makes the new resource before deleting the old one (a host whose

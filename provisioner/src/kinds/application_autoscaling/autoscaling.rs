@@ -4,7 +4,7 @@
 
 use super::{aas, err, targets};
 use crate::diag::Diags;
-use crate::error::{gone_ok, OpError};
+use crate::error::{gone_ok, OpError, Transient};
 use crate::provider::{Attributes, Cx, Live, Ops};
 use crate::schema::{Field, FieldType, Kind, Update};
 use crate::stack::{Resource, Stack, Val};
@@ -149,6 +149,33 @@ async fn put(cx: &Cx, address: &str, w: &Attrs) -> Result<String, OpError> {
 
 #[async_trait]
 impl Ops for Autoscaling {
+    fn transient(&self) -> &'static [Transient] {
+        // Application Auto Scaling makes its service-linked role on first use and cannot assume
+        // it (nor read the ECS service through it) until it has propagated.
+        const T: &[Transient] = &[
+            Transient::new(
+                "RegisterScalableTarget",
+                "ValidationException",
+                2,
+                "terraform-provider-aws internal/service/appautoscaling/target.go: create retry",
+            )
+            .saying("Unable to assume IAM role"),
+            Transient::new(
+                "RegisterScalableTarget",
+                "ValidationException",
+                2,
+                "terraform-provider-aws internal/service/appautoscaling/target.go: create retry",
+            )
+            .saying("ECS service doesn't exist"),
+            Transient::new(
+                "PutScalingPolicy",
+                "FailedResourceAccessException",
+                2,
+                "terraform-provider-aws internal/service/appautoscaling/policy.go: create retry",
+            ),
+        ];
+        T
+    }
     async fn discover(&self, cx: &Cx) -> Result<Vec<Live>, OpError> {
         let targets: BTreeMap<String, super::Target> = targets(cx).await?.into_iter().map(|t| (t.resource_id.clone(), t)).collect();
         if targets.is_empty() {

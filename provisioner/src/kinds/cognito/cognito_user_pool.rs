@@ -187,6 +187,8 @@ impl Ops for Pool {
             .await
             .map_err(|e| err("CreateUserPool", e))?;
         let id = made.user_pool().and_then(|p| p.id()).map(str::to_owned).ok_or_else(|| OpError::fatal("CreateUserPool", "no id"))?;
+        // The update sets everything again (it reads nothing of `have`).
+        cx.born(&id, want);
         set_mfa(cx, &id, &w).await?;
         Ok(id)
     }

@@ -4,7 +4,7 @@
 
 use super::{ddb, err};
 use crate::diag::Diags;
-use crate::error::{gone_ok, OpError};
+use crate::error::{gone_ok, OpError, Transient};
 use crate::provider::{Attributes, Cx, Live, Ops, ID_TAG, STACK_TAG, tag_changes};
 use crate::schema::{Field, FieldType, Kind, Update, REGIONS};
 use crate::stack::{Resource, Stack, Val};
@@ -472,6 +472,17 @@ async fn read(cx: &Cx, name: &str) -> Result<Option<Live>, OpError> {
 
 #[async_trait]
 impl Ops for Table {
+    fn transient(&self) -> &'static [Transient] {
+        // AWS enables continuous backups some minutes after CreateTable; until then it answers
+        // "Backups are being enabled" (the AWS provider retries it for 20 minutes).
+        const T: &[Transient] = &[Transient::new(
+            "UpdateContinuousBackups",
+            "ContinuousBackupsUnavailableException",
+            20,
+            "terraform-provider-aws internal/service/dynamodb/table.go: updatePITR",
+        )];
+        T
+    }
     async fn discover(&self, cx: &Cx) -> Result<Vec<Live>, OpError> {
         let prefix = format!("{}-", cx.stack);
         let mut names = Vec::new();
@@ -543,18 +554,16 @@ impl Ops for Table {
             .wait(WAIT)
             .await
             .map_err(|e| OpError::retryable("wait TableExists", format!("{name}: {e}")))?;
-        if let Some(a) = &w.ttl_attribute {
-            set_ttl(cx, &name, a, true).await?;
-        }
-        if w.point_in_time_recovery {
-            set_pitr(cx, &name, true).await?;
-        }
         // A rerun continues from the replicas the table already has.
         let out = ddb(cx).describe_table().table_name(&name).send().await.map_err(|e| err("DescribeTable", e))?;
-        let have: Vec<&str> = out.table().map(|t| t.replicas()).unwrap_or_default().iter().filter_map(|r| r.region_name()).collect();
-        for region in w.replicas.iter().filter(|r| !have.contains(&r.as_str())) {
-            replica(cx, &name, region, true).await?;
-        }
+        let replicas: Vec<&str> = out.table().map(|t| t.replicas()).unwrap_or_default().iter().filter_map(|r| r.region_name()).collect();
+        // As CreateTable leaves it: no TTL, no point-in-time recovery; the update sets them.
+        let mut fresh = want.clone();
+        fresh["ttl_attribute"] = Value::Null;
+        fresh["point_in_time_recovery"] = json!(false);
+        fresh["replicas"] = json!(replicas);
+        cx.born(&name, &fresh);
+        self.update(cx, &name, &fresh, want).await?;
         Ok(name)
     }
 

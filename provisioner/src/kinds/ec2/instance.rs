@@ -5,7 +5,7 @@
 //! file replaces the host, the new one made before the old one goes.
 
 use super::{address_of, ec2, err, owned, set_tags, tagged};
-use crate::error::{gone_ok, Class, OpError};
+use crate::error::{gone_ok, OpError, Transient};
 use crate::provider::{null_as_empty, same_set, Attributes, Cx, Live, Ops};
 use crate::schema::{Field, FieldType, Kind, Update};
 use async_trait::async_trait;
@@ -172,6 +172,18 @@ async fn user_data(cx: &Cx, id: &str) -> Result<Option<String>, OpError> {
 
 #[async_trait]
 impl Ops for Instance {
+    fn transient(&self) -> &'static [Transient] {
+        // An instance profile made moments ago is not yet visible to EC2 (IAM is eventually
+        // consistent).
+        const T: &[Transient] = &[Transient::new(
+            "RunInstances",
+            "InvalidParameterValue",
+            2,
+            "terraform-provider-aws internal/service/ec2/ec2_instance.go: create retry",
+        )
+        .saying("Invalid IAM Instance Profile")];
+        T
+    }
     async fn discover(&self, cx: &Cx) -> Result<Vec<Live>, OpError> {
         if !tagged(cx, &["instance"]).await? {
             return Ok(Vec::new());
@@ -272,22 +284,15 @@ impl Ops for Instance {
             .client_token(token)
             .send()
             .await
-            .map_err(|e| {
-                let e = err("RunInstances", e);
-                // A profile made moments ago is not yet visible to EC2 (IAM is eventually
-                // consistent): AWS answers InvalidParameterValue until it is.
-                if w.instance_profile.is_some() && e.has_code("InvalidParameterValue") {
-                    OpError { class: Class::Retryable, ..e }
-                } else {
-                    e
-                }
-            })?;
+            .map_err(|e| err("RunInstances", e))?;
         let id = out
             .instances()
             .first()
             .and_then(|i| i.instance_id())
             .ok_or_else(|| OpError::fatal("RunInstances", "no instance id"))?
             .to_owned();
+        // Everything declared is set by RunInstances itself.
+        cx.born(&id, want);
         ec2(cx)
             .wait_until_instance_running()
             .instance_ids(&id)

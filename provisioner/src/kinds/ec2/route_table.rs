@@ -206,6 +206,7 @@ impl Ops for RouteTable {
             .ok_or_else(|| OpError::fatal("CreateRouteTable", "no id"))?;
         // Routes and associations are made by the update from nothing to `want`.
         let empty = json!({"vpc": w.vpc, "routes": [], "subnets": [], "tags": w.tags});
+        cx.born(id, &empty);
         self.update(cx, id, &empty, want).await?;
         Ok(id.to_owned())
     }

@@ -322,6 +322,7 @@ impl Ops for Group {
             "egress": [{"protocol": "all", "cidr": "0.0.0.0/0"}],
             "tags": w.tags,
         });
+        cx.born(id, &fresh);
         self.update(cx, id, &fresh, want).await?;
         Ok(id.to_owned())
     }

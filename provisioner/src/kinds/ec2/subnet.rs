@@ -121,9 +121,9 @@ impl Ops for Subnet {
             .map_err(|e| err("CreateSubnet", e))?;
         let id =
             out.subnet().and_then(|v| v.subnet_id()).ok_or_else(|| OpError::fatal("CreateSubnet", "no id"))?;
-        if w.public_ip_on_launch {
-            set_public_ip(cx, id, true).await?;
-        }
+        let fresh = json!({"vpc": w.vpc, "cidr": w.cidr, "az": w.az, "public_ip_on_launch": false, "tags": w.tags});
+        cx.born(id, &fresh);
+        self.update(cx, id, &fresh, want).await?;
         Ok(id.to_owned())
     }
 

@@ -157,7 +157,9 @@ impl Ops for Vpc {
             .map_err(|e| err("CreateVpc", e))?;
         let id = out.vpc().and_then(|v| v.vpc_id()).ok_or_else(|| OpError::fatal("CreateVpc", "no id"))?;
         // A new VPC has DNS support on and hostnames off.
-        set_dns(cx, id, (true, false), w.dns()).await?;
+        let fresh = json!({"cidr": w.cidr, "dns_support": true, "dns_hostnames": false, "tags": w.tags});
+        cx.born(id, &fresh);
+        self.update(cx, id, &fresh, want).await?;
         Ok(id.to_owned())
     }
 

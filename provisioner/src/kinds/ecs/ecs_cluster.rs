@@ -1,7 +1,7 @@
 //! `ecs_cluster`: a Fargate cluster named `<stack>-<name>`, with Container Insights optional.
 
 use super::{ecs, err, set_tags, tags};
-use crate::error::{gone_ok, OpError};
+use crate::error::{gone_ok, OpError, Transient};
 use crate::provider::{Attributes, Cx, Live, Ops, ID_TAG, STACK_TAG};
 use crate::schema::{as_is, no_check, Field, FieldType, Kind, Update};
 use async_trait::async_trait;
@@ -63,6 +63,18 @@ fn insights(on: bool) -> ClusterSetting {
 
 #[async_trait]
 impl Ops for Cluster {
+    fn transient(&self) -> &'static [Transient] {
+        // In an account's first use of ECS, AWS makes its service-linked role on the first call
+        // and refuses clusters until the role is usable.
+        const T: &[Transient] = &[Transient::new(
+            "CreateCluster",
+            "InvalidParameterException",
+            2,
+            "terraform-provider-aws internal/service/ecs/cluster.go: retryClusterCreate",
+        )
+        .saying("Unable to assume the service linked role")];
+        T
+    }
     async fn discover(&self, cx: &Cx) -> Result<Vec<Live>, OpError> {
         let client = ecs(cx);
         let prefix = format!("{}-", cx.stack);

@@ -5,7 +5,7 @@
 
 use super::{ecs, err, last, service_arns, set_tags, tags};
 use crate::diag::Diags;
-use crate::error::{gone_ok, OpError};
+use crate::error::{gone_ok, OpError, Transient};
 use crate::provider::{null_as_empty, Attributes, Cx, Live, Ops, ID_TAG, STACK_TAG};
 use crate::schema::{Field, FieldType, Kind, Update};
 use crate::stack::{Resource, Stack, Val};
@@ -468,6 +468,21 @@ async fn wait_steady(cx: &Cx, cluster: &str, service: &str, task_definition: &st
 
 #[async_trait]
 impl Ops for EcsService {
+    fn transient(&self) -> &'static [Transient] {
+        // The service-linked role and roles made moments ago, and a target group whose listener
+        // AWS has not linked yet, are refused for a while after they were made.
+        const SOURCE: &str = "terraform-provider-aws internal/service/ecs/service.go: retryServiceCreate";
+        const T: &[Transient] = &[
+            Transient::new("CreateService", "InvalidParameterException", 4, SOURCE)
+                .saying("Unable to assume the service linked role"),
+            Transient::new("CreateService", "InvalidParameterException", 4, SOURCE)
+                .saying("verify that the ECS service role being passed has the proper permissions"),
+            Transient::new("CreateService", "InvalidParameterException", 4, SOURCE)
+                .saying("does not have an associated load balancer"),
+            Transient::new("CreateService", "ClusterNotFoundException", 4, SOURCE),
+        ];
+        T
+    }
     async fn discover(&self, cx: &Cx) -> Result<Vec<Live>, OpError> {
         // Services by cluster (`arn:...:service/<cluster>/<name>`).
         let mut by_cluster: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -599,6 +614,7 @@ impl Ops for EcsService {
             .await
             .map_err(|e| err("CreateService", e))?;
         let arn = out.service().and_then(|s| s.service_arn()).ok_or_else(|| OpError::fatal("CreateService", "no ARN"))?.to_owned();
+        cx.born(&arn, want);
         wait_steady(cx, &w.cluster, name, &td, w.wait_timeout.unwrap_or(900)).await?;
         Ok(arn)
     }

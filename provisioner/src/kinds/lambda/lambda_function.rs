@@ -12,7 +12,7 @@
 
 use super::{err, lambda};
 use crate::diag::Diags;
-use crate::error::OpError;
+use crate::error::{OpError, Transient};
 use crate::provider::{null_as_empty, Attributes, Cx, Live, Ops, ID_TAG, STACK_TAG, Derive};
 use crate::schema::{as_is, Field, FieldType, Kind, Update};
 use crate::stack::{Resource, Stack, Val};
@@ -340,6 +340,17 @@ struct Function;
 
 #[async_trait]
 impl Ops for Function {
+    fn transient(&self) -> &'static [Transient] {
+        // IAM is eventually consistent: a role made moments ago is not yet assumable by Lambda.
+        const SOURCE: &str = "terraform-provider-aws internal/service/lambda/function.go: create retry";
+        const T: &[Transient] = &[
+            Transient::new("CreateFunction", "InvalidParameterValueException", 2, SOURCE)
+                .saying("cannot be assumed by Lambda"),
+            Transient::new("CreateFunction", "InvalidParameterValueException", 2, SOURCE)
+                .saying("The provided execution role does not have permissions"),
+        ];
+        T
+    }
     fn derive(&self, want: &Value, on: &Derive<'_>) -> Result<Map<String, Value>, String> {
         let dir = on.dir;
         let a = Attrs::of(want).map_err(|e| e.to_string())?;
@@ -452,13 +463,17 @@ impl Ops for Function {
             // A rerun after a crash between the create and its record: the function is ours
             // (tagged at birth); the update that follows brings it to `want`.
             Err(e) if e.has_code("ResourceConflictException") => return Err(OpError::retryable("CreateFunction", format!("{name} exists: reading it again"))),
-            // A role made moments ago is not yet assumable by Lambda.
-            Err(e) if e.has_code("InvalidParameterValueException") && e.message.contains("role") => {
-                return Err(OpError::retryable("CreateFunction", e.message));
-            }
             Err(e) => return Err(e),
         }
-        settled(cx, &name).await?;
+        cx.born(&name, want);
+        // A new function is Pending until AWS has made it ready (FunctionActiveV2, as AWS
+        // documents for creates; FunctionUpdatedV2 is for updates).
+        lambda(cx)
+            .wait_until_function_active_v2()
+            .function_name(&name)
+            .wait(Duration::from_secs(300))
+            .await
+            .map_err(|e| OpError::retryable("wait FunctionActive", format!("{name}: {e}")))?;
         Ok(name)
     }
 
