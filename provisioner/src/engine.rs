@@ -356,9 +356,59 @@ fn steps(stack: &Stack, inv: &Inventory, plan: &Plan) -> StepGraph {
             }
         }
     }
+    // Orders no reference shows (see `Ops::after`): made after, deleted before.
+    let phase = |a: &str| if action.get(a) == Some(&Action::Update) { Phase::Update } else { Phase::Create };
+    for rc in plan.resources.iter().filter(|r| r.action != Action::NoOp) {
+        let a = rc.address.as_str();
+        let Some(after) = kind_of(a).map(|k| k.ops.after()).filter(|k| !k.is_empty()) else { continue };
+        for b in plan.resources.iter().map(|r| r.address.as_str()) {
+            if a == b || !kind_of(b).is_some_and(|k| after.contains(&k.name)) {
+                continue;
+            }
+            if fwd(a) && fwd(b) {
+                edges.push((StepId::new(a, phase(a)), StepId::new(b, phase(b))));
+            }
+            if let (Some(da), Some(db)) = (del(a), del(b)) {
+                edges.push((db, da));
+            }
+        }
+    }
+    // A value read back that is another resource's output (a function version's ARN in a
+    // distribution, written `${lambda_function.edge.version_arn}`) orders deletes as the
+    // interpolation ordered creates: the user goes first.
+    let by_output: BTreeMap<&str, &str> = inv
+        .live
+        .iter()
+        .flat_map(|(a, f)| f.live.outputs.values().filter_map(Value::as_str).map(move |v| (v, a.as_str())))
+        .filter(|(v, _)| v.len() > 20)
+        .collect();
+    for (z, f) in &inv.live {
+        let Some(dz) = del(z) else { continue };
+        let mut used = BTreeSet::new();
+        strings(&f.live.attrs, &mut |s| {
+            if let Some(x) = by_output.get(s).filter(|x| **x != z.as_str()) {
+                used.insert(*x);
+            }
+        });
+        for x in used {
+            if let Some(dx) = del(x) {
+                edges.push((dx, dz.clone()));
+            }
+        }
+    }
     edges.sort();
     edges.dedup();
     StepGraph { nodes, edges, want }
+}
+
+/// Calls `f` on every string in `v`.
+fn strings(v: &Value, f: &mut dyn FnMut(&str)) {
+    match v {
+        Value::String(s) => f(s),
+        Value::Array(items) => items.iter().for_each(|i| strings(i, f)),
+        Value::Object(m) => m.values().for_each(|i| strings(i, f)),
+        _ => {}
+    }
 }
 
 /// Carries steps out against AWS, keeping ids and last-applied attributes as it goes.
@@ -715,6 +765,36 @@ ingress = [{ protocol = "tcp", from_port = 8080, group = "security_group.alb" }]
         assert!(has(&edges, "security_group.web", "security_group.alb (drop peer rules)"), "{edges:?}");
         assert!(has(&edges, "vpc.main", "subnet.a") && has(&edges, "vpc.main", "security_group.alb"), "{edges:?}");
         assert_eq!(nodes.len(), 6, "4 deletes and 2 rule steps: {nodes:?}");
+    }
+
+    #[test]
+    fn what_aws_orders_without_a_reference_is_ordered_both_ways() {
+        let src = format!(
+            "{SRC}[subnet.b]\nvpc = \"vpc.main\"\ncidr = \"10.0.2.0/24\"\naz = \"b\"\n\
+             [internet_gateway.igw]\nvpc = \"vpc.main\"\n\
+             [load_balancer.web]\nsubnets = [\"subnet.a\", \"subnet.b\"]\n"
+        );
+        let s = stack(&src);
+        let empty = Inventory::default();
+        let (_, edges) = graph(&s, &empty, &plan(&s, &empty));
+        assert!(has(&edges, "load_balancer.web", "internet_gateway.igw"), "{edges:?}");
+        let inv = applied(&s);
+        let gone = Stack { resources: vec![], ..stack(&src) };
+        let (_, edges) = graph(&gone, &inv, &plan(&gone, &inv));
+        assert!(has(&edges, "internet_gateway.igw", "load_balancer.web"), "{edges:?}");
+    }
+
+    #[test]
+    fn a_value_that_is_another_resources_output_orders_its_delete_first() {
+        let s = stack(SRC);
+        let mut inv = applied(&s);
+        let arn = "arn:aws:ec2:eu-central-1:123456789012:subnet/subnet-0123456789abcdef0";
+        inv.live.get_mut("subnet.a").unwrap().live.outputs.insert("arn".into(), json!(arn));
+        inv.live.get_mut("security_group.web").unwrap().live.attrs["tags"] = json!({"uses": arn});
+        let gone = Stack { resources: vec![], ..stack(SRC) };
+        let (_, edges) = graph(&gone, &inv, &plan(&gone, &inv));
+        assert!(has(&edges, "subnet.a", "security_group.web"), "{edges:?}");
+        assert!(!has(&edges, "subnet.a", "security_group.alb"), "{edges:?}");
     }
 
     #[test]

@@ -167,6 +167,12 @@ pub trait Ops: Sync {
     fn changing_outputs(&self) -> &'static [&'static str] {
         &[]
     }
+    /// Kinds whose resources in the stack this kind's resources are made after, and deleted
+    /// before, though no field refers to them: orders AWS needs that no reference shows (an
+    /// internet-facing load balancer needs its VPC's gateway attached).
+    fn after(&self) -> &'static [&'static str] {
+        &[]
+    }
     /// What AWS answers this kind while something settles (see [`Transient`]): retried for a
     /// while instead of failing the step.
     fn transient(&self) -> &'static [Transient] {

@@ -41,6 +41,11 @@ struct Eip;
 
 #[async_trait]
 impl Ops for Eip {
+    fn after(&self) -> &'static [&'static str] {
+        // An Elastic IP in a VPC is associated through its gateway ("Gateway.NotAttached"), and
+        // the gateway cannot be detached while addresses are mapped.
+        &["internet_gateway"]
+    }
     async fn discover(&self, cx: &Cx) -> Result<Vec<Live>, OpError> {
         // AWS says elastic-ip, moto vpc-elastic-ip.
         if !tagged(cx, &["elastic-ip", "vpc-elastic-ip"]).await? {

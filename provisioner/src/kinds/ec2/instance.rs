@@ -172,6 +172,11 @@ async fn user_data(cx: &Cx, id: &str) -> Result<Option<String>, OpError> {
 
 #[async_trait]
 impl Ops for Instance {
+    fn after(&self) -> &'static [&'static str] {
+        // A host's public address needs the VPC's gateway, which cannot be detached while
+        // addresses are mapped.
+        &["internet_gateway"]
+    }
     fn transient(&self) -> &'static [Transient] {
         // An instance profile made moments ago is not yet visible to EC2 (IAM is eventually
         // consistent).

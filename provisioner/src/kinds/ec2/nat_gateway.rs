@@ -59,6 +59,10 @@ const WAIT: Duration = Duration::from_secs(10 * 60);
 
 #[async_trait]
 impl Ops for Nat {
+    fn after(&self) -> &'static [&'static str] {
+        // A public NAT gateway fails without the VPC's gateway, and holds an address mapped.
+        &["internet_gateway"]
+    }
     async fn discover(&self, cx: &Cx) -> Result<Vec<Live>, OpError> {
         // AWS says natgateway, moto nat-gateway.
         if !tagged(cx, &["natgateway", "nat-gateway"]).await? {

@@ -468,6 +468,11 @@ async fn wait_steady(cx: &Cx, cluster: &str, service: &str, task_definition: &st
 
 #[async_trait]
 impl Ops for EcsService {
+    fn after(&self) -> &'static [&'static str] {
+        // ECS refuses a target group no listener forwards to ("does not have an associated load
+        // balancer"); the service names the group, not the listener.
+        &["listener"]
+    }
     fn transient(&self) -> &'static [Transient] {
         // The service-linked role and roles made moments ago, and a target group whose listener
         // AWS has not linked yet, are refused for a while after they were made.

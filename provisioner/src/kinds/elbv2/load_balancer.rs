@@ -170,6 +170,12 @@ async fn set_attributes(cx: &Cx, arn: &str, a: &Attrs) -> Result<(), OpError> {
 
 #[async_trait]
 impl Ops for LoadBalancer {
+    fn after(&self) -> &'static [&'static str] {
+        // An internet-facing load balancer in a VPC without an attached gateway is refused
+        // ("InvalidSubnet: VPC ... has no internet gateway"), and the gateway cannot be detached
+        // while the load balancer's public addresses are mapped.
+        &["internet_gateway"]
+    }
     async fn discover(&self, cx: &Cx) -> Result<Vec<Live>, OpError> {
         let mut out = Vec::new();
         for (lb, tags) in load_balancers(cx).await? {
