@@ -14,7 +14,8 @@ use tokio_util::sync::CancellationToken;
 
 pub enum Aws {
     Plan { json: bool },
-    Apply { destroy: bool, yes: bool, opts: WalkOptions },
+    /// `keep_protected`: a destroy leaves what AWS protects from deletion, and what that needs.
+    Apply { destroy: bool, yes: bool, keep_protected: bool, opts: WalkOptions },
     Outputs { json: bool },
     ForceUnlock,
 }
@@ -61,7 +62,7 @@ pub async fn run(stack: Stack, what: Aws, color: bool) -> u8 {
             }
             Err(e) => fail(&e.to_string()),
         },
-        Aws::Apply { destroy, yes, opts } => {
+        Aws::Apply { destroy, yes, keep_protected, opts } => {
             // From the start: a Ctrl-C while the lock is taken or AWS is read still ends the run
             // properly (the lock released), not by the signal's default.
             let cancel = CancellationToken::new();
@@ -71,7 +72,7 @@ pub async fn run(stack: Stack, what: Aws, color: bool) -> u8 {
                 Ok(l) => l,
                 Err(e) => return fail(&e.to_string()),
             };
-            let code = apply(&cx, &ddb, stack, Run { destroy, yes, opts: &opts, color, cancel }).await;
+            let code = apply(&cx, &ddb, stack, Run { destroy, yes, keep_protected, opts: &opts, color, cancel }).await;
             if let Err(e) = lock.release().await {
                 eprintln!("provisioner: releasing the lock: {e}");
             }
@@ -135,20 +136,41 @@ fn print_stack_outputs(stack: &Stack, outputs: &serde_json::Value) {
 struct Run<'a> {
     destroy: bool,
     yes: bool,
+    keep_protected: bool,
     opts: &'a WalkOptions,
     color: bool,
     cancel: CancellationToken,
 }
 
 async fn apply(cx: &provisioner::provider::Cx, ddb: &aws_sdk_dynamodb::Client, stack: Stack, run: Run<'_>) -> u8 {
-    let Run { destroy, yes, opts, color, cancel } = run;
+    let Run { destroy, yes, keep_protected, opts, color, cancel } = run;
     let inv = match discover(cx, ddb, &stack).await {
         Ok(i) => i,
         Err(e) => return fail(&format!("reading {} from AWS: {e}", stack.name)),
     };
     // Destroying is applying a stack that declares nothing.
     let target = if destroy { Stack { resources: vec![], ..stack } } else { stack };
-    let plan = engine::plan(&target, &inv);
+    let mut plan = engine::plan(&target, &inv);
+    let protected = engine::protected(&inv, &plan);
+    if destroy && keep_protected && !protected.is_empty() {
+        let keep: Vec<String> = protected.iter().map(|(a, _)| a.clone()).collect();
+        let (rest, kept) = engine::plan_keeping(&target, &inv, &keep);
+        plan = rest;
+        for a in &kept {
+            println!("keeping {a}{}", if keep.contains(a) { " (protected)" } else { " (a protected resource needs it)" });
+        }
+    } else if !protected.is_empty() {
+        // Refused before the walk: it would first delete what hangs off them, then fail on them.
+        print!("{}", render(&plan, color));
+        eprintln!("provisioner: refused, nothing was changed: AWS protects these from deletion:");
+        for (a, how) in &protected {
+            eprintln!("  {a}: {how}");
+        }
+        if destroy {
+            eprintln!("or run `provisioner destroy --exclude-protected {}` to delete everything else.", target.file);
+        }
+        return 1;
+    }
     print!("{}", render(&plan, color));
     if !plan.has_changes() {
         if !destroy && !target.outputs.is_empty() {

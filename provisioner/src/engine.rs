@@ -186,6 +186,35 @@ pub fn plan(stack: &Stack, inv: &Inventory) -> Plan {
     crate::plan::plan(stack, &inv.actual(), &inv.outputs())
 }
 
+/// The resources `plan` deletes (or replaces) that AWS will not delete as they are, each with
+/// what lifts the protection: checked before an apply deletes anything, since a walk would
+/// first delete what hangs off them (a pool's users, a table's replicas) and then fail.
+pub fn protected(inv: &Inventory, plan: &Plan) -> Vec<(String, &'static str)> {
+    plan.resources
+        .iter()
+        .filter(|r| matches!(r.action, Action::Delete | Action::Replace))
+        .filter_map(|r| {
+            let f = inv.live.get(&r.address)?;
+            f.kind.ops.protected(&f.live.attrs).map(|how| (r.address.clone(), how))
+        })
+        .collect()
+}
+
+/// Plans `stack` leaving `keep` and everything they refer to, directly or not, as they are
+/// (a destroy that keeps what is protected and what it needs); also returns all it keeps.
+pub fn plan_keeping(stack: &Stack, inv: &Inventory, keep: &[String]) -> (Plan, BTreeSet<String>) {
+    let actual = inv.actual();
+    let mut kept = BTreeSet::new();
+    let mut todo = keep.to_vec();
+    while let Some(a) = todo.pop() {
+        if let (true, Some((k, v))) = (kept.insert(a.clone()), actual.get(&a)) {
+            todo.extend(refs(k.fields, v).into_iter().map(|(t, _)| t).filter(|t| actual.contains_key(t)));
+        }
+    }
+    let rest: Actual = actual.into_iter().filter(|(a, _)| !kept.contains(a)).collect();
+    (crate::plan::plan(stack, &rest, &inv.outputs()), kept)
+}
+
 /// What a step does to its resource.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Phase {

@@ -48,12 +48,16 @@ enum Cmd {
         #[command(flatten)]
         run: RunArgs,
     },
-    /// Delete everything the stack owns.
+    /// Delete everything the stack owns. Refused, with nothing deleted, while a resource is
+    /// protected from deletion (a table's or user pool's `deletion_protection`).
     Destroy {
         #[command(flatten)]
         target: Target,
         #[command(flatten)]
         run: RunArgs,
+        /// Delete everything but the protected resources and what they need.
+        #[arg(long)]
+        exclude_protected: bool,
     },
     /// Print the ids and outputs of what the stack owns.
     Outputs {
@@ -202,8 +206,13 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Cmd::Plan { target, json } => aws(target, Aws::Plan { json }),
-        Cmd::Apply { target, run } => aws(target, Aws::Apply { destroy: false, yes: run.yes, opts: (&run).into() }),
-        Cmd::Destroy { target, run } => aws(target, Aws::Apply { destroy: true, yes: run.yes, opts: (&run).into() }),
+        Cmd::Apply { target, run } => {
+            aws(target, Aws::Apply { destroy: false, yes: run.yes, keep_protected: false, opts: (&run).into() })
+        }
+        Cmd::Destroy { target, run, exclude_protected } => aws(
+            target,
+            Aws::Apply { destroy: true, yes: run.yes, keep_protected: exclude_protected, opts: (&run).into() },
+        ),
         Cmd::Outputs { target, json } => aws(target, Aws::Outputs { json }),
         Cmd::ForceUnlock { target } => aws(target, Aws::ForceUnlock),
         Cmd::Validate { target } => match load(&target, color) {

@@ -167,6 +167,11 @@ pub trait Ops: Sync {
     fn changing_outputs(&self) -> &'static [&'static str] {
         &[]
     }
+    /// Whether AWS refuses to delete this resource as it is (`have`, as read), and if so what
+    /// lifts that: a destroy or replacement that meets it is refused before anything is deleted.
+    fn protected(&self, _have: &Value) -> Option<&'static str> {
+        None
+    }
     /// Kinds whose resources in the stack this kind's resources are made after, and deleted
     /// before, though no field refers to them: orders AWS needs that no reference shows (an
     /// internet-facing load balancer needs its VPC's gateway attached).

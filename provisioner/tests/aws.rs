@@ -890,10 +890,27 @@ async fn the_services_table_from_their_layout_file() {
         ],
     );
 
-    // Protected: destroy fails and says why; turned off, it goes.
+    // Protected: destroy is refused before anything is deleted (a log group beside the table
+    // stays too) and says how to lift it; `--exclude-protected` deletes the rest; turned off,
+    // the table goes.
+    let with_logs = format!("{}\n[log_group.beside]\nretention_days = 7\n", src(&layout, "gone_at", "NEW_AND_OLD_IMAGES", true));
+    std::fs::write(path, &with_logs).unwrap();
+    ok(&run(&ep, &["apply", path, "--yes"]), 0, "a log group beside");
+    proxy.take_calls();
     let r = run(&ep, &["destroy", path, "--yes"]);
     ok(&r, 1, "destroy a protected table");
-    assert!(r.1.contains("failed:  dynamodb_table.quakes"), "{}", r.1);
+    assert!(r.2.contains("refused, nothing was changed"), "{}", r.2);
+    assert!(r.2.contains("dynamodb_table.quakes: set `deletion_protection = false` on it and apply first"), "{}", r.2);
+    assert!(r.2.contains("--exclude-protected"), "{}", r.2);
+    let deletes: Vec<String> =
+        proxy.take_calls().into_iter().map(|c| c.action).filter(|a| a.contains("Delete")).collect();
+    assert_eq!(deletes, ["DynamoDB_20120810.DeleteItem"], "nothing deleted but the lock");
+    let r = run(&ep, &["destroy", path, "--yes", "--exclude-protected"]);
+    ok(&r, 0, "destroy all but the protected table");
+    assert!(r.1.contains("keeping dynamodb_table.quakes (protected)"), "{}", r.1);
+    assert!(r.1.contains("- log_group.beside"), "{}", r.1);
+    assert!(!r.1.contains("- dynamodb_table.quakes"), "{}", r.1);
+    assert!(ddb.describe_table().table_name("tbl-quakes").send().await.is_ok());
     std::fs::write(path, src(&layout, "gone_at", "NEW_AND_OLD_IMAGES", false)).unwrap();
     ok(&run(&ep, &["apply", path, "--yes"]), 0, "unprotect");
     ok(&run(&ep, &["destroy", path, "--yes"]), 0, "destroy");

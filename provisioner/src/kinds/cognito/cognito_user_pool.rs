@@ -157,6 +157,10 @@ struct Pool;
 
 #[async_trait]
 impl Ops for Pool {
+    fn protected(&self, have: &Value) -> Option<&'static str> {
+        (have.get("deletion_protection").and_then(Value::as_bool) == Some(true))
+            .then_some("set `deletion_protection = false` on it and apply first")
+    }
     async fn discover(&self, cx: &Cx) -> Result<Vec<Live>, OpError> {
         Ok(pools(cx)
             .await?

@@ -472,6 +472,10 @@ async fn read(cx: &Cx, name: &str) -> Result<Option<Live>, OpError> {
 
 #[async_trait]
 impl Ops for Table {
+    fn protected(&self, have: &Value) -> Option<&'static str> {
+        (have.get("deletion_protection").and_then(Value::as_bool) == Some(true))
+            .then_some("set `deletion_protection = false` on it and apply first")
+    }
     fn transient(&self) -> &'static [Transient] {
         // AWS enables continuous backups some minutes after CreateTable; until then it answers
         // "Backups are being enabled" (the AWS provider retries it for 20 minutes).
