@@ -13,10 +13,19 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 pub enum Aws {
-    Plan { json: bool },
+    Plan {
+        json: bool,
+    },
     /// `keep_protected`: a destroy leaves what AWS protects from deletion, and what that needs.
-    Apply { destroy: bool, yes: bool, keep_protected: bool, opts: WalkOptions },
-    Outputs { json: bool },
+    Apply {
+        destroy: bool,
+        yes: bool,
+        keep_protected: bool,
+        opts: WalkOptions,
+    },
+    Outputs {
+        json: bool,
+    },
     ForceUnlock,
 }
 
@@ -72,12 +81,29 @@ pub async fn run(stack: Stack, what: Aws, color: bool) -> u8 {
                 Ok(l) => l,
                 Err(e) => return fail(&e.to_string()),
             };
+            if let Some(at) = lock.interrupted {
+                settle(at).await;
+            }
             let code = apply(&cx, &ddb, stack, Run { destroy, yes, keep_protected, opts: &opts, color, cancel }).await;
             if let Err(e) = lock.release().await {
                 eprintln!("provisioner: releasing the lock: {e}");
             }
             code
         }
+    }
+}
+
+/// After an interrupted run, waits until AWS's lists show what it made moments before it was
+/// stopped: EC2's describe calls, filtered by tag, lag behind its creates, and a resource they
+/// do not show yet would be made a second time (a VPC has no idempotency token and no unique
+/// name). `PROVISIONER_SETTLE_SECS` (default 30) is how long AWS may take.
+async fn settle(interrupted_at: u64) {
+    let settle = std::env::var("PROVISIONER_SETTLE_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(30u64);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let left = settle.saturating_sub(now.saturating_sub(interrupted_at));
+    if left > 0 {
+        eprintln!("provisioner: the last run was interrupted; waiting {left} s for AWS's lists to show what it made");
+        tokio::time::sleep(Duration::from_secs(left)).await;
     }
 }
 
@@ -157,7 +183,10 @@ async fn apply(cx: &provisioner::provider::Cx, ddb: &aws_sdk_dynamodb::Client, s
         let (rest, kept) = engine::plan_keeping(&target, &inv, &keep);
         plan = rest;
         for a in &kept {
-            println!("keeping {a}{}", if keep.contains(a) { " (protected)" } else { " (a protected resource needs it)" });
+            println!(
+                "keeping {a}{}",
+                if keep.contains(a) { " (protected)" } else { " (a protected resource needs it)" }
+            );
         }
     } else if !protected.is_empty() {
         // Refused before the walk: it would first delete what hangs off them, then fail on them.

@@ -607,7 +607,8 @@ impl Exec {
             (Phase::Create, None, _) => {
                 let want = self.resolve(sid, step, false)?;
                 let slot = Arc::default();
-                let made = ops.create(&cx.creating(Arc::clone(&slot)), address, &want, &self.token(address, &want)).await;
+                let made =
+                    ops.create(&cx.creating(Arc::clone(&slot)), address, &want, &self.token(address, &want)).await;
                 let born = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
                 let id = match (made, born) {
                     (Ok(id), _) => id,

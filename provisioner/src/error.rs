@@ -236,7 +236,10 @@ mod tests {
         assert_eq!(settle(passing.clone(), &[slr], minute).class, Class::Retryable);
         assert_eq!(settle(passing.clone(), &[slr], 3 * minute).class, Class::Fatal, "after the window");
         assert_eq!(settle(e("CreateCluster", "Invalid capacity provider"), &[slr], minute).class, Class::Fatal);
-        assert_eq!(settle(e("CreateService", "Unable to assume the service linked role"), &[slr], minute).class, Class::Fatal);
+        assert_eq!(
+            settle(e("CreateService", "Unable to assume the service linked role"), &[slr], minute).class,
+            Class::Fatal
+        );
         assert_eq!(settle(passing, &[], minute).class, Class::Fatal);
     }
 }

@@ -54,6 +54,9 @@ pub struct Lock {
     stack: String,
     holder: String,
     renew: JoinHandle<()>,
+    /// When the previous run was found interrupted (its lock forced open), seconds since the
+    /// epoch: what it made moments before may not be in AWS's lists yet.
+    pub interrupted: Option<u64>,
 }
 
 /// Runs one call again while AWS throttles it (beyond the SDK's own few attempts), for up to a
@@ -139,6 +142,10 @@ async fn ensure_table(ddb: &Client) -> Result<(), LockError> {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     Err(LockError::Aws(format!("table {TABLE} did not become active")))
+}
+
+fn interrupted_key(stack: &str) -> AttributeValue {
+    s(format!("{stack}#interrupted"))
 }
 
 fn regions_key(stack: &str) -> AttributeValue {
@@ -231,7 +238,7 @@ impl Lock {
                 let current = got.item().map(holder_of);
                 // Our own put, answered late and sent again: the lock is ours.
                 if current.as_ref().is_some_and(|h| h.holder == holder) {
-                    return Ok(Lock::keep(ddb, stack, holder, ttl));
+                    return Lock::keep(ddb, stack, holder, ttl).after_interruption().await;
                 }
                 return Err(LockError::Held(current.unwrap_or(Holder {
                     holder: "(released just now; try again)".into(),
@@ -242,7 +249,21 @@ impl Lock {
             }
             Err(e) => return Err(err("PutItem", e)),
         }
-        Ok(Lock::keep(ddb, stack, holder, ttl))
+        Lock::keep(ddb, stack, holder, ttl).after_interruption().await
+    }
+
+    /// Takes over the mark a forced unlock left (see [`force_unlock`]) into `interrupted`: the
+    /// lock is held, so no other run reads it meanwhile.
+    async fn after_interruption(mut self) -> Result<Lock, LockError> {
+        let key = interrupted_key(&self.stack);
+        let old = patiently(|| {
+            self.ddb.delete_item().table_name(TABLE).key("stack", key.clone()).return_values(ReturnValue::AllOld).send()
+        })
+        .await
+        .map_err(|e| err("DeleteItem", e))?;
+        self.interrupted =
+            old.attributes().and_then(|a| a.get("at")).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok());
+        Ok(self)
     }
 
     /// The held lock, renewed every third of its lifetime while this run lives.
@@ -267,7 +288,7 @@ impl Lock {
                 }
             }
         });
-        Lock { ddb: ddb.clone(), stack: stack.to_owned(), holder, renew }
+        Lock { ddb: ddb.clone(), stack: stack.to_owned(), holder, renew, interrupted: None }
     }
 
     /// Gives the lock back (only if still ours).
@@ -291,14 +312,25 @@ impl Lock {
     }
 }
 
-/// Removes the stack's lock whoever holds it; returns who held it.
+/// Removes the stack's lock whoever holds it; returns who held it. A run that held it was
+/// interrupted: the next run learns when (see [`Lock::interrupted`]).
 pub async fn force_unlock(ddb: &Client, stack: &str) -> Result<Option<Holder>, LockError> {
     match patiently(|| {
         ddb.delete_item().table_name(TABLE).key("stack", s(stack)).return_values(ReturnValue::AllOld).send()
     })
     .await
     {
-        Ok(out) => Ok(out.attributes().map(holder_of)),
+        Ok(out) => {
+            let held = out.attributes().map(holder_of);
+            if held.is_some() {
+                patiently(|| {
+                    ddb.put_item().table_name(TABLE).item("stack", interrupted_key(stack)).item("at", n(now())).send()
+                })
+                .await
+                .map_err(|e| err("PutItem", e))?;
+            }
+            Ok(held)
+        }
         Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => Ok(None),
         Err(e) => Err(err("DeleteItem", e)),
     }

@@ -20,6 +20,9 @@ pub trait Service: Clone + Send + Sync + 'static {
     fn build(conf: &aws_config::SdkConfig) -> Self;
 }
 
+/// Where a create reports the id and attributes its making call left (see [`Cx::born`]).
+pub type Birth = Arc<Mutex<Option<(String, Value)>>>;
+
 type Shelf = Mutex<HashMap<(TypeId, String), Arc<dyn Any + Send + Sync>>>;
 
 struct Shared {
@@ -42,7 +45,7 @@ pub struct Cx {
     pass: Option<Arc<Shelf>>,
     /// Where a create reports what its making call made (see [`Cx::born`]); none outside a
     /// create step.
-    birth: Option<Arc<Mutex<Option<(String, Value)>>>>,
+    birth: Option<Birth>,
 }
 
 impl std::fmt::Debug for Cx {
@@ -82,7 +85,7 @@ impl Cx {
     }
 
     /// A context for one create step: what [`Cx::born`] reports lands in `slot`.
-    pub fn creating(&self, slot: Arc<Mutex<Option<(String, Value)>>>) -> Self {
+    pub fn creating(&self, slot: Birth) -> Self {
         Self { birth: Some(slot), ..self.clone() }
     }
 

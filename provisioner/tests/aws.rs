@@ -54,12 +54,14 @@ fn variant(src_path: &str, name: &str, edits: &[(&str, &str)]) -> (tempfile::Tem
 
 /// What the production stack's tests run against: a recording proxy in front of `moto` that
 /// EMULATES AWS's answers where moto has none (global-table replicas, Fargate rollouts; see
-/// `common`), and the local registry moto lacks.
+/// `common`), plays in STRICT MODE what AWS does and moto does not (`common::strict`), and the
+/// local registry moto lacks.
 async fn production_peers(moto: &Moto) -> Proxy {
     let proxy = Proxy::start(&moto.url).await;
     common::registry();
     proxy.emulate_global_tables();
     proxy.emulate_ecs_deployments();
+    proxy.strict();
     proxy
 }
 
@@ -893,7 +895,8 @@ async fn the_services_table_from_their_layout_file() {
     // Protected: destroy is refused before anything is deleted (a log group beside the table
     // stays too) and says how to lift it; `--exclude-protected` deletes the rest; turned off,
     // the table goes.
-    let with_logs = format!("{}\n[log_group.beside]\nretention_days = 7\n", src(&layout, "gone_at", "NEW_AND_OLD_IMAGES", true));
+    let with_logs =
+        format!("{}\n[log_group.beside]\nretention_days = 7\n", src(&layout, "gone_at", "NEW_AND_OLD_IMAGES", true));
     std::fs::write(path, &with_logs).unwrap();
     ok(&run(&ep, &["apply", path, "--yes"]), 0, "a log group beside");
     proxy.take_calls();
@@ -1661,9 +1664,26 @@ async fn the_full_production_stack() {
         ],
     );
     let r = run(&ep, &["apply", &stack, "--yes"]);
-    ok(&r, 0, "apply from empty");
+    ok(&r, 0, "apply from empty, in one run, in strict mode");
     assert!(r.1.contains("48 added"), "{}", r.1);
     let calls = proxy.take_calls();
+    // What AWS does in a fresh account and moto does not was played, and the apply went through.
+    let fired = proxy.state.strict.fired();
+    eprintln!("strict rules fired in the apply: {fired:?}");
+    for rule in [
+        &common::strict::CONTINUOUS_BACKUPS,
+        &common::strict::ECS_CLUSTER_SLR,
+        &common::strict::ECS_SERVICE_ROLE,
+        &common::strict::AAS_SLR,
+        &common::strict::LAMBDA_ROLE,
+        &common::strict::INSTANCE_PROFILE,
+        &common::strict::EC2_BY_ID,
+        &common::strict::EC2_LIST_LAG,
+    ] {
+        assert!(fired.get(rule.name).is_some_and(|n| *n > 0), "{} never fired ({}): {fired:?}", rule.name, rule.source);
+    }
+    let twice: Vec<_> = creates_per_address(&calls).into_iter().filter(|(_, n)| *n > 1).collect();
+    assert!(twice.is_empty(), "made twice: {twice:?}");
     // One command ends with where to look: the map and Grafana on the logging host.
     let printed = r.1.split("\nOutputs:\n").nth(1).unwrap_or_else(|| panic!("no outputs printed:\n{}", r.1));
     let url = |name: &str| {
@@ -1760,6 +1780,8 @@ async fn the_full_production_stack() {
     assert!(replica.is_some(), "the replica region from the variable is requested");
 
     ok(&run(&ep, &["destroy", &stack, "--yes"]), 0, "destroy");
+    let fired = proxy.state.strict.fired();
+    assert!(fired.get(common::strict::ENIS_DRAINING.name).is_some_and(|n| *n > 0), "{fired:?}");
     assert!(owned(&moto.ec2(), "full").await.is_empty(), "no EC2 resource left");
     let d = moto.ec2().describe_instances().filters(stack_filter("full")).send().await.unwrap();
     assert!(d
@@ -2451,4 +2473,114 @@ async fn an_api_the_emulator_lacks_is_said_not_read() {
     let r = run(&moto.direct, &["plan", &path]);
     assert_eq!(r.0, 1, "{r:?}");
     assert!(r.2.contains("ListVpcOrigins"), "{}", r.2);
+}
+
+/// STRICT MODE (`common::strict`) against the rules the stacks are built to avoid rather than
+/// retry: each fires on a call made the way AWS refuses (a rule that never fires proves
+/// nothing), and the provisioner's ordering and checks keep the stacks clear of them. The local
+/// stack (an internet-facing load balancer with a WAF association) applies from empty in one
+/// run, plans empty and destroys; a protected user pool is refused before anything is deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strict_mode_rules_fire_and_the_stacks_keep_clear_of_them() {
+    use common::strict;
+    let moto = Moto::start().await;
+    let proxy = production_peers(&moto).await;
+    let ep = proxy.url.clone();
+    let conf = |region: &'static str| common::conf_of(&ep, region, ("test", "test", None));
+    let ec2: aws_sdk_ec2::Client = provisioner::provider::Service::build(&conf(common::REGION));
+    let elb: aws_sdk_elasticloadbalancingv2::Client = provisioner::provider::Service::build(&conf(common::REGION));
+    let code =
+        |e: &dyn aws_smithy_types::error::metadata::ProvideErrorMetadata| e.code().unwrap_or_default().to_owned();
+
+    // A new VPC's id, used at once: not found yet; an internet-facing load balancer in a VPC
+    // without an attached gateway: refused.
+    let vpc = ec2.create_vpc().cidr_block("10.9.0.0/16").send().await.unwrap();
+    let vpc = vpc.vpc().unwrap().vpc_id().unwrap().to_owned();
+    let e = ec2
+        .modify_vpc_attribute()
+        .vpc_id(&vpc)
+        .enable_dns_hostnames(aws_sdk_ec2::types::AttributeBooleanValue::builder().value(true).build())
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "InvalidVpcID.NotFound");
+    let mut subnets = Vec::new();
+    for (cidr, az) in [("10.9.1.0/24", "a"), ("10.9.2.0/24", "b")] {
+        let s = ec2
+            .create_subnet()
+            .vpc_id(&vpc)
+            .cidr_block(cidr)
+            .availability_zone(format!("{}{az}", common::REGION))
+            .send()
+            .await
+            .unwrap();
+        subnets.push(s.subnet().unwrap().subnet_id().unwrap().to_owned());
+    }
+    let e = elb.create_load_balancer().name("gatewayless").set_subnets(Some(subnets)).send().await.unwrap_err();
+    assert_eq!(code(&e), "InvalidSubnet", "{e:?}");
+    // A user pool with deletion protection on is not deleted (moto would).
+    let idp: aws_sdk_cognitoidentityprovider::Client = provisioner::provider::Service::build(&conf(common::REGION));
+    let pool = idp
+        .create_user_pool()
+        .pool_name("guarded")
+        .deletion_protection(aws_sdk_cognitoidentityprovider::types::DeletionProtectionType::Active)
+        .send()
+        .await
+        .unwrap();
+    let pool = pool.user_pool().unwrap().id().unwrap().to_owned();
+    let e = idp.delete_user_pool().user_pool_id(&pool).send().await.unwrap_err();
+    assert_eq!(code(&e), "InvalidParameterException");
+    let fired = proxy.state.strict.fired();
+    for rule in [&strict::EC2_BY_ID, &strict::IGW_FOR_PUBLIC_LB, &strict::POOL_PROTECTION] {
+        assert_eq!(fired.get(rule.name), Some(&1), "{}: {fired:?}", rule.name);
+    }
+
+    // The local stack: its internet-facing load balancer waits for the VPC's gateway (the rule
+    // does not fire), its WAF association retries while the balancer is new to WAF.
+    let (_d, local) = variant(LOCAL, "strictlocal", &[]);
+    ok(&run(&ep, &["apply", &local, "--yes"]), 0, "apply local in strict mode, in one run");
+    ok(&run(&ep, &["plan", &local]), 0, "plan local in strict mode");
+    let fired = proxy.state.strict.fired();
+    assert_eq!(fired.get(strict::IGW_FOR_PUBLIC_LB.name), Some(&1), "only the direct call above: {fired:?}");
+    assert!(fired.get(strict::WAF_FRESH_RESOURCE.name).is_some_and(|n| *n > 0), "{fired:?}");
+    ok(&run(&ep, &["destroy", &local, "--yes"]), 0, "destroy local in strict mode");
+    assert!(owned(&moto.ec2(), "strictlocal").await.is_empty());
+
+    // A protected pool with a domain hanging off it: destroy is refused before the domain goes.
+    let (dir, path) = stack_file();
+    std::fs::write(
+        &path,
+        "[stack]\nname = \"guard\"\nregion = \"eu-central-1\"\n\n[cognito_user_pool.p]\ndeletion_protection = true\n\n\
+         [cognito_user_pool_domain.p]\npool = \"cognito_user_pool.p\"\n",
+    )
+    .unwrap();
+    ok(&run(&ep, &["apply", &path, "--yes"]), 0, "a protected pool and its domain");
+    proxy.take_calls();
+    let r = run(&ep, &["destroy", &path, "--yes"]);
+    ok(&r, 1, "destroy refused");
+    assert!(r.2.contains("cognito_user_pool.p: set `deletion_protection = false`"), "{}", r.2);
+    let deleted: Vec<String> = proxy
+        .take_calls()
+        .into_iter()
+        .map(|c| c.action)
+        .filter(|a| a.contains("Delete") && !a.ends_with("DeleteItem"))
+        .collect();
+    assert!(deleted.is_empty(), "nothing deleted: {deleted:?}");
+    std::fs::write(&path, std::fs::read_to_string(&path).unwrap().replace("= true", "= false")).unwrap();
+    ok(&run(&ep, &["apply", &path, "--yes"]), 0, "protection lifted");
+    ok(&run(&ep, &["destroy", &path, "--yes"]), 0, "destroy after lifting");
+    drop(dir);
+}
+
+/// STRICT MODE's list lag takes a lagging resource's item out whole, however its rules and tags
+/// nest, and only by its own id (a group named in another's rule stays).
+#[test]
+fn strict_lists_hide_items_whole_by_their_own_id() {
+    let xml = "<R><securityGroupInfo><item><groupId>sg-1</groupId><ipPermissions><item><groups><item>\
+               <groupId>sg-2</groupId></item></groups></item></ipPermissions></item><item><groupId>sg-2</groupId>\
+               </item></securityGroupInfo></R>";
+    let (out, n) = common::strict::without_items(xml, "securityGroupInfo", "groupId", &|x| x == "sg-2").unwrap();
+    assert_eq!(n, 1);
+    assert!(out.contains("<groupId>sg-1</groupId>") && out.matches("sg-2").count() == 1, "{out}");
+    assert!(out.ends_with("</securityGroupInfo></R>"), "{out}");
 }

@@ -12,6 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
+pub mod strict;
 mod vpc_origins;
 
 pub const REGION: &str = "eu-central-1";
@@ -190,6 +191,8 @@ pub struct ProxyState {
     /// EMULATION of Lambda@Edge replicas, which moto does not have: this many `DeleteFunction`
     /// calls are answered as AWS answers while replicas remain ("replicated function").
     pub edge_replicas: std::sync::atomic::AtomicU32,
+    /// AWS's behaviours moto lacks, played when turned on (see `strict`).
+    pub strict: strict::Strict,
 }
 
 /// What a distribution's last write sent that moto drops: its origin access control id, its
@@ -223,6 +226,7 @@ impl Proxy {
             distributions: Mutex::default(),
             vpc_origins: Mutex::default(),
             edge_replicas: Default::default(),
+            strict: Default::default(),
         });
         let app = axum::Router::new().fallback(forward).with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -242,6 +246,12 @@ impl Proxy {
         self.state.ecs_services.lock().unwrap().clear();
         self.state.distributions.lock().unwrap().clear();
         *self.state.vpc_origins.lock().unwrap() = Default::default();
+        self.state.strict.forget();
+    }
+
+    /// Turns on STRICT MODE (see `strict`).
+    pub fn strict(&self) {
+        self.state.strict.turn_on();
     }
 
     /// Turns on the ECS deployment EMULATION (see [`ProxyState::ecs`]).
@@ -296,56 +306,39 @@ async fn relay(st: Arc<ProxyState>, method: Method, uri: Uri, headers: HeaderMap
         faulted,
         at: Instant::now(),
     };
+    // The SigV4 service of the call (`ec2`, `dynamodb`, ...): it decides the error format.
+    let service = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|a| a.split("Credential=").nth(1))
+        .and_then(|c| c.split('/').nth(3))
+        .unwrap_or_default()
+        .to_owned();
     if rand::random::<f64>() < rate {
-        // In the error format of the call's protocol: JSON, S3's and EC2's XML, Lambda's REST-JSON,
-        // or the other XML services' (ELBv2, IAM, STS, CloudFront), told apart by the service its
-        // signature names.
-        let service = headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|a| a.split("Credential=").nth(1))
-            .and_then(|c| c.split('/').nth(3))
-            .unwrap_or_default()
-            .to_owned();
-        let (status, body) = if target.is_some() {
-            (
-                StatusCode::BAD_REQUEST,
-                r#"{"__type":"com.amazonaws.dynamodb.v20120810#ThrottlingException","message":"Rate exceeded"}"#
-                    .to_owned(),
-            )
-        } else if service == "s3" {
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message><RequestId>proxy</RequestId></Error>"
-                    .to_owned(),
-            )
-        } else if service == "lambda" {
-            // REST-JSON: the error's type in a header.
-            let body = r#"{"Type":"User","message":"Rate exceeded"}"#.to_owned();
-            st.calls.lock().unwrap().push(record(429, body.clone(), true));
-            return Response::builder()
-                .status(StatusCode::TOO_MANY_REQUESTS)
-                .header("x-amzn-errortype", "TooManyRequestsException")
-                .header("content-type", "application/json")
-                .body(Body::from(body))
-                .expect("response");
-        } else if service == "ec2" {
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "<Response><Errors><Error><Code>RequestLimitExceeded</Code><Message>Request limit exceeded.\
-                 </Message></Error></Errors><RequestID>proxy</RequestID></Response>"
-                    .to_owned(),
-            )
-        } else {
-            (
-                StatusCode::BAD_REQUEST,
-                "<ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message>\
-                 </Error><RequestId>proxy</RequestId></ErrorResponse>"
-                    .to_owned(),
-            )
+        // The throttling answer of the call's service, in its protocol's error format.
+        let (status, code) = match service.as_str() {
+            _ if target.is_some() => (400, "ThrottlingException"),
+            "s3" => (503, "SlowDown"),
+            "lambda" => (429, "TooManyRequestsException"),
+            "ec2" => (503, "RequestLimitExceeded"),
+            _ => (400, "Throttling"),
         };
-        st.calls.lock().unwrap().push(record(status.as_u16(), body.clone(), true));
-        return Response::builder().status(status).body(Body::from(body)).expect("response");
+        let (status, answer, body) = strict::error_answer(&service, target.is_some(), status, code, "Rate exceeded");
+        st.calls.lock().unwrap().push(record(status, body, true));
+        return answer;
+    }
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    let op = match &target {
+        Some(t) => t.rsplit('.').next().unwrap_or_default().to_owned(),
+        None => action.clone(),
+    };
+    let (method_name, path) = (method.as_str().to_owned(), uri.path().to_owned());
+    let seen =
+        strict::Seen { service: &service, op: &op, params: &params, json: &json, path: &path, method: &method_name };
+    if let Some((_, code, message)) = st.strict.before(&seen) {
+        let (status, answer, body) = strict::error_answer(&service, target.is_some(), 400, code, &message);
+        st.calls.lock().unwrap().push(record(status, body, false));
+        return answer;
     }
     let emulate = st.global_tables.load(std::sync::atomic::Ordering::SeqCst);
     // The region of the call, from its SigV4 credential scope.
@@ -356,7 +349,6 @@ async fn relay(st: Arc<ProxyState>, method: Method, uri: Uri, headers: HeaderMap
         .and_then(|c| c.split('/').nth(2))
         .unwrap_or_default()
         .to_owned();
-    let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
     let table = (region.clone(), json["TableName"].as_str().unwrap_or_default().to_owned());
     if emulate {
         match target.as_deref() {
@@ -559,6 +551,9 @@ async fn relay(st: Arc<ProxyState>, method: Method, uri: Uri, headers: HeaderMap
                     bytes = Bytes::from(answer.to_string());
                 }
             }
+            if status.is_success() {
+                st.strict.after(&seen, &mut bytes);
+            }
             st.calls.lock().unwrap().push(record(status.as_u16(), String::from_utf8_lossy(&bytes).into_owned(), false));
             let mut out = Response::builder().status(status.as_u16());
             for (k, v) in &hdrs {
@@ -595,6 +590,9 @@ pub fn cli(endpoint: &str) -> Command {
         .env("AWS_SECRET_ACCESS_KEY", "test")
         .env_remove("AWS_PROFILE")
         .env("NO_COLOR", "1")
+        // After a forced unlock, AWS's lists are waited for this long: STRICT MODE's lag
+        // (`strict::Strict::window`) is 1.5 s.
+        .env("PROVISIONER_SETTLE_SECS", "2")
         .stdin(Stdio::null());
     if let Some(r) = REGISTRY.get() {
         c.env("PROVISIONER_REGISTRY_ENDPOINT", &r.url);
