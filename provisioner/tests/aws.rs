@@ -1779,7 +1779,23 @@ async fn the_full_production_stack() {
     let replica = calls.iter().find(|c| c.action.ends_with("UpdateTable") && c.body.contains("eu-west-1"));
     assert!(replica.is_some(), "the replica region from the variable is requested");
 
+    // Lambda makes the edge function's log groups itself, where its copies ran: they go with it.
+    let edge_fn = out["lambda_function.finops_auth"]["id"].as_str().unwrap().to_owned();
+    let edge_logs = [
+        ("us-east-1", format!("/aws/lambda/{edge_fn}")),
+        ("eu-west-1", format!("/aws/lambda/us-east-1.{edge_fn}")),
+        ("ap-northeast-1", format!("/aws/lambda/us-east-1.{edge_fn}")),
+    ];
+    for (region, group) in &edge_logs {
+        let logs = moto.client::<aws_sdk_cloudwatchlogs::Client>(*region);
+        logs.create_log_group().log_group_name(group).send().await.unwrap();
+    }
     ok(&run(&ep, &["destroy", &stack, "--yes"]), 0, "destroy");
+    for (region, group) in &edge_logs {
+        let logs = moto.client::<aws_sdk_cloudwatchlogs::Client>(*region);
+        let left = logs.describe_log_groups().log_group_name_prefix(group).send().await.unwrap();
+        assert!(left.log_groups().is_empty(), "{region}: {group} left");
+    }
     let fired = proxy.state.strict.fired();
     assert!(fired.get(common::strict::ENIS_DRAINING.name).is_some_and(|n| *n > 0), "{fired:?}");
     assert!(owned(&moto.ec2(), "full").await.is_empty(), "no EC2 resource left");

@@ -530,8 +530,9 @@ impl Ops for Function {
         let pause = (wait / 10).clamp(Duration::from_millis(200), Duration::from_secs(30));
         loop {
             match lambda(cx).delete_function().function_name(id).send().await.map_err(|e| err("DeleteFunction", e)) {
-                Ok(_) => return Ok(()),
-                Err(e) if e.is_not_found() => return Ok(()),
+                // Its logs go with it: Lambda made them, and nothing else would delete them.
+                Ok(_) => return crate::kinds::logs::delete_function_logs(cx, id, edge).await,
+                Err(e) if e.is_not_found() => return crate::kinds::logs::delete_function_logs(cx, id, edge).await,
                 // CloudFront has let go of it, but AWS removes the copies it ran at the edge
                 // hours later; until then the function cannot be deleted.
                 Err(e) if edge && e.has_code("InvalidParameterValueException") && e.message.contains("replicated") => {

@@ -2,7 +2,7 @@
 //! Log groups cannot be listed by tag, so the stack's are named `/<stack>/<name>` and found by
 //! that prefix.
 
-use crate::error::Codes;
+use crate::error::{gone_ok, Codes, OpError};
 use crate::provider::Cx;
 
 super::kinds!(log_group);
@@ -29,4 +29,37 @@ super::service!(aws_sdk_cloudwatchlogs::Client, LogsCodes);
 /// The prefix of every log group the stack owns.
 pub fn prefix(cx: &Cx) -> String {
     format!("/{}/", cx.stack)
+}
+
+/// The regions with CloudFront regional edge caches: a Lambda@Edge copy logs to the one nearest
+/// the edge location that ran it (AWS's Lambda@Edge documentation, "CloudWatch Logs").
+pub const EDGE_LOG_REGIONS: &[&str] = &[
+    "us-east-1",
+    "us-east-2",
+    "us-west-1",
+    "us-west-2",
+    "ap-south-1",
+    "ap-northeast-1",
+    "ap-northeast-2",
+    "ap-southeast-1",
+    "ap-southeast-2",
+    "eu-central-1",
+    "eu-west-1",
+    "eu-west-2",
+    "sa-east-1",
+];
+
+/// Deletes the log groups Lambda makes for a function on its own, which nothing else owns:
+/// `/aws/lambda/<name>` where it runs and, for a Lambda@Edge function, `/aws/lambda/us-east-1.<name>`
+/// in every region an edge copy may have logged to. Gone already is success.
+pub async fn delete_function_logs(cx: &Cx, name: &str, edge: bool) -> Result<(), OpError> {
+    let mut groups = vec![(cx.region.clone(), format!("/aws/lambda/{name}"))];
+    if edge {
+        groups.extend(EDGE_LOG_REGIONS.iter().map(|r| ((*r).to_owned(), format!("/aws/lambda/us-east-1.{name}"))));
+    }
+    let deletes = groups.into_iter().map(|(region, group)| async move {
+        let cx = cx.in_region(&region);
+        gone_ok(logs(&cx).delete_log_group().log_group_name(&group).send().await.map_err(|e| err("DeleteLogGroup", e)))
+    });
+    futures::future::try_join_all(deletes).await.map(|_| ())
 }
