@@ -47,6 +47,9 @@ pub async fn run(stack: Stack, what: Aws, color: bool) -> u8 {
             } else {
                 print!("{}", render(&plan, color));
             }
+            if !plan.refused().is_empty() {
+                return refuse(&plan);
+            }
             if plan.has_changes() {
                 2
             } else {
@@ -126,6 +129,15 @@ async fn discover(
     Ok(inv)
 }
 
+/// Says which changes AWS cannot make in one apply; exit code 1.
+fn refuse(plan: &provisioner::plan::Plan) -> u8 {
+    eprintln!("provisioner: nothing was changed: AWS cannot make these changes in one apply:");
+    for (a, why) in plan.refused() {
+        eprintln!("  {a}: {why}");
+    }
+    1
+}
+
 fn fail(msg: &str) -> u8 {
     eprintln!("provisioner: {msg}");
     1
@@ -201,6 +213,9 @@ async fn apply(cx: &provisioner::provider::Cx, ddb: &aws_sdk_dynamodb::Client, s
         return 1;
     }
     print!("{}", render(&plan, color));
+    if !plan.refused().is_empty() {
+        return refuse(&plan);
+    }
     if !plan.has_changes() {
         if !destroy && !target.outputs.is_empty() {
             println!("\nOutputs:");

@@ -35,6 +35,9 @@ pub struct ResourceChange {
     pub changes: Vec<AttrChange>,
     /// Why a replacement is needed: the fields that force it.
     pub replace_reasons: Vec<String>,
+    /// Why AWS cannot make this change in one apply, when it cannot: nothing is applied.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
 }
 
 /// A security-relevant change, listed on its own.
@@ -77,6 +80,11 @@ impl Plan {
 
     pub fn has_changes(&self) -> bool {
         self.resources.iter().any(|r| r.action != Action::NoOp)
+    }
+
+    /// The changes AWS cannot make in one apply, with why: `(address, reason)`.
+    pub fn refused(&self) -> Vec<(&str, &str)> {
+        self.resources.iter().filter_map(|r| Some((r.address.as_str(), r.refused.as_deref()?))).collect()
     }
 }
 
@@ -146,6 +154,7 @@ pub fn diff(kind: &Kind, address: &str, desired: Option<&Value>, actual: Option<
         action,
         changes,
         replace_reasons,
+        refused: None,
     };
     match (desired, actual) {
         (None, None) => mk(Action::NoOp, vec![], vec![]),
@@ -165,6 +174,12 @@ pub fn diff(kind: &Kind, address: &str, desired: Option<&Value>, actual: Option<
                     });
                 }
             }
+            if !changes.is_empty() {
+                let forced = kind.ops.forces(a, d);
+                for c in changes.iter_mut().filter(|c| forced.contains(&c.field.as_str())) {
+                    c.forces_replacement = true;
+                }
+            }
             let reasons: Vec<String> =
                 changes.iter().filter(|c| c.forces_replacement).map(|c| c.field.clone()).collect();
             let action = if changes.is_empty() {
@@ -174,7 +189,11 @@ pub fn diff(kind: &Kind, address: &str, desired: Option<&Value>, actual: Option<
             } else {
                 Action::Replace
             };
-            mk(action, changes, reasons)
+            let mut rc = mk(action, changes, reasons);
+            if action == Action::Update {
+                rc.refused = kind.ops.refuse(a, d);
+            }
+            rc
         }
     }
 }
@@ -513,6 +532,9 @@ pub fn render(p: &Plan, color: bool) -> String {
                 }
                 out.push('\n');
             }
+        }
+        if let Some(why) = &r.refused {
+            out.push_str(&paint("31", &format!("    # cannot be applied: {why}\n")));
         }
         out.push_str("    }\n\n");
     }

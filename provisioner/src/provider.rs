@@ -170,6 +170,17 @@ pub trait Ops: Sync {
     fn changing_outputs(&self) -> &'static [&'static str] {
         &[]
     }
+    /// In-place fields whose change from `have` to `want` AWS can nonetheless make only by
+    /// replacing the resource (a table's key schema inside its layout, where its indexes change
+    /// in place): each forces a replacement in the plan. Both sides in the declared shape.
+    fn forces(&self, _have: &Value, _want: &Value) -> Vec<&'static str> {
+        Vec::new()
+    }
+    /// Why a change AWS makes in place cannot be made in one apply (a second TTL change within
+    /// the hour), if it cannot: the plan says so and apply changes nothing.
+    fn refuse(&self, _have: &Value, _want: &Value) -> Option<String> {
+        None
+    }
     /// Whether AWS refuses to delete this resource as it is (`have`, as read), and if so what
     /// lifts that: a destroy or replacement that meets it is refused before anything is deleted.
     fn protected(&self, _have: &Value) -> Option<&'static str> {

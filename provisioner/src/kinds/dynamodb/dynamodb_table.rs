@@ -14,7 +14,8 @@ use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, CreateReplicationGroupMemberAction, DeleteReplicationGroupMemberAction, ReplicaStatus,
     ReplicationGroupUpdate, TableStatus, GlobalSecondaryIndex, KeySchemaElement, KeyType, PointInTimeRecoverySpecification,
     Projection, ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType, Tag, TimeToLiveSpecification,
-    TimeToLiveStatus,
+    TimeToLiveStatus, GlobalSecondaryIndexUpdate, CreateGlobalSecondaryIndexAction, DeleteGlobalSecondaryIndexAction,
+    IndexStatus,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
@@ -30,9 +31,10 @@ pub static KIND: Kind = Kind {
         Field::required(
             "layout",
             FieldType::JsonFile,
-            Update::Replace,
+            Update::InPlace,
             "Keys and indexes as CreateTable takes them (KeySchema, AttributeDefinitions, GlobalSecondaryIndexes): \
-             the services' services/src/store/table.json, so the table is the one their queries use.",
+             the services' services/src/store/table.json, so the table is the one their queries use. A changed key \
+             replaces the table (and its data); indexes are added and removed in place, one at a time.",
         ),
         Field::optional(
             "ttl_attribute",
@@ -120,6 +122,15 @@ impl Layout {
     /// One order for what has none (attributes, indexes), so a layout compares equal to itself
     /// read back.
     fn canonical(mut self) -> Self {
+        // DynamoDB keeps only the attributes some key uses (an index's go with it; moto keeps
+        // them): what no key uses is no part of the table.
+        let used: Vec<String> = self
+            .key_schema
+            .iter()
+            .chain(self.global_secondary_indexes.iter().flat_map(|g| g.key_schema.iter()))
+            .map(|k| k.attribute_name.clone())
+            .collect();
+        self.attribute_definitions.retain(|a| used.contains(&a.attribute_name));
         self.attribute_definitions.sort_by(|a, b| a.attribute_name.cmp(&b.attribute_name));
         self.global_secondary_indexes.sort_by(|a, b| a.index_name.cmp(&b.index_name));
         self
@@ -237,6 +248,77 @@ fn normalize(v: &mut Value) {
         v.get("replicas").and_then(Value::as_array).map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect()).unwrap_or_default();
     replicas.sort();
     v["replicas"] = json!(replicas);
+}
+
+impl Layout {
+    /// The table's own key with its attributes' types: what only a new table can change.
+    fn table_key(&self) -> Vec<(&str, &str, Option<&str>)> {
+        let ty = |n: &str| self.attribute_definitions.iter().find(|a| a.attribute_name == n).map(|a| a.attribute_type.as_str());
+        self.key_schema.iter().map(|k| (k.attribute_name.as_str(), k.key_type.as_str(), ty(&k.attribute_name))).collect()
+    }
+}
+
+/// Brings the table's indexes from `have` to `want` in place: each removed or changed index
+/// deleted, each new or changed one created, one UpdateTable at a time (DynamoDB takes one
+/// index change per call and none while another is in progress), each waited for.
+async fn set_indexes(cx: &Cx, name: &str, have: &Layout, want: &Layout) -> Result<(), OpError> {
+    for gone in have.global_secondary_indexes.iter().filter(|g| !want.global_secondary_indexes.contains(g)) {
+        let update = GlobalSecondaryIndexUpdate::builder()
+            .delete(DeleteGlobalSecondaryIndexAction::builder().index_name(&gone.index_name).build().map_err(|e| OpError::fatal("UpdateTable", e.to_string()))?)
+            .build();
+        ddb(cx).update_table().table_name(name).global_secondary_index_updates(update).send().await.map_err(|e| err("UpdateTable", e))?;
+        indexes_settled(cx, name).await?;
+    }
+    for new in want.global_secondary_indexes.iter().filter(|g| !have.global_secondary_indexes.contains(g)) {
+        let mut b = CreateGlobalSecondaryIndexAction::builder()
+            .index_name(&new.index_name)
+            .projection(Projection::builder().projection_type(ProjectionType::from(new.projection.projection_type.as_str())).build());
+        for k in &new.key_schema {
+            b = b.key_schema(key(k)?);
+        }
+        let create = b.build().map_err(|e| OpError::fatal("UpdateTable", e.to_string()))?;
+        // Every key attribute of the layout: AWS adds the new index's to the table's, and
+        // moto replaces the table's with what is sent.
+        let attrs = want
+            .attribute_definitions
+            .iter()
+            .map(|a| {
+                AttributeDefinition::builder()
+                    .attribute_name(&a.attribute_name)
+                    .attribute_type(ScalarAttributeType::from(a.attribute_type.as_str()))
+                    .build()
+                    .map_err(|e| OpError::fatal("UpdateTable", e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        ddb(cx)
+            .update_table()
+            .table_name(name)
+            .set_attribute_definitions(Some(attrs))
+            .global_secondary_index_updates(GlobalSecondaryIndexUpdate::builder().create(create).build())
+            .send()
+            .await
+            .map_err(|e| err("UpdateTable", e))?;
+        indexes_settled(cx, name).await?;
+    }
+    Ok(())
+}
+
+/// Waits until the table and every index on it are ACTIVE (an index is built, or gone).
+async fn indexes_settled(cx: &Cx, name: &str) -> Result<(), OpError> {
+    let started = std::time::Instant::now();
+    loop {
+        let out = ddb(cx).describe_table().table_name(name).send().await.map_err(|e| err("DescribeTable", e))?;
+        let t = out.table();
+        let table = t.and_then(|t| t.table_status()) == Some(&TableStatus::Active);
+        let indexes = t.map(|t| t.global_secondary_indexes()).unwrap_or_default();
+        if table && indexes.iter().all(|g| g.index_status() == Some(&IndexStatus::Active)) {
+            return Ok(());
+        }
+        if started.elapsed() > WAIT {
+            return Err(OpError::retryable("wait IndexesActive", format!("{name}: indexes still changing")));
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
 }
 
 fn check(r: &Resource, stack: &Stack, d: &mut Diags) {
@@ -472,6 +554,23 @@ async fn read(cx: &Cx, name: &str) -> Result<Option<Live>, OpError> {
 
 #[async_trait]
 impl Ops for Table {
+    fn forces(&self, have: &Value, want: &Value) -> Vec<&'static str> {
+        let layout = |v: &Value| v.get("layout").and_then(|l| serde_json::from_value::<Layout>(l.clone()).ok());
+        match (layout(have), layout(want)) {
+            (Some(h), Some(w)) if h.table_key() != w.table_key() => vec!["layout"],
+            _ => Vec::new(),
+        }
+    }
+    fn refuse(&self, have: &Value, want: &Value) -> Option<String> {
+        let ttl = |v: &Value| v.get("ttl_attribute").and_then(Value::as_str).map(str::to_owned);
+        match (ttl(have), ttl(want)) {
+            (Some(h), Some(w)) if h != w => Some(format!(
+                "renaming the TTL attribute (`{h}` to `{w}`) is two TTL changes, and DynamoDB refuses a second within \
+                 an hour of the first: remove `ttl_attribute` and apply, then set it to `{w}` and apply an hour later"
+            )),
+            _ => None,
+        }
+    }
     fn protected(&self, have: &Value) -> Option<&'static str> {
         (have.get("deletion_protection").and_then(Value::as_bool) == Some(true))
             .then_some("set `deletion_protection = false` on it and apply first")
@@ -599,6 +698,7 @@ impl Ops for Table {
             }
             call.send().await.map_err(|e| err("UpdateTable", e))?;
         }
+        set_indexes(cx, id, &h.layout, &w.layout).await?;
         if h.ttl_attribute != w.ttl_attribute {
             if let Some(old) = &h.ttl_attribute {
                 set_ttl(cx, id, old, false).await?;
