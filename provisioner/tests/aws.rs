@@ -1459,15 +1459,17 @@ async fn a_host_from_its_user_data() {
     let (dir, path) = stack_file();
     let path = path.as_str();
     std::fs::write(dir.path().join("host.yaml"), "#cloud-config\npackages: [docker]\n").unwrap();
-    let src = |gb: u32| {
+    let with = |gb: u32, profile: &str| {
         format!(
             "{}[iam_role.host]\ntrusted_services = [\"ec2.amazonaws.com\"]\n\n\
              [iam_instance_profile.host]\nrole = \"iam_role.host\"\n\n\
+             [iam_instance_profile.other]\nrole = \"iam_role.host\"\n\n\
              [instance.host]\ninstance_type = \"t3.small\"\nsubnet = \"subnet.a\"\nsecurity_groups = [\"security_group.lb\"]\n\
-             instance_profile = \"iam_instance_profile.host\"\nuser_data = \"host.yaml\"\nroot_volume_gb = {gb}\n",
+             instance_profile = \"iam_instance_profile.{profile}\"\nuser_data = \"host.yaml\"\nroot_volume_gb = {gb}\n",
             LB_NET.replace("name = \"lb\"", "name = \"host\"")
         )
     };
+    let src = |gb: u32| with(gb, "host");
     std::fs::write(path, src(20)).unwrap();
     ok(&run(&ep, &["apply", path, "--yes"]), 0, "apply");
     let host = || async {
@@ -1498,6 +1500,24 @@ async fn a_host_from_its_user_data() {
     std::fs::write(path, src(30)).unwrap();
     converge(&ep, path, &["~ root_volume_gb = 20 -> 30", "Plan: 0 to add, 1 to change, 0 to destroy."]);
     assert_eq!(host().await.instance_id(), first.instance_id(), "grown in place");
+
+    // Another profile: its association replaced on the running host.
+    std::fs::write(path, with(30, "other")).unwrap();
+    converge(&ep, path, &["~ instance_profile = \"iam_instance_profile.host\" -> \"iam_instance_profile.other\""]);
+    let now = host().await;
+    assert_eq!(now.instance_id(), first.instance_id(), "the same host");
+    // (Asked of the association: moto's DescribeInstances keeps showing the launch profile.)
+    let assoc = moto
+        .ec2()
+        .describe_iam_instance_profile_associations()
+        .filters(aws_sdk_ec2::types::Filter::builder().name("instance-id").values(now.instance_id().unwrap()).build())
+        .send()
+        .await
+        .unwrap();
+    let arn = assoc.iam_instance_profile_associations()[0].iam_instance_profile().unwrap().arn().unwrap().to_owned();
+    assert!(arn.ends_with("/host-other"), "{arn}");
+    std::fs::write(path, src(30)).unwrap();
+    converge(&ep, path, &["~ instance_profile = \"iam_instance_profile.other\" -> \"iam_instance_profile.host\""]);
 
     std::fs::write(dir.path().join("host.yaml"), "#cloud-config\npackages: [docker, jq]\n").unwrap();
     proxy.take_calls();

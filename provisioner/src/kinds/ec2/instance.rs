@@ -49,8 +49,8 @@ pub static KIND: Kind = Kind {
             "instance_profile",
             FieldType::Ref(&["iam_instance_profile"]),
             None,
-            Update::Replace,
-            "The instance profile holding the host's role.",
+            Update::InPlace,
+            "The instance profile holding the host's role (changed on the running host).",
         ),
         Field::optional(
             "user_data",
@@ -136,6 +136,54 @@ fn normalize(v: &mut Value) {
 
 struct Instance;
 
+/// Gives the running host `profile` (or none) through its profile association: replaced in
+/// place where one exists, as EC2 allows without stopping the host.
+async fn set_profile(cx: &Cx, id: &str, profile: Option<&str>) -> Result<(), OpError> {
+    let found = ec2(cx)
+        .describe_iam_instance_profile_associations()
+        .filters(Filter::builder().name("instance-id").values(id).build())
+        .send()
+        .await
+        .map_err(|e| err("DescribeIamInstanceProfileAssociations", e))?;
+    let current = found
+        .iam_instance_profile_associations()
+        .iter()
+        .find(|a| a.state().is_some_and(|s| matches!(s.as_str(), "associated" | "associating")))
+        .and_then(|a| a.association_id())
+        .map(str::to_owned);
+    let spec = |p: &str| IamInstanceProfileSpecification::builder().name(p).build();
+    match (current, profile) {
+        (Some(a), Some(p)) => {
+            ec2(cx)
+                .replace_iam_instance_profile_association()
+                .association_id(a)
+                .iam_instance_profile(spec(p))
+                .send()
+                .await
+                .map_err(|e| err("ReplaceIamInstanceProfileAssociation", e))?;
+        }
+        (Some(a), None) => {
+            ec2(cx)
+                .disassociate_iam_instance_profile()
+                .association_id(a)
+                .send()
+                .await
+                .map_err(|e| err("DisassociateIamInstanceProfile", e))?;
+        }
+        (None, Some(p)) => {
+            ec2(cx)
+                .associate_iam_instance_profile()
+                .instance_id(id)
+                .iam_instance_profile(spec(p))
+                .send()
+                .await
+                .map_err(|e| err("AssociateIamInstanceProfile", e))?;
+        }
+        (None, None) => {}
+    }
+    Ok(())
+}
+
 /// The root volume (id, size) of each instance, one call for all of them.
 async fn root_volumes(cx: &Cx, ids: &[String]) -> Result<HashMap<String, (String, i32)>, OpError> {
     let mut out = HashMap::new();
@@ -150,6 +198,28 @@ async fn root_volumes(cx: &Cx, ids: &[String]) -> Result<HashMap<String, (String
                 if let (Some(i), Some(vid)) = (a.instance_id(), v.volume_id()) {
                     out.insert(i.to_owned(), (vid.to_owned(), v.size().unwrap_or_default()));
                 }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The instance profile each instance holds now (by name, the profile's id here), one call for
+/// all: its association is what changes in place, and what AWS reports.
+async fn profiles(cx: &Cx, ids: &[String]) -> Result<HashMap<String, String>, OpError> {
+    let mut out = HashMap::new();
+    if ids.is_empty() {
+        return Ok(out);
+    }
+    let filter = Filter::builder().name("instance-id").set_values(Some(ids.to_vec())).build();
+    let mut pages = ec2(cx).describe_iam_instance_profile_associations().filters(filter).into_paginator().send();
+    while let Some(page) = pages.next().await {
+        for a in page.map_err(|e| err("DescribeIamInstanceProfileAssociations", e))?.iam_instance_profile_associations() {
+            let live = a.state().is_some_and(|s| matches!(s.as_str(), "associated" | "associating"));
+            // The profile's ARN ends with its name.
+            let name = a.iam_instance_profile().and_then(|p| p.arn()).and_then(|arn| arn.rsplit('/').next());
+            if let (true, Some(i), Some(n)) = (live, a.instance_id(), name) {
+                out.insert(i.to_owned(), n.to_owned());
             }
         }
     }
@@ -205,6 +275,7 @@ impl Ops for Instance {
         }
         let ids: Vec<String> = found.iter().filter_map(|i| i.instance_id().map(str::to_owned)).collect();
         let volumes = root_volumes(cx, &ids).await?;
+        let profiles = profiles(cx, &ids).await?;
         let mut out = Vec::new();
         for i in found {
             let (Some(id), Some(address)) = (i.instance_id(), address_of(i.tags())) else { continue };
@@ -213,8 +284,7 @@ impl Ops for Instance {
             let parameter = i.tags().iter().find(|t| t.key() == Some(AMI_TAG)).and_then(|t| t.value());
             let mut groups: Vec<&str> = i.security_groups().iter().filter_map(|g| g.group_id()).collect();
             groups.sort();
-            // The profile's ARN ends with its name, which is the profile's id here.
-            let profile = i.iam_instance_profile().and_then(|p| p.arn()).and_then(|a| a.rsplit('/').next());
+            let profile = profiles.get(id);
             let zone = i.placement().and_then(|p| p.availability_zone());
             let mut outputs = Map::new();
             outputs.insert("private_ip".into(), json!(i.private_ip_address()));
@@ -317,6 +387,9 @@ impl Ops for Instance {
                 .send()
                 .await
                 .map_err(|e| err("ModifyInstanceAttribute", e))?;
+        }
+        if h.instance_profile != w.instance_profile {
+            set_profile(cx, id, w.instance_profile.as_deref()).await?;
         }
         if h.root_gb() != w.root_gb() {
             if w.root_gb() < h.root_gb() {
