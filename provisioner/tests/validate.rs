@@ -657,3 +657,258 @@ fn an_image_missing_what_its_page_loads_is_refused() {
         ["image.quake: `/assets/web/app.js` loads `/assets/web/lapse.js`, which the image would not hold"]
     );
 }
+
+/// Where each field of a kind lives in AWS's own resource schema (CloudFormation's, in
+/// `../shared/fixtures/cfn-schemas/`): `(kind, field, schema file, top-level property)`.
+const IN_SCHEMA: &[(&str, &str, &str, &str)] = &[
+    ("vpc", "cidr", "aws-ec2-vpc", "CidrBlock"),
+    ("vpc", "dns_support", "aws-ec2-vpc", "EnableDnsSupport"),
+    ("vpc", "dns_hostnames", "aws-ec2-vpc", "EnableDnsHostnames"),
+    ("subnet", "vpc", "aws-ec2-subnet", "VpcId"),
+    ("subnet", "cidr", "aws-ec2-subnet", "CidrBlock"),
+    ("subnet", "az", "aws-ec2-subnet", "AvailabilityZone"),
+    ("subnet", "public_ip_on_launch", "aws-ec2-subnet", "MapPublicIpOnLaunch"),
+    ("internet_gateway", "vpc", "aws-ec2-vpcgatewayattachment", "VpcId"),
+    ("nat_gateway", "subnet", "aws-ec2-natgateway", "SubnetId"),
+    ("nat_gateway", "eip", "aws-ec2-natgateway", "AllocationId"),
+    ("route_table", "vpc", "aws-ec2-routetable", "VpcId"),
+    ("route_table", "routes", "aws-ec2-route", "RouteTableId"),
+    ("route_table", "subnets", "aws-ec2-subnetroutetableassociation", "RouteTableId"),
+    ("security_group", "vpc", "aws-ec2-securitygroup", "VpcId"),
+    ("security_group", "description", "aws-ec2-securitygroup", "GroupDescription"),
+    ("security_group", "ingress", "aws-ec2-securitygroup", "SecurityGroupIngress"),
+    ("security_group", "egress", "aws-ec2-securitygroup", "SecurityGroupEgress"),
+    ("vpc_endpoint", "vpc", "aws-ec2-vpcendpoint", "VpcId"),
+    ("vpc_endpoint", "service", "aws-ec2-vpcendpoint", "ServiceName"),
+    ("vpc_endpoint", "route_tables", "aws-ec2-vpcendpoint", "RouteTableIds"),
+    ("instance", "ami_parameter", "aws-ec2-instance", "ImageId"),
+    ("instance", "instance_type", "aws-ec2-instance", "InstanceType"),
+    ("instance", "subnet", "aws-ec2-instance", "SubnetId"),
+    ("instance", "security_groups", "aws-ec2-instance", "SecurityGroupIds"),
+    ("instance", "instance_profile", "aws-ec2-instance", "IamInstanceProfile"),
+    ("instance", "user_data", "aws-ec2-instance", "UserData"),
+    ("instance", "root_volume_gb", "aws-ec2-instance", "BlockDeviceMappings"),
+    ("autoscaling", "service", "aws-applicationautoscaling-scalabletarget", "ResourceId"),
+    ("autoscaling", "min", "aws-applicationautoscaling-scalabletarget", "MinCapacity"),
+    ("autoscaling", "max", "aws-applicationautoscaling-scalabletarget", "MaxCapacity"),
+    ("autoscaling", "metric", "aws-applicationautoscaling-scalingpolicy", "TargetTrackingScalingPolicyConfiguration"),
+    ("autoscaling", "target", "aws-applicationautoscaling-scalingpolicy", "TargetTrackingScalingPolicyConfiguration"),
+    (
+        "autoscaling",
+        "resource_label",
+        "aws-applicationautoscaling-scalingpolicy",
+        "TargetTrackingScalingPolicyConfiguration",
+    ),
+    (
+        "autoscaling",
+        "scale_in_cooldown",
+        "aws-applicationautoscaling-scalingpolicy",
+        "TargetTrackingScalingPolicyConfiguration",
+    ),
+    (
+        "autoscaling",
+        "scale_out_cooldown",
+        "aws-applicationautoscaling-scalingpolicy",
+        "TargetTrackingScalingPolicyConfiguration",
+    ),
+    (
+        "cloudfront_origin_access_control",
+        "origin_type",
+        "aws-cloudfront-originaccesscontrol",
+        "OriginAccessControlConfig",
+    ),
+    ("cloudfront_origin_access_control", "signing", "aws-cloudfront-originaccesscontrol", "OriginAccessControlConfig"),
+    ("cognito_user_pool", "password_length", "aws-cognito-userpool", "Policies"),
+    ("cognito_user_pool", "password_symbols", "aws-cognito-userpool", "Policies"),
+    ("cognito_user_pool", "temporary_password_days", "aws-cognito-userpool", "AdminCreateUserConfig"),
+    ("cognito_user_pool", "mfa", "aws-cognito-userpool", "MfaConfiguration"),
+    ("cognito_user_pool", "deletion_protection", "aws-cognito-userpool", "DeletionProtection"),
+    ("cognito_user_pool", "tags", "aws-cognito-userpool", "UserPoolTags"),
+    ("cognito_user_pool_domain", "pool", "aws-cognito-userpooldomain", "UserPoolId"),
+    ("cognito_user_pool_client", "pool", "aws-cognito-userpoolclient", "UserPoolId"),
+    ("cognito_user_pool_client", "sites", "aws-cognito-userpoolclient", "CallbackURLs"),
+    ("cognito_user_pool_client", "callback_urls", "aws-cognito-userpoolclient", "CallbackURLs"),
+    ("cognito_user_pool_client", "logout_urls", "aws-cognito-userpoolclient", "LogoutURLs"),
+    ("cognito_user_pool_client", "scopes", "aws-cognito-userpoolclient", "AllowedOAuthScopes"),
+    ("cognito_user_pool_client", "id_token_minutes", "aws-cognito-userpoolclient", "IdTokenValidity"),
+    ("cognito_user_pool_client", "refresh_token_days", "aws-cognito-userpoolclient", "RefreshTokenValidity"),
+    ("cognito_user", "pool", "aws-cognito-userpooluser", "UserPoolId"),
+    ("cognito_user", "email", "aws-cognito-userpooluser", "UserAttributes"),
+    ("dynamodb_table", "layout", "aws-dynamodb-table", "KeySchema"),
+    ("dynamodb_table", "ttl_attribute", "aws-dynamodb-table", "TimeToLiveSpecification"),
+    ("dynamodb_table", "point_in_time_recovery", "aws-dynamodb-table", "PointInTimeRecoverySpecification"),
+    ("dynamodb_table", "deletion_protection", "aws-dynamodb-table", "DeletionProtectionEnabled"),
+    ("dynamodb_table", "stream", "aws-dynamodb-table", "StreamSpecification"),
+    ("dynamodb_table", "replicas", "aws-dynamodb-globaltable", "Replicas"),
+    ("ecr_repository", "image_tag_mutability", "aws-ecr-repository", "ImageTagMutability"),
+    ("ecr_repository", "scan_on_push", "aws-ecr-repository", "ImageScanningConfiguration"),
+    ("ecr_repository", "keep_images", "aws-ecr-repository", "LifecyclePolicy"),
+    ("ecs_cluster", "container_insights", "aws-ecs-cluster", "ClusterSettings"),
+    ("ecs_cluster", "capacity_providers", "aws-ecs-cluster", "CapacityProviders"),
+    ("ecs_service", "cluster", "aws-ecs-service", "Cluster"),
+    ("ecs_service", "desired_count", "aws-ecs-service", "DesiredCount"),
+    ("ecs_service", "subnets", "aws-ecs-service", "NetworkConfiguration"),
+    ("ecs_service", "security_groups", "aws-ecs-service", "NetworkConfiguration"),
+    ("ecs_service", "public_ip", "aws-ecs-service", "NetworkConfiguration"),
+    ("ecs_service", "spot_after", "aws-ecs-service", "CapacityProviderStrategy"),
+    ("ecs_service", "target_group", "aws-ecs-service", "LoadBalancers"),
+    ("ecs_service", "port", "aws-ecs-service", "LoadBalancers"),
+    ("ecs_service", "health_check_grace", "aws-ecs-service", "HealthCheckGracePeriodSeconds"),
+    ("ecs_service", "circuit_breaker", "aws-ecs-service", "DeploymentConfiguration"),
+    ("load_balancer", "subnets", "aws-elasticloadbalancingv2-loadbalancer", "Subnets"),
+    ("load_balancer", "security_groups", "aws-elasticloadbalancingv2-loadbalancer", "SecurityGroups"),
+    ("load_balancer", "internal", "aws-elasticloadbalancingv2-loadbalancer", "Scheme"),
+    ("load_balancer", "idle_timeout", "aws-elasticloadbalancingv2-loadbalancer", "LoadBalancerAttributes"),
+    ("load_balancer", "deletion_protection", "aws-elasticloadbalancingv2-loadbalancer", "LoadBalancerAttributes"),
+    ("target_group", "vpc", "aws-elasticloadbalancingv2-targetgroup", "VpcId"),
+    ("target_group", "port", "aws-elasticloadbalancingv2-targetgroup", "Port"),
+    ("target_group", "protocol", "aws-elasticloadbalancingv2-targetgroup", "Protocol"),
+    ("target_group", "target_type", "aws-elasticloadbalancingv2-targetgroup", "TargetType"),
+    ("target_group", "health_check_path", "aws-elasticloadbalancingv2-targetgroup", "HealthCheckPath"),
+    ("target_group", "health_check_interval", "aws-elasticloadbalancingv2-targetgroup", "HealthCheckIntervalSeconds"),
+    ("target_group", "health_check_timeout", "aws-elasticloadbalancingv2-targetgroup", "HealthCheckTimeoutSeconds"),
+    ("target_group", "healthy_threshold", "aws-elasticloadbalancingv2-targetgroup", "HealthyThresholdCount"),
+    ("target_group", "unhealthy_threshold", "aws-elasticloadbalancingv2-targetgroup", "UnhealthyThresholdCount"),
+    ("target_group", "matcher", "aws-elasticloadbalancingv2-targetgroup", "Matcher"),
+    ("target_group", "deregistration_delay", "aws-elasticloadbalancingv2-targetgroup", "TargetGroupAttributes"),
+    ("listener", "load_balancer", "aws-elasticloadbalancingv2-listener", "LoadBalancerArn"),
+    ("listener", "port", "aws-elasticloadbalancingv2-listener", "Port"),
+    ("listener", "protocol", "aws-elasticloadbalancingv2-listener", "Protocol"),
+    ("listener", "certificate_arn", "aws-elasticloadbalancingv2-listener", "Certificates"),
+    ("listener", "ssl_policy", "aws-elasticloadbalancingv2-listener", "SslPolicy"),
+    ("listener", "action", "aws-elasticloadbalancingv2-listener", "DefaultActions"),
+    ("listener", "target_group", "aws-elasticloadbalancingv2-listener", "DefaultActions"),
+    ("listener", "redirect_protocol", "aws-elasticloadbalancingv2-listener", "DefaultActions"),
+    ("listener", "redirect_port", "aws-elasticloadbalancingv2-listener", "DefaultActions"),
+    ("listener", "redirect_status", "aws-elasticloadbalancingv2-listener", "DefaultActions"),
+    ("listener", "fixed_status", "aws-elasticloadbalancingv2-listener", "DefaultActions"),
+    ("listener", "fixed_body", "aws-elasticloadbalancingv2-listener", "DefaultActions"),
+    ("iam_role", "trusted_services", "aws-iam-role", "AssumeRolePolicyDocument"),
+    ("iam_role", "statements", "aws-iam-role", "Policies"),
+    ("iam_role", "managed_policies", "aws-iam-role", "ManagedPolicyArns"),
+    ("iam_instance_profile", "role", "aws-iam-instanceprofile", "Roles"),
+    ("lambda_function", "role", "aws-lambda-function", "Role"),
+    ("lambda_function", "runtime", "aws-lambda-function", "Runtime"),
+    ("lambda_function", "handler", "aws-lambda-function", "Handler"),
+    ("lambda_function", "memory", "aws-lambda-function", "MemorySize"),
+    ("lambda_function", "timeout", "aws-lambda-function", "Timeout"),
+    ("lambda_function", "code_sha256", "aws-lambda-function", "Code"),
+    ("lambda_function", "config", "aws-lambda-function", "Code"),
+    ("lambda_function", "fetch", "aws-lambda-function", "Code"),
+    ("lambda_function", "secrets", "aws-lambda-function", "Code"),
+    ("log_group", "retention_days", "aws-logs-loggroup", "RetentionInDays"),
+    ("s3_bucket", "versioning", "aws-s3-bucket", "VersioningConfiguration"),
+    ("s3_bucket_policy", "bucket", "aws-s3-bucketpolicy", "Bucket"),
+    ("s3_bucket_policy", "read_by", "aws-s3-bucketpolicy", "PolicyDocument"),
+    ("s3_bucket_policy", "https_only", "aws-s3-bucketpolicy", "PolicyDocument"),
+    ("secret", "description", "aws-ssm-parameter", "Description"),
+    ("waf_web_acl", "scope", "aws-wafv2-webacl", "Scope"),
+    ("waf_web_acl", "default_action", "aws-wafv2-webacl", "DefaultAction"),
+    ("waf_web_acl", "rate_limit", "aws-wafv2-webacl", "Rules"),
+    ("waf_web_acl", "rate_window", "aws-wafv2-webacl", "Rules"),
+    ("waf_web_acl", "rate_action", "aws-wafv2-webacl", "Rules"),
+    ("waf_web_acl", "managed_rule_groups", "aws-wafv2-webacl", "Rules"),
+    ("waf_web_acl", "metrics", "aws-wafv2-webacl", "VisibilityConfig"),
+    ("waf_association", "web_acl", "aws-wafv2-webaclassociation", "WebACLArn"),
+    ("waf_association", "resource", "aws-wafv2-webaclassociation", "ResourceArn"),
+];
+
+/// Where a kind's flag differs from the schema on purpose, or a field has no counterpart: why.
+const ALLOWED: &[(&str, &str, &str)] = &[
+    (
+        "instance",
+        "instance_type",
+        "a type changes only on a stopped host; hosts are replaced, new first, from their user data",
+    ),
+    ("instance", "user_data", "user data runs at first boot: only a new host takes a change"),
+    ("internet_gateway", "vpc", "the kind holds its attachment: moving it detaches and attaches the same gateway"),
+    (
+        "cognito_user",
+        "email",
+        "AdminUpdateUserAttributes changes it in place; CloudFormation's user resource has no update",
+    ),
+    (
+        "route_table",
+        "routes",
+        "routes are the table's own (CreateRoute/ReplaceRoute/DeleteRoute); their RouteTableId is the table",
+    ),
+    ("route_table", "subnets", "associations are the table's own; their RouteTableId is the table"),
+    (
+        "lambda_function",
+        "edge",
+        "no counterpart: an edge function is a us-east-1 function with published versions, made anew",
+    ),
+    ("ecs_service", "image", "no counterpart: the task definition's, of which each change registers a new revision"),
+    ("ecs_service", "command", "the task definition's (a new revision)"),
+    ("ecs_service", "cpu", "the task definition's (a new revision)"),
+    ("ecs_service", "memory", "the task definition's (a new revision)"),
+    ("ecs_service", "architecture", "the task definition's (a new revision)"),
+    ("ecs_service", "environment", "the task definition's (a new revision)"),
+    ("ecs_service", "health_check", "the task definition's (a new revision)"),
+    ("ecs_service", "log_group", "the task definition's (a new revision)"),
+    ("ecs_service", "task_role", "the task definition's (a new revision)"),
+    ("ecs_service", "execution_role", "the task definition's (a new revision)"),
+    ("s3_bucket", "force_destroy", "no counterpart: how the tool deletes the bucket"),
+];
+
+/// Kinds with no CloudFormation resource schema among the fixtures, and why.
+const NO_SCHEMA: &[(&str, &str)] = &[
+    ("eip", "only tags, which every kind changes in place"),
+    ("cloudfront_distribution", "AWS::CloudFront::Distribution has no create-only property: every field is in place"),
+    ("cloudfront_vpc_origin", "no schema among the fixtures; UpdateVpcOrigin changes every field"),
+    ("sns_topic", "no schema among the fixtures; the topic's name is derived"),
+    ("image", "the tool's own: an image pushed to a repository"),
+    ("cost_site", "the tool's own: a page published to a bucket"),
+];
+
+/// A unit test holding every kind's replace/in-place flags to AWS's resource schemas: a field
+/// forces replacement exactly when its property is create-only, unless `ALLOWED` says why not;
+/// every field of every kind is placed (a new field must say where it lives).
+#[test]
+fn replacement_flags_follow_aws_resource_schemas() {
+    let base = std::env::var("QUAKE_SHARED")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared"));
+    let dir = base.join("fixtures/cfn-schemas");
+    assert!(dir.exists(), "{} is missing: this test needs ../shared/fixtures beside the project", dir.display());
+    let schema = |file: &str| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(dir.join(format!("{file}.json"))).unwrap()).unwrap()
+    };
+    let mut wrong = Vec::new();
+    for kind in provisioner::kinds::all() {
+        if NO_SCHEMA.iter().any(|(k, _)| *k == kind.name) {
+            continue;
+        }
+        for f in kind.fields.iter().filter(|f| f.update != provisioner::schema::Update::Setting && f.name != "tags") {
+            let allowed = ALLOWED.iter().find(|(k, n, _)| *k == kind.name && *n == f.name);
+            let Some((_, _, file, prop)) = IN_SCHEMA.iter().find(|(k, n, _, _)| *k == kind.name && *n == f.name) else {
+                if allowed.is_none() {
+                    wrong
+                        .push(format!("{}.{}: not placed in any AWS schema (IN_SCHEMA or ALLOWED)", kind.name, f.name));
+                }
+                continue;
+            };
+            let s = schema(file);
+            assert!(s["properties"].get(*prop).is_some(), "{file} has no property {prop}");
+            let create_only = s["createOnlyProperties"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|p| p.as_str() == Some(&format!("/properties/{prop}"))));
+            let replaces = f.update == provisioner::schema::Update::Replace;
+            if create_only != replaces && allowed.is_none() {
+                wrong.push(format!(
+                    "{}.{}: {} here, {} in {file} ({prop})",
+                    kind.name,
+                    f.name,
+                    if replaces { "replaces" } else { "in place" },
+                    if create_only { "create-only" } else { "updatable" }
+                ));
+            }
+        }
+    }
+    for (k, n, _) in ALLOWED {
+        let known =
+            provisioner::kinds::all().iter().any(|kind| kind.name == *k && kind.fields.iter().any(|f| f.name == *n));
+        assert!(known, "ALLOWED names {k}.{n}, which no kind has");
+    }
+    assert!(wrong.is_empty(), "kinds against AWS's resource schemas:\n{}", wrong.join("\n"));
+}

@@ -22,7 +22,7 @@ pub static KIND: Kind = Kind {
             "origin_type",
             FieldType::Enum(&["s3", "lambda", "mediastore", "mediapackagev2"]),
             Some("\"s3\""),
-            Update::Replace,
+            Update::InPlace,
             "What kind of origin it signs for.",
         ),
         Field::optional(

@@ -17,7 +17,7 @@ pub static KIND: Kind = Kind {
     name: "waf_association",
     doc: "A regional web ACL protecting a load balancer; named after it ([waf_association.web] protects load_balancer.web).",
     fields: &[
-        Field::required("web_acl", FieldType::Ref(&["waf_web_acl"]), Update::InPlace, "The web ACL (REGIONAL scope)."),
+        Field::required("web_acl", FieldType::Ref(&["waf_web_acl"]), Update::Replace, "The web ACL (REGIONAL scope)."),
         Field::required(
             "resource",
             FieldType::Ref(&["load_balancer"]),
