@@ -1758,6 +1758,7 @@ async fn the_full_production_stack() {
         &common::strict::INSTANCE_PROFILE,
         &common::strict::EC2_BY_ID,
         &common::strict::EC2_LIST_LAG,
+        &common::strict::DOMAIN_CREATING,
     ] {
         assert!(fired.get(rule.name).is_some_and(|n| *n > 0), "{} never fired ({}): {fired:?}", rule.name, rule.source);
     }

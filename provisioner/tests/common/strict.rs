@@ -77,6 +77,12 @@ pub const POOL_PROTECTION: Rule = Rule {
     source: "Cognito API reference, DeleteUserPool with DeletionProtection ACTIVE: InvalidParameterException",
 };
 
+pub const DOMAIN_CREATING: Rule = Rule {
+    name: "user-pool-domain-creating",
+    source: "Cognito API reference, DescribeUserPoolDomain: Status CREATING until the hosted UI serves; \
+             terraform-provider-aws internal/service/cognitoidp/user_pool_domain.go waits for ACTIVE",
+};
+
 /// Every rule, for reports.
 pub const ALL: &[&Rule] = &[
     &CONTINUOUS_BACKUPS,
@@ -91,6 +97,7 @@ pub const ALL: &[&Rule] = &[
     &WAF_FRESH_RESOURCE,
     &ENIS_DRAINING,
     &POOL_PROTECTION,
+    &DOMAIN_CREATING,
 ];
 
 /// What one call looks like to the rules.
@@ -113,7 +120,8 @@ struct State {
     born: HashMap<String, Instant>,
     /// When each passing condition began (a service-linked role being made, ...).
     since: HashMap<&'static str, Instant>,
-    last_role: Option<Instant>,
+    /// Roles made, and whether Lambda has refused one yet.
+    roles: HashMap<String, bool>,
     /// Instance profiles made, and whether EC2 has refused one yet.
     profiles: HashMap<String, bool>,
     last_drain: Option<Instant>,
@@ -257,14 +265,19 @@ impl Strict {
             ("application-autoscaling", "PutScalingPolicy") => settling(&mut s, "aas-policy").then(|| {
                 (&AAS_SLR, "FailedResourceAccessException", "Unable to read the scalable target's service.".to_owned())
             }),
-            ("lambda", _) if c.method == "POST" && c.path == "/2015-03-31/functions" => young(s.last_role.as_ref())
-                .then(|| {
+            ("lambda", _) if c.method == "POST" && c.path == "/2015-03-31/functions" => {
+                // IAM takes seconds to reach Lambda: the first function made with each role
+                // made in this run is refused.
+                let role = c.json["Role"].as_str().and_then(|a| a.rsplit('/').next()).unwrap_or_default();
+                let first_use = s.roles.get_mut(role).is_some_and(|refused| !std::mem::replace(refused, true));
+                first_use.then(|| {
                     (
                         &LAMBDA_ROLE,
                         "InvalidParameterValueException",
                         "The role defined for the function cannot be assumed by Lambda.".to_owned(),
                     )
-                }),
+                })
+            }
             ("ec2", "RunInstances") => {
                 // IAM takes about ten seconds to reach EC2, longer than any scaled window here:
                 // the first use of each profile made in this run is refused.
@@ -391,7 +404,11 @@ impl Strict {
                     s.born.insert(arn.to_owned(), now);
                 }
             }
-            ("iam", "CreateRole") => s.last_role = Some(now),
+            ("iam", "CreateRole") => {
+                if let Some(name) = c.params.get("RoleName") {
+                    s.roles.insert(name.clone(), false);
+                }
+            }
             ("iam", "CreateInstanceProfile") => {
                 if let Some(name) = c.params.get("InstanceProfileName") {
                     s.profiles.insert(name.clone(), false);
@@ -400,6 +417,19 @@ impl Strict {
             ("elasticloadbalancing", "DeleteLoadBalancer")
             | ("ec2", "TerminateInstances" | "DeleteNatGateway" | "ReleaseAddress")
             | ("ecs", "DeleteService") => s.last_drain = Some(now),
+            ("cognito-idp", "CreateUserPoolDomain") => {
+                if let Some(d) = c.json["Domain"].as_str() {
+                    s.born.insert(format!("domain:{d}"), now);
+                }
+            }
+            ("cognito-idp", "DescribeUserPoolDomain") => {
+                let d = c.json["Domain"].as_str().unwrap_or_default();
+                let young = s.born.get(&format!("domain:{d}")).is_some_and(|t| now.duration_since(*t) < self.window);
+                if young && text.contains("\"ACTIVE\"") {
+                    *s.fired.entry(DOMAIN_CREATING.name).or_default() += 1;
+                    *answer = Bytes::from(text.replace("\"ACTIVE\"", "\"CREATING\""));
+                }
+            }
             ("cognito-idp", "CreateUserPool" | "UpdateUserPool") => {
                 let answer: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
                 let id = c.json["UserPoolId"].as_str().or(answer["UserPool"]["Id"].as_str()).unwrap_or_default();

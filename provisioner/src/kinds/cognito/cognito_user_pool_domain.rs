@@ -56,6 +56,25 @@ impl Attributes for Attrs {}
 
 struct Domain;
 
+/// Waits until the domain serves its hosted UI: AWS answers CREATING for up to some minutes
+/// (as the AWS provider's `waitUserPoolDomainCreated` waits), and a login before then fails.
+async fn active(cx: &Cx, domain: &str) -> Result<(), OpError> {
+    let started = std::time::Instant::now();
+    loop {
+        let d = idp(cx).describe_user_pool_domain().domain(domain).send().await.map_err(|e| err("DescribeUserPoolDomain", e))?;
+        let status = d.domain_description().and_then(|d| d.status()).map(|s| s.as_str().to_owned());
+        // moto answers no status at all: nothing to wait for.
+        match status.as_deref() {
+            None | Some("ACTIVE") => return Ok(()),
+            Some("FAILED") => return Err(OpError::fatal("DescribeUserPoolDomain", format!("{domain}: AWS failed to make it"))),
+            _ if started.elapsed() > std::time::Duration::from_secs(20 * 60) => {
+                return Err(OpError::retryable("wait UserPoolDomainActive", format!("{domain}: still {status:?}")))
+            }
+            _ => tokio::time::sleep(std::time::Duration::from_secs(2)).await,
+        }
+    }
+}
+
 #[async_trait]
 impl Ops for Domain {
     async fn discover(&self, cx: &Cx) -> Result<Vec<Live>, OpError> {
@@ -80,12 +99,14 @@ impl Ops for Domain {
         let w = Attrs::of(want)?;
         let domain = prefix(&cx.stack, address.split_once('.').map_or(address, |(_, n)| n));
         idp(cx).create_user_pool_domain().domain(&domain).user_pool_id(&w.pool).send().await.map_err(|e| err("CreateUserPoolDomain", e))?;
+        cx.born(&domain, want);
+        active(cx, &domain).await?;
         Ok(domain)
     }
 
-    async fn update(&self, _cx: &Cx, _id: &str, _have: &Value, _want: &Value) -> Result<(), OpError> {
-        // Its one field forces a replacement.
-        Ok(())
+    async fn update(&self, cx: &Cx, id: &str, _have: &Value, _want: &Value) -> Result<(), OpError> {
+        // Its one field forces a replacement; a create that failed waiting resumes here.
+        active(cx, id).await
     }
 
     async fn delete(&self, cx: &Cx, id: &str, have: &Value) -> Result<(), OpError> {
