@@ -131,8 +131,31 @@ struct State {
     fired: BTreeMap<&'static str, u32>,
 }
 
+/// How long AWS takes to finish what it makes, scaled down the same for all (the bench's
+/// "AWS's typical waits"): until then its describes say it is still on its way.
+#[derive(Debug, Clone, Copy)]
+pub struct Waits {
+    /// A distribution `InProgress` (AWS: about 5 minutes).
+    pub cloudfront: Duration,
+    /// A load balancer `provisioning` (about 3 minutes).
+    pub load_balancer: Duration,
+    /// A NAT gateway `pending` (about 1.5 minutes).
+    pub nat: Duration,
+    /// An ECS service's rollout `IN_PROGRESS` (about 2 minutes).
+    pub ecs: Duration,
+}
+
+impl Waits {
+    /// AWS's typical waits with one minute played as `minute`.
+    pub fn scaled(minute: Duration) -> Self {
+        Self { cloudfront: minute * 5, load_balancer: minute * 3, nat: minute * 3 / 2, ecs: minute * 2 }
+    }
+}
+
 pub struct Strict {
     on: std::sync::atomic::AtomicBool,
+    /// AWS's waits, played when set.
+    pub waits: Mutex<Option<Waits>>,
     /// How long AWS takes to settle, scaled down for tests.
     pub window: Duration,
     state: Mutex<State>,
@@ -140,7 +163,12 @@ pub struct Strict {
 
 impl Default for Strict {
     fn default() -> Self {
-        Self { on: Default::default(), window: Duration::from_millis(1500), state: Mutex::default() }
+        Self {
+            on: Default::default(),
+            waits: Mutex::default(),
+            window: Duration::from_millis(1500),
+            state: Mutex::default(),
+        }
     }
 }
 
@@ -366,7 +394,14 @@ impl Strict {
         }
         let now = Instant::now();
         let text = String::from_utf8_lossy(answer).into_owned();
+        let waits = *self.waits.lock().unwrap();
         let mut s = self.state.lock().unwrap();
+        if let Some(w) = waits {
+            if let Some(t) = play_wait(&mut s.born, &w, c, &text, now) {
+                *answer = Bytes::from(t);
+                return;
+            }
+        }
         match (c.service, c.op) {
             ("dynamodb", "CreateTable") => {
                 if let Some(t) = c.json["TableName"].as_str() {
@@ -458,6 +493,65 @@ impl Strict {
             }
             _ => {}
         }
+    }
+}
+
+/// AWS's waits (see [`Waits`]): records when a distribution, load balancer, NAT gateway or ECS
+/// rollout began, and while it is younger than its wait, answers its describe as still on its
+/// way. Returns the changed answer.
+fn play_wait(born: &mut HashMap<String, Instant>, w: &Waits, c: &Seen<'_>, text: &str, now: Instant) -> Option<String> {
+    let young = |born: &HashMap<String, Instant>, key: &str, wait: Duration| {
+        born.get(key).is_some_and(|t| now.duration_since(*t) < wait)
+    };
+    match (c.service, c.op) {
+        ("cloudfront", _) if c.method == "POST" && c.path == "/2020-05-31/distribution" => {
+            born.insert(format!("wait:cf:{}", first(text, "Id")?), now);
+            None
+        }
+        ("cloudfront", _) if c.method == "GET" && c.path.starts_with("/2020-05-31/distribution/") => {
+            let id = c.path.split('/').nth(3)?;
+            (young(born, &format!("wait:cf:{id}"), w.cloudfront) && text.contains("<Status>Deployed</Status>"))
+                .then(|| text.replace("<Status>Deployed</Status>", "<Status>InProgress</Status>"))
+        }
+        ("elasticloadbalancing", "CreateLoadBalancer") => {
+            born.insert(format!("wait:lb:{}", first(text, "LoadBalancerArn")?), now);
+            None
+        }
+        ("elasticloadbalancing", "DescribeLoadBalancers") => {
+            let arn = first(text, "LoadBalancerArn")?;
+            young(born, &format!("wait:lb:{arn}"), w.load_balancer)
+                .then(|| text.replace("<Code>active</Code>", "<Code>provisioning</Code>"))
+        }
+        ("ec2", "CreateNatGateway") => {
+            born.insert(format!("wait:nat:{}", first(text, "natGatewayId")?), now);
+            None
+        }
+        ("ec2", "DescribeNatGateways") => {
+            let id = first(text, "natGatewayId")?;
+            young(born, &format!("wait:nat:{id}"), w.nat).then(|| text.replace("<state>available</state>", "<state>pending</state>"))
+        }
+        ("ecs", "CreateService" | "UpdateService") => {
+            let name = c.json["serviceName"].as_str().or(c.json["service"].as_str())?;
+            born.insert(format!("wait:ecs:{}", name.rsplit('/').next()?), now);
+            None
+        }
+        ("ecs", "DescribeServices") => {
+            let mut answer: serde_json::Value = serde_json::from_str(text).ok()?;
+            let mut changed = false;
+            for svc in answer["services"].as_array_mut()? {
+                let name = svc["serviceName"].as_str().unwrap_or_default().to_owned();
+                if young(born, &format!("wait:ecs:{name}"), w.ecs) {
+                    svc["runningCount"] = serde_json::json!(0);
+                    for d in svc["deployments"].as_array_mut().into_iter().flatten() {
+                        d["rolloutState"] = serde_json::json!("IN_PROGRESS");
+                        d["runningCount"] = serde_json::json!(0);
+                    }
+                    changed = true;
+                }
+            }
+            changed.then(|| answer.to_string())
+        }
+        _ => None,
     }
 }
 
