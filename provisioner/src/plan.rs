@@ -38,6 +38,9 @@ pub struct ResourceChange {
     /// Why AWS cannot make this change in one apply, when it cannot: nothing is applied.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refused: Option<String>,
+    /// A resource to be made whose name is global across AWS (see `Ops::global_name`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub global_name: bool,
 }
 
 /// A security-relevant change, listed on its own.
@@ -155,6 +158,7 @@ pub fn diff(kind: &Kind, address: &str, desired: Option<&Value>, actual: Option<
         changes,
         replace_reasons,
         refused: None,
+        global_name: matches!(action, Action::Create | Action::Replace) && kind.ops.global_name(),
     };
     match (desired, actual) {
         (None, None) => mk(Action::NoOp, vec![], vec![]),
@@ -532,6 +536,9 @@ pub fn render(p: &Plan, color: bool) -> String {
                 }
                 out.push('\n');
             }
+        }
+        if r.global_name {
+            out.push_str("    # its name is global across AWS: asked for as <stack>-<name>-<account suffix>\n");
         }
         if let Some(why) = &r.refused {
             out.push_str(&paint("31", &format!("    # cannot be applied: {why}\n")));

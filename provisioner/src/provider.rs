@@ -181,6 +181,11 @@ pub trait Ops: Sync {
     fn refuse(&self, _have: &Value, _want: &Value) -> Option<String> {
         None
     }
+    /// Whether the resource's name is global across AWS (a bucket, a Cognito domain prefix):
+    /// asked for with the account's suffix (`kinds::account`), and said so by the plan.
+    fn global_name(&self) -> bool {
+        false
+    }
     /// Whether AWS refuses to delete this resource as it is (`have`, as read), and if so what
     /// lifts that: a destroy or replacement that meets it is refused before anything is deleted.
     fn protected(&self, _have: &Value) -> Option<&'static str> {

@@ -2231,6 +2231,9 @@ async fn a_private_bucket() {
     // moto's answer to GetBucketVersioning of a new bucket is EMULATED as S3's (see `common`).
     let proxy = Proxy::start(&moto.url).await;
     let ep = proxy.url.clone();
+    // Bucket names are global across AWS: asked for with the account's suffix.
+    let bucket = |stem: &str| format!("{stem}-{}", provisioner::kinds::account::suffix_of("123456789012"));
+    let (site, east) = (bucket("bk-site"), bucket("bk-east"));
     let (_dir, path) = stack_file();
     let path = path.as_str();
     let src = |extra: &str| {
@@ -2252,33 +2255,33 @@ async fn a_private_bucket() {
         .unwrap();
     std::fs::write(path, src("")).unwrap();
     ok(&run(&ep, &["apply", path, "--yes"]), 0, "create");
-    let block = s3.get_public_access_block().bucket("bk-site").send().await.unwrap();
+    let block = s3.get_public_access_block().bucket(&site).send().await.unwrap();
     let b = block.public_access_block_configuration().unwrap();
     assert_eq!(
         (b.block_public_acls(), b.ignore_public_acls(), b.block_public_policy(), b.restrict_public_buckets()),
         (Some(true), Some(true), Some(true), Some(true))
     );
-    let enc = s3.get_bucket_encryption().bucket("bk-site").send().await.unwrap();
+    let enc = s3.get_bucket_encryption().bucket(&site).send().await.unwrap();
     let rule = &enc.server_side_encryption_configuration().unwrap().rules()[0];
     assert_eq!(
         rule.apply_server_side_encryption_by_default().unwrap().sse_algorithm(),
         &aws_sdk_s3::types::ServerSideEncryption::Aes256
     );
-    let loc = s3.get_bucket_location().bucket("bk-east").send().await.unwrap();
+    let loc = s3.get_bucket_location().bucket(&east).send().await.unwrap();
     assert!(loc.location_constraint().is_none_or(|c| c.as_str().is_empty()), "{loc:?}");
-    let tags = s3.get_bucket_tagging().bucket("bk-site").send().await.unwrap();
+    let tags = s3.get_bucket_tagging().bucket(&site).send().await.unwrap();
     assert!(tags.tag_set().iter().any(|t| t.key() == "provisioner:id" && t.value() == "s3_bucket.site"));
     let r = run(&ep, &["plan", path]);
     ok(&r, 0, "in sync");
     let out: serde_json::Value = serde_json::from_str(&run(&ep, &["outputs", path, "--json"]).1).unwrap();
-    assert_eq!(out["s3_bucket.site"]["regional_domain"], "bk-site.s3.eu-central-1.amazonaws.com");
+    assert_eq!(out["s3_bucket.site"]["regional_domain"], format!("{site}.s3.eu-central-1.amazonaws.com"));
 
     std::fs::write(path, src("versioning = true")).unwrap();
     converge(&ep, path, &["~ versioning = false -> true"]);
-    let v = s3.get_bucket_versioning().bucket("bk-site").send().await.unwrap();
+    let v = s3.get_bucket_versioning().bucket(&site).send().await.unwrap();
     assert_eq!(v.status(), Some(&aws_sdk_s3::types::BucketVersioningStatus::Enabled));
     for body in ["one", "two"] {
-        s3.put_object().bucket("bk-site").key("index.html").body(body.as_bytes().to_vec().into()).send().await.unwrap();
+        s3.put_object().bucket(&site).key("index.html").body(body.as_bytes().to_vec().into()).send().await.unwrap();
     }
     let r = run(&ep, &["destroy", path, "--yes"]);
     ok(&r, 1, "a bucket with objects is not destroyed");
@@ -2380,9 +2383,16 @@ libraries = ["ASSETS/finops/node_modules/chart.js/dist/chart.umd.min.js"]
     std::fs::write(path, src).unwrap();
     let plan = run(&ep, &["plan", path]);
     ok(&plan, 2, "plan");
+    assert!(plan.1.contains("# its name is global across AWS"), "{}", plan.1);
     let applied = run(&ep, &["apply", path, "--yes"]);
     ok(&applied, 0, "apply");
     ok(&run(&ep, &["plan", path]), 0, "plan after apply");
+    // The bucket and the domain prefix carry the account's suffix (names global across AWS).
+    let suffix = provisioner::kinds::account::suffix_of("123456789012");
+    let site_bucket = format!("fo-site-{suffix}");
+    let out: serde_json::Value = serde_json::from_str(&run(&ep, &["outputs", path, "--json"]).1).unwrap();
+    assert_eq!(out["s3_bucket.site"]["name"], site_bucket.as_str());
+    assert!(out["cognito_user_pool_domain.finops_login"]["id"].as_str().is_some_and(|d| d.ends_with(&suffix)), "{out}");
 
     // The first password: in Parameter Store as a SecureString, and nowhere in the output.
     let ssm = aws_sdk_ssm::Client::from_conf(aws_sdk_ssm::config::Builder::from(&moto.conf(common::REGION)).build());
@@ -2434,25 +2444,25 @@ libraries = ["ASSETS/finops/node_modules/chart.js/dist/chart.umd.min.js"]
     let s3 = aws_sdk_s3::Client::from_conf(
         aws_sdk_s3::config::Builder::from(&moto.conf(common::REGION)).force_path_style(true).build(),
     );
-    let policy = s3.get_bucket_policy().bucket("fo-site").send().await.unwrap();
+    let policy = s3.get_bucket_policy().bucket(&site_bucket).send().await.unwrap();
     assert!(policy.policy().unwrap().contains(&format!("distribution/{dist_id}")), "read by the distribution");
 
     // The dashboard: hashed assets cached for a year, the index for a minute with the estimate
     // inline, one estimate in the history, and only the index invalidated.
     let get = |key: &'static str| {
-        let s3 = s3.clone();
-        async move { s3.get_object().bucket("fo-site").key(key).send().await.unwrap() }
+        let (s3, bucket) = (s3.clone(), site_bucket.clone());
+        async move { s3.get_object().bucket(bucket).key(key).send().await.unwrap() }
     };
     let index = get("index.html").await;
     assert_eq!(index.cache_control(), Some("public, max-age=60"));
     let page = String::from_utf8(index.body.collect().await.unwrap().into_bytes().to_vec()).unwrap();
     assert!(page.contains(r#"<script type="application/json" id="data">{"breakdown":"#), "{page}");
-    let listed = s3.list_objects_v2().bucket("fo-site").prefix("assets/").send().await.unwrap();
+    let listed = s3.list_objects_v2().bucket(&site_bucket).prefix("assets/").send().await.unwrap();
     let keys: Vec<String> = listed.contents().iter().filter_map(|o| o.key().map(str::to_owned)).collect();
     assert_eq!(keys.len(), 3, "app, style, chart library, and no other: {keys:?}");
     for k in &keys {
         assert!(page.contains(&format!("/{k}")), "the index names {k}");
-        let head = s3.head_object().bucket("fo-site").key(k).send().await.unwrap();
+        let head = s3.head_object().bucket(&site_bucket).key(k).send().await.unwrap();
         assert_eq!(head.cache_control(), Some("public, max-age=31536000, immutable"));
     }
     let history = |page: &str| -> usize {
@@ -2516,12 +2526,15 @@ libraries = ["ASSETS/finops/node_modules/chart.js/dist/chart.umd.min.js"]
         cf.list_distributions().send().await.unwrap().distribution_list().unwrap().items().is_empty(),
         "the rest is gone"
     );
-    assert!(idp.list_user_pools().max_results(60).send().await.unwrap().user_pools().is_empty(), "no pool left");
     assert_eq!(lambda.list_functions().send().await.unwrap().functions().len(), 1, "the function is left");
+    // The function's package bakes in the pool's issuer and keys (outputs read back as values):
+    // the pool goes after it, so it is left with it.
+    assert!(text.contains("left:    cognito_user_pool.finops (waits for the above)"), "{text}");
     // Later: the replicas are gone, and the same command finishes.
     proxy.state.edge_replicas.store(0, std::sync::atomic::Ordering::SeqCst);
     ok(&run(&ep, &["destroy", path, "--yes"]), 0, "destroy again");
     assert!(lambda.list_functions().send().await.unwrap().functions().is_empty(), "no function left in us-east-1");
+    assert!(idp.list_user_pools().max_results(60).send().await.unwrap().user_pools().is_empty(), "no pool left");
     assert!(ssm.get_parameter().name("/fo/cognito/ops").send().await.is_err(), "no password left");
     assert!(cf
         .list_origin_access_controls()

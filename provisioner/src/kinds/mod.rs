@@ -38,6 +38,7 @@ macro_rules! service {
 }
 pub(crate) use service;
 
+pub mod account;
 pub mod application_autoscaling;
 pub mod cloudfront;
 pub mod cognito;

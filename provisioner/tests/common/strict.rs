@@ -528,7 +528,8 @@ fn play_wait(born: &mut HashMap<String, Instant>, w: &Waits, c: &Seen<'_>, text:
         }
         ("ec2", "DescribeNatGateways") => {
             let id = first(text, "natGatewayId")?;
-            young(born, &format!("wait:nat:{id}"), w.nat).then(|| text.replace("<state>available</state>", "<state>pending</state>"))
+            young(born, &format!("wait:nat:{id}"), w.nat)
+                .then(|| text.replace("<state>available</state>", "<state>pending</state>"))
         }
         ("ecs", "CreateService" | "UpdateService") => {
             let name = c.json["serviceName"].as_str().or(c.json["service"].as_str())?;

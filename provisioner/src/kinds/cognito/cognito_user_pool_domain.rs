@@ -36,12 +36,12 @@ fn check(r: &Resource, stack: &Stack, d: &mut Diags) {
     }
     let p = prefix(&stack.name, &r.name);
     let reserved = ["aws", "amazon", "cognito"].iter().find(|w| p.contains(*w));
-    if p.len() > 63 || !p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') || reserved.is_some() {
+    if p.len() > 63 - crate::kinds::account::SUFFIX_LEN || !p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') || reserved.is_some() {
         d.error(
             "bad-domain-prefix",
             r.span.clone(),
             format!("{}: its domain prefix `{p}` is not allowed", r.address()),
-            Some("Cognito takes up to 63 lowercase letters, digits and `-`, without the words aws, amazon or cognito: rename the resource".into()),
+            Some("Cognito takes up to 63 lowercase letters, digits and `-` (7 go to the account's suffix), without the words aws, amazon or cognito: rename the resource".into()),
         );
     }
 }
@@ -77,12 +77,19 @@ async fn active(cx: &Cx, domain: &str) -> Result<(), OpError> {
 
 #[async_trait]
 impl Ops for Domain {
+    fn global_name(&self) -> bool {
+        true
+    }
     async fn discover(&self, cx: &Cx) -> Result<Vec<Live>, OpError> {
         let own = prefix(&cx.stack, "");
         let mut out = Vec::new();
         for (_, pool) in pools(cx).await? {
             let (Some(id), Some(domain)) = (pool.id(), pool.domain()) else { continue };
             let Some(name) = domain.strip_prefix(&own) else { continue };
+            // Asked for with the account's suffix (domain prefixes are global across AWS); one
+            // made before there was a suffix has none.
+            let suffix = format!("-{}", crate::kinds::account::global_suffix(cx).await?);
+            let name = name.strip_suffix(&suffix).unwrap_or(name);
             let mut outputs = Map::new();
             outputs.insert("url".into(), json!(format!("https://{domain}.auth.{}.amazoncognito.com", cx.region)));
             out.push(Live {
@@ -97,7 +104,8 @@ impl Ops for Domain {
 
     async fn create(&self, cx: &Cx, address: &str, want: &Value, _token: &str) -> Result<String, OpError> {
         let w = Attrs::of(want)?;
-        let domain = prefix(&cx.stack, address.split_once('.').map_or(address, |(_, n)| n));
+        let stem = prefix(&cx.stack, address.split_once('.').map_or(address, |(_, n)| n));
+        let domain = crate::kinds::account::global(&stem, &crate::kinds::account::global_suffix(cx).await?);
         idp(cx).create_user_pool_domain().domain(&domain).user_pool_id(&w.pool).send().await.map_err(|e| err("CreateUserPoolDomain", e))?;
         cx.born(&domain, want);
         active(cx, &domain).await?;

@@ -61,7 +61,8 @@ fn cost(cx: &crate::cost::CostCx<'_>) -> Vec<crate::cost::Part> {
     ]
 }
 
-/// The bucket's name: global across AWS, so from the stack's and the resource's.
+/// The stem of the bucket's name, from the stack's and the resource's; the bucket is asked for
+/// with the account's suffix (`kinds::account`): bucket names are global across AWS.
 pub fn bucket_name(stack: &str, name: &str) -> String {
     format!("{stack}-{name}").to_ascii_lowercase().replace('_', "-")
 }
@@ -69,12 +70,12 @@ pub fn bucket_name(stack: &str, name: &str) -> String {
 fn check(r: &Resource, stack: &Stack, d: &mut Diags) {
     let name = bucket_name(&stack.name, &r.name);
     let ok_chars = name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
-    if !(3..=63).contains(&name.len()) || !ok_chars || name.ends_with('-') {
+    if !(3..=63 - crate::kinds::account::SUFFIX_LEN).contains(&name.len()) || !ok_chars || name.ends_with('-') {
         d.error(
             "bad-bucket-name",
             r.span.clone(),
-            format!("{}: its bucket would be named `{name}`, which S3 does not allow", r.address()),
-            Some("S3 names are 3 to 63 lowercase letters, digits, `-` and `.`: shorten the stack or resource name".into()),
+            format!("{}: its bucket would be named `{name}-<account suffix>`, which S3 does not allow", r.address()),
+            Some("S3 names are 3 to 63 lowercase letters, digits, `-` and `.` (7 go to the account's suffix): shorten the stack or resource name".into()),
         );
     }
 }
@@ -149,6 +150,9 @@ struct Bucket;
 
 #[async_trait]
 impl Ops for Bucket {
+    fn global_name(&self) -> bool {
+        true
+    }
     async fn discover(&self, cx: &Cx) -> Result<Vec<Live>, OpError> {
         let mut out = Vec::new();
         for (name, mut tags) in owned(cx).await? {
@@ -175,7 +179,8 @@ impl Ops for Bucket {
 
     async fn create(&self, cx: &Cx, address: &str, want: &Value, _token: &str) -> Result<String, OpError> {
         let w = Attrs::of(want)?;
-        let name = bucket_name(&cx.stack, address.strip_prefix("s3_bucket.").unwrap_or(address));
+        let stem = bucket_name(&cx.stack, address.strip_prefix("s3_bucket.").unwrap_or(address));
+        let name = crate::kinds::account::global(&stem, &crate::kinds::account::global_suffix(cx).await?);
         let mut create = s3(cx).create_bucket().bucket(&name).object_ownership(ObjectOwnership::BucketOwnerEnforced);
         if cx.region != "us-east-1" {
             create = create.create_bucket_configuration(
@@ -277,10 +282,12 @@ mod tests {
     fn names_are_lowercase_and_checked() {
         assert_eq!(bucket_name("Quake-prod", "finops_site"), "quake-prod-finops-site");
         let src = |name: &str| format!("[stack]\nname = \"t\"\nregion = \"eu-central-1\"\n[s3_bucket.{name}]\n");
-        let long = "x".repeat(62);
-        let d = crate::stack::parse(crate::kinds::all(), "t.toml", &src(&long), &BTreeMap::new());
+        // `t-` and the account's suffix (7) around it: 54 characters fit in S3's 63 ...
+        let long = "x".repeat(54);
+        assert!(crate::stack::parse(crate::kinds::all(), "t.toml", &src(&long), &BTreeMap::new()).is_ok(), "63 characters");
+        // ... and 56 do not.
+        let d = crate::stack::parse(crate::kinds::all(), "t.toml", &src(&"x".repeat(55)), &BTreeMap::new());
         assert!(d.unwrap_err().items.iter().any(|i| i.code == "bad-bucket-name"), "64 characters");
-        assert!(crate::stack::parse(crate::kinds::all(), "t.toml", &src(&long[2..]), &BTreeMap::new()).is_ok(), "62 characters");
     }
 
     /// eu-central-1: $0.0245 a GB-month, $0.43 a million GETs.
