@@ -1867,12 +1867,12 @@ async fn the_full_production_stack() {
         ("ap-northeast-1", format!("/aws/lambda/us-east-1.{edge_fn}")),
     ];
     for (region, group) in &edge_logs {
-        let logs = moto.client::<aws_sdk_cloudwatchlogs::Client>(*region);
+        let logs = moto.client::<aws_sdk_cloudwatchlogs::Client>(region);
         logs.create_log_group().log_group_name(group).send().await.unwrap();
     }
     ok(&run(&ep, &["destroy", &stack, "--yes"]), 0, "destroy");
     for (region, group) in &edge_logs {
-        let logs = moto.client::<aws_sdk_cloudwatchlogs::Client>(*region);
+        let logs = moto.client::<aws_sdk_cloudwatchlogs::Client>(region);
         let left = logs.describe_log_groups().log_group_name_prefix(group).send().await.unwrap();
         assert!(left.log_groups().is_empty(), "{region}: {group} left");
     }
