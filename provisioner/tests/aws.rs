@@ -1045,6 +1045,24 @@ async fn a_global_table_adds_and_removes_replicas() {
     assert_eq!(replica_updates(&proxy.take_calls()), ["delete eu-west-1"]);
     ok(&run(&ep, &["plan", path]), 0, "in sync");
 
+    // Point-in-time recovery on every copy: the replica is a table of its own region with
+    // backups of its own (EMULATED with the replica), and one without them is drift.
+    let with_pitr = |replicas: &str| src(replicas, "NEW_AND_OLD_IMAGES") + "point_in_time_recovery = true\n";
+    std::fs::write(path, with_pitr("\"us-east-1\"")).unwrap();
+    converge(&ep, path, &["~ point_in_time_recovery = false -> true"]);
+    let backups = |calls: &[Call]| {
+        calls.iter().filter(|c| c.action.ends_with(".UpdateContinuousBackups") && c.status < 300).count()
+    };
+    assert_eq!(backups(&proxy.take_calls()), 2, "the table and its replica");
+    std::fs::write(path, with_pitr("\"us-east-1\", \"eu-west-1\"")).unwrap();
+    converge(&ep, path, &["~ replicas"]);
+    assert_eq!(backups(&proxy.take_calls()), 3, "a new replica gets recovery too (and so, again, the others)");
+    proxy.state.replica_pitr.lock().unwrap().insert(("eu-west-1".into(), "glob-quakes".into()), false);
+    converge(&ep, path, &["~ point_in_time_recovery = false -> true"]);
+    std::fs::write(path, src("\"us-east-1\"", "NEW_AND_OLD_IMAGES")).unwrap();
+    ok(&run(&ep, &["apply", path, "--yes"]), 0, "recovery off, one replica less");
+    proxy.take_calls();
+
     ok(&run(&ep, &["destroy", path, "--yes"]), 0, "destroy");
     let calls = proxy.take_calls();
     assert_eq!(replica_updates(&calls), ["delete us-east-1"], "replicas go first");

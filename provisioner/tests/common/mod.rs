@@ -167,6 +167,9 @@ pub struct ProxyState {
     /// them (`Replicas`, each `ACTIVE` at once). Off unless a test turns it on.
     pub global_tables: std::sync::atomic::AtomicBool,
     pub replicas: Mutex<BTreeMap<(String, String), std::collections::BTreeSet<String>>>,
+    /// The replicas' continuous backups, by (replica region, table), EMULATED with them: a
+    /// replica is a table of its region, with recovery of its own.
+    pub replica_pitr: Mutex<BTreeMap<(String, String), bool>>,
     /// EMULATION of ECS deployments, which moto never finishes (no task ever runs) and whose
     /// deployment configuration it drops: each service's answers show AWS's documented state
     /// after a finished rollout (one PRIMARY deployment, `COMPLETED`, every task running) of the
@@ -219,6 +222,7 @@ impl Proxy {
             faults: Mutex::default(),
             global_tables: Default::default(),
             replicas: Mutex::default(),
+            replica_pitr: Mutex::default(),
             ecs: Default::default(),
             ecs_roll_back: Default::default(),
             ecs_services: Mutex::default(),
@@ -243,6 +247,7 @@ impl Proxy {
     /// Forgets what the emulations recorded (after a moto reset).
     pub fn forget_emulated(&self) {
         self.state.replicas.lock().unwrap().clear();
+        self.state.replica_pitr.lock().unwrap().clear();
         self.state.ecs_services.lock().unwrap().clear();
         self.state.distributions.lock().unwrap().clear();
         *self.state.vpc_origins.lock().unwrap() = Default::default();
@@ -367,6 +372,32 @@ async fn relay(st: Arc<ProxyState>, method: Method, uri: Uri, headers: HeaderMap
                 st.replicas.lock().unwrap().remove(&table);
             }
             _ => {}
+        }
+        // A replica's own continuous backups, answered for the replica table moto never made.
+        let is_replica = st.replicas.lock().unwrap().iter().any(|((_, t), rs)| *t == table.1 && rs.contains(&region));
+        let backups = match target.as_deref() {
+            Some("DynamoDB_20120810.UpdateContinuousBackups") if is_replica => {
+                let on =
+                    json["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"].as_bool().unwrap_or(false);
+                st.replica_pitr.lock().unwrap().insert(table.clone(), on);
+                Some(on)
+            }
+            Some("DynamoDB_20120810.DescribeContinuousBackups") if is_replica => {
+                Some(st.replica_pitr.lock().unwrap().get(&table).copied().unwrap_or(false))
+            }
+            _ => None,
+        };
+        if let Some(on) = backups {
+            let status = if on { "ENABLED" } else { "DISABLED" };
+            let answer = serde_json::json!({"ContinuousBackupsDescription": {"ContinuousBackupsStatus": "ENABLED",
+                "PointInTimeRecoveryDescription": {"PointInTimeRecoveryStatus": status}}})
+            .to_string();
+            st.calls.lock().unwrap().push(record(200, answer.clone(), false));
+            return Response::builder()
+                .status(200)
+                .header("content-type", "application/x-amz-json-1.0")
+                .body(Body::from(answer))
+                .expect("response");
         }
     }
     let ecs = st.ecs.load(std::sync::atomic::Ordering::SeqCst);

@@ -181,8 +181,8 @@ const DYNAMODB_STORAGE_GB: crate::cost::UsageKey = crate::cost::UsageKey {
 };
 
 /// On-demand: reads, writes (once more per global secondary index), storage (again per index),
-/// continuous backups, and for each replica its replicated writes, its index writes and its
-/// storage, priced in the replica's region. 25 GB of storage are free.
+/// continuous backups, and for each replica its replicated writes, its index writes, its
+/// storage and its continuous backups, priced in the replica's region. 25 GB of storage are free.
 fn cost(cx: &crate::cost::CostCx<'_>) -> Vec<crate::cost::Part> {
     use crate::cost::{parts::millions, Part};
     let indexes = cx
@@ -207,6 +207,9 @@ fn cost(cx: &crate::cost::CostCx<'_>) -> Vec<crate::cost::Part> {
             out.push(Part::new(format!("index writes in {r}"), "dynamodb.write", millions(writes * indexes)).in_region(r));
         }
         out.push(Part::new(format!("storage in {r}"), "dynamodb.storage", stored).in_region(r));
+        if cx.bool("point_in_time_recovery") {
+            out.push(Part::new(format!("point-in-time recovery in {r}"), "dynamodb.pitr", stored).in_region(r));
+        }
     }
     out
 }
@@ -412,6 +415,17 @@ async fn set_ttl(cx: &Cx, name: &str, attribute: &str, on: bool) -> Result<(), O
     Ok(())
 }
 
+/// Whether the table `name` in `cx.region` has point-in-time recovery on.
+async fn pitr_of(cx: &Cx, name: &str) -> Result<bool, OpError> {
+    let backups =
+        ddb(cx).describe_continuous_backups().table_name(name).send().await.map_err(|e| err("DescribeContinuousBackups", e))?;
+    Ok(backups
+        .continuous_backups_description()
+        .and_then(|c| c.point_in_time_recovery_description())
+        .and_then(|p| p.point_in_time_recovery_status())
+        .is_some_and(|s| s.as_str() == "ENABLED"))
+}
+
 async fn set_pitr(cx: &Cx, name: &str, on: bool) -> Result<(), OpError> {
     let spec = PointInTimeRecoverySpecification::builder()
         .point_in_time_recovery_enabled(on)
@@ -490,13 +504,15 @@ async fn read(cx: &Cx, name: &str) -> Result<Option<Live>, OpError> {
         .time_to_live_description()
         .filter(|d| matches!(d.time_to_live_status(), Some(TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling)))
         .and_then(|d| d.attribute_name());
-    let backups =
-        client.describe_continuous_backups().table_name(name).send().await.map_err(|e| err("DescribeContinuousBackups", e))?;
-    let pitr = backups
-        .continuous_backups_description()
-        .and_then(|c| c.point_in_time_recovery_description())
-        .and_then(|p| p.point_in_time_recovery_status())
-        .is_some_and(|s| s.as_str() == "ENABLED");
+    // Recovery is on only where every copy has it: the table and each replica (a replica is a
+    // table of its own region, with its own continuous backups).
+    let mut pitr = pitr_of(cx, name).await?;
+    for region in t.replicas().iter().filter_map(|r| r.region_name()) {
+        if !pitr {
+            break;
+        }
+        pitr = pitr_of(&cx.in_region(region), name).await?;
+    }
     let keys = |k: &[KeySchemaElement]| -> Vec<Key> {
         k.iter().map(|k| Key { attribute_name: k.attribute_name().to_owned(), key_type: k.key_type().as_str().to_owned() }).collect()
     };
@@ -707,14 +723,19 @@ impl Ops for Table {
                 set_ttl(cx, id, new, true).await?;
             }
         }
-        if h.point_in_time_recovery != w.point_in_time_recovery {
-            set_pitr(cx, id, w.point_in_time_recovery).await?;
-        }
         for region in w.replicas.iter().filter(|r| !h.replicas.contains(r)) {
             replica(cx, id, region, true).await?;
         }
         for region in h.replicas.iter().filter(|r| !w.replicas.contains(r)) {
             replica(cx, id, region, false).await?;
+        }
+        // The table and every replica alike (a new replica starts without recovery).
+        let new_replica = w.replicas.iter().any(|r| !h.replicas.contains(r));
+        if h.point_in_time_recovery != w.point_in_time_recovery || (w.point_in_time_recovery && new_replica) {
+            set_pitr(cx, id, w.point_in_time_recovery).await?;
+            for region in &w.replicas {
+                set_pitr(&cx.in_region(region), id, w.point_in_time_recovery).await?;
+            }
         }
         let (gone, changed) = tag_changes(&h.tags, &w.tags);
         if !gone.is_empty() || !changed.is_empty() {
@@ -787,14 +808,15 @@ mod cost_tests {
 
     /// The services' layout (2 indexes): writes x3 at $0.7625 a million, reads at $0.1525,
     /// storage x3 after 25 free GB at $0.306, backups at $0.2448; the eu-west-1 replica's
-    /// replicated and index writes at $0.7063 and its storage at $0.283 (the free tier used up).
+    /// replicated and index writes at $0.7063, its storage at $0.283 (the free tier used up)
+    /// and its own backups at $0.22.
     #[test]
     fn on_demand_with_indexes_backups_and_a_replica() {
         let b = priced(
             "[stack]\nname = \"t\"\nregion = \"eu-central-1\"\n[dynamodb_table.q]\nlayout = \"../services/src/store/table.json\"\npoint_in_time_recovery = true\nstream = \"NEW_AND_OLD_IMAGES\"\n\
              replicas = [\"eu-west-1\"]\n[usage]\ndynamodb_writes = 1000000\ndynamodb_reads = 2000000\ndynamodb_storage_gb = 10\n",
         );
-        let want = 3.0 * 0.7625 + 2.0 * 0.1525 + 5.0 * 0.306 + 30.0 * 0.2448 + 0.7063 + 2.0 * 0.7063 + 30.0 * 0.283;
+        let want = 3.0 * 0.7625 + 2.0 * 0.1525 + 5.0 * 0.306 + 30.0 * 0.2448 + 0.7063 + 2.0 * 0.7063 + 30.0 * 0.283 + 30.0 * 0.22;
         close(of(&b, "dynamodb_table.q").monthly, want);
     }
 }
