@@ -815,6 +815,33 @@ ingress = [{ protocol = "tcp", from_port = 8080, group = "security_group.alb" }]
     }
 
     #[test]
+    fn protection_is_found_before_a_destroy_or_a_replacement_and_kept_with_what_it_needs() {
+        let src = format!(
+            "{SRC}[subnet.b]\nvpc = \"vpc.main\"\ncidr = \"10.0.2.0/24\"\naz = \"b\"\n\
+             [load_balancer.web]\nsubnets = [\"subnet.a\", \"subnet.b\"]\ndeletion_protection = true\n"
+        );
+        let s = stack(&src);
+        let inv = applied(&s);
+        let gone = Stack { resources: vec![], ..stack(&src) };
+        let destroy = plan(&gone, &inv);
+        let found = protected(&inv, &destroy);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].0, "load_balancer.web");
+        assert!(found[0].1.contains("deletion_protection = false"), "{}", found[0].1);
+        // Replaced (internal forces it): refused the same way.
+        let moved =
+            stack(&src.replace("deletion_protection = true\n", "deletion_protection = true\ninternal = true\n"));
+        assert_eq!(protected(&inv, &plan(&moved, &inv)).len(), 1);
+        // Kept: the balancer and the subnets and VPC it needs; the groups go.
+        let (rest, kept) = plan_keeping(&gone, &inv, &["load_balancer.web".to_owned()]);
+        let kept: Vec<&str> = kept.iter().map(String::as_str).collect();
+        assert_eq!(kept, ["load_balancer.web", "subnet.a", "subnet.b", "vpc.main"]);
+        let deleted: Vec<&str> =
+            rest.resources.iter().filter(|r| r.action == Action::Delete).map(|r| r.address.as_str()).collect();
+        assert_eq!(deleted, ["security_group.alb", "security_group.web"]);
+    }
+
+    #[test]
     fn a_value_that_is_another_resources_output_orders_its_delete_first() {
         let s = stack(SRC);
         let mut inv = applied(&s);
