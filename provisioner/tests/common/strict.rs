@@ -100,6 +100,28 @@ pub const ALL: &[&Rule] = &[
     &DOMAIN_CREATING,
 ];
 
+/// EC2 creates whose new id the rules follow: (operation, the id's tag in the answer).
+const EC2_MADE: &[(&str, &str)] = &[
+    ("CreateVpc", "vpcId"),
+    ("CreateSecurityGroup", "groupId"),
+    ("CreateRouteTable", "routeTableId"),
+    ("CreateInternetGateway", "internetGatewayId"),
+    ("CreateNatGateway", "natGatewayId"),
+    ("CreateVpcEndpoint", "vpcEndpointId"),
+];
+
+/// Tag-filtered EC2 describes that lag behind creates: (operation, the answer's set, the
+/// item's own id tag).
+const EC2_LISTS: &[(&str, &str, &str)] = &[
+    ("DescribeVpcs", "vpcSet", "vpcId"),
+    ("DescribeSubnets", "subnetSet", "subnetId"),
+    ("DescribeSecurityGroups", "securityGroupInfo", "groupId"),
+    ("DescribeRouteTables", "routeTableSet", "routeTableId"),
+    ("DescribeInternetGateways", "internetGatewaySet", "internetGatewayId"),
+    ("DescribeNatGateways", "natGatewaySet", "natGatewayId"),
+    ("DescribeVpcEndpoints", "vpcEndpointSet", "vpcEndpointId"),
+];
+
 /// What one call looks like to the rules.
 pub struct Seen<'a> {
     /// The SigV4 service (`ec2`, `dynamodb`, `lambda`, ...).
@@ -330,6 +352,22 @@ impl Strict {
                 young(s.born.get(id))
                     .then(|| (&EC2_BY_ID, "InvalidGroup.NotFound", format!("The security group '{id}' does not exist")))
             }
+            ("ec2", "AttachInternetGateway") => {
+                let id = c.params.get("InternetGatewayId").map_or("", |v| v.as_str());
+                young(s.born.get(id)).then(|| {
+                    (
+                        &EC2_BY_ID,
+                        "InvalidInternetGatewayID.NotFound",
+                        format!("The internetGateway ID '{id}' does not exist"),
+                    )
+                })
+            }
+            ("ec2", "CreateRoute" | "AssociateRouteTable") => {
+                let id = c.params.get("RouteTableId").map_or("", |v| v.as_str());
+                young(s.born.get(id)).then(|| {
+                    (&EC2_BY_ID, "InvalidRouteTableID.NotFound", format!("The routeTable ID '{id}' does not exist"))
+                })
+            }
             ("ec2", "ModifyVpcAttribute") => {
                 let id = c.params.get("VpcId").map_or("", |v| v.as_str());
                 young(s.born.get(id))
@@ -408,13 +446,9 @@ impl Strict {
                     s.born.insert(t.to_owned(), now);
                 }
             }
-            ("ec2", "CreateSecurityGroup") => {
-                if let Some(id) = first(&text, "groupId") {
-                    s.born.insert(id.to_owned(), now);
-                }
-            }
-            ("ec2", "CreateVpc") => {
-                if let Some(id) = first(&text, "vpcId") {
+            ("ec2", op) if EC2_MADE.iter().any(|(o, _)| *o == op) => {
+                let tag = EC2_MADE.iter().find(|(o, _)| *o == op).map(|(_, t)| *t).unwrap_or_default();
+                if let Some(id) = first(&text, tag) {
                     s.born.insert(id.to_owned(), now);
                 }
             }
@@ -474,14 +508,11 @@ impl Strict {
                     s.protected_pools.remove(id);
                 }
             }
-            ("ec2", "DescribeVpcs" | "DescribeSubnets" | "DescribeSecurityGroups")
-                if c.params.iter().any(|(k, v)| k.starts_with("Filter.") && v.starts_with("tag:")) =>
+            ("ec2", op)
+                if EC2_LISTS.iter().any(|(o, _, _)| *o == op)
+                    && c.params.iter().any(|(k, v)| k.starts_with("Filter.") && v.starts_with("tag:")) =>
             {
-                let (set, id) = match c.op {
-                    "DescribeVpcs" => ("vpcSet", "vpcId"),
-                    "DescribeSubnets" => ("subnetSet", "subnetId"),
-                    _ => ("securityGroupInfo", "groupId"),
-                };
+                let (_, set, id) = EC2_LISTS.iter().find(|(o, _, _)| *o == op).copied().unwrap_or_default();
                 let w = self.window;
                 let hide = |x: &str| s.born.get(x).is_some_and(|t| now.duration_since(*t) < w);
                 if let Some((kept, hidden)) = without_items(&text, set, id, &hide) {

@@ -103,7 +103,10 @@ impl Ops for Igw {
             .internet_gateway()
             .and_then(|g| g.internet_gateway_id())
             .ok_or_else(|| OpError::fatal("CreateInternetGateway", "no id"))?;
-        attach(cx, id, w.vpc()?).await?;
+        // Made detached: the update attaches it.
+        let fresh = json!({"vpc": null, "tags": w.tags});
+        cx.born(id, &fresh);
+        self.update(cx, id, &fresh, want).await?;
         Ok(id.to_owned())
     }
 

@@ -105,6 +105,7 @@ impl Ops for Nat {
             .nat_gateway()
             .and_then(|g| g.nat_gateway_id())
             .ok_or_else(|| OpError::fatal("CreateNatGateway", "no id"))?;
+        cx.born(id, want);
         ec2(cx)
             .wait_until_nat_gateway_available()
             .nat_gateway_ids(id)
@@ -115,7 +116,15 @@ impl Ops for Nat {
     }
 
     async fn update(&self, cx: &Cx, id: &str, have: &Value, want: &Value) -> Result<(), OpError> {
-        set_tags(cx, id, &Attrs::of(have)?.tags, &Attrs::of(want)?.tags).await
+        set_tags(cx, id, &Attrs::of(have)?.tags, &Attrs::of(want)?.tags).await?;
+        // A create that failed waiting resumes here: routes need it available.
+        ec2(cx)
+            .wait_until_nat_gateway_available()
+            .nat_gateway_ids(id)
+            .wait(WAIT)
+            .await
+            .map_err(|e| OpError::retryable("wait NatGatewayAvailable", format!("{id}: {e}")))?;
+        Ok(())
     }
 
     async fn delete(&self, cx: &Cx, id: &str, _: &Value) -> Result<(), OpError> {

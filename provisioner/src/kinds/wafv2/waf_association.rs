@@ -5,7 +5,7 @@
 
 use super::{err, waf};
 use crate::diag::Diags;
-use crate::error::{gone_ok, OpError, Transient};
+use crate::error::{gone_ok, OpError};
 use crate::provider::{Attributes, Cx, Live, Ops};
 use crate::schema::{as_is, Field, FieldType, Kind, Update};
 use crate::stack::{Resource, Stack};
@@ -72,16 +72,6 @@ struct Association;
 
 #[async_trait]
 impl Ops for Association {
-    fn transient(&self) -> &'static [Transient] {
-        // A load balancer made moments ago is not yet known to WAF.
-        const T: &[Transient] = &[Transient::new(
-            "AssociateWebACL",
-            "WAFUnavailableEntityException",
-            5,
-            "terraform-provider-aws internal/service/wafv2/web_acl_association.go: create retry",
-        )];
-        T
-    }
     async fn discover(&self, cx: &Cx) -> Result<Vec<Live>, OpError> {
         let mut out = Vec::new();
         for (lb, tags) in crate::kinds::elbv2::load_balancers(cx).await? {
