@@ -56,6 +56,8 @@ fn the_production_stack_costs_what_the_hand_computes() {
         ("dynamodb_table.quakes", table),
         ("ecr_repository.quake", ecr),
         ("log_group.web", 0.0),
+        // The edge function's own log groups: within the logs' free tier with the web log.
+        ("lambda_function.finops_auth", 0.0),
         ("ecs_service.web", web),
         ("instance.streaming", host),
         ("sns_topic.alerts", 0.0),

@@ -98,10 +98,25 @@ pub static KIND: Kind = Kind {
     ],
     check,
     normalize: as_is,
-    cost: crate::cost::free,
-    usage: &[],
+    cost,
+    usage: &[FUNCTION_LOG_GB],
     ops: &Function,
 };
+
+const FUNCTION_LOG_GB: crate::cost::UsageKey = crate::cost::UsageKey {
+    name: "function_log_gb",
+    unit: "GB a month",
+    doc: "logs each function writes to the log groups Lambda makes for it (kept until the function goes)",
+};
+
+/// What Lambda makes on the function's behalf and AWS charges for: its log groups' ingestion,
+/// and their storage (they keep everything: priced at a year's intake, as a log group kept
+/// forever). Invocations of these functions stay in Lambda's free tier and are not priced.
+fn cost(cx: &crate::cost::CostCx<'_>) -> Vec<crate::cost::Part> {
+    use crate::cost::Part;
+    let gb = cx.usage(&FUNCTION_LOG_GB);
+    vec![Part::new("log ingestion", "logs.ingest", gb), Part::new("log storage (kept)", "logs.storage", gb * 12.0)]
+}
 
 /// Tags that record what the package holds.
 const CODE_TAG: &str = "provisioner:code-sha256";
@@ -539,7 +554,7 @@ impl Ops for Function {
                     if started.elapsed() >= wait {
                         return Err(OpError::later(
                             "DeleteFunction",
-                            format!("{id}: AWS has not yet removed its Lambda@Edge replicas (it takes up to a few hours after the distribution let go of it)"),
+                            format!("{id}: AWS has not yet removed its Lambda@Edge replicas (it takes up to a few hours after the distribution let go of it); its log groups go with it then"),
                         ));
                     }
                     tokio::time::sleep(pause).await;
