@@ -395,10 +395,10 @@ fn steps(stack: &Stack, inv: &Inventory, plan: &Plan) -> StepGraph {
                 continue;
             }
             if fwd(a) && fwd(b) {
-                edges.push((StepId::new(a, phase(a)), StepId::new(b, phase(b))));
+                add_unless_cycle(&mut edges, StepId::new(a, phase(a)), StepId::new(b, phase(b)));
             }
             if let (Some(da), Some(db)) = (del(a), del(b)) {
-                edges.push((db, da));
+                add_unless_cycle(&mut edges, db, da);
             }
         }
     }
@@ -421,13 +421,30 @@ fn steps(stack: &Stack, inv: &Inventory, plan: &Plan) -> StepGraph {
         });
         for x in used {
             if let Some(dx) = del(x) {
-                edges.push((dx, dz.clone()));
+                add_unless_cycle(&mut edges, dx, dz.clone());
             }
         }
     }
     edges.sort();
     edges.dedup();
     StepGraph { nodes, edges, want }
+}
+
+/// Adds "`a` waits for `b`" unless `b` already waits for `a`, directly or not: orders that no
+/// reference declares (see `Ops::after`, values that are outputs) only add to the declared
+/// ones, and never lock a walk in a cycle.
+fn add_unless_cycle(edges: &mut Vec<(StepId, StepId)>, a: StepId, b: StepId) {
+    let mut seen = BTreeSet::new();
+    let mut todo = vec![&b];
+    while let Some(x) = todo.pop() {
+        if *x == a {
+            return;
+        }
+        if seen.insert(x) {
+            todo.extend(edges.iter().filter(|(from, _)| from == x).map(|(_, to)| to));
+        }
+    }
+    edges.push((a, b));
 }
 
 /// Calls `f` on every string in `v`.
@@ -852,6 +869,15 @@ ingress = [{ protocol = "tcp", from_port = 8080, group = "security_group.alb" }]
         let (_, edges) = graph(&gone, &inv, &plan(&gone, &inv));
         assert!(has(&edges, "subnet.a", "security_group.web"), "{edges:?}");
         assert!(!has(&edges, "subnet.a", "security_group.alb"), "{edges:?}");
+        // Both ways round (each uses the other's output): one order, never a cycle.
+        let vpc_arn = "arn:aws:ec2:eu-central-1:123456789012:vpc/vpc-0123456789abcdef0";
+        inv.live.get_mut("vpc.main").unwrap().live.outputs.insert("arn".into(), json!(vpc_arn));
+        inv.live.get_mut("subnet.a").unwrap().live.attrs["tags"] = json!({"uses": vpc_arn});
+        let (_, edges) = graph(&gone, &inv, &plan(&gone, &inv));
+        assert!(has(&edges, "vpc.main", "subnet.a"), "the declared reference: {edges:?}");
+        inv.live.get_mut("vpc.main").unwrap().live.attrs["tags"] = json!({"uses": arn});
+        let (_, edges) = graph(&gone, &inv, &plan(&gone, &inv));
+        assert!(has(&edges, "vpc.main", "subnet.a") && !has(&edges, "subnet.a", "vpc.main"), "{edges:?}");
     }
 
     #[test]
