@@ -1503,6 +1503,7 @@ async fn a_host_from_its_user_data() {
     };
     let first = host().await;
     assert_eq!(first.metadata_options().and_then(|m| m.http_tokens()).map(|t| t.as_str()), Some("required"));
+    assert_eq!(first.metadata_options().and_then(|m| m.http_put_response_hop_limit()), Some(1), "host network only");
     assert!(first.key_name().is_none(), "no key pair");
     assert!(first.iam_instance_profile().unwrap().arn().unwrap().ends_with("/host-host"));
     let ami = moto
@@ -2422,6 +2423,25 @@ libraries = ["ASSETS/finops/node_modules/chart.js/dist/chart.umd.min.js"]
     for out in [&plan.1, &plan.2, &applied.1, &applied.2] {
         assert!(!out.contains(&password), "the password shows in the output");
     }
+    // Its parameter deleted, the user is no longer provably the stack's: apply names it and
+    // never sets its password (a person's own by then); the parameter it wrote goes again.
+    ssm.delete_parameter().name("/fo/cognito/ops").send().await.unwrap();
+    let before = proxy.calls().len();
+    let r = run(&ep, &["apply", path, "--yes"]);
+    ok(&r, 1, "a user not provably the stack's");
+    assert!(r.1.contains("already has a user `ops` that is not provably this stack's"), "{}", r.1);
+    let set: Vec<String> =
+        proxy.calls()[before..].iter().map(|c| c.action.clone()).filter(|a| a.contains("SetUserPassword")).collect();
+    assert!(set.is_empty(), "no password set: {set:?}");
+    assert!(ssm.get_parameter().name("/fo/cognito/ops").send().await.is_err(), "no parameter claims it");
+    // The way out it names: the user deleted, apply makes it again with a new first password.
+    let pool_id = idp_pool(&moto).await;
+    let idp0 = aws_sdk_cognitoidentityprovider::Client::from_conf(
+        aws_sdk_cognitoidentityprovider::config::Builder::from(&moto.conf(common::REGION)).build(),
+    );
+    idp0.admin_delete_user().user_pool_id(&pool_id).username("ops").send().await.unwrap();
+    ok(&run(&ep, &["apply", path, "--yes"]), 0, "the user made again");
+    ok(&run(&ep, &["plan", path]), 0, "in sync again");
 
     // The sign-in returns to the distribution, which runs version 1 of the function.
     let cf = aws_sdk_cloudfront::Client::from_conf(
@@ -2710,4 +2730,12 @@ fn strict_lists_hide_items_whole_by_their_own_id() {
     assert_eq!(n, 1);
     assert!(out.contains("<groupId>sg-1</groupId>") && out.matches("sg-2").count() == 1, "{out}");
     assert!(out.ends_with("</securityGroupInfo></R>"), "{out}");
+}
+
+/// The id of the one user pool on `moto`.
+async fn idp_pool(moto: &Moto) -> String {
+    let idp = aws_sdk_cognitoidentityprovider::Client::from_conf(
+        aws_sdk_cognitoidentityprovider::config::Builder::from(&moto.conf(common::REGION)).build(),
+    );
+    idp.list_user_pools().max_results(60).send().await.unwrap().user_pools()[0].id().unwrap().to_owned()
 }

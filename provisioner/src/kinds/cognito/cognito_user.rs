@@ -2,7 +2,8 @@
 //! generates to the pool's policy and puts in Parameter Store as a SecureString
 //! (`/<stack>/cognito/<name>`); Cognito sends nothing, and the password is never printed,
 //! logged or planned. The person signs in with it once and must choose their own. The parameter
-//! is also what makes the user the stack's: people added by hand to the pool are left alone.
+//! is also what makes the user the stack's: people added by hand to the pool are left alone, and
+//! a user the stack cannot prove its own is an error naming it, its password never overwritten.
 
 use super::{err, idp};
 use crate::error::{gone_ok, OpError};
@@ -156,6 +157,11 @@ impl Ops for User {
             .iter()
             .map(|(k, v)| AttributeType::builder().name(*k).value(*v).build().map_err(|e| OpError::fatal("AttributeType", e.to_string())))
             .collect::<Result<Vec<_>, _>>()?;
+        // The parameter first: it is what makes the user this stack's, so a crash after the
+        // user is made still leaves it findable, and one before leaves a parameter without a
+        // user, which discovery skips and the next create overwrites.
+        let parameter = format!("{}{name}", prefix(cx));
+        put_password(cx, &parameter, &w.pool, address, &password).await?;
         let made = idp(cx)
             .admin_create_user()
             .user_pool_id(&w.pool)
@@ -167,15 +173,23 @@ impl Ops for User {
             .await
             .map_err(|e| err("AdminCreateUser", e));
         match made {
-            Ok(_) => {}
-            // A rerun after a crash before the password was kept: a new first password.
+            Ok(_) => Ok(name.to_owned()),
+            // Someone's user, or one whose parameter was deleted: not provably this stack's, so
+            // its password (perhaps the one a person chose) is never touched. The parameter just
+            // written would claim it: it goes again.
             Err(e) if e.has_code("UsernameExistsException") => {
-                idp(cx).admin_set_user_password().user_pool_id(&w.pool).username(name).password(&password).permanent(false).send().await.map_err(|e| err("AdminSetUserPassword", e))?;
+                gone_ok(ssm(cx).delete_parameter().name(&parameter).send().await.map_err(|e| ssm_err("DeleteParameter", e)))?;
+                Err(OpError::fatal(
+                    "AdminCreateUser",
+                    format!(
+                        "{address}: the pool already has a user `{name}` that is not provably this stack's (no parameter \
+                         {parameter}); its password is left as it is. Remove `{address}` from the stack, or delete the \
+                         user from the pool (its person loses their password) and apply again"
+                    ),
+                ))
             }
-            Err(e) => return Err(e),
+            Err(e) => Err(e),
         }
-        put_password(cx, &format!("{}{name}", prefix(cx)), &w.pool, address, &password).await?;
-        Ok(name.to_owned())
     }
 
     async fn update(&self, cx: &Cx, id: &str, _have: &Value, want: &Value) -> Result<(), OpError> {

@@ -350,8 +350,9 @@ impl Ops for Instance {
                 InstanceMetadataOptionsRequest::builder()
                     .http_tokens(HttpTokensState::Required)
                     .http_endpoint(InstanceMetadataEndpointState::Enabled)
-                    // Containers on the host are one hop further from the metadata service.
-                    .http_put_response_hop_limit(2)
+                    // One hop: the host's containers share its network (`--network host`), and
+                    // a container on a bridge network, one hop further, gets no credentials.
+                    .http_put_response_hop_limit(1)
                     .build(),
             )
             .tag_specifications(spec(ResourceType::Instance))
