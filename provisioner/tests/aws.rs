@@ -1172,7 +1172,19 @@ async fn a_role_with_canonical_policies() {
     let inline = moto.iam().get_role_policy().role_name("roles-task").policy_name("inline").send().await.unwrap();
     let doc = percent_encoding::percent_decode_str(inline.policy_document()).decode_utf8_lossy().into_owned();
     assert!(doc.contains(":log-group:/roles/web") && doc.contains("logs:CreateLogStream"), "{doc}");
+    // ECS tasks of this account only (AWS's confused-deputy conditions on a task role's trust).
+    let trust = |r: &aws_sdk_iam::operation::get_role::GetRoleOutput| {
+        let doc = r.role().unwrap().assume_role_policy_document().unwrap_or_default();
+        percent_encoding::percent_decode_str(doc).decode_utf8_lossy().into_owned()
+    };
+    let t = trust(&role);
+    assert!(t.contains(r#""aws:SourceAccount":"123456789012""#) && t.contains("arn:aws:ecs:*:123456789012:*"), "{t}");
     ok(&run(&ep, &["plan", path]), 0, "plan after apply: IAM's URL-encoded answers read as declared");
+    // A trust without them (a role made before, or edited by hand) is a difference, repaired.
+    let bare = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ecs-tasks.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
+    moto.iam().update_assume_role_policy().role_name("roles-task").policy_document(bare).send().await.unwrap();
+    converge(&ep, path, &["ecs-tasks.amazonaws.com (without its source conditions)"]);
+    assert!(trust(&moto.iam().get_role().role_name("roles-task").send().await.unwrap()).contains("aws:SourceAccount"));
     std::fs::write(path, src("\"logs:CreateLogStream\", \"logs:PutLogEvents\"", &format!("\"{extra}\""), "")).unwrap();
     ok(&run(&ep, &["plan", path]), 0, "reordered actions are the same policy");
 

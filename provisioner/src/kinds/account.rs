@@ -24,20 +24,23 @@ pub fn suffix_of(account: &str) -> String {
     hex::encode(digest)[..6].to_owned()
 }
 
-/// The suffix of global names in the account `cx` works in (one `GetCallerIdentity`, once per
-/// discovery pass).
-pub async fn global_suffix(cx: &Cx) -> Result<String, OpError> {
-    cx.once("account:suffix", || async {
+/// The id of the account `cx` works in (one `GetCallerIdentity`, once per discovery pass).
+pub async fn account_id(cx: &Cx) -> Result<String, OpError> {
+    cx.once("account:id", || async {
         let me = cx
             .client::<aws_sdk_sts::Client>()
             .get_caller_identity()
             .send()
             .await
             .map_err(|e| err("GetCallerIdentity", e))?;
-        let account = me.account().ok_or_else(|| OpError::fatal("GetCallerIdentity", "no account in the answer"))?;
-        Ok(suffix_of(account))
+        me.account().map(str::to_owned).ok_or_else(|| OpError::fatal("GetCallerIdentity", "no account in the answer"))
     })
     .await
+}
+
+/// The suffix of global names in the account `cx` works in.
+pub async fn global_suffix(cx: &Cx) -> Result<String, OpError> {
+    Ok(suffix_of(&account_id(cx).await?))
 }
 
 /// `name` with the account's suffix: what a global name is asked for as.

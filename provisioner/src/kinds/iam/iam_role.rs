@@ -109,11 +109,35 @@ fn normalize(v: &mut Value) {
     v["statements"] = json!(sts);
 }
 
-fn trust(services: &[String]) -> String {
-    json!({"Version": "2012-10-17", "Statement": [{
-        "Effect": "Allow", "Principal": {"Service": services}, "Action": "sts:AssumeRole"
-    }]})
-    .to_string()
+/// Services whose trust AWS documents conditions for (the confused deputy: another account's
+/// task must not assume this role): ECS tasks carry their account and task ARN.
+fn conditions(service: &str, account: &str) -> Option<Value> {
+    (service == "ecs-tasks.amazonaws.com").then(|| {
+        json!({
+            "StringEquals": {"aws:SourceAccount": account},
+            "ArnLike": {"aws:SourceArn": format!("arn:aws:ecs:*:{account}:*")},
+        })
+    })
+}
+
+/// What a role whose trust lacks its service's conditions reads back as: a difference, so the
+/// next apply writes them (a role made before they were).
+const UNCONDITIONED: &str = " (without its source conditions)";
+
+fn trust(services: &[String], account: &str) -> String {
+    let (conditioned, plain): (Vec<&String>, Vec<&String>) =
+        services.iter().partition(|s| conditions(s, account).is_some());
+    let mut sts: Vec<Value> = conditioned
+        .iter()
+        .map(|s| {
+            json!({"Effect": "Allow", "Principal": {"Service": s}, "Action": "sts:AssumeRole",
+                   "Condition": conditions(s, account)})
+        })
+        .collect();
+    if !plain.is_empty() {
+        sts.push(json!({"Effect": "Allow", "Principal": {"Service": plain}, "Action": "sts:AssumeRole"}));
+    }
+    json!({"Version": "2012-10-17", "Statement": sts}).to_string()
 }
 
 fn inline(sts: &[Statement]) -> String {
@@ -180,8 +204,19 @@ impl Ops for Role {
         for r in roles.into_iter().filter(|r| r.path() == Some(path(cx).as_str())) {
             let Some(name) = r.role_name().map(str::to_owned) else { continue };
             let trust = r.assume_role_policy_document().map(decode).unwrap_or(Value::Null);
-            let trusted: Vec<String> =
-                statements(&trust).iter().flat_map(|s| strings(&s["Principal"]["Service"])).collect();
+            let trusted: Vec<String> = statements(&trust)
+                .iter()
+                .flat_map(|s| {
+                    let bare = s["Condition"].is_null();
+                    strings(&s["Principal"]["Service"]).into_iter().map(move |svc| {
+                        if bare && conditions(&svc, "").is_some() {
+                            format!("{svc}{UNCONDITIONED}")
+                        } else {
+                            svc
+                        }
+                    })
+                })
+                .collect();
             let tags: BTreeMap<String, String> = r.tags().iter().map(|t| (t.key().to_owned(), t.value().to_owned())).collect();
             let sts: Vec<Value> = r
                 .role_policy_list()
@@ -217,7 +252,7 @@ impl Ops for Role {
             .create_role()
             .role_name(&name)
             .path(path(cx))
-            .assume_role_policy_document(trust(&w.trusted_services))
+            .assume_role_policy_document(trust(&w.trusted_services, &crate::kinds::account::account_id(cx).await?))
             .set_tags(Some(tags(&w.tags)?))
             .send()
             .await
@@ -245,7 +280,7 @@ impl Ops for Role {
             iam(cx)
                 .update_assume_role_policy()
                 .role_name(id)
-                .policy_document(trust(&w.trusted_services))
+                .policy_document(trust(&w.trusted_services, &crate::kinds::account::account_id(cx).await?))
                 .send()
                 .await
                 .map_err(|e| err("UpdateAssumeRolePolicy", e))?;
