@@ -60,7 +60,28 @@ export function safeReturnPath(raw) {
   const base = 'https://site.invalid';
   const url = new URL(raw, base);
   if (url.origin !== base) return '/';
-  return url.pathname + url.search;
+  // Judged as it will be sent: resolving dot segments can make a path another host's
+  // (`/.//evil.example`, `/a/..//evil.example` resolve to `//evil.example`).
+  const out = url.pathname + url.search;
+  if (out.startsWith('//') || out.includes('\\')) return '/';
+  return out;
+}
+
+/**
+ * Whether a refresh cookie has the shape of Cognito's refresh tokens (a JWE in compact form:
+ * five base64url parts, its header naming `alg` and `enc`): anything else is never sent to the
+ * token endpoint, so unauthenticated requests cannot spend Cognito's quota and the function's time.
+ */
+export function refreshShaped(raw) {
+  if (typeof raw !== 'string' || raw.length < 100 || raw.length > 8192) return false;
+  const parts = raw.split('.');
+  if (parts.length !== 5 || parts.some((x) => !/^[A-Za-z0-9_-]+$/.test(x))) return false;
+  try {
+    const header = JSON.parse(Buffer.from(parts[0], 'base64url').toString('utf8'));
+    return typeof header.alg === 'string' && typeof header.enc === 'string';
+  } catch {
+    return false;
+  }
 }
 
 /** The cookies of a CloudFront request, by name (the first value wins). */
@@ -148,7 +169,7 @@ export function viewerRequest(config, deps = {}) {
     }
   }
 
-  function login(host, returnPath) {
+  function login(host, returnPath, extraCookies = []) {
     const nonce = b64url(randomBytes(16));
     const verifier = b64url(randomBytes(32));
     const challenge = b64url(createHash('sha256').update(verifier).digest());
@@ -165,6 +186,7 @@ export function viewerRequest(config, deps = {}) {
     return redirect(`${config.authDomain}/oauth2/authorize?${q}`, [
       setCookie(COOKIES.nonce, nonce, STATE_TTL_S),
       setCookie(COOKIES.verifier, verifier, STATE_TTL_S),
+      ...extraCookies,
     ]);
   }
 
@@ -210,6 +232,20 @@ export function viewerRequest(config, deps = {}) {
     const here = request.uri + (request.querystring ? `?${request.querystring}` : '');
     if (request.uri === '/callback') return callback(request, host, cookies);
     if (request.uri === '/signout') {
+      // The refresh token is revoked, so a copy of the cookie stops working too (best effort:
+      // the cookies are cleared whatever Cognito answers).
+      const refresh = cookies[COOKIES.refresh];
+      if (refreshShaped(refresh)) {
+        try {
+          await fetchFn(`${config.authDomain}/oauth2/revoke`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/x-www-form-urlencoded' },
+            body: new URLSearchParams({ token: refresh, client_id: config.clientId }).toString(),
+          });
+        } catch {
+          // Cognito unreachable: the token expires on its own.
+        }
+      }
       const q = new URLSearchParams({ client_id: config.clientId, logout_uri: `https://${host}/` });
       return redirect(`${config.authDomain}/logout?${q}`, [clear(COOKIES.id), clear(COOKIES.refresh)]);
     }
@@ -223,14 +259,19 @@ export function viewerRequest(config, deps = {}) {
         // Expired or not ours: refresh below, or log in again.
       }
     }
-    if (cookies[COOKIES.refresh]) {
-      try {
-        const tokens = await token({ grant_type: 'refresh_token', refresh_token: cookies[COOKIES.refresh] });
-        await verifyId(tokens.id_token);
-        return redirect(safeReturnPath(here), [setCookie(COOKIES.id, tokens.id_token, 30 * 24 * 3600)]);
-      } catch {
-        // The refresh token was revoked or expired.
+    const refresh = cookies[COOKIES.refresh];
+    if (refresh !== undefined) {
+      if (refreshShaped(refresh)) {
+        try {
+          const tokens = await token({ grant_type: 'refresh_token', refresh_token: refresh });
+          await verifyId(tokens.id_token);
+          return redirect(safeReturnPath(here), [setCookie(COOKIES.id, tokens.id_token, 30 * 24 * 3600)]);
+        } catch {
+          // The refresh token was revoked or expired.
+        }
       }
+      // Refused, or never a token: cleared, so the next request does not try it again.
+      return login(host, here, [clear(COOKIES.refresh)]);
     }
     return login(host, here);
   };

@@ -12,7 +12,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { execFileSync } from 'node:child_process';
 import { SignJWT, exportJWK } from 'jose';
 import { COOKIES, SECURITY_HEADERS, originResponse, safeReturnPath, viewerRequest } from '../src/auth.js';
-import { HOST, motoSign, pool, setCookies, startIdp, startMoto, tokens, viewerEvent } from './support.mjs';
+import { HOST, cognitoRefresh, motoSign, pool, setCookies, startIdp, startMoto, tokens, viewerEvent } from './support.mjs';
 
 let moto, p, other, idp, config;
 const stateKey = randomBytes(32).toString('base64');
@@ -169,7 +169,9 @@ test('a missing, forged, replayed, foreign or stale state is refused', async () 
 });
 
 test('after a login the browser goes back only to a path of this site', async () => {
-  const evil = ['//evil.example', '//evil.example/x', '/\\evil.example', '/%2F%2Fevil.example', '/%2f/evil.example', '/%5Cevil.example', '/%252F%252Fevil.example', '/%09/evil.example'];
+  const evil = ['//evil.example', '//evil.example/x', '/\\evil.example', '/%2F%2Fevil.example', '/%2f/evil.example', '/%5Cevil.example', '/%252F%252Fevil.example', '/%09/evil.example',
+    // Dot segments that resolve to another host.
+    '/.//evil.example', '/%2e//evil.example', '/a/..//evil.example', '/./%2e//evil.example'];
   for (const uri of evil) {
     const { done } = await login(handler(), uri);
     assert.equal(done.headers.location[0].value, '/', uri);
@@ -182,18 +184,40 @@ test('after a login the browser goes back only to a path of this site', async ()
 
 test('an expired ID token is renewed with the refresh token; a revoked one means a new login', async () => {
   const t = await tokens(moto, p);
+  const refresh = cognitoRefresh(t.RefreshToken);
   const expired = await signed({ exp: Math.floor(Date.now() / 1000) - 5 });
-  const r = await handler()(viewerEvent('/daily.html', { cookies: [`${COOKIES.id}=${expired}`, `${COOKIES.refresh}=${t.RefreshToken}`] }));
+  const r = await handler()(viewerEvent('/daily.html', { cookies: [`${COOKIES.id}=${expired}`, `${COOKIES.refresh}=${refresh}`] }));
   assert.equal(r.status, '302', JSON.stringify(r));
   assert.equal(r.headers.location[0].value, '/daily.html');
   const fresh = setCookies(r)[COOKIES.id].value;
   assert.ok(passes(await handler()(viewerEvent('/daily.html', { cookies: [`${COOKIES.id}=${fresh}`] }))));
-  const gone = await handler()(viewerEvent('/daily.html', { cookies: [`${COOKIES.id}=${expired}`, `${COOKIES.refresh}=revoked`] }));
+  // The refresh branch returns only to this site, dot segments resolved.
+  for (const uri of ['/.//evil.example', '/a/..//evil.example']) {
+    const r = await handler()(viewerEvent(uri, { cookies: [`${COOKIES.id}=${expired}`, `${COOKIES.refresh}=${refresh}`] }));
+    assert.equal(r.headers.location[0].value, '/', uri);
+  }
+  // Refused by Cognito: a new login, and the cookie cleared.
+  const revoked = cognitoRefresh('00000000-0000-0000-0000-000000000000');
+  const gone = await handler()(viewerEvent('/daily.html', { cookies: [`${COOKIES.id}=${expired}`, `${COOKIES.refresh}=${revoked}`] }));
   assert.ok(isLogin(gone));
+  assert.equal(setCookies(gone)[COOKIES.refresh].attrs.at(-1), 'Max-Age=0');
 });
 
-test('sign-out clears the session and ends it at Cognito', async () => {
-  const r = await handler()(viewerEvent('/signout'));
+test('a refresh cookie not shaped like a Cognito token never reaches the token endpoint, and is cleared', async () => {
+  const before = idp.seen.token.length;
+  for (const forged of ['revoked', 'a.b.c.d.e', 'x'.repeat(9000), `${'A'.repeat(60)}.${'B'.repeat(60)}.C.D.E`]) {
+    const r = await handler()(viewerEvent('/daily.html', { cookies: [`${COOKIES.refresh}=${forged}`] }));
+    assert.ok(isLogin(r), forged.slice(0, 20));
+    assert.equal(setCookies(r)[COOKIES.refresh].attrs.at(-1), 'Max-Age=0', forged.slice(0, 20));
+  }
+  assert.equal(idp.seen.token.length, before, 'no call to the token endpoint');
+});
+
+test('sign-out revokes the refresh token, clears the session and ends it at Cognito', async () => {
+  const refresh = cognitoRefresh((await tokens(moto, p)).RefreshToken);
+  const revoked = idp.seen.revoke.length;
+  const r = await handler()(viewerEvent('/signout', { cookies: [`${COOKIES.refresh}=${refresh}`] }));
+  assert.deepEqual(idp.seen.revoke.slice(revoked), [{ token: refresh, client_id: p.clientId }]);
   const to = new URL(r.headers.location[0].value);
   assert.equal(`${to.origin}${to.pathname}`, `${idp.url}/logout`);
   assert.equal(to.searchParams.get('logout_uri'), `https://${HOST}/`);

@@ -4,7 +4,7 @@
 // there), and CloudFront events shaped as CloudFront sends them.
 
 import { spawn, execFileSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
 import { createServer as netServer } from 'node:net';
 import { readFileSync, existsSync } from 'node:fs';
@@ -106,13 +106,30 @@ export async function tokens(moto, p, clientId = p.clientId) {
 }
 
 /**
+ * A refresh token in Cognito's shape (a JWE in compact form) around moto's, which is a bare
+ * UUID: PLAYED, so the function's shape check sees what Cognito issues. `unwrapRefresh` gives
+ * moto's back.
+ */
+export function cognitoRefresh(motoToken) {
+  const part = (n) => randomBytes(n).toString('base64url');
+  const header = Buffer.from(JSON.stringify({ cty: 'JWT', enc: 'A256GCM', alg: 'RSA-OAEP' })).toString('base64url');
+  return `${header}.${part(256)}.${part(12)}.${Buffer.from(motoToken).toString('base64url')}.${part(16)}`;
+}
+
+export function unwrapRefresh(token) {
+  const parts = String(token).split('.');
+  return parts.length === 5 ? Buffer.from(parts[3], 'base64url').toString('utf8') : token;
+}
+
+
+/**
  * The hosted UI, played: `/oauth2/authorize` remembers the PKCE challenge and sends the browser
  * back with a code (the user "signs in" at once, or, with `loginPage`, through a sign-in form), `/oauth2/token` checks the verifier, the
  * redirect URI and the client, and answers with moto-issued tokens; `refresh_token` grants too.
  */
 export async function startIdp(moto, p, { loginPage = false } = {}) {
   const codes = new Map();
-  const seen = { authorize: [], token: [], logout: [] };
+  const seen = { authorize: [], token: [], logout: [], revoke: [] };
   const server = createServer(async (req, res) => {
     const url = new URL(req.url, 'http://idp');
     const send = (status, body, headers = {}) => {
@@ -163,7 +180,7 @@ export async function startIdp(moto, p, { loginPage = false } = {}) {
         const challenge = f.code_verifier && createHash('sha256').update(f.code_verifier).digest('base64url');
         if (!grant || grant.redirect_uri !== f.redirect_uri || challenge !== grant.code_challenge) return send(400, { error: 'invalid_grant' });
         const t = await tokens(moto, p);
-        return send(200, { id_token: t.IdToken, access_token: t.AccessToken, refresh_token: t.RefreshToken, token_type: 'Bearer', expires_in: 3600 });
+        return send(200, { id_token: t.IdToken, access_token: t.AccessToken, refresh_token: cognitoRefresh(t.RefreshToken), token_type: 'Bearer', expires_in: 3600 });
       }
       if (f.grant_type === 'refresh_token') {
         try {
@@ -171,7 +188,7 @@ export async function startIdp(moto, p, { loginPage = false } = {}) {
             UserPoolId: p.id,
             ClientId: p.clientId,
             AuthFlow: 'REFRESH_TOKEN_AUTH',
-            AuthParameters: { REFRESH_TOKEN: f.refresh_token },
+            AuthParameters: { REFRESH_TOKEN: unwrapRefresh(f.refresh_token) },
           });
           return send(200, { id_token: r.AuthenticationResult.IdToken, access_token: r.AuthenticationResult.AccessToken, token_type: 'Bearer' });
         } catch {
@@ -179,6 +196,14 @@ export async function startIdp(moto, p, { loginPage = false } = {}) {
         }
       }
       return send(400, { error: 'unsupported_grant_type' });
+    }
+    // Revocation (RFC 7009 as Cognito serves it): the client's refresh token stops working.
+    if (url.pathname === '/oauth2/revoke' && req.method === 'POST') {
+      let body = '';
+      for await (const chunk of req) body += chunk;
+      const f = Object.fromEntries(new URLSearchParams(body));
+      seen.revoke.push(f);
+      return f.client_id === p.clientId ? send(200, '') : send(400, { error: 'invalid_client' });
     }
     if (url.pathname === '/logout') {
       seen.logout.push(Object.fromEntries(url.searchParams));
