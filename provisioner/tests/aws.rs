@@ -1872,6 +1872,14 @@ async fn the_full_production_stack() {
     let c = d.distribution_config().unwrap();
     assert_eq!(c.web_acl_id(), out["waf_web_acl.web"]["arn"].as_str(), "the WAF sees the client's address");
     assert!(c.web_acl_id().is_some_and(|a| a.contains(":global/")), "a CloudFront-scope ACL");
+    // The FinOps site behind the same ACL, its sign-in second factor required.
+    let finops_id = out["cloudfront_distribution.finops"]["id"].as_str().unwrap();
+    let f = cf.get_distribution_config().id(finops_id).send().await.unwrap();
+    assert_eq!(f.distribution_config().unwrap().web_acl_id(), c.web_acl_id(), "one ACL for both distributions");
+    let idp = moto.client::<aws_sdk_cognitoidentityprovider::Client>(common::REGION);
+    let finops_pool = out["cognito_user_pool.finops"]["id"].as_str().unwrap();
+    let mfa = idp.get_user_pool_mfa_config().user_pool_id(finops_pool).send().await.unwrap();
+    assert_eq!(mfa.mfa_configuration(), Some(&aws_sdk_cognitoidentityprovider::types::UserPoolMfaType::On));
     let stream = &c.cache_behaviors().unwrap().items()[0];
     assert_eq!(stream.path_pattern(), "/api/stream");
     assert_eq!(stream.cache_policy_id(), Some("4135ea2d-6df8-44a3-9df3-4b5a84be39ad"), "the stream is never cached");
@@ -2474,6 +2482,11 @@ libraries = ["ASSETS/finops/node_modules/chart.js/dist/chart.umd.min.js"]
     assert!(c.logout_urls().contains(&format!("https://{domain}/")), "{:?}", c.logout_urls());
     assert_eq!(c.allowed_o_auth_flows(), &[aws_sdk_cognitoidentityprovider::types::OAuthFlowType::Code]);
     assert_eq!(c.client_secret(), None, "a public client");
+    assert_eq!(
+        c.explicit_auth_flows(),
+        &[aws_sdk_cognitoidentityprovider::types::ExplicitAuthFlowsType::AllowRefreshTokenAuth],
+        "no sign-in around the hosted UI"
+    );
     let edge_arn = |cfg: &aws_sdk_cloudfront::operation::get_distribution_config::GetDistributionConfigOutput| {
         let b = cfg.distribution_config().unwrap().default_cache_behavior().unwrap();
         b.lambda_function_associations()

@@ -13,7 +13,8 @@ use crate::schema::{Field, FieldType, Kind, Update};
 use crate::stack::{Resource, Stack};
 use async_trait::async_trait;
 use aws_sdk_cognitoidentityprovider::types::{
-    OAuthFlowType, PreventUserExistenceErrorTypes, TimeUnitsType, TokenValidityUnitsType, UserPoolClientType,
+    ExplicitAuthFlowsType, OAuthFlowType, PreventUserExistenceErrorTypes, TimeUnitsType, TokenValidityUnitsType,
+    UserPoolClientType,
 };
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -167,6 +168,9 @@ macro_rules! settings {
             .set_callback_urls(Some(callbacks))
             .set_logout_urls(Some(logouts))
             .supported_identity_providers("COGNITO")
+            // Only the hosted UI's code flow and refreshing: no SRP, password or custom
+            // sign-in straight against the API, around the hosted UI (and its MFA).
+            .explicit_auth_flows(ExplicitAuthFlowsType::AllowRefreshTokenAuth)
             .id_token_validity(minutes)
             .access_token_validity(minutes)
             .refresh_token_validity(w.refresh_token_days.unwrap_or(30) as i32)
