@@ -492,6 +492,12 @@ fn cli_schema_docs_and_completions_come_from_the_declarations() {
 /// Actions that have no resource to scope them to (IAM's "resource types: none" in the Service
 /// Authorization Reference): the only ones a production policy may grant on `*`.
 const UNSCOPED: &[&str] = &[
+    // Session Manager's agent (AWS documents them without resource-level permissions).
+    "ssm:UpdateInstanceInformation",
+    "ssmmessages:CreateControlChannel",
+    "ssmmessages:CreateDataChannel",
+    "ssmmessages:OpenControlChannel",
+    "ssmmessages:OpenDataChannel",
     "ecr:GetAuthorizationToken",
     "cloudwatch:GetMetricData",
     "cloudwatch:ListMetrics",
@@ -919,4 +925,36 @@ fn replacement_flags_follow_aws_resource_schemas() {
         assert!(known, "ALLOWED names {k}.{n}, which no kind has");
     }
     assert!(wrong.is_empty(), "kinds against AWS's resource schemas:\n{}", wrong.join("\n"));
+}
+
+/// Every secret is readable only by the roles that need it: no role of the production stack
+/// attaches a managed policy that reads parameters (AmazonSSMManagedInstanceCore grants
+/// `ssm:GetParameter*` on `*`), and each `ssm:GetParameter*` names one secret of the stack -
+/// never the FinOps user's first password (`/<stack>/cognito/...`), which no role reads. moto's
+/// IAM enforcement matches actions only, so this is checked on the rendered policies.
+#[test]
+fn secrets_are_readable_only_by_the_roles_that_need_them() {
+    let src = prod();
+    let s = load("prod.toml", &src, &no_vars()).unwrap();
+    for r in s.resources.iter().filter(|r| r.kind.name == "iam_role") {
+        let v = provisioner::plan::desired(r, &s);
+        let managed: Vec<&str> = v["managed_policies"].as_array().into_iter().flatten().filter_map(|m| m.as_str()).collect();
+        assert!(
+            managed.iter().all(|m| !m.contains("AmazonSSM") && !m.contains("ReadOnlyAccess") && !m.ends_with("/AdministratorAccess")),
+            "{}: {managed:?}",
+            r.address()
+        );
+        for st in v["statements"].as_array().into_iter().flatten() {
+            let actions: Vec<&str> = st["actions"].as_array().unwrap().iter().filter_map(|a| a.as_str()).collect();
+            if !actions.iter().any(|a| a.starts_with("ssm:GetParameter")) {
+                continue;
+            }
+            let resources: Vec<&str> = st["resources"].as_array().unwrap().iter().filter_map(|a| a.as_str()).collect();
+            assert!(
+                resources.iter().all(|x| x.starts_with("${secret.") && x.ends_with(".arn}")),
+                "{}: parameters read beyond its secret: {resources:?}",
+                r.address()
+            );
+        }
+    }
 }
