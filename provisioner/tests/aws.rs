@@ -287,14 +287,14 @@ async fn drift_is_shown_and_repaired() {
         .send()
         .await
         .unwrap();
-    let grafana = rules
+    let loki = rules
         .security_group_rules()
         .iter()
-        .find(|r| r.from_port() == Some(3000) && r.is_egress() == Some(false))
+        .find(|r| r.from_port() == Some(3100) && r.is_egress() == Some(false))
         .and_then(|r| r.security_group_rule_id())
-        .expect("grafana rule")
+        .expect("Loki's rule")
         .to_owned();
-    ec2.revoke_security_group_ingress().group_id(sg).security_group_rule_ids(grafana).send().await.unwrap();
+    ec2.revoke_security_group_ingress().group_id(sg).security_group_rule_ids(loki).send().await.unwrap();
     ec2.create_tags()
         .resources(&live["vpc.main"])
         .tags(aws_sdk_ec2::types::Tag::builder().key("owner").value("someone").build())
@@ -306,7 +306,10 @@ async fn drift_is_shown_and_repaired() {
     let r = run(&moto.url, &["plan", &stack]);
     ok(&r, 2, "plan shows drift");
     let text = &r.1;
-    assert!(text.contains("+ security_group.logging ingress tcp 3000 192.0.2.10/32 (Grafana for the admin)"), "{text}");
+    assert!(
+        text.contains("+ security_group.logging ingress tcp 3100 security_group.streaming (Loki pushes from Alloy)"),
+        "{text}"
+    );
     assert!(text.contains("  ~ vpc.main {") && text.contains("- owner = \"someone\""), "{text}");
     assert!(text.contains("  + subnet.web_b {"), "{text}");
 
@@ -496,7 +499,7 @@ async fn broken_stacks_make_no_aws_call() {
         src.replace("vpc = \"vpc.main\"", "vpc = \"vpc.mian\""),
         src.replace("[vpc.main]", "[vpcc.main]"),
         src.replace("az = \"b\"", "az = \"q\""),
-        src.replace("${var.admin_cidr}", "${var.nobody}"),
+        src.replace("${var.alert_email}", "${var.nobody}"),
         src.replace("from_port = 80,", "from_port = \"eighty\","),
         src.replace("10.0.11.0/24", "10.0.10.128/25"),
         src.replace("[stack]", "[stack\n"),
@@ -1821,7 +1824,13 @@ async fn the_full_production_stack() {
         }
     };
     let (logging, _) = host("instance.logging").await;
-    assert_eq!(url("grafana"), format!("http://{}:3000/", logging.public_ip_address().unwrap()));
+    // Grafana through Session Manager's port forwarding to the logging host: no port on the internet.
+    let grafana = url("grafana");
+    assert!(
+        grafana.starts_with(&format!("aws ssm start-session --target {} ", logging.instance_id().unwrap())),
+        "{grafana}"
+    );
+    assert!(grafana.contains("portNumber=3000") && grafana.ends_with("http://localhost:3000/"), "{grafana}");
     // The streaming host's user data as the template made it: the logging host's address, the
     // image by the digest just pushed, the secret's name and not its value.
     let (_, user_data) = host("instance.streaming").await;
@@ -2010,8 +2019,8 @@ async fn logging_moves_onto_the_streaming_host_and_back() {
     let out: serde_json::Value =
         serde_json::from_str(&run(&ep, &[&["outputs", stack.as_str(), "--json"][..], &off].concat()).1).unwrap();
     assert!(out.get("instance.logging").is_none(), "{out}");
-    let streaming = out["instance.streaming"]["public_ip"].as_str().unwrap();
-    assert_eq!(out["outputs"]["grafana"], format!("http://{streaming}:3000/"));
+    let streaming = out["instance.streaming"]["id"].as_str().unwrap();
+    assert!(out["outputs"]["grafana"].as_str().unwrap().contains(&format!("--target {streaming} ")), "{out}");
 
     let text = plan(&[]);
     assert!(

@@ -148,8 +148,8 @@ fn co_location_leaves_the_logging_host_out_and_points_grafana_at_the_streaming_h
         ["iam_instance_profile.logging", "iam_role.logging", "instance.logging", "security_group.logging"]
     );
     let grafana = |s: &Stack| s.outputs.iter().find(|o| o.name == "grafana").unwrap().template.clone();
-    assert!(grafana(&separate).contains("instance.logging.public_ip"));
-    assert!(grafana(&together).contains("instance.streaming.public_ip"));
+    assert!(grafana(&separate).contains("instance.logging.id"));
+    assert!(grafana(&together).contains("instance.streaming.id"));
     let env = |s: &Stack| {
         let (_, text) = user_data(s).into_iter().find(|(a, _)| a == "instance.streaming").unwrap();
         env_file(&written(&text, "/etc/quake/host.env"))

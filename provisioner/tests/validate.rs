@@ -82,7 +82,7 @@ const CORPUS: &[(&str, &str, &str, &str)] = &[
         "egress = 5",
         "wrong-type",
     ),
-    ("wrong type: variable not a string", "admin_cidr = \"192.0.2.10/32\"", "admin_cidr = 1", "wrong-type"),
+    ("wrong type: variable not a string", "alert_email = \"alerts@example.org\"", "alert_email = 1", "wrong-type"),
     ("wrong type: kind not a table", "[stack]", "eip = 5\n[stack]", "wrong-type"),
     ("usage: unknown key", "web_gb_out = 0.05", "web_gb_outt = 0.05", "unknown-usage"),
     ("usage: not a number", "log_gb = 0.2", "log_gb = \"lots\"", "wrong-type"),
@@ -163,9 +163,9 @@ const CORPUS: &[(&str, &str, &str, &str)] = &[
         "cidr = \"10.0.20.0/24\"\naz = \"eu-central-1a\"",
         "unknown-az",
     ),
-    ("undefined variable", "cidr = \"${var.admin_cidr}\"", "cidr = \"${var.admin_cdr}\"", "undefined-variable"),
-    ("not a variable expression", "cidr = \"${var.admin_cidr}\"", "cidr = \"${env.ADMIN}\"", "bad-variable"),
-    ("unclosed variable", "cidr = \"${var.admin_cidr}\"", "cidr = \"${var.admin_cidr\"", "bad-variable"),
+    ("undefined variable", "[\"${var.alert_email}\"]", "[\"${var.alert_emial}\"]", "undefined-variable"),
+    ("not a variable expression", "[\"${var.alert_email}\"]", "[\"${env.ALERTS}\"]", "bad-variable"),
+    ("unclosed variable", "[\"${var.alert_email}\"]", "[\"${var.alert_email\"]", "bad-variable"),
     ("bad enum: protocol", "protocol = \"tcp\", from_port = 9092", "protocol = \"tpc\", from_port = 9092", "bad-value"),
     ("bad enum: service", "service = \"s3\"", "service = \"sqs\"", "bad-value"),
     ("port out of range", "from_port = 443,", "from_port = 70443,", "out-of-range"),
@@ -298,7 +298,7 @@ fn all_problems_are_reported_together() {
         .replacen("[vpc.main]", "[vcp.main]", 1)
         .replacen("az = \"b\"", "az = \"q\"", 1)
         .replacen("from_port = 443,", "from_port = 99999,", 1)
-        .replacen("${var.admin_cidr}", "${var.nobody}", 1);
+        .replacen("${var.alert_email}", "${var.nobody}", 1);
     let d = load("prod.toml", &src, &no_vars()).unwrap_err();
     let codes: Vec<&str> = d.items.iter().map(|x| x.code).collect();
     for c in ["unknown-kind", "out-of-range", "undefined-variable"] {
@@ -327,15 +327,16 @@ fn reference_cycles_are_reported_with_their_path() {
 fn variables_come_from_the_file_then_the_caller() {
     let src = prod().replace("separate_logging_host = \"false\"", "separate_logging_host = \"true\"");
     let s = load("prod.toml", &src, &no_vars()).unwrap();
-    let rule =
-        |s: &provisioner::stack::Stack| format!("{:?}", s.get("security_group.logging").unwrap().fields["ingress"]);
-    assert!(rule(&s).contains("192.0.2.10/32"));
-    let vars = BTreeMap::from([("admin_cidr".to_owned(), "198.51.100.7/32".to_owned())]);
+    let rule = |s: &provisioner::stack::Stack| {
+        format!("{:?}", s.get("sns_topic.alerts").unwrap().fields["email_subscriptions"])
+    };
+    assert!(rule(&s).contains("alerts@example.org"));
+    let vars = BTreeMap::from([("alert_email".to_owned(), "oncall@example.net".to_owned())]);
     let s = load("prod.toml", &src, &vars).unwrap();
-    assert!(rule(&s).contains("198.51.100.7/32"));
-    let bad = BTreeMap::from([("admin_cidr".to_owned(), "not a cidr".to_owned())]);
+    assert!(rule(&s).contains("oncall@example.net"));
+    let bad = BTreeMap::from([("alert_email".to_owned(), "not an address".to_owned())]);
     let d = load("prod.toml", &src, &bad).unwrap_err();
-    assert_eq!(d.items[0].code, "bad-cidr");
+    assert_eq!(d.items[0].code, "bad-email");
 }
 
 #[test]
@@ -401,7 +402,7 @@ fn cli(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_provisioner"))
         .args(args)
         .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-        .env_remove("PROVISIONER_VAR_admin_cidr")
+        .env_remove("PROVISIONER_VAR_alert_email")
         .output()
         .unwrap()
 }
@@ -425,9 +426,9 @@ fn cli_validate_exit_codes_and_rendering() {
     assert!(!err.contains("bad-file"), "the files it names are found: {err}");
     assert!(err.contains("did you mean `vpc`?"), "{err}");
     assert!(err.contains("[vcp.main]"), "the source line: {err}");
-    let var = cli(&["validate", "--var", "admin_cidr=nonsense"]);
+    let var = cli(&["validate", "--var", "alert_email=nonsense"]);
     assert_eq!(var.status.code(), Some(1));
-    assert!(cli(&["validate", "--var", "admin_cidr=198.51.100.0/24"]).status.success());
+    assert!(cli(&["validate", "--var", "alert_email=oncall@example.net"]).status.success());
     let missing = cli(&["validate", "stacks/none.toml"]);
     assert_eq!(missing.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot read stacks/none.toml"));
@@ -938,9 +939,12 @@ fn secrets_are_readable_only_by_the_roles_that_need_them() {
     let s = load("prod.toml", &src, &no_vars()).unwrap();
     for r in s.resources.iter().filter(|r| r.kind.name == "iam_role") {
         let v = provisioner::plan::desired(r, &s);
-        let managed: Vec<&str> = v["managed_policies"].as_array().into_iter().flatten().filter_map(|m| m.as_str()).collect();
+        let managed: Vec<&str> =
+            v["managed_policies"].as_array().into_iter().flatten().filter_map(|m| m.as_str()).collect();
         assert!(
-            managed.iter().all(|m| !m.contains("AmazonSSM") && !m.contains("ReadOnlyAccess") && !m.ends_with("/AdministratorAccess")),
+            managed.iter().all(|m| !m.contains("AmazonSSM")
+                && !m.contains("ReadOnlyAccess")
+                && !m.ends_with("/AdministratorAccess")),
             "{}: {managed:?}",
             r.address()
         );

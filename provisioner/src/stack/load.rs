@@ -93,7 +93,7 @@ fn variables(
                             "wrong-type",
                             item_span(v, src),
                             format!("variable `{k}` must be a string"),
-                            Some("write the default in quotes, e.g. admin_cidr = \"203.0.113.7/32\"".into()),
+                            Some("write the default in quotes, e.g. alert_email = \"oncall@example.org\"".into()),
                         ),
                     }
                 }
