@@ -41,12 +41,17 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Make AWS match the stack.
+    /// Make AWS match the stack. Refused while a pinned image was never verified against its
+    /// registry (`provisioner pin --write` records it).
     Apply {
         #[command(flatten)]
         target: Target,
         #[command(flatten)]
         run: RunArgs,
+        /// Apply with pins no `pin --write` verified (or set PROVISIONER_ACCEPT_UNVERIFIED_PINS=1):
+        /// the operator accepts them as they are.
+        #[arg(long)]
+        accept_unverified_pins: bool,
     },
     /// Delete everything the stack owns. Refused, with nothing deleted, while a resource is
     /// protected from deletion (a table's or user pool's `deletion_protection`).
@@ -206,7 +211,22 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Cmd::Plan { target, json } => aws(target, Aws::Plan { json }),
-        Cmd::Apply { target, run } => {
+        Cmd::Apply { target, run, accept_unverified_pins } => {
+            let accepted = accept_unverified_pins
+                || std::env::var("PROVISIONER_ACCEPT_UNVERIFIED_PINS").is_ok_and(|v| v == "1" || v == "true");
+            if !accepted {
+                let Some(stack) = load(&target, color) else { return ExitCode::FAILURE };
+                let never = provisioner::image::pin::unverified(&stack.variables);
+                if !never.is_empty() {
+                    eprintln!(
+                        "provisioner: refused, nothing was changed: these pinned images were never verified against \
+                         their registries: {}.\nRun `provisioner pin --write` (it records each verification), or pass \
+                         --accept-unverified-pins to apply them as they are.",
+                        never.join(", ")
+                    );
+                    return ExitCode::FAILURE;
+                }
+            }
             aws(target, Aws::Apply { destroy: false, yes: run.yes, keep_protected: false, opts: (&run).into() })
         }
         Cmd::Destroy { target, run, exclude_protected } => aws(

@@ -139,7 +139,20 @@ async fn pins_are_checked_and_written_against_the_registry() {
     let (code, out) = pin(&file, &["--write"], true);
     assert_eq!(code, 0, "{out}");
     let written = std::fs::read_to_string(&file).unwrap();
-    assert_eq!(written, stale.replace(&zeros, first.digest()), "only the digest changes, comments kept");
+    assert!(
+        written.starts_with(&stale.replace(&zeros, first.digest())),
+        "only the digest changes, comments kept: {written}"
+    );
+    // ... and the verification is recorded: when, against which registry.
+    let doc: toml_edit::DocumentMut = written.parse().unwrap();
+    let verified = doc["app_image_verified"].as_str().unwrap();
+    assert!(verified.ends_with(&format!(" {}", registry.host)) && verified.contains('T'), "{verified}");
+    let vars: std::collections::BTreeMap<String, String> =
+        doc.iter().filter_map(|(k, v)| Some((k.to_owned(), v.as_str()?.to_owned()))).collect();
+    assert!(provisioner::image::pin::unverified(&vars).is_empty(), "{vars:?}");
+    let mut before = vars.clone();
+    before.remove("app_image_verified");
+    assert_eq!(provisioner::image::pin::unverified(&before), ["app_image"]);
     let (code, out) = pin(&file, &[], true);
     assert!(code == 0 && out.contains("app_image: pinned digest is the tag's"), "{out}");
 
@@ -154,16 +167,15 @@ async fn pins_are_checked_and_written_against_the_registry() {
     std::fs::write(&file, format!("app_image = \"{front}/pins/app:1.0\"\n")).unwrap();
     let (code, out) = pin(&file, &["--write"], false);
     assert_eq!(code, 0, "{out}");
-    assert_eq!(
-        std::fs::read_to_string(&file).unwrap(),
-        format!("app_image = \"{front}/pins/app:1.0@{}\"\n", second.digest())
-    );
+    let written = std::fs::read_to_string(&file).unwrap();
+    assert!(written.starts_with(&format!("app_image = \"{front}/pins/app:1.0@{}\"\n", second.digest())), "{written}");
+    assert!(written.contains("app_image_verified = "), "{written}");
     assert!(tokens.load(Ordering::SeqCst) >= 1, "the token endpoint was asked");
 
     // The repository's own pins file parses: every entry a tag and a digest.
     let ours = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../assets/pins.toml")).unwrap();
     let doc: toml_edit::DocumentMut = ours.parse().unwrap();
-    for (k, v) in doc.iter() {
+    for (k, v) in doc.iter().filter(|(k, _)| !k.ends_with("_verified")) {
         let r = provisioner::image::pin::Reference::parse(v.as_str().unwrap()).unwrap_or_else(|e| panic!("{k}: {e}"));
         assert!(r.digest.is_some() && r.host == "docker.io", "{k}");
     }

@@ -962,3 +962,23 @@ fn secrets_are_readable_only_by_the_roles_that_need_them() {
         }
     }
 }
+
+/// `apply` refuses pins no `pin --write` verified (the repository's are such: nothing here
+/// reaches Docker Hub), naming them and the way on, before any AWS call.
+#[test]
+fn apply_refuses_pins_never_verified() {
+    let out = Command::new(env!("CARGO_BIN_EXE_provisioner"))
+        .args(["apply", "stacks/prod.toml", "--yes"])
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .env_remove("PROVISIONER_ACCEPT_UNVERIFIED_PINS")
+        // Nowhere to go: a check that let it through would fail on the endpoint, not pass.
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+        .env("AWS_ACCESS_KEY_ID", "x")
+        .env("AWS_SECRET_ACCESS_KEY", "x")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("never verified") && err.contains("kafka_image"), "{err}");
+    assert!(err.contains("provisioner pin --write") && err.contains("--accept-unverified-pins"), "{err}");
+}

@@ -164,8 +164,26 @@ pub enum Outcome {
     Failed(String),
 }
 
+/// The key recording when, and against which registry, a pin was last verified
+/// (`kafka_image_verified = "2026-12-07T21:50:00Z docker.io"`): written by `pin --write`, asked
+/// for by `apply` ([`unverified`]).
+pub fn verified_key(name: &str) -> String {
+    format!("{name}_verified")
+}
+
+/// The pins among `variables` (`*_image` values with a digest) that no `pin --write` verified.
+pub fn unverified(variables: &std::collections::BTreeMap<String, String>) -> Vec<String> {
+    variables
+        .iter()
+        .filter(|(k, v)| k.ends_with("_image") && v.contains("@sha256:"))
+        .filter(|(k, _)| variables.get(&verified_key(k)).is_none_or(|v| v.trim().is_empty()))
+        .map(|(k, _)| k.clone())
+        .collect()
+}
+
 /// Checks (or, with `write`, refreshes) every `*_image` of the pins file at `path`; comments
-/// and order are kept. Returns each name with what became of it.
+/// and order are kept. With `write`, each pin the registry answered for is recorded as
+/// verified, with the time and the registry. Returns each name with what became of it.
 pub async fn pin_file(
     path: &std::path::Path,
     write: bool,
@@ -177,6 +195,8 @@ pub async fn pin_file(
         reqwest::Client::builder().timeout(std::time::Duration::from_secs(30)).build().map_err(|e| e.to_string())?;
     let names: Vec<String> = doc.iter().filter(|(k, _)| k.ends_with("_image")).map(|(k, _)| k.to_owned()).collect();
     let mut out = Vec::new();
+    let mut recorded = false;
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     for name in names {
         let Some(s) = doc[&name].as_str().map(str::to_owned) else {
             out.push((name, Outcome::Failed("not a string".into())));
@@ -184,7 +204,12 @@ pub async fn pin_file(
         };
         let outcome = match Reference::parse(&s) {
             Err(e) => Outcome::Failed(e),
-            Ok(r) => match resolve(&http, &r, basic).await {
+            Ok(r) => match resolve(&http, &r, basic).await.inspect(|_| {
+                if write {
+                    doc[&verified_key(&name)] = toml_edit::value(format!("{now} {}", r.host));
+                    recorded = true;
+                }
+            }) {
                 Err(e) => Outcome::Failed(e),
                 Ok(d) if r.digest.as_deref() == Some(d.as_str()) => Outcome::Unchanged,
                 Ok(d) => {
@@ -202,7 +227,7 @@ pub async fn pin_file(
         };
         out.push((name, outcome));
     }
-    if write && out.iter().any(|(_, o)| matches!(o, Outcome::Changed { .. })) {
+    if write && (recorded || out.iter().any(|(_, o)| matches!(o, Outcome::Changed { .. }))) {
         std::fs::write(path, doc.to_string()).map_err(|e| format!("{}: {e}", path.display()))?;
     }
     Ok(out)

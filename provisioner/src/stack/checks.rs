@@ -211,6 +211,7 @@ mod tests {
             outputs: vec![],
             prices: crate::cost::PriceBook::embedded(),
             usage: BTreeMap::new(),
+            variables: BTreeMap::new(),
         };
         let mut d = Diags::default();
         cycles(

@@ -36,7 +36,18 @@ pub fn parse(kinds: &[&'static Kind], file: &str, src: &str, vars: &BTreeMap<Str
     let usage = usage(root, kinds, src, &mut d);
     let (resources, disabled) = resources(root, kinds, &ctx, &mut d);
     let outputs = stack_outputs(root, &ctx, &disabled, &mut d);
-    let stack = Stack { file: file.to_owned(), name, region, tags, resources, disabled, outputs, prices, usage };
+    let stack = Stack {
+        file: file.to_owned(),
+        name,
+        region,
+        tags,
+        resources,
+        disabled,
+        outputs,
+        prices,
+        usage,
+        variables: variables.clone(),
+    };
     checks::references(&stack, &mut d);
     checks::outputs(&stack, &mut d);
     checks::stack_outputs(&stack, &mut d);

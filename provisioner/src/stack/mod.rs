@@ -76,6 +76,9 @@ pub struct Stack {
     pub prices: std::sync::Arc<crate::cost::PriceBook>,
     /// `[usage]`: the assumptions the cost of usage-priced parts is computed from.
     pub usage: BTreeMap<String, f64>,
+    /// The variables as resolved (`variables_from`, `[variables]`, the command line): for
+    /// checks of what they hold (pins never verified).
+    pub variables: BTreeMap<String, String>,
 }
 
 /// One entry of `[outputs]` (the map's URL, Grafana's): text with `${kind.name.output}`.
