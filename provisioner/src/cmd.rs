@@ -16,11 +16,13 @@ pub enum Aws {
     Plan {
         json: bool,
     },
-    /// `keep_protected`: a destroy leaves what AWS protects from deletion, and what that needs.
+    /// `keep_protected`: a destroy leaves what AWS protects from deletion, and what that needs;
+    /// `accept_pins`: pinned images no `pin --write` verified are applied anyway.
     Apply {
         destroy: bool,
         yes: bool,
         keep_protected: bool,
+        accept_pins: bool,
         opts: WalkOptions,
     },
     Outputs {
@@ -74,7 +76,7 @@ pub async fn run(stack: Stack, what: Aws, color: bool) -> u8 {
             }
             Err(e) => fail(&e.to_string()),
         },
-        Aws::Apply { destroy, yes, keep_protected, opts } => {
+        Aws::Apply { destroy, yes, keep_protected, opts, .. } => {
             // From the start: a Ctrl-C while the lock is taken or AWS is read still ends the run
             // properly (the lock released), not by the signal's default.
             let cancel = CancellationToken::new();

@@ -414,7 +414,7 @@ fn steps(stack: &Stack, inv: &Inventory, plan: &Plan) -> StepGraph {
     for (z, f) in &inv.live {
         let Some(dz) = del(z) else { continue };
         let mut used = BTreeSet::new();
-        strings(&f.live.attrs, &mut |s| {
+        crate::schema::each_string(&f.live.attrs, &mut |s| {
             if let Some(x) = by_output.get(s).filter(|x| **x != z.as_str()) {
                 used.insert(*x);
             }
@@ -445,16 +445,6 @@ fn add_unless_cycle(edges: &mut Vec<(StepId, StepId)>, a: StepId, b: StepId) {
         }
     }
     edges.push((a, b));
-}
-
-/// Calls `f` on every string in `v`.
-fn strings(v: &Value, f: &mut dyn FnMut(&str)) {
-    match v {
-        Value::String(s) => f(s),
-        Value::Array(items) => items.iter().for_each(|i| strings(i, f)),
-        Value::Object(m) => m.values().for_each(|i| strings(i, f)),
-        _ => {}
-    }
 }
 
 /// Carries steps out against AWS, keeping ids and last-applied attributes as it goes.

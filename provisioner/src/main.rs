@@ -192,6 +192,17 @@ fn main() -> ExitCode {
     };
     let aws = |target: Target, what: Aws| -> ExitCode {
         let Some(mut stack) = load(&target, color) else { return ExitCode::FAILURE };
+        // Before anything is built or asked of AWS.
+        let never = provisioner::image::pin::unverified(&stack.variables);
+        if matches!(what, Aws::Apply { accept_pins: false, .. }) && !never.is_empty() {
+            eprintln!(
+                "provisioner: refused, nothing was changed: these pinned images were never verified against their \
+                 registries: {}.\nRun `provisioner pin --write` (it records each verification), or pass \
+                 --accept-unverified-pins to apply them as they are.",
+                never.join(", ")
+            );
+            return ExitCode::FAILURE;
+        }
         // What a plan compares needs the derived fields (images are built here); destroying
         // and reading outputs do not.
         if matches!(what, Aws::Plan { .. } | Aws::Apply { destroy: false, .. }) {
@@ -212,26 +223,20 @@ fn main() -> ExitCode {
     match cli.command {
         Cmd::Plan { target, json } => aws(target, Aws::Plan { json }),
         Cmd::Apply { target, run, accept_unverified_pins } => {
-            let accepted = accept_unverified_pins
+            let accept_pins = accept_unverified_pins
                 || std::env::var("PROVISIONER_ACCEPT_UNVERIFIED_PINS").is_ok_and(|v| v == "1" || v == "true");
-            if !accepted {
-                let Some(stack) = load(&target, color) else { return ExitCode::FAILURE };
-                let never = provisioner::image::pin::unverified(&stack.variables);
-                if !never.is_empty() {
-                    eprintln!(
-                        "provisioner: refused, nothing was changed: these pinned images were never verified against \
-                         their registries: {}.\nRun `provisioner pin --write` (it records each verification), or pass \
-                         --accept-unverified-pins to apply them as they are.",
-                        never.join(", ")
-                    );
-                    return ExitCode::FAILURE;
-                }
-            }
-            aws(target, Aws::Apply { destroy: false, yes: run.yes, keep_protected: false, opts: (&run).into() })
+            let opts = (&run).into();
+            aws(target, Aws::Apply { destroy: false, yes: run.yes, keep_protected: false, accept_pins, opts })
         }
         Cmd::Destroy { target, run, exclude_protected } => aws(
             target,
-            Aws::Apply { destroy: true, yes: run.yes, keep_protected: exclude_protected, opts: (&run).into() },
+            Aws::Apply {
+                destroy: true,
+                yes: run.yes,
+                keep_protected: exclude_protected,
+                accept_pins: true,
+                opts: (&run).into(),
+            },
         ),
         Cmd::Outputs { target, json } => aws(target, Aws::Outputs { json }),
         Cmd::ForceUnlock { target } => aws(target, Aws::ForceUnlock),

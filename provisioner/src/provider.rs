@@ -226,6 +226,12 @@ pub trait Attributes: serde::de::DeserializeOwned {
     }
 }
 
+/// [`Ops::protected`] for kinds whose protection is a `deletion_protection` field.
+pub fn deletion_protected(have: &Value) -> Option<&'static str> {
+    (have.get("deletion_protection").and_then(Value::as_bool) == Some(true))
+        .then_some("set `deletion_protection = false` on it and apply first")
+}
+
 /// For optional list and map fields: absent and `null` are both empty.
 pub fn null_as_empty<'de, D, T>(d: D) -> Result<T, D::Error>
 where

@@ -372,19 +372,20 @@ pub fn substitute_all(v: &mut Value, value: &dyn Fn(&str, &str) -> Option<String
     }
 }
 
+/// Calls `f` on every string in `v`, however deep.
+pub fn each_string(v: &Value, f: &mut dyn FnMut(&str)) {
+    match v {
+        Value::String(s) => f(s),
+        Value::Array(items) => items.iter().for_each(|i| each_string(i, f)),
+        Value::Object(m) => m.values().for_each(|i| each_string(i, f)),
+        _ => {}
+    }
+}
+
 /// The addresses `v` names through `${...}` inside its strings.
 pub fn interpolated(v: &Value) -> Vec<String> {
     let mut out = Vec::new();
-    let mut walk = |s: &str| out.extend(interpolations(s).into_iter().map(|(a, _)| a.to_owned()));
-    fn visit(v: &Value, f: &mut dyn FnMut(&str)) {
-        match v {
-            Value::String(s) => f(s),
-            Value::Array(items) => items.iter().for_each(|i| visit(i, f)),
-            Value::Object(m) => m.values().for_each(|i| visit(i, f)),
-            _ => {}
-        }
-    }
-    visit(v, &mut walk);
+    each_string(v, &mut |s: &str| out.extend(interpolations(s).into_iter().map(|(a, _)| a.to_owned())));
     out.sort();
     out.dedup();
     out

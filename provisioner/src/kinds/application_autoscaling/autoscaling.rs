@@ -31,7 +31,12 @@ pub static KIND: Kind = Kind {
             Update::InPlace,
             "What is tracked: average memory or CPU (per cent), or load-balancer requests per task.",
         ),
-        Field::required("target", FieldType::Int { min: 1, max: 1_000_000 }, Update::InPlace, "The value kept: 90 (% memory), 1000 (requests)."),
+        Field::required(
+            "target",
+            FieldType::Int { min: 1, max: 1_000_000 },
+            Update::InPlace,
+            "The value kept: 90 (% memory), 1000 (requests).",
+        ),
         Field::optional(
             "resource_label",
             FieldType::String,
@@ -39,8 +44,20 @@ pub static KIND: Kind = Kind {
             Update::InPlace,
             "For `requests`: \"${load_balancer.web.arn_suffix}/${target_group.web.arn_suffix}\".",
         ),
-        Field::optional("scale_in_cooldown", FieldType::Int { min: 0, max: 3600 }, Some("300"), Update::InPlace, "Seconds between scale-ins."),
-        Field::optional("scale_out_cooldown", FieldType::Int { min: 0, max: 3600 }, Some("60"), Update::InPlace, "Seconds between scale-outs."),
+        Field::optional(
+            "scale_in_cooldown",
+            FieldType::Int { min: 0, max: 3600 },
+            Some("300"),
+            Update::InPlace,
+            "Seconds between scale-ins.",
+        ),
+        Field::optional(
+            "scale_out_cooldown",
+            FieldType::Int { min: 0, max: 3600 },
+            Some("60"),
+            Update::InPlace,
+            "Seconds between scale-outs.",
+        ),
     ],
     outputs: &[("id", "service/<cluster>/<service>")],
     check,
@@ -73,7 +90,12 @@ fn check(r: &Resource, _: &Stack, d: &mut Diags) {
     };
     if let (Some((min, _)), Some((max, span))) = (int("min"), int("max")) {
         if min > max {
-            d.error("min-above-max", span, format!("{}: max {max} is below min {min}", r.address()), Some(format!("set max to {min} or more")));
+            d.error(
+                "min-above-max",
+                span,
+                format!("{}: max {max} is below min {min}", r.address()),
+                Some(format!("set max to {min} or more")),
+            );
         }
     }
     let metric = r.str("metric").map_or("memory", |(m, _)| m);
@@ -84,14 +106,22 @@ fn check(r: &Resource, _: &Stack, d: &mut Diags) {
             format!("{} tracks requests but names no resource_label", r.address()),
             Some("add resource_label = \"${load_balancer.<lb>.arn_suffix}/${target_group.<tg>.arn_suffix}\"".into()),
         ),
-        (m, Some((_, span))) if m != "requests" => {
-            d.error("label-without-requests", span.clone(), format!("{}: resource_label is only for metric = \"requests\"", r.address()), None)
-        }
+        (m, Some((_, span))) if m != "requests" => d.error(
+            "label-without-requests",
+            span.clone(),
+            format!("{}: resource_label is only for metric = \"requests\"", r.address()),
+            None,
+        ),
         _ => {}
     }
     if let (Some((t, span)), true) = (int("target"), metric != "requests") {
         if t > 100 {
-            d.error("bad-target", span, format!("{}: {metric} is tracked in per cent; {t} is above 100", r.address()), Some("e.g. target = 90".into()));
+            d.error(
+                "bad-target",
+                span,
+                format!("{}: {metric} is tracked in per cent; {t} is above 100", r.address()),
+                Some("e.g. target = 90".into()),
+            );
         }
     }
 }
@@ -177,13 +207,15 @@ impl Ops for Autoscaling {
         T
     }
     async fn discover(&self, cx: &Cx) -> Result<Vec<Live>, OpError> {
-        let targets: BTreeMap<String, super::Target> = targets(cx).await?.into_iter().map(|t| (t.resource_id.clone(), t)).collect();
+        let targets: BTreeMap<String, super::Target> =
+            targets(cx).await?.into_iter().map(|t| (t.resource_id.clone(), t)).collect();
         if targets.is_empty() {
             return Ok(Vec::new());
         }
         let services = crate::kinds::ecs::service_arns(cx).await?;
         let mut out = Vec::new();
-        let mut pages = aas(cx).describe_scaling_policies().service_namespace(ServiceNamespace::Ecs).into_paginator().send();
+        let mut pages =
+            aas(cx).describe_scaling_policies().service_namespace(ServiceNamespace::Ecs).into_paginator().send();
         while let Some(page) = pages.next().await {
             for p in page.map_err(|e| err("DescribeScalingPolicies", e))?.scaling_policies() {
                 let Some(t) = targets.get(p.resource_id()) else { continue };
@@ -257,7 +289,13 @@ async fn policy_name(cx: &Cx, id: &str) -> Result<String, OpError> {
         .map(|p| p.policy_name())
         .find(|n| n.starts_with("autoscaling."))
         .map(str::to_owned)
-        .ok_or_else(|| OpError::new(crate::error::Class::NotFound, "DescribeScalingPolicies", format!("{id} has no policy of this stack")))
+        .ok_or_else(|| {
+            OpError::new(
+                crate::error::Class::NotFound,
+                "DescribeScalingPolicies",
+                format!("{id} has no policy of this stack"),
+            )
+        })
 }
 
 #[cfg(test)]

@@ -56,7 +56,9 @@ fn config(cx: &Cx, address: &str, w: &Attrs) -> Result<OriginAccessControlConfig
         .description(marker(cx, address))
         .signing_protocol(OriginAccessControlSigningProtocols::Sigv4)
         .signing_behavior(OriginAccessControlSigningBehaviors::from(w.signing.as_deref().unwrap_or("always")))
-        .origin_access_control_origin_type(OriginAccessControlOriginTypes::from(w.origin_type.as_deref().unwrap_or("s3")))
+        .origin_access_control_origin_type(OriginAccessControlOriginTypes::from(
+            w.origin_type.as_deref().unwrap_or("s3"),
+        ))
         .build()
         .map_err(|e| OpError::fatal("OriginAccessControlConfig", e.to_string()))
 }
@@ -112,7 +114,12 @@ impl Ops for Oac {
     }
 
     async fn update(&self, cx: &Cx, id: &str, _have: &Value, want: &Value) -> Result<(), OpError> {
-        let got = cloudfront(cx).get_origin_access_control().id(id).send().await.map_err(|e| err("GetOriginAccessControl", e))?;
+        let got = cloudfront(cx)
+            .get_origin_access_control()
+            .id(id)
+            .send()
+            .await
+            .map_err(|e| err("GetOriginAccessControl", e))?;
         let address = got
             .origin_access_control()
             .and_then(|o| o.origin_access_control_config())
@@ -131,7 +138,13 @@ impl Ops for Oac {
     }
 
     async fn delete(&self, cx: &Cx, id: &str, _have: &Value) -> Result<(), OpError> {
-        let got = match cloudfront(cx).get_origin_access_control().id(id).send().await.map_err(|e| err("GetOriginAccessControl", e)) {
+        let got = match cloudfront(cx)
+            .get_origin_access_control()
+            .id(id)
+            .send()
+            .await
+            .map_err(|e| err("GetOriginAccessControl", e))
+        {
             Err(e) if e.is_not_found() => return Ok(()),
             other => other?,
         };

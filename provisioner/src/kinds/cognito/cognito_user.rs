@@ -66,7 +66,8 @@ fn name_of(address: &str) -> &str {
 /// A first password any pool policy of this provisioner accepts: 24 characters with upper and
 /// lower case letters, digits and symbols, from the operating system's generator.
 fn first_password() -> String {
-    const SETS: [&[u8]; 4] = [b"ABCDEFGHJKLMNPQRSTUVWXYZ", b"abcdefghijkmnopqrstuvwxyz", b"23456789", b"^$*.[]{}()?!@#%&/,><:;|_~-+="];
+    const SETS: [&[u8]; 4] =
+        [b"ABCDEFGHJKLMNPQRSTUVWXYZ", b"abcdefghijkmnopqrstuvwxyz", b"23456789", b"^$*.[]{}()?!@#%&/,><:;|_~-+="];
     let mut rng = rand::rng();
     let mut chars: Vec<u8> = SETS.iter().map(|s| s[rng.random_range(0..s.len())]).collect();
     let all: Vec<u8> = SETS.concat();
@@ -92,7 +93,15 @@ async fn put_password(cx: &Cx, parameter: &str, pool: &str, address: &str, passw
         .map_err(|e| ssm_err("PutParameter", e));
     match made {
         Err(e) if e.has_code("ParameterAlreadyExists") => {
-            ssm(cx).put_parameter().name(parameter).r#type(ParameterType::SecureString).value(password).overwrite(true).send().await.map_err(|e| ssm_err("PutParameter", e))?;
+            ssm(cx)
+                .put_parameter()
+                .name(parameter)
+                .r#type(ParameterType::SecureString)
+                .value(password)
+                .overwrite(true)
+                .send()
+                .await
+                .map_err(|e| ssm_err("PutParameter", e))?;
             ssm(cx)
                 .add_tags_to_resource()
                 .resource_type(ResourceTypeForTagging::Parameter)
@@ -121,7 +130,12 @@ impl Ops for User {
         let mut names = Vec::new();
         let mut pages = ssm(cx).describe_parameters().parameter_filters(filter).into_paginator().send();
         while let Some(page) = pages.next().await {
-            names.extend(page.map_err(|e| ssm_err("DescribeParameters", e))?.parameters().iter().filter_map(|p| p.name().map(str::to_owned)));
+            names.extend(
+                page.map_err(|e| ssm_err("DescribeParameters", e))?
+                    .parameters()
+                    .iter()
+                    .filter_map(|p| p.name().map(str::to_owned)),
+            );
         }
         let mut out = Vec::new();
         for parameter in names {
@@ -137,14 +151,27 @@ impl Ops for User {
             if tags.get(STACK_TAG) != Some(&cx.stack.as_str()) {
                 continue;
             }
-            let user = match idp(cx).admin_get_user().user_pool_id(pool).username(name_of(address)).send().await.map_err(|e| err("AdminGetUser", e)) {
+            let user = match idp(cx)
+                .admin_get_user()
+                .user_pool_id(pool)
+                .username(name_of(address))
+                .send()
+                .await
+                .map_err(|e| err("AdminGetUser", e))
+            {
                 Err(e) if e.is_not_found() => continue,
                 other => other?,
             };
-            let email = user.user_attributes().iter().find(|a| a.name() == "email").and_then(|a| a.value()).unwrap_or_default();
+            let email =
+                user.user_attributes().iter().find(|a| a.name() == "email").and_then(|a| a.value()).unwrap_or_default();
             let mut outputs = Map::new();
             outputs.insert("password_parameter".into(), json!(parameter));
-            out.push(Live { id: user.username().to_owned(), address: address.to_owned(), attrs: json!({ "pool": pool, "email": email }), outputs });
+            out.push(Live {
+                id: user.username().to_owned(),
+                address: address.to_owned(),
+                attrs: json!({ "pool": pool, "email": email }),
+                outputs,
+            });
         }
         Ok(out)
     }
@@ -155,7 +182,13 @@ impl Ops for User {
         let password = first_password();
         let attrs = [("email", w.email.as_str()), ("email_verified", "true")]
             .iter()
-            .map(|(k, v)| AttributeType::builder().name(*k).value(*v).build().map_err(|e| OpError::fatal("AttributeType", e.to_string())))
+            .map(|(k, v)| {
+                AttributeType::builder()
+                    .name(*k)
+                    .value(*v)
+                    .build()
+                    .map_err(|e| OpError::fatal("AttributeType", e.to_string()))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         // The parameter first: it is what makes the user this stack's, so a crash after the
         // user is made still leaves it findable, and one before leaves a parameter without a
@@ -178,7 +211,9 @@ impl Ops for User {
             // its password (perhaps the one a person chose) is never touched. The parameter just
             // written would claim it: it goes again.
             Err(e) if e.has_code("UsernameExistsException") => {
-                gone_ok(ssm(cx).delete_parameter().name(&parameter).send().await.map_err(|e| ssm_err("DeleteParameter", e)))?;
+                gone_ok(
+                    ssm(cx).delete_parameter().name(&parameter).send().await.map_err(|e| ssm_err("DeleteParameter", e)),
+                )?;
                 Err(OpError::fatal(
                     "AdminCreateUser",
                     format!(
@@ -196,16 +231,44 @@ impl Ops for User {
         let w = Attrs::of(want)?;
         let email = [("email", w.email.as_str()), ("email_verified", "true")]
             .iter()
-            .map(|(k, v)| AttributeType::builder().name(*k).value(*v).build().map_err(|e| OpError::fatal("AttributeType", e.to_string())))
+            .map(|(k, v)| {
+                AttributeType::builder()
+                    .name(*k)
+                    .value(*v)
+                    .build()
+                    .map_err(|e| OpError::fatal("AttributeType", e.to_string()))
+            })
             .collect::<Result<Vec<_>, _>>()?;
-        idp(cx).admin_update_user_attributes().user_pool_id(&w.pool).username(id).set_user_attributes(Some(email)).send().await.map_err(|e| err("AdminUpdateUserAttributes", e))?;
+        idp(cx)
+            .admin_update_user_attributes()
+            .user_pool_id(&w.pool)
+            .username(id)
+            .set_user_attributes(Some(email))
+            .send()
+            .await
+            .map_err(|e| err("AdminUpdateUserAttributes", e))?;
         Ok(())
     }
 
     async fn delete(&self, cx: &Cx, id: &str, have: &Value) -> Result<(), OpError> {
         let pool = Attrs::of(have)?.pool;
-        gone_ok(idp(cx).admin_delete_user().user_pool_id(&pool).username(id).send().await.map_err(|e| err("AdminDeleteUser", e)))?;
-        gone_ok(ssm(cx).delete_parameter().name(format!("{}{id}", prefix(cx))).send().await.map_err(|e| ssm_err("DeleteParameter", e)))
+        gone_ok(
+            idp(cx)
+                .admin_delete_user()
+                .user_pool_id(&pool)
+                .username(id)
+                .send()
+                .await
+                .map_err(|e| err("AdminDeleteUser", e)),
+        )?;
+        gone_ok(
+            ssm(cx)
+                .delete_parameter()
+                .name(format!("{}{id}", prefix(cx)))
+                .send()
+                .await
+                .map_err(|e| ssm_err("DeleteParameter", e)),
+        )
     }
 }
 
@@ -224,7 +287,9 @@ mod tests {
         let (a, b) = (first_password(), first_password());
         assert_ne!(a, b);
         assert_eq!(a.len(), 24);
-        for class in [char::is_ascii_uppercase, char::is_ascii_lowercase, char::is_ascii_digit, char::is_ascii_punctuation] {
+        for class in
+            [char::is_ascii_uppercase, char::is_ascii_lowercase, char::is_ascii_digit, char::is_ascii_punctuation]
+        {
             assert!(a.chars().any(|c| class(&c)), "{a}");
         }
     }

@@ -63,8 +63,11 @@ pub static KIND: Kind = Kind {
     ops: &Pool,
 };
 
-const COGNITO_MAU: crate::cost::UsageKey =
-    crate::cost::UsageKey { name: "cognito_mau", unit: "users a month", doc: "people who sign in to each user pool in a month" };
+const COGNITO_MAU: crate::cost::UsageKey = crate::cost::UsageKey {
+    name: "cognito_mau",
+    unit: "users a month",
+    doc: "people who sign in to each user pool in a month",
+};
 
 fn cost(cx: &crate::cost::CostCx<'_>) -> Vec<crate::cost::Part> {
     vec![crate::cost::Part::new("monthly active users", "cognito.mau", cx.usage(&COGNITO_MAU))]
@@ -121,7 +124,9 @@ async fn set_mfa(cx: &Cx, id: &str, w: &Attrs) -> Result<(), OpError> {
     idp(cx)
         .set_user_pool_mfa_config()
         .user_pool_id(id)
-        .software_token_mfa_configuration(SoftwareTokenMfaConfigType::builder().enabled(mode != UserPoolMfaType::Off).build())
+        .software_token_mfa_configuration(
+            SoftwareTokenMfaConfigType::builder().enabled(mode != UserPoolMfaType::Off).build(),
+        )
         .mfa_configuration(mode)
         .send()
         .await
@@ -158,8 +163,7 @@ struct Pool;
 #[async_trait]
 impl Ops for Pool {
     fn protected(&self, have: &Value) -> Option<&'static str> {
-        (have.get("deletion_protection").and_then(Value::as_bool) == Some(true))
-            .then_some("set `deletion_protection = false` on it and apply first")
+        crate::provider::deletion_protected(have)
     }
     async fn discover(&self, cx: &Cx) -> Result<Vec<Live>, OpError> {
         Ok(pools(cx)
@@ -190,7 +194,11 @@ impl Ops for Pool {
             .send()
             .await
             .map_err(|e| err("CreateUserPool", e))?;
-        let id = made.user_pool().and_then(|p| p.id()).map(str::to_owned).ok_or_else(|| OpError::fatal("CreateUserPool", "no id"))?;
+        let id = made
+            .user_pool()
+            .and_then(|p| p.id())
+            .map(str::to_owned)
+            .ok_or_else(|| OpError::fatal("CreateUserPool", "no id"))?;
         // The update sets everything again (it reads nothing of `have`).
         cx.born(&id, want);
         set_mfa(cx, &id, &w).await?;

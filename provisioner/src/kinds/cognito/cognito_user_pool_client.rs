@@ -26,7 +26,13 @@ static SITE: &[Field] = &[
         Update::InPlace,
         "The CloudFront distribution the sign-in returns to.",
     ),
-    Field::optional("callback", FieldType::String, Some("\"/callback\""), Update::InPlace, "Path the sign-in returns the code to."),
+    Field::optional(
+        "callback",
+        FieldType::String,
+        Some("\"/callback\""),
+        Update::InPlace,
+        "Path the sign-in returns the code to.",
+    ),
     Field::optional("signout", FieldType::String, Some("\"/\""), Update::InPlace, "Path a sign-out returns to."),
 ];
 
@@ -35,12 +41,48 @@ pub static KIND: Kind = Kind {
     doc: "A user pool app client for the code flow with PKCE (no secret), returning to the stack's CloudFront sites.",
     fields: &[
         Field::required("pool", FieldType::Ref(&["cognito_user_pool"]), Update::Replace, "The pool."),
-        Field::optional("sites", FieldType::List(&FieldType::Table(SITE)), None, Update::InPlace, "Distributions whose https://<domain><callback> and <signout> are allowed."),
-        Field::optional("callback_urls", FieldType::List(&FieldType::String), None, Update::InPlace, "Other allowed callback URLs."),
-        Field::optional("logout_urls", FieldType::List(&FieldType::String), None, Update::InPlace, "Other allowed sign-out URLs."),
-        Field::optional("scopes", FieldType::List(&FieldType::String), Some("[\"openid\", \"email\"]"), Update::InPlace, "OAuth scopes the client may ask for."),
-        Field::optional("id_token_minutes", FieldType::Int { min: 5, max: 1440 }, Some("60"), Update::InPlace, "How long an ID token is valid."),
-        Field::optional("refresh_token_days", FieldType::Int { min: 1, max: 3650 }, Some("30"), Update::InPlace, "How long a refresh token is valid."),
+        Field::optional(
+            "sites",
+            FieldType::List(&FieldType::Table(SITE)),
+            None,
+            Update::InPlace,
+            "Distributions whose https://<domain><callback> and <signout> are allowed.",
+        ),
+        Field::optional(
+            "callback_urls",
+            FieldType::List(&FieldType::String),
+            None,
+            Update::InPlace,
+            "Other allowed callback URLs.",
+        ),
+        Field::optional(
+            "logout_urls",
+            FieldType::List(&FieldType::String),
+            None,
+            Update::InPlace,
+            "Other allowed sign-out URLs.",
+        ),
+        Field::optional(
+            "scopes",
+            FieldType::List(&FieldType::String),
+            Some("[\"openid\", \"email\"]"),
+            Update::InPlace,
+            "OAuth scopes the client may ask for.",
+        ),
+        Field::optional(
+            "id_token_minutes",
+            FieldType::Int { min: 5, max: 1440 },
+            Some("60"),
+            Update::InPlace,
+            "How long an ID token is valid.",
+        ),
+        Field::optional(
+            "refresh_token_days",
+            FieldType::Int { min: 1, max: 3650 },
+            Some("30"),
+            Update::InPlace,
+            "How long a refresh token is valid.",
+        ),
     ],
     outputs: &[("id", "The client id (the `aud` of its ID tokens)")],
     check: no_dashes,
@@ -53,7 +95,12 @@ pub static KIND: Kind = Kind {
 /// The client is named as its resource: a name with `-` could not be told apart on read-back.
 fn no_dashes(r: &Resource, _: &Stack, d: &mut crate::diag::Diags) {
     if r.name.contains('-') {
-        d.error("bad-client-name", r.span.clone(), format!("{}: use `_` instead of `-` in its name", r.address()), None);
+        d.error(
+            "bad-client-name",
+            r.span.clone(),
+            format!("{}: use `_` instead of `-` in its name", r.address()),
+            None,
+        );
     }
 }
 
@@ -99,7 +146,13 @@ async fn urls(cx: &Cx, w: &Attrs) -> Result<(Vec<String>, Vec<String>), OpError>
     if !w.sites.is_empty() {
         let by_id = domains(cx).await?;
         for s in &w.sites {
-            let d = by_id.get(&s.distribution).ok_or_else(|| OpError::new(crate::error::Class::NotFound, "ListDistributions", format!("no distribution {}", s.distribution)))?;
+            let d = by_id.get(&s.distribution).ok_or_else(|| {
+                OpError::new(
+                    crate::error::Class::NotFound,
+                    "ListDistributions",
+                    format!("no distribution {}", s.distribution),
+                )
+            })?;
             callbacks.push(format!("https://{d}{}", s.callback.as_deref().unwrap_or("/callback")));
             logouts.push(format!("https://{d}{}", s.signout.as_deref().unwrap_or("/")));
         }
@@ -135,7 +188,9 @@ fn attrs_of(c: &UserPoolClientType, by_domain: &std::collections::BTreeMap<Strin
             None => callbacks.push(u.clone()),
         }
     }
-    logouts.extend(signouts.into_iter().flat_map(|(id, paths)| paths.into_iter().map(move |p| format!("https://{id}{p}"))));
+    logouts.extend(
+        signouts.into_iter().flat_map(|(id, paths)| paths.into_iter().map(move |p| format!("https://{id}{p}"))),
+    );
     let mut v = json!({
         "pool": c.user_pool_id(),
         "sites": sites,
@@ -194,22 +249,40 @@ impl Ops for Client {
         if pools.is_empty() {
             return Ok(Vec::new());
         }
-        let by_domain: std::collections::BTreeMap<String, String> = domains(cx).await?.into_iter().map(|(id, d)| (d, id)).collect();
+        let by_domain: std::collections::BTreeMap<String, String> =
+            domains(cx).await?.into_iter().map(|(id, d)| (d, id)).collect();
         let mut out = Vec::new();
         for pool in pools.iter().filter_map(|(_, p)| p.id()) {
             let mut pages = idp(cx).list_user_pool_clients().user_pool_id(pool).max_results(60).into_paginator().send();
             let mut ids = Vec::new();
             while let Some(page) = pages.next().await {
-                ids.extend(page.map_err(|e| err("ListUserPoolClients", e))?.user_pool_clients().iter().filter_map(|c| c.client_id().map(str::to_owned)));
+                ids.extend(
+                    page.map_err(|e| err("ListUserPoolClients", e))?
+                        .user_pool_clients()
+                        .iter()
+                        .filter_map(|c| c.client_id().map(str::to_owned)),
+                );
             }
             for id in ids {
-                let c = match idp(cx).describe_user_pool_client().user_pool_id(pool).client_id(&id).send().await.map_err(|e| err("DescribeUserPoolClient", e)) {
+                let c = match idp(cx)
+                    .describe_user_pool_client()
+                    .user_pool_id(pool)
+                    .client_id(&id)
+                    .send()
+                    .await
+                    .map_err(|e| err("DescribeUserPoolClient", e))
+                {
                     Err(e) if e.is_not_found() => continue,
                     other => other?,
                 };
                 let Some(c) = c.user_pool_client() else { continue };
                 let Some(name) = c.client_name() else { continue };
-                out.push(Live { id, address: format!("cognito_user_pool_client.{name}"), attrs: attrs_of(c, &by_domain), outputs: Map::new() });
+                out.push(Live {
+                    id,
+                    address: format!("cognito_user_pool_client.{name}"),
+                    attrs: attrs_of(c, &by_domain),
+                    outputs: Map::new(),
+                });
             }
         }
         Ok(out)
@@ -219,10 +292,16 @@ impl Ops for Client {
         let w = Attrs::of(want)?;
         let name = address.split_once('.').map_or(address, |(_, n)| n);
         let (callbacks, logouts) = urls(cx, &w).await?;
-        let made = settings!(idp(cx).create_user_pool_client().user_pool_id(&w.pool).generate_secret(false), name, &w, callbacks, logouts)
-            .send()
-            .await
-            .map_err(|e| err("CreateUserPoolClient", e))?;
+        let made = settings!(
+            idp(cx).create_user_pool_client().user_pool_id(&w.pool).generate_secret(false),
+            name,
+            &w,
+            callbacks,
+            logouts
+        )
+        .send()
+        .await
+        .map_err(|e| err("CreateUserPoolClient", e))?;
         made.user_pool_client()
             .and_then(|c| c.client_id())
             .map(str::to_owned)
@@ -232,7 +311,13 @@ impl Ops for Client {
     async fn update(&self, cx: &Cx, id: &str, have: &Value, want: &Value) -> Result<(), OpError> {
         let w = Attrs::of(want)?;
         let pool = if w.pool.is_empty() { Attrs::of(have)?.pool } else { w.pool.clone() };
-        let c = idp(cx).describe_user_pool_client().user_pool_id(&pool).client_id(id).send().await.map_err(|e| err("DescribeUserPoolClient", e))?;
+        let c = idp(cx)
+            .describe_user_pool_client()
+            .user_pool_id(&pool)
+            .client_id(id)
+            .send()
+            .await
+            .map_err(|e| err("DescribeUserPoolClient", e))?;
         let name = c.user_pool_client().and_then(|c| c.client_name()).unwrap_or(id).to_owned();
         let (callbacks, logouts) = urls(cx, &w).await?;
         settings!(idp(cx).update_user_pool_client().user_pool_id(&pool).client_id(id), &name, &w, callbacks, logouts)
@@ -244,7 +329,15 @@ impl Ops for Client {
 
     async fn delete(&self, cx: &Cx, id: &str, have: &Value) -> Result<(), OpError> {
         let pool = Attrs::of(have)?.pool;
-        gone_ok(idp(cx).delete_user_pool_client().user_pool_id(pool).client_id(id).send().await.map_err(|e| err("DeleteUserPoolClient", e)))
+        gone_ok(
+            idp(cx)
+                .delete_user_pool_client()
+                .user_pool_id(pool)
+                .client_id(id)
+                .send()
+                .await
+                .map_err(|e| err("DeleteUserPoolClient", e)),
+        )
     }
 }
 

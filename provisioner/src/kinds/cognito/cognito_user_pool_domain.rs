@@ -32,11 +32,19 @@ fn prefix(stack: &str, name: &str) -> String {
 fn check(r: &Resource, stack: &Stack, d: &mut Diags) {
     // Read back, the prefix's `-` become `_`: a name with `-` could not be found again.
     if r.name.contains('-') {
-        d.error("bad-domain-name", r.span.clone(), format!("{}: use `_` instead of `-` in its name", r.address()), None);
+        d.error(
+            "bad-domain-name",
+            r.span.clone(),
+            format!("{}: use `_` instead of `-` in its name", r.address()),
+            None,
+        );
     }
     let p = prefix(&stack.name, &r.name);
     let reserved = ["aws", "amazon", "cognito"].iter().find(|w| p.contains(*w));
-    if p.len() > 63 - crate::kinds::account::SUFFIX_LEN || !p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') || reserved.is_some() {
+    if p.len() > 63 - crate::kinds::account::SUFFIX_LEN
+        || !p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        || reserved.is_some()
+    {
         d.error(
             "bad-domain-prefix",
             r.span.clone(),
@@ -61,12 +69,19 @@ struct Domain;
 async fn active(cx: &Cx, domain: &str) -> Result<(), OpError> {
     let started = std::time::Instant::now();
     loop {
-        let d = idp(cx).describe_user_pool_domain().domain(domain).send().await.map_err(|e| err("DescribeUserPoolDomain", e))?;
+        let d = idp(cx)
+            .describe_user_pool_domain()
+            .domain(domain)
+            .send()
+            .await
+            .map_err(|e| err("DescribeUserPoolDomain", e))?;
         let status = d.domain_description().and_then(|d| d.status()).map(|s| s.as_str().to_owned());
         // moto answers no status at all: nothing to wait for.
         match status.as_deref() {
             None | Some("ACTIVE") => return Ok(()),
-            Some("FAILED") => return Err(OpError::fatal("DescribeUserPoolDomain", format!("{domain}: AWS failed to make it"))),
+            Some("FAILED") => {
+                return Err(OpError::fatal("DescribeUserPoolDomain", format!("{domain}: AWS failed to make it")))
+            }
             _ if started.elapsed() > std::time::Duration::from_secs(20 * 60) => {
                 return Err(OpError::retryable("wait UserPoolDomainActive", format!("{domain}: still {status:?}")))
             }
@@ -106,7 +121,13 @@ impl Ops for Domain {
         let w = Attrs::of(want)?;
         let stem = prefix(&cx.stack, address.split_once('.').map_or(address, |(_, n)| n));
         let domain = crate::kinds::account::global(&stem, &crate::kinds::account::global_suffix(cx).await?);
-        idp(cx).create_user_pool_domain().domain(&domain).user_pool_id(&w.pool).send().await.map_err(|e| err("CreateUserPoolDomain", e))?;
+        idp(cx)
+            .create_user_pool_domain()
+            .domain(&domain)
+            .user_pool_id(&w.pool)
+            .send()
+            .await
+            .map_err(|e| err("CreateUserPoolDomain", e))?;
         cx.born(&domain, want);
         active(cx, &domain).await?;
         Ok(domain)
@@ -119,6 +140,14 @@ impl Ops for Domain {
 
     async fn delete(&self, cx: &Cx, id: &str, have: &Value) -> Result<(), OpError> {
         let pool = Attrs::of(have)?.pool;
-        gone_ok(idp(cx).delete_user_pool_domain().domain(id).user_pool_id(pool).send().await.map_err(|e| err("DeleteUserPoolDomain", e)))
+        gone_ok(
+            idp(cx)
+                .delete_user_pool_domain()
+                .domain(id)
+                .user_pool_id(pool)
+                .send()
+                .await
+                .map_err(|e| err("DeleteUserPoolDomain", e)),
+        )
     }
 }

@@ -5,17 +5,17 @@
 use super::{ddb, err};
 use crate::diag::Diags;
 use crate::error::{gone_ok, OpError, Transient};
-use crate::provider::{Attributes, Cx, Live, Ops, ID_TAG, STACK_TAG, tag_changes};
+use crate::provider::{tag_changes, Attributes, Cx, Live, Ops, ID_TAG, STACK_TAG};
 use crate::schema::{Field, FieldType, Kind, Update, REGIONS};
 use crate::stack::{Resource, Stack, Val};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::client::Waiters;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, CreateReplicationGroupMemberAction, DeleteReplicationGroupMemberAction, ReplicaStatus,
-    ReplicationGroupUpdate, TableStatus, GlobalSecondaryIndex, KeySchemaElement, KeyType, PointInTimeRecoverySpecification,
-    Projection, ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType, Tag, TimeToLiveSpecification,
-    TimeToLiveStatus, GlobalSecondaryIndexUpdate, CreateGlobalSecondaryIndexAction, DeleteGlobalSecondaryIndexAction,
-    IndexStatus,
+    AttributeDefinition, BillingMode, CreateGlobalSecondaryIndexAction, CreateReplicationGroupMemberAction,
+    DeleteGlobalSecondaryIndexAction, DeleteReplicationGroupMemberAction, GlobalSecondaryIndex,
+    GlobalSecondaryIndexUpdate, IndexStatus, KeySchemaElement, KeyType, PointInTimeRecoverySpecification, Projection,
+    ProjectionType, ReplicaStatus, ReplicationGroupUpdate, ScalarAttributeType, StreamSpecification, StreamViewType,
+    TableStatus, Tag, TimeToLiveSpecification, TimeToLiveStatus,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
@@ -139,11 +139,19 @@ impl Layout {
     /// What is wrong with it as a table layout, if anything.
     fn problem(&self) -> Option<String> {
         let hash = self.key_schema.iter().filter(|k| k.key_type == "HASH").count();
-        if hash != 1 || self.key_schema.len() > 2 || self.key_schema.iter().any(|k| !matches!(k.key_type.as_str(), "HASH" | "RANGE")) {
+        if hash != 1
+            || self.key_schema.len() > 2
+            || self.key_schema.iter().any(|k| !matches!(k.key_type.as_str(), "HASH" | "RANGE"))
+        {
             return Some("KeySchema needs one HASH key and at most one RANGE key".into());
         }
-        if let Some(a) = self.attribute_definitions.iter().find(|a| !matches!(a.attribute_type.as_str(), "S" | "N" | "B")) {
-            return Some(format!("attribute `{}` has type {:?}; DynamoDB keys are S, N or B", a.attribute_name, a.attribute_type));
+        if let Some(a) =
+            self.attribute_definitions.iter().find(|a| !matches!(a.attribute_type.as_str(), "S" | "N" | "B"))
+        {
+            return Some(format!(
+                "attribute `{}` has type {:?}; DynamoDB keys are S, N or B",
+                a.attribute_name, a.attribute_type
+            ));
         }
         let defined: Vec<&str> = self.attribute_definitions.iter().map(|a| a.attribute_name.as_str()).collect();
         let keys: Vec<&str> = self
@@ -167,8 +175,11 @@ impl Layout {
     }
 }
 
-const DYNAMODB_READS: crate::cost::UsageKey =
-    crate::cost::UsageKey { name: "dynamodb_reads", unit: "read request units a month", doc: "reads of each table (a 4 KB strongly consistent read is one unit)" };
+const DYNAMODB_READS: crate::cost::UsageKey = crate::cost::UsageKey {
+    name: "dynamodb_reads",
+    unit: "read request units a month",
+    doc: "reads of each table (a 4 KB strongly consistent read is one unit)",
+};
 const DYNAMODB_WRITES: crate::cost::UsageKey = crate::cost::UsageKey {
     name: "dynamodb_writes",
     unit: "write request units a month",
@@ -194,7 +205,11 @@ fn cost(cx: &crate::cost::CostCx<'_>) -> Vec<crate::cost::Part> {
     let (reads, writes, gb) = (cx.usage(&DYNAMODB_READS), cx.usage(&DYNAMODB_WRITES), cx.usage(&DYNAMODB_STORAGE_GB));
     let stored = gb * (1.0 + indexes);
     let mut out = vec![
-        Part::new(format!("writes (table and {indexes} indexes)"), "dynamodb.write", millions(writes * (1.0 + indexes))),
+        Part::new(
+            format!("writes (table and {indexes} indexes)"),
+            "dynamodb.write",
+            millions(writes * (1.0 + indexes)),
+        ),
         Part::new("reads", "dynamodb.read", millions(reads)),
         Part::new("storage", "dynamodb.storage", stored),
     ];
@@ -202,9 +217,13 @@ fn cost(cx: &crate::cost::CostCx<'_>) -> Vec<crate::cost::Part> {
         out.push(Part::new("point-in-time recovery", "dynamodb.pitr", stored));
     }
     for r in cx.list("replicas").iter().filter_map(|r| r.as_str()) {
-        out.push(Part::new(format!("replicated writes to {r}"), "dynamodb.replicated_write", millions(writes)).in_region(r));
+        out.push(
+            Part::new(format!("replicated writes to {r}"), "dynamodb.replicated_write", millions(writes)).in_region(r),
+        );
         if indexes > 0.0 {
-            out.push(Part::new(format!("index writes in {r}"), "dynamodb.write", millions(writes * indexes)).in_region(r));
+            out.push(
+                Part::new(format!("index writes in {r}"), "dynamodb.write", millions(writes * indexes)).in_region(r),
+            );
         }
         out.push(Part::new(format!("storage in {r}"), "dynamodb.storage", stored).in_region(r));
         if cx.bool("point_in_time_recovery") {
@@ -247,8 +266,11 @@ fn normalize(v: &mut Value) {
         v["stream"] = json!("none");
     }
     // No replicas is an empty list, and replicas have no order.
-    let mut replicas: Vec<String> =
-        v.get("replicas").and_then(Value::as_array).map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect()).unwrap_or_default();
+    let mut replicas: Vec<String> = v
+        .get("replicas")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect())
+        .unwrap_or_default();
     replicas.sort();
     v["replicas"] = json!(replicas);
 }
@@ -256,8 +278,13 @@ fn normalize(v: &mut Value) {
 impl Layout {
     /// The table's own key with its attributes' types: what only a new table can change.
     fn table_key(&self) -> Vec<(&str, &str, Option<&str>)> {
-        let ty = |n: &str| self.attribute_definitions.iter().find(|a| a.attribute_name == n).map(|a| a.attribute_type.as_str());
-        self.key_schema.iter().map(|k| (k.attribute_name.as_str(), k.key_type.as_str(), ty(&k.attribute_name))).collect()
+        let ty = |n: &str| {
+            self.attribute_definitions.iter().find(|a| a.attribute_name == n).map(|a| a.attribute_type.as_str())
+        };
+        self.key_schema
+            .iter()
+            .map(|k| (k.attribute_name.as_str(), k.key_type.as_str(), ty(&k.attribute_name)))
+            .collect()
     }
 }
 
@@ -267,32 +294,35 @@ impl Layout {
 async fn set_indexes(cx: &Cx, name: &str, have: &Layout, want: &Layout) -> Result<(), OpError> {
     for gone in have.global_secondary_indexes.iter().filter(|g| !want.global_secondary_indexes.contains(g)) {
         let update = GlobalSecondaryIndexUpdate::builder()
-            .delete(DeleteGlobalSecondaryIndexAction::builder().index_name(&gone.index_name).build().map_err(|e| OpError::fatal("UpdateTable", e.to_string()))?)
+            .delete(
+                DeleteGlobalSecondaryIndexAction::builder()
+                    .index_name(&gone.index_name)
+                    .build()
+                    .map_err(|e| OpError::fatal("UpdateTable", e.to_string()))?,
+            )
             .build();
-        ddb(cx).update_table().table_name(name).global_secondary_index_updates(update).send().await.map_err(|e| err("UpdateTable", e))?;
-        indexes_settled(cx, name).await?;
+        ddb(cx)
+            .update_table()
+            .table_name(name)
+            .global_secondary_index_updates(update)
+            .send()
+            .await
+            .map_err(|e| err("UpdateTable", e))?;
+        settle(cx, name).await?;
     }
     for new in want.global_secondary_indexes.iter().filter(|g| !have.global_secondary_indexes.contains(g)) {
-        let mut b = CreateGlobalSecondaryIndexAction::builder()
-            .index_name(&new.index_name)
-            .projection(Projection::builder().projection_type(ProjectionType::from(new.projection.projection_type.as_str())).build());
+        let mut b = CreateGlobalSecondaryIndexAction::builder().index_name(&new.index_name).projection(
+            Projection::builder()
+                .projection_type(ProjectionType::from(new.projection.projection_type.as_str()))
+                .build(),
+        );
         for k in &new.key_schema {
             b = b.key_schema(key(k)?);
         }
         let create = b.build().map_err(|e| OpError::fatal("UpdateTable", e.to_string()))?;
         // Every key attribute of the layout: AWS adds the new index's to the table's, and
         // moto replaces the table's with what is sent.
-        let attrs = want
-            .attribute_definitions
-            .iter()
-            .map(|a| {
-                AttributeDefinition::builder()
-                    .attribute_name(&a.attribute_name)
-                    .attribute_type(ScalarAttributeType::from(a.attribute_type.as_str()))
-                    .build()
-                    .map_err(|e| OpError::fatal("UpdateTable", e.to_string()))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let attrs = attribute_definitions(want, "UpdateTable")?;
         ddb(cx)
             .update_table()
             .table_name(name)
@@ -301,27 +331,23 @@ async fn set_indexes(cx: &Cx, name: &str, have: &Layout, want: &Layout) -> Resul
             .send()
             .await
             .map_err(|e| err("UpdateTable", e))?;
-        indexes_settled(cx, name).await?;
+        settle(cx, name).await?;
     }
     Ok(())
 }
 
-/// Waits until the table and every index on it are ACTIVE (an index is built, or gone).
-async fn indexes_settled(cx: &Cx, name: &str) -> Result<(), OpError> {
-    let started = std::time::Instant::now();
-    loop {
-        let out = ddb(cx).describe_table().table_name(name).send().await.map_err(|e| err("DescribeTable", e))?;
-        let t = out.table();
-        let table = t.and_then(|t| t.table_status()) == Some(&TableStatus::Active);
-        let indexes = t.map(|t| t.global_secondary_indexes()).unwrap_or_default();
-        if table && indexes.iter().all(|g| g.index_status() == Some(&IndexStatus::Active)) {
-            return Ok(());
-        }
-        if started.elapsed() > WAIT {
-            return Err(OpError::retryable("wait IndexesActive", format!("{name}: indexes still changing")));
-        }
-        tokio::time::sleep(Duration::from_secs(2)).await;
-    }
+/// The layout's attribute definitions as `op` sends them.
+fn attribute_definitions(l: &Layout, op: &str) -> Result<Vec<AttributeDefinition>, OpError> {
+    l.attribute_definitions
+        .iter()
+        .map(|a| {
+            AttributeDefinition::builder()
+                .attribute_name(&a.attribute_name)
+                .attribute_type(ScalarAttributeType::from(a.attribute_type.as_str()))
+                .build()
+                .map_err(|e| OpError::fatal(op, e.to_string()))
+        })
+        .collect()
 }
 
 fn check(r: &Resource, stack: &Stack, d: &mut Diags) {
@@ -417,8 +443,12 @@ async fn set_ttl(cx: &Cx, name: &str, attribute: &str, on: bool) -> Result<(), O
 
 /// Whether the table `name` in `cx.region` has point-in-time recovery on.
 async fn pitr_of(cx: &Cx, name: &str) -> Result<bool, OpError> {
-    let backups =
-        ddb(cx).describe_continuous_backups().table_name(name).send().await.map_err(|e| err("DescribeContinuousBackups", e))?;
+    let backups = ddb(cx)
+        .describe_continuous_backups()
+        .table_name(name)
+        .send()
+        .await
+        .map_err(|e| err("DescribeContinuousBackups", e))?;
     Ok(backups
         .continuous_backups_description()
         .and_then(|c| c.point_in_time_recovery_description())
@@ -453,7 +483,8 @@ async fn replica(cx: &Cx, name: &str, region: &str, add: bool) -> Result<(), OpE
             .delete(DeleteReplicationGroupMemberAction::builder().region_name(region).build().map_err(bad)?)
     }
     .build();
-    let sent = ddb(cx).update_table().table_name(name).replica_updates(update).send().await.map_err(|e| err("UpdateTable", e));
+    let sent =
+        ddb(cx).update_table().table_name(name).replica_updates(update).send().await.map_err(|e| err("UpdateTable", e));
     match sent {
         // Removing a replica that is gone already.
         Err(e) if !add && e.is_not_found() => {}
@@ -464,25 +495,32 @@ async fn replica(cx: &Cx, name: &str, region: &str, add: bool) -> Result<(), OpE
     settle(cx, name).await
 }
 
-/// Waits until the table and every replica are `ACTIVE` (a replica takes minutes in AWS).
+/// Waits until the table, every replica (minutes in AWS) and every index (built, or gone) are
+/// `ACTIVE`.
 async fn settle(cx: &Cx, name: &str) -> Result<(), OpError> {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let out = ddb(cx).describe_table().table_name(name).send().await.map_err(|e| err("DescribeTable", e))?;
         let t = out.table();
         let table_ready = t.and_then(|t| t.table_status()) == Some(&TableStatus::Active);
-        let pending: Vec<String> = t
-            .map(|t| t.replicas())
-            .unwrap_or_default()
+        let replicas = t.map(|t| t.replicas()).unwrap_or_default();
+        let indexes = t.map(|t| t.global_secondary_indexes()).unwrap_or_default();
+        let pending: Vec<String> = replicas
             .iter()
             .filter(|r| r.replica_status() != Some(&ReplicaStatus::Active))
             .filter_map(|r| r.region_name().map(str::to_owned))
+            .chain(
+                indexes
+                    .iter()
+                    .filter(|g| g.index_status() != Some(&IndexStatus::Active))
+                    .filter_map(|g| g.index_name().map(str::to_owned)),
+            )
             .collect();
         if table_ready && pending.is_empty() {
             return Ok(());
         }
         if tokio::time::Instant::now() > deadline {
-            return Err(OpError::retryable("wait replicas", format!("{name}: not active yet: {pending:?}")));
+            return Err(OpError::retryable("wait TableActive", format!("{name}: not active yet: {pending:?}")));
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
@@ -494,8 +532,10 @@ async fn read(cx: &Cx, name: &str) -> Result<Option<Live>, OpError> {
     let out = client.describe_table().table_name(name).send().await.map_err(|e| err("DescribeTable", e))?;
     let Some(t) = out.table() else { return Ok(None) };
     let Some(arn) = t.table_arn() else { return Ok(None) };
-    let tag_list = client.list_tags_of_resource().resource_arn(arn).send().await.map_err(|e| err("ListTagsOfResource", e))?;
-    let tags: BTreeMap<String, String> = tag_list.tags().iter().map(|t| (t.key().to_owned(), t.value().to_owned())).collect();
+    let tag_list =
+        client.list_tags_of_resource().resource_arn(arn).send().await.map_err(|e| err("ListTagsOfResource", e))?;
+    let tags: BTreeMap<String, String> =
+        tag_list.tags().iter().map(|t| (t.key().to_owned(), t.value().to_owned())).collect();
     if tags.get(STACK_TAG) != Some(&cx.stack) {
         return Ok(None);
     }
@@ -514,14 +554,19 @@ async fn read(cx: &Cx, name: &str) -> Result<Option<Live>, OpError> {
         pitr = pitr_of(&cx.in_region(region), name).await?;
     }
     let keys = |k: &[KeySchemaElement]| -> Vec<Key> {
-        k.iter().map(|k| Key { attribute_name: k.attribute_name().to_owned(), key_type: k.key_type().as_str().to_owned() }).collect()
+        k.iter()
+            .map(|k| Key { attribute_name: k.attribute_name().to_owned(), key_type: k.key_type().as_str().to_owned() })
+            .collect()
     };
     let layout = Layout {
         key_schema: keys(t.key_schema()),
         attribute_definitions: t
             .attribute_definitions()
             .iter()
-            .map(|a| Attribute { attribute_name: a.attribute_name().to_owned(), attribute_type: a.attribute_type().as_str().to_owned() })
+            .map(|a| Attribute {
+                attribute_name: a.attribute_name().to_owned(),
+                attribute_type: a.attribute_type().as_str().to_owned(),
+            })
             .collect(),
         global_secondary_indexes: t
             .global_secondary_indexes()
@@ -547,7 +592,10 @@ async fn read(cx: &Cx, name: &str) -> Result<Option<Live>, OpError> {
         .map_or("none", |v| v.as_str());
     let mut replicas: Vec<&str> = t.replicas().iter().filter_map(|r| r.region_name()).collect();
     replicas.sort();
-    let address = tags.get(ID_TAG).cloned().unwrap_or_else(|| format!("dynamodb_table.{}", name.trim_start_matches(&format!("{}-", cx.stack))));
+    let address = tags
+        .get(ID_TAG)
+        .cloned()
+        .unwrap_or_else(|| format!("dynamodb_table.{}", name.trim_start_matches(&format!("{}-", cx.stack))));
     let mut outputs = Map::new();
     outputs.insert("name".into(), json!(name));
     outputs.insert("arn".into(), json!(arn));
@@ -588,8 +636,7 @@ impl Ops for Table {
         }
     }
     fn protected(&self, have: &Value) -> Option<&'static str> {
-        (have.get("deletion_protection").and_then(Value::as_bool) == Some(true))
-            .then_some("set `deletion_protection = false` on it and apply first")
+        crate::provider::deletion_protected(have)
     }
     fn transient(&self) -> &'static [Transient] {
         // AWS enables continuous backups some minutes after CreateTable; until then it answers
@@ -607,7 +654,13 @@ impl Ops for Table {
         let mut names = Vec::new();
         let mut pages = ddb(cx).list_tables().into_paginator().send();
         while let Some(page) = pages.next().await {
-            names.extend(page.map_err(|e| err("ListTables", e))?.table_names().iter().filter(|n| n.starts_with(&prefix)).cloned());
+            names.extend(
+                page.map_err(|e| err("ListTables", e))?
+                    .table_names()
+                    .iter()
+                    .filter(|n| n.starts_with(&prefix))
+                    .cloned(),
+            );
         }
         let mut out = Vec::new();
         for name in names {
@@ -628,25 +681,17 @@ impl Ops for Table {
         let l = &w.layout;
         let mut indexes = Vec::new();
         for g in &l.global_secondary_indexes {
-            let mut b = GlobalSecondaryIndex::builder()
-                .index_name(&g.index_name)
-                .projection(Projection::builder().projection_type(ProjectionType::from(g.projection.projection_type.as_str())).build());
+            let mut b = GlobalSecondaryIndex::builder().index_name(&g.index_name).projection(
+                Projection::builder()
+                    .projection_type(ProjectionType::from(g.projection.projection_type.as_str()))
+                    .build(),
+            );
             for k in &g.key_schema {
                 b = b.key_schema(key(k)?);
             }
             indexes.push(b.build().map_err(|e| OpError::fatal("CreateTable", e.to_string()))?);
         }
-        let attrs = l
-            .attribute_definitions
-            .iter()
-            .map(|a| {
-                AttributeDefinition::builder()
-                    .attribute_name(&a.attribute_name)
-                    .attribute_type(ScalarAttributeType::from(a.attribute_type.as_str()))
-                    .build()
-                    .map_err(|e| OpError::fatal("CreateTable", e.to_string()))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let attrs = attribute_definitions(l, "CreateTable")?;
         let made = ddb(cx)
             .create_table()
             .table_name(&name)
@@ -675,7 +720,8 @@ impl Ops for Table {
             .map_err(|e| OpError::retryable("wait TableExists", format!("{name}: {e}")))?;
         // A rerun continues from the replicas the table already has.
         let out = ddb(cx).describe_table().table_name(&name).send().await.map_err(|e| err("DescribeTable", e))?;
-        let replicas: Vec<&str> = out.table().map(|t| t.replicas()).unwrap_or_default().iter().filter_map(|r| r.region_name()).collect();
+        let replicas: Vec<&str> =
+            out.table().map(|t| t.replicas()).unwrap_or_default().iter().filter_map(|r| r.region_name()).collect();
         // As CreateTable leaves it: no TTL, no point-in-time recovery; the update sets them.
         let mut fresh = want.clone();
         fresh["ttl_attribute"] = Value::Null;
@@ -742,10 +788,22 @@ impl Ops for Table {
             let out = ddb(cx).describe_table().table_name(id).send().await.map_err(|e| err("DescribeTable", e))?;
             let arn = out.table().and_then(|t| t.table_arn()).unwrap_or_default().to_owned();
             if !gone.is_empty() {
-                ddb(cx).untag_resource().resource_arn(&arn).set_tag_keys(Some(gone)).send().await.map_err(|e| err("UntagResource", e))?;
+                ddb(cx)
+                    .untag_resource()
+                    .resource_arn(&arn)
+                    .set_tag_keys(Some(gone))
+                    .send()
+                    .await
+                    .map_err(|e| err("UntagResource", e))?;
             }
             if !changed.is_empty() {
-                ddb(cx).tag_resource().resource_arn(&arn).set_tags(Some(tags(&changed)?)).send().await.map_err(|e| err("TagResource", e))?;
+                ddb(cx)
+                    .tag_resource()
+                    .resource_arn(&arn)
+                    .set_tags(Some(tags(&changed)?))
+                    .send()
+                    .await
+                    .map_err(|e| err("TagResource", e))?;
             }
         }
         Ok(())
@@ -816,7 +874,14 @@ mod cost_tests {
             "[stack]\nname = \"t\"\nregion = \"eu-central-1\"\n[dynamodb_table.q]\nlayout = \"../services/src/store/table.json\"\npoint_in_time_recovery = true\nstream = \"NEW_AND_OLD_IMAGES\"\n\
              replicas = [\"eu-west-1\"]\n[usage]\ndynamodb_writes = 1000000\ndynamodb_reads = 2000000\ndynamodb_storage_gb = 10\n",
         );
-        let want = 3.0 * 0.7625 + 2.0 * 0.1525 + 5.0 * 0.306 + 30.0 * 0.2448 + 0.7063 + 2.0 * 0.7063 + 30.0 * 0.283 + 30.0 * 0.22;
+        let want = 3.0 * 0.7625
+            + 2.0 * 0.1525
+            + 5.0 * 0.306
+            + 30.0 * 0.2448
+            + 0.7063
+            + 2.0 * 0.7063
+            + 30.0 * 0.283
+            + 30.0 * 0.22;
         close(of(&b, "dynamodb_table.q").monthly, want);
     }
 }

@@ -12,8 +12,8 @@ use async_trait::async_trait;
 use aws_sdk_ec2::client::Waiters;
 use aws_sdk_ec2::types::{
     BlockDeviceMapping, EbsBlockDevice, Filter, HttpTokensState, IamInstanceProfileSpecification,
-    InstanceMetadataEndpointState, InstanceMetadataOptionsRequest, InstanceType, ResourceType,
-    Tag, TagSpecification, VolumeType,
+    InstanceMetadataEndpointState, InstanceMetadataOptionsRequest, InstanceType, ResourceType, Tag, TagSpecification,
+    VolumeType,
 };
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -214,7 +214,8 @@ async fn profiles(cx: &Cx, ids: &[String]) -> Result<HashMap<String, String>, Op
     let filter = Filter::builder().name("instance-id").set_values(Some(ids.to_vec())).build();
     let mut pages = ec2(cx).describe_iam_instance_profile_associations().filters(filter).into_paginator().send();
     while let Some(page) = pages.next().await {
-        for a in page.map_err(|e| err("DescribeIamInstanceProfileAssociations", e))?.iam_instance_profile_associations() {
+        for a in page.map_err(|e| err("DescribeIamInstanceProfileAssociations", e))?.iam_instance_profile_associations()
+        {
             let live = a.state().is_some_and(|s| matches!(s.as_str(), "associated" | "associating"));
             // The profile's ARN ends with its name.
             let name = a.iam_instance_profile().and_then(|p| p.arn()).and_then(|arn| arn.rsplit('/').next());
@@ -263,9 +264,9 @@ impl Ops for Instance {
         if !tagged(cx, &["instance"]).await? {
             return Ok(Vec::new());
         }
-        let alive = Filter::builder().name("instance-state-name").set_values(Some(
-            ["pending", "running", "stopping", "stopped"].map(str::to_owned).to_vec(),
-        ));
+        let alive = Filter::builder()
+            .name("instance-state-name")
+            .set_values(Some(["pending", "running", "stopping", "stopped"].map(str::to_owned).to_vec()));
         let mut found = Vec::new();
         let mut pages = ec2(cx).describe_instances().filters(owned(cx)).filters(alive.build()).into_paginator().send();
         while let Some(page) = pages.next().await {
@@ -279,8 +280,12 @@ impl Ops for Instance {
         let mut out = Vec::new();
         for i in found {
             let (Some(id), Some(address)) = (i.instance_id(), address_of(i.tags())) else { continue };
-            let tags: BTreeMap<&str, &str> =
-                i.tags().iter().filter_map(|t| Some((t.key()?, t.value().unwrap_or_default()))).filter(|(k, _)| *k != AMI_TAG).collect();
+            let tags: BTreeMap<&str, &str> = i
+                .tags()
+                .iter()
+                .filter_map(|t| Some((t.key()?, t.value().unwrap_or_default())))
+                .filter(|(k, _)| *k != AMI_TAG)
+                .collect();
             let parameter = i.tags().iter().find(|t| t.key() == Some(AMI_TAG)).and_then(|t| t.value());
             let mut groups: Vec<&str> = i.security_groups().iter().filter_map(|g| g.group_id()).collect();
             groups.sort();
@@ -331,7 +336,9 @@ impl Ops for Instance {
             .max_count(1)
             .subnet_id(&w.subnet)
             .set_security_group_ids((!w.security_groups.is_empty()).then(|| w.security_groups.clone()))
-            .set_iam_instance_profile(w.instance_profile.as_ref().map(|p| IamInstanceProfileSpecification::builder().name(p).build()))
+            .set_iam_instance_profile(
+                w.instance_profile.as_ref().map(|p| IamInstanceProfileSpecification::builder().name(p).build()),
+            )
             .set_user_data(w.user_data.as_ref().map(|u| aws_smithy_types::base64::encode(u.as_bytes())))
             .block_device_mappings(
                 BlockDeviceMapping::builder()
@@ -400,8 +407,15 @@ impl Ops for Instance {
                 ));
             }
             let volumes = root_volumes(cx, &[id.to_owned()]).await?;
-            let (vol, _) = volumes.get(id).ok_or_else(|| OpError::fatal("ModifyVolume", format!("{id} has no root volume")))?;
-            ec2(cx).modify_volume().volume_id(vol).size(w.root_gb()).send().await.map_err(|e| err("ModifyVolume", e))?;
+            let (vol, _) =
+                volumes.get(id).ok_or_else(|| OpError::fatal("ModifyVolume", format!("{id} has no root volume")))?;
+            ec2(cx)
+                .modify_volume()
+                .volume_id(vol)
+                .size(w.root_gb())
+                .send()
+                .await
+                .map_err(|e| err("ModifyVolume", e))?;
         }
         // The AMI tag is the kind's own: neither side shows it, so it stays.
         set_tags(cx, id, &h.tags, &w.tags).await

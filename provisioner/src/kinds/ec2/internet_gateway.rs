@@ -1,8 +1,8 @@
 //! `internet_gateway`: the VPC's door to the internet, attached to one VPC.
 
-use crate::provider::{Attributes, Cx, Live, Ops};
 use super::{address_of, ec2, err, owned, set_tags, tag_spec, tagged, tags_json};
-use crate::error::{OpError, gone_ok};
+use crate::error::{gone_ok, OpError};
+use crate::provider::{Attributes, Cx, Live, Ops};
 use crate::schema::{as_is, no_check, Field, FieldType, Kind, Update};
 use async_trait::async_trait;
 use aws_sdk_ec2::types::ResourceType;

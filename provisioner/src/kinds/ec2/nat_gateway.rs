@@ -1,8 +1,8 @@
 //! `nat_gateway`: outbound internet for private subnets (costs about $33-38 a month).
 
-use crate::provider::{Attributes, Cx, Live, Ops};
 use super::{address_of, ec2, err, owned, set_tags, tag_spec, tagged, tags_json};
 use crate::error::{gone_ok, OpError};
+use crate::provider::{Attributes, Cx, Live, Ops};
 use crate::schema::{as_is, no_check, Field, FieldType, Kind, Update};
 use async_trait::async_trait;
 use aws_sdk_ec2::client::Waiters;
@@ -106,18 +106,14 @@ impl Ops for Nat {
             .and_then(|g| g.nat_gateway_id())
             .ok_or_else(|| OpError::fatal("CreateNatGateway", "no id"))?;
         cx.born(id, want);
-        ec2(cx)
-            .wait_until_nat_gateway_available()
-            .nat_gateway_ids(id)
-            .wait(WAIT)
-            .await
-            .map_err(|e| OpError::retryable("wait NatGatewayAvailable", format!("{id}: {e}")))?;
+        // Tagged at birth: the update only waits until it is available.
+        self.update(cx, id, want, want).await?;
         Ok(id.to_owned())
     }
 
     async fn update(&self, cx: &Cx, id: &str, have: &Value, want: &Value) -> Result<(), OpError> {
         set_tags(cx, id, &Attrs::of(have)?.tags, &Attrs::of(want)?.tags).await?;
-        // A create that failed waiting resumes here: routes need it available.
+        // Routes need it available (a create that failed waiting resumes here too).
         ec2(cx)
             .wait_until_nat_gateway_available()
             .nat_gateway_ids(id)
@@ -128,9 +124,7 @@ impl Ops for Nat {
     }
 
     async fn delete(&self, cx: &Cx, id: &str, _: &Value) -> Result<(), OpError> {
-        gone_ok(
-            ec2(cx).delete_nat_gateway().nat_gateway_id(id).send().await.map_err(|e| err("DeleteNatGateway", e)),
-        )?;
+        gone_ok(ec2(cx).delete_nat_gateway().nat_gateway_id(id).send().await.map_err(|e| err("DeleteNatGateway", e)))?;
         // Its address and subnet are held until it is gone.
         ec2(cx)
             .wait_until_nat_gateway_deleted()

@@ -1,9 +1,9 @@
 //! `route_table`: routes of a VPC and the subnets that use them.
 
-use crate::diag::Diags;
-use crate::provider::{null_as_empty, Attributes, Cx, Live, Ops};
 use super::{address_of, ec2, err, owned, set_tags, tag_spec, tagged, tags_json};
-use crate::error::{OpError, gone_ok};
+use crate::diag::Diags;
+use crate::error::{gone_ok, OpError};
+use crate::provider::{null_as_empty, Attributes, Cx, Live, Ops};
 use crate::schema::{as_is, Field, FieldType, Kind, Update};
 use crate::stack::{Resource, Stack, Val};
 use async_trait::async_trait;
@@ -121,12 +121,8 @@ async fn put_route(cx: &Cx, id: &str, dest: &str, target: &(&str, String), repla
 
 /// Subnet id -> association id of the table's explicit associations.
 async fn associations(cx: &Cx, id: &str) -> Result<BTreeMap<String, String>, OpError> {
-    let out = ec2(cx)
-        .describe_route_tables()
-        .route_table_ids(id)
-        .send()
-        .await
-        .map_err(|e| err("DescribeRouteTables", e))?;
+    let out =
+        ec2(cx).describe_route_tables().route_table_ids(id).send().await.map_err(|e| err("DescribeRouteTables", e))?;
     Ok(out
         .route_tables()
         .iter()

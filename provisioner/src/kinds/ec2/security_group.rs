@@ -1,10 +1,10 @@
 //! `security_group`: a VPC firewall with ingress and egress rules whose source is a CIDR or
 //! another (or the same) group.
 
-use crate::diag::Diags;
-use crate::provider::{null_as_empty, Attributes, Cx, Live, Ops};
 use super::{address_of, ec2, err, owned, set_tags, tag_spec, tagged, tags_json};
-use crate::error::{OpError, gone_ok};
+use crate::diag::Diags;
+use crate::error::{gone_ok, OpError};
+use crate::provider::{null_as_empty, Attributes, Cx, Live, Ops};
 use crate::schema::{Field, FieldType, Kind, Update};
 use crate::stack::{table_str, Resource, Stack, Val};
 use async_trait::async_trait;

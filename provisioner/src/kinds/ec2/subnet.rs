@@ -1,10 +1,10 @@
 //! `subnet`: a range of a VPC in one availability zone; checks that it lies inside its VPC, does
 //! not overlap its siblings, and names an availability zone the region has.
 
-use crate::diag::Diags;
-use crate::provider::{Attributes, Cx, Live, Ops};
 use super::{address_of, ec2, err, owned, set_tags, tag_spec, tagged, tags_json};
-use crate::error::{OpError, gone_ok};
+use crate::diag::Diags;
+use crate::error::{gone_ok, OpError};
+use crate::provider::{Attributes, Cx, Live, Ops};
 use crate::schema::{as_is, Field, FieldType, Kind, Update};
 use crate::stack::{Resource, Stack};
 use async_trait::async_trait;
@@ -119,8 +119,7 @@ impl Ops for Subnet {
             .send()
             .await
             .map_err(|e| err("CreateSubnet", e))?;
-        let id =
-            out.subnet().and_then(|v| v.subnet_id()).ok_or_else(|| OpError::fatal("CreateSubnet", "no id"))?;
+        let id = out.subnet().and_then(|v| v.subnet_id()).ok_or_else(|| OpError::fatal("CreateSubnet", "no id"))?;
         let fresh = json!({"vpc": w.vpc, "cidr": w.cidr, "az": w.az, "public_ip_on_launch": false, "tags": w.tags});
         cx.born(id, &fresh);
         self.update(cx, id, &fresh, want).await?;

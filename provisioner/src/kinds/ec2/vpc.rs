@@ -1,8 +1,8 @@
 //! `vpc`: a virtual network.
 
-use crate::provider::{Attributes, Cx, Live, Ops};
 use super::{ec2, err, owned, set_tags, tag_spec, tagged, tags_json};
-use crate::error::{OpError, gone_ok};
+use crate::error::{gone_ok, OpError};
+use crate::provider::{Attributes, Cx, Live, Ops};
 use crate::schema::{as_is, no_check, Field, FieldType, Kind, Update};
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType, VpcAttributeName};

@@ -11,10 +11,10 @@ use crate::schema::{Field, FieldType, Kind, Update};
 use crate::stack::{Resource, Stack, Val};
 use async_trait::async_trait;
 use aws_sdk_ecs::types::{
-    AssignPublicIp, AwsVpcConfiguration, CapacityProviderStrategyItem, Compatibility, ContainerDefinition, CpuArchitecture, DeploymentCircuitBreaker,
-    DeploymentConfiguration, HealthCheck, KeyValuePair, LaunchType, LoadBalancer, LogConfiguration, LogDriver,
-    NetworkConfiguration, NetworkMode, OsFamily, PortMapping, PropagateTags, RuntimePlatform, Service, ServiceField,
-    TransportProtocol,
+    AssignPublicIp, AwsVpcConfiguration, CapacityProviderStrategyItem, Compatibility, ContainerDefinition,
+    CpuArchitecture, DeploymentCircuitBreaker, DeploymentConfiguration, HealthCheck, KeyValuePair, LaunchType,
+    LoadBalancer, LogConfiguration, LogDriver, NetworkConfiguration, NetworkMode, OsFamily, PortMapping, PropagateTags,
+    RuntimePlatform, Service, ServiceField, TransportProtocol,
 };
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -114,10 +114,9 @@ pub static KIND: Kind = Kind {
 fn cost(cx: &crate::cost::CostCx<'_>) -> Vec<crate::cost::Part> {
     let (min, max) = match cx.int("desired_count") {
         Some(n) => (n, n),
-        None => cx
-            .referring("autoscaling", "service")
-            .first()
-            .map_or((1, 1), |a| (a.get("min").and_then(Value::as_i64).unwrap_or(1), a.get("max").and_then(Value::as_i64).unwrap_or(1))),
+        None => cx.referring("autoscaling", "service").first().map_or((1, 1), |a| {
+            (a.get("min").and_then(Value::as_i64).unwrap_or(1), a.get("max").and_then(Value::as_i64).unwrap_or(1))
+        }),
     };
     super::fargate_parts(cx, min, max)
 }
@@ -279,7 +278,9 @@ async fn scaled(cx: &Cx) -> Result<BTreeSet<String>, OpError> {
 /// ARNs where the stack refers to roles by address).
 async fn arn_base(cx: &Cx, cluster: &str) -> Result<(String, String), OpError> {
     let d = ecs(cx).describe_clusters().clusters(cluster).send().await.map_err(|e| err("DescribeClusters", e))?;
-    let arn = d.clusters().first().and_then(|c| c.cluster_arn()).ok_or_else(|| OpError::new(crate::error::Class::NotFound, "DescribeClusters", format!("no cluster {cluster}")))?;
+    let arn = d.clusters().first().and_then(|c| c.cluster_arn()).ok_or_else(|| {
+        OpError::new(crate::error::Class::NotFound, "DescribeClusters", format!("no cluster {cluster}"))
+    })?;
     let parts: Vec<&str> = arn.split(':').collect();
     Ok((parts.get(1).unwrap_or(&"aws").to_string(), parts.get(4).unwrap_or(&"").to_string()))
 }
@@ -299,7 +300,9 @@ async fn register(cx: &Cx, name: &str, w: &Attrs) -> Result<String, OpError> {
         .image(&w.image)
         .essential(true)
         .set_command((!w.command.is_empty()).then(|| w.command.clone()))
-        .set_environment(Some(w.environment.iter().map(|(k, v)| KeyValuePair::builder().name(k).value(v).build()).collect()));
+        .set_environment(Some(
+            w.environment.iter().map(|(k, v)| KeyValuePair::builder().name(k).value(v).build()).collect(),
+        ));
     if let Some(p) = w.port {
         c = c.port_mappings(PortMapping::builder().container_port(p).protocol(TransportProtocol::Tcp).build());
     }
@@ -443,13 +446,25 @@ pub fn rollout(s: &Service, task_definition: &str) -> Rollout {
     }
 }
 
-async fn wait_steady(cx: &Cx, cluster: &str, service: &str, task_definition: &str, timeout: i64) -> Result<(), OpError> {
+async fn wait_steady(
+    cx: &Cx,
+    cluster: &str,
+    service: &str,
+    task_definition: &str,
+    timeout: i64,
+) -> Result<(), OpError> {
     if timeout <= 0 {
         return Ok(());
     }
     let start = Instant::now();
     loop {
-        let d = ecs(cx).describe_services().cluster(cluster).services(service).send().await.map_err(|e| err("DescribeServices", e))?;
+        let d = ecs(cx)
+            .describe_services()
+            .cluster(cluster)
+            .services(service)
+            .send()
+            .await
+            .map_err(|e| err("DescribeServices", e))?;
         let s = d.services().first().ok_or_else(|| OpError::fatal("DescribeServices", format!("{service} is gone")))?;
         match rollout(s, task_definition) {
             Rollout::Done => return Ok(()),
@@ -514,7 +529,10 @@ impl Ops for EcsService {
                         .iter()
                         .filter_map(|t| Some((t.key()?.to_owned(), t.value().unwrap_or_default().to_owned())))
                         .collect();
-                    let (Some(arn), Some(name), Some(address)) = (s.service_arn(), s.service_name(), tags.get(ID_TAG)) else { continue };
+                    let (Some(arn), Some(name), Some(address)) = (s.service_arn(), s.service_name(), tags.get(ID_TAG))
+                    else {
+                        continue;
+                    };
                     if s.status() != Some("ACTIVE") || tags.get(STACK_TAG) != Some(&cx.stack) {
                         continue;
                     }
@@ -525,15 +543,24 @@ impl Ops for EcsService {
                         .send()
                         .await
                         .map_err(|e| err("DescribeTaskDefinition", e))?;
-                    let td = td.task_definition().cloned().unwrap_or_else(|| aws_sdk_ecs::types::TaskDefinition::builder().build());
+                    let td = td
+                        .task_definition()
+                        .cloned()
+                        .unwrap_or_else(|| aws_sdk_ecs::types::TaskDefinition::builder().build());
                     let c = td.container_definitions().first();
-                    let log = c.and_then(|c| c.log_configuration()).and_then(|l| l.options()).and_then(|o| o.get("awslogs-group"));
-                    let env: BTreeMap<&str, &str> =
-                        c.map(|c| c.environment().iter().filter_map(|e| Some((e.name()?, e.value()?))).collect()).unwrap_or_default();
+                    let log = c
+                        .and_then(|c| c.log_configuration())
+                        .and_then(|l| l.options())
+                        .and_then(|o| o.get("awslogs-group"));
+                    let env: BTreeMap<&str, &str> = c
+                        .map(|c| c.environment().iter().filter_map(|e| Some((e.name()?, e.value()?))).collect())
+                        .unwrap_or_default();
                     let vpc = s.network_configuration().and_then(|n| n.awsvpc_configuration());
-                    let mut subnets: Vec<&str> = vpc.map(|v| v.subnets().iter().map(String::as_str).collect()).unwrap_or_default();
+                    let mut subnets: Vec<&str> =
+                        vpc.map(|v| v.subnets().iter().map(String::as_str).collect()).unwrap_or_default();
                     subnets.sort();
-                    let mut groups: Vec<&str> = vpc.map(|v| v.security_groups().iter().map(String::as_str).collect()).unwrap_or_default();
+                    let mut groups: Vec<&str> =
+                        vpc.map(|v| v.security_groups().iter().map(String::as_str).collect()).unwrap_or_default();
                     groups.sort();
                     let breaker = s.deployment_configuration().and_then(|d| d.deployment_circuit_breaker());
                     let scaled_ids = match &scaled_ids {
@@ -618,7 +645,11 @@ impl Ops for EcsService {
             .send()
             .await
             .map_err(|e| err("CreateService", e))?;
-        let arn = out.service().and_then(|s| s.service_arn()).ok_or_else(|| OpError::fatal("CreateService", "no ARN"))?.to_owned();
+        let arn = out
+            .service()
+            .and_then(|s| s.service_arn())
+            .ok_or_else(|| OpError::fatal("CreateService", "no ARN"))?
+            .to_owned();
         cx.born(&arn, want);
         wait_steady(cx, &w.cluster, name, &td, w.wait_timeout.unwrap_or(900)).await?;
         Ok(arn)
@@ -639,7 +670,8 @@ impl Ops for EcsService {
             .and_then(|s| s.task_definition())
             .map(str::to_owned);
         let new_td = if h.task() != w.task() { Some(register(cx, &name, &w).await?) } else { None };
-        let service_changed = Attrs { tags: h.tags.clone(), wait_timeout: None, ..w.clone() } != Attrs { wait_timeout: None, ..h.clone() };
+        let service_changed = Attrs { tags: h.tags.clone(), wait_timeout: None, ..w.clone() }
+            != Attrs { wait_timeout: None, ..h.clone() };
         if service_changed {
             ecs(cx)
                 .update_service()
@@ -650,7 +682,11 @@ impl Ops for EcsService {
                 // A service leaves its launch type only for a strategy, and never goes back:
                 // without Spot it keeps a strategy of regular Fargate only. The tasks move in a
                 // new deployment.
-                .set_capacity_provider_strategy(if h.spot_after != w.spot_after { Some(strategy(w.spot_after)?) } else { None })
+                .set_capacity_provider_strategy(if h.spot_after != w.spot_after {
+                    Some(strategy(w.spot_after)?)
+                } else {
+                    None
+                })
                 .set_force_new_deployment((h.spot_after != w.spot_after).then_some(true))
                 .network_configuration(network(&w)?)
                 .set_load_balancers(Some(load_balancers(&name, &w)))
@@ -664,7 +700,14 @@ impl Ops for EcsService {
         }
         if let (Some(old), Some(_)) = (&old_td, &new_td) {
             // The old revision only once the new one runs everywhere.
-            gone_ok(ecs(cx).deregister_task_definition().task_definition(old).send().await.map_err(|e| err("DeregisterTaskDefinition", e)))?;
+            gone_ok(
+                ecs(cx)
+                    .deregister_task_definition()
+                    .task_definition(old)
+                    .send()
+                    .await
+                    .map_err(|e| err("DeregisterTaskDefinition", e)),
+            )?;
         }
         set_tags(cx, id, &h.tags, &w.tags).await
     }
@@ -678,9 +721,25 @@ impl Ops for EcsService {
         let d = ecs(cx).describe_services().cluster(&cluster).services(id).send().await;
         let td = d.ok().and_then(|d| d.services().first().and_then(|s| s.task_definition()).map(str::to_owned));
         // `force` stops the tasks instead of waiting for a scale-in first.
-        gone_ok(ecs(cx).delete_service().cluster(&cluster).service(id).force(true).send().await.map_err(|e| err("DeleteService", e)))?;
+        gone_ok(
+            ecs(cx)
+                .delete_service()
+                .cluster(&cluster)
+                .service(id)
+                .force(true)
+                .send()
+                .await
+                .map_err(|e| err("DeleteService", e)),
+        )?;
         if let Some(td) = td {
-            gone_ok(ecs(cx).deregister_task_definition().task_definition(td).send().await.map_err(|e| err("DeregisterTaskDefinition", e)))?;
+            gone_ok(
+                ecs(cx)
+                    .deregister_task_definition()
+                    .task_definition(td)
+                    .send()
+                    .await
+                    .map_err(|e| err("DeregisterTaskDefinition", e)),
+            )?;
         }
         Ok(())
     }
@@ -695,7 +754,8 @@ mod tests {
     fn the_typed_attributes_hold_every_declared_field() {
         let a = Attrs::of(&crate::schema::sample(KIND.fields)).unwrap();
         assert_eq!((a.cpu, a.desired_count, a.port), (Some(256), Some(0), Some(1)));
-        assert!(Attrs::of(&json!({ "cluster": "c", "image": "i", "subnets": [], "security_groups": [], "extra": 1 })).is_err());
+        assert!(Attrs::of(&json!({ "cluster": "c", "image": "i", "subnets": [], "security_groups": [], "extra": 1 }))
+            .is_err());
     }
 
     #[test]
@@ -760,7 +820,9 @@ mod cost_tests {
         close(of(&b, "ecs_service.s").monthly, regular + spot + 2.0 * 3.65);
         let b = priced(&service("desired_count = 2\n"));
         close(of(&b, "ecs_service.s").monthly, 2.0 * regular + 2.0 * 3.65);
-        let b = priced(&service("spot_after = 1\n[autoscaling.a]\nservice = \"ecs_service.s\"\nmin = 1\nmax = 3\ntarget = 90\n"));
+        let b = priced(&service(
+            "spot_after = 1\n[autoscaling.a]\nservice = \"ecs_service.s\"\nmin = 1\nmax = 3\ntarget = 90\n",
+        ));
         let s = of(&b, "ecs_service.s");
         close(s.monthly, regular + 3.65);
         close(s.monthly_max, regular + 2.0 * spot + 3.0 * 3.65);

@@ -171,8 +171,7 @@ async fn set_attributes(cx: &Cx, arn: &str, a: &Attrs) -> Result<(), OpError> {
 #[async_trait]
 impl Ops for LoadBalancer {
     fn protected(&self, have: &Value) -> Option<&'static str> {
-        (have.get("deletion_protection").and_then(Value::as_bool) == Some(true))
-            .then_some("set `deletion_protection = false` on it and apply first")
+        crate::provider::deletion_protected(have)
     }
     fn after(&self) -> &'static [&'static str] {
         // An internet-facing load balancer in a VPC without an attached gateway is refused

@@ -6,7 +6,7 @@
 use super::{decode, err, iam, path, statements, strings};
 use crate::diag::Diags;
 use crate::error::{gone_ok, OpError};
-use crate::provider::{Attributes, Cx, Live, Ops, ID_TAG, tag_changes};
+use crate::provider::{tag_changes, Attributes, Cx, Live, Ops, ID_TAG};
 use crate::schema::{Field, FieldType, Kind, Update};
 use crate::stack::{Resource, Stack};
 use async_trait::async_trait;
@@ -16,8 +16,19 @@ use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
 static STATEMENT: &[Field] = &[
-    Field::optional("effect", FieldType::Enum(&["Allow", "Deny"]), Some("\"Allow\""), Update::InPlace, "Allow or Deny."),
-    Field::required("actions", FieldType::List(&FieldType::String), Update::InPlace, "Actions, e.g. \"dynamodb:PutItem\"."),
+    Field::optional(
+        "effect",
+        FieldType::Enum(&["Allow", "Deny"]),
+        Some("\"Allow\""),
+        Update::InPlace,
+        "Allow or Deny.",
+    ),
+    Field::required(
+        "actions",
+        FieldType::List(&FieldType::String),
+        Update::InPlace,
+        "Actions, e.g. \"dynamodb:PutItem\".",
+    ),
     Field::required(
         "resources",
         FieldType::List(&FieldType::String),
@@ -143,7 +154,9 @@ fn trust(services: &[String], account: &str) -> String {
 fn inline(sts: &[Statement]) -> String {
     let sts: Vec<Value> = sts
         .iter()
-        .map(|s| json!({"Effect": s.effect.as_deref().unwrap_or("Allow"), "Action": s.actions, "Resource": s.resources}))
+        .map(
+            |s| json!({"Effect": s.effect.as_deref().unwrap_or("Allow"), "Action": s.actions, "Resource": s.resources}),
+        )
         .collect();
     json!({"Version": "2012-10-17", "Statement": sts}).to_string()
 }
@@ -166,13 +179,21 @@ fn role_name(cx: &Cx, address: &str) -> String {
 }
 
 fn tags(m: &BTreeMap<String, String>) -> Result<Vec<Tag>, OpError> {
-    m.iter().map(|(k, v)| Tag::builder().key(k).value(v).build().map_err(|e| OpError::fatal("Tag", e.to_string()))).collect()
+    m.iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build().map_err(|e| OpError::fatal("Tag", e.to_string())))
+        .collect()
 }
 
 async fn put_inline(cx: &Cx, name: &str, sts: &[Statement]) -> Result<(), OpError> {
     if sts.is_empty() {
         return gone_ok(
-            iam(cx).delete_role_policy().role_name(name).policy_name(INLINE).send().await.map_err(|e| err("DeleteRolePolicy", e)),
+            iam(cx)
+                .delete_role_policy()
+                .role_name(name)
+                .policy_name(INLINE)
+                .send()
+                .await
+                .map_err(|e| err("DeleteRolePolicy", e)),
         );
     }
     iam(cx)
@@ -198,7 +219,8 @@ impl Ops for Role {
         let mut roles = Vec::new();
         let mut pages = iam(cx).get_account_authorization_details().filter(EntityType::Role).into_paginator().send();
         while let Some(page) = pages.next().await {
-            roles.extend(page.map_err(|e| err("GetAccountAuthorizationDetails", e))?.role_detail_list().iter().cloned());
+            roles
+                .extend(page.map_err(|e| err("GetAccountAuthorizationDetails", e))?.role_detail_list().iter().cloned());
         }
         let mut out = Vec::new();
         for r in roles.into_iter().filter(|r| r.path() == Some(path(cx).as_str())) {
@@ -217,7 +239,8 @@ impl Ops for Role {
                     })
                 })
                 .collect();
-            let tags: BTreeMap<String, String> = r.tags().iter().map(|t| (t.key().to_owned(), t.value().to_owned())).collect();
+            let tags: BTreeMap<String, String> =
+                r.tags().iter().map(|t| (t.key().to_owned(), t.value().to_owned())).collect();
             let sts: Vec<Value> = r
                 .role_policy_list()
                 .iter()
@@ -231,7 +254,10 @@ impl Ops for Role {
                 })
                 .collect();
             let managed: Vec<&str> = r.attached_managed_policies().iter().filter_map(|p| p.policy_arn()).collect();
-            let address = tags.get(ID_TAG).cloned().unwrap_or_else(|| format!("iam_role.{}", name.trim_start_matches(&format!("{}-", cx.stack))));
+            let address = tags
+                .get(ID_TAG)
+                .cloned()
+                .unwrap_or_else(|| format!("iam_role.{}", name.trim_start_matches(&format!("{}-", cx.stack))));
             let mut outputs = Map::new();
             outputs.insert("name".into(), json!(name));
             outputs.insert("arn".into(), json!(r.arn()));
@@ -268,7 +294,13 @@ impl Ops for Role {
             put_inline(cx, &name, &w.statements).await?;
         }
         for arn in &w.managed_policies {
-            iam(cx).attach_role_policy().role_name(&name).policy_arn(arn).send().await.map_err(|e| err("AttachRolePolicy", e))?;
+            iam(cx)
+                .attach_role_policy()
+                .role_name(&name)
+                .policy_arn(arn)
+                .send()
+                .await
+                .map_err(|e| err("AttachRolePolicy", e))?;
         }
         Ok(name)
     }
@@ -294,17 +326,43 @@ impl Ops for Role {
             put_inline(cx, id, &w.statements).await?;
         }
         for arn in w.managed_policies.iter().filter(|a| !h.managed_policies.contains(a)) {
-            iam(cx).attach_role_policy().role_name(id).policy_arn(arn).send().await.map_err(|e| err("AttachRolePolicy", e))?;
+            iam(cx)
+                .attach_role_policy()
+                .role_name(id)
+                .policy_arn(arn)
+                .send()
+                .await
+                .map_err(|e| err("AttachRolePolicy", e))?;
         }
         for arn in h.managed_policies.iter().filter(|a| !w.managed_policies.contains(a)) {
-            gone_ok(iam(cx).detach_role_policy().role_name(id).policy_arn(arn).send().await.map_err(|e| err("DetachRolePolicy", e)))?;
+            gone_ok(
+                iam(cx)
+                    .detach_role_policy()
+                    .role_name(id)
+                    .policy_arn(arn)
+                    .send()
+                    .await
+                    .map_err(|e| err("DetachRolePolicy", e)),
+            )?;
         }
         let (gone, changed) = tag_changes(&h.tags, &w.tags);
         if !gone.is_empty() {
-            iam(cx).untag_role().role_name(id).set_tag_keys(Some(gone)).send().await.map_err(|e| err("UntagRole", e))?;
+            iam(cx)
+                .untag_role()
+                .role_name(id)
+                .set_tag_keys(Some(gone))
+                .send()
+                .await
+                .map_err(|e| err("UntagRole", e))?;
         }
         if !changed.is_empty() {
-            iam(cx).tag_role().role_name(id).set_tags(Some(tags(&changed)?)).send().await.map_err(|e| err("TagRole", e))?;
+            iam(cx)
+                .tag_role()
+                .role_name(id)
+                .set_tags(Some(tags(&changed)?))
+                .send()
+                .await
+                .map_err(|e| err("TagRole", e))?;
         }
         Ok(())
     }
@@ -314,10 +372,26 @@ impl Ops for Role {
         if !have.is_null() {
             let h = Attrs::of(have)?;
             for arn in &h.managed_policies {
-                gone_ok(iam(cx).detach_role_policy().role_name(id).policy_arn(arn).send().await.map_err(|e| err("DetachRolePolicy", e)))?;
+                gone_ok(
+                    iam(cx)
+                        .detach_role_policy()
+                        .role_name(id)
+                        .policy_arn(arn)
+                        .send()
+                        .await
+                        .map_err(|e| err("DetachRolePolicy", e)),
+                )?;
             }
         }
-        gone_ok(iam(cx).delete_role_policy().role_name(id).policy_name(INLINE).send().await.map_err(|e| err("DeleteRolePolicy", e)))?;
+        gone_ok(
+            iam(cx)
+                .delete_role_policy()
+                .role_name(id)
+                .policy_name(INLINE)
+                .send()
+                .await
+                .map_err(|e| err("DeleteRolePolicy", e)),
+        )?;
         gone_ok(iam(cx).delete_role().role_name(id).send().await.map_err(|e| err("DeleteRole", e)))
     }
 }
@@ -342,7 +416,8 @@ mod tests {
             .iter()
             .map(|s| json!({"effect": s["Effect"], "actions": strings(&s["Action"]), "resources": strings(&s["Resource"])}))
             .collect();
-        let mut live = json!({ "trusted_services": "ecs-tasks.amazonaws.com", "statements": read, "managed_policies": null });
+        let mut live =
+            json!({ "trusted_services": "ecs-tasks.amazonaws.com", "statements": read, "managed_policies": null });
         let mut want = json!({
             "trusted_services": ["ecs-tasks.amazonaws.com"],
             "statements": [{ "effect": null, "actions": ["dynamodb:PutItem"], "resources": ["a", "b"] }],

@@ -13,7 +13,7 @@
 use super::{err, lambda};
 use crate::diag::Diags;
 use crate::error::{OpError, Transient};
-use crate::provider::{null_as_empty, Attributes, Cx, Live, Ops, ID_TAG, STACK_TAG, Derive};
+use crate::provider::{null_as_empty, Attributes, Cx, Derive, Live, Ops, ID_TAG, STACK_TAG};
 use crate::schema::{as_is, Field, FieldType, Kind, Update};
 use crate::stack::{Resource, Stack, Val};
 use async_trait::async_trait;
@@ -139,7 +139,10 @@ fn check(r: &Resource, stack: &Stack, d: &mut Diags) {
         d.error(
             "bad-function-name",
             r.span.clone(),
-            format!("{}: its function would be named `{name}`: Lambda takes 1-64 letters, digits, `-` and `_`", r.address()),
+            format!(
+                "{}: its function would be named `{name}`: Lambda takes 1-64 letters, digits, `-` and `_`",
+                r.address()
+            ),
             None,
         );
     }
@@ -203,14 +206,23 @@ static BUILT: LazyLock<Mutex<BTreeMap<String, std::sync::Arc<Files>>>> = LazyLoc
 /// Every file under `dir`, by its path relative to it with `/`, sorted.
 fn files_of(dir: &Path) -> Result<Files, String> {
     fn walk(base: &Path, dir: &Path, out: &mut Files) -> Result<(), String> {
-        let mut entries: Vec<_> = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?.collect::<Result<_, _>>().map_err(|e| e.to_string())?;
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .map_err(|e| format!("{}: {e}", dir.display()))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| e.to_string())?;
         entries.sort_by_key(|e| e.file_name());
         for e in entries {
             let path = e.path();
             if path.is_dir() {
                 walk(base, &path, out)?;
             } else {
-                let rel = path.strip_prefix(base).map_err(|e| e.to_string())?.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/");
+                let rel = path
+                    .strip_prefix(base)
+                    .map_err(|e| e.to_string())?
+                    .components()
+                    .map(|c| c.as_os_str().to_string_lossy())
+                    .collect::<Vec<_>>()
+                    .join("/");
                 out.push((rel, std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?));
             }
         }
@@ -220,7 +232,10 @@ fn files_of(dir: &Path) -> Result<Files, String> {
     walk(dir, dir, &mut out)?;
     out.sort_by(|a, b| a.0.cmp(&b.0));
     if out.iter().any(|(n, _)| n == "config.json") {
-        return Err(format!("{} already holds a config.json: the package's configuration is written by the provisioner", dir.display()));
+        return Err(format!(
+            "{} already holds a config.json: the package's configuration is written by the provisioner",
+            dir.display()
+        ));
     }
     Ok(out)
 }
@@ -262,13 +277,12 @@ fn taggable(v: &str) -> bool {
 /// The package: the files built at start and `config.json` with the plain values, the fetched
 /// documents and fresh secrets. Returns the zip.
 async fn package(address: &str, w: &Attrs) -> Result<Vec<u8>, OpError> {
-    let code = w.code_sha256.as_deref().ok_or_else(|| OpError::fatal("package", format!("{address}: no code digest")))?;
-    let files = BUILT
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(code)
-        .cloned()
-        .ok_or_else(|| OpError::fatal("package", format!("{address}: its package was not built by this command")))?;
+    let code =
+        w.code_sha256.as_deref().ok_or_else(|| OpError::fatal("package", format!("{address}: no code digest")))?;
+    let files =
+        BUILT.lock().unwrap_or_else(|p| p.into_inner()).get(code).cloned().ok_or_else(|| {
+            OpError::fatal("package", format!("{address}: its package was not built by this command"))
+        })?;
     let mut config: Map<String, Value> = w.config.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
     for (k, v) in &w.config {
         if !taggable(v) || k.len() + CONFIG_PREFIX.len() > 128 {
@@ -279,7 +293,9 @@ async fn package(address: &str, w: &Attrs) -> Result<Vec<u8>, OpError> {
         }
     }
     for (k, url) in &w.fetch {
-        let doc = fetch(url).await.map_err(|e| OpError::retryable("fetch", format!("{address}: fetch.{k} from {url}: {e}")))?;
+        let doc = fetch(url)
+            .await
+            .map_err(|e| OpError::retryable("fetch", format!("{address}: fetch.{k} from {url}: {e}")))?;
         config.insert(k.clone(), doc);
     }
     for k in &w.secrets {
@@ -288,7 +304,10 @@ async fn package(address: &str, w: &Attrs) -> Result<Vec<u8>, OpError> {
         config.insert(k.clone(), json!(base64::engine::general_purpose::STANDARD.encode(key)));
     }
     let mut all: Files = files.as_ref().clone();
-    all.push(("config.json".into(), serde_json::to_vec_pretty(&Value::Object(config)).map_err(|e| OpError::fatal("package", e.to_string()))?));
+    all.push((
+        "config.json".into(),
+        serde_json::to_vec_pretty(&Value::Object(config)).map_err(|e| OpError::fatal("package", e.to_string()))?,
+    ));
     zip(&all).map_err(|e| OpError::fatal("zip", e))
 }
 
@@ -400,7 +419,13 @@ impl Ops for Function {
         let mut mine = Vec::new();
         let mut pages = lambda(cx).list_functions().into_paginator().send();
         while let Some(page) = pages.next().await {
-            mine.extend(page.map_err(|e| err("ListFunctions", e))?.functions().iter().filter(|f| f.function_name().is_some_and(|n| n.starts_with(&prefix))).cloned());
+            mine.extend(
+                page.map_err(|e| err("ListFunctions", e))?
+                    .functions()
+                    .iter()
+                    .filter(|f| f.function_name().is_some_and(|n| n.starts_with(&prefix)))
+                    .cloned(),
+            );
         }
         let mut out = Vec::new();
         for f in mine {
@@ -417,8 +442,13 @@ impl Ops for Function {
             let recorded = tags.remove(PACKAGE_TAG);
             let code = tags.remove(CODE_TAG);
             // The record describes the package only while Lambda's digest of it is the same.
-            let code = if recorded.as_deref() == f.code_sha256() { code } else { Some("(changed outside the provisioner)".into()) };
-            let secrets: Vec<String> = tags.remove(SECRETS_TAG).map(|s| s.split(' ').map(str::to_owned).collect()).unwrap_or_default();
+            let code = if recorded.as_deref() == f.code_sha256() {
+                code
+            } else {
+                Some("(changed outside the provisioner)".into())
+            };
+            let secrets: Vec<String> =
+                tags.remove(SECRETS_TAG).map(|s| s.split(' ').map(str::to_owned).collect()).unwrap_or_default();
             let edge = tags.remove(EDGE_TAG).is_some_and(|v| v == "true");
             let take = |tags: &mut BTreeMap<String, String>, prefix: &str| -> BTreeMap<String, String> {
                 let keys: Vec<String> = tags.keys().filter(|k| k.starts_with(prefix)).cloned().collect();
@@ -477,7 +507,9 @@ impl Ops for Function {
             Ok(_) => {}
             // A rerun after a crash between the create and its record: the function is ours
             // (tagged at birth); the update that follows brings it to `want`.
-            Err(e) if e.has_code("ResourceConflictException") => return Err(OpError::retryable("CreateFunction", format!("{name} exists: reading it again"))),
+            Err(e) if e.has_code("ResourceConflictException") => {
+                return Err(OpError::retryable("CreateFunction", format!("{name} exists: reading it again")))
+            }
             Err(e) => return Err(e),
         }
         cx.born(&name, want);
@@ -494,9 +526,19 @@ impl Ops for Function {
 
     async fn update(&self, cx: &Cx, id: &str, have: &Value, want: &Value) -> Result<(), OpError> {
         let (h, w) = (Attrs::of(have)?, Attrs::of(want)?);
-        let settings = (&h.role, &h.runtime, &h.handler, h.memory, h.timeout) != (&w.role, &w.runtime, &w.handler, w.memory, w.timeout);
-        let contents = (&h.code_sha256, &h.config, &h.fetch, &h.secrets) != (&w.code_sha256, &w.config, &w.fetch, &w.secrets);
-        let arn = lambda(cx).get_function_configuration().function_name(id).send().await.map_err(|e| err("GetFunctionConfiguration", e))?.function_arn().map(str::to_owned).unwrap_or_default();
+        let settings = (&h.role, &h.runtime, &h.handler, h.memory, h.timeout)
+            != (&w.role, &w.runtime, &w.handler, w.memory, w.timeout);
+        let contents =
+            (&h.code_sha256, &h.config, &h.fetch, &h.secrets) != (&w.code_sha256, &w.config, &w.fetch, &w.secrets);
+        let arn = lambda(cx)
+            .get_function_configuration()
+            .function_name(id)
+            .send()
+            .await
+            .map_err(|e| err("GetFunctionConfiguration", e))?
+            .function_arn()
+            .map(str::to_owned)
+            .unwrap_or_default();
         if settings {
             lambda(cx)
                 .update_function_configuration()
@@ -516,7 +558,13 @@ impl Ops for Function {
         let record_now = if contents {
             let zip = package(id, &w).await?;
             let digest = package_digest(&zip);
-            lambda(cx).update_function_code().function_name(id).zip_file(Blob::new(zip)).send().await.map_err(|e| err("UpdateFunctionCode", e))?;
+            lambda(cx)
+                .update_function_code()
+                .function_name(id)
+                .zip_file(Blob::new(zip))
+                .send()
+                .await
+                .map_err(|e| err("UpdateFunctionCode", e))?;
             settled(cx, id).await?;
             record(&w, digest)
         } else {
@@ -529,11 +577,23 @@ impl Ops for Function {
         // The record is rewritten whole: values that left the configuration leave the tags.
         let gone: Vec<String> = live.keys().filter(|k| !record_now.contains_key(*k)).cloned().collect();
         if !gone.is_empty() {
-            lambda(cx).untag_resource().resource(&arn).set_tag_keys(Some(gone)).send().await.map_err(|e| err("UntagResource", e))?;
+            lambda(cx)
+                .untag_resource()
+                .resource(&arn)
+                .set_tag_keys(Some(gone))
+                .send()
+                .await
+                .map_err(|e| err("UntagResource", e))?;
         }
         let set: HashMap<String, String> = record_now.into_iter().filter(|(k, v)| live.get(k) != Some(v)).collect();
         if !set.is_empty() {
-            lambda(cx).tag_resource().resource(&arn).set_tags(Some(set)).send().await.map_err(|e| err("TagResource", e))?;
+            lambda(cx)
+                .tag_resource()
+                .resource(&arn)
+                .set_tags(Some(set))
+                .send()
+                .await
+                .map_err(|e| err("TagResource", e))?;
         }
         Ok(())
     }
@@ -572,7 +632,13 @@ mod tests {
     #[test]
     fn the_typed_attributes_hold_every_declared_field() {
         let a = Attrs::of(&crate::schema::sample(KIND.fields)).unwrap();
-        assert!(a.package.is_some() && !a.build.is_empty() && !a.config.is_empty() && !a.fetch.is_empty() && !a.secrets.is_empty());
+        assert!(
+            a.package.is_some()
+                && !a.build.is_empty()
+                && !a.config.is_empty()
+                && !a.fetch.is_empty()
+                && !a.secrets.is_empty()
+        );
     }
 
     #[test]

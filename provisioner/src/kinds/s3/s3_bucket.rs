@@ -11,10 +11,10 @@ use crate::schema::{as_is, Field, FieldType, Kind, Update};
 use crate::stack::{Resource, Stack};
 use async_trait::async_trait;
 use aws_sdk_s3::types::{
-    BucketLocationConstraint, BucketVersioningStatus, CreateBucketConfiguration, ObjectIdentifier,
-    ObjectOwnership, OwnershipControls, OwnershipControlsRule, PublicAccessBlockConfiguration,
-    ServerSideEncryption, ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration,
-    ServerSideEncryptionRule, Tag, Tagging, VersioningConfiguration,
+    BucketLocationConstraint, BucketVersioningStatus, CreateBucketConfiguration, ObjectIdentifier, ObjectOwnership,
+    OwnershipControls, OwnershipControlsRule, PublicAccessBlockConfiguration, ServerSideEncryption,
+    ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule, Tag, Tagging,
+    VersioningConfiguration,
 };
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -49,8 +49,11 @@ pub static KIND: Kind = Kind {
 
 const S3_STORAGE_GB: crate::cost::UsageKey =
     crate::cost::UsageKey { name: "s3_storage_gb", unit: "GB", doc: "data each bucket stores (every version kept)" };
-const S3_GETS: crate::cost::UsageKey =
-    crate::cost::UsageKey { name: "s3_gets", unit: "requests a month", doc: "GET requests to each bucket (a CDN's cache misses)" };
+const S3_GETS: crate::cost::UsageKey = crate::cost::UsageKey {
+    name: "s3_gets",
+    unit: "requests a month",
+    doc: "GET requests to each bucket (a CDN's cache misses)",
+};
 
 /// Standard storage and GET requests.
 fn cost(cx: &crate::cost::CostCx<'_>) -> Vec<crate::cost::Part> {
@@ -112,7 +115,13 @@ fn tagging(w: &Attrs) -> Result<Tagging, OpError> {
 
 /// Sets the bucket's whole tag set (S3 has no per-tag call).
 async fn put_tags(cx: &Cx, bucket: &str, w: &Attrs) -> Result<(), OpError> {
-    s3(cx).put_bucket_tagging().bucket(bucket).tagging(tagging(w)?).send().await.map_err(|e| err("PutBucketTagging", e))?;
+    s3(cx)
+        .put_bucket_tagging()
+        .bucket(bucket)
+        .tagging(tagging(w)?)
+        .send()
+        .await
+        .map_err(|e| err("PutBucketTagging", e))?;
     Ok(())
 }
 
@@ -131,13 +140,20 @@ async fn set_versioning(cx: &Cx, bucket: &str, on: bool) -> Result<(), OpError> 
 /// Deletes every object version and delete marker, a thousand a call.
 async fn empty(cx: &Cx, bucket: &str) -> Result<(), OpError> {
     loop {
-        let page = s3(cx).list_object_versions().bucket(bucket).send().await.map_err(|e| err("ListObjectVersions", e))?;
+        let page =
+            s3(cx).list_object_versions().bucket(bucket).send().await.map_err(|e| err("ListObjectVersions", e))?;
         let ids = page
             .versions()
             .iter()
             .map(|v| (v.key(), v.version_id()))
             .chain(page.delete_markers().iter().map(|m| (m.key(), m.version_id())))
-            .filter_map(|(k, v)| ObjectIdentifier::builder().set_key(k.map(str::to_owned)).set_version_id(v.map(str::to_owned)).build().ok())
+            .filter_map(|(k, v)| {
+                ObjectIdentifier::builder()
+                    .set_key(k.map(str::to_owned))
+                    .set_version_id(v.map(str::to_owned))
+                    .build()
+                    .ok()
+            })
             .collect::<Vec<_>>();
         if ids.is_empty() {
             return Ok(());
@@ -158,7 +174,8 @@ impl Ops for Bucket {
         for (name, mut tags) in owned(cx).await? {
             let force = tags.remove(FORCE_TAG).is_some_and(|v| v == "true");
             let Some(address) = tags.get(ID_TAG).cloned() else { continue };
-            let v = s3(cx).get_bucket_versioning().bucket(&name).send().await.map_err(|e| err("GetBucketVersioning", e))?;
+            let v =
+                s3(cx).get_bucket_versioning().bucket(&name).send().await.map_err(|e| err("GetBucketVersioning", e))?;
             let mut outputs = Map::new();
             outputs.insert("name".into(), json!(name));
             outputs.insert("arn".into(), json!(format!("arn:aws:s3:::{name}")));
@@ -184,7 +201,9 @@ impl Ops for Bucket {
         let mut create = s3(cx).create_bucket().bucket(&name).object_ownership(ObjectOwnership::BucketOwnerEnforced);
         if cx.region != "us-east-1" {
             create = create.create_bucket_configuration(
-                CreateBucketConfiguration::builder().location_constraint(BucketLocationConstraint::from(cx.region.as_str())).build(),
+                CreateBucketConfiguration::builder()
+                    .location_constraint(BucketLocationConstraint::from(cx.region.as_str()))
+                    .build(),
             );
         }
         match create.send().await.map_err(|e| err("CreateBucket", e)) {
@@ -230,10 +249,21 @@ impl Ops for Bucket {
             .await
             .map_err(|e| err("PutBucketEncryption", e))?;
         let owner = OwnershipControls::builder()
-            .rules(OwnershipControlsRule::builder().object_ownership(ObjectOwnership::BucketOwnerEnforced).build().map_err(|e| OpError::fatal("OwnershipControlsRule", e.to_string()))?)
+            .rules(
+                OwnershipControlsRule::builder()
+                    .object_ownership(ObjectOwnership::BucketOwnerEnforced)
+                    .build()
+                    .map_err(|e| OpError::fatal("OwnershipControlsRule", e.to_string()))?,
+            )
             .build()
             .map_err(|e| OpError::fatal("OwnershipControls", e.to_string()))?;
-        s3(cx).put_bucket_ownership_controls().bucket(&name).ownership_controls(owner).send().await.map_err(|e| err("PutBucketOwnershipControls", e))?;
+        s3(cx)
+            .put_bucket_ownership_controls()
+            .bucket(&name)
+            .ownership_controls(owner)
+            .send()
+            .await
+            .map_err(|e| err("PutBucketOwnershipControls", e))?;
         if w.versioning {
             set_versioning(cx, &name, true).await?;
         }
@@ -284,7 +314,10 @@ mod tests {
         let src = |name: &str| format!("[stack]\nname = \"t\"\nregion = \"eu-central-1\"\n[s3_bucket.{name}]\n");
         // `t-` and the account's suffix (7) around it: 54 characters fit in S3's 63 ...
         let long = "x".repeat(54);
-        assert!(crate::stack::parse(crate::kinds::all(), "t.toml", &src(&long), &BTreeMap::new()).is_ok(), "63 characters");
+        assert!(
+            crate::stack::parse(crate::kinds::all(), "t.toml", &src(&long), &BTreeMap::new()).is_ok(),
+            "63 characters"
+        );
         // ... and 56 do not.
         let d = crate::stack::parse(crate::kinds::all(), "t.toml", &src(&"x".repeat(55)), &BTreeMap::new());
         assert!(d.unwrap_err().items.iter().any(|i| i.code == "bad-bucket-name"), "64 characters");

@@ -75,8 +75,15 @@ impl Ops for Association {
     async fn discover(&self, cx: &Cx) -> Result<Vec<Live>, OpError> {
         let mut out = Vec::new();
         for (lb, tags) in crate::kinds::elbv2::load_balancers(cx).await? {
-            let (Some(arn), Some(lb_address)) = (lb.load_balancer_arn(), tags.get(crate::provider::ID_TAG)) else { continue };
-            let got = waf(cx).get_web_acl_for_resource().resource_arn(arn).send().await.map_err(|e| err("GetWebACLForResource", e))?;
+            let (Some(arn), Some(lb_address)) = (lb.load_balancer_arn(), tags.get(crate::provider::ID_TAG)) else {
+                continue;
+            };
+            let got = waf(cx)
+                .get_web_acl_for_resource()
+                .resource_arn(arn)
+                .send()
+                .await
+                .map_err(|e| err("GetWebACLForResource", e))?;
             let Some(acl) = got.web_acl() else { continue };
             // Only an ACL of this stack makes the association the stack's.
             if acl.description().is_none_or(|d| crate::provider::address_in(cx, d).is_none()) {
@@ -108,7 +115,13 @@ impl Ops for Association {
     /// Associating another ACL replaces the old association in one call.
     async fn update(&self, cx: &Cx, id: &str, _: &Value, want: &Value) -> Result<(), OpError> {
         let w = Attrs::of(want)?;
-        waf(cx).associate_web_acl().web_acl_arn(&w.web_acl).resource_arn(id).send().await.map_err(|e| err("AssociateWebACL", e))?;
+        waf(cx)
+            .associate_web_acl()
+            .web_acl_arn(&w.web_acl)
+            .resource_arn(id)
+            .send()
+            .await
+            .map_err(|e| err("AssociateWebACL", e))?;
         Ok(())
     }
 
