@@ -335,6 +335,7 @@ fn setup_installs_the_units_of_each_role_and_they_verify() {
         // Warnings too: systemd ignores a line it cannot read and starts the unit without it.
         assert!(out.status.success() && out.stderr.is_empty(), "{unit}: {}", String::from_utf8_lossy(&out.stderr));
     }
+    alloy_sees_the_journal_and_its_targets_only(&both, &logging, layout.path());
     for f in std::fs::read_dir(layout.path().join("opt/quake/hosts")).unwrap() {
         let text = std::fs::read_to_string(f.unwrap().path()).unwrap_or_default();
         assert!(!(text.contains("chmod") && text.contains("docker.sock")), "the Docker socket stays 0660");
@@ -342,6 +343,57 @@ fn setup_installs_the_units_of_each_role_and_they_verify() {
     for s in ["setup", "grafana-password", "kafka-topics"] {
         let ok = Command::new("dash").arg("-n").arg(layout.path().join("opt/quake/hosts").join(s)).status().unwrap();
         assert!(ok.success(), "{s}: not valid sh");
+    }
+}
+
+/// Alloy is given the journal, read-only, and nothing else of the host that could reach a
+/// secret or the Docker API: every container logs to journald (else its logs would never reach
+/// Loki), Alloy's mounts are the listed ones, and the scrape list the setup writes names each
+/// service at the address its unit gives it (none on a host without them).
+fn alloy_sees_the_journal_and_its_targets_only(both: &Played, logging: &Played, layout: &Path) {
+    let unit = |p: &Played, u: &str| std::fs::read_to_string(p.root.join("etc/systemd/system").join(u)).unwrap();
+    for u in &both.units {
+        let text = unit(both, u);
+        if text.contains("docker run") {
+            assert!(text.contains("--log-driver journald"), "{u}: its logs go where Alloy reads them");
+        }
+    }
+    let alloy = unit(both, "quake-alloy.service");
+    let mounts: BTreeSet<&str> = alloy
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .windows(2)
+        .filter(|w| w[0] == "-v")
+        .map(|w| w[1])
+        .collect();
+    let allowed: BTreeSet<&str> = [
+        "/var/log/journal:/var/log/journal:ro",
+        "/run/log/journal:/run/log/journal:ro",
+        "/etc/machine-id:/etc/machine-id:ro",
+        "/opt/quake/observability/config.alloy:/etc/alloy/config.alloy:ro",
+        "/etc/quake/alloy-targets.json:/etc/alloy/targets.json:ro",
+        "/var/lib/alloy:/var/lib/alloy",
+    ]
+    .into();
+    assert_eq!(mounts, allowed, "Alloy's mounts: no Docker socket, no /, /proc or /sys of the host");
+    assert!(!alloy.contains("docker.sock") && !alloy.contains("--privileged") && !alloy.contains("--pid"), "{alloy}");
+    let config = std::fs::read_to_string(layout.join("opt/quake/observability/config.alloy")).unwrap();
+    assert!(!config.contains("docker.sock") && !config.contains("discovery.docker"), "Alloy asks Docker nothing");
+    for path in config.split('"').filter(|w| w.starts_with("/etc/alloy/")) {
+        assert!(mounts.iter().any(|m| m.contains(&format!(":{path}:"))), "config.alloy reads {path}: not mounted");
+    }
+
+    let targets = |p: &Played| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(p.root.join("etc/quake/alloy-targets.json")).unwrap()).unwrap()
+    };
+    assert_eq!(targets(logging), serde_json::json!([]), "a logging host scrapes no service");
+    let listed = targets(both);
+    assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
+    for t in listed.as_array().unwrap() {
+        let service = t["labels"]["service"].as_str().unwrap();
+        let address = t["targets"][0].as_str().unwrap();
+        let text = unit(both, &format!("quake-{service}.service"));
+        assert!(text.contains(&format!("QUAKE_LISTEN={address} ")), "{service} listens where Alloy scrapes: {address}");
     }
 }
 

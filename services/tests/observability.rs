@@ -252,6 +252,13 @@ fn alert_rules_watch_what_exists() {
         alloy.contains("\"filesystem\"") && alloy.contains("target_label = \"host\""),
         "the disk rule's metric and label"
     );
+    // Alloy sees the root volume through its storage directory only (no `/` of the host is
+    // mounted): the rule's `mountpoint="/"` exists because Alloy relabels that mount to `/`.
+    let disk = alloy.split("prometheus.relabel \"host\"").nth(1).unwrap_or_default();
+    assert!(
+        disk.contains("regex         = \"/var/lib/alloy\"") && disk.contains("replacement   = \"/\""),
+        "the root volume labelled as the disk rule asks"
+    );
     // E-mail through SNS, signed with the host's role: the topic and region filled in at boot.
     let receiver = &rules["contactPoints"][0]["receivers"][0];
     assert_eq!(receiver["type"], "sns");
