@@ -49,9 +49,17 @@ fn prod_copy(network_only: bool) -> String {
 static STACK: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| prod_copy(true));
 static FULL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| prod_copy(false));
 
+/// The variables a person must choose (prod.toml gives them no default).
+fn chosen() -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("alert_email".to_owned(), "oncall@example.net".to_owned()),
+        ("finops_email".to_owned(), "finops@example.net".to_owned()),
+    ])
+}
+
 fn load(path: &str) -> provisioner::stack::Stack {
     let src = std::fs::read_to_string(path).expect("stack file");
-    let mut stack = provisioner::load(path, &src, &BTreeMap::new()).expect("valid stack");
+    let mut stack = provisioner::load(path, &src, &chosen()).expect("valid stack");
     stack.derive().expect("images build");
     stack
 }
@@ -279,7 +287,7 @@ async fn images(registry: &LocalRegistry) {
     let path = path.to_string_lossy().into_owned();
     let src = std::fs::read_to_string(&path).expect("stack file");
     let derive = || {
-        let mut stack = provisioner::load(&path, &src, &BTreeMap::new()).expect("valid stack");
+        let mut stack = provisioner::load(&path, &src, &chosen()).expect("valid stack");
         let t = Instant::now();
         stack.derive().expect("the image builds");
         let digest = stack.get("image.quake").and_then(|r| r.str("digest")).map(|(d, _)| d.to_owned()).expect("digest");

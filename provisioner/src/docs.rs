@@ -40,7 +40,12 @@ pub fn json_schema() -> Value {
     );
     props.insert(
         "variables".into(),
-        json!({"type": "object", "additionalProperties": {"type": "string"},
+        json!({"type": "object",
+               "additionalProperties": {"anyOf": [
+                   {"type": "string"},
+                   {"type": "object", "required": ["example"], "additionalProperties": false,
+                    "properties": {"example": {"type": "string"}},
+                    "description": "No default: a value a person must choose (an address, an e-mail); every command but cost refuses to run without it."}]},
                "description": "Defaults of ${var.NAME}; overridden by --var NAME=VALUE or PROVISIONER_VAR_NAME."}),
     );
     for k in kinds::all() {

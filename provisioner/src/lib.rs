@@ -25,3 +25,13 @@ pub fn load(
 ) -> Result<stack::Stack, diag::Diags> {
     stack::parse(kinds::all(), file, src, vars)
 }
+
+/// [`load`], with `unset` saying what a variable without a default becomes when not given.
+pub fn load_with(
+    file: &str,
+    src: &str,
+    vars: &std::collections::BTreeMap<String, String>,
+    unset: stack::Unset,
+) -> Result<stack::Stack, diag::Diags> {
+    stack::parse_with(kinds::all(), file, src, vars, unset)
+}

@@ -4,6 +4,7 @@ mod cmd;
 
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use cmd::Aws;
+use provisioner::stack::Unset;
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -142,8 +143,9 @@ struct RunArgs {
     resource_timeout: u64,
 }
 
-/// Reads and checks a stack file; problems are printed.
-fn load(target: &Target, color: bool) -> Option<provisioner::stack::Stack> {
+/// Reads and checks a stack file; problems are printed. `unset`: what a variable without a
+/// default becomes when not given (refused, except where only prices are computed).
+fn load(target: &Target, color: bool, unset: provisioner::stack::Unset) -> Option<provisioner::stack::Stack> {
     let file = target.stack.display().to_string();
     let src = match std::fs::read_to_string(&target.stack) {
         Ok(s) => s,
@@ -156,7 +158,7 @@ fn load(target: &Target, color: bool) -> Option<provisioner::stack::Stack> {
     let mut all: BTreeMap<String, String> =
         std::env::vars().filter_map(|(k, v)| k.strip_prefix("PROVISIONER_VAR_").map(|n| (n.to_owned(), v))).collect();
     all.extend(target.vars.iter().cloned());
-    match provisioner::load(&file, &src, &all) {
+    match provisioner::load_with(&file, &src, &all, unset) {
         Ok(s) => Some(s),
         Err(d) => {
             eprint!("{}", provisioner::diag::render(&file, &src, &d.items, color));
@@ -191,7 +193,7 @@ fn main() -> ExitCode {
         Color::Auto => std::env::var_os("NO_COLOR").is_none() && std::io::stderr().is_terminal(),
     };
     let aws = |target: Target, what: Aws| -> ExitCode {
-        let Some(mut stack) = load(&target, color) else { return ExitCode::FAILURE };
+        let Some(mut stack) = load(&target, color, Unset::Refuse) else { return ExitCode::FAILURE };
         // Before anything is built or asked of AWS.
         let never = provisioner::image::pin::unverified(&stack.variables);
         if matches!(what, Aws::Apply { accept_pins: false, .. }) && !never.is_empty() {
@@ -240,7 +242,7 @@ fn main() -> ExitCode {
         ),
         Cmd::Outputs { target, json } => aws(target, Aws::Outputs { json }),
         Cmd::ForceUnlock { target } => aws(target, Aws::ForceUnlock),
-        Cmd::Validate { target } => match load(&target, color) {
+        Cmd::Validate { target } => match load(&target, color, Unset::Refuse) {
             Some(s) => {
                 println!(
                     "{}: stack `{}` in {}: {} resources, no problems",
@@ -254,7 +256,8 @@ fn main() -> ExitCode {
             None => ExitCode::FAILURE,
         },
         Cmd::Pin { file, write } => pin(&file, write),
-        Cmd::Cost { target, json, site, page, library } => match load(&target, color) {
+        // The bill does not depend on an address or an e-mail: their examples stand in.
+        Cmd::Cost { target, json, site, page, library } => match load(&target, color, Unset::Example) {
             Some(s) => {
                 let b = provisioner::cost::of_stack(&s);
                 if let Some(out) = site {

@@ -485,7 +485,7 @@ async fn broken_stacks_make_no_aws_call() {
     let proxy = Proxy::start(&moto.url).await;
     // The whole production file, its file paths pointed at the repository (written elsewhere).
     let src = std::fs::read_to_string(root(PROD)).unwrap().replace("\"../", &format!("\"{}/", root("")));
-    assert!(provisioner::load("prod.toml", &src, &BTreeMap::new()).is_ok(), "the copy is valid");
+    assert!(provisioner::load("prod.toml", &src, &common::chosen()).is_ok(), "the copy is valid");
     let broken = [
         src.replace("memory = 512", "memory = 4096"),
         src.replace("rate_window = 300", "rate_window = 200"),
@@ -518,7 +518,7 @@ async fn broken_stacks_make_no_aws_call() {
             _ => m[i].push_str(" = ]["),
         }
         let text = m.join("\n");
-        if provisioner::load("m.toml", &text, &BTreeMap::new()).is_err() {
+        if provisioner::load("m.toml", &text, &common::chosen()).is_err() {
             broken.push(text);
         }
     }

@@ -19,7 +19,9 @@ fn repo(p: &str) -> PathBuf {
 fn stack(file: &str, vars: &[(&str, &str)]) -> Stack {
     let path = repo(file);
     let src = std::fs::read_to_string(&path).unwrap();
-    let vars = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    // The variables a person must choose, then the test's own.
+    let chosen = [("alert_email", "oncall@example.net"), ("finops_email", "finops@example.net")];
+    let vars = chosen.iter().chain(vars).map(|(k, v)| (k.to_string(), v.to_string())).collect();
     provisioner::load(path.to_str().unwrap(), &src, &vars).unwrap_or_else(|d| panic!("{file}: {:?}", d.items))
 }
 
@@ -359,13 +361,8 @@ fn alloy_sees_the_journal_and_its_targets_only(both: &Played, logging: &Played, 
         }
     }
     let alloy = unit(both, "quake-alloy.service");
-    let mounts: BTreeSet<&str> = alloy
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .windows(2)
-        .filter(|w| w[0] == "-v")
-        .map(|w| w[1])
-        .collect();
+    let mounts: BTreeSet<&str> =
+        alloy.split_whitespace().collect::<Vec<_>>().windows(2).filter(|w| w[0] == "-v").map(|w| w[1]).collect();
     let allowed: BTreeSet<&str> = [
         "/var/log/journal:/var/log/journal:ro",
         "/run/log/journal:/run/log/journal:ro",

@@ -10,8 +10,12 @@ fn prod() -> String {
     std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../stacks/prod.toml")).unwrap()
 }
 
-fn no_vars() -> BTreeMap<String, String> {
-    BTreeMap::new()
+/// The variables a person must choose (prod.toml gives them no default), as a caller gives them.
+fn chosen() -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("alert_email".to_owned(), "oncall@example.net".to_owned()),
+        ("finops_email".to_owned(), "finops@example.net".to_owned()),
+    ])
 }
 
 #[test]
@@ -19,7 +23,7 @@ fn the_real_stacks_are_valid() {
     for f in ["prod.toml", "local.toml"] {
         let path = format!("{}/../stacks/{f}", env!("CARGO_MANIFEST_DIR"));
         let src = std::fs::read_to_string(&path).unwrap();
-        let s = load(f, &src, &no_vars()).unwrap_or_else(|d| panic!("{f}: {:?}", d.items));
+        let s = load(f, &src, &chosen()).unwrap_or_else(|d| panic!("{f}: {:?}", d.items));
         assert!(s.resources.len() >= 10, "{f}");
     }
 }
@@ -82,7 +86,7 @@ const CORPUS: &[(&str, &str, &str, &str)] = &[
         "egress = 5",
         "wrong-type",
     ),
-    ("wrong type: variable not a string", "alert_email = \"alerts@example.org\"", "alert_email = 1", "wrong-type"),
+    ("wrong type: variable not a string", "kafka_partitions = \"3\"", "kafka_partitions = 3", "wrong-type"),
     ("wrong type: kind not a table", "[stack]", "eip = 5\n[stack]", "wrong-type"),
     ("usage: unknown key", "web_gb_out = 0.05", "web_gb_outt = 0.05", "unknown-usage"),
     ("usage: not a number", "log_gb = 0.2", "log_gb = \"lots\"", "wrong-type"),
@@ -277,7 +281,7 @@ fn every_broken_stack_is_reported_with_its_place() {
     for (what, find, replace, code) in CORPUS {
         assert!(base.contains(find), "{what}: `{find}` not in prod.toml");
         let src = base.replacen(find, replace, 1);
-        let Err(d) = load("prod.toml", &src, &no_vars()) else { panic!("{what}: accepted") };
+        let Err(d) = load("prod.toml", &src, &chosen()) else { panic!("{what}: accepted") };
         assert!(d.items.iter().any(|x| x.code == *code), "{what}: expected {code}, got {:?}", d.items);
         for x in &d.items {
             assert!(
@@ -299,7 +303,7 @@ fn all_problems_are_reported_together() {
         .replacen("az = \"b\"", "az = \"q\"", 1)
         .replacen("from_port = 443,", "from_port = 99999,", 1)
         .replacen("${var.alert_email}", "${var.nobody}", 1);
-    let d = load("prod.toml", &src, &no_vars()).unwrap_err();
+    let d = load("prod.toml", &src, &chosen()).unwrap_err();
     let codes: Vec<&str> = d.items.iter().map(|x| x.code).collect();
     for c in ["unknown-kind", "out-of-range", "undefined-variable"] {
         assert!(codes.contains(&c), "{c} in {codes:?}");
@@ -315,26 +319,28 @@ fn reference_cycles_are_reported_with_their_path() {
                [nat_gateway.n]\nsubnet = \"subnet.s\"\neip = \"eip.e\"\n\n[eip.e]\n\n\
                [route_table.r]\nvpc = \"vpc.v\"\nroutes = [{ destination = \"0.0.0.0/0\", nat_gateway = \"nat_gateway.n\" }]\n\
                subnets = [\"subnet.s\"]\n";
-    load("c.toml", src, &no_vars()).expect("no cycle: a route table may serve the subnet its NAT gateway sits in");
+    load("c.toml", src, &chosen()).expect("no cycle: a route table may serve the subnet its NAT gateway sits in");
     // Security groups may name each other (rules apply once both exist).
     let sg = "[stack]\nname = \"c\"\nregion = \"eu-central-1\"\n[vpc.v]\ncidr = \"10.0.0.0/16\"\n\
               [security_group.a]\nvpc = \"vpc.v\"\ndescription = \"a\"\ningress = [{ protocol = \"tcp\", from_port = 1, group = \"security_group.b\" }]\n\
               [security_group.b]\nvpc = \"vpc.v\"\ndescription = \"b\"\ningress = [{ protocol = \"tcp\", from_port = 1, group = \"security_group.a\" }, { protocol = \"all\", self = true }]\n";
-    load("sg.toml", sg, &no_vars()).expect("groups referring to each other are fine");
+    load("sg.toml", sg, &chosen()).expect("groups referring to each other are fine");
 }
 
 #[test]
 fn variables_come_from_the_file_then_the_caller() {
     let src = prod().replace("separate_logging_host = \"false\"", "separate_logging_host = \"true\"");
-    let s = load("prod.toml", &src, &no_vars()).unwrap();
+    let s = load("prod.toml", &src, &chosen()).unwrap();
     let rule = |s: &provisioner::stack::Stack| {
         format!("{:?}", s.get("sns_topic.alerts").unwrap().fields["email_subscriptions"])
     };
-    assert!(rule(&s).contains("alerts@example.org"));
-    let vars = BTreeMap::from([("alert_email".to_owned(), "oncall@example.net".to_owned())]);
-    let s = load("prod.toml", &src, &vars).unwrap();
     assert!(rule(&s).contains("oncall@example.net"));
-    let bad = BTreeMap::from([("alert_email".to_owned(), "not an address".to_owned())]);
+    let mut vars = chosen();
+    vars.insert("alert_email".to_owned(), "pager@example.net".to_owned());
+    let s = load("prod.toml", &src, &vars).unwrap();
+    assert!(rule(&s).contains("pager@example.net"));
+    let mut bad = chosen();
+    bad.insert("alert_email".to_owned(), "not an address".to_owned());
     let d = load("prod.toml", &src, &bad).unwrap_err();
     assert_eq!(d.items[0].code, "bad-email");
 }
@@ -386,7 +392,7 @@ fn thousands_of_random_mutations_never_panic() {
             }
         }
         let src = l.join("\n");
-        if let Err(d) = load("m.toml", &src, &no_vars()) {
+        if let Err(d) = load("m.toml", &src, &chosen()) {
             rejected += 1;
             assert!(!d.items.is_empty());
             for x in &d.items {
@@ -402,7 +408,8 @@ fn cli(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_provisioner"))
         .args(args)
         .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-        .env_remove("PROVISIONER_VAR_alert_email")
+        .env("PROVISIONER_VAR_alert_email", "oncall@example.net")
+        .env("PROVISIONER_VAR_finops_email", "finops@example.net")
         .output()
         .unwrap()
 }
@@ -432,6 +439,58 @@ fn cli_validate_exit_codes_and_rendering() {
     let missing = cli(&["validate", "stacks/none.toml"]);
     assert_eq!(missing.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot read stacks/none.toml"));
+}
+
+/// The variables a person must choose have no default: `validate` (and every command that may
+/// reach AWS) names each missing one with the two ways to give it, before any AWS call; `cost`,
+/// which neither calls AWS nor depends on an address, prices with their examples.
+#[test]
+fn variables_a_person_must_choose_are_named_when_missing() {
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_provisioner"))
+            .args(args)
+            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+            .env_remove("PROVISIONER_VAR_alert_email")
+            .env_remove("PROVISIONER_VAR_finops_email")
+            .env("NO_COLOR", "1")
+            // Nowhere to go: a command that got past the variables would fail on the endpoint.
+            .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+            .output()
+            .unwrap()
+    };
+    for cmd in [&["validate"][..], &["plan"], &["apply", "--yes", "--accept-unverified-pins"], &["destroy", "--yes"]] {
+        let out = run(cmd);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{cmd:?}: {err}");
+        for v in ["alert_email", "finops_email"] {
+            assert!(err.contains(&format!("variable `{v}` has no default")), "{cmd:?} names {v}: {err}");
+            assert!(err.contains(&format!("--var {v}=")) && err.contains(&format!("PROVISIONER_VAR_{v}")), "{err}");
+        }
+        assert!(!err.contains("127.0.0.1:9") && !err.contains("dispatch"), "{cmd:?}: no AWS call: {err}");
+    }
+    let given = run(&["validate", "--var", "alert_email=a@example.net", "--var", "finops_email=b@example.net"]);
+    assert!(given.status.success(), "{}", String::from_utf8_lossy(&given.stderr));
+    let cost = run(&["cost"]);
+    assert!(cost.status.success(), "{}", String::from_utf8_lossy(&cost.stderr));
+
+    // In the library: one located diagnostic per missing variable; an example is no default.
+    let d = load("prod.toml", &prod(), &BTreeMap::new()).unwrap_err();
+    let src = prod();
+    let missing: Vec<(&str, &str)> = d
+        .items
+        .iter()
+        .filter(|x| x.code == "missing-variable")
+        .map(|x| (x.message.as_str(), &src[x.span.clone()]))
+        .collect();
+    assert_eq!(missing.len(), 2, "{:?}", d.items);
+    assert!(missing[0].0.contains("`alert_email`") && missing[0].1.contains("oncall@example.org"), "{missing:?}");
+    assert!(missing[1].0.contains("`finops_email`") && missing[1].1.contains("you@example.org"), "{missing:?}");
+    assert_eq!(d.items.len(), 2, "nothing else: the examples stand in for the rest of the checks: {:?}", d.items);
+    let s = provisioner::load_with("prod.toml", &prod(), &BTreeMap::new(), provisioner::stack::Unset::Example).unwrap();
+    assert_eq!(s.variables["alert_email"], "oncall@example.org");
+    let bad = prod().replace("alert_email = { example = \"oncall@example.org\" }", "alert_email = { exmaple = \"x\" }");
+    let d = load("prod.toml", &bad, &chosen()).unwrap_err();
+    assert_eq!(d.items[0].code, "wrong-type", "{:?}", d.items);
 }
 
 fn tempfile_dir() -> std::path::PathBuf {
@@ -513,7 +572,7 @@ const UNSCOPED: &[&str] = &[
 #[test]
 fn production_policies_name_their_resources() {
     let src = prod();
-    let s = load("prod.toml", &src, &no_vars()).unwrap();
+    let s = load("prod.toml", &src, &chosen()).unwrap();
     let mut statements = 0;
     for r in s.resources.iter().filter(|r| r.kind.name == "iam_role") {
         let v = provisioner::plan::desired(r, &s);
@@ -560,7 +619,7 @@ fn user_data_files_are_templates() {
     let file = stack.to_str().unwrap();
     let good = "#cloud-config\nruncmd:\n  - echo ${var.topic} $HOME ${instance.logging.private_ip}\n";
     std::fs::write(dir.join("host.yaml"), good).unwrap();
-    let s = load(file, src, &no_vars()).unwrap_or_else(|d| panic!("{:?}", d.items));
+    let s = load(file, src, &chosen()).unwrap_or_else(|d| panic!("{:?}", d.items));
     let host = s.get("instance.streaming").unwrap();
     let text = host.fields["user_data"].0.as_str().unwrap();
     assert_eq!(text, "#cloud-config\nruncmd:\n  - echo quakes $HOME ${instance.logging.private_ip}\n");
@@ -569,7 +628,7 @@ fn user_data_files_are_templates() {
         "the output orders the hosts"
     );
     std::fs::write(dir.join("host.yaml"), "#cloud-config\nruncmd:\n  - echo ${HOME}\n  - echo ${var.nope}\n").unwrap();
-    let Err(d) = load(file, src, &no_vars()) else { panic!("a shell ${{HOME}} was accepted") };
+    let Err(d) = load(file, src, &chosen()) else { panic!("a shell ${{HOME}} was accepted") };
     let shell = d.items.iter().find(|x| x.code == "bad-variable").expect("bad-variable");
     assert!(shell.message.contains("host.yaml:3:"), "{}", shell.message);
     assert!(shell.help.as_deref().unwrap_or("").contains("`$HOME`"), "{:?}", shell.help);
@@ -609,7 +668,7 @@ fn switches_and_variables_files() {
     let text = |s: &provisioner::stack::Stack| {
         s.get("instance.streaming").unwrap().fields["user_data"].0.as_str().unwrap().to_owned()
     };
-    let off = load(file, &src(""), &no_vars()).unwrap_or_else(|d| panic!("{:?}", d.items));
+    let off = load(file, &src(""), &chosen()).unwrap_or_else(|d| panic!("{:?}", d.items));
     assert!(off.get("instance.logging").is_none() && off.get("iam_role.logging").is_none());
     assert_eq!(off.disabled, ["iam_role.logging", "instance.logging"]);
     assert_eq!(text(&off), "#cloud-config\n# logging= kafka=apache/kafka:4.1.1 from the stack\n");
@@ -621,7 +680,7 @@ fn switches_and_variables_files() {
     assert!(text(&on).contains("logging=${instance.logging.private_ip} "), "{}", text(&on));
 
     let profile = "\n[iam_instance_profile.logging]\nrole = \"iam_role.logging\"\n";
-    let Err(d) = load(file, &src(profile), &no_vars()) else { panic!("a reference to a disabled role was accepted") };
+    let Err(d) = load(file, &src(profile), &chosen()) else { panic!("a reference to a disabled role was accepted") };
     assert!(d.items.iter().any(|x| x.code == "disabled-reference"), "{:?}", d.items);
     assert!(load(file, &src(profile), &on_vars).is_ok());
 
@@ -630,7 +689,7 @@ fn switches_and_variables_files() {
     assert!(d.items.iter().any(|x| x.code == "wrong-type"), "{:?}", d.items);
 
     std::fs::write(dir.join("pins.toml"), "kafka_image = \"apache/kafka:4.1.1\"\nreplicas = 2\n").unwrap();
-    let Err(d) = load(file, &src(""), &no_vars()) else { panic!("a number in a variables file was accepted") };
+    let Err(d) = load(file, &src(""), &chosen()) else { panic!("a number in a variables file was accepted") };
     let x = d.items.iter().find(|x| x.code == "wrong-type").expect("wrong-type");
     assert!(x.message.contains("pins.toml:2:"), "{}", x.message);
 }
@@ -643,7 +702,7 @@ fn an_image_missing_what_its_page_loads_is_refused() {
     let whole = r#""/assets/web" = "../assets/web""#;
     let by_hand = r#""/assets/web/index.html" = "../assets/web/index.html", "/assets/web/app.js" = "../assets/web/app.js", "/assets/web/style.css" = "../assets/web/style.css", "/assets/web/vendor" = "../assets/web/vendor""#;
     let refused = |src: &str| {
-        let d = load("prod.toml", src, &no_vars()).expect_err("the stack is refused");
+        let d = load("prod.toml", src, &chosen()).expect_err("the stack is refused");
         d.items
             .iter()
             .filter(|x| x.code == "page-file-missing")
@@ -936,7 +995,7 @@ fn replacement_flags_follow_aws_resource_schemas() {
 #[test]
 fn secrets_are_readable_only_by_the_roles_that_need_them() {
     let src = prod();
-    let s = load("prod.toml", &src, &no_vars()).unwrap();
+    let s = load("prod.toml", &src, &chosen()).unwrap();
     for r in s.resources.iter().filter(|r| r.kind.name == "iam_role") {
         let v = provisioner::plan::desired(r, &s);
         let managed: Vec<&str> =
@@ -971,6 +1030,8 @@ fn apply_refuses_pins_never_verified() {
         .args(["apply", "stacks/prod.toml", "--yes"])
         .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
         .env_remove("PROVISIONER_ACCEPT_UNVERIFIED_PINS")
+        .env("PROVISIONER_VAR_alert_email", "oncall@example.net")
+        .env("PROVISIONER_VAR_finops_email", "finops@example.net")
         // Nowhere to go: a check that let it through would fail on the endpoint, not pass.
         .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
         .env("AWS_ACCESS_KEY_ID", "x")

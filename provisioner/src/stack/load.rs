@@ -8,9 +8,30 @@ use crate::schema::{Kind, COMMON};
 use std::collections::BTreeMap;
 use toml_edit::{Item, Value};
 
+/// What a variable declared without a default (`name = { example = "..." }`: an address, an
+/// e-mail, something a person must choose) becomes when nobody gave it a value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unset {
+    /// An error naming it and how to give it: for everything that may reach AWS.
+    Refuse,
+    /// Its example: for what never leaves this machine and does not depend on it (`cost`).
+    Example,
+}
+
 /// Parses and checks a stack of the kinds in `kinds`. `vars` overrides the file's variables
-/// (`--var`, environment).
+/// (`--var`, environment); a variable without a default must be among them.
 pub fn parse(kinds: &[&'static Kind], file: &str, src: &str, vars: &BTreeMap<String, String>) -> Result<Stack, Diags> {
+    parse_with(kinds, file, src, vars, Unset::Refuse)
+}
+
+/// [`parse`], with `unset` saying what a variable without a default becomes when not given.
+pub fn parse_with(
+    kinds: &[&'static Kind],
+    file: &str,
+    src: &str,
+    vars: &BTreeMap<String, String>,
+    unset: Unset,
+) -> Result<Stack, Diags> {
     let mut d = Diags::default();
     let doc = match toml_edit::Document::parse(src) {
         Ok(doc) => doc,
@@ -29,7 +50,7 @@ pub fn parse(kinds: &[&'static Kind], file: &str, src: &str, vars: &BTreeMap<Str
     let whole = 0..src.len().min(1);
 
     let dir = std::path::Path::new(file).parent().unwrap_or(std::path::Path::new("."));
-    let variables = variables(root, src, dir, vars, &mut d);
+    let variables = variables(root, src, dir, vars, unset, &mut d);
     let ctx = Ctx { src, vars: &variables, dir };
     let (name, region, tags) = header(root, &ctx, whole, &mut d);
     let prices = prices(root, &ctx, &mut d);
@@ -65,12 +86,15 @@ pub fn parse(kinds: &[&'static Kind], file: &str, src: &str, vars: &BTreeMap<Str
 
 /// The variables (`${var.NAME}`): the files `stack.variables_from` names (shared data such as
 /// the pinned images), then `[variables]`, then `vars`, each overriding the one before. Read
-/// first: resources may use them anywhere in a string.
+/// first: resources may use them anywhere in a string. A variable declared as
+/// `{ example = "..." }` has no default: a placeholder that deploys (an alert address at
+/// example.org) would send mail nowhere without a word, so it must be given (see [`Unset`]).
 fn variables(
     root: &toml_edit::Table,
     src: &str,
     dir: &std::path::Path,
     vars: &BTreeMap<String, String>,
+    unset: Unset,
     d: &mut Diags,
 ) -> BTreeMap<String, String> {
     let mut variables: BTreeMap<String, String> = BTreeMap::new();
@@ -96,15 +120,34 @@ fn variables(
         match item.as_table_like() {
             Some(t) => {
                 for (k, v) in t.iter() {
-                    match v.as_value().and_then(Value::as_str) {
-                        Some(s) => {
-                            variables.insert(k.to_owned(), s.to_owned());
+                    if let Some(s) = v.as_value().and_then(Value::as_str) {
+                        variables.insert(k.to_owned(), s.to_owned());
+                        continue;
+                    }
+                    let example = v.as_table_like().filter(|t| t.len() == 1).and_then(|t| t.get("example"));
+                    match example.and_then(|e| e.as_value()).and_then(Value::as_str) {
+                        Some(_) if vars.contains_key(k) || variables.contains_key(k) => {}
+                        Some(example) => {
+                            if unset == Unset::Refuse {
+                                d.error(
+                                    "missing-variable",
+                                    item_span(v, src),
+                                    format!("variable `{k}` has no default: it is yours to choose"),
+                                    Some(format!(
+                                        "pass --var {k}={example} (your value), or set PROVISIONER_VAR_{k} in the \
+                                         environment"
+                                    )),
+                                );
+                            }
+                            variables.insert(k.to_owned(), example.to_owned());
                         }
                         None => d.error(
                             "wrong-type",
                             item_span(v, src),
-                            format!("variable `{k}` must be a string"),
-                            Some("write the default in quotes, e.g. alert_email = \"oncall@example.org\"".into()),
+                            format!(
+                                "variable `{k}` must be a string, or {{ example = \"...\" }} for one without a default"
+                            ),
+                            Some("write the default in quotes, e.g. waf_rate_limit = \"500\"".into()),
                         ),
                     }
                 }

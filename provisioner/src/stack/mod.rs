@@ -8,7 +8,7 @@ mod checks;
 mod load;
 mod values;
 
-pub use load::parse;
+pub use load::{parse, parse_with, Unset};
 
 use crate::schema::{FieldType, Kind};
 use std::collections::BTreeMap;

@@ -612,6 +612,15 @@ static DISTRIBUTION_ID: LazyLock<regex_lite::Regex> =
 static FIRST_ORIGIN: LazyLock<regex_lite::Regex> =
     LazyLock::new(|| regex_lite::Regex::new(r"(?s)(<Origin>.*?</DomainName>)").unwrap());
 
+/// The variables a person must choose (prod.toml gives them no default), as an operator gives
+/// them; [`cli`] passes them in the environment.
+pub fn chosen() -> std::collections::BTreeMap<String, String> {
+    [("alert_email", "oncall@example.net"), ("finops_email", "finops@example.net")]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
 /// The CLI, talking to `endpoint`, from the repository root.
 pub fn cli(endpoint: &str) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_provisioner"));
@@ -628,6 +637,9 @@ pub fn cli(endpoint: &str) -> Command {
         // tests accept them, as an operator would say so with --accept-unverified-pins.
         .env("PROVISIONER_ACCEPT_UNVERIFIED_PINS", "1")
         .stdin(Stdio::null());
+    for (k, v) in chosen() {
+        c.env(format!("PROVISIONER_VAR_{k}"), v);
+    }
     if let Some(r) = REGISTRY.get() {
         c.env("PROVISIONER_REGISTRY_ENDPOINT", &r.url);
     }
