@@ -17,12 +17,14 @@ pub enum Aws {
         json: bool,
     },
     /// `keep_protected`: a destroy leaves what AWS protects from deletion, and what that needs;
-    /// `accept_pins`: pinned images no `pin --write` verified are applied anyway.
+    /// `accept_pins`: pinned images no `pin --write` verified are applied anyway;
+    /// `approve_broadening`: security changes that widen access need no second question.
     Apply {
         destroy: bool,
         yes: bool,
         keep_protected: bool,
         accept_pins: bool,
+        approve_broadening: bool,
         opts: WalkOptions,
     },
     Outputs {
@@ -76,7 +78,7 @@ pub async fn run(stack: Stack, what: Aws, color: bool) -> u8 {
             }
             Err(e) => fail(&e.to_string()),
         },
-        Aws::Apply { destroy, yes, keep_protected, opts, .. } => {
+        Aws::Apply { destroy, yes, keep_protected, approve_broadening, opts, .. } => {
             // From the start: a Ctrl-C while the lock is taken or AWS is read still ends the run
             // properly (the lock released), not by the signal's default.
             let cancel = CancellationToken::new();
@@ -89,7 +91,8 @@ pub async fn run(stack: Stack, what: Aws, color: bool) -> u8 {
             if let Some(at) = lock.interrupted {
                 settle(at).await;
             }
-            let code = apply(&cx, &ddb, stack, Run { destroy, yes, keep_protected, opts: &opts, color, cancel }).await;
+            let run = Run { destroy, yes, keep_protected, approve_broadening, opts: &opts, color, cancel };
+            let code = apply(&cx, &ddb, stack, run).await;
             if let Err(e) = lock.release().await {
                 eprintln!("provisioner: releasing the lock: {e}");
             }
@@ -177,13 +180,14 @@ struct Run<'a> {
     destroy: bool,
     yes: bool,
     keep_protected: bool,
+    approve_broadening: bool,
     opts: &'a WalkOptions,
     color: bool,
     cancel: CancellationToken,
 }
 
 async fn apply(cx: &provisioner::provider::Cx, ddb: &aws_sdk_dynamodb::Client, stack: Stack, run: Run<'_>) -> u8 {
-    let Run { destroy, yes, keep_protected, opts, color, cancel } = run;
+    let Run { destroy, yes, keep_protected, approve_broadening, opts, color, cancel } = run;
     let inv = match discover(cx, ddb, &stack).await {
         Ok(i) => i,
         Err(e) => return fail(&format!("reading {} from AWS: {e}", stack.name)),
@@ -227,6 +231,17 @@ async fn apply(cx: &provisioner::provider::Cx, ddb: &aws_sdk_dynamodb::Client, s
     }
     if !yes && !confirm(destroy) {
         eprintln!("provisioner: not confirmed; nothing was changed");
+        return 1;
+    }
+    // A destroy only takes away; an apply that widens access is asked about on its own, `--yes`
+    // or not: an unattended run must say so with --approve-broadening.
+    let broadening = plan.broadening();
+    if !destroy && !broadening.is_empty() && !approve_broadening && !confirm_broadening(broadening.len()) {
+        eprintln!(
+            "provisioner: nothing was changed: {} security changes above broaden access ([broadening]); review them, \
+             then answer `yes` at a terminal or pass --approve-broadening",
+            broadening.len()
+        );
         return 1;
     }
     if cancel.is_cancelled() {
@@ -308,6 +323,16 @@ fn confirm(destroy: bool) -> bool {
     }
     let what = if destroy { "destroy everything this stack owns" } else { "perform these actions" };
     print!("\nDo you want to {what}? Only 'yes' will be accepted: ");
+    let _ = std::io::stdout().flush();
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).is_ok() && line.trim() == "yes"
+}
+
+fn confirm_broadening(n: usize) -> bool {
+    if !std::io::stdin().is_terminal() {
+        return false;
+    }
+    print!("\n{n} of these security changes broaden access. Make them? Only 'yes' will be accepted: ");
     let _ = std::io::stdout().flush();
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line).is_ok() && line.trim() == "yes"

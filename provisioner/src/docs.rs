@@ -108,7 +108,12 @@ fn rows(fields: &[Field], prefix: &str, out: &mut String) {
                 Update::Replace => "forces replacement",
                 Update::Setting => "a setting of this tool, not compared",
             },
-            if f.ordered { format!("{} (order matters)", f.doc) } else { f.doc.to_owned() }
+            format!(
+                "{}{}{}",
+                f.doc,
+                if f.ordered { " (order matters)" } else { "" },
+                if f.security.is_some() { " Listed in the plan's security section." } else { "" }
+            )
         ));
         let inner = match f.ty {
             FieldType::Table(t) => Some(t),

@@ -53,6 +53,10 @@ enum Cmd {
         /// the operator accepts them as they are.
         #[arg(long)]
         accept_unverified_pins: bool,
+        /// Make security changes that broaden access (marked [broadening] in the plan) without
+        /// asking again: `--yes` alone stops before them. Or PROVISIONER_APPROVE_BROADENING=1.
+        #[arg(long)]
+        approve_broadening: bool,
     },
     /// Delete everything the stack owns. Refused, with nothing deleted, while a resource is
     /// protected from deletion (a table's or user pool's `deletion_protection`).
@@ -224,11 +228,22 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Cmd::Plan { target, json } => aws(target, Aws::Plan { json }),
-        Cmd::Apply { target, run, accept_unverified_pins } => {
-            let accept_pins = accept_unverified_pins
-                || std::env::var("PROVISIONER_ACCEPT_UNVERIFIED_PINS").is_ok_and(|v| v == "1" || v == "true");
+        Cmd::Apply { target, run, accept_unverified_pins, approve_broadening } => {
+            let set = |v: &str| std::env::var(v).is_ok_and(|v| v == "1" || v == "true");
+            let accept_pins = accept_unverified_pins || set("PROVISIONER_ACCEPT_UNVERIFIED_PINS");
+            let approve_broadening = approve_broadening || set("PROVISIONER_APPROVE_BROADENING");
             let opts = (&run).into();
-            aws(target, Aws::Apply { destroy: false, yes: run.yes, keep_protected: false, accept_pins, opts })
+            aws(
+                target,
+                Aws::Apply {
+                    destroy: false,
+                    yes: run.yes,
+                    keep_protected: false,
+                    accept_pins,
+                    approve_broadening,
+                    opts,
+                },
+            )
         }
         Cmd::Destroy { target, run, exclude_protected } => aws(
             target,
@@ -237,6 +252,7 @@ fn main() -> ExitCode {
                 yes: run.yes,
                 keep_protected: exclude_protected,
                 accept_pins: true,
+                approve_broadening: true,
                 opts: (&run).into(),
             },
         ),

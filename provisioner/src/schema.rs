@@ -50,6 +50,30 @@ pub enum Update {
     Setting,
 }
 
+/// How a field bears on who or what may reach or do what: the plan lists its changes in its
+/// security section, and a change that broadens access makes `apply` ask again (`--yes` is not
+/// enough; `--approve-broadening` is). Declared on the field, so the plan names no kind or field.
+#[derive(Debug, Clone, Copy)]
+pub enum Security {
+    /// Network rules (a security group's `ingress`, `egress`): each rule added broadens; an
+    /// `inbound` one from every address (0.0.0.0/0, ::/0) is also public.
+    Rules { inbound: bool },
+    /// Policy statements (effect, actions, resources, conditions): an Allow added or a Deny
+    /// removed broadens.
+    Statements,
+    /// A list of who or what is granted something (trusted services, attached policies, a
+    /// bucket's readers, sign-in callback URLs): an item added broadens.
+    Grants,
+    /// A protection's setting (a WAF's rules and default action, a second factor, HTTPS only):
+    /// `weaker(before, after)` says when a change lowers it (`null` for absent or deleted).
+    Guard(fn(&Value, &Value) -> bool),
+    /// A setting that makes the resource reachable from the internet when `public(value)`.
+    Exposure(fn(&Value) -> bool),
+    /// A reference to what exposes this resource (a listener's load balancer): public when that
+    /// resource is, by its own [`Security::Exposure`] fields.
+    ExposedBy,
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct Field {
     pub name: &'static str,
@@ -66,12 +90,14 @@ pub struct Field {
     /// starts ([`Ops::derive`]: an image's digest, from building the image). Readable before
     /// apply as `${kind.name.field}`, so what refers to it shows the new value in a plan.
     pub derived: bool,
+    /// Whether and how a change to it is a security change ([`Security`]).
+    pub security: Option<Security>,
 }
 
 impl Field {
     /// A required field.
     pub const fn required(name: &'static str, ty: FieldType, update: Update, doc: &'static str) -> Self {
-        Self { name, ty, required: true, default: None, update, doc, ordered: false, derived: false }
+        Self { name, ty, required: true, default: None, update, doc, ordered: false, derived: false, security: None }
     }
 
     /// An optional field, with its default when it has one.
@@ -82,18 +108,40 @@ impl Field {
         update: Update,
         doc: &'static str,
     ) -> Self {
-        Self { name, ty, required: false, default, update, doc, ordered: false, derived: false }
+        Self { name, ty, required: false, default, update, doc, ordered: false, derived: false, security: None }
     }
 
     /// A field the kind derives ([`Field::derived`]).
     pub const fn derived(name: &'static str, ty: FieldType, update: Update, doc: &'static str) -> Self {
-        Self { name, ty, required: false, default: None, update, doc, ordered: false, derived: true }
+        Self { name, ty, required: false, default: None, update, doc, ordered: false, derived: true, security: None }
     }
 
     /// The same field, a list whose order is compared.
     pub const fn ordered(self) -> Self {
         Self { ordered: true, ..self }
     }
+
+    /// The same field, its changes listed as security changes ([`Security`]).
+    pub const fn security(self, how: Security) -> Self {
+        Self { security: Some(how), ..self }
+    }
+}
+
+/// [`Security::Guard`]: a protection removed (a web ACL detached, its association deleted).
+pub fn removed(before: &Value, after: &Value) -> bool {
+    !before.is_null() && after.is_null()
+}
+
+/// [`Security::Guard`]: a switch that was on and is not (HTTPS only).
+pub fn turned_off(before: &Value, after: &Value) -> bool {
+    before == true && after != true
+}
+
+/// [`Security::Guard`]: an item of a list of protections dropped (a WAF's managed rule groups).
+pub fn items_dropped(before: &Value, after: &Value) -> bool {
+    let items = |v: &Value| v.as_array().cloned().unwrap_or_default();
+    let after = items(after);
+    items(before).iter().any(|x| !after.contains(x))
 }
 
 /// The AWS regions a resource may live in (`region`).

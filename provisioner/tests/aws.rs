@@ -2773,3 +2773,87 @@ async fn idp_pool(moto: &Moto) -> String {
     );
     idp.list_user_pools().max_results(60).send().await.unwrap().user_pools()[0].id().unwrap().to_owned()
 }
+
+/// The plan's security section as `apply` meets it: a role given `s3:*` on `*`, an ingress
+/// from everywhere and a second reader of a bucket are listed, each marked broadening, and
+/// `apply --yes` stops before them with nothing changed; `--approve-broadening` makes them;
+/// taking them away again needs no second question.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_yes_stops_before_changes_that_broaden_access() {
+    let moto = Moto::start().await;
+    let ep = moto.url.clone();
+    let (_dir, path) = stack_file();
+    let path = path.as_str();
+    let src = |statement: &str, ingress: &str, reader: &str| {
+        format!(
+            "[stack]\nname = \"br\"\nregion = \"eu-central-1\"\n\n[vpc.main]\ncidr = \"10.0.0.0/16\"\n\n\
+             [security_group.web]\nvpc = \"vpc.main\"\ndescription = \"web\"\n\
+             ingress = [{{ protocol = \"tcp\", from_port = 8080, cidr = \"10.0.0.0/16\" }}{ingress}]\n\n\
+             [iam_role.app]\ntrusted_services = [\"ecs-tasks.amazonaws.com\"]\n\
+             statements = [{{ actions = [\"dynamodb:GetItem\"], resources = [\"arn:aws:dynamodb:eu-central-1:123456789012:table/t\"] }}{statement}]\n\n\
+             [s3_bucket.site]\nforce_destroy = true\n\n[s3_bucket_policy.site]\nbucket = \"s3_bucket.site\"\n\
+             read_by = [\"arn:aws:cloudfront::123456789012:distribution/EAAAAAAAAAAAAA\"{reader}]\n"
+        )
+    };
+    let narrow = src("", "", "");
+    let wide = src(
+        ", { actions = [\"s3:*\"], resources = [\"*\"] }",
+        ", { protocol = \"tcp\", from_port = 22, cidr = \"0.0.0.0/0\" }",
+        ", \"arn:aws:cloudfront::210987654321:distribution/EBBBBBBBBBBBBB\"",
+    );
+    std::fs::write(path, &narrow).unwrap();
+    ok(&run(&ep, &["apply", path, "--yes"]), 0, "create (approved by the tests' environment)");
+    ok(&run(&ep, &["plan", path]), 0, "in sync");
+
+    std::fs::write(path, &wide).unwrap();
+    let unapproved = |args: &[&str]| {
+        let out = common::cli(&ep).env_remove("PROVISIONER_APPROVE_BROADENING").args(args).output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let r = unapproved(&["apply", path, "--yes"]);
+    assert_eq!(r.0, 1, "{r:?}");
+    for line in [
+        "  + iam_role.app statements Allow s3:* on * [broadening]\n",
+        "  + security_group.web ingress tcp 22 0.0.0.0/0 [broadening, public]\n",
+        "  + s3_bucket_policy.site read_by arn:aws:cloudfront::210987654321:distribution/EBBBBBBBBBBBBB [broadening]\n",
+    ] {
+        assert!(r.1.contains(line), "{line:?} in\n{}", r.1);
+    }
+    assert!(
+        r.2.contains("nothing was changed: 3 security changes above broaden access")
+            && r.2.contains("--approve-broadening"),
+        "{}",
+        r.2
+    );
+    let (code, json, _) = run(&ep, &["plan", path, "--json"]);
+    assert_eq!(code, 2, "still to do: nothing was applied");
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let listed: Vec<(&str, bool)> = json["security"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["concern"].as_str().unwrap(), s["broadening"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(listed.len(), 3, "{json}");
+    assert!(listed.iter().all(|(_, b)| *b) && listed.iter().any(|(c, _)| *c == "statement"), "{listed:?}");
+    let inline = || async {
+        let p = moto.iam().get_role_policy().role_name("br-app").policy_name("inline").send().await.unwrap();
+        percent_encoding::percent_decode_str(p.policy_document()).decode_utf8_lossy().into_owned()
+    };
+    assert!(!inline().await.contains("s3:*"), "the role was not widened");
+
+    let r = unapproved(&["apply", path, "--yes", "--approve-broadening"]);
+    assert_eq!(r.0, 0, "{r:?}");
+    assert!(inline().await.contains("s3:*"));
+    ok(&run(&ep, &["plan", path]), 0, "in sync: the section is empty");
+
+    std::fs::write(path, &narrow).unwrap();
+    let r = unapproved(&["apply", path, "--yes"]);
+    assert_eq!(r.0, 0, "narrowing asks nothing: {r:?}");
+    assert!(r.1.contains("  - iam_role.app statements Allow s3:* on *\n") && !r.1.contains("[broadening"), "{}", r.1);
+    ok(&run(&ep, &["destroy", path, "--yes"]), 0, "destroy");
+}

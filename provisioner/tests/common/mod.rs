@@ -636,6 +636,9 @@ pub fn cli(endpoint: &str) -> Command {
         // The repository's pins were never verified (no machine here reaches Docker Hub): the
         // tests accept them, as an operator would say so with --accept-unverified-pins.
         .env("PROVISIONER_ACCEPT_UNVERIFIED_PINS", "1")
+        // The tests' stacks widen access on every first apply (rules, statements): approved as
+        // an unattended pipeline would, except where a test removes it to see apply stop.
+        .env("PROVISIONER_APPROVE_BROADENING", "1")
         .stdin(Stdio::null());
     for (k, v) in chosen() {
         c.env(format!("PROVISIONER_VAR_{k}"), v);

@@ -5,7 +5,7 @@
 use super::{err, idp, pools};
 use crate::error::{gone_ok, OpError};
 use crate::provider::{Attributes, Cx, Live, Ops};
-use crate::schema::{as_is, no_check, Field, FieldType, Kind, Update};
+use crate::schema::{as_is, no_check, Field, FieldType, Kind, Security, Update};
 use async_trait::async_trait;
 use aws_sdk_cognitoidentityprovider::types::{
     AdminCreateUserConfigType, DeletionProtectionType, PasswordPolicyType, SoftwareTokenMfaConfigType, UserPoolMfaType,
@@ -40,7 +40,8 @@ pub static KIND: Kind = Kind {
             Some("\"optional\""),
             Update::InPlace,
             "TOTP (authenticator app) second factor: off, offered (optional) or required (on).",
-        ),
+        )
+        .security(Security::Guard(|b, a| b == "on" && a != "on")),
         Field::optional(
             "deletion_protection",
             FieldType::Bool,

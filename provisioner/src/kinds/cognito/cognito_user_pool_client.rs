@@ -9,7 +9,7 @@ use super::{err, idp, pools};
 use crate::error::{gone_ok, OpError};
 use crate::kinds::cloudfront::domains;
 use crate::provider::{null_as_empty, Attributes, Cx, Live, Ops};
-use crate::schema::{Field, FieldType, Kind, Update};
+use crate::schema::{Field, FieldType, Kind, Security, Update};
 use crate::stack::{Resource, Stack};
 use async_trait::async_trait;
 use aws_sdk_cognitoidentityprovider::types::{
@@ -54,14 +54,16 @@ pub static KIND: Kind = Kind {
             None,
             Update::InPlace,
             "Other allowed callback URLs.",
-        ),
+        )
+        .security(Security::Grants),
         Field::optional(
             "logout_urls",
             FieldType::List(&FieldType::String),
             None,
             Update::InPlace,
             "Other allowed sign-out URLs.",
-        ),
+        )
+        .security(Security::Grants),
         Field::optional(
             "scopes",
             FieldType::List(&FieldType::String),

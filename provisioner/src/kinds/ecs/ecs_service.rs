@@ -7,7 +7,7 @@ use super::{ecs, err, last, service_arns, set_tags, tags};
 use crate::diag::Diags;
 use crate::error::{gone_ok, OpError, Transient};
 use crate::provider::{null_as_empty, Attributes, Cx, Live, Ops, ID_TAG, STACK_TAG};
-use crate::schema::{Field, FieldType, Kind, Update};
+use crate::schema::{Field, FieldType, Kind, Security, Update};
 use crate::stack::{Resource, Stack, Val};
 use async_trait::async_trait;
 use aws_sdk_ecs::types::{
@@ -63,7 +63,8 @@ pub static KIND: Kind = Kind {
             Update::InPlace,
             "Security groups of the tasks.",
         ),
-        Field::optional("public_ip", FieldType::Bool, Some("false"), Update::InPlace, "Give tasks a public IPv4 address."),
+        Field::optional("public_ip", FieldType::Bool, Some("false"), Update::InPlace, "Give tasks a public IPv4 address.")
+        .security(Security::Exposure(|v| v == true)),
         Field::optional(
             "spot_after",
             FieldType::Int { min: 0, max: 1000 },

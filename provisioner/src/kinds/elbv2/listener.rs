@@ -6,7 +6,7 @@ use super::{elb, err, set_tags, tag_list};
 use crate::diag::Diags;
 use crate::error::{gone_ok, OpError};
 use crate::provider::{Attributes, Cx, Live, Ops, ID_TAG};
-use crate::schema::{Field, FieldType, Kind, Update};
+use crate::schema::{Field, FieldType, Kind, Security, Update};
 use crate::stack::{Resource, Stack};
 use async_trait::async_trait;
 use aws_sdk_elasticloadbalancingv2::types::{
@@ -24,10 +24,23 @@ pub static KIND: Kind = Kind {
     name: "listener",
     doc: "A listener of a load balancer: a port, a protocol and a default action.",
     fields: &[
-        Field::required("load_balancer", FieldType::Ref(&["load_balancer"]), Update::Replace, "The load balancer."),
+        Field::required("load_balancer", FieldType::Ref(&["load_balancer"]), Update::Replace, "The load balancer.")
+            .security(Security::ExposedBy),
         Field::required("port", FieldType::Int { min: 1, max: 65535 }, Update::InPlace, "The port it listens on."),
-        Field::optional("protocol", FieldType::Enum(&["HTTP", "HTTPS"]), Some("\"HTTP\""), Update::InPlace, "HTTPS needs `certificate_arn`."),
-        Field::optional("certificate_arn", FieldType::String, None, Update::InPlace, "ACM certificate ARN (HTTPS only)."),
+        Field::optional(
+            "protocol",
+            FieldType::Enum(&["HTTP", "HTTPS"]),
+            Some("\"HTTP\""),
+            Update::InPlace,
+            "HTTPS needs `certificate_arn`.",
+        ),
+        Field::optional(
+            "certificate_arn",
+            FieldType::String,
+            None,
+            Update::InPlace,
+            "ACM certificate ARN (HTTPS only).",
+        ),
         Field::optional(
             "ssl_policy",
             FieldType::String,
@@ -42,9 +55,27 @@ pub static KIND: Kind = Kind {
             Update::InPlace,
             "Default action.",
         ),
-        Field::optional("target_group", FieldType::Ref(&["target_group"]), None, Update::InPlace, "Where `forward` sends requests."),
-        Field::optional("redirect_protocol", FieldType::Enum(&["HTTP", "HTTPS"]), Some("\"HTTPS\""), Update::InPlace, "`redirect`: protocol."),
-        Field::optional("redirect_port", FieldType::Int { min: 1, max: 65535 }, Some("443"), Update::InPlace, "`redirect`: port."),
+        Field::optional(
+            "target_group",
+            FieldType::Ref(&["target_group"]),
+            None,
+            Update::InPlace,
+            "Where `forward` sends requests.",
+        ),
+        Field::optional(
+            "redirect_protocol",
+            FieldType::Enum(&["HTTP", "HTTPS"]),
+            Some("\"HTTPS\""),
+            Update::InPlace,
+            "`redirect`: protocol.",
+        ),
+        Field::optional(
+            "redirect_port",
+            FieldType::Int { min: 1, max: 65535 },
+            Some("443"),
+            Update::InPlace,
+            "`redirect`: port.",
+        ),
         Field::optional(
             "redirect_status",
             FieldType::Enum(&["HTTP_301", "HTTP_302"]),
@@ -52,8 +83,20 @@ pub static KIND: Kind = Kind {
             Update::InPlace,
             "`redirect`: permanent or temporary.",
         ),
-        Field::optional("fixed_status", FieldType::Int { min: 200, max: 599 }, Some("503"), Update::InPlace, "`fixed_response`: status."),
-        Field::optional("fixed_body", FieldType::String, None, Update::InPlace, "`fixed_response`: body (1024 bytes at most)."),
+        Field::optional(
+            "fixed_status",
+            FieldType::Int { min: 200, max: 599 },
+            Some("503"),
+            Update::InPlace,
+            "`fixed_response`: status.",
+        ),
+        Field::optional(
+            "fixed_body",
+            FieldType::String,
+            None,
+            Update::InPlace,
+            "`fixed_response`: body (1024 bytes at most).",
+        ),
         Field::optional("tags", FieldType::StringMap, None, Update::InPlace, "Tags besides the stack's own."),
     ],
     outputs: &[("id", "Listener ARN"), ("arn", "Listener ARN")],
@@ -103,7 +146,9 @@ impl Attrs {
                         .host("#{host}")
                         .path("/#{path}")
                         .query("#{query}")
-                        .status_code(RedirectActionStatusCodeEnum::from(self.redirect_status.as_deref().unwrap_or("HTTP_301")))
+                        .status_code(RedirectActionStatusCodeEnum::from(
+                            self.redirect_status.as_deref().unwrap_or("HTTP_301"),
+                        ))
                         .build(),
                 )
                 .build(),
@@ -117,7 +162,10 @@ impl Attrs {
                         .build(),
                 )
                 .build(),
-            _ => Action::builder().r#type(ActionTypeEnum::Forward).set_target_group_arn(self.target_group.clone()).build(),
+            _ => Action::builder()
+                .r#type(ActionTypeEnum::Forward)
+                .set_target_group_arn(self.target_group.clone())
+                .build(),
         }
     }
 
@@ -174,7 +222,12 @@ fn check(r: &Resource, _: &Stack, d: &mut Diags) {
         _ => {}
     }
     if let (Some((_, span)), false) = (r.str("ssl_policy"), https) {
-        d.error("ssl-policy-without-https", span, format!("{} has a TLS policy but listens with HTTP", r.address()), None);
+        d.error(
+            "ssl-policy-without-https",
+            span,
+            format!("{} has a TLS policy but listens with HTTP", r.address()),
+            None,
+        );
     }
     let has_tg = r.fields.contains_key("target_group");
     if action == "forward" && !has_tg {
@@ -310,7 +363,9 @@ mod tests {
 
     #[test]
     fn certificate_arns() {
-        assert!(is_certificate_arn("arn:aws:acm:eu-central-1:123456789012:certificate/0f1e2d3c-aaaa-bbbb-cccc-000000000000"));
+        assert!(is_certificate_arn(
+            "arn:aws:acm:eu-central-1:123456789012:certificate/0f1e2d3c-aaaa-bbbb-cccc-000000000000"
+        ));
         assert!(is_certificate_arn("arn:aws:iam::123456789012:server-certificate/web"));
         assert!(!is_certificate_arn("arn:aws:acm:eu-central-1:1234:certificate/x"));
         assert!(!is_certificate_arn("arn:aws:s3:::bucket"));
@@ -321,7 +376,10 @@ mod tests {
     fn only_the_chosen_action_is_compared() {
         let mut v = json!({ "action": "redirect", "target_group": "tg", "redirect_port": 443, "protocol": "HTTP", "ssl_policy": "x" });
         normalize(&mut v);
-        assert_eq!((v["target_group"].clone(), v["redirect_port"].clone(), v["ssl_policy"].clone()), (Value::Null, json!(443), Value::Null));
+        assert_eq!(
+            (v["target_group"].clone(), v["redirect_port"].clone(), v["ssl_policy"].clone()),
+            (Value::Null, json!(443), Value::Null)
+        );
         let mut v = json!({ "protocol": "HTTPS" });
         normalize(&mut v);
         assert_eq!(v["ssl_policy"], json!(DEFAULT_SSL_POLICY));

@@ -5,7 +5,7 @@ use super::{arn_suffix, check_name, elb, err, load_balancers, name_of, set_tags,
 use crate::diag::Diags;
 use crate::error::{gone_ok, OpError};
 use crate::provider::{null_as_empty, same_set, Attributes, Cx, Live, Ops, ID_TAG};
-use crate::schema::{Field, FieldType, Kind, Update};
+use crate::schema::{Field, FieldType, Kind, Security, Update};
 use crate::stack::{Resource, Stack, Val};
 use async_trait::async_trait;
 use aws_sdk_elasticloadbalancingv2::client::Waiters;
@@ -40,7 +40,8 @@ pub static KIND: Kind = Kind {
             Some("false"),
             Update::Replace,
             "Internal instead of internet-facing.",
-        ),
+        )
+        .security(Security::Exposure(|v| v == false)),
         Field::optional(
             "idle_timeout",
             FieldType::Int { min: 1, max: 4000 },

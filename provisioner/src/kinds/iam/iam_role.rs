@@ -7,7 +7,7 @@ use super::{decode, err, iam, path, statements, strings};
 use crate::diag::Diags;
 use crate::error::{gone_ok, OpError};
 use crate::provider::{tag_changes, Attributes, Cx, Live, Ops, ID_TAG};
-use crate::schema::{Field, FieldType, Kind, Update};
+use crate::schema::{Field, FieldType, Kind, Security, Update};
 use crate::stack::{Resource, Stack};
 use async_trait::async_trait;
 use aws_sdk_iam::types::{EntityType, Tag};
@@ -46,21 +46,24 @@ pub static KIND: Kind = Kind {
             FieldType::List(&FieldType::String),
             Update::InPlace,
             "Services that may assume it, e.g. \"ecs-tasks.amazonaws.com\", \"ec2.amazonaws.com\".",
-        ),
+        )
+        .security(Security::Grants),
         Field::optional(
             "statements",
             FieldType::List(&FieldType::Table(STATEMENT)),
             None,
             Update::InPlace,
             "Inline policy statements: [{ actions = [...], resources = [...] }].",
-        ),
+        )
+        .security(Security::Statements),
         Field::optional(
             "managed_policies",
             FieldType::List(&FieldType::String),
             None,
             Update::InPlace,
             "ARNs of managed policies to attach.",
-        ),
+        )
+        .security(Security::Grants),
         Field::optional("tags", FieldType::StringMap, None, Update::InPlace, "Tags besides the stack's own."),
     ],
     outputs: &[("id", "The role's name"), ("name", "<stack>-<name>"), ("arn", "Role ARN")],

@@ -7,7 +7,7 @@
 use super::{err, owned, s3};
 use crate::error::{gone_ok, OpError};
 use crate::provider::{address_in, marker, null_as_empty, Attributes, Cx, Live, Ops};
-use crate::schema::{no_check, Field, FieldType, Kind, Update};
+use crate::schema::{no_check, Field, FieldType, Kind, Security, Update};
 use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -22,8 +22,10 @@ pub static KIND: Kind = Kind {
             FieldType::List(&FieldType::String),
             Update::InPlace,
             "ARNs of the distributions that may read every object (\"${cloudfront_distribution.NAME.arn}\").",
-        ),
-        Field::optional("https_only", FieldType::Bool, Some("true"), Update::InPlace, "Deny every request over plain HTTP."),
+        )
+        .security(Security::Grants),
+        Field::optional("https_only", FieldType::Bool, Some("true"), Update::InPlace, "Deny every request over plain HTTP.")
+        .security(Security::Guard(crate::schema::turned_off)),
     ],
     outputs: &[("id", "The bucket's name")],
     check: no_check,
@@ -124,11 +126,12 @@ impl Ops for Policy {
     async fn discover(&self, cx: &Cx) -> Result<Vec<Live>, OpError> {
         let mut out = Vec::new();
         for (bucket, _) in owned(cx).await? {
-            let text = match s3(cx).get_bucket_policy().bucket(&bucket).send().await.map_err(|e| err("GetBucketPolicy", e)) {
-                Ok(p) => p.policy().unwrap_or_default().to_owned(),
-                Err(e) if e.is_not_found() || e.has_code("NoSuchBucketPolicy") => continue,
-                Err(e) => return Err(e),
-            };
+            let text =
+                match s3(cx).get_bucket_policy().bucket(&bucket).send().await.map_err(|e| err("GetBucketPolicy", e)) {
+                    Ok(p) => p.policy().unwrap_or_default().to_owned(),
+                    Err(e) if e.is_not_found() || e.has_code("NoSuchBucketPolicy") => continue,
+                    Err(e) => return Err(e),
+                };
             let Ok(doc) = serde_json::from_str::<Value>(&text) else { continue };
             let Some(address) = doc["Id"].as_str().and_then(|id| address_in(cx, id)) else { continue };
             let (read_by, https_only) = readers_of(cx, &address, &bucket, &doc);
@@ -153,7 +156,10 @@ impl Ops for Policy {
         // The address is the policy's own: read it from the live document's mark.
         let live = s3(cx).get_bucket_policy().bucket(id).send().await.map_err(|e| err("GetBucketPolicy", e))?;
         let doc: Value = serde_json::from_str(live.policy().unwrap_or("{}")).unwrap_or(Value::Null);
-        let address = doc["Id"].as_str().and_then(|i| address_in(cx, i)).ok_or_else(|| OpError::fatal("GetBucketPolicy", format!("the policy of {id} is not this stack's")))?;
+        let address = doc["Id"]
+            .as_str()
+            .and_then(|i| address_in(cx, i))
+            .ok_or_else(|| OpError::fatal("GetBucketPolicy", format!("the policy of {id} is not this stack's")))?;
         put(cx, &address, &w).await
     }
 
@@ -178,7 +184,8 @@ mod tests {
 
     #[test]
     fn a_written_document_reads_back_and_a_changed_one_does_not() {
-        let arns = vec!["arn:aws:cloudfront::1:distribution/B".to_owned(), "arn:aws:cloudfront::1:distribution/A".to_owned()];
+        let arns =
+            vec!["arn:aws:cloudfront::1:distribution/B".to_owned(), "arn:aws:cloudfront::1:distribution/A".to_owned()];
         let doc = document(&cx(), "s3_bucket_policy.site", "t-site", &arns, true);
         let mut sorted = arns.clone();
         sorted.sort();
@@ -188,9 +195,16 @@ mod tests {
         let one = document(&cx(), "s3_bucket_policy.site", "t-site", &arns[..1], true);
         let mut as_aws = one.clone();
         as_aws["Statement"][0]["Condition"]["StringEquals"]["AWS:SourceArn"] = json!(arns[0]);
-        assert_eq!(readers_of(&cx(), "s3_bucket_policy.site", "t-site", &as_aws).0, arns[..1].to_vec(), "a one-item list as a string");
+        assert_eq!(
+            readers_of(&cx(), "s3_bucket_policy.site", "t-site", &as_aws).0,
+            arns[..1].to_vec(),
+            "a one-item list as a string"
+        );
         let mut opened = doc.clone();
         opened["Statement"][0]["Principal"] = json!("*");
-        assert!(readers_of(&cx(), "s3_bucket_policy.site", "t-site", &opened).0.is_empty(), "a hand-made change is a difference");
+        assert!(
+            readers_of(&cx(), "s3_bucket_policy.site", "t-site", &opened).0.is_empty(),
+            "a hand-made change is a difference"
+        );
     }
 }

@@ -7,7 +7,7 @@ use super::{err, waf};
 use crate::diag::Diags;
 use crate::error::{gone_ok, OpError};
 use crate::provider::{Attributes, Cx, Live, Ops};
-use crate::schema::{as_is, Field, FieldType, Kind, Update};
+use crate::schema::{as_is, Field, FieldType, Kind, Security, Update};
 use crate::stack::{Resource, Stack};
 use async_trait::async_trait;
 use serde::Deserialize;
@@ -17,7 +17,8 @@ pub static KIND: Kind = Kind {
     name: "waf_association",
     doc: "A regional web ACL protecting a load balancer; named after it ([waf_association.web] protects load_balancer.web).",
     fields: &[
-        Field::required("web_acl", FieldType::Ref(&["waf_web_acl"]), Update::Replace, "The web ACL (REGIONAL scope)."),
+        Field::required("web_acl", FieldType::Ref(&["waf_web_acl"]), Update::Replace, "The web ACL (REGIONAL scope).")
+        .security(Security::Guard(crate::schema::removed)),
         Field::required(
             "resource",
             FieldType::Ref(&["load_balancer"]),

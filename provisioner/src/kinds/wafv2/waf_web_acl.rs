@@ -7,7 +7,7 @@ use crate::diag::Diags;
 use crate::error::{gone_ok, OpError};
 use crate::provider::{address_in, marker};
 use crate::provider::{null_as_empty, Attributes, Cx, Live, Ops};
-use crate::schema::{Field, FieldType, Kind, Update};
+use crate::schema::{Field, FieldType, Kind, Security, Update};
 use crate::stack::{Resource, Stack, Val};
 use async_trait::async_trait;
 use aws_sdk_wafv2::types::{
@@ -34,14 +34,16 @@ pub static KIND: Kind = Kind {
             Update::Replace,
             "REGIONAL for a load balancer; CLOUDFRONT for a distribution (then region = \"us-east-1\").",
         ),
-        Field::optional("default_action", FieldType::Enum(&["allow", "block"]), Some("\"allow\""), Update::InPlace, "What requests no rule decides get."),
+        Field::optional("default_action", FieldType::Enum(&["allow", "block"]), Some("\"allow\""), Update::InPlace, "What requests no rule decides get.")
+        .security(Security::Guard(|b, a| b == "block" && a != "block")),
         Field::optional(
             "rate_limit",
             FieldType::Int { min: 10, max: 2_000_000_000 },
             None,
             Update::InPlace,
             "Requests one client IP may make per `rate_window` before it is blocked (no rule when absent).",
-        ),
+        )
+        .security(Security::Guard(|b, a| !b.is_null() && a.as_i64().is_none_or(|a| b.as_i64().is_some_and(|b| a > b)))),
         Field::optional(
             "rate_window",
             FieldType::Int { min: 60, max: 600 },
@@ -49,7 +51,8 @@ pub static KIND: Kind = Kind {
             Update::InPlace,
             "Seconds the rate is counted over: 60, 120, 300 or 600.",
         ),
-        Field::optional("rate_action", FieldType::Enum(&["block", "count"]), Some("\"block\""), Update::InPlace, "`count` only measures."),
+        Field::optional("rate_action", FieldType::Enum(&["block", "count"]), Some("\"block\""), Update::InPlace, "`count` only measures.")
+        .security(Security::Guard(|b, a| b == "block" && a != "block")),
         Field::optional(
             "managed_rule_groups",
             FieldType::List(&FieldType::String),
@@ -57,7 +60,8 @@ pub static KIND: Kind = Kind {
             Update::InPlace,
             "AWS managed rule groups, after the rate rule, in this order: \"AWSManagedRulesCommonRuleSet\", ...",
         )
-        .ordered(),
+        .ordered()
+        .security(Security::Guard(crate::schema::items_dropped)),
         Field::optional("metrics", FieldType::Bool, Some("true"), Update::InPlace, "CloudWatch metrics and sampled requests."),
         Field::optional(
             "traffic",

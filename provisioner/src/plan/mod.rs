@@ -8,6 +8,9 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 
+pub mod security;
+pub use security::SecurityChange;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Action {
@@ -43,16 +46,6 @@ pub struct ResourceChange {
     pub global_name: bool,
 }
 
-/// A security-relevant change, listed on its own.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct SecurityChange {
-    pub address: String,
-    /// `+` added, `-` removed.
-    pub op: char,
-    pub direction: String,
-    pub rule: Value,
-}
-
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Plan {
     pub resources: Vec<ResourceChange>,
@@ -83,6 +76,11 @@ impl Plan {
 
     pub fn has_changes(&self) -> bool {
         self.resources.iter().any(|r| r.action != Action::NoOp)
+    }
+
+    /// The security changes that widen access (see [`security`]): `apply` asks before them.
+    pub fn broadening(&self) -> Vec<&SecurityChange> {
+        self.security.iter().filter(|s| s.broadening).collect()
     }
 
     /// The changes AWS cannot make in one apply, with why: `(address, reason)`.
@@ -279,6 +277,13 @@ pub fn plan(stack: &Stack, actual: &Actual, outputs: &Value) -> Plan {
         let v = derived.get(&(a.to_owned(), o)).or_else(|| outputs.get(a)?.get(o))?;
         Some(v.as_str().map_or_else(|| v.to_string(), str::to_owned))
     };
+    // What the stack makes reachable from the internet (a listener on it is too).
+    let public: BTreeSet<String> = stack
+        .resources
+        .iter()
+        .filter(|r| security::exposed(r.kind, &desired(r, stack)))
+        .map(Resource::address)
+        .collect();
     for r in &stack.resources {
         let addr = r.address();
         let d = desired(r, stack);
@@ -286,7 +291,7 @@ pub fn plan(stack: &Stack, actual: &Actual, outputs: &Value) -> Plan {
         crate::schema::substitute_all(&mut resolved, &known);
         let have = actual.get(&addr).map(|(_, v)| v);
         let change = diff(r.kind, &addr, Some(&resolved), have);
-        security_changes(r.kind, &addr, Some(&resolved), have, &mut p.security);
+        security::changes(r.kind, &addr, Some(&resolved), have, &public, &mut p.security);
         p.resources.push(change);
         after.push((addr.clone(), r.kind, resolved));
         wanted.insert(addr, (r.kind, d));
@@ -296,7 +301,7 @@ pub fn plan(stack: &Stack, actual: &Actual, outputs: &Value) -> Plan {
         if stack.get(addr).is_some() {
             continue;
         }
-        security_changes(kind, addr, None, Some(a), &mut p.security);
+        security::changes(kind, addr, None, Some(a), &public, &mut p.security);
         p.resources.push(diff(kind, addr, None, Some(a)));
     }
     p.cost = Some(cost(stack, actual, &after));
@@ -380,43 +385,6 @@ fn cascade_replacements(p: &mut Plan, wanted: &BTreeMap<String, (&'static Kind, 
     }
 }
 
-/// Rule additions and removals of security groups (any kind whose fields are named ingress or
-/// egress lists of tables).
-fn security_changes(
-    kind: &Kind,
-    addr: &str,
-    desired: Option<&Value>,
-    actual: Option<&Value>,
-    out: &mut Vec<SecurityChange>,
-) {
-    for f in kind.fields.iter().filter(|f| matches!(f.name, "ingress" | "egress")) {
-        let rules = |v: Option<&Value>| -> Vec<Value> {
-            v.and_then(|v| v.get(f.name)).and_then(Value::as_array).cloned().unwrap_or_default()
-        };
-        let (before, after) = (rules(actual), rules(desired));
-        for r in &after {
-            if !before.contains(r) {
-                out.push(SecurityChange {
-                    address: addr.to_owned(),
-                    op: '+',
-                    direction: f.name.to_owned(),
-                    rule: r.clone(),
-                });
-            }
-        }
-        for r in &before {
-            if !after.contains(r) {
-                out.push(SecurityChange {
-                    address: addr.to_owned(),
-                    op: '-',
-                    direction: f.name.to_owned(),
-                    rule: r.clone(),
-                });
-            }
-        }
-    }
-}
-
 /// A value as it would be written in a stack file: `"x"`, `[1, 2]`, `{ key = "v" }` (absent
 /// fields left out).
 fn show(v: &Value) -> String {
@@ -495,24 +463,6 @@ fn attr_lines(action: Action, c: &AttrChange, width: usize) -> Vec<String> {
     }
 }
 
-fn rule_text(r: &Value) -> String {
-    let s = |k: &str| r.get(k).and_then(Value::as_str).map(str::to_owned);
-    let port = match (r.get("from_port").and_then(Value::as_i64), r.get("to_port").and_then(Value::as_i64)) {
-        (Some(a), Some(b)) if a != b => format!(" {a}-{b}"),
-        (Some(a), _) => format!(" {a}"),
-        _ => String::new(),
-    };
-    let peer = s("cidr").or(s("group")).unwrap_or_else(|| {
-        if r.get("self") == Some(&json!(true)) {
-            "itself".into()
-        } else {
-            "?".into()
-        }
-    });
-    let desc = s("description").map(|d| format!(" ({d})")).unwrap_or_default();
-    format!("{}{port} {peer}{desc}", s("protocol").unwrap_or_default())
-}
-
 /// Renders the plan like terraform. `color` adds ANSI colours to the symbols.
 pub fn render(p: &Plan, color: bool) -> String {
     let paint = |code: &str, s: &str| if color { format!("\u{1b}[{code}m{s}\u{1b}[0m") } else { s.to_owned() };
@@ -545,13 +495,7 @@ pub fn render(p: &Plan, color: bool) -> String {
         }
         out.push_str("    }\n\n");
     }
-    if !p.security.is_empty() {
-        out.push_str("Security changes:\n");
-        for s in &p.security {
-            out.push_str(&format!("  {} {} {} {}\n", s.op, s.address, s.direction, rule_text(&s.rule)));
-        }
-        out.push('\n');
-    }
+    out.push_str(&security::render(&p.security));
     let (a, c, d) = p.summary();
     if p.has_changes() {
         out.push_str(&format!("Plan: {a} to add, {c} to change, {d} to destroy.\n"));
@@ -639,7 +583,7 @@ ingress = [{ protocol = "tcp", from_port = 443, cidr = "0.0.0.0/0" }]
         assert_eq!(p.resources.iter().find(|r| r.address == "eip.old").unwrap().action, Action::Delete);
         assert_eq!(p.security.len(), 2);
         let text = render(&p, false);
-        assert!(text.contains("Security changes:\n  + security_group.web ingress tcp 80 0.0.0.0/0 (HTTP)\n  - security_group.web ingress tcp 443 0.0.0.0/0"), "{text}");
+        assert!(text.contains("Security changes:\n  + security_group.web ingress tcp 80 0.0.0.0/0 (HTTP) [broadening, public]\n  - security_group.web ingress tcp 443 0.0.0.0/0\n"), "{text}");
         assert!(text.contains("  - eip.old {"), "{text}");
         // Lists change element by element, in stack-file notation.
         assert!(
