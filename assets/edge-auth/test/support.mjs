@@ -4,7 +4,7 @@
 // there), and CloudFront events shaped as CloudFront sends them.
 
 import { spawn, execFileSync } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, createHmac, randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
 import { createServer as netServer } from 'node:net';
 import { readFileSync, existsSync } from 'node:fs';
@@ -33,11 +33,16 @@ function motoBinary() {
   return bin;
 }
 
-/** moto on a free port, stopped when the process ends. */
-export async function startMoto() {
+/**
+ * moto on a free port, stopped when the process ends. With `totp`, its Cognito checks the
+ * authenticator codes a user's second factor gives (with the `cryptography` package's TOTP, an
+ * implementation of its own), where by default it takes any.
+ */
+export async function startMoto({ totp: checkCodes = false } = {}) {
   const port = await freePort();
   const bin = motoBinary();
-  const child = spawn(bin, ['-p', String(port)], { stdio: 'ignore' });
+  const env = checkCodes ? { ...process.env, MOTO_COGNITO_IDP_USER_POOL_ENABLE_TOTP: 'true' } : process.env;
+  const child = spawn(bin, ['-p', String(port)], { stdio: 'ignore', env });
   process.on('exit', () => child.kill());
   const url = `http://127.0.0.1:${port}`;
   for (let i = 0; i < 200; i++) {
@@ -71,8 +76,35 @@ export async function cognito(moto, action, body) {
   return json;
 }
 
-/** A pool with a public code-flow client (PKCE, no secret) and a user with a password. */
-export async function pool(moto, name) {
+/**
+ * An authenticator app's code (RFC 6238: HMAC-SHA-1 over 30-second steps, six digits) for a
+ * base32 secret as Cognito's AssociateSoftwareToken gives it.
+ */
+export function totp(secret, at = Date.now()) {
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+  let bits = '';
+  for (const c of secret.replace(/=+$/, '').toUpperCase()) bits += alphabet.indexOf(c).toString(2).padStart(5, '0');
+  const key = Buffer.from(bits.match(/.{8}/g).map((b) => parseInt(b, 2)));
+  const counter = Buffer.alloc(8);
+  counter.writeBigUInt64BE(BigInt(Math.floor(at / 1000 / 30)));
+  const h = createHmac('sha1', key).update(counter).digest();
+  const o = h[h.length - 1] & 0xf;
+  return String((h.readUInt32BE(o) & 0x7fffffff) % 1e6).padStart(6, '0');
+}
+
+/** A code valid for at least `margin` more seconds (a step about to turn is waited out). */
+export async function freshTotp(secret, margin = 8) {
+  const left = 30 - ((Date.now() / 1000) % 30);
+  if (left < margin) await new Promise((r) => setTimeout(r, left * 1000 + 100));
+  return totp(secret);
+}
+
+/**
+ * A pool with a public code-flow client (PKCE, no secret) and a user with a password. With
+ * `mfa`, the pool requires a second factor (TOTP, as `finops_mfa = "on"` makes it) and the user
+ * has an authenticator set up: its secret is `totpSecret`.
+ */
+export async function pool(moto, name, { mfa = false } = {}) {
   const { UserPool } = await cognito(moto, 'CreateUserPool', { PoolName: name });
   const { UserPoolClient } = await cognito(moto, 'CreateUserPoolClient', {
     UserPoolId: UserPool.Id,
@@ -91,7 +123,18 @@ export async function pool(moto, name) {
   await cognito(moto, 'AdminSetUserPassword', { UserPoolId: UserPool.Id, Username: username, Password: password, Permanent: true });
   const issuer = `https://cognito-idp.${REGION}.amazonaws.com/${UserPool.Id}`;
   const jwks = await (await fetch(`${moto.url}/${UserPool.Id}/.well-known/jwks.json`)).json();
-  return { id: UserPool.Id, clientId: UserPoolClient.ClientId, username, password, issuer, jwks };
+  const p = { id: UserPool.Id, clientId: UserPoolClient.ClientId, username, password, issuer, jwks };
+  if (mfa) {
+    await cognito(moto, 'SetUserPoolMfaConfig', { UserPoolId: p.id, SoftwareTokenMfaConfiguration: { Enabled: true }, MfaConfiguration: 'ON' });
+    // The user's first sign-in sets up the authenticator: its secret, one code it shows, then
+    // the preference that makes every later sign-in ask for a code.
+    const { AccessToken } = await tokens(moto, p);
+    const { SecretCode } = await cognito(moto, 'AssociateSoftwareToken', { AccessToken });
+    await cognito(moto, 'VerifySoftwareToken', { AccessToken, UserCode: await freshTotp(SecretCode), FriendlyDeviceName: 'phone' });
+    await cognito(moto, 'AdminSetUserMFAPreference', { UserPoolId: p.id, Username: username, SoftwareTokenMfaSettings: { Enabled: true, PreferredMfa: true } });
+    p.totpSecret = SecretCode;
+  }
+  return p;
 }
 
 /** Tokens for the pool's user, signed by moto's Cognito. */
@@ -124,12 +167,13 @@ export function unwrapRefresh(token) {
 
 /**
  * The hosted UI, played: `/oauth2/authorize` remembers the PKCE challenge and sends the browser
- * back with a code (the user "signs in" at once, or, with `loginPage`, through a sign-in form), `/oauth2/token` checks the verifier, the
+ * back with a code (the user "signs in" at once, or, with `loginPage`, through a sign-in form and,
+ * for a user with a second factor, a code form), `/oauth2/token` checks the verifier, the
  * redirect URI and the client, and answers with moto-issued tokens; `refresh_token` grants too.
  */
 export async function startIdp(moto, p, { loginPage = false } = {}) {
   const codes = new Map();
-  const seen = { authorize: [], token: [], logout: [], revoke: [] };
+  const seen = { authorize: [], token: [], logout: [], revoke: [], mfa: [] };
   const server = createServer(async (req, res) => {
     const url = new URL(req.url, 'http://idp');
     const send = (status, body, headers = {}) => {
@@ -140,29 +184,58 @@ export async function startIdp(moto, p, { loginPage = false } = {}) {
       send(status, `<!doctype html><html><head><meta charset="utf-8"><title>${title}</title></head><body><h1>${title}</h1>${inner}</body></html>`, { 'content-type': 'text/html; charset=utf-8' });
     // With `loginPage`, the hosted UI's sign-in form: the user's name and password, checked
     // by moto's Cognito, then the code.
+    // A user with a second factor gets the code form next, its answer checked by moto's Cognito
+    // (a challenge and its response, as the hosted UI makes them).
     let q;
-    if (url.pathname === '/login' && req.method === 'POST' && loginPage) {
+    let signedIn;
+    const hidden = (v) => String(v).replace(/&/g, '&amp;').replace(/"/g, '&quot;').replace(/</g, '&lt;');
+    const form = async () => {
       let body = '';
       for await (const chunk of req) body += chunk;
-      const f = Object.fromEntries(new URLSearchParams(body));
+      return Object.fromEntries(new URLSearchParams(body));
+    };
+    if (url.pathname === '/login' && req.method === 'POST' && loginPage) {
+      const f = await form();
       q = JSON.parse(f.q);
+      let r;
       try {
-        await cognito(moto, 'AdminInitiateAuth', { UserPoolId: p.id, ClientId: p.clientId, AuthFlow: 'ADMIN_USER_PASSWORD_AUTH', AuthParameters: { USERNAME: f.username, PASSWORD: f.password } });
+        r = await cognito(moto, 'AdminInitiateAuth', { UserPoolId: p.id, ClientId: p.clientId, AuthFlow: 'ADMIN_USER_PASSWORD_AUTH', AuthParameters: { USERNAME: f.username, PASSWORD: f.password } });
       } catch {
         return html(401, 'Incorrect username or password', '');
+      }
+      if (r.ChallengeName === 'SOFTWARE_TOKEN_MFA') {
+        seen.mfa.push({ challenge: r.ChallengeName });
+        return html(200, 'Authenticator code', `<form method="post" action="/mfa"><input type="hidden" name="q" value="${hidden(f.q)}"><input type="hidden" name="username" value="${hidden(f.username)}"><input type="hidden" name="session" value="${hidden(r.Session)}"><label>Code <input name="code" inputmode="numeric" autocomplete="one-time-code"></label><button type="submit">Sign in</button></form>`);
+      }
+      signedIn = r.AuthenticationResult;
+    } else if (url.pathname === '/mfa' && req.method === 'POST' && loginPage) {
+      const f = await form();
+      q = JSON.parse(f.q);
+      try {
+        const r = await cognito(moto, 'AdminRespondToAuthChallenge', {
+          UserPoolId: p.id,
+          ClientId: p.clientId,
+          ChallengeName: 'SOFTWARE_TOKEN_MFA',
+          Session: f.session,
+          ChallengeResponses: { USERNAME: f.username, SOFTWARE_TOKEN_MFA_CODE: f.code },
+        });
+        signedIn = r.AuthenticationResult;
+        seen.mfa.push({ code: 'accepted' });
+      } catch {
+        seen.mfa.push({ code: 'refused' });
+        return html(401, 'Incorrect code', '');
       }
     } else if (url.pathname === '/oauth2/authorize') {
       q = Object.fromEntries(url.searchParams);
       seen.authorize.push(q);
       if (q.client_id !== p.clientId || q.code_challenge_method !== 'S256' || !q.code_challenge) return send(400, { error: 'invalid_request' });
       if (loginPage) {
-        const hidden = JSON.stringify(q).replace(/&/g, '&amp;').replace(/"/g, '&quot;').replace(/</g, '&lt;');
-        return html(200, 'Sign in', `<form method="post" action="/login"><input type="hidden" name="q" value="${hidden}"><label>Username <input name="username" autocomplete="username"></label><label>Password <input name="password" type="password" autocomplete="current-password"></label><button type="submit">Sign in</button></form>`);
+        return html(200, 'Sign in', `<form method="post" action="/login"><input type="hidden" name="q" value="${hidden(JSON.stringify(q))}"><label>Username <input name="username" autocomplete="username"></label><label>Password <input name="password" type="password" autocomplete="current-password"></label><button type="submit">Sign in</button></form>`);
       }
     }
     if (q) {
       const code = `code-${codes.size + 1}`;
-      codes.set(code, q);
+      codes.set(code, { ...q, signedIn });
       const back = new URL(q.redirect_uri);
       back.searchParams.set('code', code);
       back.searchParams.set('state', q.state);
@@ -179,7 +252,9 @@ export async function startIdp(moto, p, { loginPage = false } = {}) {
         codes.delete(f.code);
         const challenge = f.code_verifier && createHash('sha256').update(f.code_verifier).digest('base64url');
         if (!grant || grant.redirect_uri !== f.redirect_uri || challenge !== grant.code_challenge) return send(400, { error: 'invalid_grant' });
-        const t = await tokens(moto, p);
+        // The tokens of the sign-in the code stands for (with its second factor), or, without
+        // the sign-in page, the user's.
+        const t = grant.signedIn ?? (await tokens(moto, p));
         return send(200, { id_token: t.IdToken, access_token: t.AccessToken, refresh_token: cognitoRefresh(t.RefreshToken), token_type: 'Bearer', expires_in: 3600 });
       }
       if (f.grant_type === 'refresh_token') {

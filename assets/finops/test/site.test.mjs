@@ -2,7 +2,8 @@
 // as CloudFront would serve it: every request goes through the bundled edge function
 // (viewer-request and origin-response events shaped as CloudFront sends them), the files come
 // from the site `provisioner cost stacks/prod.toml --site` generates, sign-in goes through a
-// played hosted UI whose form moto's Cognito checks. Measures the page's weight and first render.
+// played hosted UI whose forms moto's Cognito checks: the password, then the authenticator's
+// code (TOTP, required as in prod). Measures the page's weight and first render.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -15,7 +16,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { randomBytes } from 'node:crypto';
 import { gzipSync } from 'node:zlib';
 import { chromium } from 'playwright-core';
-import { startMoto, pool, startIdp } from '../../edge-auth/test/support.mjs';
+import { startMoto, pool, startIdp, totp, freshTotp } from '../../edge-auth/test/support.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..', '..', '..');
@@ -45,8 +46,9 @@ before(async () => {
   // The site, generated from the production stack's own cost.
   const site = join(work, 'site');
   execFileSync(provisioner(), ['cost', 'stacks/prod.toml', '--site', site], { cwd: root, stdio: 'ignore' });
-  moto = await startMoto();
-  p = await pool(moto, 'finops-browser');
+  // A second factor required, as prod's `finops_mfa = "on"`: moto's Cognito checks the codes.
+  moto = await startMoto({ totp: true });
+  p = await pool(moto, 'finops-browser', { mfa: true });
   idp = await startIdp(moto, p, { loginPage: true });
   // The edge function as deployed: the bundle and the config.json the provisioner zips beside it.
   const bundle = join(work, 'edge');
@@ -101,19 +103,45 @@ async function open(options = {}) {
   return { context, page, errors };
 }
 
-async function signIn(page) {
+/** Name and password, then the authenticator's code (`code` computes it from the secret). */
+async function signIn(page, code = () => freshTotp(p.totpSecret)) {
   await page.goto(`${origin}/`);
   assert.ok(page.url().startsWith(`${idp.url}/oauth2/authorize`), `a visit without a session lands on the sign-in page, not ${page.url()}`);
   await page.fill('input[name=username]', p.username);
   await page.fill('input[name=password]', p.password);
-  await Promise.all([page.waitForURL(`${origin}/`), page.click('button[type=submit]')]);
+  await Promise.all([page.waitForURL(`${idp.url}/login`), page.click('button[type=submit]')]);
+  assert.equal(await page.textContent('h1'), 'Authenticator code', 'the second factor is asked for');
+  await page.fill('input[name=code]', await code());
+  await Promise.all([page.waitForURL((u) => u.href.startsWith(origin) || u.href.startsWith(`${idp.url}/mfa`)), page.click('button[type=submit]')]);
 }
+
+test('the authenticator codes match RFC 6238 and moto', () => {
+  // RFC 6238 appendix B (SHA-1, the secret "12345678901234567890"), six digits as Cognito's.
+  const secret = 'GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ';
+  assert.deepEqual([59, 1111111109, 1234567890, 2000000000].map((t) => totp(secret, t * 1000)), ['287082', '081804', '005924', '279037']);
+  // moto checked one when the user's authenticator was set up (VerifySoftwareToken).
+  assert.ok(p.totpSecret.length >= 16);
+});
+
+test('a wrong authenticator code does not sign in', async () => {
+  const { context, page } = await open();
+  const wrong = async () => String((Number(await freshTotp(p.totpSecret)) + 1) % 1e6).padStart(6, '0');
+  await signIn(page, wrong);
+  assert.equal(await page.textContent('h1'), 'Incorrect code');
+  assert.ok(!page.url().startsWith(origin), page.url());
+  await page.goto(`${origin}/`);
+  assert.ok(page.url().startsWith(`${idp.url}/oauth2/authorize`), 'still no session');
+  await context.close();
+});
 
 const drawn = (page) => page.waitForSelector('body[data-drawn="3"]', { timeout: 10000 });
 
-test('a visit without a session signs in, returns to the dashboard with its charts drawn, and signs out', async () => {
+test('a visit without a session signs in with its second factor, returns to the dashboard with its charts drawn, and signs out', async () => {
   const { context, page, errors } = await open();
+  const asked = idp.seen.mfa.length;
   await signIn(page);
+  assert.equal(page.url(), `${origin}/`);
+  assert.deepEqual(idp.seen.mfa.slice(asked), [{ challenge: 'SOFTWARE_TOKEN_MFA' }, { code: 'accepted' }], 'moto asked for the code and took it');
   await drawn(page);
   const charts = await page.evaluate(() => window.charts.map((c) => ({ type: c.config.type, points: c.data.datasets[0].data.length })));
   assert.deepEqual(charts.map((c) => c.type), ['doughnut', 'bar', 'line']);
