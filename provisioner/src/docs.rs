@@ -98,7 +98,7 @@ pub fn markdown() -> String {
 fn rows(fields: &[Field], prefix: &str, out: &mut String) {
     for f in fields {
         out.push_str(&format!(
-            "| `{prefix}{}` | {} | {} | {} | {} | {} |\n",
+            "| `{prefix}{}` | {} | {} | {} | {} | {}{}{} |\n",
             f.name,
             f.ty.describe(),
             if f.required { "yes" } else { "no" },
@@ -108,12 +108,9 @@ fn rows(fields: &[Field], prefix: &str, out: &mut String) {
                 Update::Replace => "forces replacement",
                 Update::Setting => "a setting of this tool, not compared",
             },
-            format!(
-                "{}{}{}",
-                f.doc,
-                if f.ordered { " (order matters)" } else { "" },
-                if f.security.is_some() { " Listed in the plan's security section." } else { "" }
-            )
+            f.doc,
+            if f.ordered { " (order matters)" } else { "" },
+            if f.security.is_some() { " Listed in the plan's security section." } else { "" }
         ));
         let inner = match f.ty {
             FieldType::Table(t) => Some(t),
