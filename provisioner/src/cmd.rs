@@ -106,12 +106,36 @@ pub async fn run(stack: Stack, what: Aws, color: bool) -> u8 {
 /// do not show yet would be made a second time (a VPC has no idempotency token and no unique
 /// name). `PROVISIONER_SETTLE_SECS` (default 30) is how long AWS may take.
 async fn settle(interrupted_at: u64) {
-    let settle = std::env::var("PROVISIONER_SETTLE_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(30u64);
+    let settle = settle_secs();
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let left = settle.saturating_sub(now.saturating_sub(interrupted_at));
     if left > 0 {
         eprintln!("provisioner: the last run was interrupted; waiting {left} s for AWS's lists to show what it made");
         tokio::time::sleep(Duration::from_secs(left)).await;
+    }
+}
+
+/// How long AWS's lists may lag behind its creates (`PROVISIONER_SETTLE_SECS`, default 30).
+fn settle_secs() -> u64 {
+    std::env::var("PROVISIONER_SETTLE_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(30)
+}
+
+/// What the stack owns once AWS's lists show everything this run made: EC2's tag-filtered
+/// describes lag behind its creates, and a plan run the moment an apply ends would otherwise
+/// offer to make again what was just made. Waits at most [`settle_secs`], then reads as it is.
+async fn settled(
+    cx: &provisioner::provider::Cx,
+    ddb: &aws_sdk_dynamodb::Client,
+    stack: &Stack,
+    made: &[&str],
+) -> Result<Inventory, String> {
+    let until = Instant::now() + Duration::from_secs(settle_secs());
+    loop {
+        let inv = discover(cx, ddb, stack).await?;
+        if made.iter().all(|a| inv.live.contains_key(*a)) || Instant::now() >= until {
+            return Ok(inv);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
@@ -287,14 +311,22 @@ async fn apply(cx: &provisioner::provider::Cx, ddb: &aws_sdk_dynamodb::Client, s
             "{verb} complete after {:.1}s! Resources: {a} added, {c} changed, {d} destroyed.",
             started.elapsed().as_secs_f64()
         );
-        // Where to look now: read back, as `outputs` would show them.
-        if !destroy && !target.outputs.is_empty() {
-            match discover(cx, ddb, &target).await {
-                Ok(inv) => {
+        // Where to look now: read back, as `outputs` would show them, once AWS lists all it made
+        // (so the next plan is empty).
+        let made: Vec<&str> = plan
+            .resources
+            .iter()
+            .filter(|r| matches!(r.action, Action::Create | Action::Replace))
+            .map(|r| r.address.as_str())
+            .collect();
+        if !destroy {
+            match settled(cx, ddb, &target, &made).await {
+                Ok(inv) if !target.outputs.is_empty() => {
                     println!("\nOutputs:");
                     print_stack_outputs(&target, &inv.outputs());
                 }
-                Err(e) => eprintln!("provisioner: reading the outputs: {e}"),
+                Ok(_) => {}
+                Err(e) => eprintln!("provisioner: reading back what was made: {e}"),
             }
         }
         0
