@@ -103,6 +103,7 @@ $(NOIDA):
 
 lint:
 	cargo fmt --all --check
+	scripts/fmt-sees-all.sh
 	cargo clippy --workspace --all-targets -- -D warnings
 
 clean:

@@ -1,14 +1,14 @@
 //! The registry of resource kinds, grouped by AWS service: one file per kind under its
 //! service's folder, with that service's shared helpers (client, error codes, tags) beside
-//! them, and one line per kind in its service's `kinds!` list.
+//! them; in its service's `mod.rs`, its `pub mod` line and its name in the `kinds!` list.
 
 use crate::schema::Kind;
 use std::sync::LazyLock;
 
-/// Declares a service's kind modules and lists their `KIND`s.
+/// Lists a service's kinds (their modules are declared beside it, outside the macro, where
+/// rustfmt sees them: it does not follow a `mod` a macro declares).
 macro_rules! kinds {
     ($($m:ident),* $(,)?) => {
-        $(pub mod $m;)*
         /// This service's kinds, in the order `docs` lists them.
         pub static KINDS: &[&$crate::schema::Kind] = &[$(&$m::KIND),*];
     };

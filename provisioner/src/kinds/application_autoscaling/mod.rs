@@ -7,6 +7,8 @@ use crate::error::{Codes, OpError};
 use crate::provider::Cx;
 use aws_sdk_applicationautoscaling::types::ServiceNamespace;
 
+pub mod autoscaling;
+
 super::kinds!(autoscaling);
 
 /// The Application Auto Scaling client of the context's region.

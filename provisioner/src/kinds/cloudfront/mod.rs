@@ -6,6 +6,10 @@
 use crate::error::{Codes, OpError};
 use crate::provider::Cx;
 
+pub mod cloudfront_distribution;
+pub mod cloudfront_origin_access_control;
+pub mod cloudfront_vpc_origin;
+
 super::kinds!(cloudfront_origin_access_control, cloudfront_vpc_origin, cloudfront_distribution);
 
 /// The CloudFront client.

@@ -7,6 +7,11 @@ use crate::error::{Codes, OpError};
 use crate::provider::{Cx, ID_TAG, STACK_TAG};
 use aws_sdk_cognitoidentityprovider::types::UserPoolType;
 
+pub mod cognito_user;
+pub mod cognito_user_pool;
+pub mod cognito_user_pool_client;
+pub mod cognito_user_pool_domain;
+
 super::kinds!(cognito_user_pool, cognito_user_pool_domain, cognito_user_pool_client, cognito_user);
 
 /// The Cognito user pools client of the context's region.

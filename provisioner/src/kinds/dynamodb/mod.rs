@@ -5,6 +5,8 @@
 use crate::error::Codes;
 use crate::provider::Cx;
 
+pub mod dynamodb_table;
+
 super::kinds!(dynamodb_table);
 
 /// The DynamoDB client of the context's region.

@@ -8,6 +8,16 @@ use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 
+pub mod eip;
+pub mod instance;
+pub mod internet_gateway;
+pub mod nat_gateway;
+pub mod route_table;
+pub mod security_group;
+pub mod subnet;
+pub mod vpc;
+pub mod vpc_endpoint;
+
 super::kinds!(vpc, subnet, internet_gateway, eip, nat_gateway, route_table, security_group, vpc_endpoint, instance);
 
 /// The EC2 client of the context's region.

@@ -1,9 +1,9 @@
 //! `vpc_endpoint`: a gateway endpoint (DynamoDB, S3) on route tables, so traffic to the service
 //! needs no internet path.
 
-use crate::provider::{Attributes, Cx, Live, Ops};
 use super::{address_of, ec2, err, owned, set_tags, tag_spec, tagged, tags_json};
 use crate::error::{gone_ok, Class, OpError};
+use crate::provider::{Attributes, Cx, Live, Ops};
 use crate::schema::{as_is, no_check, Field, FieldType, Kind, Update};
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{ResourceType, VpcEndpointType};
@@ -120,12 +120,8 @@ impl Ops for Endpoint {
     }
 
     async fn delete(&self, cx: &Cx, id: &str, _: &Value) -> Result<(), OpError> {
-        let out = ec2(cx)
-            .delete_vpc_endpoints()
-            .vpc_endpoint_ids(id)
-            .send()
-            .await
-            .map_err(|e| err("DeleteVpcEndpoints", e));
+        let out =
+            ec2(cx).delete_vpc_endpoints().vpc_endpoint_ids(id).send().await.map_err(|e| err("DeleteVpcEndpoints", e));
         let out = match out {
             Ok(o) => o,
             Err(e) => return gone_ok::<()>(Err(e)),

@@ -4,7 +4,7 @@
 use super::{ecr, err, repositories};
 use crate::diag::Diags;
 use crate::error::{gone_ok, OpError};
-use crate::provider::{Attributes, Cx, Live, Ops, ID_TAG, tag_changes};
+use crate::provider::{tag_changes, Attributes, Cx, Live, Ops, ID_TAG};
 use crate::schema::{as_is, Field, FieldType, Kind, Update};
 use crate::stack::{Resource, Stack};
 use async_trait::async_trait;
@@ -24,7 +24,13 @@ pub static KIND: Kind = Kind {
             Update::InPlace,
             "Whether a tag, once pushed, may point at another image.",
         ),
-        Field::optional("scan_on_push", FieldType::Bool, Some("true"), Update::InPlace, "Scan each image for vulnerabilities."),
+        Field::optional(
+            "scan_on_push",
+            FieldType::Bool,
+            Some("true"),
+            Update::InPlace,
+            "Scan each image for vulnerabilities.",
+        ),
         Field::optional(
             "keep_images",
             FieldType::Int { min: 1, max: 1000 },
@@ -35,8 +41,14 @@ pub static KIND: Kind = Kind {
         Field::optional("tags", FieldType::StringMap, None, Update::InPlace, "Tags besides the stack's own."),
     ],
     outputs: &[
-        ("id", "The repository's name"), ("name", "<stack>/<name>"), ("arn", "Repository ARN"), ("url", "Repository URI"),
-        ("registry", "The registry's host (<account>.dkr.ecr.<region>.amazonaws.com): a host's credential helper is set for it"),
+        ("id", "The repository's name"),
+        ("name", "<stack>/<name>"),
+        ("arn", "Repository ARN"),
+        ("url", "Repository URI"),
+        (
+            "registry",
+            "The registry's host (<account>.dkr.ecr.<region>.amazonaws.com): a host's credential helper is set for it",
+        ),
     ],
     check,
     normalize: as_is,
@@ -45,8 +57,11 @@ pub static KIND: Kind = Kind {
     ops: &Repository,
 };
 
-const ECR_STORAGE_GB: crate::cost::UsageKey =
-    crate::cost::UsageKey { name: "ecr_storage_gb", unit: "GB", doc: "image layers each repository stores (all the images it keeps)" };
+const ECR_STORAGE_GB: crate::cost::UsageKey = crate::cost::UsageKey {
+    name: "ecr_storage_gb",
+    unit: "GB",
+    doc: "image layers each repository stores (all the images it keeps)",
+};
 
 fn cost(cx: &crate::cost::CostCx<'_>) -> Vec<crate::cost::Part> {
     vec![crate::cost::Part::new("image storage", "ecr.storage", cx.usage(&ECR_STORAGE_GB))]
@@ -116,13 +131,20 @@ async fn set_policy(cx: &Cx, name: &str, keep: Option<i64>) -> Result<(), OpErro
             .map(|_| ())
             .map_err(|e| err("PutLifecyclePolicy", e)),
         None => gone_ok(
-            ecr(cx).delete_lifecycle_policy().repository_name(name).send().await.map_err(|e| err("DeleteLifecyclePolicy", e)),
+            ecr(cx)
+                .delete_lifecycle_policy()
+                .repository_name(name)
+                .send()
+                .await
+                .map_err(|e| err("DeleteLifecyclePolicy", e)),
         ),
     }
 }
 
 fn tags(m: &BTreeMap<String, String>) -> Result<Vec<Tag>, OpError> {
-    m.iter().map(|(k, v)| Tag::builder().key(k).value(v).build().map_err(|e| OpError::fatal("Tag", e.to_string()))).collect()
+    m.iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build().map_err(|e| OpError::fatal("Tag", e.to_string())))
+        .collect()
 }
 
 #[async_trait]
@@ -131,12 +153,19 @@ impl Ops for Repository {
         let prefix = format!("{}/", cx.stack);
         let mut out = Vec::new();
         for r in repositories(cx).await? {
-            let keep = match ecr(cx).get_lifecycle_policy().repository_name(&r.name).send().await.map_err(|e| err("GetLifecyclePolicy", e)) {
+            let keep = match ecr(cx)
+                .get_lifecycle_policy()
+                .repository_name(&r.name)
+                .send()
+                .await
+                .map_err(|e| err("GetLifecyclePolicy", e))
+            {
                 Ok(p) => p.lifecycle_policy_text().and_then(kept),
                 Err(e) if e.is_not_found() => None,
                 Err(e) => return Err(e),
             };
-            let address = r.tags.get(ID_TAG).cloned().unwrap_or_else(|| format!("ecr_repository.{}", &r.name[prefix.len()..]));
+            let address =
+                r.tags.get(ID_TAG).cloned().unwrap_or_else(|| format!("ecr_repository.{}", &r.name[prefix.len()..]));
             let mut outputs = Map::new();
             outputs.insert("name".into(), json!(r.name));
             outputs.insert("arn".into(), json!(r.arn));
@@ -197,7 +226,9 @@ impl Ops for Repository {
             ecr(cx)
                 .put_image_scanning_configuration()
                 .repository_name(id)
-                .image_scanning_configuration(ImageScanningConfiguration::builder().scan_on_push(w.scan_on_push).build())
+                .image_scanning_configuration(
+                    ImageScanningConfiguration::builder().scan_on_push(w.scan_on_push).build(),
+                )
                 .send()
                 .await
                 .map_err(|e| err("PutImageScanningConfiguration", e))?;
@@ -207,13 +238,30 @@ impl Ops for Repository {
         }
         let (gone, changed) = tag_changes(&h.tags, &w.tags);
         if !gone.is_empty() || !changed.is_empty() {
-            let out = ecr(cx).describe_repositories().repository_names(id).send().await.map_err(|e| err("DescribeRepositories", e))?;
+            let out = ecr(cx)
+                .describe_repositories()
+                .repository_names(id)
+                .send()
+                .await
+                .map_err(|e| err("DescribeRepositories", e))?;
             let arn = out.repositories().first().and_then(|r| r.repository_arn()).unwrap_or_default().to_owned();
             if !gone.is_empty() {
-                ecr(cx).untag_resource().resource_arn(&arn).set_tag_keys(Some(gone)).send().await.map_err(|e| err("UntagResource", e))?;
+                ecr(cx)
+                    .untag_resource()
+                    .resource_arn(&arn)
+                    .set_tag_keys(Some(gone))
+                    .send()
+                    .await
+                    .map_err(|e| err("UntagResource", e))?;
             }
             if !changed.is_empty() {
-                ecr(cx).tag_resource().resource_arn(&arn).set_tags(Some(tags(&changed)?)).send().await.map_err(|e| err("TagResource", e))?;
+                ecr(cx)
+                    .tag_resource()
+                    .resource_arn(&arn)
+                    .set_tags(Some(tags(&changed)?))
+                    .send()
+                    .await
+                    .map_err(|e| err("TagResource", e))?;
             }
         }
         Ok(())
@@ -221,7 +269,15 @@ impl Ops for Repository {
 
     async fn delete(&self, cx: &Cx, id: &str, _: &Value) -> Result<(), OpError> {
         // Its images go with it: they are built again from the source by the next apply.
-        gone_ok(ecr(cx).delete_repository().repository_name(id).force(true).send().await.map_err(|e| err("DeleteRepository", e)))
+        gone_ok(
+            ecr(cx)
+                .delete_repository()
+                .repository_name(id)
+                .force(true)
+                .send()
+                .await
+                .map_err(|e| err("DeleteRepository", e)),
+        )
     }
 }
 
@@ -239,7 +295,12 @@ mod tests {
     #[test]
     fn the_lifecycle_rule_reads_back_as_written_and_others_do_not() {
         assert_eq!(kept(&policy(10)), Some(10));
-        assert_eq!(kept(r#"{"rules":[{"selection":{"countType":"sinceImagePushed","countNumber":3},"action":{"type":"expire"}}]}"#), None);
+        assert_eq!(
+            kept(
+                r#"{"rules":[{"selection":{"countType":"sinceImagePushed","countNumber":3},"action":{"type":"expire"}}]}"#
+            ),
+            None
+        );
         assert_eq!(kept("not json"), None);
     }
 }
@@ -250,7 +311,9 @@ mod cost_tests {
 
     #[test]
     fn storage_at_ten_cents_a_gb() {
-        let b = priced("[stack]\nname = \"t\"\nregion = \"eu-central-1\"\n[ecr_repository.r]\n[usage]\necr_storage_gb = 0.5\n");
+        let b = priced(
+            "[stack]\nname = \"t\"\nregion = \"eu-central-1\"\n[ecr_repository.r]\n[usage]\necr_storage_gb = 0.5\n",
+        );
         close(of(&b, "ecr_repository.r").monthly, 0.05);
     }
 }

@@ -9,6 +9,9 @@ use crate::image::registry::{Registry, RegistryError};
 use crate::provider::{Cx, STACK_TAG};
 use std::collections::BTreeMap;
 
+pub mod ecr_repository;
+pub mod image;
+
 super::kinds!(ecr_repository, image);
 
 /// Where images are pushed instead of the registry ECR names (an emulator or a mirror that

@@ -5,6 +5,9 @@
 use crate::error::Codes;
 use crate::provider::Cx;
 
+pub mod ecs_cluster;
+pub mod ecs_service;
+
 super::kinds!(ecs_cluster, ecs_service);
 
 /// The ECS client of the context's region.

@@ -12,6 +12,10 @@ use crate::stack::{Resource, Stack};
 use aws_sdk_elasticloadbalancingv2::types::{Listener, LoadBalancer, Tag, TargetGroup};
 use std::collections::{BTreeMap, HashMap};
 
+pub mod listener;
+pub mod load_balancer;
+pub mod target_group;
+
 super::kinds!(load_balancer, target_group, listener);
 
 /// The ELBv2 client of the context's region.

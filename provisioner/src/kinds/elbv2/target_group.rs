@@ -5,10 +5,10 @@
 
 use super::{arn_suffix, check_name_with, elb, err, name_of, set_tags, tag_list};
 use crate::diag::Diags;
-use crate::stack::{Resource, Stack};
 use crate::error::{gone_ok, OpError};
 use crate::provider::{Attributes, Cx, Live, Ops, ID_TAG};
 use crate::schema::{as_is, Field, FieldType, Kind, Update};
+use crate::stack::{Resource, Stack};
 use async_trait::async_trait;
 use aws_sdk_elasticloadbalancingv2::types::{Matcher, ProtocolEnum, TargetGroupAttribute, TargetTypeEnum};
 use serde::Deserialize;
@@ -21,7 +21,13 @@ pub static KIND: Kind = Kind {
     fields: &[
         Field::required("vpc", FieldType::Ref(&["vpc"]), Update::Replace, "The VPC of its targets."),
         Field::required("port", FieldType::Int { min: 1, max: 65535 }, Update::Replace, "The port targets listen on."),
-        Field::optional("protocol", FieldType::Enum(&["HTTP", "HTTPS"]), Some("\"HTTP\""), Update::Replace, "Protocol to the targets."),
+        Field::optional(
+            "protocol",
+            FieldType::Enum(&["HTTP", "HTTPS"]),
+            Some("\"HTTP\""),
+            Update::Replace,
+            "Protocol to the targets.",
+        ),
         Field::optional(
             "target_type",
             FieldType::Enum(&["ip", "instance"]),
@@ -29,7 +35,13 @@ pub static KIND: Kind = Kind {
             Update::Replace,
             "`ip` for Fargate tasks, `instance` for EC2 hosts.",
         ),
-        Field::optional("health_check_path", FieldType::String, Some("\"/readyz\""), Update::InPlace, "Path of the health check."),
+        Field::optional(
+            "health_check_path",
+            FieldType::String,
+            Some("\"/readyz\""),
+            Update::InPlace,
+            "Path of the health check.",
+        ),
         Field::optional(
             "health_check_interval",
             FieldType::Int { min: 5, max: 300 },
@@ -58,7 +70,13 @@ pub static KIND: Kind = Kind {
             Update::InPlace,
             "Failed checks before a target is taken out.",
         ),
-        Field::optional("matcher", FieldType::String, Some("\"200\""), Update::InPlace, "HTTP codes counted healthy: \"200\", \"200-299\"."),
+        Field::optional(
+            "matcher",
+            FieldType::String,
+            Some("\"200\""),
+            Update::InPlace,
+            "HTTP codes counted healthy: \"200\", \"200-299\".",
+        ),
         Field::optional(
             "deregistration_delay",
             FieldType::Int { min: 0, max: 3600 },
@@ -136,7 +154,12 @@ async fn set_delay(cx: &Cx, arn: &str, seconds: i64) -> Result<(), OpError> {
     elb(cx)
         .modify_target_group_attributes()
         .target_group_arn(arn)
-        .attributes(TargetGroupAttribute::builder().key("deregistration_delay.timeout_seconds").value(seconds.to_string()).build())
+        .attributes(
+            TargetGroupAttribute::builder()
+                .key("deregistration_delay.timeout_seconds")
+                .value(seconds.to_string())
+                .build(),
+        )
         .send()
         .await
         .map_err(|e| err("ModifyTargetGroupAttributes", e))?;
@@ -248,7 +271,9 @@ impl Ops for TargetGroup {
     }
 
     async fn delete(&self, cx: &Cx, id: &str, _: &Value) -> Result<(), OpError> {
-        gone_ok(elb(cx).delete_target_group().target_group_arn(id).send().await.map_err(|e| err("DeleteTargetGroup", e)))
+        gone_ok(
+            elb(cx).delete_target_group().target_group_arn(id).send().await.map_err(|e| err("DeleteTargetGroup", e)),
+        )
     }
 }
 

@@ -4,7 +4,7 @@
 use super::{err, iam, path};
 use crate::diag::Diags;
 use crate::error::{gone_ok, OpError};
-use crate::provider::{Attributes, Cx, Live, Ops, ID_TAG, tag_changes};
+use crate::provider::{tag_changes, Attributes, Cx, Live, Ops, ID_TAG};
 use crate::schema::{as_is, Field, FieldType, Kind, Update};
 use crate::stack::{Resource, Stack};
 use async_trait::async_trait;
@@ -17,7 +17,12 @@ pub static KIND: Kind = Kind {
     name: "iam_instance_profile",
     doc: "An instance profile holding one role, for EC2 hosts (IAM is global: no region).",
     fields: &[
-        Field::required("role", FieldType::Ref(&["iam_role"]), Update::InPlace, "The role hosts with this profile act as."),
+        Field::required(
+            "role",
+            FieldType::Ref(&["iam_role"]),
+            Update::InPlace,
+            "The role hosts with this profile act as.",
+        ),
         Field::optional("tags", FieldType::StringMap, None, Update::InPlace, "Tags besides the stack's own."),
     ],
     outputs: &[("id", "The profile's name"), ("name", "<stack>-<name>"), ("arn", "Instance profile ARN")],
@@ -53,7 +58,9 @@ struct Attrs {
 impl Attributes for Attrs {}
 
 fn tag_list(m: &BTreeMap<String, String>) -> Result<Vec<Tag>, OpError> {
-    m.iter().map(|(k, v)| Tag::builder().key(k).value(v).build().map_err(|e| OpError::fatal("Tag", e.to_string()))).collect()
+    m.iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build().map_err(|e| OpError::fatal("Tag", e.to_string())))
+        .collect()
 }
 
 async fn add_role(cx: &Cx, name: &str, role: &str) -> Result<(), OpError> {
@@ -106,10 +113,9 @@ impl Ops for Profile {
                 .iter()
                 .map(|t| (t.key().to_owned(), t.value().to_owned()))
                 .collect();
-            let address = tags
-                .get(ID_TAG)
-                .cloned()
-                .unwrap_or_else(|| format!("iam_instance_profile.{}", name.trim_start_matches(&format!("{}-", cx.stack))));
+            let address = tags.get(ID_TAG).cloned().unwrap_or_else(|| {
+                format!("iam_instance_profile.{}", name.trim_start_matches(&format!("{}-", cx.stack)))
+            });
             let mut outputs = Map::new();
             outputs.insert("name".into(), json!(name));
             outputs.insert("arn".into(), json!(p.arn()));
@@ -181,7 +187,14 @@ impl Ops for Profile {
         if let Some(role) = role {
             remove_role(cx, id, &role).await?;
         }
-        gone_ok(iam(cx).delete_instance_profile().instance_profile_name(id).send().await.map_err(|e| err("DeleteInstanceProfile", e)))
+        gone_ok(
+            iam(cx)
+                .delete_instance_profile()
+                .instance_profile_name(id)
+                .send()
+                .await
+                .map_err(|e| err("DeleteInstanceProfile", e)),
+        )
     }
 }
 

@@ -6,6 +6,9 @@ use crate::error::Codes;
 use crate::provider::Cx;
 use serde_json::Value;
 
+pub mod iam_instance_profile;
+pub mod iam_role;
+
 super::kinds!(iam_role, iam_instance_profile);
 
 /// The IAM client.

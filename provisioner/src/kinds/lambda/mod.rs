@@ -4,6 +4,8 @@
 use crate::error::Codes;
 use crate::provider::Cx;
 
+pub mod lambda_function;
+
 super::kinds!(lambda_function);
 
 /// The Lambda client of the context's region.

@@ -3,7 +3,7 @@
 use super::{err, logs, prefix};
 use crate::diag::Diags;
 use crate::error::{gone_ok, OpError};
-use crate::provider::{Attributes, Cx, Live, Ops, ID_TAG, tag_changes};
+use crate::provider::{tag_changes, Attributes, Cx, Live, Ops, ID_TAG};
 use crate::schema::{as_is, Field, FieldType, Kind, Update};
 use crate::stack::{Resource, Stack, Val};
 use async_trait::async_trait;
@@ -124,8 +124,14 @@ impl Ops for LogGroup {
         for (name, arn, retention) in groups {
             let Some(rest) = name.strip_prefix(&prefix(cx)) else { continue };
             let Some(arn) = arn else { continue };
-            let tags = client.list_tags_for_resource().resource_arn(&arn).send().await.map_err(|e| err("ListTagsForResource", e))?;
-            let tags: BTreeMap<String, String> = tags.tags().map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default();
+            let tags = client
+                .list_tags_for_resource()
+                .resource_arn(&arn)
+                .send()
+                .await
+                .map_err(|e| err("ListTagsForResource", e))?;
+            let tags: BTreeMap<String, String> =
+                tags.tags().map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default();
             let address = tags.get(ID_TAG).cloned().unwrap_or_else(|| format!("log_group.{rest}"));
             let mut outputs = Map::new();
             outputs.insert("name".into(), json!(name));
@@ -168,10 +174,22 @@ impl Ops for LogGroup {
         }
         let arn = group_arn(cx, id).await?;
         if !gone.is_empty() {
-            logs(cx).untag_resource().resource_arn(&arn).set_tag_keys(Some(gone)).send().await.map_err(|e| err("UntagResource", e))?;
+            logs(cx)
+                .untag_resource()
+                .resource_arn(&arn)
+                .set_tag_keys(Some(gone))
+                .send()
+                .await
+                .map_err(|e| err("UntagResource", e))?;
         }
         if !changed.is_empty() {
-            logs(cx).tag_resource().resource_arn(&arn).set_tags(Some(changed.into_iter().collect())).send().await.map_err(|e| err("TagResource", e))?;
+            logs(cx)
+                .tag_resource()
+                .resource_arn(&arn)
+                .set_tags(Some(changed.into_iter().collect()))
+                .send()
+                .await
+                .map_err(|e| err("TagResource", e))?;
         }
         Ok(())
     }
@@ -189,7 +207,10 @@ fn check(r: &Resource, _: &Stack, d: &mut Diags) {
                 "bad-retention",
                 span.clone(),
                 format!("{} keeps logs {days} days, which CloudWatch Logs does not offer", r.address()),
-                Some(format!("did you mean {near}? accepted: {}", RETENTIONS.iter().map(i64::to_string).collect::<Vec<_>>().join(", "))),
+                Some(format!(
+                    "did you mean {near}? accepted: {}",
+                    RETENTIONS.iter().map(i64::to_string).collect::<Vec<_>>().join(", ")
+                )),
             );
         }
     }

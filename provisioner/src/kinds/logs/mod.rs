@@ -5,6 +5,8 @@
 use crate::error::{gone_ok, Codes, OpError};
 use crate::provider::Cx;
 
+pub mod log_group;
+
 super::kinds!(log_group);
 
 /// The CloudWatch Logs client of the context's region.

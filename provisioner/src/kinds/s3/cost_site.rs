@@ -89,7 +89,8 @@ const META_MONTHLY: &str = "monthly";
 async fn history(cx: &Cx, bucket: &str) -> Result<Vec<Estimate>, OpError> {
     match s3(cx).get_object().bucket(bucket).key(HISTORY_KEY).send().await.map_err(|e| err("GetObject", e)) {
         Ok(o) => {
-            let bytes = o.body.collect().await.map_err(|e| OpError::retryable("GetObject", e.to_string()))?.into_bytes();
+            let bytes =
+                o.body.collect().await.map_err(|e| OpError::retryable("GetObject", e.to_string()))?.into_bytes();
             // A history that does not parse is started again rather than blocking the publish.
             Ok(serde_json::from_slice(&bytes).unwrap_or_default())
         }
@@ -163,13 +164,24 @@ async fn publish(cx: &Cx, address: &str, w: &Attrs, token: &str) -> Result<Strin
         .await
         .map_err(|e| err("PutObject", e))?;
     if let Some(dist) = &w.distribution {
-        let paths = Paths::builder().quantity(2).items("/index.html").items("/").build().map_err(|e| OpError::fatal("Paths", e.to_string()))?;
+        let paths = Paths::builder()
+            .quantity(2)
+            .items("/index.html")
+            .items("/")
+            .build()
+            .map_err(|e| OpError::fatal("Paths", e.to_string()))?;
         let batch = InvalidationBatch::builder()
             .paths(paths)
             .caller_reference(format!("{token}-{digest}"))
             .build()
             .map_err(|e| OpError::fatal("InvalidationBatch", e.to_string()))?;
-        cloudfront(cx).create_invalidation().distribution_id(dist).invalidation_batch(batch).send().await.map_err(|e| cf_err("CreateInvalidation", e))?;
+        cloudfront(cx)
+            .create_invalidation()
+            .distribution_id(dist)
+            .invalidation_batch(batch)
+            .send()
+            .await
+            .map_err(|e| cf_err("CreateInvalidation", e))?;
     }
     Ok(w.bucket.clone())
 }
@@ -183,20 +195,28 @@ impl Ops for CostSite {
         let a = Attrs::of(want).map_err(|e| e.to_string())?;
         let breakdown = crate::cost::of_stack(on.stack);
         let libraries: Vec<_> = a.libraries.iter().map(|l| on.dir.join(l)).collect();
-        let site = site::assemble(&on.dir.join(a.page.as_deref().unwrap_or("../assets/finops/site")), &libraries, &on.stack.name)?;
+        let site = site::assemble(
+            &on.dir.join(a.page.as_deref().unwrap_or("../assets/finops/site")),
+            &libraries,
+            &on.stack.name,
+        )?;
         let digest = site.digest(&breakdown);
-        BUILT.lock().unwrap_or_else(|p| p.into_inner()).insert(digest.clone(), Arc::new((site, breakdown, on.stack.name.clone())));
+        BUILT
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(digest.clone(), Arc::new((site, breakdown, on.stack.name.clone())));
         Ok(Map::from_iter([("content_sha256".to_owned(), json!(digest))]))
     }
 
     async fn discover(&self, cx: &Cx) -> Result<Vec<Live>, OpError> {
         let mut out = Vec::new();
         for (bucket, _) in owned(cx).await? {
-            let head = match s3(cx).head_object().bucket(&bucket).key(INDEX).send().await.map_err(|e| err("HeadObject", e)) {
-                Ok(h) => h,
-                Err(e) if e.is_not_found() || e.has_code("NoSuchKey") => continue,
-                Err(e) => return Err(e),
-            };
+            let head =
+                match s3(cx).head_object().bucket(&bucket).key(INDEX).send().await.map_err(|e| err("HeadObject", e)) {
+                    Ok(h) => h,
+                    Err(e) if e.is_not_found() || e.has_code("NoSuchKey") => continue,
+                    Err(e) => return Err(e),
+                };
             let meta = head.metadata().cloned().unwrap_or_default();
             let (Some(address), Some(stack)) = (meta.get(META_ADDRESS), meta.get(META_STACK)) else { continue };
             if stack != &cx.stack {
@@ -242,7 +262,11 @@ impl Ops for CostSite {
                 Err(e) => return Err(e),
             }
         }
-        let ids = keys.iter().map(|k| ObjectIdentifier::builder().key(k).build()).collect::<Result<Vec<_>, _>>().map_err(|e| OpError::fatal("ObjectIdentifier", e.to_string()))?;
+        let ids = keys
+            .iter()
+            .map(|k| ObjectIdentifier::builder().key(k).build())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| OpError::fatal("ObjectIdentifier", e.to_string()))?;
         delete_objects(cx, id, ids).await
     }
 }

@@ -8,6 +8,10 @@ use crate::provider::{Cx, STACK_TAG};
 use aws_sdk_s3::types::BucketLocationConstraint;
 use std::collections::BTreeMap;
 
+pub mod cost_site;
+pub mod s3_bucket;
+pub mod s3_bucket_policy;
+
 super::kinds!(s3_bucket, s3_bucket_policy, cost_site);
 
 /// The S3 client of the context's region.

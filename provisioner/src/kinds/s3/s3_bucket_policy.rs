@@ -1,7 +1,8 @@
 //! `s3_bucket_policy`: the one policy of a stack's bucket, written from two facts: which
 //! CloudFront distributions may read its objects (through origin access control: the
 //! `cloudfront.amazonaws.com` service, only on behalf of those distributions' ARNs) and that
-//! nothing reaches it over plain HTTP (unless `https_only = false`). Nothing else can read it: the bucket blocks public access.
+//! nothing reaches it over plain HTTP (unless `https_only = false`). Nothing else can read it:
+//! the bucket blocks public access.
 //! A bucket policy has no tags: the document's `Id` names the stack and the address.
 
 use super::{err, owned, s3};

@@ -5,6 +5,8 @@
 use crate::error::Codes;
 use crate::provider::Cx;
 
+pub mod sns_topic;
+
 super::kinds!(sns_topic);
 
 /// The SNS client of the context's region.

@@ -81,7 +81,9 @@ fn name_of(cx: &Cx, address: &str) -> String {
 }
 
 fn tag_list(m: &BTreeMap<String, String>) -> Result<Vec<Tag>, OpError> {
-    m.iter().map(|(k, v)| Tag::builder().key(k).value(v).build().map_err(|e| OpError::fatal("Tag", e.to_string()))).collect()
+    m.iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build().map_err(|e| OpError::fatal("Tag", e.to_string())))
+        .collect()
 }
 
 /// A topic's e-mail subscriptions: (address, subscription ARN, or `None` while pending).
@@ -120,14 +122,21 @@ impl Ops for Topic {
         }
         let mut out = Vec::new();
         for arn in arns {
-            let tags = client.list_tags_for_resource().resource_arn(&arn).send().await.map_err(|e| err("ListTagsForResource", e))?;
-            let tags: BTreeMap<String, String> = tags.tags().iter().map(|t| (t.key().to_owned(), t.value().to_owned())).collect();
+            let tags = client
+                .list_tags_for_resource()
+                .resource_arn(&arn)
+                .send()
+                .await
+                .map_err(|e| err("ListTagsForResource", e))?;
+            let tags: BTreeMap<String, String> =
+                tags.tags().iter().map(|t| (t.key().to_owned(), t.value().to_owned())).collect();
             if tags.get(STACK_TAG) != Some(&cx.stack) {
                 continue;
             }
             let name = arn.rsplit(':').next().unwrap_or_default().to_owned();
             let address = tags.get(ID_TAG).cloned().unwrap_or_else(|| format!("sns_topic.{}", &name[prefix.len()..]));
-            let attrs = client.get_topic_attributes().topic_arn(&arn).send().await.map_err(|e| err("GetTopicAttributes", e))?;
+            let attrs =
+                client.get_topic_attributes().topic_arn(&arn).send().await.map_err(|e| err("GetTopicAttributes", e))?;
             let display = attrs.attributes().and_then(|a| a.get("DisplayName")).filter(|d| !d.is_empty()).cloned();
             let mut emails: Vec<String> = subscriptions(cx, &arn).await?.into_iter().map(|(e, _)| e).collect();
             emails.sort();
@@ -158,7 +167,14 @@ impl Ops for Topic {
         let arn = made.topic_arn().ok_or_else(|| OpError::fatal("CreateTopic", "no topic ARN"))?.to_owned();
         let have = subscriptions(cx, &arn).await?;
         for e in w.email_subscriptions.iter().filter(|e| !have.iter().any(|(h, _)| h == *e)) {
-            sns(cx).subscribe().topic_arn(&arn).protocol("email").endpoint(e).send().await.map_err(|e| err("Subscribe", e))?;
+            sns(cx)
+                .subscribe()
+                .topic_arn(&arn)
+                .protocol("email")
+                .endpoint(e)
+                .send()
+                .await
+                .map_err(|e| err("Subscribe", e))?;
         }
         Ok(arn)
     }
@@ -179,7 +195,14 @@ impl Ops for Topic {
         if !same_set(&h.email_subscriptions, &w.email_subscriptions) {
             let live = subscriptions(cx, id).await?;
             for e in w.email_subscriptions.iter().filter(|e| !live.iter().any(|(l, _)| l == *e)) {
-                client.subscribe().topic_arn(id).protocol("email").endpoint(e).send().await.map_err(|e| err("Subscribe", e))?;
+                client
+                    .subscribe()
+                    .topic_arn(id)
+                    .protocol("email")
+                    .endpoint(e)
+                    .send()
+                    .await
+                    .map_err(|e| err("Subscribe", e))?;
             }
             // A pending one has no ARN and SNS no call that removes it: it lapses after three
             // days, and until then the plan still shows it.
@@ -190,10 +213,22 @@ impl Ops for Topic {
         }
         let (gone, set) = tag_changes(&h.tags, &w.tags);
         if !gone.is_empty() {
-            client.untag_resource().resource_arn(id).set_tag_keys(Some(gone)).send().await.map_err(|e| err("UntagResource", e))?;
+            client
+                .untag_resource()
+                .resource_arn(id)
+                .set_tag_keys(Some(gone))
+                .send()
+                .await
+                .map_err(|e| err("UntagResource", e))?;
         }
         if !set.is_empty() {
-            client.tag_resource().resource_arn(id).set_tags(Some(tag_list(&set)?)).send().await.map_err(|e| err("TagResource", e))?;
+            client
+                .tag_resource()
+                .resource_arn(id)
+                .set_tags(Some(tag_list(&set)?))
+                .send()
+                .await
+                .map_err(|e| err("TagResource", e))?;
         }
         Ok(())
     }

@@ -4,6 +4,8 @@
 use crate::error::{Codes, OpError};
 use crate::provider::Cx;
 
+pub mod secret;
+
 super::kinds!(secret);
 
 /// The SSM client of the context's region.

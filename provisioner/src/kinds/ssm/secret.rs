@@ -67,7 +67,9 @@ fn prefix(cx: &Cx) -> String {
 }
 
 fn tag_list(m: &BTreeMap<String, String>) -> Result<Vec<Tag>, OpError> {
-    m.iter().map(|(k, v)| Tag::builder().key(k).value(v).build().map_err(|e| OpError::fatal("Tag", e.to_string()))).collect()
+    m.iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build().map_err(|e| OpError::fatal("Tag", e.to_string())))
+        .collect()
 }
 
 /// Letters and digits from the operating system's generator.
@@ -107,10 +109,8 @@ impl Ops for Secret {
             if tags.get(STACK_TAG) != Some(&cx.stack) {
                 continue;
             }
-            let address = tags
-                .get(ID_TAG)
-                .cloned()
-                .unwrap_or_else(|| format!("secret.{}", name.trim_start_matches(&prefix(cx))));
+            let address =
+                tags.get(ID_TAG).cloned().unwrap_or_else(|| format!("secret.{}", name.trim_start_matches(&prefix(cx))));
             // Other kinds keep parameters under the stack's path too (a user's first password).
             if !address.starts_with("secret.") {
                 continue;

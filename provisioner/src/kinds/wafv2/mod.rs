@@ -1,10 +1,13 @@
 //! WAFv2: web ACLs and their associations, and what they share: the client and WAF's error
 //! codes. ACLs cannot be listed by tag: the stack's are named `<stack>-<name>` and carry their
-//! address in their description ([`crate::provider::marker`]), which the list call returns, so one list per region and scope
-//! finds them (tags are still read, to show and repair drift).
+//! address in their description ([`crate::provider::marker`]), which the list call returns, so
+//! one list per region and scope finds them (tags are still read, to show and repair drift).
 
 use crate::error::Codes;
 use crate::provider::Cx;
+
+pub mod waf_association;
+pub mod waf_web_acl;
 
 super::kinds!(waf_web_acl, waf_association);
 
