@@ -60,7 +60,7 @@ fn chosen() -> BTreeMap<String, String> {
 fn load(path: &str) -> provisioner::stack::Stack {
     let src = std::fs::read_to_string(path).expect("stack file");
     let mut stack = provisioner::load(path, &src, &chosen()).expect("valid stack");
-    stack.derive().expect("images build");
+    provisioner::engine::derive(&mut stack).expect("images build");
     stack
 }
 
@@ -289,7 +289,7 @@ async fn images(registry: &LocalRegistry) {
     let derive = || {
         let mut stack = provisioner::load(&path, &src, &chosen()).expect("valid stack");
         let t = Instant::now();
-        stack.derive().expect("the image builds");
+        provisioner::engine::derive(&mut stack).expect("the image builds");
         let digest = stack.get("image.quake").and_then(|r| r.str("digest")).map(|(d, _)| d.to_owned()).expect("digest");
         (t.elapsed(), digest)
     };

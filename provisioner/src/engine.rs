@@ -4,10 +4,10 @@
 
 use crate::error::{settle, Class, OpError};
 use crate::kinds;
-use crate::plan::{desired, Action, Actual, Plan};
+use crate::plan::{Action, Actual, Plan};
 use crate::provider::{Cx, Live, ID_TAG, STACK_TAG};
 use crate::schema::{drop_peer_items, refs, visit_refs, Kind};
-use crate::stack::Stack;
+use crate::stack::{desired, Stack, Val};
 use crate::walk::{walk, Executor, Node, Progress, Report, WalkOptions};
 use async_trait::async_trait;
 use serde_json::{json, Map, Value};
@@ -736,11 +736,47 @@ pub async fn connect(stack: &Stack) -> (Cx, aws_sdk_dynamodb::Client) {
     (Cx::new(conf, &stack.name, &stack.region), ddb)
 }
 
+/// Fills in every derived field ([`crate::schema::Field::derived`]) of every resource from its
+/// kind (an image's digest, by building the image): once per command, before a plan.
+pub fn derive(stack: &mut Stack) -> Result<(), String> {
+    let dir = std::path::Path::new(&stack.file).parent().map(std::path::Path::to_path_buf).unwrap_or_default();
+    let bill = || crate::cost::of_stack(stack);
+    let on = crate::provider::Derive { dir: &dir, stack: &stack.name, bill: &bill };
+    let derived: Vec<Option<Map<String, Value>>> = stack
+        .resources
+        .iter()
+        .map(|r| {
+            if !r.kind.fields.iter().any(|f| f.derived) {
+                return Ok(None);
+            }
+            // What a kind is handed: its own fields, not the common ones.
+            let mut want = desired(r, stack);
+            if let Some(m) = want.as_object_mut() {
+                crate::schema::COMMON.iter().for_each(|f| drop(m.remove(f.name)));
+            }
+            r.kind.ops.derive(&want, &on).map(Some).map_err(|e| format!("{}: {e}", r.address()))
+        })
+        .collect::<Result<_, String>>()?;
+    for (r, got) in stack.resources.iter_mut().zip(derived) {
+        let Some(got) = got else { continue };
+        for f in r.kind.fields.iter().filter(|f| f.derived) {
+            let v = match got.get(f.name) {
+                Some(Value::String(s)) => Val::Str(s.clone()),
+                Some(Value::Bool(b)) => Val::Bool(*b),
+                Some(Value::Number(n)) if n.is_i64() => Val::Int(n.as_i64().unwrap_or_default()),
+                other => return Err(format!("{}: the kind derived no {} ({other:?})", r.address(), f.name)),
+            };
+            r.fields.insert(f.name.to_owned(), (v, r.span.clone()));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    use crate::stack::test_stack as stack;
+    use crate::kinds::test_stack as stack;
 
     const SRC: &str = r#"
 [stack]

@@ -212,7 +212,7 @@ fn main() -> ExitCode {
         // What a plan compares needs the derived fields (images are built here); destroying
         // and reading outputs do not.
         if matches!(what, Aws::Plan { .. } | Aws::Apply { destroy: false, .. }) {
-            if let Err(e) = stack.derive() {
+            if let Err(e) = provisioner::engine::derive(&mut stack) {
                 eprintln!("provisioner: {e}");
                 return ExitCode::FAILURE;
             }

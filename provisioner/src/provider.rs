@@ -210,10 +210,12 @@ pub trait Ops: Sync {
 }
 
 /// What a kind derives its fields from besides its own: where the stack file is (paths in it
-/// are relative to it) and the whole stack as declared (what a dashboard of its cost shows).
+/// are relative to it), the stack's name, and the bill of the whole stack as declared (what a
+/// dashboard of its cost shows), computed when asked.
 pub struct Derive<'a> {
     pub dir: &'a std::path::Path,
-    pub stack: &'a crate::stack::Stack,
+    pub stack: &'a str,
+    pub bill: &'a dyn Fn() -> crate::cost::model::Breakdown,
 }
 
 /// A kind's typed attributes, decoded once from `want` or `have` (what the engine hands a kind:

@@ -210,9 +210,9 @@ pub struct Kind {
     pub normalize: fn(&mut Value),
     /// What the resource consumes in a month, priced from the snapshot ([`crate::cost`]):
     /// [`crate::cost::free`] for what AWS does not charge.
-    pub cost: fn(&crate::cost::CostCx<'_>) -> Vec<crate::cost::Part>,
+    pub cost: fn(&crate::cost::model::CostCx<'_>) -> Vec<crate::cost::model::Part>,
     /// The `[usage]` values `cost` reads.
-    pub usage: &'static [crate::cost::UsageKey],
+    pub usage: &'static [crate::cost::model::UsageKey],
     /// The AWS side: discover, create, update, delete.
     pub ops: &'static dyn Ops,
 }

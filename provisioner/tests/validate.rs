@@ -575,7 +575,7 @@ fn production_policies_name_their_resources() {
     let s = load("prod.toml", &src, &chosen()).unwrap();
     let mut statements = 0;
     for r in s.resources.iter().filter(|r| r.kind.name == "iam_role") {
-        let v = provisioner::plan::desired(r, &s);
+        let v = provisioner::stack::desired(r, &s);
         for st in v["statements"].as_array().into_iter().flatten() {
             statements += 1;
             let actions: Vec<&str> = st["actions"].as_array().unwrap().iter().filter_map(|a| a.as_str()).collect();
@@ -997,7 +997,7 @@ fn secrets_are_readable_only_by_the_roles_that_need_them() {
     let src = prod();
     let s = load("prod.toml", &src, &chosen()).unwrap();
     for r in s.resources.iter().filter(|r| r.kind.name == "iam_role") {
-        let v = provisioner::plan::desired(r, &s);
+        let v = provisioner::stack::desired(r, &s);
         let managed: Vec<&str> =
             v["managed_policies"].as_array().into_iter().flatten().filter_map(|m| m.as_str()).collect();
         assert!(

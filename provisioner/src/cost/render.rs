@@ -1,6 +1,6 @@
 //! Cost as text: the breakdown `provisioner cost` prints, and the lines a plan adds.
 
-use super::{Breakdown, Delta};
+use super::model::{Breakdown, Delta};
 use std::fmt::Write;
 
 /// Dollars with cents (`$19.71`); below a cent, to a tenth of a cent (`$0.004`).

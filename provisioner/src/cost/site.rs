@@ -4,7 +4,7 @@
 //! breakdown and the history of estimates inline, and is cached briefly, so a new estimate needs
 //! only the index invalidated.
 
-use super::Breakdown;
+use super::model::Breakdown;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};

@@ -84,3 +84,33 @@ pub fn all() -> &'static [&'static Kind] {
 pub fn find(name: &str) -> Option<&'static Kind> {
     all().iter().copied().find(|k| k.name == name)
 }
+
+/// A stack for unit tests, which must be valid.
+#[cfg(test)]
+pub(crate) fn test_stack(src: &str) -> crate::stack::Stack {
+    crate::stack::parse(all(), "t.toml", src, &std::collections::BTreeMap::new())
+        .unwrap_or_else(|d| panic!("{:?}", d.items))
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    //! Pricing one resource of a small stack by hand, for the kinds' own tests.
+
+    use crate::cost::{of_stack, Breakdown, ResourceCost};
+
+    /// The breakdown of a stack written in `src` (a valid stack file), with the embedded prices.
+    pub fn priced(src: &str) -> Breakdown {
+        of_stack(&super::test_stack(src))
+    }
+
+    /// One resource's cost from a breakdown.
+    pub fn of<'a>(b: &'a Breakdown, address: &str) -> &'a ResourceCost {
+        b.resources.iter().find(|r| r.address == address).unwrap_or_else(|| panic!("{address} not priced: {b:?}"))
+    }
+
+    /// Equal to a hundredth of a cent.
+    #[track_caller]
+    pub fn close(got: f64, want: f64) {
+        assert!((got - want).abs() < 0.0001, "got {got}, want {want}");
+    }
+}

@@ -2,10 +2,10 @@
 //! function over the kind's declaration (which fields force replacement); rendering (terraform
 //! style, a separate security section, JSON) reads only the value.
 
-use crate::schema::{Field, FieldType, Kind, Update};
-use crate::stack::{Resource, Stack, Val};
+use crate::schema::{FieldType, Kind, Update};
+use crate::stack::{desired, Resource, Stack};
 use serde::Serialize;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 
 pub mod security;
@@ -91,60 +91,6 @@ impl Plan {
 
 /// What exists, by address: each resource's kind and attributes in the declared shape.
 pub type Actual = BTreeMap<String, (&'static Kind, Value)>;
-
-/// The desired attributes of a resource as JSON: defaults filled in, the stack's tags merged
-/// under the resource's own, `region` only when it is not the stack's, in the kind's canonical
-/// form.
-pub fn desired(r: &Resource, stack: &Stack) -> Value {
-    let mut v = fields_json(r.kind.all_fields(), &r.fields);
-    if v.get("region").and_then(Value::as_str) == Some(stack.region.as_str()) {
-        v["region"] = Value::Null;
-    }
-    if r.kind.fields.iter().any(|f| f.name == "tags") {
-        let mut tags: Map<String, Value> = stack.tags.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
-        if let Some(own) = v.get("tags").and_then(Value::as_object) {
-            tags.extend(own.clone());
-        }
-        v["tags"] = Value::Object(tags);
-    }
-    (r.kind.normalize)(&mut v);
-    v
-}
-
-fn fields_json<'a>(
-    spec: impl IntoIterator<Item = &'a Field>,
-    fields: &BTreeMap<String, (Val, crate::stack::Span)>,
-) -> Value {
-    let mut m = Map::new();
-    for f in spec {
-        let v = match fields.get(f.name) {
-            Some((v, _)) => val_json(&f.ty, v),
-            None => f
-                .default
-                .and_then(|d| d.parse::<toml_edit::Value>().ok())
-                .map_or(Value::Null, |v| crate::stack::toml_to_json(&v)),
-        };
-        m.insert(f.name.to_owned(), v);
-    }
-    Value::Object(m)
-}
-
-fn val_json(ty: &FieldType, v: &Val) -> Value {
-    match (ty, v) {
-        (_, Val::Str(s)) => json!(s),
-        (_, Val::Int(i)) => json!(i),
-        (_, Val::Bool(b)) => json!(b),
-        (FieldType::JsonFile, Val::Json(v)) => v.clone(),
-        (FieldType::List(inner), Val::List(items)) => {
-            Value::Array(items.iter().map(|(x, _)| val_json(inner, x)).collect())
-        }
-        (FieldType::Table(spec), Val::Table(t)) => fields_json(spec.iter(), t),
-        (FieldType::StringMap, Val::Table(t)) => {
-            Value::Object(t.iter().map(|(k, (v, _))| (k.clone(), val_json(&FieldType::String, v))).collect())
-        }
-        _ => Value::Null,
-    }
-}
 
 /// The one function that chooses an action: from the declaration's replacement flags and the
 /// differences between desired and actual attributes. `None` = absent on that side.
@@ -338,10 +284,14 @@ fn cost(stack: &Stack, actual: &Actual, after: &[(String, &'static Kind, Value)]
             Some((a.clone(), *k, v))
         })
         .collect();
-    let before: Vec<Item<'_>> =
-        have.iter().map(|(a, k, v)| Item { address: a.clone(), kind: k, attrs: v, region: region(v) }).collect();
-    let after: Vec<Item<'_>> =
-        after.iter().map(|(a, k, v)| Item { address: a.clone(), kind: k, attrs: v, region: region(v) }).collect();
+    let before: Vec<Item<'_>> = have
+        .iter()
+        .map(|(a, k, v)| Item { address: a.clone(), kind: k.name, cost: k.cost, attrs: v, region: region(v) })
+        .collect();
+    let after: Vec<Item<'_>> = after
+        .iter()
+        .map(|(a, k, v)| Item { address: a.clone(), kind: k.name, cost: k.cost, attrs: v, region: region(v) })
+        .collect();
     delta(&breakdown(&before, &stack.prices, &stack.usage), &breakdown(&after, &stack.prices, &stack.usage))
 }
 
@@ -514,7 +464,7 @@ mod tests {
     use super::*;
     use std::collections::BTreeMap;
 
-    use crate::stack::test_stack as stack;
+    use crate::kinds::test_stack as stack;
 
     const BASE: &str = r#"
 [stack]

@@ -210,8 +210,9 @@ fn statement_text(st: &Value) -> String {
 
 #[cfg(test)]
 mod tests {
+    use crate::kinds::test_stack as stack;
     use crate::plan::{desired, plan, render, Actual};
-    use crate::stack::{test_stack as stack, Stack};
+    use crate::stack::Stack;
     use serde_json::{json, Value};
 
     fn actual_of(s: &Stack) -> Actual {

@@ -167,7 +167,7 @@ mod tests {
         outputs: &[],
         check: no_check,
         normalize: crate::schema::as_is,
-        cost: crate::cost::free,
+        cost: crate::cost::model::free,
         usage: &[],
         ops: &NoAws,
     };
@@ -209,7 +209,7 @@ mod tests {
             resources: rs,
             disabled: vec![],
             outputs: vec![],
-            prices: crate::cost::PriceBook::embedded(),
+            prices: crate::cost::prices::PriceBook::embedded(),
             usage: BTreeMap::new(),
             variables: BTreeMap::new(),
         };

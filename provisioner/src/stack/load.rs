@@ -1,7 +1,7 @@
 //! Reading a stack file's parts: the TOML itself, `[variables]`, `[stack]`, and the resource
 //! tables of the known kinds; then the checks across resources.
 
-use super::values::Ctx;
+use super::values::{item_span, key_span, Ctx};
 use super::{checks, Resource, Span, Stack, StackOutput, Val};
 use crate::diag::{closest, Diags};
 use crate::schema::{Kind, COMMON};
@@ -290,8 +290,8 @@ fn header(
 
 /// `[stack] prices`: the price snapshot, a path relative to the stack file; the one built into
 /// the binary when the stack names none.
-fn prices(root: &toml_edit::Table, ctx: &Ctx<'_>, d: &mut Diags) -> std::sync::Arc<crate::cost::PriceBook> {
-    let embedded = crate::cost::PriceBook::embedded;
+fn prices(root: &toml_edit::Table, ctx: &Ctx<'_>, d: &mut Diags) -> std::sync::Arc<crate::cost::prices::PriceBook> {
+    let embedded = crate::cost::prices::PriceBook::embedded;
     let Some(item) = root.get("stack").and_then(|s| s.get("prices")) else { return embedded() };
     let span = item_span(item, ctx.src);
     let Some(rel) = item.as_str() else {
@@ -306,7 +306,7 @@ fn prices(root: &toml_edit::Table, ctx: &Ctx<'_>, d: &mut Diags) -> std::sync::A
     let path = ctx.dir.join(rel);
     let parsed = std::fs::read_to_string(&path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))
-        .and_then(|text| crate::cost::PriceBook::parse(&text));
+        .and_then(|text| crate::cost::prices::PriceBook::parse(&text));
     match parsed {
         Ok(book) => std::sync::Arc::new(book),
         Err(e) => {
@@ -505,18 +505,4 @@ fn stack_outputs(root: &toml_edit::Table, ctx: &Ctx<'_>, disabled: &[String], d:
         }
     }
     out
-}
-
-pub(super) fn item_span(item: &Item, src: &str) -> Span {
-    let s = match item {
-        Item::Value(v) => v.span(),
-        Item::Table(t) => t.span(),
-        Item::ArrayOfTables(a) => a.span(),
-        Item::None => None,
-    };
-    s.unwrap_or(0..src.len().min(1))
-}
-
-pub(super) fn key_span(key: Option<&toml_edit::Key>, _src: &str) -> Option<Span> {
-    key.and_then(toml_edit::Key::span)
 }

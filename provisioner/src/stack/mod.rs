@@ -10,7 +10,8 @@ mod values;
 
 pub use load::{parse, parse_with, Unset};
 
-use crate::schema::{FieldType, Kind};
+use crate::schema::{Field, FieldType, Kind};
+use serde_json::Value as JsonValue;
 use std::collections::BTreeMap;
 use std::ops::Range;
 use toml_edit::Value;
@@ -73,7 +74,7 @@ pub struct Stack {
     /// `[outputs]`: what `apply` and `outputs` print for people.
     pub outputs: Vec<StackOutput>,
     /// The price snapshot (`[stack] prices`, or the one built in).
-    pub prices: std::sync::Arc<crate::cost::PriceBook>,
+    pub prices: std::sync::Arc<crate::cost::prices::PriceBook>,
     /// `[usage]`: the assumptions the cost of usage-priced parts is computed from.
     pub usage: BTreeMap<String, f64>,
     /// The variables as resolved (`variables_from`, `[variables]`, the command line): for
@@ -155,47 +156,55 @@ fn collect_refs(ty: &FieldType, v: &Val, span: &Span, f: &mut dyn FnMut(&str, Sp
     }
 }
 
-impl Stack {
-    /// Fills in every derived field ([`crate::schema::Field::derived`]) of every resource from
-    /// its kind (an image's digest, by building the image): once per command, before a plan.
-    pub fn derive(&mut self) -> Result<(), String> {
-        let dir = std::path::Path::new(&self.file).parent().map(std::path::Path::to_path_buf).unwrap_or_default();
-        let on = crate::provider::Derive { dir: &dir, stack: self };
-        let derived: Vec<Option<serde_json::Map<String, serde_json::Value>>> = self
-            .resources
-            .iter()
-            .map(|r| {
-                if !r.kind.fields.iter().any(|f| f.derived) {
-                    return Ok(None);
-                }
-                // What a kind is handed: its own fields, not the common ones.
-                let mut want = crate::plan::desired(r, self);
-                if let Some(m) = want.as_object_mut() {
-                    crate::schema::COMMON.iter().for_each(|f| drop(m.remove(f.name)));
-                }
-                r.kind.ops.derive(&want, &on).map(Some).map_err(|e| format!("{}: {e}", r.address()))
-            })
-            .collect::<Result<_, String>>()?;
-        for (r, got) in self.resources.iter_mut().zip(derived) {
-            let Some(got) = got else { continue };
-            for f in r.kind.fields.iter().filter(|f| f.derived) {
-                let v = match got.get(f.name) {
-                    Some(serde_json::Value::String(s)) => Val::Str(s.clone()),
-                    Some(serde_json::Value::Bool(b)) => Val::Bool(*b),
-                    Some(serde_json::Value::Number(n)) if n.is_i64() => Val::Int(n.as_i64().unwrap_or_default()),
-                    other => return Err(format!("{}: the kind derived no {} ({other:?})", r.address(), f.name)),
-                };
-                r.fields.insert(f.name.to_owned(), (v, r.span.clone()));
-            }
-        }
-        Ok(())
+/// The desired attributes of a resource as JSON: defaults filled in, the stack's tags merged
+/// under the resource's own, `region` only when it is not the stack's, in the kind's canonical
+/// form.
+pub fn desired(r: &Resource, stack: &Stack) -> JsonValue {
+    let mut v = fields_json(r.kind.all_fields(), &r.fields);
+    if v.get("region").and_then(JsonValue::as_str) == Some(stack.region.as_str()) {
+        v["region"] = JsonValue::Null;
     }
+    if r.kind.fields.iter().any(|f| f.name == "tags") {
+        let mut tags: serde_json::Map<String, JsonValue> =
+            stack.tags.iter().map(|(k, v)| (k.clone(), serde_json::json!(v))).collect();
+        if let Some(own) = v.get("tags").and_then(JsonValue::as_object) {
+            tags.extend(own.clone());
+        }
+        v["tags"] = JsonValue::Object(tags);
+    }
+    (r.kind.normalize)(&mut v);
+    v
 }
 
-/// A stack for unit tests, which must be valid.
-#[cfg(test)]
-pub(crate) fn test_stack(src: &str) -> Stack {
-    parse(crate::kinds::all(), "t.toml", src, &BTreeMap::new()).unwrap_or_else(|d| panic!("{:?}", d.items))
+fn fields_json<'a>(spec: impl IntoIterator<Item = &'a Field>, fields: &BTreeMap<String, (Val, Span)>) -> JsonValue {
+    let mut m = serde_json::Map::new();
+    for f in spec {
+        let v = match fields.get(f.name) {
+            Some((v, _)) => val_json(&f.ty, v),
+            None => {
+                f.default.and_then(|d| d.parse::<toml_edit::Value>().ok()).map_or(JsonValue::Null, |v| toml_to_json(&v))
+            }
+        };
+        m.insert(f.name.to_owned(), v);
+    }
+    JsonValue::Object(m)
+}
+
+fn val_json(ty: &FieldType, v: &Val) -> JsonValue {
+    match (ty, v) {
+        (_, Val::Str(s)) => serde_json::json!(s),
+        (_, Val::Int(i)) => serde_json::json!(i),
+        (_, Val::Bool(b)) => serde_json::json!(b),
+        (FieldType::JsonFile, Val::Json(v)) => v.clone(),
+        (FieldType::List(inner), Val::List(items)) => {
+            JsonValue::Array(items.iter().map(|(x, _)| val_json(inner, x)).collect())
+        }
+        (FieldType::Table(spec), Val::Table(t)) => fields_json(spec.iter(), t),
+        (FieldType::StringMap, Val::Table(t)) => {
+            JsonValue::Object(t.iter().map(|(k, (v, _))| (k.clone(), val_json(&FieldType::String, v))).collect())
+        }
+        _ => JsonValue::Null,
+    }
 }
 
 /// TOML value to JSON (for schema defaults).

@@ -1,7 +1,6 @@
 //! Typed values of a stack file: strings with `${var.NAME}` replaced (and `${kind.name.output}`
 //! kept for the engine), and each field checked against its declared type.
 
-use super::load::{item_span, key_span};
 use super::{Span, Val};
 use crate::diag::{closest, Diags};
 use crate::schema::{Field, FieldType};
@@ -351,4 +350,20 @@ impl Ctx<'_> {
             FieldType::List(_) | FieldType::StringMap => self.value(ty, item, path, d),
         }
     }
+}
+
+/// Where an item is in the source (the file's first character when TOML gives no span).
+pub(super) fn item_span(item: &Item, src: &str) -> Span {
+    let s = match item {
+        Item::Value(v) => v.span(),
+        Item::Table(t) => t.span(),
+        Item::ArrayOfTables(a) => a.span(),
+        Item::None => None,
+    };
+    s.unwrap_or(0..src.len().min(1))
+}
+
+/// Where a key is in the source.
+pub(super) fn key_span(key: Option<&toml_edit::Key>, _src: &str) -> Option<Span> {
+    key.and_then(toml_edit::Key::span)
 }

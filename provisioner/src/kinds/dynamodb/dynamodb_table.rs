@@ -862,7 +862,7 @@ mod tests {
 
 #[cfg(test)]
 mod cost_tests {
-    use crate::cost::test_support::{close, of, priced};
+    use crate::kinds::test_support::{close, of, priced};
 
     /// The services' layout (2 indexes): writes x3 at $0.7625 a million, reads at $0.1525,
     /// storage x3 after 25 free GB at $0.306, backups at $0.2448; the eu-west-1 replica's

@@ -107,7 +107,7 @@ mod tests {
 
 #[cfg(test)]
 mod cost_tests {
-    use crate::cost::test_support::{close, of, priced};
+    use crate::kinds::test_support::{close, of, priced};
 
     /// $0.005 an hour for the address, 730 hours.
     #[test]

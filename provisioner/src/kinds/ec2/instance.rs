@@ -452,7 +452,7 @@ mod tests {
 
 #[cfg(test)]
 mod cost_tests {
-    use crate::cost::test_support::{close, of, priced};
+    use crate::kinds::test_support::{close, of, priced};
 
     /// t3.small $0.024 an hour, gp3 $0.0952 a GB-month, a public address only from a subnet
     /// that gives one.

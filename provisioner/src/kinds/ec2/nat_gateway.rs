@@ -153,7 +153,7 @@ mod tests {
 
 #[cfg(test)]
 mod cost_tests {
-    use crate::cost::test_support::{close, of, priced};
+    use crate::kinds::test_support::{close, of, priced};
 
     /// eu-central-1: $0.052 an hour and per GB; its address priced on the eip.
     #[test]

@@ -307,7 +307,7 @@ mod tests {
 
 #[cfg(test)]
 mod cost_tests {
-    use crate::cost::test_support::{close, of, priced};
+    use crate::kinds::test_support::{close, of, priced};
 
     #[test]
     fn storage_at_ten_cents_a_gb() {

@@ -311,7 +311,7 @@ mod tests {
 
 #[cfg(test)]
 mod cost_tests {
-    use crate::cost::test_support::{close, of, priced};
+    use crate::kinds::test_support::{close, of, priced};
 
     /// $0.027 an hour, LCUs from requests (50 new connections a second = 2 LCU) or bytes (1 GB
     /// an hour = 1 LCU) at $0.008, an address per subnet, data out after 100 free GB at $0.09.

@@ -231,7 +231,7 @@ mod tests {
 
 #[cfg(test)]
 mod cost_tests {
-    use crate::cost::test_support::{close, of, priced};
+    use crate::kinds::test_support::{close, of, priced};
 
     /// Ingestion at $0.63 a GB and a month's storage per 30 days kept at $0.0324, the 5 free GB
     /// shared by every group of the stack: the first group uses them up.

@@ -193,18 +193,15 @@ impl Ops for CostSite {
     /// Prices the stack this site is part of, as the command sees it (its variables included).
     fn derive(&self, want: &Value, on: &Derive<'_>) -> Result<Map<String, Value>, String> {
         let a = Attrs::of(want).map_err(|e| e.to_string())?;
-        let breakdown = crate::cost::of_stack(on.stack);
+        let breakdown = (on.bill)();
         let libraries: Vec<_> = a.libraries.iter().map(|l| on.dir.join(l)).collect();
-        let site = site::assemble(
-            &on.dir.join(a.page.as_deref().unwrap_or("../assets/finops/site")),
-            &libraries,
-            &on.stack.name,
-        )?;
+        let site =
+            site::assemble(&on.dir.join(a.page.as_deref().unwrap_or("../assets/finops/site")), &libraries, on.stack)?;
         let digest = site.digest(&breakdown);
         BUILT
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(digest.clone(), Arc::new((site, breakdown, on.stack.name.clone())));
+            .insert(digest.clone(), Arc::new((site, breakdown, on.stack.to_owned())));
         Ok(Map::from_iter([("content_sha256".to_owned(), json!(digest))]))
     }
 

@@ -299,7 +299,7 @@ impl Ops for Bucket {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cost::test_support::{close, of, priced};
+    use crate::kinds::test_support::{close, of, priced};
 
     #[test]
     fn the_typed_attributes_hold_every_declared_field() {

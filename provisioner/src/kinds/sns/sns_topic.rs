@@ -253,7 +253,7 @@ mod tests {
 
 #[cfg(test)]
 mod cost_tests {
-    use crate::cost::test_support::{close, of, priced};
+    use crate::kinds::test_support::{close, of, priced};
 
     /// An e-mail per message and address; 1,000 free, then $2 per 100,000.
     #[test]

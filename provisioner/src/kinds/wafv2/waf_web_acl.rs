@@ -488,7 +488,7 @@ mod tests {
 
 #[cfg(test)]
 mod cost_tests {
-    use crate::cost::test_support::{close, of, priced};
+    use crate::kinds::test_support::{close, of, priced};
 
     /// $5 the ACL, $1 a rule (the rate rule and each managed group), $0.60 a million requests;
     /// a group with a fee of its own is reported unpriced, not taken as free.
