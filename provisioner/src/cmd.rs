@@ -2,6 +2,7 @@
 //! codes, confirmation, the lock and Ctrl-C live here; the work is the library's.
 
 use provisioner::engine::{self, Inventory};
+use provisioner::error::Class;
 use provisioner::lock::{force_unlock, record_regions, regions, Lock};
 use provisioner::plan::{render, Action};
 use provisioner::stack::Stack;
@@ -151,7 +152,7 @@ async fn discover(
     stack: &Stack,
 ) -> Result<Inventory, String> {
     let also = regions(ddb, &stack.name).await.map_err(|e| e.to_string())?;
-    let inv = engine::discover(cx, stack, &also).await?;
+    let inv = engine::discover(cx, stack, &also).await.map_err(|e| e.to_string())?;
     for u in &inv.unread {
         eprintln!("provisioner: note: not read (the stack has none; an emulator lacking the API?): {u}");
     }
@@ -292,11 +293,11 @@ async fn apply(cx: &provisioner::provider::Cx, ddb: &aws_sdk_dynamodb::Client, s
         }
     }
     // What AWS allows only later (Lambda@Edge replicas) does not fail a destroy that did all else.
-    let (later, failed): (Vec<_>, Vec<_>) = r.failed.iter().partition(|(_, e)| e.ends_with(provisioner::error::LATER));
+    let (later, failed): (Vec<_>, Vec<_>) = r.failed.iter().partition(|(_, e)| e.class == Class::Later);
     if destroy && !later.is_empty() && failed.is_empty() {
         println!("Destroy finished after {:.1}s, leaving for later:", started.elapsed().as_secs_f64());
         for (a, e) in &later {
-            println!("  left:    {a}: {}", e.trim_end_matches(provisioner::error::LATER));
+            println!("  left:    {a}: {}", e.brief());
         }
         for a in &r.skipped {
             println!("  left:    {a} (waits for the above)");

@@ -132,7 +132,7 @@ pub fn regions(stack: &Stack) -> Vec<String> {
 /// without an AWS error code, and the stack declares no resource of that kind, the kind is not
 /// read and [`Inventory::unread`] says so; against AWS itself, or for a kind the stack uses,
 /// every failure stays an error.
-pub async fn discover(cx: &Cx, stack: &Stack, also: &BTreeSet<String>) -> Result<Inventory, String> {
+pub async fn discover(cx: &Cx, stack: &Stack, also: &BTreeSet<String>) -> Result<Inventory, OpError> {
     let limit = Duration::from_secs(120);
     let pass = cx.discovery_pass();
     let mut all: BTreeSet<String> = regions(stack).into_iter().collect();
@@ -160,8 +160,7 @@ pub async fn discover(cx: &Cx, stack: &Stack, also: &BTreeSet<String>) -> Result
             }
         }
     }))
-    .await
-    .map_err(|e| e.to_string())?;
+    .await?;
     let mut inv = Inventory { home: stack.region.clone(), ..Inventory::default() };
     for (kind, region, lives, unread) in found {
         inv.unread.extend(unread);

@@ -89,8 +89,8 @@ impl std::fmt::Display for OpError {
 
 impl std::error::Error for OpError {}
 
-/// How a step left for later ends its message (the walker reports errors as text).
-pub const LATER: &str = " (left for later)";
+/// How a step left for later ends its message.
+const LATER: &str = " (left for later)";
 
 /// How one AWS service names its errors: which codes mean "not found" and which mean "try
 /// again" besides the throttling codes every service shares. Each service's module has one.

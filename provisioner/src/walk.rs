@@ -55,7 +55,9 @@ impl Default for WalkOptions {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Report<K> {
     pub done: Vec<K>,
-    pub failed: Vec<(K, String)>,
+    /// Each failed step with its error as the kind or the engine gave it (its class says
+    /// whether the step was left for later).
+    pub failed: Vec<(K, OpError)>,
     /// Not attempted: a dependency failed, or the walk was cancelled first.
     pub skipped: Vec<K>,
 }
@@ -77,7 +79,7 @@ impl<K> Report<K> {
 pub enum Progress<K> {
     Started(K, Action),
     Retrying(K, String),
-    Finished(K, Result<(), String>, Duration),
+    Finished(K, Result<(), OpError>, Duration),
 }
 
 /// Runs steps over their graph: `waits_for` edges `(a, b)` mean `a` starts only after `b`
@@ -103,7 +105,7 @@ pub async fn walk<K: Id>(
         .collect();
     let by_id: BTreeMap<&K, &Node<K>> = nodes.iter().map(|n| (&n.id, n)).collect();
     let sem = Arc::new(Semaphore::new(opts.parallelism.max(1)));
-    let (tx, mut rx) = mpsc::unbounded_channel::<(K, Result<(), String>)>();
+    let (tx, mut rx) = mpsc::unbounded_channel::<(K, Result<(), OpError>)>();
     let mut running = 0usize;
     loop {
         // Start everything whose prerequisites are done, unless cancelled.
@@ -163,7 +165,7 @@ async fn run_one<K: Id>(
     exec: &dyn Executor<K>,
     opts: &WalkOptions,
     progress: Option<&mpsc::UnboundedSender<Progress<K>>>,
-) -> Result<(), String> {
+) -> Result<(), OpError> {
     let started = Instant::now();
     let deadline = started + opts.resource_timeout;
     let say = |p: Progress<K>| {
@@ -176,15 +178,15 @@ async fn run_one<K: Id>(
     let res = loop {
         match exec.execute(node).await {
             Ok(()) => break Ok(()),
-            Err(e) if !e.is_retryable() => break Err(e.to_string()),
+            Err(e) if !e.is_retryable() => break Err(e),
             // Not found is retried too: an id right after its creation is not visible yet.
             Err(e) => {
-                let e = e.brief();
                 let delay = backoff.next_delay();
                 if Instant::now() + delay >= deadline {
-                    break Err(format!("gave up after {:?}: {e}", started.elapsed()));
+                    let message = format!("gave up after {:?}: {}", started.elapsed(), e.message);
+                    break Err(OpError { message, ..e });
                 }
-                say(Progress::Retrying(node.id.clone(), e));
+                say(Progress::Retrying(node.id.clone(), e.brief()));
                 tokio::time::sleep(delay).await;
             }
         }
@@ -196,6 +198,7 @@ async fn run_one<K: Id>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Class;
     use std::sync::Mutex;
 
     /// Records the order of operations and fails or throttles where told.
@@ -306,6 +309,9 @@ mod tests {
         let r = walk(&plan, &deps, fake.clone(), &opts(10), None, CancellationToken::new()).await;
         assert_eq!(r.failed.len(), 1);
         assert_eq!(r.failed[0].0, "subnet.a");
+        // The error as the executor gave it, typed up to the caller (no text to parse).
+        let e = &r.failed[0].1;
+        assert_eq!((e.class, e.op.as_str(), e.message.as_str()), (Class::Fatal, "Test", "InvalidParameterValue"));
         assert_eq!(r.skipped, ["route_table.r"]);
         assert_eq!(r.done.len(), 4);
     }
