@@ -6,7 +6,6 @@
 use chrono::{DateTime, NaiveDateTime};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
-use std::fmt;
 
 /// One earthquake, in the newest version this process knows of.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -50,16 +49,9 @@ pub enum Frame {
 }
 
 /// Why an input could not become an [`Event`]; the text goes to logs and the dead-letter header.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
 pub struct Rejection(pub String);
-
-impl fmt::Display for Rejection {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Rejection {}
 
 fn reject<T>(msg: impl Into<String>) -> Result<T, Rejection> {
     Err(Rejection(msg.into()))

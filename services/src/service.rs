@@ -5,10 +5,10 @@ use crate::config::{
     Command, Common, ConsumerArgs, LogFormat, ProducerArgs, RunArgs, SourceArgs, StoreArgs, WebArgs, WebOpts,
 };
 use crate::consumer::{self, ConsumerConfig};
+use crate::health::{self, HealthState};
 use crate::ingest::Ingest;
 use crate::kafka::{LocalBroker, Publisher, Topics};
 use crate::metrics::Metrics;
-use crate::ops::{self, OpsState};
 use crate::producer::{self, LiveConfig};
 use crate::store::dynamo::DynamoStore;
 use crate::store::sqlite::SqliteStore;
@@ -119,9 +119,13 @@ async fn serve(listen: std::net::SocketAddr, app: axum::Router, shutdown: Cancel
     Ok(())
 }
 
-async fn serve_ops(listen: std::net::SocketAddr, state: OpsState, shutdown: CancellationToken) -> anyhow::Result<()> {
+async fn serve_health(
+    listen: std::net::SocketAddr,
+    state: HealthState,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     tracing::info!(addr = %listen, "Ops endpoints listening: /healthz /readyz /metrics.");
-    serve(listen, ops::router(state), shutdown).await
+    serve(listen, health::router(state), shutdown).await
 }
 
 /// The in-memory window, kept current by a follower task of the change feed.
@@ -151,7 +155,7 @@ async fn serve_web(
     o: &WebOpts,
     window: Arc<Window>,
     store: Arc<dyn Store>,
-    ops_state: OpsState,
+    health_state: HealthState,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     if !o.assets.join("index.html").exists() {
@@ -161,12 +165,12 @@ async fn serve_web(
     if !o.tiles_url.is_empty() {
         state.page_config = serde_json::json!({ "tiles": o.tiles_url, "tiles_attribution": o.tiles_attribution });
     }
-    let app = web::app_with(state.clone(), ops_state.clone(), o.metrics_listen.is_none());
+    let app = web::app_with(state.clone(), health_state.clone(), o.metrics_listen.is_none());
     let listener =
         tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen} (is it in use?)"))?;
     tracing::info!(url = %format!("http://{listen}/"), "Live map and API listening.");
     if let Some(m) = o.metrics_listen {
-        serve_ops(m, ops_state, shutdown.clone()).await?;
+        serve_health(m, health_state, shutdown.clone()).await?;
     }
     if o.stats_secs > 0 {
         tokio::spawn(log_stats(window.clone(), Duration::from_secs(o.stats_secs), shutdown.clone()));
@@ -246,7 +250,7 @@ async fn run_all(a: RunArgs) -> anyhow::Result<()> {
         assigned.clone(),
         shutdown.clone(),
     ));
-    let state = OpsState {
+    let state = HealthState {
         metrics,
         checks: vec![
             ("source", source_ready),
@@ -279,8 +283,8 @@ async fn run_producer(a: ProducerArgs) -> anyhow::Result<()> {
     let publisher = Publisher::new(topics(&a.common, a.common.kafka_brokers.clone()), metrics.clone())?;
     let ingest = Ingest::new(publisher.clone(), metrics.clone());
     let ready = spawn_source(&a.source, ingest, shutdown.clone());
-    let state = OpsState { metrics, checks: vec![("source", ready)], store: None };
-    serve_ops(a.common.listen, state, shutdown.clone()).await?;
+    let state = HealthState { metrics, checks: vec![("source", ready)], store: None };
+    serve_health(a.common.listen, state, shutdown.clone()).await?;
     shutdown_signal().await;
     shutdown.cancel();
     if !publisher.flush(Duration::from_secs(10)).await {
@@ -309,8 +313,8 @@ async fn run_consumer(a: ConsumerArgs) -> anyhow::Result<()> {
         assigned.clone(),
         shutdown.clone(),
     ));
-    let state = OpsState { metrics, checks: vec![("partitions assigned", assigned)], store: Some(store) };
-    serve_ops(a.common.listen, state, shutdown.clone()).await?;
+    let state = HealthState { metrics, checks: vec![("partitions assigned", assigned)], store: Some(store) };
+    serve_health(a.common.listen, state, shutdown.clone()).await?;
     shutdown_signal().await;
     shutdown.cancel();
     task.await.context("consumer task")??;
@@ -322,7 +326,7 @@ async fn run_web(a: WebArgs) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let store = open_store(&a.store).await?;
     let window = start_window(&a.web, store.clone(), Arc::new(tokio::sync::Notify::new()), shutdown.clone());
-    let state = OpsState {
+    let state = HealthState {
         metrics: Metrics::new(),
         checks: vec![("window loaded", window.loaded_flag()), ("store answering (change feed)", window.feed_flag())],
         store: None,

@@ -9,8 +9,8 @@ use axum::http::{header, Request, StatusCode};
 use common::*;
 use futures_util::StreamExt;
 use http_body_util::BodyExt;
+use quake::health::HealthState;
 use quake::model::{Action, Envelope, Event};
-use quake::ops::OpsState;
 use quake::store::sqlite::SqliteStore;
 use quake::store::Store;
 use quake::web::window::Window;
@@ -84,7 +84,7 @@ impl Fixture {
     }
 
     fn router(&self) -> axum::Router {
-        app(self.state(), OpsState::default())
+        app(self.state(), HealthState::default())
     }
 
     async fn get(&self, uri: &str, headers: &[(&str, &str)]) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
@@ -328,7 +328,7 @@ async fn sse_case(warm: bool) {
     let url = format!("{base}/api/stream");
     let stop = tokio_util::sync::CancellationToken::new();
     let state = f.state();
-    tokio::spawn(quake::web::serve(listener, app(state.clone(), OpsState::default()), state, stop.clone()));
+    tokio::spawn(quake::web::serve(listener, app(state.clone(), HealthState::default()), state, stop.clone()));
     let client = reqwest::Client::builder().pool_max_idle_per_host(1).build().unwrap();
     let warm_up = |c: reqwest::Client| {
         let base = base.clone();
@@ -516,7 +516,7 @@ async fn ten_thousand_random_query_strings_get_only_2xx_or_4xx() {
 #[tokio::test]
 async fn metrics_count_requests_by_route_and_sample_the_window() {
     let f = Fixture::new().await;
-    let ops = OpsState::default();
+    let ops = HealthState::default();
     let router = app(WebState::new(f.window.clone(), f.store.clone(), assets_dir()), ops.clone());
     for uri in [
         "/api/quakes",

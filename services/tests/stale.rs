@@ -8,8 +8,8 @@ use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode};
 use common::*;
 use http_body_util::BodyExt;
+use quake::health::HealthState;
 use quake::model::{Action, Envelope, Event};
-use quake::ops::OpsState;
 use quake::store::dynamo::DynamoStore;
 use quake::store::sqlite::SqliteStore;
 use quake::store::Store;
@@ -69,7 +69,7 @@ impl Server {
             quake::web::now_us,
             stop.clone(),
         ));
-        let router = app(WebState::new(window.clone(), store.clone(), assets_dir()), OpsState::default());
+        let router = app(WebState::new(window.clone(), store.clone(), assets_dir()), HealthState::default());
         Self { store, window, router, arrival: AtomicI64::new(0), stop }
     }
 

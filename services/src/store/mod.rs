@@ -8,7 +8,6 @@ pub mod sqlite;
 
 use crate::model::{Envelope, Event, Version};
 use async_trait::async_trait;
-use std::fmt;
 
 /// An event as stored, with the position it took in the change feed.
 #[derive(Debug, Clone, PartialEq)]
@@ -45,13 +44,16 @@ impl WriteOutcome {
 }
 
 /// Store failures, classified so the caller knows whether to retry.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
     /// The store asked us to slow down: retry with backoff.
+    #[error("throttled: {0}")]
     Throttled(String),
     /// Network, timeout or service trouble: retry with backoff.
+    #[error("store unavailable: {0}")]
     Unavailable(String),
     /// This input can never be written: dead-letter it.
+    #[error("invalid write: {0}")]
     Invalid(String),
 }
 
@@ -60,18 +62,6 @@ impl StoreError {
         !matches!(self, Self::Invalid(_))
     }
 }
-
-impl fmt::Display for StoreError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Throttled(m) => write!(f, "throttled: {m}"),
-            Self::Unavailable(m) => write!(f, "store unavailable: {m}"),
-            Self::Invalid(m) => write!(f, "invalid write: {m}"),
-        }
-    }
-}
-
-impl std::error::Error for StoreError {}
 
 /// A time-window query; all bounds inclusive, results newest first.
 #[derive(Debug, Clone, PartialEq)]

@@ -93,7 +93,7 @@ pub async fn fetch(s: &WebState, origin: &Origin, q: &WindowQuery, cut: bool) ->
 impl From<Failed> for ApiError {
     fn from(f: Failed) -> Self {
         match f {
-            Failed::Store(e) => store_error(e),
+            Failed::Store(_) => store_unavailable(),
             Failed::Refused(r) => ApiError::Refused(r),
             Failed::TooMany => ApiError::Status(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -103,8 +103,8 @@ impl From<Failed> for ApiError {
     }
 }
 
-pub fn store_error(e: crate::store::StoreError) -> ApiError {
-    tracing::error!(error = %e, "Store read failed.");
+/// A failed store read's answer (the failure is logged where the read ran).
+pub fn store_unavailable() -> ApiError {
     ApiError::Status(
         StatusCode::SERVICE_UNAVAILABLE,
         json!({ "error": { "message": "the event store is unavailable; retry shortly" } }),
@@ -141,7 +141,13 @@ pub async fn quakes_show(
 ) -> Result<Response, ApiError> {
     let feature: Arc<str> = match s.window.get(&unid) {
         Some(e) => e.feature.clone(),
-        None => match s.guard.store_read(s.store.get(&unid)).await.map_err(ApiError::Refused)?.map_err(store_error)? {
+        None => match s
+            .guard
+            .store_read(s.store.get(&unid))
+            .await
+            .map_err(ApiError::Refused)?
+            .map_err(|_| store_unavailable())?
+        {
             Some(st) => st.event.to_feature().to_string().into(),
             None => {
                 return Err(ApiError::Status(

@@ -121,7 +121,7 @@ impl Refused {
         r
     }
 
-    /// The same answer as raw HTTP/1.1, for the lean stream writer.
+    /// The same answer as raw HTTP/1.1, for the raw SSE writer.
     pub fn wire(self) -> String {
         let body = json!({ "error": { "message": self.message() } }).to_string();
         format!(
@@ -163,13 +163,18 @@ impl Guard {
         self.store.clone().try_acquire_owned().map_err(|_| Refused::StoreBusy)
     }
 
-    /// Runs one store read within its slot and time.
-    pub async fn store_read<T, E>(
+    /// Runs one store read within its slot and time. A failed read is logged here, once, for
+    /// every route: the answers built from it only say the store is unavailable.
+    pub async fn store_read<T, E: std::fmt::Display>(
         &self,
         f: impl std::future::Future<Output = Result<T, E>>,
     ) -> Result<Result<T, E>, Refused> {
         let _slot = self.store_slot()?;
-        tokio::time::timeout(self.limits.store_timeout, f).await.map_err(|_| Refused::StoreSlow)
+        let read = tokio::time::timeout(self.limits.store_timeout, f).await.map_err(|_| Refused::StoreSlow)?;
+        if let Err(e) = &read {
+            tracing::error!(error = %e, "Store read failed.");
+        }
+        Ok(read)
     }
 
     /// A place for one more stream of `client`.
@@ -236,12 +241,12 @@ mod tests {
     async fn store_reads_are_bounded_in_number_and_time() {
         let g = Guard::new(Limits { store_reads: 1, store_timeout: Duration::from_millis(50), ..Limits::default() });
         let held = g.store_slot().unwrap();
-        assert_eq!(g.store_read(async { Ok::<_, ()>(1) }).await.err(), Some(Refused::StoreBusy));
+        assert_eq!(g.store_read(async { Ok::<_, String>(1) }).await.err(), Some(Refused::StoreBusy));
         drop(held);
-        assert_eq!(g.store_read(async { Ok::<_, ()>(1) }).await, Ok(Ok(1)));
+        assert_eq!(g.store_read(async { Ok::<_, String>(1) }).await, Ok(Ok(1)));
         let slow = g.store_read(async {
             tokio::time::sleep(Duration::from_secs(5)).await;
-            Ok::<_, ()>(1)
+            Ok::<_, String>(1)
         });
         assert_eq!(slow.await.err(), Some(Refused::StoreSlow));
         assert!(g.store_slot().is_ok(), "a timed-out read gives its slot back");

@@ -4,15 +4,15 @@
 mod api;
 mod body;
 pub mod fdsnws;
-mod lean;
 pub mod limits;
 pub mod query;
 mod render;
 mod serve;
 mod sse;
+mod sse_raw;
 pub mod window;
 
-use crate::ops::{self, OpsState};
+use crate::health::{self, HealthState};
 use crate::store::Store;
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
@@ -134,22 +134,22 @@ async fn track(
 
 /// The whole application: API, stream, map page and operations endpoints (`/metrics` too when
 /// `metrics_here`; otherwise the operations endpoints get a listener of their own).
-pub fn app(state: WebState, ops_state: OpsState) -> Router {
-    app_with(state, ops_state, true)
+pub fn app(state: WebState, health_state: HealthState) -> Router {
+    app_with(state, health_state, true)
 }
 
 /// [`app`], with `/metrics` only where `metrics_here` says.
-pub fn app_with(state: WebState, ops_state: OpsState, metrics_here: bool) -> Router {
+pub fn app_with(state: WebState, health_state: HealthState, metrics_here: bool) -> Router {
     let page = ServeDir::new(&state.assets).append_index_html_on_directories(true);
     let window = state.window.clone();
     let guard = state.guard.clone();
     let csp = state.csp();
-    let metrics = ops_state.metrics.clone();
+    let metrics = health_state.metrics.clone();
     metrics.sample_with(move |m| {
         m.sse_clients.set(i64::try_from(guard.streams_open().max(window.subscribers())).unwrap_or(i64::MAX));
         m.window_events.set(i64::try_from(window.len()).unwrap_or(i64::MAX));
     });
-    let ops = if metrics_here { ops::router(ops_state) } else { ops::probes(ops_state) };
+    let probes = if metrics_here { health::router(health_state) } else { health::probes(health_state) };
     Router::new()
         .route("/api/quakes", get(api::quakes_index))
         .route("/api/quakes/{unid}", get(api::quakes_show))
@@ -157,7 +157,7 @@ pub fn app_with(state: WebState, ops_state: OpsState, metrics_here: bool) -> Rou
         .merge(fdsnws::router())
         .route("/api/config", get(|State(s): State<WebState>| async move { Json(s.page_config.clone()) }))
         .with_state(state)
-        .merge(ops)
+        .merge(probes)
         .fallback_service(page)
         // Pre-encoded API answers carry Content-Encoding and pass through untouched; SSE is
         // never compressed (tower-http's default predicate), everything else is.

@@ -1,8 +1,8 @@
-//! The listener: connections that open with `GET /api/stream` go to the lean writer, every other
-//! connection to a general HTTP/1 or HTTP/2 connection of the router.
+//! The listener: connections that open with `GET /api/stream` go to the raw SSE writer
+//! (`sse_raw`), every other connection to a general HTTP/1 or HTTP/2 connection of the router.
 
-use super::lean;
 use super::limits::PeerAddr;
+use super::sse_raw;
 use super::WebState;
 use axum::Router;
 use std::time::Duration;
@@ -33,7 +33,7 @@ pub async fn serve(
         let (app, state, shutdown) = (app.clone(), state.clone(), shutdown.clone());
         tokio::spawn(async move {
             if opens_with_stream(&tcp).await {
-                lean::serve_stream(tcp, peer, &state, &shutdown).await;
+                sse_raw::serve_stream(tcp, peer, &state, &shutdown).await;
             } else {
                 serve_http(tcp, peer, app, &shutdown).await;
             }

@@ -1,5 +1,5 @@
 //! Server-Sent Events of new and updated events: what a client gets on connect (hello, what it
-//! missed or `reset`), then every change; framed for axum's SSE or for the lean writer.
+//! missed or `reset`), then every change; framed for axum's SSE or for the raw writer ([`super::sse_raw`]).
 
 use super::limits::PeerAddr;
 use super::window::{Change, Window};
@@ -86,8 +86,8 @@ pub(super) fn last_event_id(header: Option<&str>, query: Option<&str>) -> Option
 }
 
 /// `GET /api/stream` over a general HTTP connection (a keep-alive connection that served other
-/// requests first); connections that open with this request take the lean path in [`serve`].
-/// Bounded like the lean path: streams per client and in all, replay length.
+/// requests first); connections that open with this request take the raw path ([`super::sse_raw`]) in [`serve`].
+/// Bounded like the raw path: streams per client and in all, replay length.
 pub(super) async fn stream_events(
     State(s): State<WebState>,
     peer: Option<Extension<PeerAddr>>,

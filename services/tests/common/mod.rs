@@ -387,7 +387,7 @@ impl LiveStack {
         let state = quake::web::WebState::new(window.clone(), store.clone(), assets_dir());
         let app = quake::web::app(
             state.clone(),
-            quake::ops::OpsState { metrics: pipeline.metrics.clone(), checks: vec![], store: Some(store) },
+            quake::health::HealthState { metrics: pipeline.metrics.clone(), checks: vec![], store: Some(store) },
         );
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());

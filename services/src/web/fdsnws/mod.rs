@@ -97,7 +97,7 @@ async fn query(
                     let feature = st.event.to_feature().to_string().into();
                     Arc::new(Entry { stored: st, feature })
                 }),
-                Ok(Err(e)) => return unavailable(e, fail),
+                Ok(Err(_)) => return unavailable(fail),
                 Err(r) => return refused(r, fail),
             },
         };
@@ -118,7 +118,7 @@ async fn query(
     // reads the whole range, up to the most one answer may hold.
     let got = match fetch(&s, &origin, &q.window, false).await {
         Ok(g) => g,
-        Err(Failed::Store(e)) => return unavailable(e, fail),
+        Err(Failed::Store(_)) => return unavailable(fail),
         Err(Failed::Refused(r)) => return refused(r, fail),
         Err(Failed::TooMany) => {
             let detail = format!(
@@ -157,8 +157,8 @@ fn refused(r: Refused, fail: impl FnOnce(StatusCode, String) -> FdsnError) -> Re
     res
 }
 
-fn unavailable(e: impl std::fmt::Display, fail: impl FnOnce(StatusCode, String) -> FdsnError) -> Response {
-    tracing::error!(error = %e, "Store read failed.");
+/// A failed store read's answer (the failure is logged where the read ran).
+fn unavailable(fail: impl FnOnce(StatusCode, String) -> FdsnError) -> Response {
     fail(StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE.into()).into_response()
 }
 

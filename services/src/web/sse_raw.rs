@@ -1,6 +1,7 @@
-//! The event stream written straight to the socket: read the request head, answer, then
-//! one `write_all` per frame; a few kB per client instead of a full HTTP connection. Bounded
-//! like the router's stream: places per client and in all, replay length, a write's patience.
+//! The raw SSE writer: the event stream written straight to the socket (read the request head,
+//! answer, then one `write_all` per frame); a few kB per client instead of a full HTTP
+//! connection. Bounded like the router's stream: places per client and in all, replay length,
+//! a write's patience.
 
 use super::sse::{last_event_id, stream_frames};
 use super::WebState;
