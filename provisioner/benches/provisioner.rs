@@ -28,7 +28,7 @@ fn prod_copy(network_only: bool) -> String {
     } else {
         src = src.replace("name = \"quake-prod\"", "name = \"quake-full\"");
     }
-    // The layout with most resources (a logging host of its own), as the numbers in the README.
+    // The layout with most resources (a logging host of its own), as the numbers in docs/benchmarks.md.
     let src = src.replacen("separate_logging_host = \"false\"", "separate_logging_host = \"true\"", 1);
     let src = src.replace("\"../", &format!("\"{root}/"));
     // The plan and apply numbers are the engine's: image a small binary (the image section

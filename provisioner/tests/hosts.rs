@@ -5,7 +5,7 @@
 //! role (the co-location switch included), asks the metadata service only with a token (IMDSv2)
 //! and is safe to run twice; every unit it installs passes `systemd-analyze verify` and uses
 //! only variables the host defines; the alert rules it renders carry the stack's values.
-//! Docker, Kafka, Loki, Prometheus, Grafana and Alloy do not run here (see README "Hosts").
+//! Docker, Kafka, Loki, Prometheus, Grafana and Alloy do not run here (see docs/production-stack.md "Hosts").
 
 use provisioner::stack::{Stack, Val};
 use std::collections::{BTreeMap, BTreeSet};

@@ -518,6 +518,12 @@ fn cli_schema_docs_and_completions_come_from_the_declarations() {
     let docs = String::from_utf8(cli(&["docs"]).stdout).unwrap();
     assert!(docs.contains("| `cidr` | IPv4 CIDR such as \"10.0.0.0/16\" | yes |  | forces replacement |"), "{docs}");
     assert!(docs.contains("`ingress[].protocol`"));
+    // The reference the README links to is this output, kept current.
+    let checked_in = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/kinds.md")).unwrap();
+    assert!(
+        checked_in == docs,
+        "docs/kinds.md is not what `provisioner docs` prints: run `cargo run -p provisioner -- docs > docs/kinds.md`"
+    );
     // The real stacks pass the schema, as an editor checks them (python-jsonschema, Debian's,
     // beside cloud-init; TOML read by Python's tomllib).
     let dir = tempfile_dir().join("schema");

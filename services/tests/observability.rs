@@ -5,7 +5,7 @@
 //! the Alloy configuration sets, and the `unid` filter matches the services' real log lines; the
 //! web tasks' CloudWatch panels read fields the `Web stats.` line really has. Loki, Grafana and
 //! Alloy are in no registry here: their files are checked by these cross-checks only (see
-//! README "Observability").
+//! docs/production-stack.md "Observability").
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};

@@ -292,7 +292,7 @@ pub fn breakdown(items: &[Item<'_>], book: &PriceBook, usage: &BTreeMap<String, 
         .iter()
         .map(|r| {
             format!(
-                "the price snapshot of {} has no prices for region {r}: what runs there is unpriced below; add [region.{r}] to the snapshot (README, \"Cost\")",
+                "the price snapshot of {} has no prices for region {r}: what runs there is unpriced below; add [region.{r}] to the snapshot (docs/cost.md, \"Cost\")",
                 book.snapshot.date
             )
         })

@@ -314,7 +314,7 @@ fn prices(root: &toml_edit::Table, ctx: &Ctx<'_>, d: &mut Diags) -> std::sync::A
                 "bad-file",
                 span,
                 format!("prices \"{rel}\": {e}"),
-                Some("the path is relative to the stack file; README \"Cost\" describes the snapshot".into()),
+                Some("the path is relative to the stack file; docs/cost.md \"Cost\" describes the snapshot".into()),
             );
             embedded()
         }

@@ -1,6 +1,6 @@
 //! The DynamoDB store: conditional upserts keyed by `unid`, and two GSIs so every read is a Query.
 //!
-//! Table layout (see the README):
+//! Table layout (see docs/store.md):
 //! - primary key `unid` (S);
 //! - `by_time`: partition `day` (S, origin day `YYYY-MM-DD`), sort `t` (N, origin time in µs);
 //!   a time window is one Query per day, newest day first;
