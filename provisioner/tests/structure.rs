@@ -16,7 +16,10 @@ fn no_import_circle_but_the_declaration_instance_pair() {
     let files = read(&src, &src);
     let edges: BTreeMap<&str, BTreeSet<&str>> =
         files.iter().map(|(f, text)| (f.as_str(), uses(f, text, &files).into_iter().collect())).collect();
-    assert!(edges["engine/exec.rs"].contains("walk.rs") && edges["stack/load.rs"].contains("stack/values.rs"), "{edges:?}");
+    assert!(
+        edges["engine/exec.rs"].contains("walk.rs") && edges["stack/load.rs"].contains("stack/values.rs"),
+        "{edges:?}"
+    );
     let circles = strongly_connected(&edges);
     for c in &circles {
         eprintln!("circle: {}", c.join(" -> "));
