@@ -23,21 +23,37 @@ struct Exec {
     steps: BTreeMap<StepId, Step>,
     /// Desired attributes by address, references as addresses.
     want: BTreeMap<String, Value>,
-    ids: Mutex<BTreeMap<String, String>>,
-    /// Attributes as they are live (id space), by address.
-    have: Mutex<BTreeMap<String, Value>>,
+    /// What the run learns as it goes, behind one lock (see [`RunState`]).
+    state: Mutex<RunState>,
     /// Id and attributes of the old halves of replacements whose new half is made first, by
     /// address (the address's id is the new one's once it exists).
     old: BTreeMap<String, (String, Value)>,
-    /// Outputs (`id` included) by address, for `${kind.name.output}`.
-    outputs: Mutex<BTreeMap<String, Map<String, Value>>>,
     /// Kind and region of every resource the stack declares or owns, to read one again.
     places: BTreeMap<String, Step>,
-    /// Per step: attempts so far and when the first began.
-    attempts: Mutex<BTreeMap<StepId, (u32, std::time::Instant)>>,
-    created: Mutex<Vec<(String, String)>>,
     /// This run, for client tokens.
     run: u64,
+}
+
+/// What a run learns as it goes: each step reads and writes it briefly, never across a call
+/// to AWS, so one lock serves all of it.
+#[derive(Default)]
+struct RunState {
+    /// AWS ids by address.
+    ids: BTreeMap<String, String>,
+    /// Attributes as they are live (id space), by address.
+    have: BTreeMap<String, Value>,
+    /// Outputs (`id` included) by address, for `${kind.name.output}`.
+    outputs: BTreeMap<String, Map<String, Value>>,
+    /// Per step: attempts so far and when the first began.
+    attempts: BTreeMap<StepId, (u32, std::time::Instant)>,
+    /// `(address, id)` of everything made in this run.
+    created: Vec<(String, String)>,
+}
+
+impl Exec {
+    fn state(&self) -> std::sync::MutexGuard<'_, RunState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 impl Exec {
@@ -49,7 +65,7 @@ impl Exec {
             .get(&id.address)
             .cloned()
             .ok_or_else(|| OpError::fatal("resolve", format!("{} is not in the stack", id.address)))?;
-        let ids = self.ids.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let ids = self.state().ids.clone();
         if !all_peers {
             drop_peer_items(step.kind.fields, &mut v, &|t| ids.contains_key(t));
         }
@@ -61,7 +77,7 @@ impl Exec {
         if let Some(m) = missing {
             return Err(OpError::retryable("resolve", format!("{m} has no id yet")));
         }
-        let outputs = self.outputs.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let outputs = self.state().outputs.clone();
         let known = |a: &str, o: &str| {
             let v = outputs.get(a)?.get(o)?;
             Some(v.as_str().map_or_else(|| v.to_string(), str::to_owned))
@@ -92,17 +108,13 @@ impl Exec {
         // The old half of a replacement made new-first is not what a retry continues from.
         let old = self.old.get(address).map(|(id, _)| id.as_str());
         let found: Vec<&Live> = lives.iter().filter(|l| l.address == address && Some(l.id.as_str()) != old).collect();
-        let (mut ids, mut have, mut outputs) = (
-            self.ids.lock().unwrap_or_else(|p| p.into_inner()),
-            self.have.lock().unwrap_or_else(|p| p.into_inner()),
-            self.outputs.lock().unwrap_or_else(|p| p.into_inner()),
-        );
         if let Some(l) = found.first() {
-            ids.insert(address.to_owned(), l.id.clone());
-            have.insert(address.to_owned(), l.attrs.clone());
             let mut o = l.outputs.clone();
             o.insert("id".into(), json!(l.id));
-            outputs.insert(address.to_owned(), o);
+            let mut s = self.state();
+            s.ids.insert(address.to_owned(), l.id.clone());
+            s.have.insert(address.to_owned(), l.attrs.clone());
+            s.outputs.insert(address.to_owned(), o);
         }
         Ok(())
     }
@@ -111,8 +123,10 @@ impl Exec {
     /// (their outputs are known only from a read).
     async fn learn_outputs(&self, want: &Value) -> Result<(), OpError> {
         for target in crate::schema::interpolated(want) {
-            let known = self.outputs.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&target);
-            let made = self.ids.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&target);
+            let (known, made) = {
+                let s = self.state();
+                (s.outputs.contains_key(&target), s.ids.contains_key(&target))
+            };
             if let (false, true, Some(place)) = (known, made, self.places.get(&target)) {
                 self.refresh(&target, place).await?;
             }
@@ -134,10 +148,11 @@ impl Exec {
 impl Exec {
     /// Records a resource made in this run under `address`.
     fn made(&self, address: &str, id: &str) {
-        self.ids.lock().unwrap_or_else(|p| p.into_inner()).insert(address.to_owned(), id.to_owned());
+        let mut s = self.state();
+        s.ids.insert(address.to_owned(), id.to_owned());
         // Its other outputs are read when something uses them.
-        self.outputs.lock().unwrap_or_else(|p| p.into_inner()).remove(address);
-        self.created.lock().unwrap_or_else(|p| p.into_inner()).push((address.to_owned(), id.to_owned()));
+        s.outputs.remove(address);
+        s.created.push((address.to_owned(), id.to_owned()));
     }
 }
 
@@ -147,8 +162,8 @@ impl Executor<StepId> for Exec {
         let sid = &node.id;
         let step = self.steps.get(sid).ok_or_else(|| OpError::fatal("walk", format!("unknown step {sid}")))?;
         let (attempt, first) = {
-            let mut a = self.attempts.lock().unwrap_or_else(|p| p.into_inner());
-            let n = a.entry(sid.clone()).or_insert((0, std::time::Instant::now()));
+            let mut s = self.state();
+            let n = s.attempts.entry(sid.clone()).or_insert((0, std::time::Instant::now()));
             n.0 += 1;
             *n
         };
@@ -167,17 +182,20 @@ impl Exec {
         let ops = step.kind.ops;
         let cx = self.cx.in_region(&step.region);
         let address = &sid.address;
-        let id = self.ids.lock().unwrap_or_else(|p| p.into_inner()).get(address).cloned();
-        let have = self.have.lock().unwrap_or_else(|p| p.into_inner()).get(address).cloned();
+        let (id, have) = {
+            let s = self.state();
+            (s.ids.get(address).cloned(), s.have.get(address).cloned())
+        };
         if let (Phase::DeleteOld, Some((old_id, old_have))) = (sid.phase, self.old.get(address)) {
             return ops.delete(&cx, old_id, old_have).await;
         }
         let applied = match (sid.phase, id, have) {
             (Phase::Delete | Phase::DeleteOld, Some(id), have) => {
                 ops.delete(&cx, &id, &have.unwrap_or(Value::Null)).await?;
-                self.ids.lock().unwrap_or_else(|p| p.into_inner()).remove(address);
-                self.have.lock().unwrap_or_else(|p| p.into_inner()).remove(address);
-                self.outputs.lock().unwrap_or_else(|p| p.into_inner()).remove(address);
+                let mut s = self.state();
+                s.ids.remove(address);
+                s.have.remove(address);
+                s.outputs.remove(address);
                 return Ok(());
             }
             (Phase::Delete | Phase::DeleteOld, None, _) => return Ok(()),
@@ -192,7 +210,7 @@ impl Exec {
                     // Made, then a later call failed: the retry updates this one (see `Cx::born`).
                     (Err(e), Some((id, have))) => {
                         self.made(address, &id);
-                        self.have.lock().unwrap_or_else(|p| p.into_inner()).insert(address.clone(), have);
+                        self.state().have.insert(address.clone(), have);
                         return Err(e);
                     }
                     (Err(e), None) => return Err(e),
@@ -212,13 +230,13 @@ impl Exec {
                 ops.update(&cx, &id, &have.unwrap_or(Value::Null), &want).await?;
                 if phase == Phase::Update {
                     // An update may change outputs (an image's digest): read again when used.
-                    self.outputs.lock().unwrap_or_else(|p| p.into_inner()).remove(address);
+                    self.state().outputs.remove(address);
                 }
                 want
             }
             (_, None, _) => return Err(OpError::retryable(sid.to_string(), format!("{address} does not exist yet"))),
         };
-        self.have.lock().unwrap_or_else(|p| p.into_inner()).insert(address.clone(), applied);
+        self.state().have.insert(address.clone(), applied);
         Ok(())
     }
 }
@@ -278,17 +296,13 @@ pub async fn apply(
         cx: cx.clone(),
         steps: nodes.iter().map(|(n, s)| (n.id.clone(), s.clone())).collect(),
         want,
-        outputs: Mutex::new(outputs),
+        state: Mutex::new(RunState { ids, have, outputs, ..RunState::default() }),
         places,
         old,
-        ids: Mutex::new(ids),
-        have: Mutex::new(have),
-        attempts: Mutex::default(),
-        created: Mutex::default(),
         run: rand::random(),
     });
     let nodes: Vec<Node<StepId>> = nodes.into_iter().map(|(n, _)| n).collect();
     let report = walk(&nodes, &edges, exec.clone(), opts, progress, cancel).await;
-    let created = exec.created.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let created = exec.state().created.clone();
     Outcome { report, created }
 }

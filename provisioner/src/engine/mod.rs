@@ -3,6 +3,8 @@
 //! graph of steps. It knows no kind by name: everything comes from the declarations.
 
 mod exec;
+#[cfg(test)]
+mod fake;
 mod inventory;
 mod steps;
 
