@@ -909,6 +909,27 @@ async fn the_services_table_from_their_layout_file() {
         t.table().unwrap().global_secondary_indexes().iter().filter_map(|g| g.index_name()).collect();
     assert!(!names.contains(&dropped_name.as_str()), "{names:?}");
     assert!(store.get("20991231_0000001").await.unwrap().is_some(), "the table kept its data");
+    // Back as an INCLUDE projection: its non-key attributes written and read back as declared.
+    let mut include = fewer.clone();
+    let mut back = dropped.clone();
+    back["Projection"] = serde_json::json!({"ProjectionType": "INCLUDE", "NonKeyAttributes": ["region", "mag"]});
+    include["GlobalSecondaryIndexes"].as_array_mut().unwrap().push(back);
+    include["AttributeDefinitions"] =
+        serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(&layout).unwrap()).unwrap()
+            ["AttributeDefinitions"]
+            .clone();
+    let include_path = dir.path().join("include.json");
+    std::fs::write(&include_path, include.to_string()).unwrap();
+    std::fs::write(path, src(include_path.to_str().unwrap(), "expires", "none", false)).unwrap();
+    converge(&ep, path, &["~ dynamodb_table.quakes {", "Plan: 0 to add, 1 to change, 0 to destroy."]);
+    let t = ddb.describe_table().table_name("tbl-quakes").send().await.unwrap();
+    let g =
+        t.table().unwrap().global_secondary_indexes().iter().find(|g| g.index_name() == Some(&dropped_name)).cloned();
+    let p = g.and_then(|g| g.projection().cloned()).unwrap();
+    assert_eq!(p.projection_type().map(|t| t.as_str()), Some("INCLUDE"));
+    let mut attrs = p.non_key_attributes().to_vec();
+    attrs.sort();
+    assert_eq!(attrs, ["mag", "region"]);
     std::fs::write(path, src(&layout, "expires", "none", false)).unwrap();
     converge(&ep, path, &["~ dynamodb_table.quakes {", "Plan: 0 to add, 1 to change, 0 to destroy."]);
     assert!(store.get("20991231_0000001").await.unwrap().is_some(), "the table kept its data");

@@ -272,6 +272,14 @@ const CORPUS: &[(&str, &str, &str, &str)] = &[
     ("an image for an unknown CPU", "package = \"quake\"", "package = \"quake\"\narchitecture = \"riscv\"", "bad-value"),
     ("a relative path in an image", "\"/assets/hosts\" =", "\"assets/hosts\" =", "image-path"),
     ("an image in a missing repository", "repository = \"ecr_repository.quake\"", "repository = \"ecr_repository.quack\"", "missing-reference"),
+    // What AWS's resource schemas constrain and a stack author writes, caught at load.
+    ("a stack tag AWS reserves", "tags = { project = \"quake\",", "tags = { \"aws:team\" = \"x\", project = \"quake\",", "bad-tag"),
+    ("a tag value over 256 characters", "[log_group.web]\n", "[log_group.web]\ntags = { note = \"0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789\" }\n", "bad-tag"),
+    ("a tag key with a character AWS refuses", "[log_group.web]\n", "[log_group.web]\ntags = { \"team#1\" = \"x\" }\n", "bad-tag"),
+    ("a role name over IAM's 64", "[iam_role.web_task]\n", "[iam_role.a_web_task_role_whose_name_is_far_too_long_for_iam_to_take]\ntrusted_services = [\"ecs-tasks.amazonaws.com\"]\n\n[iam_role.web_task]\n", "bad-iam-name"),
+    ("a fixed response with a redirect's status", "port = 80\ntarget_group = \"target_group.web\"", "port = 80\naction = \"fixed_response\"\nfixed_status = 302", "bad-fixed-status"),
+    ("a handler that is not file.export", "[lambda_function.finops_auth]\n", "[lambda_function.finops_auth]\nhandler = \"index handler\"\n", "bad-handler"),
+    ("a health check without CMD", "command = [\"web\"]", "command = [\"web\"]\nhealth_check = [\"/quake\", \"health\"]", "bad-health-check"),
 ];
 
 #[test]

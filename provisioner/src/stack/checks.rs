@@ -120,6 +120,52 @@ fn interpolations(stack: &Stack, from: &str, s: &str, span: &Span, d: &mut Diags
     }
 }
 
+/// What AWS's tagging rules (shared by every service this tool uses) say of one tag, if it
+/// breaks them: keys of 1 to 128 and values of up to 256 characters, letters, digits, spaces
+/// and `_ . : / = + - @`; no `aws:` key (AWS's own); not this tool's ownership tags.
+pub(super) fn tag_problem(key: &str, value: &str) -> Option<String> {
+    let allowed = |s: &str| s.chars().all(|c| c.is_alphanumeric() || c.is_whitespace() || "_.:/=+-@".contains(c));
+    let (k, v) = (key.chars().count(), value.chars().count());
+    if !(1..=128).contains(&k) {
+        Some(format!("tag key `{key}` has {k} characters; AWS takes 1 to 128"))
+    } else if v > 256 {
+        Some(format!("the value of tag `{key}` has {v} characters; AWS takes up to 256"))
+    } else if !allowed(key) || !allowed(value) {
+        Some(format!("tag `{key}` = `{value}` has a character AWS refuses in tags"))
+    } else if key.to_ascii_lowercase().starts_with("aws:") {
+        Some(format!("tag key `{key}`: keys starting with `aws:` are AWS's own"))
+    } else if key.starts_with("provisioner:") {
+        Some(format!("tag key `{key}`: `provisioner:` keys are this tool's ownership tags"))
+    } else {
+        None
+    }
+}
+
+/// Every resource's own tags against AWS's rules ([`tag_problem`]), and the count a resource
+/// ends up with (the stack's, its own and the two ownership tags) against AWS's 50.
+pub(super) fn tags(stack: &Stack, d: &mut Diags) {
+    for r in &stack.resources {
+        let Some((Val::Table(own), span)) = r.fields.get("tags") else { continue };
+        for (k, (v, s)) in own {
+            if let Some(p) = tag_problem(k, v.as_str().unwrap_or_default()) {
+                d.error("bad-tag", s.clone(), format!("{}: {p}", r.address()), None);
+            }
+        }
+        let n = stack.tags.keys().chain(own.keys()).collect::<std::collections::BTreeSet<_>>().len() + 2;
+        if n > 50 {
+            d.error(
+                "too-many-tags",
+                span.clone(),
+                format!(
+                    "{} would carry {n} tags (the stack's, its own, two of this tool's); AWS takes 50",
+                    r.address()
+                ),
+                None,
+            );
+        }
+    }
+}
+
 /// References must form a DAG: a cycle is reported once, with its path.
 pub(super) fn cycles(stack: &Stack, d: &mut Diags) {
     let mut g: DiGraph<String, Span> = DiGraph::new();

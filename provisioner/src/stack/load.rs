@@ -70,6 +70,7 @@ pub fn parse_with(
         variables: variables.clone(),
     };
     checks::references(&stack, &mut d);
+    checks::tags(&stack, &mut d);
     checks::outputs(&stack, &mut d);
     checks::stack_outputs(&stack, &mut d);
     checks::cycles(&stack, &mut d);
@@ -236,6 +237,9 @@ fn header(
                                 match tv.as_value().and_then(Value::as_str) {
                                     Some(s) => {
                                         let v = ctx.subst(s, item_span(tv, src), d).unwrap_or_default();
+                                        if let Some(p) = checks::tag_problem(tk, &v) {
+                                            d.error("bad-tag", item_span(tv, src), format!("stack.tags: {p}"), None);
+                                        }
                                         tags.insert(tk.to_owned(), v);
                                     }
                                     None => d.error(

@@ -109,13 +109,37 @@ struct Index {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
 struct Projected {
     projection_type: String,
+    /// With `INCLUDE`: the attributes besides the keys the index holds.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    non_key_attributes: Vec<String>,
 }
 
 fn all() -> Projected {
-    Projected { projection_type: "ALL".into() }
+    Projected { projection_type: "ALL".into(), non_key_attributes: Vec::new() }
+}
+
+impl Projected {
+    fn sdk(&self) -> Projection {
+        Projection::builder()
+            .projection_type(ProjectionType::from(self.projection_type.as_str()))
+            .set_non_key_attributes((!self.non_key_attributes.is_empty()).then(|| self.non_key_attributes.clone()))
+            .build()
+    }
+
+    /// What DynamoDB's Projection takes: INCLUDE with 1 to 20 attributes, the others with none.
+    fn problem(&self, index: &str) -> Option<String> {
+        match (self.projection_type.as_str(), self.non_key_attributes.len()) {
+            ("ALL" | "KEYS_ONLY", 0) | ("INCLUDE", 1..=20) => None,
+            ("ALL" | "KEYS_ONLY", _) => {
+                Some(format!("index `{index}`: NonKeyAttributes go with ProjectionType INCLUDE only"))
+            }
+            ("INCLUDE", n) => Some(format!("index `{index}`: INCLUDE needs 1 to 20 NonKeyAttributes, not {n}")),
+            (other, _) => Some(format!("index `{index}`: ProjectionType {other:?} is not ALL, KEYS_ONLY or INCLUDE")),
+        }
+    }
 }
 
 impl Layout {
@@ -133,6 +157,9 @@ impl Layout {
         self.attribute_definitions.retain(|a| used.contains(&a.attribute_name));
         self.attribute_definitions.sort_by(|a, b| a.attribute_name.cmp(&b.attribute_name));
         self.global_secondary_indexes.sort_by(|a, b| a.index_name.cmp(&b.index_name));
+        for g in &mut self.global_secondary_indexes {
+            g.projection.non_key_attributes.sort();
+        }
         self
     }
 
@@ -171,7 +198,7 @@ impl Layout {
         if names.windows(2).any(|w| w[0] == w[1]) {
             return Some("two indexes share a name".into());
         }
-        None
+        self.global_secondary_indexes.iter().find_map(|g| g.projection.problem(&g.index_name))
     }
 }
 
@@ -311,11 +338,8 @@ async fn set_indexes(cx: &Cx, name: &str, have: &Layout, want: &Layout) -> Resul
         settle(cx, name).await?;
     }
     for new in want.global_secondary_indexes.iter().filter(|g| !have.global_secondary_indexes.contains(g)) {
-        let mut b = CreateGlobalSecondaryIndexAction::builder().index_name(&new.index_name).projection(
-            Projection::builder()
-                .projection_type(ProjectionType::from(new.projection.projection_type.as_str()))
-                .build(),
-        );
+        let mut b =
+            CreateGlobalSecondaryIndexAction::builder().index_name(&new.index_name).projection(new.projection.sdk());
         for k in &new.key_schema {
             b = b.key_schema(key(k)?);
         }
@@ -580,6 +604,7 @@ async fn read(cx: &Cx, name: &str) -> Result<Option<Live>, OpError> {
                         .and_then(|p| p.projection_type())
                         .map_or("ALL", |p| p.as_str())
                         .to_owned(),
+                    non_key_attributes: g.projection().map(|p| p.non_key_attributes().to_vec()).unwrap_or_default(),
                 },
             })
             .collect(),
@@ -681,11 +706,7 @@ impl Ops for Table {
         let l = &w.layout;
         let mut indexes = Vec::new();
         for g in &l.global_secondary_indexes {
-            let mut b = GlobalSecondaryIndex::builder().index_name(&g.index_name).projection(
-                Projection::builder()
-                    .projection_type(ProjectionType::from(g.projection.projection_type.as_str()))
-                    .build(),
-            );
+            let mut b = GlobalSecondaryIndex::builder().index_name(&g.index_name).projection(g.projection.sdk());
             for k in &g.key_schema {
                 b = b.key_schema(key(k)?);
             }
@@ -883,5 +904,32 @@ mod cost_tests {
             + 30.0 * 0.283
             + 30.0 * 0.22;
         close(of(&b, "dynamodb_table.q").monthly, want);
+    }
+
+    #[test]
+    fn index_projections_are_checked_as_dynamodb_takes_them() {
+        let p = |t: &str, n: usize| {
+            let non_key_attributes = (0..n).map(|i| format!("a{i}")).collect();
+            super::Projected { projection_type: t.into(), non_key_attributes }.problem("i")
+        };
+        assert!(p("ALL", 0).is_none() && p("KEYS_ONLY", 0).is_none() && p("INCLUDE", 1).is_none());
+        assert!(p("INCLUDE", 20).is_none());
+        assert!(p("INCLUDE", 0).unwrap().contains("1 to 20"), "{:?}", p("INCLUDE", 0));
+        assert!(p("INCLUDE", 21).unwrap().contains("not 21"));
+        assert!(p("ALL", 1).unwrap().contains("INCLUDE only"));
+        assert!(p("SOME", 0).unwrap().contains("not ALL, KEYS_ONLY or INCLUDE"));
+        // In a layout: the check runs with the others, and an unknown projection key is refused.
+        let layout = |projection: &str| {
+            format!(
+                r#"{{"KeySchema": [{{"AttributeName": "k", "KeyType": "HASH"}}],
+                   "AttributeDefinitions": [{{"AttributeName": "k", "AttributeType": "S"}}, {{"AttributeName": "g", "AttributeType": "S"}}],
+                   "GlobalSecondaryIndexes": [{{"IndexName": "by_g", "KeySchema": [{{"AttributeName": "g", "KeyType": "HASH"}}], "Projection": {projection}}}]}}"#
+            )
+        };
+        let read =
+            |text: String| serde_json::from_str::<super::Layout>(&text).map_err(|e| e.to_string()).map(|l| l.problem());
+        assert_eq!(read(layout(r#"{"ProjectionType": "INCLUDE", "NonKeyAttributes": ["mag"]}"#)), Ok(None));
+        assert!(read(layout(r#"{"ProjectionType": "INCLUDE"}"#)).unwrap().unwrap().contains("by_g"));
+        assert!(read(layout(r#"{"ProjectionType": "ALL", "NonKeyAtributes": ["x"]}"#)).is_err(), "a typo is refused");
     }
 }

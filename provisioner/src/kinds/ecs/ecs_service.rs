@@ -203,6 +203,26 @@ fn fargate_memory(cpu: i64) -> Option<(i64, i64, i64)> {
 }
 
 fn check(r: &Resource, stack: &Stack, d: &mut Diags) {
+    // ECS's HealthCheck.command: ["CMD", program, args...] or ["CMD-SHELL", "a shell line"].
+    if let Some((Val::List(items), span)) = r.fields.get("health_check") {
+        let words: Vec<&str> = items.iter().filter_map(|(v, _)| v.as_str()).collect();
+        let ok = match words.first() {
+            Some(&"CMD") => words.len() >= 2,
+            Some(&"CMD-SHELL") => words.len() == 2,
+            _ => false,
+        };
+        if !ok {
+            d.error(
+                "bad-health-check",
+                span.clone(),
+                format!(
+                    "{}: a health check is [\"CMD\", program, args...] or [\"CMD-SHELL\", \"command line\"]",
+                    r.address()
+                ),
+                Some("e.g. health_check = [\"CMD\", \"/quake\", \"health\"]".into()),
+            );
+        }
+    }
     let int = |f: &str| match r.fields.get(f) {
         Some((Val::Int(i), s)) => Some((*i, s.clone())),
         _ => None,

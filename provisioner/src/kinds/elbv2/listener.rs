@@ -198,6 +198,17 @@ fn normalize(v: &mut Value) {
 }
 
 fn check(r: &Resource, _: &Stack, d: &mut Diags) {
+    // ELBv2's FixedResponseConfig takes 2XX, 4XX and 5XX only.
+    if let Some((crate::stack::Val::Int(code), span)) = r.fields.get("fixed_status") {
+        if !matches!(code / 100, 2 | 4 | 5) {
+            d.error(
+                "bad-fixed-status",
+                span.clone(),
+                format!("{}: a fixed response's status is 2XX, 4XX or 5XX, not {code}", r.address()),
+                Some("for a redirect use action = \"redirect\"".into()),
+            );
+        }
+    }
     let https = r.str("protocol").is_some_and(|(p, _)| p == "HTTPS");
     let action = r.str("action").map_or("forward", |(a, _)| a);
     match (https, r.str("certificate_arn")) {

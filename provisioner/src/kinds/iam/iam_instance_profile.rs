@@ -34,6 +34,7 @@ pub static KIND: Kind = Kind {
 };
 
 fn check(r: &Resource, stack: &Stack, d: &mut Diags) {
+    super::check_name(r, stack, "instance profile", 128, d);
     if let Some((_, span)) = r.fields.get("region").filter(|_| stack.region_of(r) != stack.region) {
         d.error(
             "global-service",

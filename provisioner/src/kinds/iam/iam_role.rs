@@ -165,6 +165,7 @@ fn inline(sts: &[Statement]) -> String {
 }
 
 fn check(r: &Resource, stack: &Stack, d: &mut Diags) {
+    super::check_name(r, stack, "role", 64, d);
     if let Some((_, span)) = r.fields.get("region").filter(|_| stack.region_of(r) != stack.region) {
         d.error(
             "global-service",

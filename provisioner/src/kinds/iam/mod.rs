@@ -63,3 +63,29 @@ pub fn statements(doc: &Value) -> Vec<&Value> {
         _ => Vec::new(),
     }
 }
+
+/// Checks that `<stack>-<name>`, the name IAM is given for `r`, fits IAM's rules for `what`:
+/// `limit` characters at most (a role 64, an instance profile 128), letters, digits and
+/// `+ = , . @ _ -`.
+pub fn check_name(
+    r: &crate::stack::Resource,
+    stack: &crate::stack::Stack,
+    what: &str,
+    limit: usize,
+    d: &mut crate::diag::Diags,
+) {
+    let name = format!("{}-{}", stack.name, r.name);
+    let chars = name.chars().all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c));
+    if name.len() > limit || !chars {
+        d.error(
+            "bad-iam-name",
+            r.span.clone(),
+            format!(
+                "{}: its {what} would be named `{name}` ({} characters); IAM takes {limit} at most, letters, digits and + = , . @ _ -",
+                r.address(),
+                name.len()
+            ),
+            Some("shorten the stack's or the resource's name".into()),
+        );
+    }
+}

@@ -146,6 +146,17 @@ fn check(r: &Resource, stack: &Stack, d: &mut Diags) {
             None,
         );
     }
+    // Lambda's Handler: up to 128 characters without white space; Node.js reads `file.export`.
+    if let Some((h, span)) = r.str("handler") {
+        if h.is_empty() || h.len() > 128 || h.chars().any(char::is_whitespace) || !h.contains('.') {
+            d.error(
+                "bad-handler",
+                span,
+                format!("{}: handler `{h}` is not `file.export` (up to 128 characters, no spaces)", r.address()),
+                Some("e.g. handler = \"index.handler\"".into()),
+            );
+        }
+    }
     if !matches!(r.fields.get("edge"), Some((Val::Bool(true), _))) {
         return;
     }
