@@ -5,7 +5,7 @@
 //! registered, against the stack's table on moto; the producer and consumer against the real
 //! broker (noida-db); Chromium loads the map through it.
 
-#[path = "../../../services/tests/common/cdp.rs"]
+#[path = "../../../../services/tests/common/cdp.rs"]
 mod cdp;
 
 use super::common::{self, free_port, LocalRegistry, Moto, ECR_PASSWORD};
