@@ -320,7 +320,8 @@ async fn apply(cx: &provisioner::provider::Cx, ddb: &aws_sdk_dynamodb::Client, s
             .filter(|r| matches!(r.action, Action::Create | Action::Replace))
             .map(|r| r.address.as_str())
             .collect();
-        if !destroy {
+        let read_back = !made.is_empty() || !target.outputs.is_empty();
+        if !destroy && read_back {
             match settled(cx, ddb, &target, &made).await {
                 Ok(inv) if !target.outputs.is_empty() => {
                     println!("\nOutputs:");

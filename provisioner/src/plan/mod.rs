@@ -187,13 +187,13 @@ pub fn plan(stack: &Stack, actual: &Actual, outputs: &Value) -> Plan {
     let mut p = Plan::default();
     let mut wanted = BTreeMap::new();
     let mut after: Vec<(String, &'static Kind, Value)> = Vec::new();
+    // Each resource's desired attributes, once: every pass below reads them.
+    let declared: Vec<(&Resource, Value)> = stack.resources.iter().map(|r| (r, desired(r, stack))).collect();
     // A derived field is known before apply (an image's digest): it wins over what exists.
     let derived: BTreeMap<(String, &str), Value> =
-        stack
-            .resources
+        declared
             .iter()
-            .flat_map(|r| {
-                let d = desired(r, stack);
+            .flat_map(|(r, d)| {
                 r.kind.fields.iter().filter(|f| f.derived).filter_map(move |f| {
                     d.get(f.name).filter(|v| !v.is_null()).map(|v| ((r.address(), f.name), v.clone()))
                 })
@@ -201,12 +201,11 @@ pub fn plan(stack: &Stack, actual: &Actual, outputs: &Value) -> Plan {
             .collect();
     // Outputs a change makes anew (a function's published version) are not known until it is
     // applied: what uses them changes with it.
-    let changing: BTreeSet<(String, &str)> = stack
-        .resources
+    let changing: BTreeSet<(String, &str)> = declared
         .iter()
-        .filter(|r| !r.kind.ops.changing_outputs().is_empty())
-        .filter(|r| {
-            let mut resolved = desired(r, stack);
+        .filter(|(r, _)| !r.kind.ops.changing_outputs().is_empty())
+        .filter(|(r, d)| {
+            let mut resolved = d.clone();
             crate::schema::substitute_all(&mut resolved, &|a: &str, o: &str| {
                 let v = derived.get(&(a.to_owned(), o)).or_else(|| outputs.get(a)?.get(o))?;
                 Some(v.as_str().map_or_else(|| v.to_string(), str::to_owned))
@@ -214,7 +213,7 @@ pub fn plan(stack: &Stack, actual: &Actual, outputs: &Value) -> Plan {
             let change = diff(r.kind, &r.address(), Some(&resolved), actual.get(&r.address()).map(|(_, v)| v));
             matches!(change.action, Action::Update | Action::Replace)
         })
-        .flat_map(|r| r.kind.ops.changing_outputs().iter().map(move |o| (r.address(), *o)))
+        .flat_map(|(r, _)| r.kind.ops.changing_outputs().iter().map(move |o| (r.address(), *o)))
         .collect();
     let known = |a: &str, o: &str| {
         if changing.contains(&(a.to_owned(), o)) {
@@ -224,15 +223,10 @@ pub fn plan(stack: &Stack, actual: &Actual, outputs: &Value) -> Plan {
         Some(v.as_str().map_or_else(|| v.to_string(), str::to_owned))
     };
     // What the stack makes reachable from the internet (a listener on it is too).
-    let public: BTreeSet<String> = stack
-        .resources
-        .iter()
-        .filter(|r| security::exposed(r.kind, &desired(r, stack)))
-        .map(Resource::address)
-        .collect();
-    for r in &stack.resources {
+    let public: BTreeSet<String> =
+        declared.iter().filter(|(r, d)| security::exposed(r.kind, d)).map(|(r, _)| r.address()).collect();
+    for (r, d) in declared {
         let addr = r.address();
-        let d = desired(r, stack);
         let mut resolved = d.clone();
         crate::schema::substitute_all(&mut resolved, &known);
         let have = actual.get(&addr).map(|(_, v)| v);
@@ -482,7 +476,8 @@ description = "web"
 ingress = [{ protocol = "tcp", from_port = 443, cidr = "0.0.0.0/0" }]
 "#;
 
-    fn actual_of(s: &Stack) -> Actual {
+    /// What exists when `s` was applied as declared.
+    pub(super) fn actual_of(s: &Stack) -> Actual {
         s.resources.iter().map(|r| (r.address(), (r.kind, desired(r, s)))).collect()
     }
 

@@ -211,13 +211,9 @@ fn statement_text(st: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use crate::kinds::test_stack as stack;
-    use crate::plan::{desired, plan, render, Actual};
-    use crate::stack::Stack;
+    use crate::plan::tests::actual_of;
+    use crate::plan::{plan, render};
     use serde_json::{json, Value};
-
-    fn actual_of(s: &Stack) -> Actual {
-        s.resources.iter().map(|r| (r.address(), (r.kind, desired(r, s)))).collect()
-    }
 
     const BASE: &str = r#"
 [stack]

@@ -127,8 +127,8 @@ pub(super) fn tag_problem(key: &str, value: &str) -> Option<String> {
     let allowed = |s: &str| s.chars().all(|c| c.is_alphanumeric() || c.is_whitespace() || "_.:/=+-@".contains(c));
     // Another resource's output (`${kind.name.output}`) is known only at apply: the text
     // around it is checked, its length is not.
-    let (text, outputs) = without_outputs(value);
-    let value = text.as_str();
+    let text = crate::schema::substitute(value, &|_, _| Some(String::new()));
+    let (outputs, value) = (text != value, text.as_str());
     let (k, v) = (key.chars().count(), if outputs { 0 } else { value.chars().count() });
     if !(1..=128).contains(&k) {
         Some(format!("tag key `{key}` has {k} characters; AWS takes 1 to 128"))
@@ -143,26 +143,6 @@ pub(super) fn tag_problem(key: &str, value: &str) -> Option<String> {
     } else {
         None
     }
-}
-
-/// `text` with each `${...}` taken out, and whether there was one.
-fn without_outputs(text: &str) -> (String, bool) {
-    let (mut out, mut rest, mut any) = (String::new(), text, false);
-    while let Some(i) = rest.find("${") {
-        out.push_str(&rest[..i]);
-        match rest[i..].find('}') {
-            Some(e) => {
-                rest = &rest[i + e + 1..];
-                any = true;
-            }
-            None => {
-                rest = &rest[i..];
-                break;
-            }
-        }
-    }
-    out.push_str(rest);
-    (out, any)
 }
 
 /// Every resource's own tags against AWS's rules ([`tag_problem`]), and the count a resource
