@@ -177,6 +177,10 @@ pub const REGIONS: &[&str] = &[
     "sa-east-1",
 ];
 
+/// The `tags` field of every kind AWS tags: the resource's tags besides the stack's own.
+pub const TAGS: Field =
+    Field::optional("tags", FieldType::StringMap, None, Update::InPlace, "Tags besides the stack's own.");
+
 /// Fields every kind has besides its own, declared once here.
 pub static COMMON: &[Field] = &[
     Field::optional(
@@ -218,6 +222,48 @@ pub struct Kind {
 }
 
 impl Kind {
+    /// A kind with no fields or outputs but `id`, no checks, attributes compared as AWS reports
+    /// them and nothing to pay: the builder methods below add what a kind has besides.
+    pub const fn new(name: &'static str, doc: &'static str, ops: &'static dyn Ops) -> Self {
+        Self {
+            name,
+            doc,
+            fields: &[],
+            outputs: &[("id", "The resource's id")],
+            check: no_check,
+            normalize: as_is,
+            cost: crate::cost::model::free,
+            usage: &[],
+            ops,
+        }
+    }
+
+    pub const fn fields(self, fields: &'static [Field]) -> Self {
+        Self { fields, ..self }
+    }
+
+    /// Its outputs, `id` first.
+    pub const fn outputs(self, outputs: &'static [(&'static str, &'static str)]) -> Self {
+        Self { outputs, ..self }
+    }
+
+    pub const fn check(self, check: fn(&Resource, &Stack, &mut Diags)) -> Self {
+        Self { check, ..self }
+    }
+
+    pub const fn normalize(self, normalize: fn(&mut Value)) -> Self {
+        Self { normalize, ..self }
+    }
+
+    /// What it costs, from the `[usage]` keys it reads.
+    pub const fn cost(
+        self,
+        cost: fn(&crate::cost::model::CostCx<'_>) -> Vec<crate::cost::model::Part>,
+        usage: &'static [crate::cost::model::UsageKey],
+    ) -> Self {
+        Self { cost, usage, ..self }
+    }
+
     /// The kind's own fields, then the [`COMMON`] ones.
     pub fn all_fields(&self) -> impl Iterator<Item = &'static Field> {
         self.fields.iter().chain(COMMON)

@@ -85,6 +85,94 @@ pub fn find(name: &str) -> Option<&'static Kind> {
     all().iter().copied().find(|k| k.name == name)
 }
 
+#[cfg(test)]
+mod shape {
+    //! Every kind's typed attributes and outputs against its declaration: the one test that
+    //! holds each kind's structs to its fields, so neither can change without the other.
+
+    use serde_json::{json, Value};
+
+    fn keys(v: &Value) -> Vec<String> {
+        v.as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default()
+    }
+
+    /// Kinds still on the untyped `Ops` while they are moved over (this list only shrinks).
+    const UNTYPED: &[&str] = &[
+        "vpc",
+        "subnet",
+        "internet_gateway",
+        "eip",
+        "nat_gateway",
+        "route_table",
+        "security_group",
+        "vpc_endpoint",
+        "instance",
+        "autoscaling",
+        "cloudfront_origin_access_control",
+        "cloudfront_vpc_origin",
+        "cloudfront_distribution",
+        "cognito_user_pool",
+        "cognito_user_pool_domain",
+        "cognito_user_pool_client",
+        "cognito_user",
+        "dynamodb_table",
+        "ecr_repository",
+        "image",
+        "ecs_cluster",
+        "ecs_service",
+        "load_balancer",
+        "target_group",
+        "listener",
+        "iam_role",
+        "iam_instance_profile",
+        "lambda_function",
+        "s3_bucket",
+        "s3_bucket_policy",
+        "cost_site",
+        "sns_topic",
+        "secret",
+        "waf_web_acl",
+        "waf_association",
+    ];
+
+    #[test]
+    fn every_kind_is_typed_and_its_types_are_its_declaration() {
+        let mut wrong = Vec::new();
+        for k in super::all() {
+            let sample = crate::schema::sample(k.fields);
+            let Some(shape) = k.ops.shape(&sample) else {
+                if UNTYPED.contains(&k.name) {
+                    continue;
+                }
+                wrong.push(format!("{}: attributes not typed", k.name));
+                continue;
+            };
+            match shape {
+                // A value of every declared field comes back as it went in: no field missing,
+                // renamed or of another type, and none the declaration lacks.
+                Ok((attrs, _)) if attrs != sample => {
+                    wrong.push(format!("{}: {sample}\n  came back as {attrs}", k.name));
+                }
+                Ok((_, outputs)) => {
+                    let mut declared: Vec<String> =
+                        k.outputs.iter().map(|(o, _)| (*o).to_owned()).filter(|o| o != "id").collect();
+                    declared.sort();
+                    if keys(&outputs) != declared {
+                        wrong.push(format!("{}: outputs {:?}, declared {declared:?}", k.name, keys(&outputs)));
+                    }
+                }
+                Err(e) => wrong.push(format!("{}: {e}", k.name)),
+            }
+            let mut extra = sample.clone();
+            extra["not_declared"] = json!(1);
+            if k.ops.shape(&extra).is_some_and(|s| s.is_ok()) {
+                wrong.push(format!("{}: takes a field it does not declare", k.name));
+            }
+        }
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    }
+}
+
 /// A stack for unit tests, which must be valid.
 #[cfg(test)]
 pub(crate) fn test_stack(src: &str) -> crate::stack::Stack {

@@ -8,7 +8,7 @@ use super::{cloudfront, distributions, err, etag};
 use crate::diag::Diags;
 use crate::error::{gone_ok, OpError};
 use crate::provider::{address_in, marker, null_as_empty, Attributes, Cx, Live, Ops};
-use crate::schema::{as_is, Field, FieldType, Kind, Security, Update};
+use crate::schema::{as_is, Field, FieldType, Kind, Security, Update, TAGS};
 use crate::stack::{Resource, Stack, Val};
 use async_trait::async_trait;
 use aws_sdk_cloudfront::client::Waiters;
@@ -163,7 +163,7 @@ pub static KIND: Kind = Kind {
             "A WAF ACL of CLOUDFRONT scope (in us-east-1).",
         )
         .security(Security::Guard(crate::schema::removed)),
-        Field::optional("tags", FieldType::StringMap, None, Update::InPlace, "Tags besides the stack's own."),
+        TAGS,
     ],
     outputs: &[
         ("id", "The distribution's id"),

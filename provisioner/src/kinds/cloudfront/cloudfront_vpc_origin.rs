@@ -8,7 +8,7 @@
 use super::{cloudfront, err, etag, name_of};
 use crate::error::{gone_ok, OpError};
 use crate::provider::{Attributes, Cx, Live, Ops, ID_TAG, STACK_TAG};
-use crate::schema::{as_is, no_check, Field, FieldType, Kind, Update};
+use crate::schema::{as_is, no_check, Field, FieldType, Kind, Update, TAGS};
 use async_trait::async_trait;
 use aws_sdk_cloudfront::types::{OriginProtocolPolicy, VpcOriginEndpointConfig};
 use serde::Deserialize;
@@ -47,7 +47,7 @@ pub static KIND: Kind = Kind {
             Update::InPlace,
             "How CloudFront talks to it: inside AWS's network, HTTP needs no certificate on the balancer.",
         ),
-        Field::optional("tags", FieldType::StringMap, None, Update::InPlace, "Tags besides the stack's own."),
+        TAGS,
     ],
     outputs: &[("id", "The VPC origin's id"), ("arn", "The VPC origin's ARN")],
     check: no_check,

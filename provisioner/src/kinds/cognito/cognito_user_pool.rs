@@ -5,7 +5,7 @@
 use super::{err, idp, pools};
 use crate::error::{gone_ok, OpError};
 use crate::provider::{Attributes, Cx, Live, Ops};
-use crate::schema::{as_is, no_check, Field, FieldType, Kind, Security, Update};
+use crate::schema::{as_is, no_check, Field, FieldType, Kind, Security, Update, TAGS};
 use async_trait::async_trait;
 use aws_sdk_cognitoidentityprovider::types::{
     AdminCreateUserConfigType, DeletionProtectionType, PasswordPolicyType, SoftwareTokenMfaConfigType, UserPoolMfaType,
@@ -49,7 +49,7 @@ pub static KIND: Kind = Kind {
             Update::InPlace,
             "Refuse to delete the pool (and its users): set false and apply before a destroy.",
         ),
-        Field::optional("tags", FieldType::StringMap, None, Update::InPlace, "Tags besides the stack's own."),
+        TAGS,
     ],
     outputs: &[
         ("id", "The pool's id"),

@@ -6,7 +6,7 @@ use super::{ddb, err};
 use crate::diag::Diags;
 use crate::error::{gone_ok, OpError, Transient};
 use crate::provider::{tag_changes, Attributes, Cx, Live, Ops, ID_TAG, STACK_TAG};
-use crate::schema::{Field, FieldType, Kind, Update, REGIONS};
+use crate::schema::{Field, FieldType, Kind, Update, REGIONS, TAGS};
 use crate::stack::{Resource, Stack, Val};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::client::Waiters;
@@ -65,7 +65,7 @@ pub static KIND: Kind = Kind {
             Update::InPlace,
             "Other regions holding a replica: a global table (version 2019.11.21). Needs stream = \"NEW_AND_OLD_IMAGES\".",
         ),
-        Field::optional("tags", FieldType::StringMap, None, Update::InPlace, "Tags besides the stack's own."),
+        TAGS,
     ],
     outputs: &[("id", "The table's name"), ("name", "<stack>-<name>"), ("arn", "Table ARN"), ("stream_arn", "Latest stream ARN")],
     check,

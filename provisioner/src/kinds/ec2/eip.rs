@@ -3,7 +3,7 @@
 use super::{address_of, ec2, err, owned, set_tags, tag_spec, tagged, tags_json};
 use crate::error::{gone_ok, OpError};
 use crate::provider::{Attributes, Cx, Live, Ops};
-use crate::schema::{as_is, no_check, Field, FieldType, Kind, Update};
+use crate::schema::{as_is, no_check, Field, FieldType, Kind, Update, TAGS};
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{DomainType, ResourceType};
 use serde::Deserialize;
@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 pub static KIND: Kind = Kind {
     name: "eip",
     doc: "An Elastic IP address in the VPC scope (for a NAT gateway, for example).",
-    fields: &[Field::optional("tags", FieldType::StringMap, None, Update::InPlace, "Tags besides the stack's own.")],
+    fields: &[TAGS],
     outputs: &[("id", "Allocation id (eipalloc-...)"), ("public_ip", "The address")],
     check: no_check,
     normalize: as_is,

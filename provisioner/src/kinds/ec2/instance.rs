@@ -7,7 +7,7 @@
 use super::{address_of, ec2, err, owned, set_tags, tagged};
 use crate::error::{gone_ok, OpError, Transient};
 use crate::provider::{null_as_empty, same_set, Attributes, Cx, Live, Ops};
-use crate::schema::{Field, FieldType, Kind, Update};
+use crate::schema::{Field, FieldType, Kind, Update, TAGS};
 use async_trait::async_trait;
 use aws_sdk_ec2::client::Waiters;
 use aws_sdk_ec2::types::{
@@ -66,7 +66,7 @@ pub static KIND: Kind = Kind {
             Update::InPlace,
             "Size of the gp3 root volume; grows in place (EBS cannot shrink a volume).",
         ),
-        Field::optional("tags", FieldType::StringMap, None, Update::InPlace, "Tags besides the stack's own."),
+        TAGS,
     ],
     outputs: &[
         ("id", "Instance id (i-...)"),

@@ -3,7 +3,7 @@
 use super::{address_of, ec2, err, owned, set_tags, tag_spec, tagged, tags_json};
 use crate::error::{gone_ok, OpError};
 use crate::provider::{Attributes, Cx, Live, Ops};
-use crate::schema::{as_is, no_check, Field, FieldType, Kind, Update};
+use crate::schema::{as_is, no_check, Field, FieldType, Kind, Update, TAGS};
 use async_trait::async_trait;
 use aws_sdk_ec2::types::ResourceType;
 use serde::Deserialize;
@@ -20,7 +20,7 @@ pub static KIND: Kind = Kind {
             Update::InPlace,
             "The VPC it is attached to (re-attached on change).",
         ),
-        Field::optional("tags", FieldType::StringMap, None, Update::InPlace, "Tags besides the stack's own."),
+        TAGS,
     ],
     outputs: &[("id", "Internet gateway id (igw-...)")],
     check: no_check,

@@ -3,7 +3,7 @@
 use super::{address_of, ec2, err, owned, set_tags, tag_spec, tagged, tags_json};
 use crate::error::{gone_ok, OpError};
 use crate::provider::{Attributes, Cx, Live, Ops};
-use crate::schema::{as_is, no_check, Field, FieldType, Kind, Update};
+use crate::schema::{as_is, no_check, Field, FieldType, Kind, Update, TAGS};
 use async_trait::async_trait;
 use aws_sdk_ec2::client::Waiters;
 use aws_sdk_ec2::types::{Filter, NatGatewayState, ResourceType};
@@ -18,7 +18,7 @@ pub static KIND: Kind = Kind {
     fields: &[
         Field::required("subnet", FieldType::Ref(&["subnet"]), Update::Replace, "The public subnet it sits in."),
         Field::required("eip", FieldType::Ref(&["eip"]), Update::Replace, "Its Elastic IP."),
-        Field::optional("tags", FieldType::StringMap, None, Update::InPlace, "Tags besides the stack's own."),
+        TAGS,
     ],
     outputs: &[("id", "NAT gateway id (nat-...)")],
     check: no_check,

@@ -4,7 +4,7 @@ use super::{address_of, ec2, err, owned, set_tags, tag_spec, tagged, tags_json};
 use crate::diag::Diags;
 use crate::error::{gone_ok, OpError};
 use crate::provider::{null_as_empty, Attributes, Cx, Live, Ops};
-use crate::schema::{as_is, Field, FieldType, Kind, Update};
+use crate::schema::{as_is, Field, FieldType, Kind, Update, TAGS};
 use crate::stack::{Resource, Stack, Val};
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{ResourceType, RouteOrigin};
@@ -43,7 +43,7 @@ pub static KIND: Kind = Kind {
             Update::InPlace,
             "Subnets associated with this table.",
         ),
-        Field::optional("tags", FieldType::StringMap, None, Update::InPlace, "Tags besides the stack's own."),
+        TAGS,
     ],
     outputs: &[("id", "Route table id (rtb-...)")],
     check,

@@ -5,7 +5,7 @@ use super::{address_of, ec2, err, owned, set_tags, tag_spec, tagged, tags_json};
 use crate::diag::Diags;
 use crate::error::{gone_ok, OpError};
 use crate::provider::{null_as_empty, Attributes, Cx, Live, Ops};
-use crate::schema::{Field, FieldType, Kind, Security, Update};
+use crate::schema::{Field, FieldType, Kind, Security, Update, TAGS};
 use crate::stack::{table_str, Resource, Stack, Val};
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{Filter, IpPermission, IpRange, ResourceType, UserIdGroupPair};
@@ -56,7 +56,7 @@ pub static KIND: Kind = Kind {
             "Outbound rules.",
         )
         .security(Security::Rules { inbound: false }),
-        Field::optional("tags", FieldType::StringMap, None, Update::InPlace, "Tags besides the stack's own."),
+        TAGS,
     ],
     outputs: &[("id", "Security group id (sg-...)")],
     check,

@@ -5,7 +5,7 @@ use super::{address_of, ec2, err, owned, set_tags, tag_spec, tagged, tags_json};
 use crate::diag::Diags;
 use crate::error::{gone_ok, OpError};
 use crate::provider::{Attributes, Cx, Live, Ops};
-use crate::schema::{as_is, Field, FieldType, Kind, Security, Update};
+use crate::schema::{as_is, Field, FieldType, Kind, Security, Update, TAGS};
 use crate::stack::{Resource, Stack};
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType};
@@ -39,7 +39,7 @@ pub static KIND: Kind = Kind {
             "Give instances launched here a public IPv4 address.",
         )
         .security(Security::Exposure(|v| v == true)),
-        Field::optional("tags", FieldType::StringMap, None, Update::InPlace, "Tags besides the stack's own."),
+        TAGS,
     ],
     outputs: &[("id", "Subnet id (subnet-...)"), ("availability_zone", "Full zone name")],
     check,

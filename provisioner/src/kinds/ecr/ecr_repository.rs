@@ -5,7 +5,7 @@ use super::{ecr, err, repositories};
 use crate::diag::Diags;
 use crate::error::{gone_ok, OpError};
 use crate::provider::{tag_changes, Attributes, Cx, Live, Ops, ID_TAG};
-use crate::schema::{as_is, Field, FieldType, Kind, Update};
+use crate::schema::{as_is, Field, FieldType, Kind, Update, TAGS};
 use crate::stack::{Resource, Stack};
 use async_trait::async_trait;
 use aws_sdk_ecr::types::{ImageScanningConfiguration, ImageTagMutability, Tag};
@@ -38,7 +38,7 @@ pub static KIND: Kind = Kind {
             Update::InPlace,
             "Keep only the newest N images (a lifecycle rule expires the rest); none: keep all.",
         ),
-        Field::optional("tags", FieldType::StringMap, None, Update::InPlace, "Tags besides the stack's own."),
+        TAGS,
     ],
     outputs: &[
         ("id", "The repository's name"),

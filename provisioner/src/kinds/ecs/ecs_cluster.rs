@@ -3,7 +3,7 @@
 use super::{ecs, err, set_tags, tags};
 use crate::error::{gone_ok, OpError, Transient};
 use crate::provider::{Attributes, Cx, Live, Ops, ID_TAG, STACK_TAG};
-use crate::schema::{as_is, no_check, Field, FieldType, Kind, Update};
+use crate::schema::{as_is, no_check, Field, FieldType, Kind, Update, TAGS};
 use async_trait::async_trait;
 use aws_sdk_ecs::types::{ClusterField, ClusterSetting, ClusterSettingName};
 use serde::Deserialize;
@@ -28,7 +28,7 @@ pub static KIND: Kind = Kind {
             Update::InPlace,
             "Capacity providers services may use: [\"FARGATE\", \"FARGATE_SPOT\"] for a service's `spot_after`.",
         ),
-        Field::optional("tags", FieldType::StringMap, None, Update::InPlace, "Tags besides the stack's own."),
+        TAGS,
     ],
     outputs: &[("id", "The cluster's name"), ("name", "<stack>-<name>"), ("arn", "Cluster ARN")],
     check: no_check,

@@ -7,7 +7,7 @@ use super::{ecs, err, last, service_arns, set_tags, tags};
 use crate::diag::Diags;
 use crate::error::{gone_ok, OpError, Transient};
 use crate::provider::{null_as_empty, Attributes, Cx, Live, Ops, ID_TAG, STACK_TAG};
-use crate::schema::{Field, FieldType, Kind, Security, Update};
+use crate::schema::{Field, FieldType, Kind, Security, Update, TAGS};
 use crate::stack::{Resource, Stack, Val};
 use async_trait::async_trait;
 use aws_sdk_ecs::types::{
@@ -100,7 +100,7 @@ pub static KIND: Kind = Kind {
             Update::Setting,
             "Seconds to wait for a deployment to finish; 0: do not wait (an emulator that runs no task).",
         ),
-        Field::optional("tags", FieldType::StringMap, None, Update::InPlace, "Tags besides the stack's own."),
+        TAGS,
     ],
     outputs: &[("id", "Service ARN"), ("arn", "Service ARN"), ("name", "<name>"), ("cluster", "The cluster's name"), ("task_definition", "Current task definition ARN")],
     check,

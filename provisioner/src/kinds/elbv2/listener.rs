@@ -6,7 +6,7 @@ use super::{elb, err, set_tags, tag_list};
 use crate::diag::Diags;
 use crate::error::{gone_ok, OpError};
 use crate::provider::{Attributes, Cx, Live, Ops, ID_TAG};
-use crate::schema::{Field, FieldType, Kind, Security, Update};
+use crate::schema::{Field, FieldType, Kind, Security, Update, TAGS};
 use crate::stack::{Resource, Stack};
 use async_trait::async_trait;
 use aws_sdk_elasticloadbalancingv2::types::{
@@ -97,7 +97,7 @@ pub static KIND: Kind = Kind {
             Update::InPlace,
             "`fixed_response`: body (1024 bytes at most).",
         ),
-        Field::optional("tags", FieldType::StringMap, None, Update::InPlace, "Tags besides the stack's own."),
+        TAGS,
     ],
     outputs: &[("id", "Listener ARN"), ("arn", "Listener ARN")],
     check,

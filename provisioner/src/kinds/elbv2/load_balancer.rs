@@ -5,7 +5,7 @@ use super::{arn_suffix, check_name, elb, err, load_balancers, name_of, set_tags,
 use crate::diag::Diags;
 use crate::error::{gone_ok, OpError};
 use crate::provider::{null_as_empty, same_set, Attributes, Cx, Live, Ops, ID_TAG};
-use crate::schema::{Field, FieldType, Kind, Security, Update};
+use crate::schema::{Field, FieldType, Kind, Security, Update, TAGS};
 use crate::stack::{Resource, Stack, Val};
 use async_trait::async_trait;
 use aws_sdk_elasticloadbalancingv2::client::Waiters;
@@ -56,7 +56,7 @@ pub static KIND: Kind = Kind {
             Update::InPlace,
             "Refuse deletion (destroy fails naming it until this is turned off and applied).",
         ),
-        Field::optional("tags", FieldType::StringMap, None, Update::InPlace, "Tags besides the stack's own."),
+        TAGS,
     ],
     outputs: &[
         ("id", "Load balancer ARN"),

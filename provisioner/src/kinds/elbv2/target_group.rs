@@ -7,7 +7,7 @@ use super::{arn_suffix, check_name_with, elb, err, name_of, set_tags, tag_list};
 use crate::diag::Diags;
 use crate::error::{gone_ok, OpError};
 use crate::provider::{Attributes, Cx, Live, Ops, ID_TAG};
-use crate::schema::{as_is, Field, FieldType, Kind, Update};
+use crate::schema::{as_is, Field, FieldType, Kind, Update, TAGS};
 use crate::stack::{Resource, Stack};
 use async_trait::async_trait;
 use aws_sdk_elasticloadbalancingv2::types::{Matcher, ProtocolEnum, TargetGroupAttribute, TargetTypeEnum};
@@ -84,7 +84,7 @@ pub static KIND: Kind = Kind {
             Update::InPlace,
             "Seconds a leaving target may finish its requests (AWS's default is 300: long deploys).",
         ),
-        Field::optional("tags", FieldType::StringMap, None, Update::InPlace, "Tags besides the stack's own."),
+        TAGS,
     ],
     outputs: &[
         ("id", "Target group ARN"),

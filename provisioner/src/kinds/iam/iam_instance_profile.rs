@@ -5,7 +5,7 @@ use super::{err, iam, path};
 use crate::diag::Diags;
 use crate::error::{gone_ok, OpError};
 use crate::provider::{tag_changes, Attributes, Cx, Live, Ops, ID_TAG};
-use crate::schema::{as_is, Field, FieldType, Kind, Update};
+use crate::schema::{as_is, Field, FieldType, Kind, Update, TAGS};
 use crate::stack::{Resource, Stack};
 use async_trait::async_trait;
 use aws_sdk_iam::types::Tag;
@@ -23,7 +23,7 @@ pub static KIND: Kind = Kind {
             Update::InPlace,
             "The role hosts with this profile act as.",
         ),
-        Field::optional("tags", FieldType::StringMap, None, Update::InPlace, "Tags besides the stack's own."),
+        TAGS,
     ],
     outputs: &[("id", "The profile's name"), ("name", "<stack>-<name>"), ("arn", "Instance profile ARN")],
     check,

@@ -7,7 +7,7 @@ use super::{decode, err, iam, path, statements, strings};
 use crate::diag::Diags;
 use crate::error::{gone_ok, OpError};
 use crate::provider::{tag_changes, Attributes, Cx, Live, Ops, ID_TAG};
-use crate::schema::{Field, FieldType, Kind, Security, Update};
+use crate::schema::{Field, FieldType, Kind, Security, Update, TAGS};
 use crate::stack::{Resource, Stack};
 use async_trait::async_trait;
 use aws_sdk_iam::types::{EntityType, Tag};
@@ -64,7 +64,7 @@ pub static KIND: Kind = Kind {
             "ARNs of managed policies to attach.",
         )
         .security(Security::Grants),
-        Field::optional("tags", FieldType::StringMap, None, Update::InPlace, "Tags besides the stack's own."),
+        TAGS,
     ],
     outputs: &[("id", "The role's name"), ("name", "<stack>-<name>"), ("arn", "Role ARN")],
     check,

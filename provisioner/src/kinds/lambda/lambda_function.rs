@@ -14,7 +14,7 @@ use super::{err, lambda};
 use crate::diag::Diags;
 use crate::error::{OpError, Transient};
 use crate::provider::{null_as_empty, Attributes, Cx, Derive, Live, Ops, ID_TAG, STACK_TAG};
-use crate::schema::{as_is, Field, FieldType, Kind, Update};
+use crate::schema::{as_is, Field, FieldType, Kind, Update, TAGS};
 use crate::stack::{Resource, Stack, Val};
 use async_trait::async_trait;
 use aws_sdk_lambda::client::Waiters;
@@ -88,7 +88,7 @@ pub static KIND: Kind = Kind {
             Update::Replace,
             "A Lambda@Edge function: in us-east-1, at most 128 MB and 5 s (viewer events); its delete waits for AWS to remove the replicas.",
         ),
-        Field::optional("tags", FieldType::StringMap, None, Update::InPlace, "Tags besides the stack's own."),
+        TAGS,
     ],
     outputs: &[
         ("id", "The function's name"),

@@ -3,34 +3,31 @@
 use super::{err, logs, prefix};
 use crate::diag::Diags;
 use crate::error::{gone_ok, OpError};
-use crate::provider::{tag_changes, Attributes, Cx, Live, Ops, ID_TAG};
-use crate::schema::{as_is, Field, FieldType, Kind, Update};
+use crate::provider::{tag_changes, Address, Cx, Found, Typed};
+use crate::schema::{Field, FieldType, Kind, Update, TAGS};
 use crate::stack::{Resource, Stack, Val};
 use async_trait::async_trait;
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-pub static KIND: Kind = Kind {
-    name: "log_group",
-    doc: "A CloudWatch Logs group, named /<stack>/<name> (its output `name`), with a retention.",
-    fields: &[
-        Field::optional(
-            "retention_days",
-            FieldType::Int { min: 1, max: 3653 },
-            Some("30"),
-            Update::InPlace,
-            "Days events are kept: one of the values CloudWatch Logs accepts (1, 3, 5, 7, 14, 30, 60, 90, ...).",
-        ),
-        Field::optional("tags", FieldType::StringMap, None, Update::InPlace, "Tags besides the stack's own."),
-    ],
-    outputs: &[("id", "The group's name"), ("name", "/<stack>/<name>"), ("arn", "The group's ARN")],
-    check,
-    normalize: as_is,
-    cost,
-    usage: &[LOG_GB],
-    ops: &LogGroup,
-};
+pub static KIND: Kind = Kind::new(
+    "log_group",
+    "A CloudWatch Logs group, named /<stack>/<name> (its output `name`), with a retention.",
+    &LogGroup,
+)
+.fields(&[
+    Field::optional(
+        "retention_days",
+        FieldType::Int { min: 1, max: 3653 },
+        Some("30"),
+        Update::InPlace,
+        "Days events are kept: one of the values CloudWatch Logs accepts (1, 3, 5, 7, 14, 30, 60, 90, ...).",
+    ),
+    TAGS,
+])
+.outputs(&[("id", "The group's name"), ("name", "/<stack>/<name>"), ("arn", "The group's ARN")])
+.check(check)
+.cost(cost, &[LOG_GB]);
 
 /// The retentions CloudWatch Logs accepts (`PutRetentionPolicy`).
 const RETENTIONS: &[i64] =
@@ -51,8 +48,8 @@ fn cost(cx: &crate::cost::CostCx<'_>) -> Vec<crate::cost::Part> {
     ]
 }
 
-/// The declared shape, decoded once from `want` or `have`.
-#[derive(Debug, Deserialize, PartialEq)]
+/// The declared shape.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 struct Attrs {
     retention_days: Option<i64>,
@@ -60,13 +57,13 @@ struct Attrs {
     tags: BTreeMap<String, String>,
 }
 
-impl Attributes for Attrs {}
+#[derive(Default, Serialize)]
+struct Outputs {
+    name: String,
+    arn: String,
+}
 
 struct LogGroup;
-
-fn name_of(cx: &Cx, address: &str) -> String {
-    format!("{}{}", prefix(cx), address.strip_prefix("log_group.").unwrap_or(address))
-}
 
 async fn set_retention(cx: &Cx, name: &str, days: Option<i64>) -> Result<(), OpError> {
     match days {
@@ -108,8 +105,11 @@ async fn group_arn(cx: &Cx, name: &str) -> Result<String, OpError> {
 }
 
 #[async_trait]
-impl Ops for LogGroup {
-    async fn discover(&self, cx: &Cx) -> Result<Vec<Live>, OpError> {
+impl Typed for LogGroup {
+    type Attrs = Attrs;
+    type Outputs = Outputs;
+
+    async fn discover(&self, cx: &Cx) -> Result<Vec<Found<Attrs, Outputs>>, OpError> {
         let client = logs(cx);
         let mut groups = Vec::new();
         let mut pages = client.describe_log_groups().log_group_name_prefix(prefix(cx)).into_paginator().send();
@@ -122,8 +122,7 @@ impl Ops for LogGroup {
         // Tags have no batch read: one call per group (a stack holds a few).
         let mut out = Vec::new();
         for (name, arn, retention) in groups {
-            let Some(rest) = name.strip_prefix(&prefix(cx)) else { continue };
-            let Some(arn) = arn else { continue };
+            let (Some(rest), Some(arn)) = (name.strip_prefix(&prefix(cx)), arn) else { continue };
             let tags = client
                 .list_tags_for_resource()
                 .resource_arn(&arn)
@@ -132,18 +131,15 @@ impl Ops for LogGroup {
                 .map_err(|e| err("ListTagsForResource", e))?;
             let tags: BTreeMap<String, String> =
                 tags.tags().map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default();
-            let address = tags.get(ID_TAG).cloned().unwrap_or_else(|| format!("log_group.{rest}"));
-            let mut outputs = Map::new();
-            outputs.insert("name".into(), json!(name));
-            outputs.insert("arn".into(), json!(arn));
-            out.push(Live { id: name, address, attrs: json!({ "retention_days": retention, "tags": tags }), outputs });
+            let address = Address::found(&tags, KIND.name, rest);
+            let attrs = Attrs { retention_days: retention.map(i64::from), tags };
+            out.push(Found { id: name.clone(), address, attrs, outputs: Outputs { name, arn } });
         }
         Ok(out)
     }
 
-    async fn create(&self, cx: &Cx, address: &str, want: &Value, _token: &str) -> Result<String, OpError> {
-        let want = Attrs::of(want)?;
-        let name = name_of(cx, address);
+    async fn create(&self, cx: &Cx, at: Address<'_>, want: &Attrs, _token: &str) -> Result<String, OpError> {
+        let name = format!("{}{}", prefix(cx), at.name());
         let made = logs(cx)
             .create_log_group()
             .log_group_name(&name)
@@ -162,13 +158,11 @@ impl Ops for LogGroup {
         Ok(name)
     }
 
-    async fn update(&self, cx: &Cx, id: &str, have: &Value, want: &Value) -> Result<(), OpError> {
-        let (have, want) = (if have.is_null() { None } else { Some(Attrs::of(have)?) }, Attrs::of(want)?);
-        if have.as_ref().is_none_or(|h| h.retention_days != want.retention_days) {
+    async fn update(&self, cx: &Cx, id: &str, have: Option<&Attrs>, want: &Attrs) -> Result<(), OpError> {
+        if have.is_none_or(|h| h.retention_days != want.retention_days) {
             set_retention(cx, id, want.retention_days).await?;
         }
-        let old = have.map(|h| h.tags).unwrap_or_default();
-        let (gone, changed) = tag_changes(&old, &want.tags);
+        let (gone, changed) = tag_changes(&have.map(|h| h.tags.clone()).unwrap_or_default(), &want.tags);
         if gone.is_empty() && changed.is_empty() {
             return Ok(());
         }
@@ -194,7 +188,7 @@ impl Ops for LogGroup {
         Ok(())
     }
 
-    async fn delete(&self, cx: &Cx, id: &str, _: &Value) -> Result<(), OpError> {
+    async fn delete(&self, cx: &Cx, id: &str, _: Option<&Attrs>) -> Result<(), OpError> {
         gone_ok(logs(cx).delete_log_group().log_group_name(id).send().await.map_err(|e| err("DeleteLogGroup", e)))
     }
 }
@@ -213,19 +207,6 @@ fn check(r: &Resource, _: &Stack, d: &mut Diags) {
                 )),
             );
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_typed_attributes_hold_every_declared_field() {
-        // The struct refuses unknown fields, so a declared field it lacks fails here.
-        let sample = crate::schema::sample(KIND.fields);
-        assert_eq!(Attrs::of(&sample).map(|a| a.retention_days), Ok(Some(1)), "{sample}");
-        assert!(Attrs::of(&json!({ "retention_days": 30, "tags": {}, "extra": 1 })).is_err());
     }
 }
 

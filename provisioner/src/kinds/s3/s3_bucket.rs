@@ -7,7 +7,7 @@ use super::{delete_objects, err, owned, s3};
 use crate::diag::Diags;
 use crate::error::{gone_ok, OpError};
 use crate::provider::{Attributes, Cx, Live, Ops, ID_TAG};
-use crate::schema::{as_is, Field, FieldType, Kind, Update};
+use crate::schema::{as_is, Field, FieldType, Kind, Update, TAGS};
 use crate::stack::{Resource, Stack};
 use async_trait::async_trait;
 use aws_sdk_s3::types::{
@@ -32,7 +32,7 @@ pub static KIND: Kind = Kind {
             Update::InPlace,
             "On destroy, delete the objects it still holds (every version) first; otherwise a bucket with objects is left and the destroy fails. Kept on the bucket (a tag), so a destroy knows it without the stack file.",
         ),
-        Field::optional("tags", FieldType::StringMap, None, Update::InPlace, "Tags besides the stack's own."),
+        TAGS,
     ],
     outputs: &[
         ("id", "The bucket's name"),

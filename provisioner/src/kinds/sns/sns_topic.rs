@@ -7,7 +7,7 @@ use super::{err, sns};
 use crate::diag::Diags;
 use crate::error::{gone_ok, OpError};
 use crate::provider::{same_set, tag_changes, Attributes, Cx, Live, Ops, ID_TAG, STACK_TAG};
-use crate::schema::{as_is, Field, FieldType, Kind, Update};
+use crate::schema::{as_is, Field, FieldType, Kind, Update, TAGS};
 use crate::stack::{Resource, Stack, Val};
 use async_trait::async_trait;
 use aws_sdk_sns::types::Tag;
@@ -27,7 +27,7 @@ pub static KIND: Kind = Kind {
             Update::InPlace,
             "Addresses that receive what is published (each confirms once, from AWS's e-mail).",
         ),
-        Field::optional("tags", FieldType::StringMap, None, Update::InPlace, "Tags besides the stack's own."),
+        TAGS,
     ],
     outputs: &[("id", "The topic's ARN"), ("arn", "The topic's ARN"), ("name", "<stack>-<name>")],
     check,

@@ -7,7 +7,7 @@ use super::{err, ssm};
 use crate::diag::Diags;
 use crate::error::{gone_ok, OpError};
 use crate::provider::{tag_changes, Attributes, Cx, Live, Ops, ID_TAG, STACK_TAG};
-use crate::schema::{as_is, Field, FieldType, Kind, Update};
+use crate::schema::{as_is, Field, FieldType, Kind, Update, TAGS};
 use crate::stack::{Resource, Stack};
 use async_trait::async_trait;
 use aws_sdk_ssm::types::{ParameterStringFilter, ParameterType, ResourceTypeForTagging, Tag};
@@ -28,7 +28,7 @@ pub static KIND: Kind = Kind {
             Update::Setting,
             "Characters of the generated value (letters and digits), when it is made.",
         ),
-        Field::optional("tags", FieldType::StringMap, None, Update::InPlace, "Tags besides the stack's own."),
+        TAGS,
     ],
     outputs: &[("id", "The parameter's name"), ("name", "/<stack>/<name>"), ("arn", "The parameter's ARN")],
     check,

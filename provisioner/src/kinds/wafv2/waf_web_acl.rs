@@ -7,7 +7,7 @@ use crate::diag::Diags;
 use crate::error::{gone_ok, OpError};
 use crate::provider::{address_in, marker};
 use crate::provider::{null_as_empty, Attributes, Cx, Live, Ops};
-use crate::schema::{Field, FieldType, Kind, Security, Update};
+use crate::schema::{Field, FieldType, Kind, Security, Update, TAGS};
 use crate::stack::{Resource, Stack, Val};
 use async_trait::async_trait;
 use aws_sdk_wafv2::types::{
@@ -70,7 +70,7 @@ pub static KIND: Kind = Kind {
             Update::Setting,
             "Which [usage] requests it inspects: web (web_requests: the map's) or cdn (cdn_requests); default: web at REGIONAL scope, cdn at CLOUDFRONT.",
         ),
-        Field::optional("tags", FieldType::StringMap, None, Update::InPlace, "Tags besides the stack's own."),
+        TAGS,
     ],
     outputs: &[("id", "Web ACL ARN"), ("arn", "Web ACL ARN"), ("name", "<stack>-<name>"), ("acl_id", "The ACL's own id")],
     check,

@@ -10,6 +10,9 @@ use std::any::{Any, TypeId};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
+mod typed;
+pub use typed::{decode, encode, known, Address, Found, Typed};
+
 /// The tag naming the stack that owns a resource.
 pub const STACK_TAG: &str = "provisioner:stack";
 /// The tag naming a resource's address (`kind.name`) in its stack.
@@ -94,9 +97,9 @@ impl Cx {
     /// the engine owns the id: if anything after this fails (settings, rules, waits), the retry
     /// brings this resource to the desired state with an update, and never makes a second one,
     /// even while AWS's lists do not show the new resource yet.
-    pub fn born(&self, id: &str, have: &Value) {
+    pub fn born(&self, id: &str, have: &impl serde::Serialize) {
         if let Some(slot) = &self.birth {
-            *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some((id.to_owned(), have.clone()));
+            *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some((id.to_owned(), encode(have)));
         }
     }
 
@@ -206,6 +209,12 @@ pub trait Ops: Sync {
     /// service should not stop meanwhile). Only for kinds whose names cannot collide.
     fn create_before_delete(&self) -> bool {
         false
+    }
+    /// `sample` (a value of every declared field) decoded into the kind's attribute type and
+    /// encoded again, with its outputs' default encoded: what the shape test over all kinds
+    /// compares with the declaration. `None` for a kind without typed attributes.
+    fn shape(&self, _sample: &Value) -> Option<Result<(Value, Value), String>> {
+        None
     }
 }
 
