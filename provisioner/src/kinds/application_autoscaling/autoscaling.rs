@@ -17,55 +17,53 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
-pub static KIND: Kind = Kind {
-    name: "autoscaling",
-    doc: "Target tracking of an ECS service's task count (memory, CPU or requests per task).",
-    fields: &[
-        Field::required("service", FieldType::Ref(&["ecs_service"]), Update::Replace, "The ECS service."),
-        Field::required("min", FieldType::Int { min: 0, max: 1000 }, Update::InPlace, "Fewest tasks."),
-        Field::required("max", FieldType::Int { min: 1, max: 1000 }, Update::InPlace, "Most tasks."),
-        Field::optional(
-            "metric",
-            FieldType::Enum(&["memory", "cpu", "requests"]),
-            Some("\"memory\""),
-            Update::InPlace,
-            "What is tracked: average memory or CPU (per cent), or load-balancer requests per task.",
-        ),
-        Field::required(
-            "target",
-            FieldType::Int { min: 1, max: 1_000_000 },
-            Update::InPlace,
-            "The value kept: 90 (% memory), 1000 (requests).",
-        ),
-        Field::optional(
-            "resource_label",
-            FieldType::String,
-            None,
-            Update::InPlace,
-            "For `requests`: \"${load_balancer.web.arn_suffix}/${target_group.web.arn_suffix}\".",
-        ),
-        Field::optional(
-            "scale_in_cooldown",
-            FieldType::Int { min: 0, max: 3600 },
-            Some("300"),
-            Update::InPlace,
-            "Seconds between scale-ins.",
-        ),
-        Field::optional(
-            "scale_out_cooldown",
-            FieldType::Int { min: 0, max: 3600 },
-            Some("60"),
-            Update::InPlace,
-            "Seconds between scale-outs.",
-        ),
-    ],
-    outputs: &[("id", "service/<cluster>/<service>")],
-    check,
-    normalize: crate::schema::as_is,
-    cost: crate::cost::free,
-    usage: &[],
-    ops: &Autoscaling,
-};
+pub static KIND: Kind = Kind::new(
+    "autoscaling",
+    "Target tracking of an ECS service's task count (memory, CPU or requests per task).",
+    &Autoscaling,
+)
+.fields(&[
+    Field::required("service", FieldType::Ref(&["ecs_service"]), Update::Replace, "The ECS service."),
+    Field::required("min", FieldType::Int { min: 0, max: 1000 }, Update::InPlace, "Fewest tasks."),
+    Field::required("max", FieldType::Int { min: 1, max: 1000 }, Update::InPlace, "Most tasks."),
+    Field::optional(
+        "metric",
+        FieldType::Enum(&["memory", "cpu", "requests"]),
+        Some("\"memory\""),
+        Update::InPlace,
+        "What is tracked: average memory or CPU (per cent), or load-balancer requests per task.",
+    ),
+    Field::required(
+        "target",
+        FieldType::Int { min: 1, max: 1_000_000 },
+        Update::InPlace,
+        "The value kept: 90 (% memory), 1000 (requests).",
+    ),
+    Field::optional(
+        "resource_label",
+        FieldType::String,
+        None,
+        Update::InPlace,
+        "For `requests`: \"${load_balancer.web.arn_suffix}/${target_group.web.arn_suffix}\".",
+    ),
+    Field::optional(
+        "scale_in_cooldown",
+        FieldType::Int { min: 0, max: 3600 },
+        Some("300"),
+        Update::InPlace,
+        "Seconds between scale-ins.",
+    ),
+    Field::optional(
+        "scale_out_cooldown",
+        FieldType::Int { min: 0, max: 3600 },
+        Some("60"),
+        Update::InPlace,
+        "Seconds between scale-outs.",
+    ),
+])
+.outputs(&[("id", "service/<cluster>/<service>")])
+.check(check)
+.normalize(crate::schema::as_is);
 
 /// The declared shape, decoded once from `want` or `have`.
 #[derive(Debug, Deserialize, PartialEq)]

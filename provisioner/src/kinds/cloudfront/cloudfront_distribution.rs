@@ -8,7 +8,7 @@ use super::{cloudfront, distributions, err, etag};
 use crate::diag::Diags;
 use crate::error::{gone_ok, OpError};
 use crate::provider::{address_in, marker, null_as_empty, Attributes, Cx, Live, Ops};
-use crate::schema::{as_is, Field, FieldType, Kind, Security, Update, TAGS};
+use crate::schema::{Field, FieldType, Kind, Security, Update, TAGS};
 use crate::stack::{Resource, Stack, Val};
 use async_trait::async_trait;
 use aws_sdk_cloudfront::client::Waiters;
@@ -45,10 +45,8 @@ static BEHAVIOR: [Field; 3] = [
     Field::optional("origin_request_policy", FieldType::String, None, Update::InPlace, "Origin request policy id."),
 ];
 
-pub static KIND: Kind = Kind {
-    name: "cloudfront_distribution",
-    doc: "A CloudFront distribution in front of one origin (a private S3 bucket through origin access control): HTTPS only, Lambda@Edge login and headers, optional WAF.",
-    fields: &[
+pub static KIND: Kind = Kind::new("cloudfront_distribution", "A CloudFront distribution in front of one origin (a private S3 bucket through origin access control): HTTPS only, Lambda@Edge login and headers, optional WAF.", &Distribution)
+.fields(&[
         Field::required(
             "origin_domain",
             FieldType::String,
@@ -164,19 +162,15 @@ pub static KIND: Kind = Kind {
         )
         .security(Security::Guard(crate::schema::removed)),
         TAGS,
-    ],
-    outputs: &[
+    ])
+.outputs(&[
         ("id", "The distribution's id"),
         ("arn", "The distribution's ARN (what a bucket policy grants)"),
         ("domain_name", "dxxxx.cloudfront.net"),
         ("url", "https://<domain_name>/"),
-    ],
-    check,
-    normalize: as_is,
-    cost,
-    usage: &[crate::cost::CDN_REQUESTS, CDN_DATA_GB, crate::cost::WEB_REQUESTS, crate::cost::WEB_GB_OUT],
-    ops: &Distribution,
-};
+    ])
+.check(check)
+.cost(cost, &[crate::cost::CDN_REQUESTS, CDN_DATA_GB, crate::cost::WEB_REQUESTS, crate::cost::WEB_GB_OUT]);
 
 const CDN_DATA_GB: crate::cost::UsageKey =
     crate::cost::UsageKey { name: "cdn_data_gb", unit: "GB a month", doc: "data CloudFront sends to viewers" };

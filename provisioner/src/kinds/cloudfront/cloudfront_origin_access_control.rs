@@ -5,7 +5,7 @@
 use super::{cloudfront, err, etag, name_of};
 use crate::error::{gone_ok, OpError};
 use crate::provider::{address_in, marker, Attributes, Cx, Live, Ops};
-use crate::schema::{as_is, no_check, Field, FieldType, Kind, Update};
+use crate::schema::{Field, FieldType, Kind, Update};
 use async_trait::async_trait;
 use aws_sdk_cloudfront::types::{
     OriginAccessControlConfig, OriginAccessControlOriginTypes, OriginAccessControlSigningBehaviors,
@@ -14,10 +14,8 @@ use aws_sdk_cloudfront::types::{
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-pub static KIND: Kind = Kind {
-    name: "cloudfront_origin_access_control",
-    doc: "How CloudFront signs its requests to a private origin (SigV4): the bucket grants reads to the distribution alone.",
-    fields: &[
+pub static KIND: Kind = Kind::new("cloudfront_origin_access_control", "How CloudFront signs its requests to a private origin (SigV4): the bucket grants reads to the distribution alone.", &Oac)
+.fields(&[
         Field::optional(
             "origin_type",
             FieldType::Enum(&["s3", "lambda", "mediastore", "mediapackagev2"]),
@@ -32,14 +30,8 @@ pub static KIND: Kind = Kind {
             Update::InPlace,
             "always: sign every request (the viewer's Authorization header is replaced); no-override: keep a viewer's own; never.",
         ),
-    ],
-    outputs: &[("id", "The origin access control's id")],
-    check: no_check,
-    normalize: as_is,
-    cost: crate::cost::free,
-    usage: &[],
-    ops: &Oac,
-};
+    ])
+.outputs(&[("id", "The origin access control's id")]);
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -8,7 +8,7 @@
 use super::{cloudfront, err, etag, name_of};
 use crate::error::{gone_ok, OpError};
 use crate::provider::{Attributes, Cx, Live, Ops, ID_TAG, STACK_TAG};
-use crate::schema::{as_is, no_check, Field, FieldType, Kind, Update, TAGS};
+use crate::schema::{Field, FieldType, Kind, Update, TAGS};
 use async_trait::async_trait;
 use aws_sdk_cloudfront::types::{OriginProtocolPolicy, VpcOriginEndpointConfig};
 use serde::Deserialize;
@@ -16,47 +16,43 @@ use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-pub static KIND: Kind = Kind {
-    name: "cloudfront_vpc_origin",
-    doc: "CloudFront's private way to an internal load balancer in the stack's VPC (a distribution's `vpc_origin`).",
-    fields: &[
-        Field::required(
-            "load_balancer",
-            FieldType::Ref(&["load_balancer"]),
-            Update::InPlace,
-            "The (internal) load balancer CloudFront reaches.",
-        ),
-        Field::optional(
-            "http_port",
-            FieldType::Int { min: 1, max: 65535 },
-            Some("80"),
-            Update::InPlace,
-            "Its HTTP listener's port.",
-        ),
-        Field::optional(
-            "https_port",
-            FieldType::Int { min: 1, max: 65535 },
-            Some("443"),
-            Update::InPlace,
-            "Its HTTPS listener's port.",
-        ),
-        Field::optional(
-            "protocol",
-            FieldType::Enum(&["http-only", "https-only", "match-viewer"]),
-            Some("\"http-only\""),
-            Update::InPlace,
-            "How CloudFront talks to it: inside AWS's network, HTTP needs no certificate on the balancer.",
-        ),
-        TAGS,
-    ],
-    outputs: &[("id", "The VPC origin's id"), ("arn", "The VPC origin's ARN")],
-    check: no_check,
-    normalize: as_is,
-    // VPC origins cost nothing of their own (AWS bills the distribution's traffic).
-    cost: crate::cost::free,
-    usage: &[],
-    ops: &VpcOrigin,
-};
+// VPC origins cost nothing of their own (AWS bills the distribution's traffic).
+pub static KIND: Kind = Kind::new(
+    "cloudfront_vpc_origin",
+    "CloudFront's private way to an internal load balancer in the stack's VPC (a distribution's `vpc_origin`).",
+    &VpcOrigin,
+)
+.fields(&[
+    Field::required(
+        "load_balancer",
+        FieldType::Ref(&["load_balancer"]),
+        Update::InPlace,
+        "The (internal) load balancer CloudFront reaches.",
+    ),
+    Field::optional(
+        "http_port",
+        FieldType::Int { min: 1, max: 65535 },
+        Some("80"),
+        Update::InPlace,
+        "Its HTTP listener's port.",
+    ),
+    Field::optional(
+        "https_port",
+        FieldType::Int { min: 1, max: 65535 },
+        Some("443"),
+        Update::InPlace,
+        "Its HTTPS listener's port.",
+    ),
+    Field::optional(
+        "protocol",
+        FieldType::Enum(&["http-only", "https-only", "match-viewer"]),
+        Some("\"http-only\""),
+        Update::InPlace,
+        "How CloudFront talks to it: inside AWS's network, HTTP needs no certificate on the balancer.",
+    ),
+    TAGS,
+])
+.outputs(&[("id", "The VPC origin's id"), ("arn", "The VPC origin's ARN")]);
 
 /// How long AWS may take to deploy or remove a VPC origin (terraform-provider-aws waits 15
 /// minutes for each).

@@ -5,7 +5,7 @@
 use super::{err, idp, pools};
 use crate::error::{gone_ok, OpError};
 use crate::provider::{Attributes, Cx, Live, Ops};
-use crate::schema::{as_is, no_check, Field, FieldType, Kind, Security, Update, TAGS};
+use crate::schema::{Field, FieldType, Kind, Security, Update, TAGS};
 use async_trait::async_trait;
 use aws_sdk_cognitoidentityprovider::types::{
     AdminCreateUserConfigType, DeletionProtectionType, PasswordPolicyType, SoftwareTokenMfaConfigType, UserPoolMfaType,
@@ -15,10 +15,8 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
-pub static KIND: Kind = Kind {
-    name: "cognito_user_pool",
-    doc: "A Cognito user pool (<stack>-<name>) of people an administrator adds: password policy, TOTP MFA, deletion protection.",
-    fields: &[
+pub static KIND: Kind = Kind::new("cognito_user_pool", "A Cognito user pool (<stack>-<name>) of people an administrator adds: password policy, TOTP MFA, deletion protection.", &Pool)
+.fields(&[
         Field::optional("password_length", FieldType::Int { min: 8, max: 99 }, Some("14"), Update::InPlace, "Shortest password."),
         Field::optional(
             "password_symbols",
@@ -50,19 +48,14 @@ pub static KIND: Kind = Kind {
             "Refuse to delete the pool (and its users): set false and apply before a destroy.",
         ),
         TAGS,
-    ],
-    outputs: &[
+    ])
+.outputs(&[
         ("id", "The pool's id"),
         ("arn", "The pool's ARN"),
         ("issuer", "https://cognito-idp.<region>.amazonaws.com/<id>: the `iss` of its tokens"),
         ("jwks_url", "Where its signing keys are published"),
-    ],
-    check: no_check,
-    normalize: as_is,
-    cost,
-    usage: &[COGNITO_MAU],
-    ops: &Pool,
-};
+    ])
+.cost(cost, &[COGNITO_MAU]);
 
 const COGNITO_MAU: crate::cost::UsageKey = crate::cost::UsageKey {
     name: "cognito_mau",

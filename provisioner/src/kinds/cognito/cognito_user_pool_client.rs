@@ -36,63 +36,61 @@ static SITE: &[Field] = &[
     Field::optional("signout", FieldType::String, Some("\"/\""), Update::InPlace, "Path a sign-out returns to."),
 ];
 
-pub static KIND: Kind = Kind {
-    name: "cognito_user_pool_client",
-    doc: "A user pool app client for the code flow with PKCE (no secret), returning to the stack's CloudFront sites.",
-    fields: &[
-        Field::required("pool", FieldType::Ref(&["cognito_user_pool"]), Update::Replace, "The pool."),
-        Field::optional(
-            "sites",
-            FieldType::List(&FieldType::Table(SITE)),
-            None,
-            Update::InPlace,
-            "Distributions whose https://<domain><callback> and <signout> are allowed.",
-        ),
-        Field::optional(
-            "callback_urls",
-            FieldType::List(&FieldType::String),
-            None,
-            Update::InPlace,
-            "Other allowed callback URLs.",
-        )
-        .security(Security::Grants),
-        Field::optional(
-            "logout_urls",
-            FieldType::List(&FieldType::String),
-            None,
-            Update::InPlace,
-            "Other allowed sign-out URLs.",
-        )
-        .security(Security::Grants),
-        Field::optional(
-            "scopes",
-            FieldType::List(&FieldType::String),
-            Some("[\"openid\", \"email\"]"),
-            Update::InPlace,
-            "OAuth scopes the client may ask for.",
-        ),
-        Field::optional(
-            "id_token_minutes",
-            FieldType::Int { min: 5, max: 1440 },
-            Some("60"),
-            Update::InPlace,
-            "How long an ID token is valid.",
-        ),
-        Field::optional(
-            "refresh_token_days",
-            FieldType::Int { min: 1, max: 3650 },
-            Some("30"),
-            Update::InPlace,
-            "How long a refresh token is valid.",
-        ),
-    ],
-    outputs: &[("id", "The client id (the `aud` of its ID tokens)")],
-    check: no_dashes,
-    normalize,
-    cost: crate::cost::free,
-    usage: &[],
-    ops: &Client,
-};
+pub static KIND: Kind = Kind::new(
+    "cognito_user_pool_client",
+    "A user pool app client for the code flow with PKCE (no secret), returning to the stack's CloudFront sites.",
+    &Client,
+)
+.fields(&[
+    Field::required("pool", FieldType::Ref(&["cognito_user_pool"]), Update::Replace, "The pool."),
+    Field::optional(
+        "sites",
+        FieldType::List(&FieldType::Table(SITE)),
+        None,
+        Update::InPlace,
+        "Distributions whose https://<domain><callback> and <signout> are allowed.",
+    ),
+    Field::optional(
+        "callback_urls",
+        FieldType::List(&FieldType::String),
+        None,
+        Update::InPlace,
+        "Other allowed callback URLs.",
+    )
+    .security(Security::Grants),
+    Field::optional(
+        "logout_urls",
+        FieldType::List(&FieldType::String),
+        None,
+        Update::InPlace,
+        "Other allowed sign-out URLs.",
+    )
+    .security(Security::Grants),
+    Field::optional(
+        "scopes",
+        FieldType::List(&FieldType::String),
+        Some("[\"openid\", \"email\"]"),
+        Update::InPlace,
+        "OAuth scopes the client may ask for.",
+    ),
+    Field::optional(
+        "id_token_minutes",
+        FieldType::Int { min: 5, max: 1440 },
+        Some("60"),
+        Update::InPlace,
+        "How long an ID token is valid.",
+    ),
+    Field::optional(
+        "refresh_token_days",
+        FieldType::Int { min: 1, max: 3650 },
+        Some("30"),
+        Update::InPlace,
+        "How long a refresh token is valid.",
+    ),
+])
+.outputs(&[("id", "The client id (the `aud` of its ID tokens)")])
+.check(no_dashes)
+.normalize(normalize);
 
 /// The client is named as its resource: a name with `-` could not be told apart on read-back.
 fn no_dashes(r: &Resource, _: &Stack, d: &mut crate::diag::Diags) {

@@ -6,23 +6,20 @@ use super::{err, idp, pools};
 use crate::diag::Diags;
 use crate::error::{gone_ok, OpError};
 use crate::provider::{Attributes, Cx, Live, Ops};
-use crate::schema::{as_is, Field, FieldType, Kind, Update};
+use crate::schema::{Field, FieldType, Kind, Update};
 use crate::stack::{Resource, Stack};
 use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-pub static KIND: Kind = Kind {
-    name: "cognito_user_pool_domain",
-    doc: "A user pool's hosted sign-in domain, <stack>-<name>.auth.<region>.amazoncognito.com.",
-    fields: &[Field::required("pool", FieldType::Ref(&["cognito_user_pool"]), Update::Replace, "The pool.")],
-    outputs: &[("id", "The domain prefix"), ("url", "https://<prefix>.auth.<region>.amazoncognito.com")],
-    check,
-    normalize: as_is,
-    cost: crate::cost::free,
-    usage: &[],
-    ops: &Domain,
-};
+pub static KIND: Kind = Kind::new(
+    "cognito_user_pool_domain",
+    "A user pool's hosted sign-in domain, <stack>-<name>.auth.<region>.amazoncognito.com.",
+    &Domain,
+)
+.fields(&[Field::required("pool", FieldType::Ref(&["cognito_user_pool"]), Update::Replace, "The pool.")])
+.outputs(&[("id", "The domain prefix"), ("url", "https://<prefix>.auth.<region>.amazoncognito.com")])
+.check(check);
 
 /// The domain prefix of a resource: lowercase, `_` as `-`.
 fn prefix(stack: &str, name: &str) -> String {

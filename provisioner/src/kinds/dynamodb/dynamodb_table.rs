@@ -24,56 +24,66 @@ use std::time::Duration;
 
 const STREAMS: &[&str] = &["none", "NEW_IMAGE", "OLD_IMAGE", "NEW_AND_OLD_IMAGES", "KEYS_ONLY"];
 
-pub static KIND: Kind = Kind {
-    name: "dynamodb_table",
-    doc: "An on-demand DynamoDB table named <stack>-<name> (its output `name`).",
-    fields: &[
-        Field::required(
-            "layout",
-            FieldType::JsonFile,
-            Update::InPlace,
-            "Keys and indexes as CreateTable takes them (KeySchema, AttributeDefinitions, GlobalSecondaryIndexes): \
+pub static KIND: Kind = Kind::new(
+    "dynamodb_table",
+    "An on-demand DynamoDB table named <stack>-<name> (its output `name`).",
+    &Table,
+)
+.fields(&[
+    Field::required(
+        "layout",
+        FieldType::JsonFile,
+        Update::InPlace,
+        "Keys and indexes as CreateTable takes them (KeySchema, AttributeDefinitions, GlobalSecondaryIndexes): \
              the services' services/src/store/table.json, so the table is the one their queries use. A changed key \
              replaces the table (and its data); indexes are added and removed in place, one at a time.",
-        ),
-        Field::optional(
-            "ttl_attribute",
-            FieldType::String,
-            None,
-            Update::InPlace,
-            "Attribute holding each item's expiry (epoch seconds).",
-        ),
-        Field::optional(
-            "point_in_time_recovery",
-            FieldType::Bool,
-            Some("false"),
-            Update::InPlace,
-            "Continuous backups, restorable to any second of the last 35 days.",
-        ),
-        Field::optional(
-            "deletion_protection",
-            FieldType::Bool,
-            Some("false"),
-            Update::InPlace,
-            "Refuse DeleteTable: turn it off (apply) before the table can be destroyed.",
-        ),
-        Field::optional("stream", FieldType::Enum(STREAMS), Some("\"none\""), Update::InPlace, "DynamoDB stream view type."),
-        Field::optional(
-            "replicas",
-            FieldType::List(&FieldType::Enum(REGIONS)),
-            None,
-            Update::InPlace,
-            "Other regions holding a replica: a global table (version 2019.11.21). Needs stream = \"NEW_AND_OLD_IMAGES\".",
-        ),
-        TAGS,
-    ],
-    outputs: &[("id", "The table's name"), ("name", "<stack>-<name>"), ("arn", "Table ARN"), ("stream_arn", "Latest stream ARN")],
-    check,
-    normalize,
-    cost,
-    usage: &[DYNAMODB_READS, DYNAMODB_WRITES, DYNAMODB_STORAGE_GB],
-    ops: &Table,
-};
+    ),
+    Field::optional(
+        "ttl_attribute",
+        FieldType::String,
+        None,
+        Update::InPlace,
+        "Attribute holding each item's expiry (epoch seconds).",
+    ),
+    Field::optional(
+        "point_in_time_recovery",
+        FieldType::Bool,
+        Some("false"),
+        Update::InPlace,
+        "Continuous backups, restorable to any second of the last 35 days.",
+    ),
+    Field::optional(
+        "deletion_protection",
+        FieldType::Bool,
+        Some("false"),
+        Update::InPlace,
+        "Refuse DeleteTable: turn it off (apply) before the table can be destroyed.",
+    ),
+    Field::optional(
+        "stream",
+        FieldType::Enum(STREAMS),
+        Some("\"none\""),
+        Update::InPlace,
+        "DynamoDB stream view type.",
+    ),
+    Field::optional(
+        "replicas",
+        FieldType::List(&FieldType::Enum(REGIONS)),
+        None,
+        Update::InPlace,
+        "Other regions holding a replica: a global table (version 2019.11.21). Needs stream = \"NEW_AND_OLD_IMAGES\".",
+    ),
+    TAGS,
+])
+.outputs(&[
+    ("id", "The table's name"),
+    ("name", "<stack>-<name>"),
+    ("arn", "Table ARN"),
+    ("stream_arn", "Latest stream ARN"),
+])
+.check(check)
+.normalize(normalize)
+.cost(cost, &[DYNAMODB_READS, DYNAMODB_WRITES, DYNAMODB_STORAGE_GB]);
 
 /// Keys and indexes in `CreateTable`'s shape.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

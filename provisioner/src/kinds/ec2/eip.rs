@@ -3,24 +3,18 @@
 use super::{address_of, ec2, err, owned, set_tags, tag_spec, tagged, tags_json};
 use crate::error::{gone_ok, OpError};
 use crate::provider::{Attributes, Cx, Live, Ops};
-use crate::schema::{as_is, no_check, Field, FieldType, Kind, Update, TAGS};
+use crate::schema::{Kind, TAGS};
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{DomainType, ResourceType};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
-pub static KIND: Kind = Kind {
-    name: "eip",
-    doc: "An Elastic IP address in the VPC scope (for a NAT gateway, for example).",
-    fields: &[TAGS],
-    outputs: &[("id", "Allocation id (eipalloc-...)"), ("public_ip", "The address")],
-    check: no_check,
-    normalize: as_is,
-    cost,
-    usage: &[],
-    ops: &Eip,
-};
+pub static KIND: Kind =
+    Kind::new("eip", "An Elastic IP address in the VPC scope (for a NAT gateway, for example).", &Eip)
+        .fields(&[TAGS])
+        .outputs(&[("id", "Allocation id (eipalloc-...)"), ("public_ip", "The address")])
+        .cost(cost, &[]);
 
 /// The declared shape, decoded once from `want` or `have`.
 #[derive(Debug, Deserialize)]

@@ -25,62 +25,61 @@ const AMI_TAG: &str = "provisioner:ami-parameter";
 /// Amazon Linux 2023, x86_64: the current AMI, as AWS publishes it.
 pub const AL2023: &str = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64";
 
-pub static KIND: Kind = Kind {
-    name: "instance",
-    doc: "An EC2 host: AMI from an SSM public parameter, IMDSv2 only, no key pair, user data from a file.",
-    fields: &[
-        Field::optional(
-            "ami_parameter",
-            FieldType::String,
-            Some("\"/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64\""),
-            Update::Replace,
-            "SSM parameter naming the AMI (read when the host is made; a newer AMI later is not a change).",
-        ),
-        Field::required("instance_type", FieldType::String, Update::Replace, "Instance type, e.g. \"t3.small\"."),
-        Field::required("subnet", FieldType::Ref(&["subnet"]), Update::Replace, "The subnet."),
-        Field::optional(
-            "security_groups",
-            FieldType::List(&FieldType::Ref(&["security_group"])),
-            None,
-            Update::InPlace,
-            "Security groups.",
-        ),
-        Field::optional(
-            "instance_profile",
-            FieldType::Ref(&["iam_instance_profile"]),
-            None,
-            Update::InPlace,
-            "The instance profile holding the host's role (changed on the running host).",
-        ),
-        Field::optional(
-            "user_data",
-            FieldType::TextFile,
-            None,
-            Update::Replace,
-            "cloud-config file, relative to the stack file (a change replaces the host, the new one first).",
-        ),
-        Field::optional(
-            "root_volume_gb",
-            FieldType::Int { min: 8, max: 16384 },
-            Some("20"),
-            Update::InPlace,
-            "Size of the gp3 root volume; grows in place (EBS cannot shrink a volume).",
-        ),
-        TAGS,
-    ],
-    outputs: &[
-        ("id", "Instance id (i-...)"),
-        ("private_ip", "Private IPv4 address"),
-        ("public_ip", "Public IPv4 address (when the subnet gives one)"),
-        ("availability_zone", "Full zone name"),
-        ("image_id", "The AMI it was made from"),
-    ],
-    check: crate::schema::no_check,
-    normalize,
-    cost,
-    usage: &[],
-    ops: &Instance,
-};
+pub static KIND: Kind = Kind::new(
+    "instance",
+    "An EC2 host: AMI from an SSM public parameter, IMDSv2 only, no key pair, user data from a file.",
+    &Instance,
+)
+.fields(&[
+    Field::optional(
+        "ami_parameter",
+        FieldType::String,
+        Some("\"/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64\""),
+        Update::Replace,
+        "SSM parameter naming the AMI (read when the host is made; a newer AMI later is not a change).",
+    ),
+    Field::required("instance_type", FieldType::String, Update::Replace, "Instance type, e.g. \"t3.small\"."),
+    Field::required("subnet", FieldType::Ref(&["subnet"]), Update::Replace, "The subnet."),
+    Field::optional(
+        "security_groups",
+        FieldType::List(&FieldType::Ref(&["security_group"])),
+        None,
+        Update::InPlace,
+        "Security groups.",
+    ),
+    Field::optional(
+        "instance_profile",
+        FieldType::Ref(&["iam_instance_profile"]),
+        None,
+        Update::InPlace,
+        "The instance profile holding the host's role (changed on the running host).",
+    ),
+    Field::optional(
+        "user_data",
+        FieldType::TextFile,
+        None,
+        Update::Replace,
+        "cloud-config file, relative to the stack file (a change replaces the host, the new one first).",
+    ),
+    Field::optional(
+        "root_volume_gb",
+        FieldType::Int { min: 8, max: 16384 },
+        Some("20"),
+        Update::InPlace,
+        "Size of the gp3 root volume; grows in place (EBS cannot shrink a volume).",
+    ),
+    TAGS,
+])
+.outputs(&[
+    ("id", "Instance id (i-...)"),
+    ("private_ip", "Private IPv4 address"),
+    ("public_ip", "Public IPv4 address (when the subnet gives one)"),
+    ("availability_zone", "Full zone name"),
+    ("image_id", "The AMI it was made from"),
+])
+.check(crate::schema::no_check)
+.normalize(normalize)
+.cost(cost, &[]);
 
 /// The instance type by the hour, its gp3 root volume, and a public IPv4 address when its
 /// subnet hands them out.

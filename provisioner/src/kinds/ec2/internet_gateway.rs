@@ -3,17 +3,15 @@
 use super::{address_of, ec2, err, owned, set_tags, tag_spec, tagged, tags_json};
 use crate::error::{gone_ok, OpError};
 use crate::provider::{Attributes, Cx, Live, Ops};
-use crate::schema::{as_is, no_check, Field, FieldType, Kind, Update, TAGS};
+use crate::schema::{Field, FieldType, Kind, Update, TAGS};
 use async_trait::async_trait;
 use aws_sdk_ec2::types::ResourceType;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
-pub static KIND: Kind = Kind {
-    name: "internet_gateway",
-    doc: "An internet gateway, attached to its VPC.",
-    fields: &[
+pub static KIND: Kind = Kind::new("internet_gateway", "An internet gateway, attached to its VPC.", &Igw)
+    .fields(&[
         Field::required(
             "vpc",
             FieldType::Ref(&["vpc"]),
@@ -21,14 +19,8 @@ pub static KIND: Kind = Kind {
             "The VPC it is attached to (re-attached on change).",
         ),
         TAGS,
-    ],
-    outputs: &[("id", "Internet gateway id (igw-...)")],
-    check: no_check,
-    normalize: as_is,
-    cost: crate::cost::free,
-    usage: &[],
-    ops: &Igw,
-};
+    ])
+    .outputs(&[("id", "Internet gateway id (igw-...)")]);
 
 /// The declared shape, decoded once from `want` or `have` (`vpc` is absent when detached).
 #[derive(Debug, Deserialize)]

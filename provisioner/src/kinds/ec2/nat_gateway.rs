@@ -3,7 +3,7 @@
 use super::{address_of, ec2, err, owned, set_tags, tag_spec, tagged, tags_json};
 use crate::error::{gone_ok, OpError};
 use crate::provider::{Attributes, Cx, Live, Ops};
-use crate::schema::{as_is, no_check, Field, FieldType, Kind, Update, TAGS};
+use crate::schema::{Field, FieldType, Kind, Update, TAGS};
 use async_trait::async_trait;
 use aws_sdk_ec2::client::Waiters;
 use aws_sdk_ec2::types::{Filter, NatGatewayState, ResourceType};
@@ -12,21 +12,14 @@ use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-pub static KIND: Kind = Kind {
-    name: "nat_gateway",
-    doc: "A public NAT gateway in a public subnet, with an Elastic IP.",
-    fields: &[
+pub static KIND: Kind = Kind::new("nat_gateway", "A public NAT gateway in a public subnet, with an Elastic IP.", &Nat)
+    .fields(&[
         Field::required("subnet", FieldType::Ref(&["subnet"]), Update::Replace, "The public subnet it sits in."),
         Field::required("eip", FieldType::Ref(&["eip"]), Update::Replace, "Its Elastic IP."),
         TAGS,
-    ],
-    outputs: &[("id", "NAT gateway id (nat-...)")],
-    check: no_check,
-    normalize: as_is,
-    cost,
-    usage: &[NAT_GB],
-    ops: &Nat,
-};
+    ])
+    .outputs(&[("id", "NAT gateway id (nat-...)")])
+    .cost(cost, &[NAT_GB]);
 
 /// Traffic through the NAT gateways (their public address is the `eip` they hold, priced there).
 const NAT_GB: crate::cost::UsageKey =

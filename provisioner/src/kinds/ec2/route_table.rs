@@ -4,7 +4,7 @@ use super::{address_of, ec2, err, owned, set_tags, tag_spec, tagged, tags_json};
 use crate::diag::Diags;
 use crate::error::{gone_ok, OpError};
 use crate::provider::{null_as_empty, Attributes, Cx, Live, Ops};
-use crate::schema::{as_is, Field, FieldType, Kind, Update, TAGS};
+use crate::schema::{Field, FieldType, Kind, Update, TAGS};
 use crate::stack::{Resource, Stack, Val};
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{ResourceType, RouteOrigin};
@@ -24,10 +24,8 @@ static ROUTE: [Field; 3] = [
     Field::optional("nat_gateway", FieldType::Ref(&["nat_gateway"]), None, Update::InPlace, "Target: a NAT gateway."),
 ];
 
-pub static KIND: Kind = Kind {
-    name: "route_table",
-    doc: "A route table with its routes and subnet associations.",
-    fields: &[
+pub static KIND: Kind = Kind::new("route_table", "A route table with its routes and subnet associations.", &RouteTable)
+    .fields(&[
         Field::required("vpc", FieldType::Ref(&["vpc"]), Update::Replace, "The VPC."),
         Field::optional(
             "routes",
@@ -44,14 +42,9 @@ pub static KIND: Kind = Kind {
             "Subnets associated with this table.",
         ),
         TAGS,
-    ],
-    outputs: &[("id", "Route table id (rtb-...)")],
-    check,
-    normalize: as_is,
-    cost: crate::cost::free,
-    usage: &[],
-    ops: &RouteTable,
-};
+    ])
+    .outputs(&[("id", "Route table id (rtb-...)")])
+    .check(check);
 
 /// One route as declared.
 #[derive(Debug, Deserialize)]

@@ -29,42 +29,40 @@ static RULE: [Field; 7] = [
     Field::optional("description", FieldType::String, None, Update::InPlace, "Why the rule exists."),
 ];
 
-pub static KIND: Kind = Kind {
-    name: "security_group",
-    doc: "A security group with its rules; rules are listed in plans under \"security\".",
-    fields: &[
-        Field::required("vpc", FieldType::Ref(&["vpc"]), Update::Replace, "The VPC."),
-        Field::required(
-            "description",
-            FieldType::String,
-            Update::Replace,
-            "What the group is for (AWS cannot change it later).",
-        ),
-        Field::optional(
-            "ingress",
-            FieldType::List(&FieldType::Table(&RULE)),
-            Some("[]"),
-            Update::InPlace,
-            "Inbound rules.",
-        )
-        .security(Security::Rules { inbound: true }),
-        Field::optional(
-            "egress",
-            FieldType::List(&FieldType::Table(&RULE)),
-            Some("[]"),
-            Update::InPlace,
-            "Outbound rules.",
-        )
-        .security(Security::Rules { inbound: false }),
-        TAGS,
-    ],
-    outputs: &[("id", "Security group id (sg-...)")],
-    check,
-    normalize,
-    cost: crate::cost::free,
-    usage: &[],
-    ops: &Group,
-};
+pub static KIND: Kind = Kind::new(
+    "security_group",
+    "A security group with its rules; rules are listed in plans under \"security\".",
+    &Group,
+)
+.fields(&[
+    Field::required("vpc", FieldType::Ref(&["vpc"]), Update::Replace, "The VPC."),
+    Field::required(
+        "description",
+        FieldType::String,
+        Update::Replace,
+        "What the group is for (AWS cannot change it later).",
+    ),
+    Field::optional(
+        "ingress",
+        FieldType::List(&FieldType::Table(&RULE)),
+        Some("[]"),
+        Update::InPlace,
+        "Inbound rules.",
+    )
+    .security(Security::Rules { inbound: true }),
+    Field::optional(
+        "egress",
+        FieldType::List(&FieldType::Table(&RULE)),
+        Some("[]"),
+        Update::InPlace,
+        "Outbound rules.",
+    )
+    .security(Security::Rules { inbound: false }),
+    TAGS,
+])
+.outputs(&[("id", "Security group id (sg-...)")])
+.check(check)
+.normalize(normalize);
 
 /// One canonical form per rule: ports as AWS reports them (a single port is a range of one;
 /// `all` has none), a peer in exactly one of cidr/group/self.

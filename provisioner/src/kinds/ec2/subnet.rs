@@ -5,7 +5,7 @@ use super::{address_of, ec2, err, owned, set_tags, tag_spec, tagged, tags_json};
 use crate::diag::Diags;
 use crate::error::{gone_ok, OpError};
 use crate::provider::{Attributes, Cx, Live, Ops};
-use crate::schema::{as_is, Field, FieldType, Kind, Security, Update, TAGS};
+use crate::schema::{Field, FieldType, Kind, Security, Update, TAGS};
 use crate::stack::{Resource, Stack};
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType};
@@ -14,10 +14,8 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
-pub static KIND: Kind = Kind {
-    name: "subnet",
-    doc: "A subnet of a VPC in one availability zone.",
-    fields: &[
+pub static KIND: Kind = Kind::new("subnet", "A subnet of a VPC in one availability zone.", &Subnet)
+    .fields(&[
         Field::required("vpc", FieldType::Ref(&["vpc"]), Update::Replace, "The VPC."),
         Field::required(
             "cidr",
@@ -40,14 +38,9 @@ pub static KIND: Kind = Kind {
         )
         .security(Security::Exposure(|v| v == true)),
         TAGS,
-    ],
-    outputs: &[("id", "Subnet id (subnet-...)"), ("availability_zone", "Full zone name")],
-    check,
-    normalize: as_is,
-    cost: crate::cost::free,
-    usage: &[],
-    ops: &Subnet,
-};
+    ])
+    .outputs(&[("id", "Subnet id (subnet-...)"), ("availability_zone", "Full zone name")])
+    .check(check);
 
 /// The declared shape, decoded once from `want` or `have`.
 #[derive(Debug, Deserialize)]

@@ -3,35 +3,34 @@
 use super::{ec2, err, owned, set_tags, tag_spec, tagged, tags_json};
 use crate::error::{gone_ok, OpError};
 use crate::provider::{Attributes, Cx, Live, Ops};
-use crate::schema::{as_is, no_check, Field, FieldType, Kind, Update, TAGS};
+use crate::schema::{Field, FieldType, Kind, Update, TAGS};
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType, VpcAttributeName};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
-pub static KIND: Kind = Kind {
-    name: "vpc",
-    doc: "A virtual private cloud: the network every other network resource lives in.",
-    fields: &[
-        Field::required("cidr", FieldType::Cidr, Update::Replace, "IPv4 range of the VPC, /16 to /28."),
-        Field::optional("dns_support", FieldType::Bool, Some("true"), Update::InPlace, "Amazon DNS server in the VPC."),
-        Field::optional(
-            "dns_hostnames",
-            FieldType::Bool,
-            Some("true"),
-            Update::InPlace,
-            "DNS hostnames for instances with public addresses.",
-        ),
-        TAGS,
-    ],
-    outputs: &[("id", "VPC id (vpc-...)")],
-    check: no_check,
-    normalize: as_is,
-    cost: crate::cost::free,
-    usage: &[],
-    ops: &Vpc,
-};
+pub static KIND: Kind =
+    Kind::new("vpc", "A virtual private cloud: the network every other network resource lives in.", &Vpc)
+        .fields(&[
+            Field::required("cidr", FieldType::Cidr, Update::Replace, "IPv4 range of the VPC, /16 to /28."),
+            Field::optional(
+                "dns_support",
+                FieldType::Bool,
+                Some("true"),
+                Update::InPlace,
+                "Amazon DNS server in the VPC.",
+            ),
+            Field::optional(
+                "dns_hostnames",
+                FieldType::Bool,
+                Some("true"),
+                Update::InPlace,
+                "DNS hostnames for instances with public addresses.",
+            ),
+            TAGS,
+        ])
+        .outputs(&[("id", "VPC id (vpc-...)")]);
 
 /// The declared shape, decoded once from `want` or `have`.
 #[derive(Debug, Deserialize)]

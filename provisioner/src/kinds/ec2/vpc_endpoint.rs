@@ -4,34 +4,30 @@
 use super::{address_of, ec2, err, owned, set_tags, tag_spec, tagged, tags_json};
 use crate::error::{gone_ok, Class, OpError};
 use crate::provider::{Attributes, Cx, Live, Ops};
-use crate::schema::{as_is, no_check, Field, FieldType, Kind, Update, TAGS};
+use crate::schema::{Field, FieldType, Kind, Update, TAGS};
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{ResourceType, VpcEndpointType};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
-pub static KIND: Kind = Kind {
-    name: "vpc_endpoint",
-    doc: "A gateway VPC endpoint for DynamoDB or S3, routed from the given route tables.",
-    fields: &[
-        Field::required("vpc", FieldType::Ref(&["vpc"]), Update::Replace, "The VPC."),
-        Field::required("service", FieldType::Enum(&["dynamodb", "s3"]), Update::Replace, "The AWS service."),
-        Field::required(
-            "route_tables",
-            FieldType::List(&FieldType::Ref(&["route_table"])),
-            Update::InPlace,
-            "Route tables that get the service's prefix-list route.",
-        ),
-        TAGS,
-    ],
-    outputs: &[("id", "Endpoint id (vpce-...)")],
-    check: no_check,
-    normalize: as_is,
-    cost: crate::cost::free,
-    usage: &[],
-    ops: &Endpoint,
-};
+pub static KIND: Kind = Kind::new(
+    "vpc_endpoint",
+    "A gateway VPC endpoint for DynamoDB or S3, routed from the given route tables.",
+    &Endpoint,
+)
+.fields(&[
+    Field::required("vpc", FieldType::Ref(&["vpc"]), Update::Replace, "The VPC."),
+    Field::required("service", FieldType::Enum(&["dynamodb", "s3"]), Update::Replace, "The AWS service."),
+    Field::required(
+        "route_tables",
+        FieldType::List(&FieldType::Ref(&["route_table"])),
+        Update::InPlace,
+        "Route tables that get the service's prefix-list route.",
+    ),
+    TAGS,
+])
+.outputs(&[("id", "Endpoint id (vpce-...)")]);
 
 /// The declared shape, decoded once from `want` or `have`.
 #[derive(Debug, Deserialize)]

@@ -5,7 +5,7 @@ use super::{ecr, err, repositories};
 use crate::diag::Diags;
 use crate::error::{gone_ok, OpError};
 use crate::provider::{tag_changes, Attributes, Cx, Live, Ops, ID_TAG};
-use crate::schema::{as_is, Field, FieldType, Kind, Update, TAGS};
+use crate::schema::{Field, FieldType, Kind, Update, TAGS};
 use crate::stack::{Resource, Stack};
 use async_trait::async_trait;
 use aws_sdk_ecr::types::{ImageScanningConfiguration, ImageTagMutability, Tag};
@@ -13,49 +13,47 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
-pub static KIND: Kind = Kind {
-    name: "ecr_repository",
-    doc: "A private ECR repository named <stack>/<name> (its output `url` is what images are pushed to).",
-    fields: &[
-        Field::optional(
-            "image_tag_mutability",
-            FieldType::Enum(&["IMMUTABLE", "MUTABLE"]),
-            Some("\"IMMUTABLE\""),
-            Update::InPlace,
-            "Whether a tag, once pushed, may point at another image.",
-        ),
-        Field::optional(
-            "scan_on_push",
-            FieldType::Bool,
-            Some("true"),
-            Update::InPlace,
-            "Scan each image for vulnerabilities.",
-        ),
-        Field::optional(
-            "keep_images",
-            FieldType::Int { min: 1, max: 1000 },
-            None,
-            Update::InPlace,
-            "Keep only the newest N images (a lifecycle rule expires the rest); none: keep all.",
-        ),
-        TAGS,
-    ],
-    outputs: &[
-        ("id", "The repository's name"),
-        ("name", "<stack>/<name>"),
-        ("arn", "Repository ARN"),
-        ("url", "Repository URI"),
-        (
-            "registry",
-            "The registry's host (<account>.dkr.ecr.<region>.amazonaws.com): a host's credential helper is set for it",
-        ),
-    ],
-    check,
-    normalize: as_is,
-    cost,
-    usage: &[ECR_STORAGE_GB],
-    ops: &Repository,
-};
+pub static KIND: Kind = Kind::new(
+    "ecr_repository",
+    "A private ECR repository named <stack>/<name> (its output `url` is what images are pushed to).",
+    &Repository,
+)
+.fields(&[
+    Field::optional(
+        "image_tag_mutability",
+        FieldType::Enum(&["IMMUTABLE", "MUTABLE"]),
+        Some("\"IMMUTABLE\""),
+        Update::InPlace,
+        "Whether a tag, once pushed, may point at another image.",
+    ),
+    Field::optional(
+        "scan_on_push",
+        FieldType::Bool,
+        Some("true"),
+        Update::InPlace,
+        "Scan each image for vulnerabilities.",
+    ),
+    Field::optional(
+        "keep_images",
+        FieldType::Int { min: 1, max: 1000 },
+        None,
+        Update::InPlace,
+        "Keep only the newest N images (a lifecycle rule expires the rest); none: keep all.",
+    ),
+    TAGS,
+])
+.outputs(&[
+    ("id", "The repository's name"),
+    ("name", "<stack>/<name>"),
+    ("arn", "Repository ARN"),
+    ("url", "Repository URI"),
+    (
+        "registry",
+        "The registry's host (<account>.dkr.ecr.<region>.amazonaws.com): a host's credential helper is set for it",
+    ),
+])
+.check(check)
+.cost(cost, &[ECR_STORAGE_GB]);
 
 const ECR_STORAGE_GB: crate::cost::UsageKey = crate::cost::UsageKey {
     name: "ecr_storage_gb",

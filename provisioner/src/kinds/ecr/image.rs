@@ -13,17 +13,15 @@ use crate::diag::Diags;
 use crate::error::OpError;
 use crate::image::{self, Arch, Spec};
 use crate::provider::{Attributes, Cx, Derive, Live, Ops};
-use crate::schema::{as_is, Field, FieldType, Kind, Update};
+use crate::schema::{Field, FieldType, Kind, Update};
 use crate::stack::{Resource, Stack};
 use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
-pub static KIND: Kind = Kind {
-    name: "image",
-    doc: "An OCI image of one Rust binary, built without Docker and pushed to an ECR repository; used by digest.",
-    fields: &[
+pub static KIND: Kind = Kind::new("image", "An OCI image of one Rust binary, built without Docker and pushed to an ECR repository; used by digest.", &ImageKind)
+.fields(&[
         Field::required(
             "repository",
             FieldType::Ref(&["ecr_repository"]),
@@ -92,19 +90,14 @@ pub static KIND: Kind = Kind {
             Update::InPlace,
             "The image's manifest digest (sha256:...), from building it when a command starts.",
         ),
-    ],
-    outputs: &[
+    ])
+.outputs(&[
         ("id", "<repository>:<name>"),
         ("digest", "Manifest digest (known to a plan before anything is pushed)"),
         ("tag", "Tag of the newest push"),
         ("uri", "<repository URL>@<digest>: what a task definition or host pulls"),
-    ],
-    check,
-    normalize: as_is,
-    cost: crate::cost::free,
-    usage: &[],
-    ops: &ImageKind,
-};
+    ])
+.check(check);
 
 /// The longest name whose tags (`<name>-YYYYMMDDTHHMMSSZ-<64 hex>`) fit OCI's 128 characters.
 const MAX_NAME: usize = 128 - 1 - 16 - 1 - 64;

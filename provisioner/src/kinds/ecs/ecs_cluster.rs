@@ -3,40 +3,33 @@
 use super::{ecs, err, set_tags, tags};
 use crate::error::{gone_ok, OpError, Transient};
 use crate::provider::{Attributes, Cx, Live, Ops, ID_TAG, STACK_TAG};
-use crate::schema::{as_is, no_check, Field, FieldType, Kind, Update, TAGS};
+use crate::schema::{Field, FieldType, Kind, Update, TAGS};
 use async_trait::async_trait;
 use aws_sdk_ecs::types::{ClusterField, ClusterSetting, ClusterSettingName};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
-pub static KIND: Kind = Kind {
-    name: "ecs_cluster",
-    doc: "An ECS cluster named <stack>-<name>, for Fargate services.",
-    fields: &[
-        Field::optional(
-            "container_insights",
-            FieldType::Bool,
-            Some("false"),
-            Update::InPlace,
-            "CloudWatch Container Insights metrics (billed per metric).",
-        ),
-        Field::optional(
-            "capacity_providers",
-            FieldType::List(&FieldType::Enum(&["FARGATE", "FARGATE_SPOT"])),
-            None,
-            Update::InPlace,
-            "Capacity providers services may use: [\"FARGATE\", \"FARGATE_SPOT\"] for a service's `spot_after`.",
-        ),
-        TAGS,
-    ],
-    outputs: &[("id", "The cluster's name"), ("name", "<stack>-<name>"), ("arn", "Cluster ARN")],
-    check: no_check,
-    normalize: as_is,
-    cost: crate::cost::free,
-    usage: &[],
-    ops: &Cluster,
-};
+pub static KIND: Kind =
+    Kind::new("ecs_cluster", "An ECS cluster named <stack>-<name>, for Fargate services.", &Cluster)
+        .fields(&[
+            Field::optional(
+                "container_insights",
+                FieldType::Bool,
+                Some("false"),
+                Update::InPlace,
+                "CloudWatch Container Insights metrics (billed per metric).",
+            ),
+            Field::optional(
+                "capacity_providers",
+                FieldType::List(&FieldType::Enum(&["FARGATE", "FARGATE_SPOT"])),
+                None,
+                Update::InPlace,
+                "Capacity providers services may use: [\"FARGATE\", \"FARGATE_SPOT\"] for a service's `spot_after`.",
+            ),
+            TAGS,
+        ])
+        .outputs(&[("id", "The cluster's name"), ("name", "<stack>-<name>"), ("arn", "Cluster ARN")]);
 
 /// The declared shape, decoded once from `want` or `have`.
 #[derive(Debug, Deserialize)]

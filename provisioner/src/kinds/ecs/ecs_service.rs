@@ -21,10 +21,8 @@ use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-pub static KIND: Kind = Kind {
-    name: "ecs_service",
-    doc: "A Fargate service named <name> in its cluster, running one container of the task definition <stack>-<name>.",
-    fields: &[
+pub static KIND: Kind = Kind::new("ecs_service", "A Fargate service named <name> in its cluster, running one container of the task definition <stack>-<name>.", &EcsService)
+.fields(&[
         Field::required("cluster", FieldType::Ref(&["ecs_cluster"]), Update::Replace, "The cluster."),
         Field::required("image", FieldType::String, Update::InPlace, "Container image, by digest in production."),
         Field::optional("command", FieldType::List(&FieldType::String), None, Update::InPlace, "Command, e.g. [\"web\"]."),
@@ -101,14 +99,11 @@ pub static KIND: Kind = Kind {
             "Seconds to wait for a deployment to finish; 0: do not wait (an emulator that runs no task).",
         ),
         TAGS,
-    ],
-    outputs: &[("id", "Service ARN"), ("arn", "Service ARN"), ("name", "<name>"), ("cluster", "The cluster's name"), ("task_definition", "Current task definition ARN")],
-    check,
-    normalize,
-    cost,
-    usage: &[],
-    ops: &EcsService,
-};
+    ])
+.outputs(&[("id", "Service ARN"), ("arn", "Service ARN"), ("name", "<name>"), ("cluster", "The cluster's name"), ("task_definition", "Current task definition ARN")])
+.check(check)
+.normalize(normalize)
+.cost(cost, &[]);
 
 /// Its tasks, `desired_count` of them or, when an `autoscaling` resource sets the count, its
 /// minimum to its maximum.

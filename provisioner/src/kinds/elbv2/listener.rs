@@ -20,92 +20,87 @@ use std::collections::BTreeMap;
 /// The TLS policy of an HTTPS listener that names none: TLS 1.3 and 1.2 only.
 pub const DEFAULT_SSL_POLICY: &str = "ELBSecurityPolicy-TLS13-1-2-2021-06";
 
-pub static KIND: Kind = Kind {
-    name: "listener",
-    doc: "A listener of a load balancer: a port, a protocol and a default action.",
-    fields: &[
-        Field::required("load_balancer", FieldType::Ref(&["load_balancer"]), Update::Replace, "The load balancer.")
-            .security(Security::ExposedBy),
-        Field::required("port", FieldType::Int { min: 1, max: 65535 }, Update::InPlace, "The port it listens on."),
-        Field::optional(
-            "protocol",
-            FieldType::Enum(&["HTTP", "HTTPS"]),
-            Some("\"HTTP\""),
-            Update::InPlace,
-            "HTTPS needs `certificate_arn`.",
-        ),
-        Field::optional(
-            "certificate_arn",
-            FieldType::String,
-            None,
-            Update::InPlace,
-            "ACM certificate ARN (HTTPS only).",
-        ),
-        Field::optional(
-            "ssl_policy",
-            FieldType::String,
-            None,
-            Update::InPlace,
-            "TLS policy of an HTTPS listener (default ELBSecurityPolicy-TLS13-1-2-2021-06: TLS 1.2 and 1.3).",
-        ),
-        Field::optional(
-            "action",
-            FieldType::Enum(&["forward", "redirect", "fixed_response"]),
-            Some("\"forward\""),
-            Update::InPlace,
-            "Default action.",
-        ),
-        Field::optional(
-            "target_group",
-            FieldType::Ref(&["target_group"]),
-            None,
-            Update::InPlace,
-            "Where `forward` sends requests.",
-        ),
-        Field::optional(
-            "redirect_protocol",
-            FieldType::Enum(&["HTTP", "HTTPS"]),
-            Some("\"HTTPS\""),
-            Update::InPlace,
-            "`redirect`: protocol.",
-        ),
-        Field::optional(
-            "redirect_port",
-            FieldType::Int { min: 1, max: 65535 },
-            Some("443"),
-            Update::InPlace,
-            "`redirect`: port.",
-        ),
-        Field::optional(
-            "redirect_status",
-            FieldType::Enum(&["HTTP_301", "HTTP_302"]),
-            Some("\"HTTP_301\""),
-            Update::InPlace,
-            "`redirect`: permanent or temporary.",
-        ),
-        Field::optional(
-            "fixed_status",
-            FieldType::Int { min: 200, max: 599 },
-            Some("503"),
-            Update::InPlace,
-            "`fixed_response`: status.",
-        ),
-        Field::optional(
-            "fixed_body",
-            FieldType::String,
-            None,
-            Update::InPlace,
-            "`fixed_response`: body (1024 bytes at most).",
-        ),
-        TAGS,
-    ],
-    outputs: &[("id", "Listener ARN"), ("arn", "Listener ARN")],
-    check,
-    normalize,
-    cost: crate::cost::free,
-    usage: &[],
-    ops: &Listener,
-};
+pub static KIND: Kind =
+    Kind::new("listener", "A listener of a load balancer: a port, a protocol and a default action.", &Listener)
+        .fields(&[
+            Field::required("load_balancer", FieldType::Ref(&["load_balancer"]), Update::Replace, "The load balancer.")
+                .security(Security::ExposedBy),
+            Field::required("port", FieldType::Int { min: 1, max: 65535 }, Update::InPlace, "The port it listens on."),
+            Field::optional(
+                "protocol",
+                FieldType::Enum(&["HTTP", "HTTPS"]),
+                Some("\"HTTP\""),
+                Update::InPlace,
+                "HTTPS needs `certificate_arn`.",
+            ),
+            Field::optional(
+                "certificate_arn",
+                FieldType::String,
+                None,
+                Update::InPlace,
+                "ACM certificate ARN (HTTPS only).",
+            ),
+            Field::optional(
+                "ssl_policy",
+                FieldType::String,
+                None,
+                Update::InPlace,
+                "TLS policy of an HTTPS listener (default ELBSecurityPolicy-TLS13-1-2-2021-06: TLS 1.2 and 1.3).",
+            ),
+            Field::optional(
+                "action",
+                FieldType::Enum(&["forward", "redirect", "fixed_response"]),
+                Some("\"forward\""),
+                Update::InPlace,
+                "Default action.",
+            ),
+            Field::optional(
+                "target_group",
+                FieldType::Ref(&["target_group"]),
+                None,
+                Update::InPlace,
+                "Where `forward` sends requests.",
+            ),
+            Field::optional(
+                "redirect_protocol",
+                FieldType::Enum(&["HTTP", "HTTPS"]),
+                Some("\"HTTPS\""),
+                Update::InPlace,
+                "`redirect`: protocol.",
+            ),
+            Field::optional(
+                "redirect_port",
+                FieldType::Int { min: 1, max: 65535 },
+                Some("443"),
+                Update::InPlace,
+                "`redirect`: port.",
+            ),
+            Field::optional(
+                "redirect_status",
+                FieldType::Enum(&["HTTP_301", "HTTP_302"]),
+                Some("\"HTTP_301\""),
+                Update::InPlace,
+                "`redirect`: permanent or temporary.",
+            ),
+            Field::optional(
+                "fixed_status",
+                FieldType::Int { min: 200, max: 599 },
+                Some("503"),
+                Update::InPlace,
+                "`fixed_response`: status.",
+            ),
+            Field::optional(
+                "fixed_body",
+                FieldType::String,
+                None,
+                Update::InPlace,
+                "`fixed_response`: body (1024 bytes at most).",
+            ),
+            TAGS,
+        ])
+        .outputs(&[("id", "Listener ARN"), ("arn", "Listener ARN")])
+        .check(check)
+        .normalize(normalize);
 
 /// The declared shape, decoded once from `want` or `have` (normalized: the fields of actions
 /// other than the chosen one are null).

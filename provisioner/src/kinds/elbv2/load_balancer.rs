@@ -17,62 +17,61 @@ use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-pub static KIND: Kind = Kind {
-    name: "load_balancer",
-    doc: "An application load balancer named <stack>-<name> (at most 32 characters).",
-    fields: &[
-        Field::required(
-            "subnets",
-            FieldType::List(&FieldType::Ref(&["subnet"])),
-            Update::InPlace,
-            "Subnets in at least two availability zones.",
-        ),
-        Field::optional(
-            "security_groups",
-            FieldType::List(&FieldType::Ref(&["security_group"])),
-            None,
-            Update::InPlace,
-            "Security groups of the load balancer.",
-        ),
-        Field::optional(
-            "internal",
-            FieldType::Bool,
-            Some("false"),
-            Update::Replace,
-            "Internal instead of internet-facing.",
-        )
-        .security(Security::Exposure(|v| v == false)),
-        Field::optional(
-            "idle_timeout",
-            FieldType::Int { min: 1, max: 4000 },
-            Some("60"),
-            Update::InPlace,
-            "Seconds an idle connection is kept open (server-sent events need more than the keep-alive period).",
-        ),
-        Field::optional(
-            "deletion_protection",
-            FieldType::Bool,
-            Some("false"),
-            Update::InPlace,
-            "Refuse deletion (destroy fails naming it until this is turned off and applied).",
-        ),
-        TAGS,
-    ],
-    outputs: &[
-        ("id", "Load balancer ARN"),
-        ("arn", "Load balancer ARN"),
-        ("name", "<stack>-<name>"),
-        ("dns_name", "The DNS name clients use"),
-        ("url", "http://<dns_name>/"),
-        ("zone_id", "Its Route 53 hosted zone (for alias records)"),
-        ("arn_suffix", "app/<name>/<id>, as CloudWatch and target tracking name it"),
-    ],
-    check,
-    normalize,
-    cost,
-    usage: &[crate::cost::WEB_REQUESTS, WEB_GB_OUT],
-    ops: &LoadBalancer,
-};
+pub static KIND: Kind = Kind::new(
+    "load_balancer",
+    "An application load balancer named <stack>-<name> (at most 32 characters).",
+    &LoadBalancer,
+)
+.fields(&[
+    Field::required(
+        "subnets",
+        FieldType::List(&FieldType::Ref(&["subnet"])),
+        Update::InPlace,
+        "Subnets in at least two availability zones.",
+    ),
+    Field::optional(
+        "security_groups",
+        FieldType::List(&FieldType::Ref(&["security_group"])),
+        None,
+        Update::InPlace,
+        "Security groups of the load balancer.",
+    ),
+    Field::optional(
+        "internal",
+        FieldType::Bool,
+        Some("false"),
+        Update::Replace,
+        "Internal instead of internet-facing.",
+    )
+    .security(Security::Exposure(|v| v == false)),
+    Field::optional(
+        "idle_timeout",
+        FieldType::Int { min: 1, max: 4000 },
+        Some("60"),
+        Update::InPlace,
+        "Seconds an idle connection is kept open (server-sent events need more than the keep-alive period).",
+    ),
+    Field::optional(
+        "deletion_protection",
+        FieldType::Bool,
+        Some("false"),
+        Update::InPlace,
+        "Refuse deletion (destroy fails naming it until this is turned off and applied).",
+    ),
+    TAGS,
+])
+.outputs(&[
+    ("id", "Load balancer ARN"),
+    ("arn", "Load balancer ARN"),
+    ("name", "<stack>-<name>"),
+    ("dns_name", "The DNS name clients use"),
+    ("url", "http://<dns_name>/"),
+    ("zone_id", "Its Route 53 hosted zone (for alias records)"),
+    ("arn_suffix", "app/<name>/<id>, as CloudWatch and target tracking name it"),
+])
+.check(check)
+.normalize(normalize)
+.cost(cost, &[crate::cost::WEB_REQUESTS, WEB_GB_OUT]);
 
 use crate::cost::WEB_GB_OUT;
 

@@ -7,7 +7,7 @@ use super::{arn_suffix, check_name_with, elb, err, name_of, set_tags, tag_list};
 use crate::diag::Diags;
 use crate::error::{gone_ok, OpError};
 use crate::provider::{Attributes, Cx, Live, Ops, ID_TAG};
-use crate::schema::{as_is, Field, FieldType, Kind, Update, TAGS};
+use crate::schema::{Field, FieldType, Kind, Update, TAGS};
 use crate::stack::{Resource, Stack};
 use async_trait::async_trait;
 use aws_sdk_elasticloadbalancingv2::types::{Matcher, ProtocolEnum, TargetGroupAttribute, TargetTypeEnum};
@@ -15,89 +15,86 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
-pub static KIND: Kind = Kind {
-    name: "target_group",
-    doc: "A target group named <stack>-<name>-<4 hex digits> (at most 32 characters) with its health check.",
-    fields: &[
-        Field::required("vpc", FieldType::Ref(&["vpc"]), Update::Replace, "The VPC of its targets."),
-        Field::required("port", FieldType::Int { min: 1, max: 65535 }, Update::Replace, "The port targets listen on."),
-        Field::optional(
-            "protocol",
-            FieldType::Enum(&["HTTP", "HTTPS"]),
-            Some("\"HTTP\""),
-            Update::Replace,
-            "Protocol to the targets.",
-        ),
-        Field::optional(
-            "target_type",
-            FieldType::Enum(&["ip", "instance"]),
-            Some("\"ip\""),
-            Update::Replace,
-            "`ip` for Fargate tasks, `instance` for EC2 hosts.",
-        ),
-        Field::optional(
-            "health_check_path",
-            FieldType::String,
-            Some("\"/readyz\""),
-            Update::InPlace,
-            "Path of the health check.",
-        ),
-        Field::optional(
-            "health_check_interval",
-            FieldType::Int { min: 5, max: 300 },
-            Some("15"),
-            Update::InPlace,
-            "Seconds between health checks.",
-        ),
-        Field::optional(
-            "health_check_timeout",
-            FieldType::Int { min: 2, max: 120 },
-            Some("5"),
-            Update::InPlace,
-            "Seconds before a check counts as failed (less than the interval).",
-        ),
-        Field::optional(
-            "healthy_threshold",
-            FieldType::Int { min: 2, max: 10 },
-            Some("2"),
-            Update::InPlace,
-            "Passed checks before a target receives traffic.",
-        ),
-        Field::optional(
-            "unhealthy_threshold",
-            FieldType::Int { min: 2, max: 10 },
-            Some("3"),
-            Update::InPlace,
-            "Failed checks before a target is taken out.",
-        ),
-        Field::optional(
-            "matcher",
-            FieldType::String,
-            Some("\"200\""),
-            Update::InPlace,
-            "HTTP codes counted healthy: \"200\", \"200-299\".",
-        ),
-        Field::optional(
-            "deregistration_delay",
-            FieldType::Int { min: 0, max: 3600 },
-            Some("30"),
-            Update::InPlace,
-            "Seconds a leaving target may finish its requests (AWS's default is 300: long deploys).",
-        ),
-        TAGS,
-    ],
-    outputs: &[
-        ("id", "Target group ARN"),
-        ("arn", "Target group ARN"),
-        ("name", "<stack>-<name>"),
-        ("arn_suffix", "targetgroup/<name>/<id>, as CloudWatch and target tracking name it"),
-    ],
-    check,
-    normalize: as_is,
-    cost: crate::cost::free,
-    usage: &[],
-    ops: &TargetGroup,
-};
+pub static KIND: Kind = Kind::new(
+    "target_group",
+    "A target group named <stack>-<name>-<4 hex digits> (at most 32 characters) with its health check.",
+    &TargetGroup,
+)
+.fields(&[
+    Field::required("vpc", FieldType::Ref(&["vpc"]), Update::Replace, "The VPC of its targets."),
+    Field::required("port", FieldType::Int { min: 1, max: 65535 }, Update::Replace, "The port targets listen on."),
+    Field::optional(
+        "protocol",
+        FieldType::Enum(&["HTTP", "HTTPS"]),
+        Some("\"HTTP\""),
+        Update::Replace,
+        "Protocol to the targets.",
+    ),
+    Field::optional(
+        "target_type",
+        FieldType::Enum(&["ip", "instance"]),
+        Some("\"ip\""),
+        Update::Replace,
+        "`ip` for Fargate tasks, `instance` for EC2 hosts.",
+    ),
+    Field::optional(
+        "health_check_path",
+        FieldType::String,
+        Some("\"/readyz\""),
+        Update::InPlace,
+        "Path of the health check.",
+    ),
+    Field::optional(
+        "health_check_interval",
+        FieldType::Int { min: 5, max: 300 },
+        Some("15"),
+        Update::InPlace,
+        "Seconds between health checks.",
+    ),
+    Field::optional(
+        "health_check_timeout",
+        FieldType::Int { min: 2, max: 120 },
+        Some("5"),
+        Update::InPlace,
+        "Seconds before a check counts as failed (less than the interval).",
+    ),
+    Field::optional(
+        "healthy_threshold",
+        FieldType::Int { min: 2, max: 10 },
+        Some("2"),
+        Update::InPlace,
+        "Passed checks before a target receives traffic.",
+    ),
+    Field::optional(
+        "unhealthy_threshold",
+        FieldType::Int { min: 2, max: 10 },
+        Some("3"),
+        Update::InPlace,
+        "Failed checks before a target is taken out.",
+    ),
+    Field::optional(
+        "matcher",
+        FieldType::String,
+        Some("\"200\""),
+        Update::InPlace,
+        "HTTP codes counted healthy: \"200\", \"200-299\".",
+    ),
+    Field::optional(
+        "deregistration_delay",
+        FieldType::Int { min: 0, max: 3600 },
+        Some("30"),
+        Update::InPlace,
+        "Seconds a leaving target may finish its requests (AWS's default is 300: long deploys).",
+    ),
+    TAGS,
+])
+.outputs(&[
+    ("id", "Target group ARN"),
+    ("arn", "Target group ARN"),
+    ("name", "<stack>-<name>"),
+    ("arn_suffix", "targetgroup/<name>/<id>, as CloudWatch and target tracking name it"),
+])
+.check(check);
 
 /// The declared shape, decoded once from `want` or `have`.
 #[derive(Debug, Deserialize)]

@@ -5,7 +5,7 @@ use super::{err, iam, path};
 use crate::diag::Diags;
 use crate::error::{gone_ok, OpError};
 use crate::provider::{tag_changes, Attributes, Cx, Live, Ops, ID_TAG};
-use crate::schema::{as_is, Field, FieldType, Kind, Update, TAGS};
+use crate::schema::{Field, FieldType, Kind, Update, TAGS};
 use crate::stack::{Resource, Stack};
 use async_trait::async_trait;
 use aws_sdk_iam::types::Tag;
@@ -13,25 +13,17 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
-pub static KIND: Kind = Kind {
-    name: "iam_instance_profile",
-    doc: "An instance profile holding one role, for EC2 hosts (IAM is global: no region).",
-    fields: &[
-        Field::required(
-            "role",
-            FieldType::Ref(&["iam_role"]),
-            Update::InPlace,
-            "The role hosts with this profile act as.",
-        ),
-        TAGS,
-    ],
-    outputs: &[("id", "The profile's name"), ("name", "<stack>-<name>"), ("arn", "Instance profile ARN")],
-    check,
-    normalize: as_is,
-    cost: crate::cost::free,
-    usage: &[],
-    ops: &Profile,
-};
+pub static KIND: Kind = Kind::new(
+    "iam_instance_profile",
+    "An instance profile holding one role, for EC2 hosts (IAM is global: no region).",
+    &Profile,
+)
+.fields(&[
+    Field::required("role", FieldType::Ref(&["iam_role"]), Update::InPlace, "The role hosts with this profile act as."),
+    TAGS,
+])
+.outputs(&[("id", "The profile's name"), ("name", "<stack>-<name>"), ("arn", "Instance profile ARN")])
+.check(check);
 
 fn check(r: &Resource, stack: &Stack, d: &mut Diags) {
     super::check_name(r, stack, "instance profile", 128, d);

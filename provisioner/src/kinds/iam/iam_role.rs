@@ -37,42 +37,40 @@ static STATEMENT: &[Field] = &[
     ),
 ];
 
-pub static KIND: Kind = Kind {
-    name: "iam_role",
-    doc: "An IAM role named <stack>-<name> under the path /<stack>/ (IAM is global: no region).",
-    fields: &[
-        Field::required(
-            "trusted_services",
-            FieldType::List(&FieldType::String),
-            Update::InPlace,
-            "Services that may assume it, e.g. \"ecs-tasks.amazonaws.com\", \"ec2.amazonaws.com\".",
-        )
-        .security(Security::Grants),
-        Field::optional(
-            "statements",
-            FieldType::List(&FieldType::Table(STATEMENT)),
-            None,
-            Update::InPlace,
-            "Inline policy statements: [{ actions = [...], resources = [...] }].",
-        )
-        .security(Security::Statements),
-        Field::optional(
-            "managed_policies",
-            FieldType::List(&FieldType::String),
-            None,
-            Update::InPlace,
-            "ARNs of managed policies to attach.",
-        )
-        .security(Security::Grants),
-        TAGS,
-    ],
-    outputs: &[("id", "The role's name"), ("name", "<stack>-<name>"), ("arn", "Role ARN")],
-    check,
-    normalize,
-    cost: crate::cost::free,
-    usage: &[],
-    ops: &Role,
-};
+pub static KIND: Kind = Kind::new(
+    "iam_role",
+    "An IAM role named <stack>-<name> under the path /<stack>/ (IAM is global: no region).",
+    &Role,
+)
+.fields(&[
+    Field::required(
+        "trusted_services",
+        FieldType::List(&FieldType::String),
+        Update::InPlace,
+        "Services that may assume it, e.g. \"ecs-tasks.amazonaws.com\", \"ec2.amazonaws.com\".",
+    )
+    .security(Security::Grants),
+    Field::optional(
+        "statements",
+        FieldType::List(&FieldType::Table(STATEMENT)),
+        None,
+        Update::InPlace,
+        "Inline policy statements: [{ actions = [...], resources = [...] }].",
+    )
+    .security(Security::Statements),
+    Field::optional(
+        "managed_policies",
+        FieldType::List(&FieldType::String),
+        None,
+        Update::InPlace,
+        "ARNs of managed policies to attach.",
+    )
+    .security(Security::Grants),
+    TAGS,
+])
+.outputs(&[("id", "The role's name"), ("name", "<stack>-<name>"), ("arn", "Role ARN")])
+.check(check)
+.normalize(normalize);
 
 /// The name of the one inline policy this kind writes.
 const INLINE: &str = "inline";

@@ -14,7 +14,7 @@ use super::{err, lambda};
 use crate::diag::Diags;
 use crate::error::{OpError, Transient};
 use crate::provider::{null_as_empty, Attributes, Cx, Derive, Live, Ops, ID_TAG, STACK_TAG};
-use crate::schema::{as_is, Field, FieldType, Kind, Update, TAGS};
+use crate::schema::{Field, FieldType, Kind, Update, TAGS};
 use crate::stack::{Resource, Stack, Val};
 use async_trait::async_trait;
 use aws_sdk_lambda::client::Waiters;
@@ -30,10 +30,8 @@ use std::path::Path;
 use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
-pub static KIND: Kind = Kind {
-    name: "lambda_function",
-    doc: "A Lambda function (<stack>-<name>), Lambda@Edge included: package built and zipped reproducibly, configuration baked in, a version published per change.",
-    fields: &[
+pub static KIND: Kind = Kind::new("lambda_function", "A Lambda function (<stack>-<name>), Lambda@Edge included: package built and zipped reproducibly, configuration baked in, a version published per change.", &Function)
+.fields(&[
         Field::required("role", FieldType::String, Update::InPlace, "The execution role's ARN (\"${iam_role.NAME.arn}\")."),
         Field::optional(
             "runtime",
@@ -89,19 +87,15 @@ pub static KIND: Kind = Kind {
             "A Lambda@Edge function: in us-east-1, at most 128 MB and 5 s (viewer events); its delete waits for AWS to remove the replicas.",
         ),
         TAGS,
-    ],
-    outputs: &[
+    ])
+.outputs(&[
         ("id", "The function's name"),
         ("arn", "The function's ARN (unqualified)"),
         ("version", "The newest published version"),
         ("version_arn", "The newest published version's ARN (what CloudFront runs)"),
-    ],
-    check,
-    normalize: as_is,
-    cost,
-    usage: &[FUNCTION_LOG_GB],
-    ops: &Function,
-};
+    ])
+.check(check)
+.cost(cost, &[FUNCTION_LOG_GB]);
 
 const FUNCTION_LOG_GB: crate::cost::UsageKey = crate::cost::UsageKey {
     name: "function_log_gb",

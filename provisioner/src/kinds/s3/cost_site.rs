@@ -11,7 +11,7 @@ use crate::cost::Breakdown;
 use crate::error::OpError;
 use crate::kinds::cloudfront::{cloudfront, err as cf_err};
 use crate::provider::{null_as_empty, Attributes, Cx, Derive, Live, Ops};
-use crate::schema::{as_is, no_check, Field, FieldType, Kind, Update};
+use crate::schema::{Field, FieldType, Kind, Update};
 use async_trait::async_trait;
 use aws_sdk_cloudfront::types::{InvalidationBatch, Paths};
 use aws_sdk_s3::primitives::ByteStream;
@@ -21,10 +21,8 @@ use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::sync::{Arc, LazyLock, Mutex};
 
-pub static KIND: Kind = Kind {
-    name: "cost_site",
-    doc: "The FinOps dashboard of a stack's cost, published into a bucket (hashed assets, short-cached index, history per apply), invalidating only the index.",
-    fields: &[
+pub static KIND: Kind = Kind::new("cost_site", "The FinOps dashboard of a stack's cost, published into a bucket (hashed assets, short-cached index, history per apply), invalidating only the index.", &CostSite)
+.fields(&[
         Field::required("bucket", FieldType::Ref(&["s3_bucket"]), Update::Replace, "The bucket it is published into."),
         Field::optional(
             "distribution",
@@ -48,14 +46,8 @@ pub static KIND: Kind = Kind {
             "Libraries the page loads, relative to this file.",
         ),
         Field::derived("content_sha256", FieldType::String, Update::InPlace, "Digest of the page and the estimate it shows."),
-    ],
-    outputs: &[("id", "The bucket's name"), ("monthly", "The estimate last published, USD a month")],
-    check: no_check,
-    normalize: as_is,
-    cost: crate::cost::free,
-    usage: &[],
-    ops: &CostSite,
-};
+    ])
+.outputs(&[("id", "The bucket's name"), ("monthly", "The estimate last published, USD a month")]);
 
 /// The estimates a history keeps (the oldest leave first).
 const HISTORY: usize = 500;

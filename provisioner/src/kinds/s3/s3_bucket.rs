@@ -7,7 +7,7 @@ use super::{delete_objects, err, owned, s3};
 use crate::diag::Diags;
 use crate::error::{gone_ok, OpError};
 use crate::provider::{Attributes, Cx, Live, Ops, ID_TAG};
-use crate::schema::{as_is, Field, FieldType, Kind, Update, TAGS};
+use crate::schema::{Field, FieldType, Kind, Update, TAGS};
 use crate::stack::{Resource, Stack};
 use async_trait::async_trait;
 use aws_sdk_s3::types::{
@@ -20,10 +20,8 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
-pub static KIND: Kind = Kind {
-    name: "s3_bucket",
-    doc: "A private S3 bucket (<stack>-<name>): public access blocked, SSE-S3 encryption, no ACLs, versioning optional.",
-    fields: &[
+pub static KIND: Kind = Kind::new("s3_bucket", "A private S3 bucket (<stack>-<name>): public access blocked, SSE-S3 encryption, no ACLs, versioning optional.", &Bucket)
+.fields(&[
         Field::optional("versioning", FieldType::Bool, Some("false"), Update::InPlace, "Keep every version of every object."),
         Field::optional(
             "force_destroy",
@@ -33,19 +31,15 @@ pub static KIND: Kind = Kind {
             "On destroy, delete the objects it still holds (every version) first; otherwise a bucket with objects is left and the destroy fails. Kept on the bucket (a tag), so a destroy knows it without the stack file.",
         ),
         TAGS,
-    ],
-    outputs: &[
+    ])
+.outputs(&[
         ("id", "The bucket's name"),
         ("name", "<stack>-<name>"),
         ("arn", "arn:aws:s3:::<name>"),
         ("regional_domain", "<name>.s3.<region>.amazonaws.com (a CloudFront origin)"),
-    ],
-    check,
-    normalize: as_is,
-    cost,
-    usage: &[S3_STORAGE_GB, S3_GETS],
-    ops: &Bucket,
-};
+    ])
+.check(check)
+.cost(cost, &[S3_STORAGE_GB, S3_GETS]);
 
 const S3_STORAGE_GB: crate::cost::UsageKey =
     crate::cost::UsageKey { name: "s3_storage_gb", unit: "GB", doc: "data each bucket stores (every version kept)" };

@@ -8,15 +8,13 @@
 use super::{err, owned, s3};
 use crate::error::{gone_ok, OpError};
 use crate::provider::{address_in, marker, null_as_empty, Attributes, Cx, Live, Ops};
-use crate::schema::{no_check, Field, FieldType, Kind, Security, Update};
+use crate::schema::{Field, FieldType, Kind, Security, Update};
 use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-pub static KIND: Kind = Kind {
-    name: "s3_bucket_policy",
-    doc: "A bucket's policy: objects readable by the named CloudFront distributions only (origin access control), HTTPS only.",
-    fields: &[
+pub static KIND: Kind = Kind::new("s3_bucket_policy", "A bucket's policy: objects readable by the named CloudFront distributions only (origin access control), HTTPS only.", &Policy)
+.fields(&[
         Field::required("bucket", FieldType::Ref(&["s3_bucket"]), Update::Replace, "The bucket."),
         Field::required(
             "read_by",
@@ -27,14 +25,9 @@ pub static KIND: Kind = Kind {
         .security(Security::Grants),
         Field::optional("https_only", FieldType::Bool, Some("true"), Update::InPlace, "Deny every request over plain HTTP.")
         .security(Security::Guard(crate::schema::turned_off)),
-    ],
-    outputs: &[("id", "The bucket's name")],
-    check: no_check,
-    normalize,
-    cost: crate::cost::free,
-    usage: &[],
-    ops: &Policy,
-};
+    ])
+.outputs(&[("id", "The bucket's name")])
+.normalize(normalize);
 
 /// Distributions as a sorted set: their order in the document means nothing.
 fn normalize(v: &mut Value) {

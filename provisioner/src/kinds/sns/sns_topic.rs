@@ -7,7 +7,7 @@ use super::{err, sns};
 use crate::diag::Diags;
 use crate::error::{gone_ok, OpError};
 use crate::provider::{same_set, tag_changes, Attributes, Cx, Live, Ops, ID_TAG, STACK_TAG};
-use crate::schema::{as_is, Field, FieldType, Kind, Update, TAGS};
+use crate::schema::{Field, FieldType, Kind, Update, TAGS};
 use crate::stack::{Resource, Stack, Val};
 use async_trait::async_trait;
 use aws_sdk_sns::types::Tag;
@@ -15,27 +15,25 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
-pub static KIND: Kind = Kind {
-    name: "sns_topic",
-    doc: "An SNS topic (<stack>-<name>) with e-mail subscriptions, each confirmed by its recipient.",
-    fields: &[
-        Field::optional("display_name", FieldType::String, None, Update::InPlace, "The sender name of its e-mails."),
-        Field::optional(
-            "email_subscriptions",
-            FieldType::List(&FieldType::String),
-            None,
-            Update::InPlace,
-            "Addresses that receive what is published (each confirms once, from AWS's e-mail).",
-        ),
-        TAGS,
-    ],
-    outputs: &[("id", "The topic's ARN"), ("arn", "The topic's ARN"), ("name", "<stack>-<name>")],
-    check,
-    normalize: as_is,
-    cost,
-    usage: &[ALERT_EMAILS],
-    ops: &Topic,
-};
+pub static KIND: Kind = Kind::new(
+    "sns_topic",
+    "An SNS topic (<stack>-<name>) with e-mail subscriptions, each confirmed by its recipient.",
+    &Topic,
+)
+.fields(&[
+    Field::optional("display_name", FieldType::String, None, Update::InPlace, "The sender name of its e-mails."),
+    Field::optional(
+        "email_subscriptions",
+        FieldType::List(&FieldType::String),
+        None,
+        Update::InPlace,
+        "Addresses that receive what is published (each confirms once, from AWS's e-mail).",
+    ),
+    TAGS,
+])
+.outputs(&[("id", "The topic's ARN"), ("arn", "The topic's ARN"), ("name", "<stack>-<name>")])
+.check(check)
+.cost(cost, &[ALERT_EMAILS]);
 
 fn check(r: &Resource, _: &Stack, d: &mut Diags) {
     let Some((Val::List(items), _)) = r.fields.get("email_subscriptions") else { return };

@@ -7,7 +7,7 @@ use super::{err, ssm};
 use crate::diag::Diags;
 use crate::error::{gone_ok, OpError};
 use crate::provider::{tag_changes, Attributes, Cx, Live, Ops, ID_TAG, STACK_TAG};
-use crate::schema::{as_is, Field, FieldType, Kind, Update, TAGS};
+use crate::schema::{Field, FieldType, Kind, Update, TAGS};
 use crate::stack::{Resource, Stack};
 use async_trait::async_trait;
 use aws_sdk_ssm::types::{ParameterStringFilter, ParameterType, ResourceTypeForTagging, Tag};
@@ -16,27 +16,24 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
-pub static KIND: Kind = Kind {
-    name: "secret",
-    doc: "A generated secret in Parameter Store (SecureString /<stack>/<name>); its value is never shown.",
-    fields: &[
-        Field::optional("description", FieldType::String, None, Update::InPlace, "What the secret is for."),
-        Field::optional(
-            "length",
-            FieldType::Int { min: 16, max: 128 },
-            Some("32"),
-            Update::Setting,
-            "Characters of the generated value (letters and digits), when it is made.",
-        ),
-        TAGS,
-    ],
-    outputs: &[("id", "The parameter's name"), ("name", "/<stack>/<name>"), ("arn", "The parameter's ARN")],
-    check,
-    normalize: as_is,
-    cost: crate::cost::free,
-    usage: &[],
-    ops: &Secret,
-};
+pub static KIND: Kind = Kind::new(
+    "secret",
+    "A generated secret in Parameter Store (SecureString /<stack>/<name>); its value is never shown.",
+    &Secret,
+)
+.fields(&[
+    Field::optional("description", FieldType::String, None, Update::InPlace, "What the secret is for."),
+    Field::optional(
+        "length",
+        FieldType::Int { min: 16, max: 128 },
+        Some("32"),
+        Update::Setting,
+        "Characters of the generated value (letters and digits), when it is made.",
+    ),
+    TAGS,
+])
+.outputs(&[("id", "The parameter's name"), ("name", "/<stack>/<name>"), ("arn", "The parameter's ARN")])
+.check(check);
 
 fn check(r: &Resource, _: &Stack, d: &mut Diags) {
     // Parameter names: letters, digits and `.-_`; the stack name is checked at load.

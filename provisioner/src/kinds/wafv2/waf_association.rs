@@ -7,32 +7,29 @@ use super::{err, waf};
 use crate::diag::Diags;
 use crate::error::{gone_ok, OpError};
 use crate::provider::{Attributes, Cx, Live, Ops};
-use crate::schema::{as_is, Field, FieldType, Kind, Security, Update};
+use crate::schema::{Field, FieldType, Kind, Security, Update};
 use crate::stack::{Resource, Stack};
 use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-pub static KIND: Kind = Kind {
-    name: "waf_association",
-    doc: "A regional web ACL protecting a load balancer; named after it ([waf_association.web] protects load_balancer.web).",
-    fields: &[
-        Field::required("web_acl", FieldType::Ref(&["waf_web_acl"]), Update::Replace, "The web ACL (REGIONAL scope).")
+pub static KIND: Kind = Kind::new(
+    "waf_association",
+    "A regional web ACL protecting a load balancer; named after it ([waf_association.web] protects load_balancer.web).",
+    &Association,
+)
+.fields(&[
+    Field::required("web_acl", FieldType::Ref(&["waf_web_acl"]), Update::Replace, "The web ACL (REGIONAL scope).")
         .security(Security::Guard(crate::schema::removed)),
-        Field::required(
-            "resource",
-            FieldType::Ref(&["load_balancer"]),
-            Update::Replace,
-            "The load balancer it protects, of the same name as this association.",
-        ),
-    ],
-    outputs: &[("id", "The protected resource's ARN")],
-    check,
-    normalize: as_is,
-    cost: crate::cost::free,
-    usage: &[],
-    ops: &Association,
-};
+    Field::required(
+        "resource",
+        FieldType::Ref(&["load_balancer"]),
+        Update::Replace,
+        "The load balancer it protects, of the same name as this association.",
+    ),
+])
+.outputs(&[("id", "The protected resource's ARN")])
+.check(check);
 
 /// The declared shape, decoded once from `want` or `have`.
 #[derive(Debug, Deserialize)]

@@ -23,10 +23,8 @@ const WINDOWS: &[i64] = &[60, 120, 300, 600];
 /// The name of the rate-based rule this kind writes.
 const RATE_RULE: &str = "rate-limit";
 
-pub static KIND: Kind = Kind {
-    name: "waf_web_acl",
-    doc: "A WAF web ACL named <stack>-<name>: a default action, a rate-based rule per client IP, AWS managed rule groups.",
-    fields: &[
+pub static KIND: Kind = Kind::new("waf_web_acl", "A WAF web ACL named <stack>-<name>: a default action, a rate-based rule per client IP, AWS managed rule groups.", &WebAcl)
+.fields(&[
         Field::optional(
             "scope",
             FieldType::Enum(&["REGIONAL", "CLOUDFRONT"]),
@@ -71,14 +69,11 @@ pub static KIND: Kind = Kind {
             "Which [usage] requests it inspects: web (web_requests: the map's) or cdn (cdn_requests); default: web at REGIONAL scope, cdn at CLOUDFRONT.",
         ),
         TAGS,
-    ],
-    outputs: &[("id", "Web ACL ARN"), ("arn", "Web ACL ARN"), ("name", "<stack>-<name>"), ("acl_id", "The ACL's own id")],
-    check,
-    normalize,
-    cost,
-    usage: &[crate::cost::WEB_REQUESTS, crate::cost::CDN_REQUESTS],
-    ops: &WebAcl,
-};
+    ])
+.outputs(&[("id", "Web ACL ARN"), ("arn", "Web ACL ARN"), ("name", "<stack>-<name>"), ("acl_id", "The ACL's own id")])
+.check(check)
+.normalize(normalize)
+.cost(cost, &[crate::cost::WEB_REQUESTS, crate::cost::CDN_REQUESTS]);
 
 /// Managed rule groups with a subscription or per-request fee of their own: priced under
 /// `waf.managed.<group>` (the snapshot holds none yet, so they show as unpriced).
