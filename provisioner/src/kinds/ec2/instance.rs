@@ -6,7 +6,7 @@
 
 use super::{address_of, ec2, err, owned, set_tags, tagged};
 use crate::error::{gone_ok, OpError, Transient};
-use crate::provider::{null_as_empty, same_set, Attributes, Cx, Live, Ops};
+use crate::provider::{known, null_as_empty, same_set, Address, Cx, Found, Typed};
 use crate::schema::{Field, FieldType, Kind, Update, TAGS};
 use async_trait::async_trait;
 use aws_sdk_ec2::client::Waiters;
@@ -15,8 +15,8 @@ use aws_sdk_ec2::types::{
     InstanceMetadataEndpointState, InstanceMetadataOptionsRequest, InstanceType, ResourceType, Tag, TagSpecification,
     VolumeType,
 };
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
@@ -98,7 +98,7 @@ fn cost(cx: &crate::cost::CostCx<'_>) -> Vec<crate::cost::Part> {
 }
 
 /// The declared shape, decoded once from `want` or `have`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct Attrs {
     ami_parameter: Option<String>,
@@ -112,8 +112,6 @@ struct Attrs {
     #[serde(default)]
     tags: BTreeMap<String, String>,
 }
-
-impl Attributes for Attrs {}
 
 impl Attrs {
     fn ami_parameter(&self) -> &str {
@@ -131,6 +129,14 @@ fn normalize(v: &mut Value) {
         Some(x) => *x = json!([]),
         None => {}
     }
+}
+
+#[derive(Default, Serialize)]
+struct Outputs {
+    private_ip: Option<String>,
+    public_ip: Option<String>,
+    availability_zone: Option<String>,
+    image_id: Option<String>,
 }
 
 struct Instance;
@@ -241,7 +247,10 @@ async fn user_data(cx: &Cx, id: &str) -> Result<Option<String>, OpError> {
 }
 
 #[async_trait]
-impl Ops for Instance {
+impl Typed for Instance {
+    type Attrs = Attrs;
+    type Outputs = Outputs;
+
     fn after(&self) -> &'static [&'static str] {
         // A host's public address needs the VPC's gateway, which cannot be detached while
         // addresses are mapped.
@@ -259,7 +268,7 @@ impl Ops for Instance {
         .saying("Invalid IAM Instance Profile")];
         T
     }
-    async fn discover(&self, cx: &Cx) -> Result<Vec<Live>, OpError> {
+    async fn discover(&self, cx: &Cx) -> Result<Vec<Found<Attrs, Outputs>>, OpError> {
         if !tagged(cx, &["instance"]).await? {
             return Ok(Vec::new());
         }
@@ -279,43 +288,37 @@ impl Ops for Instance {
         let mut out = Vec::new();
         for i in found {
             let (Some(id), Some(address)) = (i.instance_id(), address_of(i.tags())) else { continue };
-            let tags: BTreeMap<&str, &str> = i
-                .tags()
-                .iter()
-                .filter_map(|t| Some((t.key()?, t.value().unwrap_or_default())))
-                .filter(|(k, _)| *k != AMI_TAG)
-                .collect();
+            let mut tags = super::tags_of(i.tags());
+            tags.remove(AMI_TAG);
             let parameter = i.tags().iter().find(|t| t.key() == Some(AMI_TAG)).and_then(|t| t.value());
-            let mut groups: Vec<&str> = i.security_groups().iter().filter_map(|g| g.group_id()).collect();
+            let mut groups: Vec<String> =
+                i.security_groups().iter().filter_map(|g| g.group_id().map(str::to_owned)).collect();
             groups.sort();
             let profile = profiles.get(id);
-            let zone = i.placement().and_then(|p| p.availability_zone());
-            let mut outputs = Map::new();
-            outputs.insert("private_ip".into(), json!(i.private_ip_address()));
-            outputs.insert("public_ip".into(), json!(i.public_ip_address()));
-            outputs.insert("availability_zone".into(), json!(zone));
-            outputs.insert("image_id".into(), json!(i.image_id()));
-            out.push(Live {
-                id: id.to_owned(),
-                address,
-                attrs: json!({
-                    "ami_parameter": parameter,
-                    "instance_type": i.instance_type().map(|t| t.as_str()),
-                    "subnet": i.subnet_id(),
-                    "security_groups": groups,
-                    "instance_profile": profile,
-                    "user_data": user_data(cx, id).await?,
-                    "root_volume_gb": volumes.get(id).map(|v| v.1),
-                    "tags": tags,
-                }),
-                outputs,
-            });
+            let owned = |s: Option<&str>| s.map(str::to_owned);
+            let outputs = Outputs {
+                private_ip: owned(i.private_ip_address()),
+                public_ip: owned(i.public_ip_address()),
+                availability_zone: owned(i.placement().and_then(|p| p.availability_zone())),
+                image_id: owned(i.image_id()),
+            };
+            let attrs = Attrs {
+                ami_parameter: owned(parameter),
+                instance_type: i.instance_type().map(|t| t.as_str()).unwrap_or_default().to_owned(),
+                subnet: i.subnet_id().unwrap_or_default().to_owned(),
+                security_groups: groups,
+                instance_profile: profile.cloned(),
+                user_data: user_data(cx, id).await?,
+                root_volume_gb: volumes.get(id).map(|v| v.1),
+                tags,
+            };
+            out.push(Found { id: id.to_owned(), address, attrs, outputs });
         }
         Ok(out)
     }
 
-    async fn create(&self, cx: &Cx, _: &str, want: &Value, token: &str) -> Result<String, OpError> {
-        let w = Attrs::of(want)?;
+    async fn create(&self, cx: &Cx, _: Address<'_>, want: &Attrs, token: &str) -> Result<String, OpError> {
+        let w = want;
         let image = crate::kinds::ssm::parameter(cx, w.ami_parameter()).await?;
         let images = ec2(cx).describe_images().image_ids(&image).send().await.map_err(|e| err("DescribeImages", e))?;
         let root = images.images().first().and_then(|i| i.root_device_name()).unwrap_or("/dev/xvda").to_owned();
@@ -384,8 +387,8 @@ impl Ops for Instance {
         Ok(id)
     }
 
-    async fn update(&self, cx: &Cx, id: &str, have: &Value, want: &Value) -> Result<(), OpError> {
-        let (h, w) = (Attrs::of(have)?, Attrs::of(want)?);
+    async fn update(&self, cx: &Cx, id: &str, have: Option<&Attrs>, want: &Attrs) -> Result<(), OpError> {
+        let (h, w) = (known(have)?, want);
         if !same_set(&h.security_groups, &w.security_groups) {
             ec2(cx)
                 .modify_instance_attribute()
@@ -420,7 +423,7 @@ impl Ops for Instance {
         set_tags(cx, id, &h.tags, &w.tags).await
     }
 
-    async fn delete(&self, cx: &Cx, id: &str, _: &Value) -> Result<(), OpError> {
+    async fn delete(&self, cx: &Cx, id: &str, _: Option<&Attrs>) -> Result<(), OpError> {
         gone_ok(ec2(cx).terminate_instances().instance_ids(id).send().await.map_err(|e| err("TerminateInstances", e)))?;
         // Its network interface holds the subnet and security groups until it is gone.
         ec2(cx)
@@ -434,18 +437,6 @@ impl Ops for Instance {
 
     fn create_before_delete(&self) -> bool {
         true
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_typed_attributes_hold_every_declared_field() {
-        let a = Attrs::of(&crate::schema::sample(KIND.fields)).unwrap();
-        assert_eq!((a.root_gb(), a.user_data.as_deref()), (8, Some("#cloud-config")));
-        assert!(Attrs::of(&json!({ "instance_type": "t3.micro", "subnet": "s", "extra": 1 })).is_err());
     }
 }
 

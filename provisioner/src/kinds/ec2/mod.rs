@@ -80,6 +80,11 @@ pub fn address_of(tags: &[Tag]) -> Option<String> {
     tags.iter().find(|t| t.key() == Some(ID_TAG)).and_then(|t| t.value()).map(str::to_owned)
 }
 
+/// Tags as a map.
+pub fn tags_of(tags: &[Tag]) -> BTreeMap<String, String> {
+    tags.iter().filter_map(|t| Some((t.key()?.to_owned(), t.value().unwrap_or_default().to_owned()))).collect()
+}
+
 /// Tags as a JSON object.
 pub fn tags_json(tags: &[Tag]) -> Value {
     Value::Object(

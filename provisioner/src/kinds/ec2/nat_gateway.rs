@@ -1,14 +1,13 @@
 //! `nat_gateway`: outbound internet for private subnets (costs about $33-38 a month).
 
-use super::{address_of, ec2, err, owned, set_tags, tag_spec, tagged, tags_json};
+use super::{address_of, ec2, err, owned, set_tags, tag_spec, tagged, tags_of};
 use crate::error::{gone_ok, OpError};
-use crate::provider::{Attributes, Cx, Live, Ops};
+use crate::provider::{known, Address, Cx, Found, Typed};
 use crate::schema::{Field, FieldType, Kind, Update, TAGS};
 use async_trait::async_trait;
 use aws_sdk_ec2::client::Waiters;
 use aws_sdk_ec2::types::{Filter, NatGatewayState, ResourceType};
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -34,7 +33,7 @@ fn cost(cx: &crate::cost::CostCx<'_>) -> Vec<crate::cost::Part> {
 }
 
 /// The declared shape, decoded once from `want` or `have`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct Attrs {
     subnet: String,
@@ -43,20 +42,21 @@ struct Attrs {
     tags: BTreeMap<String, String>,
 }
 
-impl Attributes for Attrs {}
-
 struct Nat;
 
 /// How long AWS may take to bring a NAT gateway up or down (usually one to three minutes).
 const WAIT: Duration = Duration::from_secs(10 * 60);
 
 #[async_trait]
-impl Ops for Nat {
+impl Typed for Nat {
+    type Attrs = Attrs;
+    type Outputs = ();
+
     fn after(&self) -> &'static [&'static str] {
         // A public NAT gateway fails without the VPC's gateway, and holds an address mapped.
         &["internet_gateway"]
     }
-    async fn discover(&self, cx: &Cx) -> Result<Vec<Live>, OpError> {
+    async fn discover(&self, cx: &Cx) -> Result<Vec<Found<Attrs, ()>>, OpError> {
         // AWS says natgateway, moto nat-gateway.
         if !tagged(cx, &["natgateway", "nat-gateway"]).await? {
             return Ok(Vec::new());
@@ -72,25 +72,24 @@ impl Ops for Nat {
                 }
                 let (Some(id), Some(address)) = (g.nat_gateway_id(), address_of(g.tags())) else { continue };
                 let eip = g.nat_gateway_addresses().first().and_then(|a| a.allocation_id());
-                out.push(Live {
-                    id: id.to_owned(),
-                    address,
-                    attrs: json!({"subnet": g.subnet_id(), "eip": eip, "tags": tags_json(g.tags())}),
-                    outputs: Map::new(),
-                });
+                let attrs = Attrs {
+                    subnet: g.subnet_id().unwrap_or_default().to_owned(),
+                    eip: eip.unwrap_or_default().to_owned(),
+                    tags: tags_of(g.tags()),
+                };
+                out.push(Found { id: id.to_owned(), address, attrs, outputs: () });
             }
         }
         Ok(out)
     }
 
-    async fn create(&self, cx: &Cx, _: &str, want: &Value, token: &str) -> Result<String, OpError> {
-        let w = Attrs::of(want)?;
+    async fn create(&self, cx: &Cx, _: Address<'_>, want: &Attrs, token: &str) -> Result<String, OpError> {
         let out = ec2(cx)
             .create_nat_gateway()
-            .subnet_id(&w.subnet)
-            .allocation_id(&w.eip)
+            .subnet_id(&want.subnet)
+            .allocation_id(&want.eip)
             .client_token(token)
-            .tag_specifications(tag_spec(ResourceType::Natgateway, &w.tags))
+            .tag_specifications(tag_spec(ResourceType::Natgateway, &want.tags))
             .send()
             .await
             .map_err(|e| err("CreateNatGateway", e))?;
@@ -100,12 +99,12 @@ impl Ops for Nat {
             .ok_or_else(|| OpError::fatal("CreateNatGateway", "no id"))?;
         cx.born(id, want);
         // Tagged at birth: the update only waits until it is available.
-        self.update(cx, id, want, want).await?;
+        Typed::update(self, cx, id, Some(want), want).await?;
         Ok(id.to_owned())
     }
 
-    async fn update(&self, cx: &Cx, id: &str, have: &Value, want: &Value) -> Result<(), OpError> {
-        set_tags(cx, id, &Attrs::of(have)?.tags, &Attrs::of(want)?.tags).await?;
+    async fn update(&self, cx: &Cx, id: &str, have: Option<&Attrs>, want: &Attrs) -> Result<(), OpError> {
+        set_tags(cx, id, &known(have)?.tags, &want.tags).await?;
         // Routes need it available (a create that failed waiting resumes here too).
         ec2(cx)
             .wait_until_nat_gateway_available()
@@ -116,7 +115,7 @@ impl Ops for Nat {
         Ok(())
     }
 
-    async fn delete(&self, cx: &Cx, id: &str, _: &Value) -> Result<(), OpError> {
+    async fn delete(&self, cx: &Cx, id: &str, _: Option<&Attrs>) -> Result<(), OpError> {
         gone_ok(ec2(cx).delete_nat_gateway().nat_gateway_id(id).send().await.map_err(|e| err("DeleteNatGateway", e)))?;
         // Its address and subnet are held until it is gone.
         ec2(cx)
@@ -126,21 +125,6 @@ impl Ops for Nat {
             .await
             .map_err(|e| OpError::retryable("wait NatGatewayDeleted", format!("{id}: {e}")))?;
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_typed_attributes_hold_every_declared_field() {
-        // The struct refuses unknown fields, so a declared field it lacks fails here.
-        let sample = crate::schema::sample(KIND.fields);
-        assert!(Attrs::of(&sample).is_ok(), "{sample}");
-        let mut extra = sample.clone();
-        extra["extra"] = json!(1);
-        assert!(Attrs::of(&extra).is_err());
     }
 }
 

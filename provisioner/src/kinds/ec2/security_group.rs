@@ -1,16 +1,16 @@
 //! `security_group`: a VPC firewall with ingress and egress rules whose source is a CIDR or
 //! another (or the same) group.
 
-use super::{address_of, ec2, err, owned, set_tags, tag_spec, tagged, tags_json};
+use super::{address_of, ec2, err, owned, set_tags, tag_spec, tagged, tags_of};
 use crate::diag::Diags;
 use crate::error::{gone_ok, OpError};
-use crate::provider::{null_as_empty, Attributes, Cx, Live, Ops};
+use crate::provider::{known, null_as_empty, Address, Cx, Found, Typed};
 use crate::schema::{Field, FieldType, Kind, Security, Update, TAGS};
 use crate::stack::{table_str, Resource, Stack, Val};
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{Filter, IpPermission, IpRange, ResourceType, UserIdGroupPair};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
 static RULE: [Field; 7] = [
@@ -118,7 +118,7 @@ impl Rule {
 }
 
 /// The declared shape, decoded once from `want` or `have`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct Attrs {
     vpc: String,
@@ -130,8 +130,6 @@ struct Attrs {
     #[serde(default)]
     tags: BTreeMap<String, String>,
 }
-
-impl Attributes for Attrs {}
 
 struct Group;
 
@@ -272,8 +270,11 @@ async fn authorize(cx: &Cx, id: &str, egress: bool, new: &[Rule]) -> Result<(), 
 }
 
 #[async_trait]
-impl Ops for Group {
-    async fn discover(&self, cx: &Cx) -> Result<Vec<Live>, OpError> {
+impl Typed for Group {
+    type Attrs = Attrs;
+    type Outputs = ();
+
+    async fn discover(&self, cx: &Cx) -> Result<Vec<Found<Attrs, ()>>, OpError> {
         if !tagged(cx, &["security-group"]).await? {
             return Ok(Vec::new());
         }
@@ -282,28 +283,24 @@ impl Ops for Group {
         while let Some(page) = pages.next().await {
             for g in page.map_err(|e| err("DescribeSecurityGroups", e))?.security_groups() {
                 let (Some(id), Some(address)) = (g.group_id(), address_of(g.tags())) else { continue };
-                out.push(Live {
-                    id: id.to_owned(),
-                    address,
-                    attrs: json!({
-                        "vpc": g.vpc_id(),
-                        "description": g.description(),
-                        "ingress": flatten(g.ip_permissions(), id),
-                        "egress": flatten(g.ip_permissions_egress(), id),
-                        "tags": tags_json(g.tags()),
-                    }),
-                    outputs: Map::new(),
-                });
+                let attrs = Attrs {
+                    vpc: g.vpc_id().unwrap_or_default().to_owned(),
+                    description: g.description().unwrap_or_default().to_owned(),
+                    ingress: flatten(g.ip_permissions(), id),
+                    egress: flatten(g.ip_permissions_egress(), id),
+                    tags: tags_of(g.tags()),
+                };
+                out.push(Found { id: id.to_owned(), address, attrs, outputs: () });
             }
         }
         Ok(out)
     }
 
-    async fn create(&self, cx: &Cx, address: &str, want: &Value, _token: &str) -> Result<String, OpError> {
+    async fn create(&self, cx: &Cx, address: Address<'_>, want: &Attrs, _token: &str) -> Result<String, OpError> {
         // Group names are unique per VPC: the stack and resource name make a rerun collide
         // instead of duplicating.
-        let name = format!("{}-{}", cx.stack, address.split_once('.').map_or(address, |(_, n)| n));
-        let w = Attrs::of(want)?;
+        let name = format!("{}-{}", cx.stack, address.name());
+        let w = want;
         let out = ec2(cx)
             .create_security_group()
             .group_name(name)
@@ -315,20 +312,23 @@ impl Ops for Group {
             .map_err(|e| err("CreateSecurityGroup", e))?;
         let id = out.group_id().ok_or_else(|| OpError::fatal("CreateSecurityGroup", "no id"))?;
         // A new group allows all egress; the declared rules replace that.
-        let fresh = json!({
-            "vpc": w.vpc,
-            "description": w.description,
-            "ingress": [],
-            "egress": [{"protocol": "all", "cidr": "0.0.0.0/0"}],
-            "tags": w.tags,
-        });
+        let all_out = Rule {
+            protocol: "all".into(),
+            from_port: None,
+            to_port: None,
+            cidr: Some("0.0.0.0/0".into()),
+            group: None,
+            own: false,
+            description: None,
+        };
+        let fresh = Attrs { ingress: Vec::new(), egress: vec![all_out], ..w.clone() };
         cx.born(id, &fresh);
-        self.update(cx, id, &fresh, want).await?;
+        Typed::update(self, cx, id, Some(&fresh), want).await?;
         Ok(id.to_owned())
     }
 
-    async fn update(&self, cx: &Cx, id: &str, have: &Value, want: &Value) -> Result<(), OpError> {
-        let (h, w) = (Attrs::of(have)?, Attrs::of(want)?);
+    async fn update(&self, cx: &Cx, id: &str, have: Option<&Attrs>, want: &Attrs) -> Result<(), OpError> {
+        let (h, w) = (known(have)?, want);
         let canonical = |rules: &[Rule]| rules.iter().cloned().map(Rule::canonical).collect::<Vec<_>>();
         for (old, new, egress) in [(&h.ingress, &w.ingress, false), (&h.egress, &w.egress, true)] {
             let (old, new) = (canonical(old), canonical(new));
@@ -343,7 +343,7 @@ impl Ops for Group {
         set_tags(cx, id, &h.tags, &w.tags).await
     }
 
-    async fn delete(&self, cx: &Cx, id: &str, _: &Value) -> Result<(), OpError> {
+    async fn delete(&self, cx: &Cx, id: &str, _: Option<&Attrs>) -> Result<(), OpError> {
         gone_ok(ec2(cx).delete_security_group().group_id(id).send().await.map_err(|e| err("DeleteSecurityGroup", e)))
     }
 }
@@ -382,35 +382,5 @@ fn check(r: &Resource, _: &Stack, d: &mut Diags) {
                 _ => {}
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_typed_attributes_hold_every_declared_field() {
-        let sample = crate::schema::sample(KIND.fields);
-        let a = Attrs::of(&sample).unwrap();
-        assert_eq!((a.ingress.len(), a.egress.len()), (1, 1), "{sample}");
-        let mut extra = sample.clone();
-        extra["ingress"][0]["extra"] = json!(1);
-        assert!(Attrs::of(&extra).is_err());
-    }
-
-    #[test]
-    fn a_single_port_is_a_range_of_one_and_all_has_none() {
-        let r = |p: &str, f: Option<i64>, t: Option<i64>| Rule {
-            protocol: p.into(),
-            from_port: f,
-            to_port: t,
-            cidr: None,
-            group: None,
-            own: true,
-            description: None,
-        };
-        assert_eq!(r("tcp", Some(80), None).canonical(), r("tcp", Some(80), Some(80)));
-        assert_eq!(r("all", Some(0), Some(9)).canonical(), r("all", None, None));
     }
 }

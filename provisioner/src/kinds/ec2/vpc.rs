@@ -1,13 +1,12 @@
 //! `vpc`: a virtual network.
 
-use super::{ec2, err, owned, set_tags, tag_spec, tagged, tags_json};
+use super::{ec2, err, owned, set_tags, tag_spec, tagged, tags_of};
 use crate::error::{gone_ok, OpError};
-use crate::provider::{Attributes, Cx, Live, Ops};
+use crate::provider::{known, Address, Cx, Found, Typed};
 use crate::schema::{Field, FieldType, Kind, Update, TAGS};
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType, VpcAttributeName};
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 pub static KIND: Kind =
@@ -33,7 +32,7 @@ pub static KIND: Kind =
         .outputs(&[("id", "VPC id (vpc-...)")]);
 
 /// The declared shape, decoded once from `want` or `have`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Attrs {
     cidr: String,
@@ -44,8 +43,6 @@ struct Attrs {
     #[serde(default)]
     tags: BTreeMap<String, String>,
 }
-
-impl Attributes for Attrs {}
 
 impl Attrs {
     fn dns(&self) -> (bool, bool) {
@@ -107,8 +104,11 @@ async fn set_dns(cx: &Cx, id: &str, have: (bool, bool), want: (bool, bool)) -> R
 }
 
 #[async_trait]
-impl Ops for Vpc {
-    async fn discover(&self, cx: &Cx) -> Result<Vec<Live>, OpError> {
+impl Typed for Vpc {
+    type Attrs = Attrs;
+    type Outputs = ();
+
+    async fn discover(&self, cx: &Cx) -> Result<Vec<Found<Attrs, ()>>, OpError> {
         if !tagged(cx, &["vpc"]).await? {
             return Ok(Vec::new());
         }
@@ -117,12 +117,7 @@ impl Ops for Vpc {
         while let Some(page) = pages.next().await {
             for v in page.map_err(|e| err("DescribeVpcs", e))?.vpcs() {
                 let (Some(id), Some(address)) = (v.vpc_id(), super::address_of(v.tags())) else { continue };
-                found.push((
-                    id.to_owned(),
-                    address,
-                    v.cidr_block().unwrap_or_default().to_owned(),
-                    tags_json(v.tags()),
-                ));
+                found.push((id.to_owned(), address, v.cidr_block().unwrap_or_default().to_owned(), tags_of(v.tags())));
             }
         }
         // DescribeVpcs does not carry the DNS attributes: two reads per VPC, all at once.
@@ -136,17 +131,16 @@ impl Ops for Vpc {
         Ok(found
             .into_iter()
             .zip(flags)
-            .map(|((id, address, cidr, tags), (support, hostnames))| Live {
+            .map(|((id, address, cidr, tags), (dns_support, dns_hostnames))| Found {
                 id,
                 address,
-                attrs: json!({"cidr": cidr, "dns_support": support, "dns_hostnames": hostnames, "tags": tags}),
-                outputs: Map::new(),
+                attrs: Attrs { cidr, dns_support, dns_hostnames, tags },
+                outputs: (),
             })
             .collect())
     }
 
-    async fn create(&self, cx: &Cx, _: &str, want: &Value, _token: &str) -> Result<String, OpError> {
-        let w = Attrs::of(want)?;
+    async fn create(&self, cx: &Cx, _: Address<'_>, w: &Attrs, _token: &str) -> Result<String, OpError> {
         let out = ec2(cx)
             .create_vpc()
             .cidr_block(&w.cidr)
@@ -156,34 +150,19 @@ impl Ops for Vpc {
             .map_err(|e| err("CreateVpc", e))?;
         let id = out.vpc().and_then(|v| v.vpc_id()).ok_or_else(|| OpError::fatal("CreateVpc", "no id"))?;
         // A new VPC has DNS support on and hostnames off.
-        let fresh = json!({"cidr": w.cidr, "dns_support": true, "dns_hostnames": false, "tags": w.tags});
+        let fresh = Attrs { dns_support: true, dns_hostnames: false, ..w.clone() };
         cx.born(id, &fresh);
-        self.update(cx, id, &fresh, want).await?;
+        Typed::update(self, cx, id, Some(&fresh), w).await?;
         Ok(id.to_owned())
     }
 
-    async fn update(&self, cx: &Cx, id: &str, have: &Value, want: &Value) -> Result<(), OpError> {
-        let (h, w) = (Attrs::of(have)?, Attrs::of(want)?);
+    async fn update(&self, cx: &Cx, id: &str, have: Option<&Attrs>, w: &Attrs) -> Result<(), OpError> {
+        let h = known(have)?;
         set_dns(cx, id, h.dns(), w.dns()).await?;
         set_tags(cx, id, &h.tags, &w.tags).await
     }
 
-    async fn delete(&self, cx: &Cx, id: &str, _: &Value) -> Result<(), OpError> {
+    async fn delete(&self, cx: &Cx, id: &str, _: Option<&Attrs>) -> Result<(), OpError> {
         gone_ok(ec2(cx).delete_vpc().vpc_id(id).send().await.map_err(|e| err("DeleteVpc", e)))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_typed_attributes_hold_every_declared_field() {
-        // The struct refuses unknown fields, so a declared field it lacks fails here.
-        let sample = crate::schema::sample(KIND.fields);
-        assert!(Attrs::of(&sample).is_ok(), "{sample}");
-        let mut extra = sample.clone();
-        extra["extra"] = json!(1);
-        assert!(Attrs::of(&extra).is_err());
     }
 }

@@ -1,14 +1,13 @@
 //! `vpc_endpoint`: a gateway endpoint (DynamoDB, S3) on route tables, so traffic to the service
 //! needs no internet path.
 
-use super::{address_of, ec2, err, owned, set_tags, tag_spec, tagged, tags_json};
+use super::{address_of, ec2, err, owned, set_tags, tag_spec, tagged, tags_of};
 use crate::error::{gone_ok, Class, OpError};
-use crate::provider::{Attributes, Cx, Live, Ops};
+use crate::provider::{known, Address, Cx, Found, Typed};
 use crate::schema::{Field, FieldType, Kind, Update, TAGS};
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{ResourceType, VpcEndpointType};
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 pub static KIND: Kind = Kind::new(
@@ -30,7 +29,7 @@ pub static KIND: Kind = Kind::new(
 .outputs(&[("id", "Endpoint id (vpce-...)")]);
 
 /// The declared shape, decoded once from `want` or `have`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct Attrs {
     vpc: String,
@@ -41,13 +40,14 @@ struct Attrs {
     tags: BTreeMap<String, String>,
 }
 
-impl Attributes for Attrs {}
-
 struct Endpoint;
 
 #[async_trait]
-impl Ops for Endpoint {
-    async fn discover(&self, cx: &Cx) -> Result<Vec<Live>, OpError> {
+impl Typed for Endpoint {
+    type Attrs = Attrs;
+    type Outputs = ();
+
+    async fn discover(&self, cx: &Cx) -> Result<Vec<Found<Attrs, ()>>, OpError> {
         if !tagged(cx, &["vpc-endpoint"]).await? {
             return Ok(Vec::new());
         }
@@ -62,30 +62,26 @@ impl Ops for Endpoint {
                 }
                 let (Some(id), Some(address)) = (e.vpc_endpoint_id(), address_of(e.tags())) else { continue };
                 let service = e.service_name().and_then(|n| n.rsplit('.').next());
-                out.push(Live {
-                    id: id.to_owned(),
-                    address,
-                    attrs: json!({
-                        "vpc": e.vpc_id(),
-                        "service": service,
-                        "route_tables": e.route_table_ids(),
-                        "tags": tags_json(e.tags()),
-                    }),
-                    outputs: Map::new(),
-                });
+                let attrs = Attrs {
+                    vpc: e.vpc_id().unwrap_or_default().to_owned(),
+                    service: service.unwrap_or_default().to_owned(),
+                    route_tables: e.route_table_ids().to_vec(),
+                    tags: tags_of(e.tags()),
+                };
+                out.push(Found { id: id.to_owned(), address, attrs, outputs: () });
             }
         }
         Ok(out)
     }
 
-    async fn create(&self, cx: &Cx, _: &str, want: &Value, token: &str) -> Result<String, OpError> {
-        let w = Attrs::of(want)?;
+    async fn create(&self, cx: &Cx, _: Address<'_>, want: &Attrs, token: &str) -> Result<String, OpError> {
+        let w = want;
         let out = ec2(cx)
             .create_vpc_endpoint()
             .vpc_id(&w.vpc)
             .service_name(format!("com.amazonaws.{}.{}", cx.region, w.service))
             .vpc_endpoint_type(VpcEndpointType::Gateway)
-            .set_route_table_ids(Some(w.route_tables))
+            .set_route_table_ids(Some(w.route_tables.clone()))
             .client_token(token)
             .tag_specifications(tag_spec(ResourceType::VpcEndpoint, &w.tags))
             .send()
@@ -97,8 +93,8 @@ impl Ops for Endpoint {
             .ok_or_else(|| OpError::fatal("CreateVpcEndpoint", "no id"))
     }
 
-    async fn update(&self, cx: &Cx, id: &str, have: &Value, want: &Value) -> Result<(), OpError> {
-        let (h, w) = (Attrs::of(have)?, Attrs::of(want)?);
+    async fn update(&self, cx: &Cx, id: &str, have: Option<&Attrs>, want: &Attrs) -> Result<(), OpError> {
+        let (h, w) = (known(have)?, want);
         let (had, wanted) = (&h.route_tables, &w.route_tables);
         let add: Vec<String> = wanted.iter().filter(|t| !had.contains(t)).cloned().collect();
         let remove: Vec<String> = had.iter().filter(|t| !wanted.contains(t)).cloned().collect();
@@ -115,7 +111,7 @@ impl Ops for Endpoint {
         set_tags(cx, id, &h.tags, &w.tags).await
     }
 
-    async fn delete(&self, cx: &Cx, id: &str, _: &Value) -> Result<(), OpError> {
+    async fn delete(&self, cx: &Cx, id: &str, _: Option<&Attrs>) -> Result<(), OpError> {
         let out =
             ec2(cx).delete_vpc_endpoints().vpc_endpoint_ids(id).send().await.map_err(|e| err("DeleteVpcEndpoints", e));
         let out = match out {
@@ -131,20 +127,5 @@ impl Ops for Endpoint {
             }),
             _ => Ok(()),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_typed_attributes_hold_every_declared_field() {
-        // The struct refuses unknown fields, so a declared field it lacks fails here.
-        let sample = crate::schema::sample(KIND.fields);
-        assert!(Attrs::of(&sample).is_ok(), "{sample}");
-        let mut extra = sample.clone();
-        extra["extra"] = json!(1);
-        assert!(Attrs::of(&extra).is_err());
     }
 }

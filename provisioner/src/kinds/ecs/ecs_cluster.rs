@@ -2,12 +2,11 @@
 
 use super::{ecs, err, set_tags, tags};
 use crate::error::{gone_ok, OpError, Transient};
-use crate::provider::{Attributes, Cx, Live, Ops, ID_TAG, STACK_TAG};
+use crate::provider::{known, Address, Cx, Found, Typed, STACK_TAG};
 use crate::schema::{Field, FieldType, Kind, Update, TAGS};
 use async_trait::async_trait;
 use aws_sdk_ecs::types::{ClusterField, ClusterSetting, ClusterSettingName};
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 pub static KIND: Kind =
@@ -32,7 +31,7 @@ pub static KIND: Kind =
         .outputs(&[("id", "The cluster's name"), ("name", "<stack>-<name>"), ("arn", "Cluster ARN")]);
 
 /// The declared shape, decoded once from `want` or `have`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct Attrs {
     #[serde(default)]
@@ -43,7 +42,11 @@ struct Attrs {
     tags: BTreeMap<String, String>,
 }
 
-impl Attributes for Attrs {}
+#[derive(Default, Serialize)]
+struct Outputs {
+    name: String,
+    arn: String,
+}
 
 struct Cluster;
 
@@ -55,7 +58,10 @@ fn insights(on: bool) -> ClusterSetting {
 }
 
 #[async_trait]
-impl Ops for Cluster {
+impl Typed for Cluster {
+    type Attrs = Attrs;
+    type Outputs = Outputs;
+
     fn transient(&self) -> &'static [Transient] {
         // In an account's first use of ECS, AWS makes its service-linked role on the first call
         // and refuses clusters until the role is usable.
@@ -68,7 +74,7 @@ impl Ops for Cluster {
         .saying("Unable to assume the service linked role")];
         T
     }
-    async fn discover(&self, cx: &Cx) -> Result<Vec<Live>, OpError> {
+    async fn discover(&self, cx: &Cx) -> Result<Vec<Found<Attrs, Outputs>>, OpError> {
         let client = ecs(cx);
         let prefix = format!("{}-", cx.stack);
         let ours = super::cluster_arns(cx).await?;
@@ -100,27 +106,20 @@ impl Ops for Cluster {
                     .settings()
                     .iter()
                     .any(|s| s.name() == Some(&ClusterSettingName::ContainerInsights) && s.value() == Some("enabled"));
-                let address =
-                    tags.get(ID_TAG).cloned().unwrap_or_else(|| format!("ecs_cluster.{}", &name[prefix.len()..]));
-                let mut outputs = Map::new();
-                outputs.insert("name".into(), json!(name));
-                outputs.insert("arn".into(), json!(arn));
-                let mut providers = c.capacity_providers().to_vec();
-                providers.sort();
-                out.push(Live {
-                    id: name.to_owned(),
-                    address,
-                    attrs: json!({ "container_insights": insights, "capacity_providers": providers, "tags": tags }),
-                    outputs,
-                });
+                let address = Address::found(&tags, KIND.name, &name[prefix.len()..]);
+                let mut capacity_providers = c.capacity_providers().to_vec();
+                capacity_providers.sort();
+                let attrs = Attrs { container_insights: insights, capacity_providers, tags };
+                let outputs = Outputs { name: name.to_owned(), arn: arn.to_owned() };
+                out.push(Found { id: name.to_owned(), address, attrs, outputs });
             }
         }
         Ok(out)
     }
 
-    async fn create(&self, cx: &Cx, address: &str, want: &Value, _token: &str) -> Result<String, OpError> {
-        let w = Attrs::of(want)?;
-        let name = format!("{}-{}", cx.stack, address.strip_prefix("ecs_cluster.").unwrap_or(address));
+    async fn create(&self, cx: &Cx, address: Address<'_>, want: &Attrs, _token: &str) -> Result<String, OpError> {
+        let w = want;
+        let name = format!("{}-{}", cx.stack, address.name());
         // CreateCluster answers the existing cluster for a name it knows: a rerun is safe.
         ecs(cx)
             .create_cluster()
@@ -134,8 +133,8 @@ impl Ops for Cluster {
         Ok(name)
     }
 
-    async fn update(&self, cx: &Cx, id: &str, have: &Value, want: &Value) -> Result<(), OpError> {
-        let (h, w) = (Attrs::of(have)?, Attrs::of(want)?);
+    async fn update(&self, cx: &Cx, id: &str, have: Option<&Attrs>, want: &Attrs) -> Result<(), OpError> {
+        let (h, w) = (known(have)?, want);
         if h.container_insights != w.container_insights {
             // UpdateCluster, not UpdateClusterSettings: the same effect, and the emulator has
             // only the former.
@@ -172,19 +171,7 @@ impl Ops for Cluster {
         Ok(())
     }
 
-    async fn delete(&self, cx: &Cx, id: &str, _: &Value) -> Result<(), OpError> {
+    async fn delete(&self, cx: &Cx, id: &str, _: Option<&Attrs>) -> Result<(), OpError> {
         gone_ok(ecs(cx).delete_cluster().cluster(id).send().await.map_err(|e| err("DeleteCluster", e)))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_typed_attributes_hold_every_declared_field() {
-        let a = Attrs::of(&crate::schema::sample(KIND.fields)).unwrap();
-        assert!(a.container_insights);
-        assert!(Attrs::of(&json!({ "extra": 1 })).is_err());
     }
 }

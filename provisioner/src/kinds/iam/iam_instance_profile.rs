@@ -4,13 +4,12 @@
 use super::{err, iam, path};
 use crate::diag::Diags;
 use crate::error::{gone_ok, OpError};
-use crate::provider::{tag_changes, Attributes, Cx, Live, Ops, ID_TAG};
+use crate::provider::{known, tag_changes, Address, Cx, Found, Typed};
 use crate::schema::{Field, FieldType, Kind, Update, TAGS};
 use crate::stack::{Resource, Stack};
 use async_trait::async_trait;
 use aws_sdk_iam::types::Tag;
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 pub static KIND: Kind = Kind::new(
@@ -37,18 +36,22 @@ fn check(r: &Resource, stack: &Stack, d: &mut Diags) {
     }
 }
 
+#[derive(Default, Serialize)]
+struct Outputs {
+    name: String,
+    arn: String,
+}
+
 struct Profile;
 
 /// The declared shape, decoded once from `want` or `have` (`role` as an id: the role's name).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct Attrs {
     role: Option<String>,
     #[serde(default)]
     tags: BTreeMap<String, String>,
 }
-
-impl Attributes for Attrs {}
 
 fn tag_list(m: &BTreeMap<String, String>) -> Result<Vec<Tag>, OpError> {
     m.iter()
@@ -78,8 +81,11 @@ async fn remove_role(cx: &Cx, name: &str, role: &str) -> Result<(), OpError> {
 }
 
 #[async_trait]
-impl Ops for Profile {
-    async fn discover(&self, cx: &Cx) -> Result<Vec<Live>, OpError> {
+impl Typed for Profile {
+    type Attrs = Attrs;
+    type Outputs = Outputs;
+
+    async fn discover(&self, cx: &Cx) -> Result<Vec<Found<Attrs, Outputs>>, OpError> {
         if cx.region != cx.home {
             return Ok(Vec::new());
         }
@@ -106,22 +112,18 @@ impl Ops for Profile {
                 .iter()
                 .map(|t| (t.key().to_owned(), t.value().to_owned()))
                 .collect();
-            let address = tags.get(ID_TAG).cloned().unwrap_or_else(|| {
-                format!("iam_instance_profile.{}", name.trim_start_matches(&format!("{}-", cx.stack)))
-            });
-            let mut outputs = Map::new();
-            outputs.insert("name".into(), json!(name));
-            outputs.insert("arn".into(), json!(p.arn()));
+            let address = Address::found(&tags, KIND.name, name.trim_start_matches(&format!("{}-", cx.stack)));
+            let outputs = Outputs { name: name.clone(), arn: p.arn().to_owned() };
             // References hold ids: a role's id is its name.
             let role = p.roles().first().map(|r| r.role_name().to_owned());
-            out.push(Live { id: name, address, attrs: json!({ "role": role, "tags": tags }), outputs });
+            out.push(Found { id: name, address, attrs: Attrs { role, tags }, outputs });
         }
         Ok(out)
     }
 
-    async fn create(&self, cx: &Cx, address: &str, want: &Value, _token: &str) -> Result<String, OpError> {
-        let w = Attrs::of(want)?;
-        let name = format!("{}-{}", cx.stack, address.strip_prefix("iam_instance_profile.").unwrap_or(address));
+    async fn create(&self, cx: &Cx, address: Address<'_>, want: &Attrs, _token: &str) -> Result<String, OpError> {
+        let w = want;
+        let name = format!("{}-{}", cx.stack, address.name());
         let tags = tag_list(&w.tags)?;
         let made = iam(cx)
             .create_instance_profile()
@@ -142,8 +144,8 @@ impl Ops for Profile {
         Ok(name)
     }
 
-    async fn update(&self, cx: &Cx, id: &str, have: &Value, want: &Value) -> Result<(), OpError> {
-        let (h, w) = (Attrs::of(have)?, Attrs::of(want)?);
+    async fn update(&self, cx: &Cx, id: &str, have: Option<&Attrs>, want: &Attrs) -> Result<(), OpError> {
+        let (h, w) = (known(have)?, want);
         let new = w.role.as_deref().ok_or_else(|| OpError::fatal("resolve", "`role` is not resolved"))?;
         if h.role.as_deref() != Some(new) {
             if let Some(old) = &h.role {
@@ -174,9 +176,9 @@ impl Ops for Profile {
         Ok(())
     }
 
-    async fn delete(&self, cx: &Cx, id: &str, have: &Value) -> Result<(), OpError> {
+    async fn delete(&self, cx: &Cx, id: &str, have: Option<&Attrs>) -> Result<(), OpError> {
         // The role leaves the profile first: IAM refuses to delete a profile that holds one.
-        let role = if have.is_null() { None } else { Attrs::of(have)?.role };
+        let role = have.and_then(|h| h.role.clone());
         if let Some(role) = role {
             remove_role(cx, id, &role).await?;
         }
@@ -188,17 +190,5 @@ impl Ops for Profile {
                 .await
                 .map_err(|e| err("DeleteInstanceProfile", e)),
         )
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_typed_attributes_hold_every_declared_field() {
-        let a = Attrs::of(&crate::schema::sample(KIND.fields)).unwrap();
-        assert_eq!(a.role.as_deref(), Some("iam_role.x"));
-        assert!(Attrs::of(&json!({ "role": "r", "extra": 1 })).is_err());
     }
 }

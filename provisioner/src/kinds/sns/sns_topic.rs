@@ -6,13 +6,12 @@
 use super::{err, sns};
 use crate::diag::Diags;
 use crate::error::{gone_ok, OpError};
-use crate::provider::{same_set, tag_changes, Attributes, Cx, Live, Ops, ID_TAG, STACK_TAG};
+use crate::provider::{known, same_set, tag_changes, Address, Cx, Found, Typed, STACK_TAG};
 use crate::schema::{Field, FieldType, Kind, Update, TAGS};
 use crate::stack::{Resource, Stack, Val};
 use async_trait::async_trait;
 use aws_sdk_sns::types::Tag;
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 pub static KIND: Kind = Kind::new(
@@ -62,7 +61,7 @@ fn cost(cx: &crate::cost::CostCx<'_>) -> Vec<crate::cost::Part> {
 }
 
 /// The declared shape, decoded once from `want` or `have`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct Attrs {
     display_name: Option<String>,
@@ -70,12 +69,6 @@ struct Attrs {
     email_subscriptions: Vec<String>,
     #[serde(default)]
     tags: BTreeMap<String, String>,
-}
-
-impl Attributes for Attrs {}
-
-fn name_of(cx: &Cx, address: &str) -> String {
-    format!("{}-{}", cx.stack, address.strip_prefix("sns_topic.").unwrap_or(address))
 }
 
 fn tag_list(m: &BTreeMap<String, String>) -> Result<Vec<Tag>, OpError> {
@@ -101,11 +94,20 @@ async fn subscriptions(cx: &Cx, arn: &str) -> Result<Vec<(String, Option<String>
     Ok(out)
 }
 
+#[derive(Default, Serialize)]
+struct Outputs {
+    arn: String,
+    name: String,
+}
+
 struct Topic;
 
 #[async_trait]
-impl Ops for Topic {
-    async fn discover(&self, cx: &Cx) -> Result<Vec<Live>, OpError> {
+impl Typed for Topic {
+    type Attrs = Attrs;
+    type Outputs = Outputs;
+
+    async fn discover(&self, cx: &Cx) -> Result<Vec<Found<Attrs, Outputs>>, OpError> {
         let client = sns(cx);
         let prefix = format!("{}-", cx.stack);
         let mut arns = Vec::new();
@@ -132,31 +134,25 @@ impl Ops for Topic {
                 continue;
             }
             let name = arn.rsplit(':').next().unwrap_or_default().to_owned();
-            let address = tags.get(ID_TAG).cloned().unwrap_or_else(|| format!("sns_topic.{}", &name[prefix.len()..]));
+            let address = Address::found(&tags, KIND.name, &name[prefix.len()..]);
             let attrs =
                 client.get_topic_attributes().topic_arn(&arn).send().await.map_err(|e| err("GetTopicAttributes", e))?;
-            let display = attrs.attributes().and_then(|a| a.get("DisplayName")).filter(|d| !d.is_empty()).cloned();
-            let mut emails: Vec<String> = subscriptions(cx, &arn).await?.into_iter().map(|(e, _)| e).collect();
-            emails.sort();
-            let mut outputs = Map::new();
-            outputs.insert("arn".into(), json!(arn));
-            outputs.insert("name".into(), json!(name));
-            out.push(Live {
-                id: arn,
-                address,
-                attrs: json!({ "display_name": display, "email_subscriptions": emails, "tags": tags }),
-                outputs,
-            });
+            let display_name = attrs.attributes().and_then(|a| a.get("DisplayName")).filter(|d| !d.is_empty()).cloned();
+            let mut email_subscriptions: Vec<String> =
+                subscriptions(cx, &arn).await?.into_iter().map(|(e, _)| e).collect();
+            email_subscriptions.sort();
+            let attrs = Attrs { display_name, email_subscriptions, tags };
+            out.push(Found { id: arn.clone(), address, attrs, outputs: Outputs { arn, name } });
         }
         Ok(out)
     }
 
-    async fn create(&self, cx: &Cx, address: &str, want: &Value, _token: &str) -> Result<String, OpError> {
-        let w = Attrs::of(want)?;
+    async fn create(&self, cx: &Cx, address: Address<'_>, want: &Attrs, _token: &str) -> Result<String, OpError> {
+        let w = want;
         // CreateTopic is idempotent by name: a rerun gets the same ARN back.
         let made = sns(cx)
             .create_topic()
-            .name(name_of(cx, address))
+            .name(format!("{}-{}", cx.stack, address.name()))
             .set_attributes(w.display_name.as_ref().map(|d| [("DisplayName".to_owned(), d.clone())].into()))
             .set_tags(Some(tag_list(&w.tags)?))
             .send()
@@ -177,8 +173,8 @@ impl Ops for Topic {
         Ok(arn)
     }
 
-    async fn update(&self, cx: &Cx, id: &str, have: &Value, want: &Value) -> Result<(), OpError> {
-        let (h, w) = (Attrs::of(have)?, Attrs::of(want)?);
+    async fn update(&self, cx: &Cx, id: &str, have: Option<&Attrs>, want: &Attrs) -> Result<(), OpError> {
+        let (h, w) = (known(have)?, want);
         let client = sns(cx);
         if h.display_name != w.display_name {
             client
@@ -231,21 +227,9 @@ impl Ops for Topic {
         Ok(())
     }
 
-    async fn delete(&self, cx: &Cx, id: &str, _: &Value) -> Result<(), OpError> {
+    async fn delete(&self, cx: &Cx, id: &str, _: Option<&Attrs>) -> Result<(), OpError> {
         // Deleting a topic deletes its subscriptions, pending ones included.
         gone_ok(sns(cx).delete_topic().topic_arn(id).send().await.map_err(|e| err("DeleteTopic", e)))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_typed_attributes_hold_every_declared_field() {
-        let sample = crate::schema::sample(KIND.fields);
-        assert!(Attrs::of(&sample).is_ok(), "{sample}");
-        assert!(Attrs::of(&json!({ "subscriptions": [] })).is_err());
     }
 }
 

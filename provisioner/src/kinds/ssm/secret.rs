@@ -6,14 +6,13 @@
 use super::{err, ssm};
 use crate::diag::Diags;
 use crate::error::{gone_ok, OpError};
-use crate::provider::{tag_changes, Attributes, Cx, Live, Ops, ID_TAG, STACK_TAG};
+use crate::provider::{known, tag_changes, Address, Cx, Found, Typed, STACK_TAG};
 use crate::schema::{Field, FieldType, Kind, Update, TAGS};
 use crate::stack::{Resource, Stack};
 use async_trait::async_trait;
 use aws_sdk_ssm::types::{ParameterStringFilter, ParameterType, ResourceTypeForTagging, Tag};
 use rand::RngExt;
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 pub static KIND: Kind = Kind::new(
@@ -48,7 +47,7 @@ fn check(r: &Resource, _: &Stack, d: &mut Diags) {
 }
 
 /// The declared shape, decoded once from `want` or `have`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct Attrs {
     description: Option<String>,
@@ -56,8 +55,6 @@ struct Attrs {
     #[serde(default)]
     tags: BTreeMap<String, String>,
 }
-
-impl Attributes for Attrs {}
 
 fn prefix(cx: &Cx) -> String {
     format!("/{}/", cx.stack)
@@ -74,11 +71,20 @@ fn generate(len: usize) -> String {
     rand::rng().sample_iter(rand::distr::Alphanumeric).take(len).map(char::from).collect()
 }
 
+#[derive(Default, Serialize)]
+struct Outputs {
+    name: String,
+    arn: String,
+}
+
 struct Secret;
 
 #[async_trait]
-impl Ops for Secret {
-    async fn discover(&self, cx: &Cx) -> Result<Vec<Live>, OpError> {
+impl Typed for Secret {
+    type Attrs = Attrs;
+    type Outputs = Outputs;
+
+    async fn discover(&self, cx: &Cx) -> Result<Vec<Found<Attrs, Outputs>>, OpError> {
         let client = ssm(cx);
         let by_prefix = ParameterStringFilter::builder()
             .key("Name")
@@ -106,8 +112,7 @@ impl Ops for Secret {
             if tags.get(STACK_TAG) != Some(&cx.stack) {
                 continue;
             }
-            let address =
-                tags.get(ID_TAG).cloned().unwrap_or_else(|| format!("secret.{}", name.trim_start_matches(&prefix(cx))));
+            let address = Address::found(&tags, KIND.name, name.trim_start_matches(&prefix(cx)));
             // Other kinds keep parameters under the stack's path too (a user's first password).
             if !address.starts_with("secret.") {
                 continue;
@@ -127,28 +132,22 @@ impl Ops for Secret {
                     .map(str::to_owned)
                     .ok_or_else(|| OpError::fatal("GetParameter", format!("no ARN for {name}")))?,
             };
-            let mut outputs = Map::new();
-            outputs.insert("name".into(), json!(name));
-            outputs.insert("arn".into(), json!(arn));
-            out.push(Live {
-                id: name.to_owned(),
-                address,
-                attrs: json!({ "description": p.description(), "tags": tags }),
-                outputs,
-            });
+            // The length is how it was made, not something AWS tells.
+            let attrs = Attrs { description: p.description().map(str::to_owned), length: None, tags };
+            out.push(Found { id: name.to_owned(), address, attrs, outputs: Outputs { name: name.to_owned(), arn } });
         }
         Ok(out)
     }
 
-    async fn create(&self, cx: &Cx, address: &str, want: &Value, _token: &str) -> Result<String, OpError> {
-        let w = Attrs::of(want)?;
-        let name = format!("{}{}", prefix(cx), address.strip_prefix("secret.").unwrap_or(address));
+    async fn create(&self, cx: &Cx, address: Address<'_>, want: &Attrs, _token: &str) -> Result<String, OpError> {
+        let w = want;
+        let name = format!("{}{}", prefix(cx), address.name());
         let made = ssm(cx)
             .put_parameter()
             .name(&name)
             .r#type(ParameterType::SecureString)
             .value(generate(w.length.unwrap_or(32) as usize))
-            .set_description(w.description)
+            .set_description(w.description.clone())
             .set_tags(Some(tag_list(&w.tags)?))
             .send()
             .await
@@ -160,8 +159,8 @@ impl Ops for Secret {
         }
     }
 
-    async fn update(&self, cx: &Cx, id: &str, have: &Value, want: &Value) -> Result<(), OpError> {
-        let (h, w) = (Attrs::of(have)?, Attrs::of(want)?);
+    async fn update(&self, cx: &Cx, id: &str, have: Option<&Attrs>, want: &Attrs) -> Result<(), OpError> {
+        let (h, w) = (known(have)?, want);
         let client = ssm(cx);
         if h.description != w.description {
             // PutParameter changes a description only with a value: the same one, read and
@@ -209,27 +208,7 @@ impl Ops for Secret {
         Ok(())
     }
 
-    async fn delete(&self, cx: &Cx, id: &str, _: &Value) -> Result<(), OpError> {
+    async fn delete(&self, cx: &Cx, id: &str, _: Option<&Attrs>) -> Result<(), OpError> {
         gone_ok(ssm(cx).delete_parameter().name(id).send().await.map(|_| ()).map_err(|e| err("DeleteParameter", e)))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_typed_attributes_hold_every_declared_field() {
-        let sample = crate::schema::sample(KIND.fields);
-        assert!(Attrs::of(&sample).is_ok(), "{sample}");
-        assert!(Attrs::of(&json!({ "value": "x" })).is_err(), "a value is never an attribute");
-    }
-
-    #[test]
-    fn generated_values_are_letters_and_digits_and_differ() {
-        let (a, b) = (generate(32), generate(32));
-        assert_eq!(a.len(), 32);
-        assert!(a.chars().all(|c| c.is_ascii_alphanumeric()));
-        assert_ne!(a, b);
     }
 }
