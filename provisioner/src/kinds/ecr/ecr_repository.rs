@@ -4,13 +4,13 @@
 use super::{ecr, err, repositories};
 use crate::diag::Diags;
 use crate::error::{gone_ok, OpError};
-use crate::provider::{tag_changes, Attributes, Cx, Live, Ops, ID_TAG};
+use crate::provider::{known, tag_changes, Address, Cx, Found, Typed};
 use crate::schema::{Field, FieldType, Kind, Update, TAGS};
 use crate::stack::{Resource, Stack};
 use async_trait::async_trait;
 use aws_sdk_ecr::types::{ImageScanningConfiguration, ImageTagMutability, Tag};
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
 pub static KIND: Kind = Kind::new(
@@ -66,7 +66,7 @@ fn cost(cx: &crate::cost::CostCx<'_>) -> Vec<crate::cost::Part> {
 }
 
 /// The declared shape, decoded once from `want` or `have`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct Attrs {
     image_tag_mutability: String,
@@ -76,8 +76,6 @@ struct Attrs {
     #[serde(default)]
     tags: BTreeMap<String, String>,
 }
-
-impl Attributes for Attrs {}
 
 /// The one lifecycle rule this kind writes, and reads back.
 fn policy(keep: i64) -> String {
@@ -100,8 +98,12 @@ fn kept(text: &str) -> Option<i64> {
         .flatten()
 }
 
-fn repo_name(cx: &Cx, address: &str) -> String {
-    format!("{}/{}", cx.stack, address.strip_prefix("ecr_repository.").unwrap_or(address))
+#[derive(Default, Serialize)]
+struct Outputs {
+    name: String,
+    arn: String,
+    registry: String,
+    url: String,
 }
 
 fn check(r: &Resource, stack: &Stack, d: &mut Diags) {
@@ -146,8 +148,11 @@ fn tags(m: &BTreeMap<String, String>) -> Result<Vec<Tag>, OpError> {
 }
 
 #[async_trait]
-impl Ops for Repository {
-    async fn discover(&self, cx: &Cx) -> Result<Vec<Live>, OpError> {
+impl Typed for Repository {
+    type Attrs = Attrs;
+    type Outputs = Outputs;
+
+    async fn discover(&self, cx: &Cx) -> Result<Vec<Found<Attrs, Outputs>>, OpError> {
         let prefix = format!("{}/", cx.stack);
         let mut out = Vec::new();
         for r in repositories(cx).await? {
@@ -162,31 +167,27 @@ impl Ops for Repository {
                 Err(e) if e.is_not_found() => None,
                 Err(e) => return Err(e),
             };
-            let address =
-                r.tags.get(ID_TAG).cloned().unwrap_or_else(|| format!("ecr_repository.{}", &r.name[prefix.len()..]));
-            let mut outputs = Map::new();
-            outputs.insert("name".into(), json!(r.name));
-            outputs.insert("arn".into(), json!(r.arn));
-            outputs.insert("registry".into(), json!(r.uri.split('/').next().unwrap_or_default()));
-            outputs.insert("url".into(), json!(r.uri));
-            out.push(Live {
-                id: r.name.clone(),
-                address,
-                attrs: json!({
-                    "image_tag_mutability": r.mutability,
-                    "scan_on_push": r.scan_on_push,
-                    "keep_images": keep,
-                    "tags": r.tags,
-                }),
-                outputs,
-            });
+            let address = Address::found(&r.tags, KIND.name, &r.name[prefix.len()..]);
+            let outputs = Outputs {
+                name: r.name.clone(),
+                arn: r.arn.clone(),
+                registry: r.uri.split('/').next().unwrap_or_default().to_owned(),
+                url: r.uri.clone(),
+            };
+            let attrs = Attrs {
+                image_tag_mutability: r.mutability.clone(),
+                scan_on_push: r.scan_on_push,
+                keep_images: keep,
+                tags: r.tags.clone(),
+            };
+            out.push(Found { id: r.name.clone(), address, attrs, outputs });
         }
         Ok(out)
     }
 
-    async fn create(&self, cx: &Cx, address: &str, want: &Value, _token: &str) -> Result<String, OpError> {
-        let w = Attrs::of(want)?;
-        let name = repo_name(cx, address);
+    async fn create(&self, cx: &Cx, address: Address<'_>, want: &Attrs, _token: &str) -> Result<String, OpError> {
+        let w = want;
+        let name = format!("{}/{}", cx.stack, address.name());
         let made = ecr(cx)
             .create_repository()
             .repository_name(&name)
@@ -209,8 +210,8 @@ impl Ops for Repository {
         Ok(name)
     }
 
-    async fn update(&self, cx: &Cx, id: &str, have: &Value, want: &Value) -> Result<(), OpError> {
-        let (h, w) = (Attrs::of(have)?, Attrs::of(want)?);
+    async fn update(&self, cx: &Cx, id: &str, have: Option<&Attrs>, want: &Attrs) -> Result<(), OpError> {
+        let (h, w) = (known(have)?, want);
         if h.image_tag_mutability != w.image_tag_mutability {
             ecr(cx)
                 .put_image_tag_mutability()
@@ -265,7 +266,7 @@ impl Ops for Repository {
         Ok(())
     }
 
-    async fn delete(&self, cx: &Cx, id: &str, _: &Value) -> Result<(), OpError> {
+    async fn delete(&self, cx: &Cx, id: &str, _: Option<&Attrs>) -> Result<(), OpError> {
         // Its images go with it: they are built again from the source by the next apply.
         gone_ok(
             ecr(cx)
@@ -276,30 +277,6 @@ impl Ops for Repository {
                 .await
                 .map_err(|e| err("DeleteRepository", e)),
         )
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_typed_attributes_hold_every_declared_field() {
-        let sample = crate::schema::sample(KIND.fields);
-        assert!(Attrs::of(&sample).is_ok(), "{sample}");
-        assert!(Attrs::of(&json!({ "image_tag_mutability": "IMMUTABLE", "extra": 1 })).is_err());
-    }
-
-    #[test]
-    fn the_lifecycle_rule_reads_back_as_written_and_others_do_not() {
-        assert_eq!(kept(&policy(10)), Some(10));
-        assert_eq!(
-            kept(
-                r#"{"rules":[{"selection":{"countType":"sinceImagePushed","countNumber":3},"action":{"type":"expire"}}]}"#
-            ),
-            None
-        );
-        assert_eq!(kept("not json"), None);
     }
 }
 

@@ -12,11 +12,11 @@ use super::{registry, registry_err, repositories};
 use crate::diag::Diags;
 use crate::error::OpError;
 use crate::image::{self, Arch, Spec};
-use crate::provider::{Attributes, Cx, Derive, Live, Ops};
+use crate::provider::{Address, Cx, Derive, Found, Typed};
 use crate::schema::{Field, FieldType, Kind, Update};
 use crate::stack::{Resource, Stack};
 use async_trait::async_trait;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
@@ -170,7 +170,7 @@ fn pages(r: &Resource, stack: &Stack, d: &mut Diags) {
 }
 
 /// The declared shape (`repository` as an id: the repository's name).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct Attrs {
     repository: Option<String>,
@@ -186,8 +186,6 @@ struct Attrs {
     architecture: Option<String>,
     digest: Option<String>,
 }
-
-impl Attributes for Attrs {}
 
 /// `(name, digest, time)` of a tag this kind wrote, `None` for any other tag.
 fn parse_tag(tag: &str) -> Option<(&str, String, &str)> {
@@ -205,18 +203,20 @@ fn tag_for(name: &str, digest: &str) -> String {
     format!("{name}-{time}-{}", digest.trim_start_matches("sha256:"))
 }
 
-fn name_of(address: &str) -> &str {
-    address.strip_prefix("image.").unwrap_or(address)
+#[derive(Default, Serialize)]
+struct Outputs {
+    digest: String,
+    tag: String,
+    uri: String,
 }
 
 struct ImageKind;
 
 impl ImageKind {
     /// Pushes the image this process built for `want` to its repository.
-    async fn push(&self, cx: &Cx, name: &str, want: &Value) -> Result<String, OpError> {
-        let w = Attrs::of(want)?;
-        let repo = w.repository.ok_or_else(|| OpError::fatal("push", "no repository"))?;
-        let digest = w.digest.ok_or_else(|| OpError::fatal("push", "the image was not built"))?;
+    async fn push(&self, cx: &Cx, name: &str, w: &Attrs) -> Result<String, OpError> {
+        let repo = w.repository.as_deref().ok_or_else(|| OpError::fatal("push", "no repository"))?;
+        let digest = w.digest.as_deref().ok_or_else(|| OpError::fatal("push", "the image was not built"))?;
         let built = image::built(&digest).ok_or_else(|| {
             OpError::fatal("push", format!("image {digest} was not built by this run: plan and apply in one command"))
         })?;
@@ -227,10 +227,12 @@ impl ImageKind {
 }
 
 #[async_trait]
-impl Ops for ImageKind {
-    fn derive(&self, want: &Value, on: &Derive<'_>) -> Result<Map<String, Value>, String> {
+impl Typed for ImageKind {
+    type Attrs = Attrs;
+    type Outputs = Outputs;
+
+    fn derive(&self, a: &Attrs, on: &Derive<'_>) -> Result<Map<String, Value>, String> {
         let dir = on.dir;
-        let a = Attrs::of(want).map_err(|e| e.to_string())?;
         let arch_name = a.architecture.as_deref().unwrap_or("x86_64");
         let arch = Arch::parse(arch_name).ok_or_else(|| format!("unknown architecture {arch_name}"))?;
         let (binary, name) = match (&a.executable, &a.package) {
@@ -250,13 +252,13 @@ impl Ops for ImageKind {
         };
         let files = a.files.iter().map(|(at, host)| (at.clone(), dir.join(host))).collect();
         let epoch = Spec::epoch_from_env().map_err(|e| e.to_string())?;
-        let spec = Spec { binary, name, arch, epoch, files, exclude: a.exclude };
+        let spec = Spec { binary, name, arch, epoch, files, exclude: a.exclude.clone() };
         let built = image::build(&spec).map_err(|e| e.to_string())?;
         image::keep(&built);
         Ok(Map::from_iter([("digest".to_owned(), json!(built.digest()))]))
     }
 
-    async fn discover(&self, cx: &Cx) -> Result<Vec<Live>, OpError> {
+    async fn discover(&self, cx: &Cx) -> Result<Vec<Found<Attrs, Outputs>>, OpError> {
         let repos = repositories(cx).await?;
         if repos.is_empty() {
             return Ok(Vec::new());
@@ -273,14 +275,13 @@ impl Ops for ImageKind {
                 }
             }
             for (name, (_, digest, tag)) in newest {
-                let mut outputs = Map::new();
-                outputs.insert("digest".into(), json!(digest));
-                outputs.insert("tag".into(), json!(tag));
-                outputs.insert("uri".into(), json!(format!("{}@{digest}", repo.uri)));
-                out.push(Live {
+                let attrs =
+                    Attrs { repository: Some(repo.name.clone()), digest: Some(digest.clone()), ..Attrs::default() };
+                let outputs = Outputs { uri: format!("{}@{digest}", repo.uri), digest, tag };
+                out.push(Found {
                     id: format!("{}:{name}", repo.name),
                     address: format!("image.{name}"),
-                    attrs: json!({ "repository": repo.name, "digest": digest }),
+                    attrs,
                     outputs,
                 });
             }
@@ -288,18 +289,18 @@ impl Ops for ImageKind {
         Ok(out)
     }
 
-    async fn create(&self, cx: &Cx, address: &str, want: &Value, _token: &str) -> Result<String, OpError> {
+    async fn create(&self, cx: &Cx, address: Address<'_>, want: &Attrs, _token: &str) -> Result<String, OpError> {
         // The digest is the idempotency key: a rerun pushes only a manifest under a new tag.
-        self.push(cx, name_of(address), want).await
+        self.push(cx, address.name(), want).await
     }
 
-    async fn update(&self, cx: &Cx, id: &str, _have: &Value, want: &Value) -> Result<(), OpError> {
+    async fn update(&self, cx: &Cx, id: &str, _have: Option<&Attrs>, want: &Attrs) -> Result<(), OpError> {
         let name = id.split_once(':').map_or(id, |(_, n)| n);
         self.push(cx, name, want).await.map(|_| ())
     }
 
     /// Deletes every push of this image (older ones too); the repository stays.
-    async fn delete(&self, cx: &Cx, id: &str, _have: &Value) -> Result<(), OpError> {
+    async fn delete(&self, cx: &Cx, id: &str, _have: Option<&Attrs>) -> Result<(), OpError> {
         let Some((repo, name)) = id.split_once(':') else { return Ok(()) };
         let reg = registry(cx).await?;
         let mut digests: Vec<String> = reg
@@ -315,30 +316,5 @@ impl Ops for ImageKind {
             reg.delete(repo, &d).await.map_err(registry_err)?;
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_typed_attributes_hold_every_declared_field() {
-        let sample = crate::schema::sample(KIND.fields);
-        assert!(Attrs::of(&sample).is_ok(), "{sample}");
-        assert!(Attrs::of(&json!({ "repository": "r", "extra": 1 })).is_err());
-    }
-
-    #[test]
-    fn tags_carry_name_time_and_digest_and_others_are_ignored() {
-        let hex = "ab".repeat(32);
-        let tag = tag_for("web-api", &format!("sha256:{hex}"));
-        assert!(tag.len() <= 128 - (MAX_NAME - "web-api".len()), "{tag}");
-        let (name, digest, time) = parse_tag(&tag).unwrap();
-        assert_eq!((name, digest.as_str()), ("web-api", format!("sha256:{hex}").as_str()));
-        assert_eq!(time.len(), 16);
-        assert_eq!(parse_tag("latest"), None);
-        assert_eq!(parse_tag(&format!("x-20260101T000000Z-{}", "g".repeat(64))), None);
-        assert_eq!(parse_tag("x-2026-abc"), None);
     }
 }

@@ -10,13 +10,13 @@ use crate::cost::site::{self, Estimate, Site, ASSET_CACHE, INDEX_CACHE};
 use crate::cost::Breakdown;
 use crate::error::OpError;
 use crate::kinds::cloudfront::{cloudfront, err as cf_err};
-use crate::provider::{null_as_empty, Attributes, Cx, Derive, Live, Ops};
+use crate::provider::{null_as_empty, Address, Cx, Derive, Found, Typed};
 use crate::schema::{Field, FieldType, Kind, Update};
 use async_trait::async_trait;
 use aws_sdk_cloudfront::types::{InvalidationBatch, Paths};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::ObjectIdentifier;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::sync::{Arc, LazyLock, Mutex};
@@ -54,7 +54,7 @@ const HISTORY: usize = 500;
 const INDEX: &str = "index.html";
 const HISTORY_KEY: &str = "history.json";
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct Attrs {
     bucket: String,
@@ -64,8 +64,6 @@ struct Attrs {
     libraries: Vec<String>,
     content_sha256: Option<String>,
 }
-
-impl Attributes for Attrs {}
 
 /// What was built when the command started, by digest: the site, the breakdown, the stack.
 type Built = (Site, Breakdown, String);
@@ -178,13 +176,20 @@ async fn publish(cx: &Cx, address: &str, w: &Attrs, token: &str) -> Result<Strin
     Ok(w.bucket.clone())
 }
 
+#[derive(Default, Serialize)]
+struct Outputs {
+    monthly: Option<String>,
+}
+
 struct CostSite;
 
 #[async_trait]
-impl Ops for CostSite {
+impl Typed for CostSite {
+    type Attrs = Attrs;
+    type Outputs = Outputs;
+
     /// Prices the stack this site is part of, as the command sees it (its variables included).
-    fn derive(&self, want: &Value, on: &Derive<'_>) -> Result<Map<String, Value>, String> {
-        let a = Attrs::of(want).map_err(|e| e.to_string())?;
+    fn derive(&self, a: &Attrs, on: &Derive<'_>) -> Result<Map<String, Value>, String> {
         let breakdown = (on.bill)();
         let libraries: Vec<_> = a.libraries.iter().map(|l| on.dir.join(l)).collect();
         let site =
@@ -197,7 +202,7 @@ impl Ops for CostSite {
         Ok(Map::from_iter([("content_sha256".to_owned(), json!(digest))]))
     }
 
-    async fn discover(&self, cx: &Cx) -> Result<Vec<Live>, OpError> {
+    async fn discover(&self, cx: &Cx) -> Result<Vec<Found<Attrs, Outputs>>, OpError> {
         let mut out = Vec::new();
         for (bucket, _) in owned(cx).await? {
             let head =
@@ -211,37 +216,32 @@ impl Ops for CostSite {
             if stack != &cx.stack {
                 continue;
             }
-            let mut outputs = Map::new();
-            if let Some(m) = meta.get(META_MONTHLY) {
-                outputs.insert("monthly".into(), json!(m));
-            }
-            out.push(Live {
-                id: bucket.clone(),
-                address: address.clone(),
-                attrs: json!({
-                    "bucket": bucket,
-                    "distribution": meta.get(META_DISTRIBUTION).filter(|d| !d.is_empty()),
-                    "content_sha256": meta.get(META_DIGEST),
-                }),
-                outputs,
-            });
+            let outputs = Outputs { monthly: meta.get(META_MONTHLY).cloned() };
+            let attrs = Attrs {
+                bucket: bucket.clone(),
+                distribution: meta.get(META_DISTRIBUTION).filter(|d| !d.is_empty()).cloned(),
+                page: None,
+                libraries: Vec::new(),
+                content_sha256: meta.get(META_DIGEST).cloned(),
+            };
+            out.push(Found { id: bucket.clone(), address: address.clone(), attrs, outputs });
         }
         Ok(out)
     }
 
-    async fn create(&self, cx: &Cx, address: &str, want: &Value, token: &str) -> Result<String, OpError> {
-        publish(cx, address, &Attrs::of(want)?, token).await
+    async fn create(&self, cx: &Cx, address: Address<'_>, want: &Attrs, token: &str) -> Result<String, OpError> {
+        publish(cx, &address.to_string(), want, token).await
     }
 
-    async fn update(&self, cx: &Cx, id: &str, _have: &Value, want: &Value) -> Result<(), OpError> {
+    async fn update(&self, cx: &Cx, id: &str, _have: Option<&Attrs>, want: &Attrs) -> Result<(), OpError> {
         let head = s3(cx).head_object().bucket(id).key(INDEX).send().await.map_err(|e| err("HeadObject", e))?;
         let address = head.metadata().and_then(|m| m.get(META_ADDRESS)).cloned().unwrap_or_default();
         let token = format!("update-{}", chrono::Utc::now().timestamp_millis());
-        publish(cx, &address, &Attrs::of(want)?, &token).await.map(|_| ())
+        publish(cx, &address, &want, &token).await.map(|_| ())
     }
 
     /// Takes the site out of the bucket: the index, the history and every asset.
-    async fn delete(&self, cx: &Cx, id: &str, _have: &Value) -> Result<(), OpError> {
+    async fn delete(&self, cx: &Cx, id: &str, _have: Option<&Attrs>) -> Result<(), OpError> {
         let mut keys = vec![INDEX.to_owned(), HISTORY_KEY.to_owned()];
         let mut pages = s3(cx).list_objects_v2().bucket(id).prefix("assets/").into_paginator().send();
         while let Some(page) = pages.next().await {
@@ -257,16 +257,5 @@ impl Ops for CostSite {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| OpError::fatal("ObjectIdentifier", e.to_string()))?;
         delete_objects(cx, id, ids).await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_typed_attributes_hold_every_declared_field() {
-        let a = Attrs::of(&crate::schema::sample(KIND.fields)).unwrap();
-        assert!(a.distribution.is_some() && a.page.is_some() && !a.libraries.is_empty());
     }
 }
