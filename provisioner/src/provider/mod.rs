@@ -237,10 +237,9 @@ pub trait Attributes: serde::de::DeserializeOwned {
     }
 }
 
-/// [`Ops::protected`] for kinds whose protection is a `deletion_protection` field.
-pub fn deletion_protected(have: &Value) -> Option<&'static str> {
-    (have.get("deletion_protection").and_then(Value::as_bool) == Some(true))
-        .then_some("set `deletion_protection = false` on it and apply first")
+/// [`Ops::protected`] for kinds whose protection is a `deletion_protection` field, from its value.
+pub fn deletion_protected(on: Option<bool>) -> Option<&'static str> {
+    (on == Some(true)).then_some("set `deletion_protection = false` on it and apply first")
 }
 
 /// For optional list and map fields: absent and `null` are both empty.

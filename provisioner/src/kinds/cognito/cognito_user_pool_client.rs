@@ -8,7 +8,7 @@
 use super::{err, idp, pools};
 use crate::error::{gone_ok, OpError};
 use crate::kinds::cloudfront::domains;
-use crate::provider::{null_as_empty, Attributes, Cx, Live, Ops};
+use crate::provider::{known, null_as_empty, Address, Cx, Found, Typed};
 use crate::schema::{Field, FieldType, Kind, Security, Update};
 use crate::stack::{Resource, Stack};
 use async_trait::async_trait;
@@ -16,8 +16,8 @@ use aws_sdk_cognitoidentityprovider::types::{
     ExplicitAuthFlowsType, OAuthFlowType, PreventUserExistenceErrorTypes, TimeUnitsType, TokenValidityUnitsType,
     UserPoolClientType,
 };
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 static SITE: &[Field] = &[
     Field::required(
@@ -114,7 +114,7 @@ fn normalize(v: &mut Value) {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct Site {
     distribution: String,
@@ -122,7 +122,7 @@ struct Site {
     signout: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct Attrs {
     pool: String,
@@ -137,8 +137,6 @@ struct Attrs {
     id_token_minutes: Option<i64>,
     refresh_token_days: Option<i64>,
 }
-
-impl Attributes for Attrs {}
 
 /// Every callback and sign-out URL: the sites' (by their distributions' domains) and the others.
 async fn urls(cx: &Cx, w: &Attrs) -> Result<(Vec<String>, Vec<String>), OpError> {
@@ -164,8 +162,9 @@ async fn urls(cx: &Cx, w: &Attrs) -> Result<(Vec<String>, Vec<String>), OpError>
     Ok((callbacks, logouts))
 }
 
-/// The declared attributes of a live client: URLs on a distribution's domain become its site.
-fn attrs_of(c: &UserPoolClientType, by_domain: &std::collections::BTreeMap<String, String>) -> Value {
+/// The declared attributes of a live client: URLs on a distribution's domain become its site
+/// (its lists as sets, as [`normalize`] makes them).
+fn attrs_of(c: &UserPoolClientType, by_domain: &std::collections::BTreeMap<String, String>) -> Attrs {
     let on_site = |u: &str| -> Option<(String, String)> {
         let rest = u.strip_prefix("https://")?;
         let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
@@ -183,7 +182,7 @@ fn attrs_of(c: &UserPoolClientType, by_domain: &std::collections::BTreeMap<Strin
         match on_site(u) {
             Some((id, path)) => {
                 let signout = signouts.get_mut(&id).and_then(|v| (!v.is_empty()).then(|| v.remove(0)));
-                sites.push(json!({ "distribution": id, "callback": path, "signout": signout }));
+                sites.push(Site { distribution: id, callback: Some(path), signout });
             }
             None => callbacks.push(u.clone()),
         }
@@ -191,17 +190,20 @@ fn attrs_of(c: &UserPoolClientType, by_domain: &std::collections::BTreeMap<Strin
     logouts.extend(
         signouts.into_iter().flat_map(|(id, paths)| paths.into_iter().map(move |p| format!("https://{id}{p}"))),
     );
-    let mut v = json!({
-        "pool": c.user_pool_id(),
-        "sites": sites,
-        "callback_urls": callbacks,
-        "logout_urls": logouts,
-        "scopes": c.allowed_o_auth_scopes(),
-        "id_token_minutes": c.id_token_validity(),
-        "refresh_token_days": c.refresh_token_validity(),
-    });
-    normalize(&mut v);
-    v
+    let mut scopes = c.allowed_o_auth_scopes().to_vec();
+    for list in [&mut callbacks, &mut logouts, &mut scopes] {
+        list.sort();
+        list.dedup();
+    }
+    Attrs {
+        pool: c.user_pool_id().unwrap_or_default().to_owned(),
+        sites,
+        callback_urls: callbacks,
+        logout_urls: logouts,
+        scopes,
+        id_token_minutes: c.id_token_validity().map(i64::from),
+        refresh_token_days: Some(i64::from(c.refresh_token_validity())),
+    }
 }
 
 /// The settings create and update both send: an update replaces all of them, and lists are
@@ -243,8 +245,11 @@ macro_rules! settings {
 struct Client;
 
 #[async_trait]
-impl Ops for Client {
-    async fn discover(&self, cx: &Cx) -> Result<Vec<Live>, OpError> {
+impl Typed for Client {
+    type Attrs = Attrs;
+    type Outputs = ();
+
+    async fn discover(&self, cx: &Cx) -> Result<Vec<Found<Attrs, ()>>, OpError> {
         let pools = pools(cx).await?;
         if pools.is_empty() {
             return Ok(Vec::new());
@@ -277,20 +282,16 @@ impl Ops for Client {
                 };
                 let Some(c) = c.user_pool_client() else { continue };
                 let Some(name) = c.client_name() else { continue };
-                out.push(Live {
-                    id,
-                    address: format!("cognito_user_pool_client.{name}"),
-                    attrs: attrs_of(c, &by_domain),
-                    outputs: Map::new(),
-                });
+                let (address, attrs) = (format!("{}.{name}", KIND.name), attrs_of(c, &by_domain));
+                out.push(Found { id, address, attrs, outputs: () });
             }
         }
         Ok(out)
     }
 
-    async fn create(&self, cx: &Cx, address: &str, want: &Value, _token: &str) -> Result<String, OpError> {
-        let w = Attrs::of(want)?;
-        let name = address.split_once('.').map_or(address, |(_, n)| n);
+    async fn create(&self, cx: &Cx, address: Address<'_>, want: &Attrs, _token: &str) -> Result<String, OpError> {
+        let w = want;
+        let name = address.name();
         let (callbacks, logouts) = urls(cx, &w).await?;
         let made = settings!(
             idp(cx).create_user_pool_client().user_pool_id(&w.pool).generate_secret(false),
@@ -308,9 +309,9 @@ impl Ops for Client {
             .ok_or_else(|| OpError::fatal("CreateUserPoolClient", "no client id"))
     }
 
-    async fn update(&self, cx: &Cx, id: &str, have: &Value, want: &Value) -> Result<(), OpError> {
-        let w = Attrs::of(want)?;
-        let pool = if w.pool.is_empty() { Attrs::of(have)?.pool } else { w.pool.clone() };
+    async fn update(&self, cx: &Cx, id: &str, have: Option<&Attrs>, want: &Attrs) -> Result<(), OpError> {
+        let w = want;
+        let pool = if w.pool.is_empty() { known(have)?.pool.clone() } else { w.pool.clone() };
         let c = idp(cx)
             .describe_user_pool_client()
             .user_pool_id(&pool)
@@ -327,8 +328,8 @@ impl Ops for Client {
         Ok(())
     }
 
-    async fn delete(&self, cx: &Cx, id: &str, have: &Value) -> Result<(), OpError> {
-        let pool = Attrs::of(have)?.pool;
+    async fn delete(&self, cx: &Cx, id: &str, have: Option<&Attrs>) -> Result<(), OpError> {
+        let pool = &known(have)?.pool;
         gone_ok(
             idp(cx)
                 .delete_user_pool_client()
@@ -338,34 +339,5 @@ impl Ops for Client {
                 .await
                 .map_err(|e| err("DeleteUserPoolClient", e)),
         )
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_typed_attributes_hold_every_declared_field() {
-        let a = Attrs::of(&crate::schema::sample(KIND.fields)).unwrap();
-        assert!(!a.sites.is_empty() && !a.callback_urls.is_empty() && a.id_token_minutes.is_some());
-    }
-
-    #[test]
-    fn urls_on_a_distribution_read_back_as_its_site() {
-        let c = UserPoolClientType::builder()
-            .user_pool_id("p")
-            .callback_urls("https://d1.cloudfront.net/callback")
-            .callback_urls("http://localhost:3000/cb")
-            .logout_urls("https://d1.cloudfront.net/")
-            .allowed_o_auth_scopes("openid")
-            .id_token_validity(60)
-            .refresh_token_validity(30)
-            .build();
-        let by_domain = std::collections::BTreeMap::from([("d1.cloudfront.net".to_owned(), "E1".to_owned())]);
-        let v = attrs_of(&c, &by_domain);
-        assert_eq!(v["sites"], json!([{ "distribution": "E1", "callback": "/callback", "signout": "/" }]));
-        assert_eq!(v["callback_urls"], json!(["http://localhost:3000/cb"]));
-        assert_eq!(v["logout_urls"], json!([]));
     }
 }

@@ -5,12 +5,11 @@
 use super::{err, idp, pools};
 use crate::diag::Diags;
 use crate::error::{gone_ok, OpError};
-use crate::provider::{Attributes, Cx, Live, Ops};
+use crate::provider::{known, Address, Cx, Found, Typed};
 use crate::schema::{Field, FieldType, Kind, Update};
 use crate::stack::{Resource, Stack};
 use async_trait::async_trait;
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
 
 pub static KIND: Kind = Kind::new(
     "cognito_user_pool_domain",
@@ -51,13 +50,16 @@ fn check(r: &Resource, stack: &Stack, d: &mut Diags) {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct Attrs {
     pool: String,
 }
 
-impl Attributes for Attrs {}
+#[derive(Default, Serialize)]
+struct Outputs {
+    url: String,
+}
 
 struct Domain;
 
@@ -88,11 +90,14 @@ async fn active(cx: &Cx, domain: &str) -> Result<(), OpError> {
 }
 
 #[async_trait]
-impl Ops for Domain {
+impl Typed for Domain {
+    type Attrs = Attrs;
+    type Outputs = Outputs;
+
     fn global_name(&self) -> bool {
         true
     }
-    async fn discover(&self, cx: &Cx) -> Result<Vec<Live>, OpError> {
+    async fn discover(&self, cx: &Cx) -> Result<Vec<Found<Attrs, Outputs>>, OpError> {
         let own = prefix(&cx.stack, "");
         let mut out = Vec::new();
         for (_, pool) in pools(cx).await? {
@@ -102,21 +107,20 @@ impl Ops for Domain {
             // made before there was a suffix has none.
             let suffix = format!("-{}", crate::kinds::account::global_suffix(cx).await?);
             let name = name.strip_suffix(&suffix).unwrap_or(name);
-            let mut outputs = Map::new();
-            outputs.insert("url".into(), json!(format!("https://{domain}.auth.{}.amazoncognito.com", cx.region)));
-            out.push(Live {
+            let url = format!("https://{domain}.auth.{}.amazoncognito.com", cx.region);
+            out.push(Found {
                 id: domain.to_owned(),
-                address: format!("cognito_user_pool_domain.{}", name.replace('-', "_")),
-                attrs: json!({ "pool": id }),
-                outputs,
+                address: format!("{}.{}", KIND.name, name.replace('-', "_")),
+                attrs: Attrs { pool: id.to_owned() },
+                outputs: Outputs { url },
             });
         }
         Ok(out)
     }
 
-    async fn create(&self, cx: &Cx, address: &str, want: &Value, _token: &str) -> Result<String, OpError> {
-        let w = Attrs::of(want)?;
-        let stem = prefix(&cx.stack, address.split_once('.').map_or(address, |(_, n)| n));
+    async fn create(&self, cx: &Cx, address: Address<'_>, want: &Attrs, _token: &str) -> Result<String, OpError> {
+        let w = want;
+        let stem = prefix(&cx.stack, address.name());
         let domain = crate::kinds::account::global(&stem, &crate::kinds::account::global_suffix(cx).await?);
         idp(cx)
             .create_user_pool_domain()
@@ -130,13 +134,13 @@ impl Ops for Domain {
         Ok(domain)
     }
 
-    async fn update(&self, cx: &Cx, id: &str, _have: &Value, _want: &Value) -> Result<(), OpError> {
+    async fn update(&self, cx: &Cx, id: &str, _have: Option<&Attrs>, _want: &Attrs) -> Result<(), OpError> {
         // Its one field forces a replacement; a create that failed waiting resumes here.
         active(cx, id).await
     }
 
-    async fn delete(&self, cx: &Cx, id: &str, have: &Value) -> Result<(), OpError> {
-        let pool = Attrs::of(have)?.pool;
+    async fn delete(&self, cx: &Cx, id: &str, have: Option<&Attrs>) -> Result<(), OpError> {
+        let pool = &known(have)?.pool;
         gone_ok(
             idp(cx)
                 .delete_user_pool_domain()

@@ -671,7 +671,7 @@ impl Ops for Table {
         }
     }
     fn protected(&self, have: &Value) -> Option<&'static str> {
-        crate::provider::deletion_protected(have)
+        crate::provider::deletion_protected(have.get("deletion_protection").and_then(Value::as_bool))
     }
     fn transient(&self) -> &'static [Transient] {
         // AWS enables continuous backups some minutes after CreateTable; until then it answers

@@ -171,7 +171,7 @@ async fn set_attributes(cx: &Cx, arn: &str, a: &Attrs) -> Result<(), OpError> {
 #[async_trait]
 impl Ops for LoadBalancer {
     fn protected(&self, have: &Value) -> Option<&'static str> {
-        crate::provider::deletion_protected(have)
+        crate::provider::deletion_protected(have.get("deletion_protection").and_then(Value::as_bool))
     }
     fn after(&self) -> &'static [&'static str] {
         // An internet-facing load balancer in a VPC without an attached gateway is refused
