@@ -104,13 +104,8 @@ mod shape {
         "cloudfront_distribution",
         "dynamodb_table",
         "ecs_service",
-        "load_balancer",
-        "target_group",
-        "listener",
         "iam_role",
         "lambda_function",
-        "waf_web_acl",
-        "waf_association",
     ];
 
     #[test]

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 mod typed;
-pub use typed::{decode, encode, known, Address, Found, Typed};
+pub use typed::{decode, encode, known, normalized, Address, Found, Typed};
 
 /// The tag naming the stack that owns a resource.
 pub const STACK_TAG: &str = "provisioner:stack";

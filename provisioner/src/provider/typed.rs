@@ -115,16 +115,30 @@ pub fn known<A>(have: Option<&A>) -> Result<&A, OpError> {
     have.ok_or_else(|| OpError::retryable("read", "its attributes are not known yet: read again"))
 }
 
-/// A value decoded into a kind's type (what the engine hands a kind is in the declared shape).
+/// A value in the declared shape decoded into a kind's type. The fields every kind has
+/// ([`crate::schema::COMMON`]: `region`, `enabled`) are the engine's, not the kind's.
 pub fn decode<T: DeserializeOwned>(v: &Value) -> Result<T, OpError> {
-    serde_json::from_value(v.clone())
-        .map_err(|e| OpError::fatal("decode", format!("{}: {e}", std::any::type_name::<T>())))
+    let mut v = v.clone();
+    if let Value::Object(m) = &mut v {
+        for f in crate::schema::COMMON {
+            m.remove(f.name);
+        }
+    }
+    serde_json::from_value(v).map_err(|e| OpError::fatal("decode", format!("{}: {e}", std::any::type_name::<T>())))
 }
 
 /// A kind's value in the declared shape.
 pub fn encode<T: Serialize>(v: &T) -> Value {
     // Serializing plain structs of strings, numbers, maps and lists cannot fail.
     serde_json::to_value(v).unwrap_or(Value::Null)
+}
+
+/// `v` brought to its kind's canonical form by the kind's `normalize` (which works on the
+/// declared shape as JSON): for a discovery whose update compares both sides whole.
+pub fn normalized<T: Serialize + DeserializeOwned>(v: T, normalize: fn(&mut Value)) -> Result<T, OpError> {
+    let mut json = encode(&v);
+    normalize(&mut json);
+    decode(&json)
 }
 
 fn decoded<T: DeserializeOwned>(v: &Value) -> Result<Option<T>, OpError> {

@@ -5,7 +5,7 @@
 use super::{elb, err, set_tags, tag_list};
 use crate::diag::Diags;
 use crate::error::{gone_ok, OpError};
-use crate::provider::{Attributes, Cx, Live, Ops, ID_TAG};
+use crate::provider::{known, normalized, Address, Cx, Found, Typed, ID_TAG};
 use crate::schema::{Field, FieldType, Kind, Security, Update, TAGS};
 use crate::stack::{Resource, Stack};
 use async_trait::async_trait;
@@ -13,8 +13,8 @@ use aws_sdk_elasticloadbalancingv2::types::{
     Action, ActionTypeEnum, Certificate, FixedResponseActionConfig, ProtocolEnum, RedirectActionConfig,
     RedirectActionStatusCodeEnum,
 };
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
 /// The TLS policy of an HTTPS listener that names none: TLS 1.3 and 1.2 only.
@@ -104,7 +104,7 @@ pub static KIND: Kind =
 
 /// The declared shape, decoded once from `want` or `have` (normalized: the fields of actions
 /// other than the chosen one are null).
-#[derive(Debug, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 struct Attrs {
     load_balancer: String,
@@ -122,8 +122,6 @@ struct Attrs {
     #[serde(default)]
     tags: BTreeMap<String, String>,
 }
-
-impl Attributes for Attrs {}
 
 impl Attrs {
     fn https(&self) -> bool {
@@ -271,11 +269,19 @@ pub fn is_certificate_arn(s: &str) -> bool {
         }
 }
 
+#[derive(Default, Serialize)]
+struct Outputs {
+    arn: String,
+}
+
 struct Listener;
 
 #[async_trait]
-impl Ops for Listener {
-    async fn discover(&self, cx: &Cx) -> Result<Vec<Live>, OpError> {
+impl Typed for Listener {
+    type Attrs = Attrs;
+    type Outputs = Outputs;
+
+    async fn discover(&self, cx: &Cx) -> Result<Vec<Found<Attrs, Outputs>>, OpError> {
         let mut out = Vec::new();
         for (l, tags) in super::inventory(cx).await?.listeners {
             let (Some(arn), Some(address)) = (l.listener_arn(), tags.get(ID_TAG)) else { continue };
@@ -287,31 +293,35 @@ impl Ops for Listener {
             };
             let redirect = act.and_then(|a| a.redirect_config());
             let fixed = act.and_then(|a| a.fixed_response_config());
-            let mut attrs = json!({
-                "load_balancer": l.load_balancer_arn(),
-                "port": l.port(),
-                "protocol": l.protocol().map(ProtocolEnum::as_str),
-                "certificate_arn": l.certificates().first().and_then(|c| c.certificate_arn()),
-                "ssl_policy": l.ssl_policy(),
-                "action": kind,
-                "target_group": act.and_then(|a| a.target_group_arn()),
-                "redirect_protocol": redirect.and_then(|r| r.protocol()),
-                "redirect_port": redirect.and_then(|r| r.port()?.parse::<i64>().ok()),
-                "redirect_status": redirect.and_then(|r| r.status_code()).map(|s| s.as_str()),
-                "fixed_status": fixed.and_then(|f| f.status_code()?.parse::<i64>().ok()),
-                "fixed_body": fixed.and_then(|f| f.message_body()),
-                "tags": tags,
+            let owned = |s: Option<&str>| s.map(str::to_owned);
+            let attrs = Attrs {
+                load_balancer: l.load_balancer_arn().unwrap_or_default().to_owned(),
+                port: l.port().unwrap_or_default(),
+                protocol: owned(l.protocol().map(ProtocolEnum::as_str)),
+                certificate_arn: owned(l.certificates().first().and_then(|c| c.certificate_arn())),
+                ssl_policy: owned(l.ssl_policy()),
+                action: Some(kind.to_owned()),
+                target_group: owned(act.and_then(|a| a.target_group_arn())),
+                redirect_protocol: owned(redirect.and_then(|r| r.protocol())),
+                redirect_port: redirect.and_then(|r| r.port()?.parse::<i64>().ok()),
+                redirect_status: owned(redirect.and_then(|r| r.status_code()).map(|s| s.as_str())),
+                fixed_status: fixed.and_then(|f| f.status_code()?.parse::<i64>().ok()),
+                fixed_body: owned(fixed.and_then(|f| f.message_body())),
+                tags: tags.clone(),
+            };
+            let attrs = normalized(attrs, normalize)?;
+            out.push(Found {
+                id: arn.to_owned(),
+                address: address.clone(),
+                attrs,
+                outputs: Outputs { arn: arn.to_owned() },
             });
-            normalize(&mut attrs);
-            let mut outputs = Map::new();
-            outputs.insert("arn".into(), json!(arn));
-            out.push(Live { id: arn.to_owned(), address: address.clone(), attrs, outputs });
         }
         Ok(out)
     }
 
-    async fn create(&self, cx: &Cx, _: &str, want: &Value, _token: &str) -> Result<String, OpError> {
-        let w = Attrs::of(want)?;
+    async fn create(&self, cx: &Cx, _: Address<'_>, want: &Attrs, _token: &str) -> Result<String, OpError> {
+        let w = want;
         let out = elb(cx)
             .create_listener()
             .load_balancer_arn(&w.load_balancer)
@@ -332,10 +342,10 @@ impl Ops for Listener {
             .to_owned())
     }
 
-    async fn update(&self, cx: &Cx, id: &str, have: &Value, want: &Value) -> Result<(), OpError> {
-        let (h, w) = (Attrs::of(have)?, Attrs::of(want)?);
-        let same_tags = Attrs { tags: h.tags.clone(), ..Attrs::of(want)? };
-        if same_tags != h {
+    async fn update(&self, cx: &Cx, id: &str, have: Option<&Attrs>, want: &Attrs) -> Result<(), OpError> {
+        let (h, w) = (known(have)?, want);
+        let same_tags = Attrs { tags: h.tags.clone(), ..want.clone() };
+        if same_tags != *h {
             elb(cx)
                 .modify_listener()
                 .listener_arn(id)
@@ -351,43 +361,7 @@ impl Ops for Listener {
         set_tags(cx, id, &h.tags, &w.tags).await
     }
 
-    async fn delete(&self, cx: &Cx, id: &str, _: &Value) -> Result<(), OpError> {
+    async fn delete(&self, cx: &Cx, id: &str, _: Option<&Attrs>) -> Result<(), OpError> {
         gone_ok(elb(cx).delete_listener().listener_arn(id).send().await.map_err(|e| err("DeleteListener", e)))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_typed_attributes_hold_every_declared_field() {
-        let a = Attrs::of(&crate::schema::sample(KIND.fields)).unwrap();
-        assert_eq!((a.port, a.redirect_port, a.fixed_status), (1, Some(1), Some(200)));
-        assert!(Attrs::of(&json!({ "load_balancer": "l", "port": 80, "extra": 1 })).is_err());
-    }
-
-    #[test]
-    fn certificate_arns() {
-        assert!(is_certificate_arn(
-            "arn:aws:acm:eu-central-1:123456789012:certificate/0f1e2d3c-aaaa-bbbb-cccc-000000000000"
-        ));
-        assert!(is_certificate_arn("arn:aws:iam::123456789012:server-certificate/web"));
-        assert!(!is_certificate_arn("arn:aws:acm:eu-central-1:1234:certificate/x"));
-        assert!(!is_certificate_arn("arn:aws:s3:::bucket"));
-        assert!(!is_certificate_arn("certificate/x"));
-    }
-
-    #[test]
-    fn only_the_chosen_action_is_compared() {
-        let mut v = json!({ "action": "redirect", "target_group": "tg", "redirect_port": 443, "protocol": "HTTP", "ssl_policy": "x" });
-        normalize(&mut v);
-        assert_eq!(
-            (v["target_group"].clone(), v["redirect_port"].clone(), v["ssl_policy"].clone()),
-            (Value::Null, json!(443), Value::Null)
-        );
-        let mut v = json!({ "protocol": "HTTPS" });
-        normalize(&mut v);
-        assert_eq!(v["ssl_policy"], json!(DEFAULT_SSL_POLICY));
     }
 }

@@ -4,7 +4,7 @@
 use super::{arn_suffix, check_name, elb, err, load_balancers, name_of, set_tags, tag_list};
 use crate::diag::Diags;
 use crate::error::{gone_ok, OpError};
-use crate::provider::{null_as_empty, same_set, Attributes, Cx, Live, Ops, ID_TAG};
+use crate::provider::{known, null_as_empty, same_set, Address, Cx, Found, Typed};
 use crate::schema::{Field, FieldType, Kind, Security, Update, TAGS};
 use crate::stack::{Resource, Stack, Val};
 use async_trait::async_trait;
@@ -12,8 +12,8 @@ use aws_sdk_elasticloadbalancingv2::client::Waiters;
 use aws_sdk_elasticloadbalancingv2::types::{
     LoadBalancerAttribute, LoadBalancerSchemeEnum, LoadBalancerStateEnum, LoadBalancerTypeEnum,
 };
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -95,7 +95,7 @@ fn cost(cx: &crate::cost::CostCx<'_>) -> Vec<crate::cost::Part> {
 }
 
 /// The declared shape, decoded once from `want` or `have`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct Attrs {
     subnets: Vec<String>,
@@ -110,8 +110,6 @@ struct Attrs {
     tags: BTreeMap<String, String>,
 }
 
-impl Attributes for Attrs {}
-
 impl Attrs {
     fn idle_timeout(&self) -> i64 {
         self.idle_timeout.unwrap_or(60)
@@ -124,6 +122,16 @@ impl Attrs {
             attr("deletion_protection.enabled", self.deletion_protection.to_string()),
         ]
     }
+}
+
+#[derive(Default, Serialize)]
+struct Outputs {
+    arn: String,
+    name: String,
+    dns_name: String,
+    url: String,
+    zone_id: Option<String>,
+    arn_suffix: String,
 }
 
 /// Subnets and groups are sets.
@@ -169,9 +177,12 @@ async fn set_attributes(cx: &Cx, arn: &str, a: &Attrs) -> Result<(), OpError> {
 }
 
 #[async_trait]
-impl Ops for LoadBalancer {
-    fn protected(&self, have: &Value) -> Option<&'static str> {
-        crate::provider::deletion_protected(have.get("deletion_protection").and_then(Value::as_bool))
+impl Typed for LoadBalancer {
+    type Attrs = Attrs;
+    type Outputs = Outputs;
+
+    fn protected(&self, have: &Attrs) -> Option<&'static str> {
+        crate::provider::deletion_protected(Some(have.deletion_protection))
     }
     fn after(&self) -> &'static [&'static str] {
         // An internet-facing load balancer in a VPC without an attached gateway is refused
@@ -179,7 +190,7 @@ impl Ops for LoadBalancer {
         // while the load balancer's public addresses are mapped.
         &["internet_gateway"]
     }
-    async fn discover(&self, cx: &Cx) -> Result<Vec<Live>, OpError> {
+    async fn discover(&self, cx: &Cx) -> Result<Vec<Found<Attrs, Outputs>>, OpError> {
         let mut out = Vec::new();
         for (lb, tags) in load_balancers(cx).await? {
             let (Some(arn), Some(name)) = (lb.load_balancer_arn(), lb.load_balancer_name()) else { continue };
@@ -195,37 +206,37 @@ impl Ops for LoadBalancer {
                 .map_err(|e| err("DescribeLoadBalancerAttributes", e))?;
             let attr = |k: &str| attrs.attributes().iter().find(|a| a.key() == Some(k)).and_then(|a| a.value());
             let dns = lb.dns_name().unwrap_or_default();
-            let mut outputs = Map::new();
-            outputs.insert("arn".into(), json!(arn));
-            outputs.insert("name".into(), json!(name));
-            outputs.insert("dns_name".into(), json!(dns));
-            outputs.insert("url".into(), json!(format!("http://{dns}/")));
-            outputs.insert("zone_id".into(), json!(lb.canonical_hosted_zone_id()));
-            outputs.insert("arn_suffix".into(), json!(arn_suffix(arn)));
-            let address = tags.get(ID_TAG).cloned().unwrap_or_else(|| format!("load_balancer.{name}"));
-            let mut subnets: Vec<&str> = lb.availability_zones().iter().filter_map(|z| z.subnet_id()).collect();
+            let outputs = Outputs {
+                arn: arn.to_owned(),
+                name: name.to_owned(),
+                dns_name: dns.to_owned(),
+                url: format!("http://{dns}/"),
+                zone_id: lb.canonical_hosted_zone_id().map(str::to_owned),
+                arn_suffix: arn_suffix(arn),
+            };
+            let address = Address::found(&tags, KIND.name, name);
+            let mut subnets: Vec<String> =
+                lb.availability_zones().iter().filter_map(|z| z.subnet_id().map(str::to_owned)).collect();
             subnets.sort();
-            let mut groups: Vec<&str> = lb.security_groups().iter().map(String::as_str).collect();
-            groups.sort();
-            out.push(Live {
-                id: arn.to_owned(),
-                address,
-                attrs: json!({
-                    "subnets": subnets,
-                    "security_groups": groups,
-                    "internal": lb.scheme() == Some(&LoadBalancerSchemeEnum::Internal),
-                    "idle_timeout": attr("idle_timeout.timeout_seconds").and_then(|v| v.parse::<i64>().ok()).unwrap_or(60),
-                    "deletion_protection": attr("deletion_protection.enabled") == Some("true"),
-                    "tags": tags,
-                }),
-                outputs,
-            });
+            let mut security_groups = lb.security_groups().to_vec();
+            security_groups.sort();
+            let attrs = Attrs {
+                subnets,
+                security_groups,
+                internal: lb.scheme() == Some(&LoadBalancerSchemeEnum::Internal),
+                idle_timeout: Some(
+                    attr("idle_timeout.timeout_seconds").and_then(|v| v.parse::<i64>().ok()).unwrap_or(60),
+                ),
+                deletion_protection: attr("deletion_protection.enabled") == Some("true"),
+                tags,
+            };
+            out.push(Found { id: arn.to_owned(), address, attrs, outputs });
         }
         Ok(out)
     }
 
-    async fn create(&self, cx: &Cx, address: &str, want: &Value, _token: &str) -> Result<String, OpError> {
-        let w = Attrs::of(want)?;
+    async fn create(&self, cx: &Cx, address: Address<'_>, want: &Attrs, _token: &str) -> Result<String, OpError> {
+        let w = want;
         let out = elb(cx)
             .create_load_balancer()
             .name(name_of(cx, address))
@@ -255,8 +266,8 @@ impl Ops for LoadBalancer {
         Ok(arn)
     }
 
-    async fn update(&self, cx: &Cx, id: &str, have: &Value, want: &Value) -> Result<(), OpError> {
-        let (h, w) = (Attrs::of(have)?, Attrs::of(want)?);
+    async fn update(&self, cx: &Cx, id: &str, have: Option<&Attrs>, want: &Attrs) -> Result<(), OpError> {
+        let (h, w) = (known(have)?, want);
         if !same_set(&h.subnets, &w.subnets) {
             elb(cx)
                 .set_subnets()
@@ -281,9 +292,9 @@ impl Ops for LoadBalancer {
         set_tags(cx, id, &h.tags, &w.tags).await
     }
 
-    async fn delete(&self, cx: &Cx, id: &str, have: &Value) -> Result<(), OpError> {
+    async fn delete(&self, cx: &Cx, id: &str, have: Option<&Attrs>) -> Result<(), OpError> {
         // AWS refuses too (the emulator does not): say what to do instead.
-        if Attrs::of(have).is_ok_and(|h| h.deletion_protection) {
+        if have.is_some_and(|h| h.deletion_protection) {
             return Err(OpError::fatal(
                 "DeleteLoadBalancer",
                 format!("{id} has deletion protection: set deletion_protection = false and apply first"),
@@ -292,19 +303,6 @@ impl Ops for LoadBalancer {
         gone_ok(
             elb(cx).delete_load_balancer().load_balancer_arn(id).send().await.map_err(|e| err("DeleteLoadBalancer", e)),
         )
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_typed_attributes_hold_every_declared_field() {
-        let a = Attrs::of(&crate::schema::sample(KIND.fields)).unwrap();
-        assert!(a.internal && a.deletion_protection);
-        assert_eq!(a.idle_timeout(), 1);
-        assert!(Attrs::of(&json!({ "subnets": [], "extra": 1 })).is_err());
     }
 }
 

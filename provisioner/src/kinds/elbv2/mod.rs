@@ -163,8 +163,8 @@ pub async fn load_balancers(cx: &Cx) -> Result<Vec<(LoadBalancer, Tags)>, OpErro
 }
 
 /// `<stack>-<name>`: the name of a load balancer or target group.
-pub fn name_of(cx: &Cx, address: &str) -> String {
-    format!("{}-{}", cx.stack, address.split_once('.').map_or(address, |(_, n)| n))
+pub fn name_of(cx: &Cx, address: crate::provider::Address<'_>) -> String {
+    format!("{}-{}", cx.stack, address.name())
 }
 
 /// The part of an ARN after `loadbalancer/` or the account (`app/name/id`,

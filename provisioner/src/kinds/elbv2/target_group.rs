@@ -6,13 +6,12 @@
 use super::{arn_suffix, check_name_with, elb, err, name_of, set_tags, tag_list};
 use crate::diag::Diags;
 use crate::error::{gone_ok, OpError};
-use crate::provider::{Attributes, Cx, Live, Ops, ID_TAG};
+use crate::provider::{known, Address, Cx, Found, Typed};
 use crate::schema::{Field, FieldType, Kind, Update, TAGS};
 use crate::stack::{Resource, Stack};
 use async_trait::async_trait;
 use aws_sdk_elasticloadbalancingv2::types::{Matcher, ProtocolEnum, TargetGroupAttribute, TargetTypeEnum};
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 pub static KIND: Kind = Kind::new(
@@ -97,7 +96,7 @@ pub static KIND: Kind = Kind::new(
 .check(check);
 
 /// The declared shape, decoded once from `want` or `have`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct Attrs {
     vpc: String,
@@ -114,8 +113,6 @@ struct Attrs {
     #[serde(default)]
     tags: BTreeMap<String, String>,
 }
-
-impl Attributes for Attrs {}
 
 /// Path, interval, timeout, healthy and unhealthy thresholds, matcher.
 type Health<'a> = (Option<&'a str>, Option<i32>, Option<i32>, Option<i32>, Option<i32>, Option<&'a str>);
@@ -163,9 +160,19 @@ async fn set_delay(cx: &Cx, arn: &str, seconds: i64) -> Result<(), OpError> {
     Ok(())
 }
 
+#[derive(Default, Serialize)]
+struct Outputs {
+    arn: String,
+    name: String,
+    arn_suffix: String,
+}
+
 #[async_trait]
-impl Ops for TargetGroup {
-    async fn discover(&self, cx: &Cx) -> Result<Vec<Live>, OpError> {
+impl Typed for TargetGroup {
+    type Attrs = Attrs;
+    type Outputs = Outputs;
+
+    async fn discover(&self, cx: &Cx) -> Result<Vec<Found<Attrs, Outputs>>, OpError> {
         let mut out = Vec::new();
         for (tg, tags) in super::inventory(cx).await?.target_groups {
             let (Some(arn), Some(name)) = (tg.target_group_arn(), tg.target_group_name()) else { continue };
@@ -181,35 +188,30 @@ impl Ops for TargetGroup {
                 .iter()
                 .find(|a| a.key() == Some("deregistration_delay.timeout_seconds"))
                 .and_then(|a| a.value()?.parse::<i64>().ok());
-            let mut outputs = Map::new();
-            outputs.insert("arn".into(), json!(arn));
-            outputs.insert("name".into(), json!(name));
-            outputs.insert("arn_suffix".into(), json!(arn_suffix(arn)));
-            out.push(Live {
-                id: arn.to_owned(),
-                address: tags.get(ID_TAG).cloned().unwrap_or_else(|| format!("target_group.{name}")),
-                attrs: json!({
-                    "vpc": tg.vpc_id(),
-                    "port": tg.port(),
-                    "protocol": tg.protocol().map(|p| p.as_str()),
-                    "target_type": tg.target_type().map(|t| t.as_str()),
-                    "health_check_path": tg.health_check_path(),
-                    "health_check_interval": tg.health_check_interval_seconds(),
-                    "health_check_timeout": tg.health_check_timeout_seconds(),
-                    "healthy_threshold": tg.healthy_threshold_count(),
-                    "unhealthy_threshold": tg.unhealthy_threshold_count(),
-                    "matcher": tg.matcher().and_then(|m| m.http_code()),
-                    "deregistration_delay": delay.unwrap_or(300),
-                    "tags": tags,
-                }),
-                outputs,
-            });
+            let outputs = Outputs { arn: arn.to_owned(), name: name.to_owned(), arn_suffix: arn_suffix(arn) };
+            let owned = |s: Option<&str>| s.map(str::to_owned);
+            let attrs = Attrs {
+                vpc: tg.vpc_id().unwrap_or_default().to_owned(),
+                port: tg.port().unwrap_or_default(),
+                protocol: owned(tg.protocol().map(|p| p.as_str())),
+                target_type: owned(tg.target_type().map(|t| t.as_str())),
+                health_check_path: owned(tg.health_check_path()),
+                health_check_interval: tg.health_check_interval_seconds(),
+                health_check_timeout: tg.health_check_timeout_seconds(),
+                healthy_threshold: tg.healthy_threshold_count(),
+                unhealthy_threshold: tg.unhealthy_threshold_count(),
+                matcher: owned(tg.matcher().and_then(|m| m.http_code())),
+                deregistration_delay: Some(delay.unwrap_or(300)),
+                tags,
+            };
+            let address = Address::found(&attrs.tags, KIND.name, name);
+            out.push(Found { id: arn.to_owned(), address, attrs, outputs });
         }
         Ok(out)
     }
 
-    async fn create(&self, cx: &Cx, address: &str, want: &Value, _token: &str) -> Result<String, OpError> {
-        let w = Attrs::of(want)?;
+    async fn create(&self, cx: &Cx, address: Address<'_>, want: &Attrs, _token: &str) -> Result<String, OpError> {
+        let w = want;
         let (path, interval, timeout, healthy, unhealthy, matcher) = w.health();
         let out = elb(cx)
             .create_target_group()
@@ -244,8 +246,8 @@ impl Ops for TargetGroup {
         true
     }
 
-    async fn update(&self, cx: &Cx, id: &str, have: &Value, want: &Value) -> Result<(), OpError> {
-        let (h, w) = (Attrs::of(have)?, Attrs::of(want)?);
+    async fn update(&self, cx: &Cx, id: &str, have: Option<&Attrs>, want: &Attrs) -> Result<(), OpError> {
+        let (h, w) = (known(have)?, want);
         if h.health() != w.health() {
             let (path, interval, timeout, healthy, unhealthy, matcher) = w.health();
             elb(cx)
@@ -267,24 +269,9 @@ impl Ops for TargetGroup {
         set_tags(cx, id, &h.tags, &w.tags).await
     }
 
-    async fn delete(&self, cx: &Cx, id: &str, _: &Value) -> Result<(), OpError> {
+    async fn delete(&self, cx: &Cx, id: &str, _: Option<&Attrs>) -> Result<(), OpError> {
         gone_ok(
             elb(cx).delete_target_group().target_group_arn(id).send().await.map_err(|e| err("DeleteTargetGroup", e)),
         )
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_typed_attributes_hold_every_declared_field() {
-        let a = Attrs::of(&crate::schema::sample(KIND.fields)).unwrap();
-        assert_eq!((a.port, a.deregistration_delay), (1, Some(0)));
-        let b = Attrs::of(&json!({ "vpc": "x", "port": 2 })).unwrap();
-        assert_ne!(suffix(&a), suffix(&b), "another port, another name");
-        assert_eq!(suffix(&a).len(), 4);
-        assert!(Attrs::of(&json!({ "vpc": "v", "port": 1, "extra": 1 })).is_err());
     }
 }

@@ -6,12 +6,11 @@
 use super::{err, waf};
 use crate::diag::Diags;
 use crate::error::{gone_ok, OpError};
-use crate::provider::{Attributes, Cx, Live, Ops};
+use crate::provider::{Address, Cx, Found, Typed};
 use crate::schema::{Field, FieldType, Kind, Security, Update};
 use crate::stack::{Resource, Stack};
 use async_trait::async_trait;
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
 
 pub static KIND: Kind = Kind::new(
     "waf_association",
@@ -32,14 +31,12 @@ pub static KIND: Kind = Kind::new(
 .check(check);
 
 /// The declared shape, decoded once from `want` or `have`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct Attrs {
     web_acl: String,
     resource: String,
 }
-
-impl Attributes for Attrs {}
 
 fn check(r: &Resource, stack: &Stack, d: &mut Diags) {
     let expected = format!("load_balancer.{}", r.name);
@@ -69,8 +66,11 @@ fn check(r: &Resource, stack: &Stack, d: &mut Diags) {
 struct Association;
 
 #[async_trait]
-impl Ops for Association {
-    async fn discover(&self, cx: &Cx) -> Result<Vec<Live>, OpError> {
+impl Typed for Association {
+    type Attrs = Attrs;
+    type Outputs = ();
+
+    async fn discover(&self, cx: &Cx) -> Result<Vec<Found<Attrs, ()>>, OpError> {
         let mut out = Vec::new();
         for (lb, tags) in crate::kinds::elbv2::load_balancers(cx).await? {
             let (Some(arn), Some(lb_address)) = (lb.load_balancer_arn(), tags.get(crate::provider::ID_TAG)) else {
@@ -87,19 +87,18 @@ impl Ops for Association {
             if acl.description().is_none_or(|d| crate::provider::address_in(cx, d).is_none()) {
                 continue;
             }
-            let name = lb_address.split_once('.').map_or(lb_address.as_str(), |(_, n)| n);
-            out.push(Live {
+            out.push(Found {
                 id: arn.to_owned(),
-                address: format!("waf_association.{name}"),
-                attrs: json!({ "web_acl": acl.arn(), "resource": arn }),
-                outputs: Map::new(),
+                address: format!("{}.{}", KIND.name, Address::parse(lb_address).name()),
+                attrs: Attrs { web_acl: acl.arn().to_owned(), resource: arn.to_owned() },
+                outputs: (),
             });
         }
         Ok(out)
     }
 
-    async fn create(&self, cx: &Cx, _: &str, want: &Value, _token: &str) -> Result<String, OpError> {
-        let w = Attrs::of(want)?;
+    async fn create(&self, cx: &Cx, _: Address<'_>, want: &Attrs, _token: &str) -> Result<String, OpError> {
+        let w = want;
         waf(cx)
             .associate_web_acl()
             .web_acl_arn(&w.web_acl)
@@ -107,12 +106,12 @@ impl Ops for Association {
             .send()
             .await
             .map_err(|e| err("AssociateWebACL", e))?;
-        Ok(w.resource)
+        Ok(w.resource.clone())
     }
 
     /// Associating another ACL replaces the old association in one call.
-    async fn update(&self, cx: &Cx, id: &str, _: &Value, want: &Value) -> Result<(), OpError> {
-        let w = Attrs::of(want)?;
+    async fn update(&self, cx: &Cx, id: &str, _: Option<&Attrs>, want: &Attrs) -> Result<(), OpError> {
+        let w = want;
         waf(cx)
             .associate_web_acl()
             .web_acl_arn(&w.web_acl)
@@ -123,19 +122,7 @@ impl Ops for Association {
         Ok(())
     }
 
-    async fn delete(&self, cx: &Cx, id: &str, _: &Value) -> Result<(), OpError> {
+    async fn delete(&self, cx: &Cx, id: &str, _: Option<&Attrs>) -> Result<(), OpError> {
         gone_ok(waf(cx).disassociate_web_acl().resource_arn(id).send().await.map_err(|e| err("DisassociateWebACL", e)))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_typed_attributes_hold_every_declared_field() {
-        let a = Attrs::of(&crate::schema::sample(KIND.fields)).unwrap();
-        assert_eq!(a.resource, "load_balancer.x");
-        assert!(Attrs::of(&json!({ "web_acl": "a", "resource": "r", "extra": 1 })).is_err());
     }
 }

@@ -5,8 +5,8 @@
 use super::{err, waf};
 use crate::diag::Diags;
 use crate::error::{gone_ok, OpError};
-use crate::provider::{address_in, marker};
-use crate::provider::{null_as_empty, Attributes, Cx, Live, Ops};
+use crate::provider::{address_in, known, marker, Address, Found, Typed};
+use crate::provider::{null_as_empty, Cx};
 use crate::schema::{Field, FieldType, Kind, Security, Update, TAGS};
 use crate::stack::{Resource, Stack, Val};
 use async_trait::async_trait;
@@ -14,8 +14,8 @@ use aws_sdk_wafv2::types::{
     AllowAction, BlockAction, CountAction, DefaultAction, ManagedRuleGroupStatement, NoneAction, OverrideAction,
     RateBasedStatement, RateBasedStatementAggregateKeyType, Rule, RuleAction, Scope, Statement, Tag, VisibilityConfig,
 };
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
 /// The windows (seconds) a rate-based rule may count over.
@@ -107,7 +107,7 @@ fn cost(cx: &crate::cost::CostCx<'_>) -> Vec<crate::cost::Part> {
 }
 
 /// The declared shape, decoded once from `want` or `have`.
-#[derive(Debug, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 struct Attrs {
     scope: Option<String>,
@@ -122,8 +122,6 @@ struct Attrs {
     #[serde(default)]
     tags: BTreeMap<String, String>,
 }
-
-impl Attributes for Attrs {}
 
 fn built<T>(what: &str, r: Result<T, aws_sdk_wafv2::error::BuildError>) -> Result<T, OpError> {
     r.map_err(|e| OpError::fatal(format!("build {what}"), e.to_string()))
@@ -263,6 +261,13 @@ fn check(r: &Resource, stack: &Stack, d: &mut Diags) {
     }
 }
 
+#[derive(Default, Serialize)]
+struct Outputs {
+    arn: String,
+    name: String,
+    acl_id: String,
+}
+
 struct WebAcl;
 
 /// The scopes whose ACLs live in `region`: CloudFront's only in us-east-1.
@@ -294,8 +299,11 @@ async fn get_acl(cx: &Cx, arn: &str) -> Result<(aws_sdk_wafv2::types::WebAcl, St
 }
 
 #[async_trait]
-impl Ops for WebAcl {
-    async fn discover(&self, cx: &Cx) -> Result<Vec<Live>, OpError> {
+impl Typed for WebAcl {
+    type Attrs = Attrs;
+    type Outputs = Outputs;
+
+    async fn discover(&self, cx: &Cx) -> Result<Vec<Found<Attrs, Outputs>>, OpError> {
         let mut out = Vec::new();
         for scope in scopes(&cx.region) {
             let mut marker_next: Option<String> = None;
@@ -319,34 +327,43 @@ impl Ops for WebAcl {
                         .send()
                         .await
                         .map_err(|e| err("ListTagsForResource", e))?;
-                    let tags: BTreeMap<&str, &str> = tags
+                    let tags: BTreeMap<String, String> = tags
                         .tag_info_for_resource()
-                        .map(|t| t.tag_list().iter().map(|t| (t.key(), t.value())).collect())
+                        .map(|t| t.tag_list().iter().map(|t| (t.key().to_owned(), t.value().to_owned())).collect())
                         .unwrap_or_default();
                     let rate = acl.rules().iter().find(|r| r.name() == RATE_RULE);
                     let rate_stmt = rate.and_then(|r| r.statement()).and_then(|s| s.rate_based_statement());
-                    let mut groups: Vec<(i32, &str)> = acl
+                    let mut groups: Vec<(i32, String)> = acl
                         .rules()
                         .iter()
-                        .filter_map(|r| Some((r.priority(), r.statement()?.managed_rule_group_statement()?.name())))
+                        .filter_map(|r| {
+                            Some((r.priority(), r.statement()?.managed_rule_group_statement()?.name().to_owned()))
+                        })
                         .collect();
                     groups.sort();
-                    let mut attrs = json!({
-                        "scope": if scope == Scope::Cloudfront { "CLOUDFRONT" } else { "REGIONAL" },
-                        "default_action": if acl.default_action().and_then(|a| a.block()).is_some() { "block" } else { "allow" },
-                        "rate_limit": rate_stmt.map(|s| s.limit()),
-                        "rate_window": rate_stmt.map(|s| if s.evaluation_window_sec() == 0 { 300 } else { s.evaluation_window_sec() }),
-                        "rate_action": rate.and_then(|r| r.action()).map(|a| if a.count().is_some() { "count" } else { "block" }),
-                        "managed_rule_groups": groups.into_iter().map(|(_, g)| g).collect::<Vec<_>>(),
-                        "metrics": acl.visibility_config().is_some_and(|v| v.cloud_watch_metrics_enabled()),
-                        "tags": tags,
-                    });
-                    normalize(&mut attrs);
-                    let mut outputs = Map::new();
-                    outputs.insert("arn".into(), json!(arn));
-                    outputs.insert("name".into(), json!(acl.name()));
-                    outputs.insert("acl_id".into(), json!(acl.id()));
-                    out.push(Live { id: arn.to_owned(), address, attrs, outputs });
+                    let blocks = acl.default_action().and_then(|a| a.block()).is_some();
+                    let window = |s: &aws_sdk_wafv2::types::RateBasedStatement| match s.evaluation_window_sec() {
+                        0 => 300,
+                        w => w,
+                    };
+                    let counts = |a: &aws_sdk_wafv2::types::RuleAction| a.count().is_some();
+                    let attrs = Attrs {
+                        scope: Some(if scope == Scope::Cloudfront { "CLOUDFRONT" } else { "REGIONAL" }.to_owned()),
+                        default_action: Some(if blocks { "block" } else { "allow" }.to_owned()),
+                        rate_limit: rate_stmt.map(|s| s.limit()),
+                        // Rate fields mean nothing without a rate rule (as `normalize` says).
+                        rate_window: rate_stmt.map(window),
+                        rate_action: rate_stmt
+                            .and(rate.and_then(|r| r.action()))
+                            .map(|a| if counts(a) { "count" } else { "block" }.to_owned()),
+                        managed_rule_groups: groups.into_iter().map(|(_, g)| g).collect(),
+                        metrics: Some(acl.visibility_config().is_some_and(|v| v.cloud_watch_metrics_enabled())),
+                        traffic: None,
+                        tags,
+                    };
+                    let outputs =
+                        Outputs { arn: arn.to_owned(), name: acl.name().to_owned(), acl_id: acl.id().to_owned() };
+                    out.push(Found { id: arn.to_owned(), address, attrs, outputs });
                 }
                 match page.next_marker() {
                     Some(m) if !page.web_acls().is_empty() => marker_next = Some(m.to_owned()),
@@ -357,9 +374,9 @@ impl Ops for WebAcl {
         Ok(out)
     }
 
-    async fn create(&self, cx: &Cx, address: &str, want: &Value, _token: &str) -> Result<String, OpError> {
-        let w = Attrs::of(want)?;
-        let name = format!("{}-{}", cx.stack, address.strip_prefix("waf_web_acl.").unwrap_or(address));
+    async fn create(&self, cx: &Cx, address: Address<'_>, want: &Attrs, _token: &str) -> Result<String, OpError> {
+        let w = want;
+        let name = format!("{}-{}", cx.stack, address.name());
         let tags = w
             .tags
             .iter()
@@ -369,7 +386,7 @@ impl Ops for WebAcl {
             .create_web_acl()
             .name(&name)
             .scope(w.scope())
-            .description(marker(cx, address))
+            .description(marker(cx, &address.to_string()))
             .default_action(w.default_action())
             .set_rules(Some(w.rules(&name)?))
             .visibility_config(w.visibility(&name)?)
@@ -380,9 +397,9 @@ impl Ops for WebAcl {
         Ok(out.summary().and_then(|s| s.arn()).ok_or_else(|| OpError::fatal("CreateWebACL", "no ARN"))?.to_owned())
     }
 
-    async fn update(&self, cx: &Cx, id: &str, have: &Value, want: &Value) -> Result<(), OpError> {
-        let (h, w) = (Attrs::of(have)?, Attrs::of(want)?);
-        if (Attrs { tags: h.tags.clone(), ..Attrs::of(want)? }) != h {
+    async fn update(&self, cx: &Cx, id: &str, have: Option<&Attrs>, want: &Attrs) -> Result<(), OpError> {
+        let (h, w) = (known(have)?, want);
+        if (Attrs { tags: h.tags.clone(), ..want.clone() }) != *h {
             // The lock token of a fresh read: a write based on an older read is refused
             // (WAFOptimisticLockException, retried with a new read).
             let (acl, token) = get_acl(cx, id).await?;
@@ -427,7 +444,7 @@ impl Ops for WebAcl {
         Ok(())
     }
 
-    async fn delete(&self, cx: &Cx, id: &str, _: &Value) -> Result<(), OpError> {
+    async fn delete(&self, cx: &Cx, id: &str, _: Option<&Attrs>) -> Result<(), OpError> {
         let (acl, token) = match get_acl(cx, id).await {
             Err(e) if e.is_not_found() => return Ok(()),
             r => r?,
@@ -444,40 +461,6 @@ impl Ops for WebAcl {
                 .await
                 .map_err(|e| err("DeleteWebACL", e)),
         )
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_typed_attributes_hold_every_declared_field() {
-        let a = Attrs::of(&crate::schema::sample(KIND.fields)).unwrap();
-        assert_eq!((a.rate_limit, a.rate_window, a.managed_rule_groups.len()), (Some(10), Some(60), 1));
-        assert!(Attrs::of(&json!({ "extra": 1 })).is_err());
-    }
-
-    #[test]
-    fn arns_name_the_acl_and_its_scope() {
-        let (n, id, s) = parts("arn:aws:wafv2:eu-central-1:123456789012:regional/webacl/q-web/1a2b").unwrap();
-        assert_eq!((n, id, s), ("q-web", "1a2b", Scope::Regional));
-        let (_, _, s) = parts("arn:aws:wafv2:us-east-1:123456789012:global/webacl/q-edge/9").unwrap();
-        assert_eq!(s, Scope::Cloudfront);
-        assert!(parts("arn:aws:s3:::b").is_none());
-    }
-
-    #[test]
-    fn rules_in_priority_order() {
-        let a =
-            Attrs::of(&json!({ "rate_limit": 500, "managed_rule_groups": ["AWSManagedRulesCommonRuleSet"] })).unwrap();
-        let rules = a.rules("s-web").unwrap();
-        assert_eq!(
-            rules.iter().map(|r| (r.name(), r.priority())).collect::<Vec<_>>(),
-            [(RATE_RULE, 0), ("AWSManagedRulesCommonRuleSet", 1)]
-        );
-        let rate = rules[0].statement().unwrap().rate_based_statement().unwrap();
-        assert_eq!((rate.limit(), rate.evaluation_window_sec()), (500, 300));
     }
 }
 
