@@ -7,7 +7,7 @@
 use super::{cloudfront, distributions, err, etag};
 use crate::diag::Diags;
 use crate::error::{gone_ok, OpError};
-use crate::provider::{address_in, marker, null_as_empty, Attributes, Cx, Live, Ops};
+use crate::provider::{address_in, known, marker, null_as_empty, Address, Cx, Found, Typed};
 use crate::schema::{Field, FieldType, Kind, Security, Update, TAGS};
 use crate::stack::{Resource, Stack, Val};
 use async_trait::async_trait;
@@ -18,8 +18,7 @@ use aws_sdk_cloudfront::types::{
     MinimumProtocolVersion, Origin, Origins, PriceClass, S3OriginConfig, SslSupportMethod, ViewerCertificate,
     ViewerProtocolPolicy, VpcOriginConfig,
 };
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -237,7 +236,7 @@ fn check(r: &Resource, stack: &Stack, d: &mut Diags) {
 }
 
 /// The declared shape, decoded once from `want` or `have`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 struct Attrs {
     origin_domain: String,
@@ -266,9 +265,7 @@ struct Attrs {
     tags: BTreeMap<String, String>,
 }
 
-impl Attributes for Attrs {}
-
-#[derive(Debug, Deserialize, serde::Serialize, PartialEq)]
+#[derive(Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 struct Behavior {
     path: String,
@@ -400,7 +397,7 @@ fn config(
 }
 
 /// The declared attributes of a configuration CloudFront returned.
-fn attrs_of(c: &DistributionConfig, tags: &BTreeMap<String, String>) -> Value {
+fn attrs_of(c: &DistributionConfig, tags: &BTreeMap<String, String>) -> Attrs {
     let origin = c.origins().and_then(|o| o.items().first());
     let behavior = c.default_cache_behavior();
     let edge = |t: EventType| {
@@ -412,41 +409,53 @@ fn attrs_of(c: &DistributionConfig, tags: &BTreeMap<String, String>) -> Value {
     let cert = c.viewer_certificate();
     let own_cert = cert.and_then(|v| v.acm_certificate_arn()).filter(|a| !a.is_empty());
     let vpc = origin.and_then(|o| o.vpc_origin_config());
-    let behaviors: Vec<Value> = c
+    let owned = |s: Option<&str>| s.map(str::to_owned);
+    let some = |s: Option<&str>| owned(s.filter(|s| !s.is_empty()));
+    let behaviors = c
         .cache_behaviors()
         .map(|b| b.items())
         .unwrap_or_default()
         .iter()
-        .map(|b| {
-            json!({
-                "path": b.path_pattern(),
-                "cache_policy": b.cache_policy_id(),
-                "origin_request_policy": b.origin_request_policy_id().filter(|s| !s.is_empty()),
-            })
+        .map(|b| Behavior {
+            path: b.path_pattern().to_owned(),
+            cache_policy: b.cache_policy_id().unwrap_or_default().to_owned(),
+            origin_request_policy: some(b.origin_request_policy_id()),
         })
         .collect();
-    json!({
-        "origin_domain": origin.map(|o| o.domain_name()),
-        "vpc_origin": vpc.map(|v| v.vpc_origin_id()),
+    // The TLS floor is this kind's to set only with an own certificate.
+    let minimum_tls = match own_cert {
+        Some(_) => cert.and_then(|v| v.minimum_protocol_version()).map(|m| m.as_str().to_owned()),
+        None => Some("TLSv1.2_2021".to_owned()),
+    };
+    Attrs {
+        origin_domain: origin.map(|o| o.domain_name()).unwrap_or_default().to_owned(),
+        vpc_origin: vpc.map(|v| v.vpc_origin_id().to_owned()),
         // Only a VPC origin has it; an S3 origin reads as the declared default.
-        "origin_read_timeout": vpc.and_then(|v| v.origin_read_timeout()).unwrap_or(30),
-        "origin_access_control": origin.and_then(|o| o.origin_access_control_id()).filter(|s| !s.is_empty()),
-        "default_root_object": c.default_root_object(),
-        "price_class": c.price_class().map(|p| p.as_str()),
-        "http_version": c.http_version().map(|h| h.as_str()),
-        "ipv6": c.is_ipv6_enabled(),
-        "aliases": c.aliases().map(|a| a.items().to_vec()).unwrap_or_default(),
-        "certificate": own_cert,
-        // The TLS floor is this kind's to set only with an own certificate.
-        "minimum_tls": if own_cert.is_some() { cert.and_then(|v| v.minimum_protocol_version()).map(|m| m.as_str().to_owned()) } else { Some("TLSv1.2_2021".to_owned()) },
-        "cache_policy": behavior.and_then(|b| b.cache_policy_id()),
-        "origin_request_policy": behavior.and_then(|b| b.origin_request_policy_id()).filter(|s| !s.is_empty()),
-        "behaviors": behaviors,
-        "viewer_request": edge(EventType::ViewerRequest),
-        "origin_response": edge(EventType::OriginResponse),
-        "web_acl": c.web_acl_id().filter(|s| !s.is_empty()),
-        "tags": tags,
-    })
+        origin_read_timeout: Some(i64::from(vpc.and_then(|v| v.origin_read_timeout()).unwrap_or(30))),
+        origin_access_control: some(origin.and_then(|o| o.origin_access_control_id())),
+        default_root_object: owned(c.default_root_object()),
+        price_class: owned(c.price_class().map(|p| p.as_str())),
+        http_version: owned(c.http_version().map(|h| h.as_str())),
+        ipv6: c.is_ipv6_enabled(),
+        aliases: c.aliases().map(|a| a.items().to_vec()).unwrap_or_default(),
+        certificate: owned(own_cert),
+        minimum_tls,
+        cache_policy: owned(behavior.and_then(|b| b.cache_policy_id())),
+        origin_request_policy: some(behavior.and_then(|b| b.origin_request_policy_id())),
+        behaviors,
+        traffic: None,
+        viewer_request: edge(EventType::ViewerRequest),
+        origin_response: edge(EventType::OriginResponse),
+        web_acl: some(c.web_acl_id()),
+        tags: tags.clone(),
+    }
+}
+
+#[derive(Default, Serialize)]
+struct Outputs {
+    arn: String,
+    domain_name: String,
+    url: String,
 }
 
 /// Waits until CloudFront reports the last change deployed to every edge location.
@@ -463,8 +472,11 @@ async fn deployed(cx: &Cx, id: &str) -> Result<(), OpError> {
 struct Distribution;
 
 #[async_trait]
-impl Ops for Distribution {
-    async fn discover(&self, cx: &Cx) -> Result<Vec<Live>, OpError> {
+impl Typed for Distribution {
+    type Attrs = Attrs;
+    type Outputs = Outputs;
+
+    async fn discover(&self, cx: &Cx) -> Result<Vec<Found<Attrs, Outputs>>, OpError> {
         if cx.region != cx.home {
             return Ok(Vec::new());
         }
@@ -488,19 +500,21 @@ impl Ops for Distribution {
             let Some(c) = got.distribution_config() else { continue };
             // A disabled distribution of the stack is one whose delete was interrupted: it is
             // found, so the next destroy finishes it, and its attributes read as they are.
-            let mut outputs = Map::new();
-            outputs.insert("arn".into(), json!(arn));
-            outputs.insert("domain_name".into(), json!(domain));
-            outputs.insert("url".into(), json!(format!("https://{domain}/")));
-            out.push(Live { id, address, attrs: attrs_of(c, &super::tags_of(cx, &arn).await?), outputs });
+            let attrs = attrs_of(c, &super::tags_of(cx, &arn).await?);
+            out.push(Found {
+                id,
+                address,
+                attrs,
+                outputs: Outputs { url: format!("https://{domain}/"), arn, domain_name: domain },
+            });
         }
         Ok(out)
     }
 
-    async fn create(&self, cx: &Cx, address: &str, want: &Value, token: &str) -> Result<String, OpError> {
-        let w = Attrs::of(want)?;
+    async fn create(&self, cx: &Cx, address: Address<'_>, want: &Attrs, token: &str) -> Result<String, OpError> {
+        let w = want;
         let with_tags = DistributionConfigWithTags::builder()
-            .distribution_config(config(cx, address, token, &w, true)?)
+            .distribution_config(config(cx, &address.to_string(), token, w, true)?)
             .tags(super::tags(&w.tags)?)
             .build();
         let made = cloudfront(cx)
@@ -517,8 +531,8 @@ impl Ops for Distribution {
         Ok(id)
     }
 
-    async fn update(&self, cx: &Cx, id: &str, have: &Value, want: &Value) -> Result<(), OpError> {
-        let (h, w) = (Attrs::of(have)?, Attrs::of(want)?);
+    async fn update(&self, cx: &Cx, id: &str, have: Option<&Attrs>, want: &Attrs) -> Result<(), OpError> {
+        let (h, w) = (known(have)?, want);
         let got = cloudfront(cx).get_distribution().id(id).send().await.map_err(|e| err("GetDistribution", e))?;
         let d =
             got.distribution().ok_or_else(|| OpError::fatal("GetDistribution", format!("{id}: no distribution")))?;
@@ -544,7 +558,7 @@ impl Ops for Distribution {
         deployed(cx, id).await
     }
 
-    async fn delete(&self, cx: &Cx, id: &str, _have: &Value) -> Result<(), OpError> {
+    async fn delete(&self, cx: &Cx, id: &str, _have: Option<&Attrs>) -> Result<(), OpError> {
         let got = match cloudfront(cx)
             .get_distribution_config()
             .id(id)
@@ -591,14 +605,8 @@ impl Ops for Distribution {
 mod tests {
     use super::*;
     use crate::kinds::test_support::{close, of, priced};
-
-    #[test]
-    fn the_typed_attributes_hold_every_declared_field() {
-        let a = Attrs::of(&crate::schema::sample(KIND.fields)).unwrap();
-        assert!(
-            a.viewer_request.is_some() && a.origin_response.is_some() && a.web_acl.is_some() && !a.aliases.is_empty()
-        );
-    }
+    use crate::provider::{decode, encode};
+    use serde_json::json;
 
     /// What is written is what is read back: a plan after an apply is empty.
     #[test]
@@ -613,8 +621,8 @@ mod tests {
             "web_acl": null, "tags": {"a": "b"},
         });
         let cx = Cx::new(aws_config::SdkConfig::builder().build(), "t", "eu-central-1");
-        let c = config(&cx, "cloudfront_distribution.site", "ref", &Attrs::of(&want).unwrap(), true).unwrap();
-        let mut back = attrs_of(&c, &BTreeMap::from([("a".into(), "b".into())]));
+        let c = config(&cx, "cloudfront_distribution.site", "ref", &decode(&want).unwrap(), true).unwrap();
+        let mut back = encode(&attrs_of(&c, &BTreeMap::from([("a".into(), "b".into())])));
         back["traffic"] = json!(null);
         let mut want = want;
         want["traffic"] = json!(null);
@@ -629,8 +637,8 @@ mod tests {
             "behaviors": [{"path": "/api/stream", "cache_policy": "4135ea2d-6df8-44a3-9df3-4b5a84be39ad", "origin_request_policy": null}],
             "viewer_request": null, "origin_response": null, "web_acl": "arn:aws:wafv2:us-east-1:1:global/webacl/a/b", "tags": {},
         });
-        let c = config(&cx, "cloudfront_distribution.map", "ref", &Attrs::of(&map).unwrap(), true).unwrap();
-        assert_eq!(attrs_of(&c, &BTreeMap::new()), map);
+        let c = config(&cx, "cloudfront_distribution.map", "ref", &decode(&map).unwrap(), true).unwrap();
+        assert_eq!(attrs_of(&c, &BTreeMap::new()), decode(&map).unwrap());
         assert!(c.origins().unwrap().items()[0].s3_origin_config().is_none(), "a VPC origin is no S3 origin");
     }
 

@@ -4,15 +4,14 @@
 
 use super::{cloudfront, err, etag, name_of};
 use crate::error::{gone_ok, OpError};
-use crate::provider::{address_in, marker, Attributes, Cx, Live, Ops};
+use crate::provider::{address_in, marker, Address, Cx, Found, Typed};
 use crate::schema::{Field, FieldType, Kind, Update};
 use async_trait::async_trait;
 use aws_sdk_cloudfront::types::{
     OriginAccessControlConfig, OriginAccessControlOriginTypes, OriginAccessControlSigningBehaviors,
     OriginAccessControlSigningProtocols,
 };
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
 
 pub static KIND: Kind = Kind::new("cloudfront_origin_access_control", "How CloudFront signs its requests to a private origin (SigV4): the bucket grants reads to the distribution alone.", &Oac)
 .fields(&[
@@ -33,14 +32,12 @@ pub static KIND: Kind = Kind::new("cloudfront_origin_access_control", "How Cloud
     ])
 .outputs(&[("id", "The origin access control's id")]);
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct Attrs {
     origin_type: Option<String>,
     signing: Option<String>,
 }
-
-impl Attributes for Attrs {}
 
 fn config(cx: &Cx, address: &str, w: &Attrs) -> Result<OriginAccessControlConfig, OpError> {
     OriginAccessControlConfig::builder()
@@ -58,8 +55,11 @@ fn config(cx: &Cx, address: &str, w: &Attrs) -> Result<OriginAccessControlConfig
 struct Oac;
 
 #[async_trait]
-impl Ops for Oac {
-    async fn discover(&self, cx: &Cx) -> Result<Vec<Live>, OpError> {
+impl Typed for Oac {
+    type Attrs = Attrs;
+    type Outputs = ();
+
+    async fn discover(&self, cx: &Cx) -> Result<Vec<Found<Attrs, ()>>, OpError> {
         if cx.region != cx.home {
             return Ok(Vec::new());
         }
@@ -75,15 +75,11 @@ impl Ops for Oac {
             let Some(list) = page.origin_access_control_list() else { break };
             for s in list.items() {
                 let Some(address) = address_in(cx, s.description()) else { continue };
-                out.push(Live {
-                    id: s.id().to_owned(),
-                    address,
-                    attrs: json!({
-                        "origin_type": s.origin_access_control_origin_type().as_str(),
-                        "signing": s.signing_behavior().as_str(),
-                    }),
-                    outputs: Map::new(),
-                });
+                let attrs = Attrs {
+                    origin_type: Some(s.origin_access_control_origin_type().as_str().to_owned()),
+                    signing: Some(s.signing_behavior().as_str().to_owned()),
+                };
+                out.push(Found { id: s.id().to_owned(), address, attrs, outputs: () });
             }
             match list.next_marker() {
                 Some(m) if list.is_truncated() => marker_next = Some(m.to_owned()),
@@ -93,10 +89,10 @@ impl Ops for Oac {
         Ok(out)
     }
 
-    async fn create(&self, cx: &Cx, address: &str, want: &Value, _token: &str) -> Result<String, OpError> {
+    async fn create(&self, cx: &Cx, address: Address<'_>, want: &Attrs, _token: &str) -> Result<String, OpError> {
         let made = cloudfront(cx)
             .create_origin_access_control()
-            .origin_access_control_config(config(cx, address, &Attrs::of(want)?)?)
+            .origin_access_control_config(config(cx, &address.to_string(), want)?)
             .send()
             .await
             .map_err(|e| err("CreateOriginAccessControl", e))?;
@@ -105,7 +101,7 @@ impl Ops for Oac {
             .ok_or_else(|| OpError::fatal("CreateOriginAccessControl", "no id in the answer"))
     }
 
-    async fn update(&self, cx: &Cx, id: &str, _have: &Value, want: &Value) -> Result<(), OpError> {
+    async fn update(&self, cx: &Cx, id: &str, _have: Option<&Attrs>, want: &Attrs) -> Result<(), OpError> {
         let got = cloudfront(cx)
             .get_origin_access_control()
             .id(id)
@@ -122,14 +118,14 @@ impl Ops for Oac {
             .update_origin_access_control()
             .id(id)
             .if_match(etag("GetOriginAccessControl", got.e_tag())?)
-            .origin_access_control_config(config(cx, &address, &Attrs::of(want)?)?)
+            .origin_access_control_config(config(cx, &address, &want)?)
             .send()
             .await
             .map_err(|e| err("UpdateOriginAccessControl", e))?;
         Ok(())
     }
 
-    async fn delete(&self, cx: &Cx, id: &str, _have: &Value) -> Result<(), OpError> {
+    async fn delete(&self, cx: &Cx, id: &str, _have: Option<&Attrs>) -> Result<(), OpError> {
         let got = match cloudfront(cx)
             .get_origin_access_control()
             .id(id)
@@ -150,16 +146,5 @@ impl Ops for Oac {
                 .map_err(|e| err("DeleteOriginAccessControl", e))
                 .map(|_| ()),
         )
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_typed_attributes_hold_every_declared_field() {
-        let a = Attrs::of(&crate::schema::sample(KIND.fields)).unwrap();
-        assert!(a.origin_type.is_some() && a.signing.is_some());
     }
 }

