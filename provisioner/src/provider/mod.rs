@@ -210,10 +210,11 @@ pub trait Ops: Sync {
     fn create_before_delete(&self) -> bool {
         false
     }
-    /// `sample` (a value of every declared field) decoded into the kind's attribute type and
-    /// encoded again, with its outputs' default encoded: what the shape test over all kinds
-    /// compares with the declaration. `None` for a kind without typed attributes.
-    fn shape(&self, _sample: &Value) -> Option<Result<(Value, Value), String>> {
+    /// `sample` (a value of every declared field, the kind's examples filled in where the
+    /// declaration leaves a shape open) decoded into the kind's attribute type and encoded
+    /// again, with its outputs' default encoded: what the shape test over all kinds compares
+    /// with the declaration. `None` for a kind without typed attributes.
+    fn shape(&self, _sample: &mut Value) -> Option<Result<(Value, Value), String>> {
         None
     }
 }
@@ -225,16 +226,6 @@ pub struct Derive<'a> {
     pub dir: &'a std::path::Path,
     pub stack: &'a str,
     pub bill: &'a dyn Fn() -> crate::cost::model::Breakdown,
-}
-
-/// A kind's typed attributes, decoded once from `want` or `have` (what the engine hands a kind:
-/// its own declared fields, without the common ones such as `region`). A kind's struct opts in
-/// with `impl Attributes for Attrs {}`.
-pub trait Attributes: serde::de::DeserializeOwned {
-    fn of(v: &Value) -> Result<Self, OpError> {
-        serde_json::from_value(v.clone())
-            .map_err(|e| OpError::fatal("decode", format!("{}: {e}", std::any::type_name::<Self>())))
-    }
 }
 
 /// [`Ops::protected`] for kinds whose protection is a `deletion_protection` field, from its value.

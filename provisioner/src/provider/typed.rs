@@ -107,6 +107,11 @@ pub trait Typed: Sync {
     fn create_before_delete(&self) -> bool {
         false
     }
+    /// A valid value of a field whose shape the declaration leaves open (a JSON file's
+    /// document), for the shape test over all kinds.
+    fn example(&self, _field: &str) -> Option<Value> {
+        None
+    }
 }
 
 /// `have` known, for a change that cannot be made without it (a failure the walker retries after
@@ -221,7 +226,14 @@ impl<T: Typed> Ops for T {
         Typed::create_before_delete(self)
     }
 
-    fn shape(&self, sample: &Value) -> Option<Result<(Value, Value), String>> {
+    fn shape(&self, sample: &mut Value) -> Option<Result<(Value, Value), String>> {
+        if let Value::Object(m) = sample {
+            for (field, v) in m.iter_mut() {
+                if let Some(example) = Typed::example(self, field) {
+                    *v = example;
+                }
+            }
+        }
         Some(
             decode::<T::Attrs>(sample).map(|a| (encode(&a), encode(&T::Outputs::default()))).map_err(|e| e.to_string()),
         )

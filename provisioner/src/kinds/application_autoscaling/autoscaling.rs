@@ -5,7 +5,7 @@
 use super::{aas, err, targets};
 use crate::diag::Diags;
 use crate::error::{gone_ok, OpError, Transient};
-use crate::provider::{Attributes, Cx, Live, Ops};
+use crate::provider::{Address, Cx, Found, Typed};
 use crate::schema::{Field, FieldType, Kind, Update};
 use crate::stack::{Resource, Stack, Val};
 use async_trait::async_trait;
@@ -13,8 +13,7 @@ use aws_sdk_applicationautoscaling::types::{
     MetricType, PolicyType, PredefinedMetricSpecification, ScalableDimension, ServiceNamespace,
     TargetTrackingScalingPolicyConfiguration,
 };
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 pub static KIND: Kind = Kind::new(
@@ -66,7 +65,7 @@ pub static KIND: Kind = Kind::new(
 .normalize(crate::schema::as_is);
 
 /// The declared shape, decoded once from `want` or `have`.
-#[derive(Debug, Deserialize, PartialEq)]
+#[derive(Debug, Deserialize, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 struct Attrs {
     service: String,
@@ -78,8 +77,6 @@ struct Attrs {
     scale_in_cooldown: Option<i32>,
     scale_out_cooldown: Option<i32>,
 }
-
-impl Attributes for Attrs {}
 
 fn check(r: &Resource, _: &Stack, d: &mut Diags) {
     let int = |f: &str| match r.fields.get(f) {
@@ -176,7 +173,10 @@ async fn put(cx: &Cx, address: &str, w: &Attrs) -> Result<String, OpError> {
 }
 
 #[async_trait]
-impl Ops for Autoscaling {
+impl Typed for Autoscaling {
+    type Attrs = Attrs;
+    type Outputs = ();
+
     fn transient(&self) -> &'static [Transient] {
         // Application Auto Scaling makes its service-linked role on first use and cannot assume
         // it (nor read the ECS service through it) until it has propagated.
@@ -204,7 +204,7 @@ impl Ops for Autoscaling {
         ];
         T
     }
-    async fn discover(&self, cx: &Cx) -> Result<Vec<Live>, OpError> {
+    async fn discover(&self, cx: &Cx) -> Result<Vec<Found<Attrs, ()>>, OpError> {
         let targets: BTreeMap<String, super::Target> =
             targets(cx).await?.into_iter().map(|t| (t.resource_id.clone(), t)).collect();
         if targets.is_empty() {
@@ -228,38 +228,34 @@ impl Ops for Autoscaling {
                     Some(MetricType::AlbRequestCountPerTarget) => "requests",
                     _ => "memory",
                 };
-                out.push(Live {
-                    id: t.resource_id.clone(),
-                    address: p.policy_name().to_owned(),
-                    attrs: json!({
-                        "service": service,
-                        "min": t.min,
-                        "max": t.max,
-                        "metric": metric,
-                        "target": conf.map(|c| c.target_value() as i64),
-                        "resource_label": spec.and_then(|s| s.resource_label()),
-                        "scale_in_cooldown": conf.and_then(|c| c.scale_in_cooldown()),
-                        "scale_out_cooldown": conf.and_then(|c| c.scale_out_cooldown()),
-                    }),
-                    outputs: Map::new(),
-                });
+                let attrs = Attrs {
+                    service: service.clone(),
+                    min: t.min,
+                    max: t.max,
+                    metric: Some(metric.to_owned()),
+                    target: conf.map(|c| c.target_value() as i64).unwrap_or_default(),
+                    resource_label: spec.and_then(|s| s.resource_label()).map(str::to_owned),
+                    scale_in_cooldown: conf.and_then(|c| c.scale_in_cooldown()),
+                    scale_out_cooldown: conf.and_then(|c| c.scale_out_cooldown()),
+                };
+                out.push(Found { id: t.resource_id.clone(), address: p.policy_name().to_owned(), attrs, outputs: () });
             }
         }
         Ok(out)
     }
 
-    async fn create(&self, cx: &Cx, address: &str, want: &Value, _token: &str) -> Result<String, OpError> {
-        put(cx, address, &Attrs::of(want)?).await
+    async fn create(&self, cx: &Cx, address: Address<'_>, want: &Attrs, _token: &str) -> Result<String, OpError> {
+        put(cx, &address.to_string(), want).await
     }
 
     /// Registering a target again and putting its policy again both overwrite: one path.
-    async fn update(&self, cx: &Cx, id: &str, _: &Value, want: &Value) -> Result<(), OpError> {
-        let w = Attrs::of(want)?;
+    async fn update(&self, cx: &Cx, id: &str, _: Option<&Attrs>, want: &Attrs) -> Result<(), OpError> {
+        let w = want;
         put(cx, &policy_name(cx, id).await?, &w).await.map(|_| ())
     }
 
     /// Deregistering the target deletes its policies.
-    async fn delete(&self, cx: &Cx, id: &str, _: &Value) -> Result<(), OpError> {
+    async fn delete(&self, cx: &Cx, id: &str, _: Option<&Attrs>) -> Result<(), OpError> {
         gone_ok(
             aas(cx)
                 .deregister_scalable_target()
@@ -294,21 +290,4 @@ async fn policy_name(cx: &Cx, id: &str) -> Result<String, OpError> {
                 format!("{id} has no policy of this stack"),
             )
         })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_typed_attributes_hold_every_declared_field() {
-        let a = Attrs::of(&crate::schema::sample(KIND.fields)).unwrap();
-        assert_eq!((a.min, a.max, a.target), (0, 1, 1));
-        assert!(Attrs::of(&json!({ "service": "s", "min": 1, "max": 2, "target": 90, "extra": 1 })).is_err());
-    }
-
-    #[test]
-    fn resource_ids_of_service_arns() {
-        assert_eq!(resource_id("arn:aws:ecs:eu-central-1:123456789012:service/q-main/web"), "service/q-main/web");
-    }
 }

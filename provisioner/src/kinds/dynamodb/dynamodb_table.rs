@@ -5,7 +5,7 @@
 use super::{ddb, err};
 use crate::diag::Diags;
 use crate::error::{gone_ok, OpError, Transient};
-use crate::provider::{tag_changes, Attributes, Cx, Live, Ops, ID_TAG, STACK_TAG};
+use crate::provider::{known, tag_changes, Address, Cx, Found, Typed, STACK_TAG};
 use crate::schema::{Field, FieldType, Kind, Update, REGIONS, TAGS};
 use crate::stack::{Resource, Stack, Val};
 use async_trait::async_trait;
@@ -18,7 +18,7 @@ use aws_sdk_dynamodb::types::{
     TableStatus, Tag, TimeToLiveSpecification, TimeToLiveStatus,
 };
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -271,7 +271,7 @@ fn cost(cx: &crate::cost::CostCx<'_>) -> Vec<crate::cost::Part> {
 }
 
 /// The declared shape, decoded once from `want` or `have`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct Attrs {
     layout: Layout,
@@ -286,8 +286,6 @@ struct Attrs {
     #[serde(default)]
     tags: BTreeMap<String, String>,
 }
-
-impl Attributes for Attrs {}
 
 impl Attrs {
     fn stream(&self) -> Option<&str> {
@@ -432,8 +430,11 @@ struct Table;
 /// How long DynamoDB may take to create or delete a table (seconds, usually).
 const WAIT: Duration = Duration::from_secs(10 * 60);
 
-fn table_name(cx: &Cx, address: &str) -> String {
-    format!("{}-{}", cx.stack, address.strip_prefix("dynamodb_table.").unwrap_or(address))
+#[derive(Default, Serialize)]
+struct Outputs {
+    name: String,
+    arn: String,
+    stream_arn: Option<String>,
 }
 
 fn key(k: &Key) -> Result<KeySchemaElement, OpError> {
@@ -561,7 +562,7 @@ async fn settle(cx: &Cx, name: &str) -> Result<(), OpError> {
 }
 
 /// One table as declared, or `None` when it is not this stack's (a prefix is not ownership).
-async fn read(cx: &Cx, name: &str) -> Result<Option<Live>, OpError> {
+async fn read(cx: &Cx, name: &str) -> Result<Option<Found<Attrs, Outputs>>, OpError> {
     let client = ddb(cx);
     let out = client.describe_table().table_name(name).send().await.map_err(|e| err("DescribeTable", e))?;
     let Some(t) = out.table() else { return Ok(None) };
@@ -625,44 +626,37 @@ async fn read(cx: &Cx, name: &str) -> Result<Option<Live>, OpError> {
         .filter(|s| s.stream_enabled())
         .and_then(|s| s.stream_view_type())
         .map_or("none", |v| v.as_str());
-    let mut replicas: Vec<&str> = t.replicas().iter().filter_map(|r| r.region_name()).collect();
+    let mut replicas: Vec<String> = t.replicas().iter().filter_map(|r| r.region_name().map(str::to_owned)).collect();
     replicas.sort();
-    let address = tags
-        .get(ID_TAG)
-        .cloned()
-        .unwrap_or_else(|| format!("dynamodb_table.{}", name.trim_start_matches(&format!("{}-", cx.stack))));
-    let mut outputs = Map::new();
-    outputs.insert("name".into(), json!(name));
-    outputs.insert("arn".into(), json!(arn));
-    outputs.insert("stream_arn".into(), json!(t.latest_stream_arn()));
-    Ok(Some(Live {
-        id: name.to_owned(),
-        address,
-        attrs: json!({
-            "layout": layout,
-            "ttl_attribute": ttl,
-            "point_in_time_recovery": pitr,
-            "deletion_protection": t.deletion_protection_enabled().unwrap_or(false),
-            "stream": stream,
-            "replicas": replicas,
-            "tags": tags,
-        }),
-        outputs,
-    }))
+    let address = Address::found(&tags, KIND.name, name.trim_start_matches(&format!("{}-", cx.stack)));
+    let outputs =
+        Outputs { name: name.to_owned(), arn: arn.to_owned(), stream_arn: t.latest_stream_arn().map(str::to_owned) };
+    let attrs = Attrs {
+        layout,
+        ttl_attribute: ttl.map(str::to_owned),
+        point_in_time_recovery: pitr,
+        deletion_protection: t.deletion_protection_enabled().unwrap_or(false),
+        stream: Some(stream.to_owned()),
+        replicas,
+        tags,
+    };
+    Ok(Some(Found { id: name.to_owned(), address, attrs, outputs }))
 }
 
 #[async_trait]
-impl Ops for Table {
-    fn forces(&self, have: &Value, want: &Value) -> Vec<&'static str> {
-        let layout = |v: &Value| v.get("layout").and_then(|l| serde_json::from_value::<Layout>(l.clone()).ok());
-        match (layout(have), layout(want)) {
-            (Some(h), Some(w)) if h.table_key() != w.table_key() => vec!["layout"],
-            _ => Vec::new(),
+impl Typed for Table {
+    type Attrs = Attrs;
+    type Outputs = Outputs;
+
+    fn forces(&self, have: &Attrs, want: &Attrs) -> Vec<&'static str> {
+        if have.layout.table_key() != want.layout.table_key() {
+            vec!["layout"]
+        } else {
+            Vec::new()
         }
     }
-    fn refuse(&self, have: &Value, want: &Value) -> Option<String> {
-        let ttl = |v: &Value| v.get("ttl_attribute").and_then(Value::as_str).map(str::to_owned);
-        match (ttl(have), ttl(want)) {
+    fn refuse(&self, have: &Attrs, want: &Attrs) -> Option<String> {
+        match (&have.ttl_attribute, &want.ttl_attribute) {
             (Some(h), Some(w)) if h != w => Some(format!(
                 "renaming the TTL attribute (`{h}` to `{w}`) is two TTL changes, and DynamoDB refuses a second within \
                  an hour of the first: remove `ttl_attribute` and apply, then set it to `{w}` and apply an hour later"
@@ -670,8 +664,17 @@ impl Ops for Table {
             _ => None,
         }
     }
-    fn protected(&self, have: &Value) -> Option<&'static str> {
-        crate::provider::deletion_protected(have.get("deletion_protection").and_then(Value::as_bool))
+    fn protected(&self, have: &Attrs) -> Option<&'static str> {
+        crate::provider::deletion_protected(Some(have.deletion_protection))
+    }
+    fn example(&self, field: &str) -> Option<Value> {
+        (field == "layout").then(|| {
+            json!({
+                "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}],
+                "AttributeDefinitions": [{"AttributeName": "id", "AttributeType": "S"}],
+                "GlobalSecondaryIndexes": [],
+            })
+        })
     }
     fn transient(&self) -> &'static [Transient] {
         // AWS enables continuous backups some minutes after CreateTable; until then it answers
@@ -684,7 +687,7 @@ impl Ops for Table {
         )];
         T
     }
-    async fn discover(&self, cx: &Cx) -> Result<Vec<Live>, OpError> {
+    async fn discover(&self, cx: &Cx) -> Result<Vec<Found<Attrs, Outputs>>, OpError> {
         let prefix = format!("{}-", cx.stack);
         let mut names = Vec::new();
         let mut pages = ddb(cx).list_tables().into_paginator().send();
@@ -710,9 +713,9 @@ impl Ops for Table {
         Ok(out)
     }
 
-    async fn create(&self, cx: &Cx, address: &str, want: &Value, _token: &str) -> Result<String, OpError> {
-        let w = Attrs::of(want)?;
-        let name = table_name(cx, address);
+    async fn create(&self, cx: &Cx, address: Address<'_>, want: &Attrs, _token: &str) -> Result<String, OpError> {
+        let w = want;
+        let name = format!("{}-{}", cx.stack, address.name());
         let l = &w.layout;
         let mut indexes = Vec::new();
         for g in &l.global_secondary_indexes {
@@ -751,20 +754,22 @@ impl Ops for Table {
             .map_err(|e| OpError::retryable("wait TableExists", format!("{name}: {e}")))?;
         // A rerun continues from the replicas the table already has.
         let out = ddb(cx).describe_table().table_name(&name).send().await.map_err(|e| err("DescribeTable", e))?;
-        let replicas: Vec<&str> =
-            out.table().map(|t| t.replicas()).unwrap_or_default().iter().filter_map(|r| r.region_name()).collect();
+        let replicas = out
+            .table()
+            .map(|t| t.replicas())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|r| r.region_name().map(str::to_owned))
+            .collect();
         // As CreateTable leaves it: no TTL, no point-in-time recovery; the update sets them.
-        let mut fresh = want.clone();
-        fresh["ttl_attribute"] = Value::Null;
-        fresh["point_in_time_recovery"] = json!(false);
-        fresh["replicas"] = json!(replicas);
+        let fresh = Attrs { ttl_attribute: None, point_in_time_recovery: false, replicas, ..w.clone() };
         cx.born(&name, &fresh);
-        self.update(cx, &name, &fresh, want).await?;
+        Typed::update(self, cx, &name, Some(&fresh), want).await?;
         Ok(name)
     }
 
-    async fn update(&self, cx: &Cx, id: &str, have: &Value, want: &Value) -> Result<(), OpError> {
-        let (h, w) = (Attrs::of(have)?, Attrs::of(want)?);
+    async fn update(&self, cx: &Cx, id: &str, have: Option<&Attrs>, want: &Attrs) -> Result<(), OpError> {
+        let (h, w) = (known(have)?, want);
         // A stream's view type cannot change while it is on: off first, then on with the new one.
         if h.stream().is_some() && w.stream().is_some() && h.stream() != w.stream() {
             ddb(cx)
@@ -840,9 +845,9 @@ impl Ops for Table {
         Ok(())
     }
 
-    async fn delete(&self, cx: &Cx, id: &str, have: &Value) -> Result<(), OpError> {
+    async fn delete(&self, cx: &Cx, id: &str, have: Option<&Attrs>) -> Result<(), OpError> {
         // A global table goes replica by replica, then the table itself.
-        let replicas = if have.is_null() { Vec::new() } else { Attrs::of(have)?.replicas };
+        let replicas = have.map(|h| h.replicas.clone()).unwrap_or_default();
         for region in &replicas {
             replica(cx, id, region, false).await?;
         }
@@ -863,15 +868,6 @@ mod tests {
 
     fn services_layout() -> Value {
         serde_json::from_str(include_str!("../../../../services/src/store/table.json")).unwrap()
-    }
-
-    #[test]
-    fn the_typed_attributes_hold_every_declared_field() {
-        let mut sample = crate::schema::sample(KIND.fields);
-        sample["layout"] = services_layout();
-        let a = Attrs::of(&sample).unwrap();
-        assert!(a.point_in_time_recovery && a.deletion_protection);
-        assert!(Attrs::of(&json!({ "layout": services_layout(), "extra": 1 })).is_err());
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use super::{ecs, err, last, service_arns, set_tags, tags};
 use crate::diag::Diags;
 use crate::error::{gone_ok, OpError, Transient};
-use crate::provider::{null_as_empty, Attributes, Cx, Live, Ops, ID_TAG, STACK_TAG};
+use crate::provider::{known, null_as_empty, Address, Cx, Found, Typed, ID_TAG, STACK_TAG};
 use crate::schema::{Field, FieldType, Kind, Security, Update, TAGS};
 use crate::stack::{Resource, Stack, Val};
 use async_trait::async_trait;
@@ -16,8 +16,8 @@ use aws_sdk_ecs::types::{
     LoadBalancer, LogConfiguration, LogDriver, NetworkConfiguration, NetworkMode, OsFamily, PortMapping, PropagateTags,
     RuntimePlatform, Service, ServiceField, TransportProtocol,
 };
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
@@ -118,7 +118,7 @@ fn cost(cx: &crate::cost::CostCx<'_>) -> Vec<crate::cost::Part> {
 }
 
 /// The declared shape, decoded once from `want` or `have`.
-#[derive(Debug, Deserialize, Clone, PartialEq)]
+#[derive(Debug, Deserialize, Clone, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 struct Attrs {
     cluster: String,
@@ -150,8 +150,6 @@ struct Attrs {
     tags: BTreeMap<String, String>,
 }
 
-impl Attributes for Attrs {}
-
 impl Attrs {
     /// The task definition's part: a change here is a new revision.
     fn task(&self) -> Self {
@@ -168,6 +166,14 @@ impl Attrs {
             ..self.clone()
         }
     }
+}
+
+#[derive(Default, Serialize)]
+struct Outputs {
+    arn: String,
+    name: String,
+    cluster: String,
+    task_definition: String,
 }
 
 /// Sets for subnets and groups.
@@ -498,7 +504,10 @@ async fn wait_steady(
 }
 
 #[async_trait]
-impl Ops for EcsService {
+impl Typed for EcsService {
+    type Attrs = Attrs;
+    type Outputs = Outputs;
+
     fn after(&self) -> &'static [&'static str] {
         // ECS refuses a target group no listener forwards to ("does not have an associated load
         // balancer"); the service names the group, not the listener.
@@ -519,7 +528,7 @@ impl Ops for EcsService {
         ];
         T
     }
-    async fn discover(&self, cx: &Cx) -> Result<Vec<Live>, OpError> {
+    async fn discover(&self, cx: &Cx) -> Result<Vec<Found<Attrs, Outputs>>, OpError> {
         // Services by cluster (`arn:...:service/<cluster>/<name>`).
         let mut by_cluster: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for arn in service_arns(cx).await? {
@@ -568,65 +577,69 @@ impl Ops for EcsService {
                         .and_then(|c| c.log_configuration())
                         .and_then(|l| l.options())
                         .and_then(|o| o.get("awslogs-group"));
-                    let env: BTreeMap<&str, &str> = c
-                        .map(|c| c.environment().iter().filter_map(|e| Some((e.name()?, e.value()?))).collect())
+                    let environment = c
+                        .map(|c| {
+                            c.environment()
+                                .iter()
+                                .filter_map(|e| Some((e.name()?.to_owned(), e.value()?.to_owned())))
+                                .collect()
+                        })
                         .unwrap_or_default();
                     let vpc = s.network_configuration().and_then(|n| n.awsvpc_configuration());
-                    let mut subnets: Vec<&str> =
-                        vpc.map(|v| v.subnets().iter().map(String::as_str).collect()).unwrap_or_default();
+                    let mut subnets = vpc.map(|v| v.subnets().to_vec()).unwrap_or_default();
                     subnets.sort();
-                    let mut groups: Vec<&str> =
-                        vpc.map(|v| v.security_groups().iter().map(String::as_str).collect()).unwrap_or_default();
-                    groups.sort();
+                    let mut security_groups = vpc.map(|v| v.security_groups().to_vec()).unwrap_or_default();
+                    security_groups.sort();
                     let breaker = s.deployment_configuration().and_then(|d| d.deployment_circuit_breaker());
                     let scaled_ids = match &scaled_ids {
                         Some(s) => s,
                         None => scaled_ids.insert(scaled(cx).await?),
                     };
                     let is_scaled = scaled_ids.contains(&format!("service/{}/{name}", last(&cluster)));
-                    let mut outputs = Map::new();
-                    outputs.insert("arn".into(), json!(arn));
-                    outputs.insert("name".into(), json!(name));
-                    outputs.insert("cluster".into(), json!(last(&cluster)));
-                    outputs.insert("task_definition".into(), json!(td_arn));
-                    out.push(Live {
-                        id: arn.to_owned(),
-                        address: address.clone(),
-                        attrs: json!({
-                            "cluster": last(&cluster),
-                            "image": c.and_then(|c| c.image()),
-                            "command": c.map(|c| c.command().to_vec()).unwrap_or_default(),
-                            "cpu": td.cpu().and_then(|v| v.parse::<i64>().ok()),
-                            "memory": td.memory().and_then(|v| v.parse::<i64>().ok()),
-                            "architecture": td.runtime_platform().and_then(|p| p.cpu_architecture()).map_or("X86_64", |a| a.as_str()),
-                            "environment": env,
-                            "port": c.and_then(|c| c.port_mappings().first()).and_then(|p| p.container_port()),
-                            "health_check": c.and_then(|c| c.health_check()).map(|h| h.command().to_vec()).unwrap_or_default(),
-                            "log_group": log,
-                            "task_role": td.task_role_arn().map(last),
-                            "execution_role": td.execution_role_arn().map(last),
-                            "desired_count": if is_scaled { None } else { Some(s.desired_count()) },
-                            "subnets": subnets,
-                            "security_groups": groups,
-                            "public_ip": vpc.and_then(|v| v.assign_public_ip()) == Some(&AssignPublicIp::Enabled),
-                            "spot_after": spot_after(s.capacity_provider_strategy()),
-                            "target_group": s.load_balancers().first().and_then(|l| l.target_group_arn()),
-                            "health_check_grace": s.health_check_grace_period_seconds(),
-                            "circuit_breaker": breaker.is_some_and(|b| b.enable()),
-                            "wait_timeout": null,
-                            "tags": tags,
-                        }),
-                        outputs,
-                    });
+                    let outputs = Outputs {
+                        arn: arn.to_owned(),
+                        name: name.to_owned(),
+                        cluster: last(&cluster).to_owned(),
+                        task_definition: td_arn.to_owned(),
+                    };
+                    let architecture = td.runtime_platform().and_then(|p| p.cpu_architecture());
+                    let attrs = Attrs {
+                        cluster: last(&cluster).to_owned(),
+                        image: c.and_then(|c| c.image()).unwrap_or_default().to_owned(),
+                        command: c.map(|c| c.command().to_vec()).unwrap_or_default(),
+                        cpu: td.cpu().and_then(|v| v.parse::<i64>().ok()),
+                        memory: td.memory().and_then(|v| v.parse::<i64>().ok()),
+                        architecture: Some(architecture.map_or("X86_64", |a| a.as_str()).to_owned()),
+                        environment,
+                        port: c.and_then(|c| c.port_mappings().first()).and_then(|p| p.container_port()),
+                        health_check: c
+                            .and_then(|c| c.health_check())
+                            .map(|h| h.command().to_vec())
+                            .unwrap_or_default(),
+                        log_group: log.cloned(),
+                        task_role: td.task_role_arn().map(|a| last(a).to_owned()),
+                        execution_role: td.execution_role_arn().map(|a| last(a).to_owned()),
+                        desired_count: if is_scaled { None } else { Some(s.desired_count()) },
+                        subnets,
+                        security_groups,
+                        public_ip: vpc.and_then(|v| v.assign_public_ip()) == Some(&AssignPublicIp::Enabled),
+                        spot_after: spot_after(s.capacity_provider_strategy()),
+                        target_group: s.load_balancers().first().and_then(|l| l.target_group_arn()).map(str::to_owned),
+                        health_check_grace: s.health_check_grace_period_seconds(),
+                        circuit_breaker: Some(breaker.is_some_and(|b| b.enable())),
+                        wait_timeout: None,
+                        tags: tags.clone(),
+                    };
+                    out.push(Found { id: arn.to_owned(), address: address.clone(), attrs, outputs });
                 }
             }
         }
         Ok(out)
     }
 
-    async fn create(&self, cx: &Cx, address: &str, want: &Value, token: &str) -> Result<String, OpError> {
-        let w = Attrs::of(want)?;
-        let name = address.strip_prefix("ecs_service.").unwrap_or(address);
+    async fn create(&self, cx: &Cx, address: Address<'_>, want: &Attrs, token: &str) -> Result<String, OpError> {
+        let w = want;
+        let name = address.name();
         if let Some(tg) = &w.target_group {
             // ECS refuses a target group no load balancer uses yet, and the listener that
             // makes one use it may still be on its way in this apply: wait for it.
@@ -671,8 +684,8 @@ impl Ops for EcsService {
         Ok(arn)
     }
 
-    async fn update(&self, cx: &Cx, id: &str, have: &Value, want: &Value) -> Result<(), OpError> {
-        let (h, w) = (Attrs::of(have)?, Attrs::of(want)?);
+    async fn update(&self, cx: &Cx, id: &str, have: Option<&Attrs>, want: &Attrs) -> Result<(), OpError> {
+        let (h, w) = (known(have)?, want);
         let name = last(id).to_owned();
         let old_td = ecs(cx)
             .describe_services()
@@ -728,8 +741,8 @@ impl Ops for EcsService {
         set_tags(cx, id, &h.tags, &w.tags).await
     }
 
-    async fn delete(&self, cx: &Cx, id: &str, have: &Value) -> Result<(), OpError> {
-        let cluster = match have.get("cluster").and_then(Value::as_str) {
+    async fn delete(&self, cx: &Cx, id: &str, have: Option<&Attrs>) -> Result<(), OpError> {
+        let cluster = match have.map(|h| h.cluster.as_str()).filter(|c| !c.is_empty()) {
             Some(c) => c.to_owned(),
             // `arn:...:service/<cluster>/<name>`
             None => id.rsplit('/').nth(1).unwrap_or_default().to_owned(),
@@ -765,14 +778,6 @@ impl Ops for EcsService {
 mod tests {
     use super::*;
     use aws_sdk_ecs::types::{Deployment, DeploymentRolloutState};
-
-    #[test]
-    fn the_typed_attributes_hold_every_declared_field() {
-        let a = Attrs::of(&crate::schema::sample(KIND.fields)).unwrap();
-        assert_eq!((a.cpu, a.desired_count, a.port), (Some(256), Some(0), Some(1)));
-        assert!(Attrs::of(&json!({ "cluster": "c", "image": "i", "subnets": [], "security_groups": [], "extra": 1 }))
-            .is_err());
-    }
 
     #[test]
     fn fargate_sizes() {

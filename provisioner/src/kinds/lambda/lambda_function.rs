@@ -13,7 +13,7 @@
 use super::{err, lambda};
 use crate::diag::Diags;
 use crate::error::{OpError, Transient};
-use crate::provider::{null_as_empty, Attributes, Cx, Derive, Live, Ops, ID_TAG, STACK_TAG};
+use crate::provider::{known, null_as_empty, Address, Cx, Derive, Found, Typed, ID_TAG, STACK_TAG};
 use crate::schema::{Field, FieldType, Kind, Update, TAGS};
 use crate::stack::{Resource, Stack, Val};
 use async_trait::async_trait;
@@ -21,7 +21,7 @@ use aws_sdk_lambda::client::Waiters;
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::{FunctionCode, Runtime};
 use base64::Engine as _;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
@@ -176,7 +176,7 @@ fn check(r: &Resource, stack: &Stack, d: &mut Diags) {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct Attrs {
     role: String,
@@ -200,7 +200,13 @@ struct Attrs {
     tags: BTreeMap<String, String>,
 }
 
-impl Attributes for Attrs {}
+#[derive(Default, Serialize)]
+struct Outputs {
+    arn: String,
+    /// The newest published version, none before the first.
+    version: Option<String>,
+    version_arn: Option<String>,
+}
 
 /// A package's files by name, without its configuration.
 type Files = Vec<(String, Vec<u8>)>;
@@ -378,7 +384,10 @@ async fn settled(cx: &Cx, name: &str) -> Result<(), OpError> {
 struct Function;
 
 #[async_trait]
-impl Ops for Function {
+impl Typed for Function {
+    type Attrs = Attrs;
+    type Outputs = Outputs;
+
     fn transient(&self) -> &'static [Transient] {
         // IAM is eventually consistent: a role made moments ago is not yet assumable by Lambda.
         const SOURCE: &str = "terraform-provider-aws internal/service/lambda/function.go: create retry";
@@ -390,9 +399,8 @@ impl Ops for Function {
         ];
         T
     }
-    fn derive(&self, want: &Value, on: &Derive<'_>) -> Result<Map<String, Value>, String> {
+    fn derive(&self, a: &Attrs, on: &Derive<'_>) -> Result<Map<String, Value>, String> {
         let dir = on.dir;
-        let a = Attrs::of(want).map_err(|e| e.to_string())?;
         if let Some((program, args)) = a.build.split_first() {
             let at = dir.join(a.build_dir.as_deref().unwrap_or("."));
             let status = std::process::Command::new(program)
@@ -419,7 +427,7 @@ impl Ops for Function {
         &["version", "version_arn"]
     }
 
-    async fn discover(&self, cx: &Cx) -> Result<Vec<Live>, OpError> {
+    async fn discover(&self, cx: &Cx) -> Result<Vec<Found<Attrs, Outputs>>, OpError> {
         let prefix = format!("{}-", cx.stack);
         let mut mine = Vec::new();
         let mut pages = lambda(cx).list_functions().into_paginator().send();
@@ -461,38 +469,37 @@ impl Ops for Function {
             };
             let config = take(&mut tags, CONFIG_PREFIX);
             let fetch = take(&mut tags, FETCH_PREFIX);
-            let mut outputs = Map::new();
-            outputs.insert("arn".into(), json!(arn));
-            if let Some((n, varn)) = newest_version(cx, name).await? {
-                outputs.insert("version".into(), json!(n.to_string()));
-                outputs.insert("version_arn".into(), json!(varn));
-            }
-            out.push(Live {
-                id: name.to_owned(),
-                address,
-                attrs: json!({
-                    "role": f.role(),
-                    "runtime": f.runtime().map(|r| r.as_str()),
-                    "handler": f.handler(),
-                    "memory": f.memory_size(),
-                    "timeout": f.timeout(),
-                    "code_sha256": code,
-                    "config": config,
-                    "fetch": fetch,
-                    "secrets": secrets,
-                    "edge": edge,
-                    "tags": tags,
-                }),
-                outputs,
-            });
+            let newest = newest_version(cx, name).await?;
+            let outputs = Outputs {
+                arn: arn.to_owned(),
+                version: newest.as_ref().map(|(n, _)| n.to_string()),
+                version_arn: newest.map(|(_, varn)| varn),
+            };
+            let attrs = Attrs {
+                role: f.role().unwrap_or_default().to_owned(),
+                runtime: f.runtime().map(|r| r.as_str().to_owned()),
+                handler: f.handler().map(str::to_owned),
+                memory: f.memory_size().map(i64::from),
+                timeout: f.timeout().map(i64::from),
+                package: None,
+                build: Vec::new(),
+                build_dir: None,
+                code_sha256: code,
+                config,
+                fetch,
+                secrets,
+                edge: Some(edge),
+                tags,
+            };
+            out.push(Found { id: name.to_owned(), address, attrs, outputs });
         }
         Ok(out)
     }
 
-    async fn create(&self, cx: &Cx, address: &str, want: &Value, _token: &str) -> Result<String, OpError> {
-        let w = Attrs::of(want)?;
-        let name = format!("{}-{}", cx.stack, address.split_once('.').map_or(address, |(_, n)| n));
-        let zip = package(address, &w).await?;
+    async fn create(&self, cx: &Cx, address: Address<'_>, want: &Attrs, _token: &str) -> Result<String, OpError> {
+        let w = want;
+        let name = format!("{}-{}", cx.stack, address.name());
+        let zip = package(&address.to_string(), w).await?;
         let tags: HashMap<String, String> = record(&w, package_digest(&zip)).into_iter().collect();
         let made = lambda(cx)
             .create_function()
@@ -529,8 +536,8 @@ impl Ops for Function {
         Ok(name)
     }
 
-    async fn update(&self, cx: &Cx, id: &str, have: &Value, want: &Value) -> Result<(), OpError> {
-        let (h, w) = (Attrs::of(have)?, Attrs::of(want)?);
+    async fn update(&self, cx: &Cx, id: &str, have: Option<&Attrs>, want: &Attrs) -> Result<(), OpError> {
+        let (h, w) = (known(have)?, want);
         let settings = (&h.role, &h.runtime, &h.handler, h.memory, h.timeout)
             != (&w.role, &w.runtime, &w.handler, w.memory, w.timeout);
         let contents =
@@ -603,8 +610,8 @@ impl Ops for Function {
         Ok(())
     }
 
-    async fn delete(&self, cx: &Cx, id: &str, have: &Value) -> Result<(), OpError> {
-        let edge = Attrs::of(have).is_ok_and(|a| a.edge.unwrap_or(false));
+    async fn delete(&self, cx: &Cx, id: &str, have: Option<&Attrs>) -> Result<(), OpError> {
+        let edge = have.is_some_and(|a| a.edge.unwrap_or(false));
         let (started, wait) = (std::time::Instant::now(), replica_wait());
         // Ten tries within the wait, at most one every 30 s.
         let pause = (wait / 10).clamp(Duration::from_millis(200), Duration::from_secs(30));
@@ -627,59 +634,5 @@ impl Ops for Function {
                 Err(e) => return Err(e),
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_typed_attributes_hold_every_declared_field() {
-        let a = Attrs::of(&crate::schema::sample(KIND.fields)).unwrap();
-        assert!(
-            a.package.is_some()
-                && !a.build.is_empty()
-                && !a.config.is_empty()
-                && !a.fetch.is_empty()
-                && !a.secrets.is_empty()
-        );
-    }
-
-    #[test]
-    fn the_same_files_zip_to_the_same_bytes_in_any_order() {
-        let a = vec![("index.mjs".to_owned(), b"export const x = 1;".to_vec()), ("lib/a.js".to_owned(), vec![7; 1000])];
-        let mut b = a.clone();
-        b.reverse();
-        let (za, zb) = (zip(&a).unwrap(), zip(&b).unwrap());
-        assert_eq!(za, zb);
-        let mut read = zip::ZipArchive::new(std::io::Cursor::new(za)).unwrap();
-        assert_eq!(read.len(), 2);
-        let mut s = String::new();
-        std::io::Read::read_to_string(&mut read.by_name("index.mjs").unwrap(), &mut s).unwrap();
-        assert_eq!(s, "export const x = 1;");
-        assert_eq!(read.by_name("lib/a.js").unwrap().unix_mode(), Some(0o100644));
-        assert_ne!(digest(&a), digest(&[("index.mjs".to_owned(), b"export const x = 2;".to_vec())]));
-    }
-
-    #[test]
-    fn edge_functions_live_in_us_east_1_within_viewer_limits() {
-        let src = |region: &str, memory: i64| {
-            format!("[stack]\nname = \"t\"\nregion = \"eu-central-1\"\n[lambda_function.auth]\n{region}role = \"arn:aws:iam::1:role/r\"\npackage = \"dist\"\nedge = true\nmemory = {memory}\n")
-        };
-        let codes = |s: String| match crate::stack::parse(crate::kinds::all(), "t.toml", &s, &BTreeMap::new()) {
-            Ok(_) => vec![],
-            Err(d) => d.items.iter().map(|i| i.code).collect::<Vec<_>>(),
-        };
-        assert_eq!(codes(src("", 128)), vec!["edge-region"]);
-        assert_eq!(codes(src("region = \"us-east-1\"\n", 256)), vec!["edge-limits"]);
-        assert!(codes(src("region = \"us-east-1\"\n", 128)).is_empty());
-    }
-
-    #[test]
-    fn config_values_must_fit_a_tag() {
-        assert!(taggable("https://cognito-idp.us-east-1.amazonaws.com/us-east-1_Ab12"));
-        assert!(!taggable("{\"keys\": []}"));
-        assert!(!taggable(&"x".repeat(257)));
     }
 }
