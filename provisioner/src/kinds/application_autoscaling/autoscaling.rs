@@ -249,9 +249,8 @@ impl Typed for Autoscaling {
     }
 
     /// Registering a target again and putting its policy again both overwrite: one path.
-    async fn update(&self, cx: &Cx, id: &str, _: Option<&Attrs>, want: &Attrs) -> Result<(), OpError> {
-        let w = want;
-        put(cx, &policy_name(cx, id).await?, &w).await.map(|_| ())
+    async fn update(&self, cx: &Cx, id: &str, _: Option<&Attrs>, w: &Attrs) -> Result<(), OpError> {
+        put(cx, &policy_name(cx, id).await?, w).await.map(|_| ())
     }
 
     /// Deregistering the target deletes its policies.

@@ -511,8 +511,7 @@ impl Typed for Distribution {
         Ok(out)
     }
 
-    async fn create(&self, cx: &Cx, address: Address<'_>, want: &Attrs, token: &str) -> Result<String, OpError> {
-        let w = want;
+    async fn create(&self, cx: &Cx, address: Address<'_>, w: &Attrs, token: &str) -> Result<String, OpError> {
         let with_tags = DistributionConfigWithTags::builder()
             .distribution_config(config(cx, &address.to_string(), token, w, true)?)
             .tags(super::tags(&w.tags)?)
@@ -541,7 +540,7 @@ impl Typed for Distribution {
             .ok_or_else(|| OpError::fatal("GetDistribution", format!("{id}: no configuration")))?;
         let address = address_in(cx, current.comment())
             .ok_or_else(|| OpError::fatal("GetDistribution", format!("{id} is not this stack's")))?;
-        let next = config(cx, &address, current.caller_reference(), &w, true)?;
+        let next = config(cx, &address, current.caller_reference(), w, true)?;
         if attrs_of(&next, &w.tags) != attrs_of(current, &w.tags) || !current.enabled() {
             cloudfront(cx)
                 .update_distribution()

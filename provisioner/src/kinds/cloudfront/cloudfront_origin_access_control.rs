@@ -118,7 +118,7 @@ impl Typed for Oac {
             .update_origin_access_control()
             .id(id)
             .if_match(etag("GetOriginAccessControl", got.e_tag())?)
-            .origin_access_control_config(config(cx, &address, &want)?)
+            .origin_access_control_config(config(cx, &address, want)?)
             .send()
             .await
             .map_err(|e| err("UpdateOriginAccessControl", e))?;

@@ -160,8 +160,7 @@ impl Typed for VpcOrigin {
         Ok(out)
     }
 
-    async fn create(&self, cx: &Cx, address: Address<'_>, want: &Attrs, _token: &str) -> Result<String, OpError> {
-        let w = want;
+    async fn create(&self, cx: &Cx, address: Address<'_>, w: &Attrs, _token: &str) -> Result<String, OpError> {
         let made = cloudfront(cx)
             .create_vpc_origin()
             .vpc_origin_endpoint_config(config(&name_of(cx, &address.to_string()), w)?)
@@ -180,7 +179,7 @@ impl Typed for VpcOrigin {
         let got = cloudfront(cx).get_vpc_origin().id(id).send().await.map_err(|e| err("GetVpcOrigin", e))?;
         let o = got.vpc_origin().ok_or_else(|| OpError::fatal("GetVpcOrigin", format!("{id}: no VPC origin")))?;
         let name = o.vpc_origin_endpoint_config().map(|c| c.name().to_owned()).unwrap_or_default();
-        let next = config(&name, &w)?;
+        let next = config(&name, w)?;
         if o.vpc_origin_endpoint_config().map(|c| attrs_of(c, &w.tags)) != Some(attrs_of(&next, &w.tags)) {
             cloudfront(cx)
                 .update_vpc_origin()

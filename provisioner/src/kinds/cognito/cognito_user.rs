@@ -171,8 +171,7 @@ impl Typed for User {
         Ok(out)
     }
 
-    async fn create(&self, cx: &Cx, address: Address<'_>, want: &Attrs, _token: &str) -> Result<String, OpError> {
-        let w = want;
+    async fn create(&self, cx: &Cx, address: Address<'_>, w: &Attrs, _token: &str) -> Result<String, OpError> {
         let name = address.name();
         let password = first_password();
         let attrs = [("email", w.email.as_str()), ("email_verified", "true")]
@@ -222,8 +221,7 @@ impl Typed for User {
         }
     }
 
-    async fn update(&self, cx: &Cx, id: &str, _have: Option<&Attrs>, want: &Attrs) -> Result<(), OpError> {
-        let w = want;
+    async fn update(&self, cx: &Cx, id: &str, _have: Option<&Attrs>, w: &Attrs) -> Result<(), OpError> {
         let email = [("email", w.email.as_str()), ("email_verified", "true")]
             .iter()
             .map(|(k, v)| {

@@ -178,14 +178,13 @@ impl Typed for Pool {
             .collect())
     }
 
-    async fn create(&self, cx: &Cx, address: Address<'_>, want: &Attrs, _token: &str) -> Result<String, OpError> {
-        let w = want;
+    async fn create(&self, cx: &Cx, address: Address<'_>, w: &Attrs, _token: &str) -> Result<String, OpError> {
         let name = format!("{}-{}", cx.stack, address.name());
         let made = idp(cx)
             .create_user_pool()
             .pool_name(name)
-            .policies(policy(&w))
-            .deletion_protection(protection(&w))
+            .policies(policy(w))
+            .deletion_protection(protection(w))
             .admin_create_user_config(admin_only())
             .set_user_pool_tags(Some(w.tags.clone().into_iter().collect()))
             .send()
@@ -197,21 +196,20 @@ impl Typed for Pool {
             .map(str::to_owned)
             .ok_or_else(|| OpError::fatal("CreateUserPool", "no id"))?;
         // The update sets everything again (it reads nothing of `have`).
-        cx.born(&id, want);
-        set_mfa(cx, &id, &w).await?;
+        cx.born(&id, w);
+        set_mfa(cx, &id, w).await?;
         Ok(id)
     }
 
-    async fn update(&self, cx: &Cx, id: &str, _have: Option<&Attrs>, want: &Attrs) -> Result<(), OpError> {
-        let w = want;
+    async fn update(&self, cx: &Cx, id: &str, _have: Option<&Attrs>, w: &Attrs) -> Result<(), OpError> {
         // MFA first: UpdateUserPool below names the same mode, which needs the method enabled.
-        set_mfa(cx, id, &w).await?;
+        set_mfa(cx, id, w).await?;
         let mode = UserPoolMfaType::from(w.mfa.as_deref().unwrap_or("optional").to_ascii_uppercase().as_str());
         idp(cx)
             .update_user_pool()
             .user_pool_id(id)
-            .policies(policy(&w))
-            .deletion_protection(protection(&w))
+            .policies(policy(w))
+            .deletion_protection(protection(w))
             .admin_create_user_config(admin_only())
             .mfa_configuration(mode)
             .set_user_pool_tags(Some(w.tags.clone().into_iter().collect()))

@@ -289,10 +289,9 @@ impl Typed for Client {
         Ok(out)
     }
 
-    async fn create(&self, cx: &Cx, address: Address<'_>, want: &Attrs, _token: &str) -> Result<String, OpError> {
-        let w = want;
+    async fn create(&self, cx: &Cx, address: Address<'_>, w: &Attrs, _token: &str) -> Result<String, OpError> {
         let name = address.name();
-        let (callbacks, logouts) = urls(cx, &w).await?;
+        let (callbacks, logouts) = urls(cx, w).await?;
         let made = settings!(
             idp(cx).create_user_pool_client().user_pool_id(&w.pool).generate_secret(false),
             name,
@@ -309,8 +308,7 @@ impl Typed for Client {
             .ok_or_else(|| OpError::fatal("CreateUserPoolClient", "no client id"))
     }
 
-    async fn update(&self, cx: &Cx, id: &str, have: Option<&Attrs>, want: &Attrs) -> Result<(), OpError> {
-        let w = want;
+    async fn update(&self, cx: &Cx, id: &str, have: Option<&Attrs>, w: &Attrs) -> Result<(), OpError> {
         let pool = if w.pool.is_empty() { known(have)?.pool.clone() } else { w.pool.clone() };
         let c = idp(cx)
             .describe_user_pool_client()
@@ -320,7 +318,7 @@ impl Typed for Client {
             .await
             .map_err(|e| err("DescribeUserPoolClient", e))?;
         let name = c.user_pool_client().and_then(|c| c.client_name()).unwrap_or(id).to_owned();
-        let (callbacks, logouts) = urls(cx, &w).await?;
+        let (callbacks, logouts) = urls(cx, w).await?;
         settings!(idp(cx).update_user_pool_client().user_pool_id(&pool).client_id(id), &name, &w, callbacks, logouts)
             .send()
             .await

@@ -118,8 +118,7 @@ impl Typed for Domain {
         Ok(out)
     }
 
-    async fn create(&self, cx: &Cx, address: Address<'_>, want: &Attrs, _token: &str) -> Result<String, OpError> {
-        let w = want;
+    async fn create(&self, cx: &Cx, address: Address<'_>, w: &Attrs, _token: &str) -> Result<String, OpError> {
         let stem = prefix(&cx.stack, address.name());
         let domain = crate::kinds::account::global(&stem, &crate::kinds::account::global_suffix(cx).await?);
         idp(cx)
@@ -129,7 +128,7 @@ impl Typed for Domain {
             .send()
             .await
             .map_err(|e| err("CreateUserPoolDomain", e))?;
-        cx.born(&domain, want);
+        cx.born(&domain, w);
         active(cx, &domain).await?;
         Ok(domain)
     }

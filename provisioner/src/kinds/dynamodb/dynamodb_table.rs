@@ -713,8 +713,7 @@ impl Typed for Table {
         Ok(out)
     }
 
-    async fn create(&self, cx: &Cx, address: Address<'_>, want: &Attrs, _token: &str) -> Result<String, OpError> {
-        let w = want;
+    async fn create(&self, cx: &Cx, address: Address<'_>, w: &Attrs, _token: &str) -> Result<String, OpError> {
         let name = format!("{}-{}", cx.stack, address.name());
         let l = &w.layout;
         let mut indexes = Vec::new();
@@ -764,7 +763,7 @@ impl Typed for Table {
         // As CreateTable leaves it: no TTL, no point-in-time recovery; the update sets them.
         let fresh = Attrs { ttl_attribute: None, point_in_time_recovery: false, replicas, ..w.clone() };
         cx.born(&name, &fresh);
-        Typed::update(self, cx, &name, Some(&fresh), want).await?;
+        Typed::update(self, cx, &name, Some(&fresh), w).await?;
         Ok(name)
     }
 

@@ -317,8 +317,7 @@ impl Typed for Instance {
         Ok(out)
     }
 
-    async fn create(&self, cx: &Cx, _: Address<'_>, want: &Attrs, token: &str) -> Result<String, OpError> {
-        let w = want;
+    async fn create(&self, cx: &Cx, _: Address<'_>, w: &Attrs, token: &str) -> Result<String, OpError> {
         let image = crate::kinds::ssm::parameter(cx, w.ami_parameter()).await?;
         let images = ec2(cx).describe_images().image_ids(&image).send().await.map_err(|e| err("DescribeImages", e))?;
         let root = images.images().first().and_then(|i| i.root_device_name()).unwrap_or("/dev/xvda").to_owned();
@@ -377,7 +376,7 @@ impl Typed for Instance {
             .ok_or_else(|| OpError::fatal("RunInstances", "no instance id"))?
             .to_owned();
         // Everything declared is set by RunInstances itself.
-        cx.born(&id, want);
+        cx.born(&id, w);
         ec2(cx)
             .wait_until_instance_running()
             .instance_ids(&id)

@@ -115,7 +115,7 @@ impl Typed for Igw {
     async fn delete(&self, cx: &Cx, id: &str, have: Option<&Attrs>) -> Result<(), OpError> {
         // What was found; a resource from an older run may not decode: then nothing to detach.
         if let Some(vpc) = have.and_then(|h| h.vpc.as_deref()) {
-            detach(cx, id, &vpc).await?;
+            detach(cx, id, vpc).await?;
         }
         gone_ok(
             ec2(cx)

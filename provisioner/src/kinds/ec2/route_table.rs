@@ -176,8 +176,7 @@ impl Typed for RouteTable {
         Ok(out)
     }
 
-    async fn create(&self, cx: &Cx, _: Address<'_>, want: &Attrs, token: &str) -> Result<String, OpError> {
-        let w = want;
+    async fn create(&self, cx: &Cx, _: Address<'_>, w: &Attrs, token: &str) -> Result<String, OpError> {
         let out = ec2(cx)
             .create_route_table()
             .vpc_id(&w.vpc)
@@ -190,10 +189,10 @@ impl Typed for RouteTable {
             .route_table()
             .and_then(|t| t.route_table_id())
             .ok_or_else(|| OpError::fatal("CreateRouteTable", "no id"))?;
-        // Routes and associations are made by the update from nothing to `want`.
+        // Routes and associations are made by the update from nothing to `w`.
         let empty = Attrs { routes: Vec::new(), subnets: Vec::new(), ..w.clone() };
         cx.born(id, &empty);
-        Typed::update(self, cx, id, Some(&empty), want).await?;
+        Typed::update(self, cx, id, Some(&empty), w).await?;
         Ok(id.to_owned())
     }
 

@@ -296,11 +296,10 @@ impl Typed for Group {
         Ok(out)
     }
 
-    async fn create(&self, cx: &Cx, address: Address<'_>, want: &Attrs, _token: &str) -> Result<String, OpError> {
+    async fn create(&self, cx: &Cx, address: Address<'_>, w: &Attrs, _token: &str) -> Result<String, OpError> {
         // Group names are unique per VPC: the stack and resource name make a rerun collide
         // instead of duplicating.
         let name = format!("{}-{}", cx.stack, address.name());
-        let w = want;
         let out = ec2(cx)
             .create_security_group()
             .group_name(name)
@@ -323,7 +322,7 @@ impl Typed for Group {
         };
         let fresh = Attrs { ingress: Vec::new(), egress: vec![all_out], ..w.clone() };
         cx.born(id, &fresh);
-        Typed::update(self, cx, id, Some(&fresh), want).await?;
+        Typed::update(self, cx, id, Some(&fresh), w).await?;
         Ok(id.to_owned())
     }
 

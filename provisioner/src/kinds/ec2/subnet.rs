@@ -106,8 +106,7 @@ impl Typed for Subnet {
         Ok(out)
     }
 
-    async fn create(&self, cx: &Cx, _: Address<'_>, want: &Attrs, _token: &str) -> Result<String, OpError> {
-        let w = want;
+    async fn create(&self, cx: &Cx, _: Address<'_>, w: &Attrs, _token: &str) -> Result<String, OpError> {
         let out = ec2(cx)
             .create_subnet()
             .vpc_id(&w.vpc)
@@ -120,7 +119,7 @@ impl Typed for Subnet {
         let id = out.subnet().and_then(|v| v.subnet_id()).ok_or_else(|| OpError::fatal("CreateSubnet", "no id"))?;
         let fresh = Attrs { public_ip_on_launch: false, ..w.clone() };
         cx.born(id, &fresh);
-        Typed::update(self, cx, id, Some(&fresh), want).await?;
+        Typed::update(self, cx, id, Some(&fresh), w).await?;
         Ok(id.to_owned())
     }
 

@@ -74,8 +74,7 @@ impl Typed for Endpoint {
         Ok(out)
     }
 
-    async fn create(&self, cx: &Cx, _: Address<'_>, want: &Attrs, token: &str) -> Result<String, OpError> {
-        let w = want;
+    async fn create(&self, cx: &Cx, _: Address<'_>, w: &Attrs, token: &str) -> Result<String, OpError> {
         let out = ec2(cx)
             .create_vpc_endpoint()
             .vpc_id(&w.vpc)

@@ -217,11 +217,11 @@ impl ImageKind {
     async fn push(&self, cx: &Cx, name: &str, w: &Attrs) -> Result<String, OpError> {
         let repo = w.repository.as_deref().ok_or_else(|| OpError::fatal("push", "no repository"))?;
         let digest = w.digest.as_deref().ok_or_else(|| OpError::fatal("push", "the image was not built"))?;
-        let built = image::built(&digest).ok_or_else(|| {
+        let built = image::built(digest).ok_or_else(|| {
             OpError::fatal("push", format!("image {digest} was not built by this run: plan and apply in one command"))
         })?;
         let reg = registry(cx).await?;
-        reg.push(&repo, &built, &tag_for(name, &digest)).await.map_err(registry_err)?;
+        reg.push(repo, &built, &tag_for(name, digest)).await.map_err(registry_err)?;
         Ok(format!("{repo}:{name}"))
     }
 }

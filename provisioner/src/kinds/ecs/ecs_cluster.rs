@@ -117,8 +117,7 @@ impl Typed for Cluster {
         Ok(out)
     }
 
-    async fn create(&self, cx: &Cx, address: Address<'_>, want: &Attrs, _token: &str) -> Result<String, OpError> {
-        let w = want;
+    async fn create(&self, cx: &Cx, address: Address<'_>, w: &Attrs, _token: &str) -> Result<String, OpError> {
         let name = format!("{}-{}", cx.stack, address.name());
         // CreateCluster answers the existing cluster for a name it knows: a rerun is safe.
         ecs(cx)

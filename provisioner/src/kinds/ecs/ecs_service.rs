@@ -637,8 +637,7 @@ impl Typed for EcsService {
         Ok(out)
     }
 
-    async fn create(&self, cx: &Cx, address: Address<'_>, want: &Attrs, token: &str) -> Result<String, OpError> {
-        let w = want;
+    async fn create(&self, cx: &Cx, address: Address<'_>, w: &Attrs, token: &str) -> Result<String, OpError> {
         let name = address.name();
         if let Some(tg) = &w.target_group {
             // ECS refuses a target group no load balancer uses yet, and the listener that
@@ -653,7 +652,7 @@ impl Typed for EcsService {
                 return Err(OpError::retryable("CreateService", format!("{tg} is not used by a listener yet")));
             }
         }
-        let td = register(cx, name, &w).await?;
+        let td = register(cx, name, w).await?;
         let out = ecs(cx)
             .create_service()
             .cluster(&w.cluster)
@@ -663,10 +662,10 @@ impl Typed for EcsService {
             .desired_count(w.desired_count.unwrap_or(1))
             .set_launch_type(w.spot_after.is_none().then_some(LaunchType::Fargate))
             .set_capacity_provider_strategy(if w.spot_after.is_some() { Some(strategy(w.spot_after)?) } else { None })
-            .network_configuration(network(&w)?)
-            .set_load_balancers(Some(load_balancers(name, &w)))
+            .network_configuration(network(w)?)
+            .set_load_balancers(Some(load_balancers(name, w)))
             .set_health_check_grace_period_seconds(w.health_check_grace)
-            .deployment_configuration(deployment(&w))
+            .deployment_configuration(deployment(w))
             .propagate_tags(PropagateTags::Service)
             .enable_ecs_managed_tags(true)
             .set_tags(Some(tags(&w.tags)))
@@ -679,7 +678,7 @@ impl Typed for EcsService {
             .and_then(|s| s.service_arn())
             .ok_or_else(|| OpError::fatal("CreateService", "no ARN"))?
             .to_owned();
-        cx.born(&arn, want);
+        cx.born(&arn, w);
         wait_steady(cx, &w.cluster, name, &td, w.wait_timeout.unwrap_or(900)).await?;
         Ok(arn)
     }
@@ -698,7 +697,7 @@ impl Typed for EcsService {
             .first()
             .and_then(|s| s.task_definition())
             .map(str::to_owned);
-        let new_td = if h.task() != w.task() { Some(register(cx, &name, &w).await?) } else { None };
+        let new_td = if h.task() != w.task() { Some(register(cx, &name, w).await?) } else { None };
         let service_changed = Attrs { tags: h.tags.clone(), wait_timeout: None, ..w.clone() }
             != Attrs { wait_timeout: None, ..h.clone() };
         if service_changed {
@@ -717,10 +716,10 @@ impl Typed for EcsService {
                     None
                 })
                 .set_force_new_deployment((h.spot_after != w.spot_after).then_some(true))
-                .network_configuration(network(&w)?)
-                .set_load_balancers(Some(load_balancers(&name, &w)))
+                .network_configuration(network(w)?)
+                .set_load_balancers(Some(load_balancers(&name, w)))
                 .set_health_check_grace_period_seconds(w.health_check_grace)
-                .deployment_configuration(deployment(&w))
+                .deployment_configuration(deployment(w))
                 .send()
                 .await
                 .map_err(|e| err("UpdateService", e))?;

@@ -320,8 +320,7 @@ impl Typed for Listener {
         Ok(out)
     }
 
-    async fn create(&self, cx: &Cx, _: Address<'_>, want: &Attrs, _token: &str) -> Result<String, OpError> {
-        let w = want;
+    async fn create(&self, cx: &Cx, _: Address<'_>, w: &Attrs, _token: &str) -> Result<String, OpError> {
         let out = elb(cx)
             .create_listener()
             .load_balancer_arn(&w.load_balancer)

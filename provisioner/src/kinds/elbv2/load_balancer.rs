@@ -235,8 +235,7 @@ impl Typed for LoadBalancer {
         Ok(out)
     }
 
-    async fn create(&self, cx: &Cx, address: Address<'_>, want: &Attrs, _token: &str) -> Result<String, OpError> {
-        let w = want;
+    async fn create(&self, cx: &Cx, address: Address<'_>, w: &Attrs, _token: &str) -> Result<String, OpError> {
         let out = elb(cx)
             .create_load_balancer()
             .name(name_of(cx, address))
@@ -254,7 +253,7 @@ impl Typed for LoadBalancer {
             .and_then(|lb| lb.load_balancer_arn())
             .ok_or_else(|| OpError::fatal("CreateLoadBalancer", "no ARN"))?
             .to_owned();
-        set_attributes(cx, &arn, &w).await?;
+        set_attributes(cx, &arn, w).await?;
         // A load balancer takes minutes to provision; what uses it (listeners) can be made
         // meanwhile, but the apply reports it ready only once it is.
         elb(cx)
@@ -287,7 +286,7 @@ impl Typed for LoadBalancer {
                 .map_err(|e| err("SetSecurityGroups", e))?;
         }
         if h.idle_timeout() != w.idle_timeout() || h.deletion_protection != w.deletion_protection {
-            set_attributes(cx, id, &w).await?;
+            set_attributes(cx, id, w).await?;
         }
         set_tags(cx, id, &h.tags, &w.tags).await
     }

@@ -210,12 +210,11 @@ impl Typed for TargetGroup {
         Ok(out)
     }
 
-    async fn create(&self, cx: &Cx, address: Address<'_>, want: &Attrs, _token: &str) -> Result<String, OpError> {
-        let w = want;
+    async fn create(&self, cx: &Cx, address: Address<'_>, w: &Attrs, _token: &str) -> Result<String, OpError> {
         let (path, interval, timeout, healthy, unhealthy, matcher) = w.health();
         let out = elb(cx)
             .create_target_group()
-            .name(format!("{}-{}", name_of(cx, address), suffix(&w)))
+            .name(format!("{}-{}", name_of(cx, address), suffix(w)))
             .vpc_id(&w.vpc)
             .port(w.port)
             .protocol(ProtocolEnum::from(w.protocol.as_deref().unwrap_or("HTTP")))

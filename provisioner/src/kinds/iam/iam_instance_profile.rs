@@ -121,8 +121,7 @@ impl Typed for Profile {
         Ok(out)
     }
 
-    async fn create(&self, cx: &Cx, address: Address<'_>, want: &Attrs, _token: &str) -> Result<String, OpError> {
-        let w = want;
+    async fn create(&self, cx: &Cx, address: Address<'_>, w: &Attrs, _token: &str) -> Result<String, OpError> {
         let name = format!("{}-{}", cx.stack, address.name());
         let tags = tag_list(&w.tags)?;
         let made = iam(cx)

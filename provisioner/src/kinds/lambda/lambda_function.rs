@@ -496,11 +496,10 @@ impl Typed for Function {
         Ok(out)
     }
 
-    async fn create(&self, cx: &Cx, address: Address<'_>, want: &Attrs, _token: &str) -> Result<String, OpError> {
-        let w = want;
+    async fn create(&self, cx: &Cx, address: Address<'_>, w: &Attrs, _token: &str) -> Result<String, OpError> {
         let name = format!("{}-{}", cx.stack, address.name());
         let zip = package(&address.to_string(), w).await?;
-        let tags: HashMap<String, String> = record(&w, package_digest(&zip)).into_iter().collect();
+        let tags: HashMap<String, String> = record(w, package_digest(&zip)).into_iter().collect();
         let made = lambda(cx)
             .create_function()
             .function_name(&name)
@@ -518,13 +517,13 @@ impl Typed for Function {
         match made {
             Ok(_) => {}
             // A rerun after a crash between the create and its record: the function is ours
-            // (tagged at birth); the update that follows brings it to `want`.
+            // (tagged at birth); the update that follows brings it to `w`.
             Err(e) if e.has_code("ResourceConflictException") => {
                 return Err(OpError::retryable("CreateFunction", format!("{name} exists: reading it again")))
             }
             Err(e) => return Err(e),
         }
-        cx.born(&name, want);
+        cx.born(&name, w);
         // A new function is Pending until AWS has made it ready (FunctionActiveV2, as AWS
         // documents for creates; FunctionUpdatedV2 is for updates).
         lambda(cx)
@@ -568,7 +567,7 @@ impl Typed for Function {
         let live = lambda(cx).list_tags().resource(&arn).send().await.map_err(|e| err("ListTags", e))?;
         let live: BTreeMap<String, String> = live.tags().cloned().unwrap_or_default().into_iter().collect();
         let record_now = if contents {
-            let zip = package(id, &w).await?;
+            let zip = package(id, w).await?;
             let digest = package_digest(&zip);
             lambda(cx)
                 .update_function_code()
@@ -578,10 +577,10 @@ impl Typed for Function {
                 .await
                 .map_err(|e| err("UpdateFunctionCode", e))?;
             settled(cx, id).await?;
-            record(&w, digest)
+            record(w, digest)
         } else {
             // The same package: its recorded digest stays.
-            record(&w, live.get(PACKAGE_TAG).cloned().unwrap_or_default())
+            record(w, live.get(PACKAGE_TAG).cloned().unwrap_or_default())
         };
         if settings || contents {
             lambda(cx).publish_version().function_name(id).send().await.map_err(|e| err("PublishVersion", e))?;

@@ -1,9 +1,9 @@
 //! `log_group`: a CloudWatch Logs group with a retention, named `/<stack>/<name>`.
 
-use super::{err, logs, prefix};
+use super::{err, logs, prefix, set_tags, tags_of};
 use crate::diag::Diags;
 use crate::error::{gone_ok, OpError};
-use crate::provider::{tag_changes, Address, Cx, Found, Typed};
+use crate::provider::{Address, Cx, Found, Typed};
 use crate::schema::{Field, FieldType, Kind, Update, TAGS};
 use crate::stack::{Resource, Stack, Val};
 use async_trait::async_trait;
@@ -110,9 +110,8 @@ impl Typed for LogGroup {
     type Outputs = Outputs;
 
     async fn discover(&self, cx: &Cx) -> Result<Vec<Found<Attrs, Outputs>>, OpError> {
-        let client = logs(cx);
         let mut groups = Vec::new();
-        let mut pages = client.describe_log_groups().log_group_name_prefix(prefix(cx)).into_paginator().send();
+        let mut pages = logs(cx).describe_log_groups().log_group_name_prefix(prefix(cx)).into_paginator().send();
         while let Some(page) = pages.next().await {
             for g in page.map_err(|e| err("DescribeLogGroups", e))?.log_groups() {
                 let Some(name) = g.log_group_name() else { continue };
@@ -123,14 +122,7 @@ impl Typed for LogGroup {
         let mut out = Vec::new();
         for (name, arn, retention) in groups {
             let (Some(rest), Some(arn)) = (name.strip_prefix(&prefix(cx)), arn) else { continue };
-            let tags = client
-                .list_tags_for_resource()
-                .resource_arn(&arn)
-                .send()
-                .await
-                .map_err(|e| err("ListTagsForResource", e))?;
-            let tags: BTreeMap<String, String> =
-                tags.tags().map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default();
+            let tags = tags_of(cx, &arn).await?;
             let address = Address::found(&tags, KIND.name, rest);
             let attrs = Attrs { retention_days: retention.map(i64::from), tags };
             out.push(Found { id: name.clone(), address, attrs, outputs: Outputs { name, arn } });
@@ -162,30 +154,11 @@ impl Typed for LogGroup {
         if have.is_none_or(|h| h.retention_days != want.retention_days) {
             set_retention(cx, id, want.retention_days).await?;
         }
-        let (gone, changed) = tag_changes(&have.map(|h| h.tags.clone()).unwrap_or_default(), &want.tags);
-        if gone.is_empty() && changed.is_empty() {
+        let had = have.map(|h| h.tags.clone()).unwrap_or_default();
+        if had == want.tags {
             return Ok(());
         }
-        let arn = group_arn(cx, id).await?;
-        if !gone.is_empty() {
-            logs(cx)
-                .untag_resource()
-                .resource_arn(&arn)
-                .set_tag_keys(Some(gone))
-                .send()
-                .await
-                .map_err(|e| err("UntagResource", e))?;
-        }
-        if !changed.is_empty() {
-            logs(cx)
-                .tag_resource()
-                .resource_arn(&arn)
-                .set_tags(Some(changed.into_iter().collect()))
-                .send()
-                .await
-                .map_err(|e| err("TagResource", e))?;
-        }
-        Ok(())
+        set_tags(cx, &group_arn(cx, id).await?, &had, &want.tags).await
     }
 
     async fn delete(&self, cx: &Cx, id: &str, _: Option<&Attrs>) -> Result<(), OpError> {

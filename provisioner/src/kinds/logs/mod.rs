@@ -4,6 +4,7 @@
 
 use crate::error::{gone_ok, Codes, OpError};
 use crate::provider::Cx;
+use std::collections::BTreeMap;
 
 pub mod log_group;
 
@@ -27,6 +28,37 @@ impl Codes for LogsCodes {
 }
 
 super::service!(aws_sdk_cloudwatchlogs::Client, LogsCodes);
+
+/// The tags of the resource `arn`.
+pub async fn tags_of(cx: &Cx, arn: &str) -> Result<BTreeMap<String, String>, OpError> {
+    let out =
+        logs(cx).list_tags_for_resource().resource_arn(arn).send().await.map_err(|e| err("ListTagsForResource", e))?;
+    Ok(out.tags().map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default())
+}
+
+/// Brings the tags of the resource `arn` from `have` to `want`.
+pub async fn set_tags(
+    cx: &Cx,
+    arn: &str,
+    have: &BTreeMap<String, String>,
+    want: &BTreeMap<String, String>,
+) -> Result<(), OpError> {
+    let (gone, changed) = crate::provider::tag_changes(have, want);
+    if !gone.is_empty() {
+        logs(cx)
+            .untag_resource()
+            .resource_arn(arn)
+            .set_tag_keys(Some(gone))
+            .send()
+            .await
+            .map_err(|e| err("UntagResource", e))?;
+    }
+    if !changed.is_empty() {
+        let tags = Some(changed.into_iter().collect());
+        logs(cx).tag_resource().resource_arn(arn).set_tags(tags).send().await.map_err(|e| err("TagResource", e))?;
+    }
+    Ok(())
+}
 
 /// The prefix of every log group the stack owns.
 pub fn prefix(cx: &Cx) -> String {

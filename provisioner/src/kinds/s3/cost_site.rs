@@ -237,7 +237,7 @@ impl Typed for CostSite {
         let head = s3(cx).head_object().bucket(id).key(INDEX).send().await.map_err(|e| err("HeadObject", e))?;
         let address = head.metadata().and_then(|m| m.get(META_ADDRESS)).cloned().unwrap_or_default();
         let token = format!("update-{}", chrono::Utc::now().timestamp_millis());
-        publish(cx, &address, &want, &token).await.map(|_| ())
+        publish(cx, &address, want, &token).await.map(|_| ())
     }
 
     /// Takes the site out of the bucket: the index, the history and every asset.

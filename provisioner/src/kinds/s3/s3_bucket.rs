@@ -188,8 +188,7 @@ impl Typed for Bucket {
         Ok(out)
     }
 
-    async fn create(&self, cx: &Cx, address: Address<'_>, want: &Attrs, _token: &str) -> Result<String, OpError> {
-        let w = want;
+    async fn create(&self, cx: &Cx, address: Address<'_>, w: &Attrs, _token: &str) -> Result<String, OpError> {
         let stem = bucket_name(&cx.stack, address.name());
         let name = crate::kinds::account::global(&stem, &crate::kinds::account::global_suffix(cx).await?);
         let mut create = s3(cx).create_bucket().bucket(&name).object_ownership(ObjectOwnership::BucketOwnerEnforced);
@@ -208,7 +207,7 @@ impl Typed for Bucket {
             Err(e) => return Err(e),
         }
         // Tags first: a crash after this point leaves a bucket discovery finds.
-        put_tags(cx, &name, &w).await?;
+        put_tags(cx, &name, w).await?;
         let block = PublicAccessBlockConfiguration::builder()
             .block_public_acls(true)
             .ignore_public_acls(true)
@@ -271,7 +270,7 @@ impl Typed for Bucket {
             set_versioning(cx, id, w.versioning).await?;
         }
         if h.tags != w.tags || h.force_destroy != w.force_destroy {
-            put_tags(cx, id, &w).await?;
+            put_tags(cx, id, w).await?;
         }
         Ok(())
     }

@@ -141,8 +141,7 @@ impl Typed for Policy {
         Ok(want.bucket.clone())
     }
 
-    async fn update(&self, cx: &Cx, id: &str, _have: Option<&Attrs>, want: &Attrs) -> Result<(), OpError> {
-        let w = want;
+    async fn update(&self, cx: &Cx, id: &str, _have: Option<&Attrs>, w: &Attrs) -> Result<(), OpError> {
         // The address is the policy's own: read it from the live document's mark.
         let live = s3(cx).get_bucket_policy().bucket(id).send().await.map_err(|e| err("GetBucketPolicy", e))?;
         let doc: Value = serde_json::from_str(live.policy().unwrap_or("{}")).unwrap_or(Value::Null);

@@ -3,14 +3,13 @@
 //! address a link to confirm; until then the subscription is pending, and a pending one cannot
 //! be removed (AWS drops it after three days).
 
-use super::{err, sns};
+use super::{err, set_tags, sns, tag_list, tags_of};
 use crate::diag::Diags;
 use crate::error::{gone_ok, OpError};
-use crate::provider::{known, same_set, tag_changes, Address, Cx, Found, Typed, STACK_TAG};
+use crate::provider::{known, same_set, Address, Cx, Found, Typed, STACK_TAG};
 use crate::schema::{Field, FieldType, Kind, Update, TAGS};
 use crate::stack::{Resource, Stack, Val};
 use async_trait::async_trait;
-use aws_sdk_sns::types::Tag;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -71,12 +70,6 @@ struct Attrs {
     tags: BTreeMap<String, String>,
 }
 
-fn tag_list(m: &BTreeMap<String, String>) -> Result<Vec<Tag>, OpError> {
-    m.iter()
-        .map(|(k, v)| Tag::builder().key(k).value(v).build().map_err(|e| OpError::fatal("Tag", e.to_string())))
-        .collect()
-}
-
 /// A topic's e-mail subscriptions: (address, subscription ARN, or `None` while pending).
 async fn subscriptions(cx: &Cx, arn: &str) -> Result<Vec<(String, Option<String>)>, OpError> {
     let mut out = Vec::new();
@@ -122,14 +115,7 @@ impl Typed for Topic {
         }
         let mut out = Vec::new();
         for arn in arns {
-            let tags = client
-                .list_tags_for_resource()
-                .resource_arn(&arn)
-                .send()
-                .await
-                .map_err(|e| err("ListTagsForResource", e))?;
-            let tags: BTreeMap<String, String> =
-                tags.tags().iter().map(|t| (t.key().to_owned(), t.value().to_owned())).collect();
+            let tags = tags_of(cx, &arn).await?;
             if tags.get(STACK_TAG) != Some(&cx.stack) {
                 continue;
             }
@@ -147,8 +133,7 @@ impl Typed for Topic {
         Ok(out)
     }
 
-    async fn create(&self, cx: &Cx, address: Address<'_>, want: &Attrs, _token: &str) -> Result<String, OpError> {
-        let w = want;
+    async fn create(&self, cx: &Cx, address: Address<'_>, w: &Attrs, _token: &str) -> Result<String, OpError> {
         // CreateTopic is idempotent by name: a rerun gets the same ARN back.
         let made = sns(cx)
             .create_topic()
@@ -205,26 +190,7 @@ impl Typed for Topic {
                 gone_ok(client.unsubscribe().subscription_arn(sub).send().await.map_err(|e| err("Unsubscribe", e)))?;
             }
         }
-        let (gone, set) = tag_changes(&h.tags, &w.tags);
-        if !gone.is_empty() {
-            client
-                .untag_resource()
-                .resource_arn(id)
-                .set_tag_keys(Some(gone))
-                .send()
-                .await
-                .map_err(|e| err("UntagResource", e))?;
-        }
-        if !set.is_empty() {
-            client
-                .tag_resource()
-                .resource_arn(id)
-                .set_tags(Some(tag_list(&set)?))
-                .send()
-                .await
-                .map_err(|e| err("TagResource", e))?;
-        }
-        Ok(())
+        set_tags(cx, id, &h.tags, &w.tags).await
     }
 
     async fn delete(&self, cx: &Cx, id: &str, _: Option<&Attrs>) -> Result<(), OpError> {

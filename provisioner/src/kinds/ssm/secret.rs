@@ -139,8 +139,7 @@ impl Typed for Secret {
         Ok(out)
     }
 
-    async fn create(&self, cx: &Cx, address: Address<'_>, want: &Attrs, _token: &str) -> Result<String, OpError> {
-        let w = want;
+    async fn create(&self, cx: &Cx, address: Address<'_>, w: &Attrs, _token: &str) -> Result<String, OpError> {
         let name = format!("{}{}", prefix(cx), address.name());
         let made = ssm(cx)
             .put_parameter()

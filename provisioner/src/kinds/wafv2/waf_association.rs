@@ -97,8 +97,7 @@ impl Typed for Association {
         Ok(out)
     }
 
-    async fn create(&self, cx: &Cx, _: Address<'_>, want: &Attrs, _token: &str) -> Result<String, OpError> {
-        let w = want;
+    async fn create(&self, cx: &Cx, _: Address<'_>, w: &Attrs, _token: &str) -> Result<String, OpError> {
         waf(cx)
             .associate_web_acl()
             .web_acl_arn(&w.web_acl)
@@ -110,8 +109,7 @@ impl Typed for Association {
     }
 
     /// Associating another ACL replaces the old association in one call.
-    async fn update(&self, cx: &Cx, id: &str, _: Option<&Attrs>, want: &Attrs) -> Result<(), OpError> {
-        let w = want;
+    async fn update(&self, cx: &Cx, id: &str, _: Option<&Attrs>, w: &Attrs) -> Result<(), OpError> {
         waf(cx)
             .associate_web_acl()
             .web_acl_arn(&w.web_acl)
