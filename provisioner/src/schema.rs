@@ -3,6 +3,7 @@
 //! from these declarations; the engine never names a kind.
 
 use crate::diag::Diags;
+use crate::error::Transient;
 use crate::provider::Ops;
 use crate::stack::{Resource, Stack};
 use serde_json::{json, Value};
@@ -219,6 +220,22 @@ pub struct Kind {
     pub usage: &'static [crate::cost::model::UsageKey],
     /// The AWS side: discover, create, update, delete.
     pub ops: &'static dyn Ops,
+    /// Kinds whose resources in the stack this kind's resources are made after, and deleted
+    /// before, though no field refers to them: orders AWS needs that no reference shows (an
+    /// internet-facing load balancer needs its VPC's gateway attached).
+    pub after: &'static [&'static str],
+    /// What AWS answers this kind while something settles ([`Transient`]): retried for a
+    /// while instead of failing the step.
+    pub transient: &'static [Transient],
+    /// Whether the resource's name is global across AWS (a bucket, a Cognito domain prefix):
+    /// asked for with the account's suffix (`kinds::account`), and said so by the plan.
+    pub global_name: bool,
+    /// Whether a replacement makes the new resource before deleting the old one (a host whose
+    /// service should not stop meanwhile). Only for kinds whose names cannot collide.
+    pub create_before_delete: bool,
+    /// Outputs an update makes anew (a function's newest published version): a plan shows
+    /// what uses them as changing with the resource, their values known once it is applied.
+    pub changing_outputs: &'static [&'static str],
 }
 
 impl Kind {
@@ -235,6 +252,11 @@ impl Kind {
             cost: crate::cost::model::free,
             usage: &[],
             ops,
+            after: &[],
+            transient: &[],
+            global_name: false,
+            create_before_delete: false,
+            changing_outputs: &[],
         }
     }
 
@@ -262,6 +284,26 @@ impl Kind {
         usage: &'static [crate::cost::model::UsageKey],
     ) -> Self {
         Self { cost, usage, ..self }
+    }
+
+    pub const fn after(self, after: &'static [&'static str]) -> Self {
+        Self { after, ..self }
+    }
+
+    pub const fn transient(self, transient: &'static [Transient]) -> Self {
+        Self { transient, ..self }
+    }
+
+    pub const fn global_name(self) -> Self {
+        Self { global_name: true, ..self }
+    }
+
+    pub const fn create_before_delete(self) -> Self {
+        Self { create_before_delete: true, ..self }
+    }
+
+    pub const fn changing_outputs(self, outputs: &'static [&'static str]) -> Self {
+        Self { changing_outputs: outputs, ..self }
     }
 
     /// The kind's own fields, then the [`COMMON`] ones.

@@ -167,7 +167,7 @@ impl Executor<StepId> for Exec {
             n.0 += 1;
             *n
         };
-        self.attempt(sid, step, attempt).await.map_err(|e| settle(e, step.kind.ops.transient(), first.elapsed()))
+        self.attempt(sid, step, attempt).await.map_err(|e| settle(e, step.kind.transient, first.elapsed()))
     }
 }
 
@@ -281,7 +281,7 @@ pub async fn apply(
         .iter()
         .filter(|r| r.action == Action::Replace)
         .filter_map(|r| inv.live.get(&r.address))
-        .filter(|f| f.kind.ops.create_before_delete())
+        .filter(|f| f.kind.create_before_delete)
         .map(|f| (f.live.address.clone(), (f.live.id.clone(), f.live.attrs.clone())))
         .collect();
     let mut ids = inv.ids();

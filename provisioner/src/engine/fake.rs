@@ -6,7 +6,7 @@
 use super::{apply, plan, Found, Inventory};
 use crate::error::{Class, OpError};
 use crate::provider::{Cx, Live, Ops};
-use crate::schema::{no_check, Field, FieldType, Kind, Update};
+use crate::schema::{Field, FieldType, Kind, Update};
 use crate::stack::{desired, Stack};
 use crate::walk::WalkOptions;
 use async_trait::async_trait;
@@ -31,17 +31,9 @@ static FIELDS: &[Field] = &[
     Field::optional("interrupt", FieldType::Bool, None, Update::Setting, "Its create interrupts the run."),
 ];
 
-static FAKE: Kind = Kind {
-    name: "fake",
-    doc: "A resource that exists only in this test's log.",
-    fields: FIELDS,
-    outputs: &[("id", "Its id")],
-    check: no_check,
-    normalize: |_| {},
-    cost: crate::cost::model::free,
-    usage: &[],
-    ops: &Fake,
-};
+static FAKE: Kind = Kind::new("fake", "A resource that exists only in this test's log.", &Fake)
+    .fields(FIELDS)
+    .outputs(&[("id", "Its id")]);
 
 /// Per stack (each test has its own): the calls made, the attempts per address, the run's
 /// interrupt.

@@ -142,7 +142,7 @@ pub(super) fn steps(stack: &Stack, inv: &Inventory, plan: &Plan) -> StepGraph {
         }
         if let Some(d) = del(a) {
             node(d.clone(), kind, Action::Delete);
-            if rc.action == Action::Replace && kind.ops.create_before_delete() {
+            if rc.action == Action::Replace && kind.create_before_delete {
                 edges.push((d.clone(), StepId::new(a, Phase::Create)));
             } else if rc.action == Action::Replace {
                 edges.push((StepId::new(a, Phase::Create), d.clone()));
@@ -174,8 +174,8 @@ pub(super) fn steps(stack: &Stack, inv: &Inventory, plan: &Plan) -> StepGraph {
             // does the old half of a replacement whose new half comes first (the updates move
             // to it); the old half of any other replacement cannot: those updates wait for its
             // new half, which waits for the old half to go.
-            let old_goes_last = action.get(x.as_str()) == Some(&Action::Replace)
-                && kind_of(&x).is_some_and(|k| k.ops.create_before_delete());
+            let old_goes_last =
+                action.get(x.as_str()) == Some(&Action::Replace) && kind_of(&x).is_some_and(|k| k.create_before_delete);
             if (action.get(x.as_str()) == Some(&Action::Delete) || old_goes_last) && rc.action == Action::Update {
                 edges.push((dx, StepId::new(z, Phase::Update)));
             }
@@ -185,7 +185,7 @@ pub(super) fn steps(stack: &Stack, inv: &Inventory, plan: &Plan) -> StepGraph {
     let phase = |a: &str| if action.get(a) == Some(&Action::Update) { Phase::Update } else { Phase::Create };
     for rc in plan.resources.iter().filter(|r| r.action != Action::NoOp) {
         let a = rc.address.as_str();
-        let Some(after) = kind_of(a).map(|k| k.ops.after()).filter(|k| !k.is_empty()) else { continue };
+        let Some(after) = kind_of(a).map(|k| k.after).filter(|k| !k.is_empty()) else { continue };
         for b in plan.resources.iter().map(|r| r.address.as_str()) {
             if a == b || !kind_of(b).is_some_and(|k| after.contains(&k.name)) {
                 continue;

@@ -102,7 +102,7 @@ pub fn diff(kind: &Kind, address: &str, desired: Option<&Value>, actual: Option<
         changes,
         replace_reasons,
         refused: None,
-        global_name: matches!(action, Action::Create | Action::Replace) && kind.ops.global_name(),
+        global_name: matches!(action, Action::Create | Action::Replace) && kind.global_name,
     };
     match (desired, actual) {
         (None, None) => mk(Action::NoOp, vec![], vec![]),
@@ -203,7 +203,7 @@ pub fn plan(stack: &Stack, actual: &Actual, outputs: &Value) -> Plan {
     // applied: what uses them changes with it.
     let changing: BTreeSet<(String, &str)> = declared
         .iter()
-        .filter(|(r, _)| !r.kind.ops.changing_outputs().is_empty())
+        .filter(|(r, _)| !r.kind.changing_outputs.is_empty())
         .filter(|(r, d)| {
             let mut resolved = d.clone();
             crate::schema::substitute_all(&mut resolved, &|a: &str, o: &str| {
@@ -213,7 +213,7 @@ pub fn plan(stack: &Stack, actual: &Actual, outputs: &Value) -> Plan {
             let change = diff(r.kind, &r.address(), Some(&resolved), actual.get(&r.address()).map(|(_, v)| v));
             matches!(change.action, Action::Update | Action::Replace)
         })
-        .flat_map(|(r, _)| r.kind.ops.changing_outputs().iter().map(move |o| (r.address(), *o)))
+        .flat_map(|(r, _)| r.kind.changing_outputs.iter().map(move |o| (r.address(), *o)))
         .collect();
     let known = |a: &str, o: &str| {
         if changing.contains(&(a.to_owned(), o)) {

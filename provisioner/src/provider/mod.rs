@@ -3,7 +3,7 @@
 //! lazily per service and region from one configuration), and what discovery finds ([`Live`]).
 //! Nothing here names an AWS service: each service's module brings its own clients and codes.
 
-use crate::error::{OpError, Transient};
+use crate::error::OpError;
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 use std::any::{Any, TypeId};
@@ -168,11 +168,6 @@ pub trait Ops: Sync {
     fn derive(&self, _want: &Value, _on: &Derive<'_>) -> Result<Map<String, Value>, String> {
         Ok(Map::new())
     }
-    /// Outputs an update makes anew (a function's newest published version): a plan shows
-    /// what uses them as changing with the resource, their values known once it is applied.
-    fn changing_outputs(&self) -> &'static [&'static str] {
-        &[]
-    }
     /// In-place fields whose change from `have` to `want` AWS can nonetheless make only by
     /// replacing the resource (a table's key schema inside its layout, where its indexes change
     /// in place): each forces a replacement in the plan. Both sides in the declared shape.
@@ -184,31 +179,10 @@ pub trait Ops: Sync {
     fn refuse(&self, _have: &Value, _want: &Value) -> Option<String> {
         None
     }
-    /// Whether the resource's name is global across AWS (a bucket, a Cognito domain prefix):
-    /// asked for with the account's suffix (`kinds::account`), and said so by the plan.
-    fn global_name(&self) -> bool {
-        false
-    }
     /// Whether AWS refuses to delete this resource as it is (`have`, as read), and if so what
     /// lifts that: a destroy or replacement that meets it is refused before anything is deleted.
     fn protected(&self, _have: &Value) -> Option<&'static str> {
         None
-    }
-    /// Kinds whose resources in the stack this kind's resources are made after, and deleted
-    /// before, though no field refers to them: orders AWS needs that no reference shows (an
-    /// internet-facing load balancer needs its VPC's gateway attached).
-    fn after(&self) -> &'static [&'static str] {
-        &[]
-    }
-    /// What AWS answers this kind while something settles (see [`Transient`]): retried for a
-    /// while instead of failing the step.
-    fn transient(&self) -> &'static [Transient] {
-        &[]
-    }
-    /// Whether a replacement makes the new resource before deleting the old one (a host whose
-    /// service should not stop meanwhile). Only for kinds whose names cannot collide.
-    fn create_before_delete(&self) -> bool {
-        false
     }
     /// `sample` (a value of every declared field, the kind's examples filled in where the
     /// declaration leaves a shape open) decoded into the kind's attribute type and encoded

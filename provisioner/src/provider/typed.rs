@@ -4,7 +4,7 @@
 //! type and a kind never builds a JSON value by string key.
 
 use super::{Cx, Derive, Live, Ops};
-use crate::error::{OpError, Transient};
+use crate::error::OpError;
 use async_trait::async_trait;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -83,29 +83,14 @@ pub trait Typed: Sync {
     fn derive(&self, _want: &Self::Attrs, _on: &Derive<'_>) -> Result<Map<String, Value>, String> {
         Ok(Map::new())
     }
-    fn changing_outputs(&self) -> &'static [&'static str] {
-        &[]
-    }
     fn forces(&self, _have: &Self::Attrs, _want: &Self::Attrs) -> Vec<&'static str> {
         Vec::new()
     }
     fn refuse(&self, _have: &Self::Attrs, _want: &Self::Attrs) -> Option<String> {
         None
     }
-    fn global_name(&self) -> bool {
-        false
-    }
     fn protected(&self, _have: &Self::Attrs) -> Option<&'static str> {
         None
-    }
-    fn after(&self) -> &'static [&'static str] {
-        &[]
-    }
-    fn transient(&self) -> &'static [Transient] {
-        &[]
-    }
-    fn create_before_delete(&self) -> bool {
-        false
     }
     /// A valid value of a field whose shape the declaration leaves open (a JSON file's
     /// document), for the shape test over all kinds.
@@ -189,10 +174,6 @@ impl<T: Typed> Ops for T {
         Typed::derive(self, &decode(want).map_err(|e| e.to_string())?, on)
     }
 
-    fn changing_outputs(&self) -> &'static [&'static str] {
-        Typed::changing_outputs(self)
-    }
-
     fn forces(&self, have: &Value, want: &Value) -> Vec<&'static str> {
         // A side not yet in the declared shape (an output not known before apply inside a
         // number) cannot be compared: the field-by-field diff stands.
@@ -206,24 +187,8 @@ impl<T: Typed> Ops for T {
         Typed::refuse(self, &decode(have).ok()?, &decode(want).ok()?)
     }
 
-    fn global_name(&self) -> bool {
-        Typed::global_name(self)
-    }
-
     fn protected(&self, have: &Value) -> Option<&'static str> {
         Typed::protected(self, &decode(have).ok()?)
-    }
-
-    fn after(&self) -> &'static [&'static str] {
-        Typed::after(self)
-    }
-
-    fn transient(&self) -> &'static [Transient] {
-        Typed::transient(self)
-    }
-
-    fn create_before_delete(&self) -> bool {
-        Typed::create_before_delete(self)
     }
 
     fn shape(&self, sample: &mut Value) -> Option<Result<(Value, Value), String>> {

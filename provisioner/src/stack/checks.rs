@@ -205,22 +205,14 @@ pub(super) fn cycles(stack: &Stack, d: &mut Diags) {
 mod tests {
     use super::*;
     use crate::error::OpError;
-    use crate::schema::{no_check, Field, FieldType, Kind, Update};
+    use crate::schema::{Field, FieldType, Kind, Update};
     use crate::stack::Val;
     use serde_json::Value;
     use std::collections::BTreeMap;
 
-    static NODE: Kind = Kind {
-        name: "node",
-        doc: "test kind",
-        fields: &[Field::optional("after", FieldType::Ref(&["node"]), None, Update::InPlace, "dependency")],
-        outputs: &[],
-        check: no_check,
-        normalize: crate::schema::as_is,
-        cost: crate::cost::model::free,
-        usage: &[],
-        ops: &NoAws,
-    };
+    static NODE: Kind = Kind::new("node", "test kind", &NoAws)
+        .fields(&[Field::optional("after", FieldType::Ref(&["node"]), None, Update::InPlace, "dependency")])
+        .outputs(&[]);
 
     /// The test kind never reaches AWS: these tests stop at validation.
     struct NoAws;

@@ -16,6 +16,31 @@ use aws_sdk_applicationautoscaling::types::{
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+/// Application Auto Scaling makes its service-linked role on first use and cannot assume
+/// it (nor read the ECS service through it) until it has propagated.
+const TRANSIENT: &[Transient] = &[
+    Transient::new(
+        "RegisterScalableTarget",
+        "ValidationException",
+        2,
+        "terraform-provider-aws internal/service/appautoscaling/target.go: create retry",
+    )
+    .saying("Unable to assume IAM role"),
+    Transient::new(
+        "RegisterScalableTarget",
+        "ValidationException",
+        2,
+        "terraform-provider-aws internal/service/appautoscaling/target.go: create retry",
+    )
+    .saying("ECS service doesn't exist"),
+    Transient::new(
+        "PutScalingPolicy",
+        "FailedResourceAccessException",
+        2,
+        "terraform-provider-aws internal/service/appautoscaling/policy.go: create retry",
+    ),
+];
+
 pub static KIND: Kind = Kind::new(
     "autoscaling",
     "Target tracking of an ECS service's task count (memory, CPU or requests per task).",
@@ -62,7 +87,7 @@ pub static KIND: Kind = Kind::new(
 ])
 .outputs(&[("id", "service/<cluster>/<service>")])
 .check(check)
-.normalize(crate::schema::as_is);
+.transient(TRANSIENT);
 
 /// The declared shape, decoded once from `want` or `have`.
 #[derive(Debug, Deserialize, PartialEq, Serialize)]
@@ -177,33 +202,6 @@ impl Typed for Autoscaling {
     type Attrs = Attrs;
     type Outputs = ();
 
-    fn transient(&self) -> &'static [Transient] {
-        // Application Auto Scaling makes its service-linked role on first use and cannot assume
-        // it (nor read the ECS service through it) until it has propagated.
-        const T: &[Transient] = &[
-            Transient::new(
-                "RegisterScalableTarget",
-                "ValidationException",
-                2,
-                "terraform-provider-aws internal/service/appautoscaling/target.go: create retry",
-            )
-            .saying("Unable to assume IAM role"),
-            Transient::new(
-                "RegisterScalableTarget",
-                "ValidationException",
-                2,
-                "terraform-provider-aws internal/service/appautoscaling/target.go: create retry",
-            )
-            .saying("ECS service doesn't exist"),
-            Transient::new(
-                "PutScalingPolicy",
-                "FailedResourceAccessException",
-                2,
-                "terraform-provider-aws internal/service/appautoscaling/policy.go: create retry",
-            ),
-        ];
-        T
-    }
     async fn discover(&self, cx: &Cx) -> Result<Vec<Found<Attrs, ()>>, OpError> {
         let targets: BTreeMap<String, super::Target> =
             targets(cx).await?.into_iter().map(|t| (t.resource_id.clone(), t)).collect();

@@ -18,7 +18,8 @@ pub static KIND: Kind = Kind::new(
 )
 .fields(&[Field::required("pool", FieldType::Ref(&["cognito_user_pool"]), Update::Replace, "The pool.")])
 .outputs(&[("id", "The domain prefix"), ("url", "https://<prefix>.auth.<region>.amazoncognito.com")])
-.check(check);
+.check(check)
+.global_name();
 
 /// The domain prefix of a resource: lowercase, `_` as `-`.
 fn prefix(stack: &str, name: &str) -> String {
@@ -94,9 +95,6 @@ impl Typed for Domain {
     type Attrs = Attrs;
     type Outputs = Outputs;
 
-    fn global_name(&self) -> bool {
-        true
-    }
     async fn discover(&self, cx: &Cx) -> Result<Vec<Found<Attrs, Outputs>>, OpError> {
         let own = prefix(&cx.stack, "");
         let mut out = Vec::new();

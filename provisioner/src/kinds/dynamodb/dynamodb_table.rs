@@ -24,6 +24,15 @@ use std::time::Duration;
 
 const STREAMS: &[&str] = &["none", "NEW_IMAGE", "OLD_IMAGE", "NEW_AND_OLD_IMAGES", "KEYS_ONLY"];
 
+/// AWS enables continuous backups some minutes after CreateTable; until then it answers
+/// "Backups are being enabled" (the AWS provider retries it for 20 minutes).
+const TRANSIENT: &[Transient] = &[Transient::new(
+    "UpdateContinuousBackups",
+    "ContinuousBackupsUnavailableException",
+    20,
+    "terraform-provider-aws internal/service/dynamodb/table.go: updatePITR",
+)];
+
 pub static KIND: Kind = Kind::new(
     "dynamodb_table",
     "An on-demand DynamoDB table named <stack>-<name> (its output `name`).",
@@ -83,7 +92,8 @@ pub static KIND: Kind = Kind::new(
 ])
 .check(check)
 .normalize(normalize)
-.cost(cost, &[DYNAMODB_READS, DYNAMODB_WRITES, DYNAMODB_STORAGE_GB]);
+.cost(cost, &[DYNAMODB_READS, DYNAMODB_WRITES, DYNAMODB_STORAGE_GB])
+.transient(TRANSIENT);
 
 /// Keys and indexes in `CreateTable`'s shape.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -675,17 +685,6 @@ impl Typed for Table {
                 "GlobalSecondaryIndexes": [],
             })
         })
-    }
-    fn transient(&self) -> &'static [Transient] {
-        // AWS enables continuous backups some minutes after CreateTable; until then it answers
-        // "Backups are being enabled" (the AWS provider retries it for 20 minutes).
-        const T: &[Transient] = &[Transient::new(
-            "UpdateContinuousBackups",
-            "ContinuousBackupsUnavailableException",
-            20,
-            "terraform-provider-aws internal/service/dynamodb/table.go: updatePITR",
-        )];
-        T
     }
     async fn discover(&self, cx: &Cx) -> Result<Vec<Found<Attrs, Outputs>>, OpError> {
         let prefix = format!("{}-", cx.stack);

@@ -13,7 +13,10 @@ pub static KIND: Kind =
     Kind::new("eip", "An Elastic IP address in the VPC scope (for a NAT gateway, for example).", &Eip)
         .fields(&[TAGS])
         .outputs(&[("id", "Allocation id (eipalloc-...)"), ("public_ip", "The address")])
-        .cost(cost, &[]);
+        .cost(cost, &[])
+        // An Elastic IP in a VPC is associated through its gateway ("Gateway.NotAttached"), and
+        // the gateway cannot be detached while addresses are mapped.
+        .after(&["internet_gateway"]);
 
 /// The declared shape, decoded once from `want` or `have`.
 #[derive(Debug, Deserialize, Serialize)]
@@ -40,11 +43,6 @@ impl Typed for Eip {
     type Attrs = Attrs;
     type Outputs = Outputs;
 
-    fn after(&self) -> &'static [&'static str] {
-        // An Elastic IP in a VPC is associated through its gateway ("Gateway.NotAttached"), and
-        // the gateway cannot be detached while addresses are mapped.
-        &["internet_gateway"]
-    }
     async fn discover(&self, cx: &Cx) -> Result<Vec<Found<Attrs, Outputs>>, OpError> {
         // AWS says elastic-ip, moto vpc-elastic-ip.
         if !tagged(cx, &["elastic-ip", "vpc-elastic-ip"]).await? {

@@ -25,6 +25,16 @@ const AMI_TAG: &str = "provisioner:ami-parameter";
 /// Amazon Linux 2023, x86_64: the current AMI, as AWS publishes it.
 pub const AL2023: &str = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64";
 
+/// An instance profile made moments ago is not yet visible to EC2 (IAM is eventually
+/// consistent).
+const TRANSIENT: &[Transient] = &[Transient::new(
+    "RunInstances",
+    "InvalidParameterValue",
+    2,
+    "terraform-provider-aws internal/service/ec2/ec2_instance.go: create retry",
+)
+.saying("Invalid IAM Instance Profile")];
+
 pub static KIND: Kind = Kind::new(
     "instance",
     "An EC2 host: AMI from an SSM public parameter, IMDSv2 only, no key pair, user data from a file.",
@@ -77,9 +87,13 @@ pub static KIND: Kind = Kind::new(
     ("availability_zone", "Full zone name"),
     ("image_id", "The AMI it was made from"),
 ])
-.check(crate::schema::no_check)
 .normalize(normalize)
-.cost(cost, &[]);
+.cost(cost, &[])
+// A host's public address needs the VPC's gateway, which cannot be detached while
+// addresses are mapped.
+.after(&["internet_gateway"])
+.transient(TRANSIENT)
+.create_before_delete();
 
 /// The instance type by the hour, its gp3 root volume, and a public IPv4 address when its
 /// subnet hands them out.
@@ -251,23 +265,6 @@ impl Typed for Instance {
     type Attrs = Attrs;
     type Outputs = Outputs;
 
-    fn after(&self) -> &'static [&'static str] {
-        // A host's public address needs the VPC's gateway, which cannot be detached while
-        // addresses are mapped.
-        &["internet_gateway"]
-    }
-    fn transient(&self) -> &'static [Transient] {
-        // An instance profile made moments ago is not yet visible to EC2 (IAM is eventually
-        // consistent).
-        const T: &[Transient] = &[Transient::new(
-            "RunInstances",
-            "InvalidParameterValue",
-            2,
-            "terraform-provider-aws internal/service/ec2/ec2_instance.go: create retry",
-        )
-        .saying("Invalid IAM Instance Profile")];
-        T
-    }
     async fn discover(&self, cx: &Cx) -> Result<Vec<Found<Attrs, Outputs>>, OpError> {
         if !tagged(cx, &["instance"]).await? {
             return Ok(Vec::new());
@@ -432,10 +429,6 @@ impl Typed for Instance {
             .await
             .map_err(|e| OpError::retryable("wait InstanceTerminated", format!("{id}: {e}")))?;
         Ok(())
-    }
-
-    fn create_before_delete(&self) -> bool {
-        true
     }
 }
 

@@ -18,7 +18,9 @@ pub static KIND: Kind = Kind::new("nat_gateway", "A public NAT gateway in a publ
         TAGS,
     ])
     .outputs(&[("id", "NAT gateway id (nat-...)")])
-    .cost(cost, &[NAT_GB]);
+    .cost(cost, &[NAT_GB])
+    // A public NAT gateway fails without the VPC's gateway, and holds an address mapped.
+    .after(&["internet_gateway"]);
 
 /// Traffic through the NAT gateways (their public address is the `eip` they hold, priced there).
 const NAT_GB: crate::cost::UsageKey =
@@ -52,10 +54,6 @@ impl Typed for Nat {
     type Attrs = Attrs;
     type Outputs = ();
 
-    fn after(&self) -> &'static [&'static str] {
-        // A public NAT gateway fails without the VPC's gateway, and holds an address mapped.
-        &["internet_gateway"]
-    }
     async fn discover(&self, cx: &Cx) -> Result<Vec<Found<Attrs, ()>>, OpError> {
         // AWS says natgateway, moto nat-gateway.
         if !tagged(cx, &["natgateway", "nat-gateway"]).await? {

@@ -9,6 +9,16 @@ use aws_sdk_ecs::types::{ClusterField, ClusterSetting, ClusterSettingName};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+/// In an account's first use of ECS, AWS makes its service-linked role on the first call
+/// and refuses clusters until the role is usable.
+const TRANSIENT: &[Transient] = &[Transient::new(
+    "CreateCluster",
+    "InvalidParameterException",
+    2,
+    "terraform-provider-aws internal/service/ecs/cluster.go: retryClusterCreate",
+)
+.saying("Unable to assume the service linked role")];
+
 pub static KIND: Kind =
     Kind::new("ecs_cluster", "An ECS cluster named <stack>-<name>, for Fargate services.", &Cluster)
         .fields(&[
@@ -28,7 +38,8 @@ pub static KIND: Kind =
             ),
             TAGS,
         ])
-        .outputs(&[("id", "The cluster's name"), ("name", "<stack>-<name>"), ("arn", "Cluster ARN")]);
+        .outputs(&[("id", "The cluster's name"), ("name", "<stack>-<name>"), ("arn", "Cluster ARN")])
+        .transient(TRANSIENT);
 
 /// The declared shape, decoded once from `want` or `have`.
 #[derive(Debug, Deserialize, Serialize)]
@@ -62,18 +73,6 @@ impl Typed for Cluster {
     type Attrs = Attrs;
     type Outputs = Outputs;
 
-    fn transient(&self) -> &'static [Transient] {
-        // In an account's first use of ECS, AWS makes its service-linked role on the first call
-        // and refuses clusters until the role is usable.
-        const T: &[Transient] = &[Transient::new(
-            "CreateCluster",
-            "InvalidParameterException",
-            2,
-            "terraform-provider-aws internal/service/ecs/cluster.go: retryClusterCreate",
-        )
-        .saying("Unable to assume the service linked role")];
-        T
-    }
     async fn discover(&self, cx: &Cx) -> Result<Vec<Found<Attrs, Outputs>>, OpError> {
         let client = ecs(cx);
         let prefix = format!("{}-", cx.stack);

@@ -21,6 +21,19 @@ use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
+/// The service-linked role and roles made moments ago, and a target group whose listener
+/// AWS has not linked yet, are refused for a while after they were made.
+const SOURCE: &str = "terraform-provider-aws internal/service/ecs/service.go: retryServiceCreate";
+const TRANSIENT: &[Transient] = &[
+    Transient::new("CreateService", "InvalidParameterException", 4, SOURCE)
+        .saying("Unable to assume the service linked role"),
+    Transient::new("CreateService", "InvalidParameterException", 4, SOURCE)
+        .saying("verify that the ECS service role being passed has the proper permissions"),
+    Transient::new("CreateService", "InvalidParameterException", 4, SOURCE)
+        .saying("does not have an associated load balancer"),
+    Transient::new("CreateService", "ClusterNotFoundException", 4, SOURCE),
+];
+
 pub static KIND: Kind = Kind::new("ecs_service", "A Fargate service named <name> in its cluster, running one container of the task definition <stack>-<name>.", &EcsService)
 .fields(&[
         Field::required("cluster", FieldType::Ref(&["ecs_cluster"]), Update::Replace, "The cluster."),
@@ -103,7 +116,11 @@ pub static KIND: Kind = Kind::new("ecs_service", "A Fargate service named <name>
 .outputs(&[("id", "Service ARN"), ("arn", "Service ARN"), ("name", "<name>"), ("cluster", "The cluster's name"), ("task_definition", "Current task definition ARN")])
 .check(check)
 .normalize(normalize)
-.cost(cost, &[]);
+.cost(cost, &[])
+// ECS refuses a target group no listener forwards to ("does not have an associated load
+// balancer"); the service names the group, not the listener.
+.after(&["listener"])
+.transient(TRANSIENT);
 
 /// Its tasks, `desired_count` of them or, when an `autoscaling` resource sets the count, its
 /// minimum to its maximum.
@@ -508,26 +525,6 @@ impl Typed for EcsService {
     type Attrs = Attrs;
     type Outputs = Outputs;
 
-    fn after(&self) -> &'static [&'static str] {
-        // ECS refuses a target group no listener forwards to ("does not have an associated load
-        // balancer"); the service names the group, not the listener.
-        &["listener"]
-    }
-    fn transient(&self) -> &'static [Transient] {
-        // The service-linked role and roles made moments ago, and a target group whose listener
-        // AWS has not linked yet, are refused for a while after they were made.
-        const SOURCE: &str = "terraform-provider-aws internal/service/ecs/service.go: retryServiceCreate";
-        const T: &[Transient] = &[
-            Transient::new("CreateService", "InvalidParameterException", 4, SOURCE)
-                .saying("Unable to assume the service linked role"),
-            Transient::new("CreateService", "InvalidParameterException", 4, SOURCE)
-                .saying("verify that the ECS service role being passed has the proper permissions"),
-            Transient::new("CreateService", "InvalidParameterException", 4, SOURCE)
-                .saying("does not have an associated load balancer"),
-            Transient::new("CreateService", "ClusterNotFoundException", 4, SOURCE),
-        ];
-        T
-    }
     async fn discover(&self, cx: &Cx) -> Result<Vec<Found<Attrs, Outputs>>, OpError> {
         // Services by cluster (`arn:...:service/<cluster>/<name>`).
         let mut by_cluster: BTreeMap<String, Vec<String>> = BTreeMap::new();

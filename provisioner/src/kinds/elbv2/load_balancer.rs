@@ -71,7 +71,11 @@ pub static KIND: Kind = Kind::new(
 ])
 .check(check)
 .normalize(normalize)
-.cost(cost, &[crate::cost::WEB_REQUESTS, WEB_GB_OUT]);
+.cost(cost, &[crate::cost::WEB_REQUESTS, WEB_GB_OUT])
+// An internet-facing load balancer in a VPC without an attached gateway is refused
+// ("InvalidSubnet: VPC ... has no internet gateway"), and the gateway cannot be detached
+// while the load balancer's public addresses are mapped.
+.after(&["internet_gateway"]);
 
 use crate::cost::WEB_GB_OUT;
 
@@ -183,12 +187,6 @@ impl Typed for LoadBalancer {
 
     fn protected(&self, have: &Attrs) -> Option<&'static str> {
         crate::provider::deletion_protected(Some(have.deletion_protection))
-    }
-    fn after(&self) -> &'static [&'static str] {
-        // An internet-facing load balancer in a VPC without an attached gateway is refused
-        // ("InvalidSubnet: VPC ... has no internet gateway"), and the gateway cannot be detached
-        // while the load balancer's public addresses are mapped.
-        &["internet_gateway"]
     }
     async fn discover(&self, cx: &Cx) -> Result<Vec<Found<Attrs, Outputs>>, OpError> {
         let mut out = Vec::new();

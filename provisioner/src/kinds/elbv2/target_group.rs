@@ -93,7 +93,8 @@ pub static KIND: Kind = Kind::new(
     ("name", "<stack>-<name>"),
     ("arn_suffix", "targetgroup/<name>/<id>, as CloudWatch and target tracking name it"),
 ])
-.check(check);
+.check(check)
+.create_before_delete();
 
 /// The declared shape, decoded once from `want` or `have`.
 #[derive(Debug, Deserialize, Serialize)]
@@ -239,10 +240,6 @@ impl Typed for TargetGroup {
             set_delay(cx, &arn, d).await?;
         }
         Ok(arn)
-    }
-
-    fn create_before_delete(&self) -> bool {
-        true
     }
 
     async fn update(&self, cx: &Cx, id: &str, have: Option<&Attrs>, want: &Attrs) -> Result<(), OpError> {

@@ -30,6 +30,14 @@ use std::path::Path;
 use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
+/// IAM is eventually consistent: a role made moments ago is not yet assumable by Lambda.
+const SOURCE: &str = "terraform-provider-aws internal/service/lambda/function.go: create retry";
+const TRANSIENT: &[Transient] = &[
+    Transient::new("CreateFunction", "InvalidParameterValueException", 2, SOURCE).saying("cannot be assumed by Lambda"),
+    Transient::new("CreateFunction", "InvalidParameterValueException", 2, SOURCE)
+        .saying("The provided execution role does not have permissions"),
+];
+
 pub static KIND: Kind = Kind::new("lambda_function", "A Lambda function (<stack>-<name>), Lambda@Edge included: package built and zipped reproducibly, configuration baked in, a version published per change.", &Function)
 .fields(&[
         Field::required("role", FieldType::String, Update::InPlace, "The execution role's ARN (\"${iam_role.NAME.arn}\")."),
@@ -95,7 +103,10 @@ pub static KIND: Kind = Kind::new("lambda_function", "A Lambda function (<stack>
         ("version_arn", "The newest published version's ARN (what CloudFront runs)"),
     ])
 .check(check)
-.cost(cost, &[FUNCTION_LOG_GB]);
+.cost(cost, &[FUNCTION_LOG_GB])
+.transient(TRANSIENT)
+// Every change publishes a version: what runs it moves to the new one.
+.changing_outputs(&["version", "version_arn"]);
 
 const FUNCTION_LOG_GB: crate::cost::UsageKey = crate::cost::UsageKey {
     name: "function_log_gb",
@@ -388,17 +399,6 @@ impl Typed for Function {
     type Attrs = Attrs;
     type Outputs = Outputs;
 
-    fn transient(&self) -> &'static [Transient] {
-        // IAM is eventually consistent: a role made moments ago is not yet assumable by Lambda.
-        const SOURCE: &str = "terraform-provider-aws internal/service/lambda/function.go: create retry";
-        const T: &[Transient] = &[
-            Transient::new("CreateFunction", "InvalidParameterValueException", 2, SOURCE)
-                .saying("cannot be assumed by Lambda"),
-            Transient::new("CreateFunction", "InvalidParameterValueException", 2, SOURCE)
-                .saying("The provided execution role does not have permissions"),
-        ];
-        T
-    }
     fn derive(&self, a: &Attrs, on: &Derive<'_>) -> Result<Map<String, Value>, String> {
         let dir = on.dir;
         if let Some((program, args)) = a.build.split_first() {
@@ -420,11 +420,6 @@ impl Typed for Function {
         let code = digest(&files);
         BUILT.lock().unwrap_or_else(|p| p.into_inner()).insert(code.clone(), std::sync::Arc::new(files));
         Ok(Map::from_iter([("code_sha256".to_owned(), json!(code))]))
-    }
-
-    /// Every change publishes a version: what runs it moves to the new one.
-    fn changing_outputs(&self) -> &'static [&'static str] {
-        &["version", "version_arn"]
     }
 
     async fn discover(&self, cx: &Cx) -> Result<Vec<Found<Attrs, Outputs>>, OpError> {

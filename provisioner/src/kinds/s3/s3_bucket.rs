@@ -38,7 +38,8 @@ pub static KIND: Kind = Kind::new("s3_bucket", "A private S3 bucket (<stack>-<na
         ("regional_domain", "<name>.s3.<region>.amazonaws.com (a CloudFront origin)"),
     ])
 .check(check)
-.cost(cost, &[S3_STORAGE_GB, S3_GETS]);
+.cost(cost, &[S3_STORAGE_GB, S3_GETS])
+.global_name();
 
 const S3_STORAGE_GB: crate::cost::UsageKey =
     crate::cost::UsageKey { name: "s3_storage_gb", unit: "GB", doc: "data each bucket stores (every version kept)" };
@@ -167,9 +168,6 @@ impl Typed for Bucket {
     type Attrs = Attrs;
     type Outputs = Outputs;
 
-    fn global_name(&self) -> bool {
-        true
-    }
     async fn discover(&self, cx: &Cx) -> Result<Vec<Found<Attrs, Outputs>>, OpError> {
         let mut out = Vec::new();
         for (name, mut tags) in owned(cx).await? {
