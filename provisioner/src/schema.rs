@@ -200,6 +200,18 @@ pub static COMMON: &[Field] = &[
     ),
 ];
 
+/// `v` (in the declared shape) without the [`COMMON`] fields: what a kind is handed, the common
+/// fields being the engine's (where a resource lives is its context's region).
+pub fn own(v: &Value) -> Value {
+    let mut v = v.clone();
+    if let Value::Object(m) = &mut v {
+        for f in COMMON {
+            m.remove(f.name);
+        }
+    }
+    v
+}
+
 /// A resource kind: the one declaration everything else reads.
 pub struct Kind {
     /// The TOML table name: `[vpc.main]`.

@@ -88,11 +88,7 @@ impl Exec {
         }
         // Common fields are the engine's (where it runs is the context's region): a kind sees
         // only its own.
-        if let Value::Object(m) = &mut v {
-            for f in crate::schema::COMMON {
-                m.remove(f.name);
-            }
-        }
+        let mut v = crate::schema::own(&v);
         if let Some(Value::Object(tags)) = v.get_mut("tags") {
             tags.insert(STACK_TAG.into(), json!(self.cx.stack));
             tags.insert(ID_TAG.into(), json!(id.address));

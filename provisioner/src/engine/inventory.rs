@@ -187,7 +187,7 @@ pub fn protected(inv: &Inventory, plan: &Plan) -> Vec<(String, &'static str)> {
         .filter(|r| matches!(r.action, Action::Delete | Action::Replace))
         .filter_map(|r| {
             let f = inv.live.get(&r.address)?;
-            f.kind.ops.protected(&f.live.attrs).map(|how| (r.address.clone(), how))
+            f.kind.ops.protected(&crate::schema::own(&f.live.attrs)).map(|how| (r.address.clone(), how))
         })
         .collect()
 }

@@ -43,10 +43,7 @@ pub fn derive(stack: &mut Stack) -> Result<(), String> {
                 return Ok(None);
             }
             // What a kind is handed: its own fields, not the common ones.
-            let mut want = desired(r, stack);
-            if let Some(m) = want.as_object_mut() {
-                crate::schema::COMMON.iter().for_each(|f| drop(m.remove(f.name)));
-            }
+            let want = crate::schema::own(&desired(r, stack));
             r.kind.ops.derive(&want, &on).map(Some).map_err(|e| format!("{}: {e}", r.address()))
         })
         .collect::<Result<_, String>>()?;

@@ -2,7 +2,7 @@
 //! function over the kind's declaration (which fields force replacement); rendering (terraform
 //! style, a separate security section, JSON) reads only the value.
 
-use crate::schema::{FieldType, Kind, Update};
+use crate::schema::{own, FieldType, Kind, Update};
 use crate::stack::{desired, Resource, Stack};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -123,7 +123,7 @@ pub fn diff(kind: &Kind, address: &str, desired: Option<&Value>, actual: Option<
                 }
             }
             if !changes.is_empty() {
-                let forced = kind.ops.forces(a, d);
+                let forced = kind.ops.forces(&own(a), &own(d));
                 for c in changes.iter_mut().filter(|c| forced.contains(&c.field.as_str())) {
                     c.forces_replacement = true;
                 }
@@ -139,7 +139,7 @@ pub fn diff(kind: &Kind, address: &str, desired: Option<&Value>, actual: Option<
             };
             let mut rc = mk(action, changes, reasons);
             if action == Action::Update {
-                rc.refused = kind.ops.refuse(a, d);
+                rc.refused = kind.ops.refuse(&own(a), &own(d));
             }
             rc
         }

@@ -105,16 +105,10 @@ pub fn known<A>(have: Option<&A>) -> Result<&A, OpError> {
     have.ok_or_else(|| OpError::retryable("read", "its attributes are not known yet: read again"))
 }
 
-/// A value in the declared shape decoded into a kind's type. The fields every kind has
-/// ([`crate::schema::COMMON`]: `region`, `enabled`) are the engine's, not the kind's.
+/// A value in the declared shape (a kind's own fields) decoded into the kind's type.
 pub fn decode<T: DeserializeOwned>(v: &Value) -> Result<T, OpError> {
-    let mut v = v.clone();
-    if let Value::Object(m) = &mut v {
-        for f in crate::schema::COMMON {
-            m.remove(f.name);
-        }
-    }
-    serde_json::from_value(v).map_err(|e| OpError::fatal("decode", format!("{}: {e}", std::any::type_name::<T>())))
+    serde_json::from_value(v.clone())
+        .map_err(|e| OpError::fatal("decode", format!("{}: {e}", std::any::type_name::<T>())))
 }
 
 /// A kind's value in the declared shape.
