@@ -288,3 +288,13 @@ async fn policy_name(cx: &Cx, id: &str) -> Result<String, OpError> {
             )
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resource_ids_of_service_arns() {
+        assert_eq!(resource_id("arn:aws:ecs:eu-central-1:123456789012:service/q-main/web"), "service/q-main/web");
+    }
+}

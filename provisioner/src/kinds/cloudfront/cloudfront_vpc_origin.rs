@@ -214,3 +214,21 @@ impl Typed for VpcOrigin {
         settled(cx, id, true).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::{decode, encode};
+    use serde_json::json;
+
+    /// What is written is what is read back: a plan after an apply is empty.
+    #[test]
+    fn the_configuration_reads_back_as_declared() {
+        let want = json!({
+            "load_balancer": "arn:aws:elasticloadbalancing:eu-central-1:123456789012:loadbalancer/app/p-web/1",
+            "http_port": 80, "https_port": 443, "protocol": "http-only", "tags": {"a": "b"},
+        });
+        let c = config("p-web", &decode::<Attrs>(&want).unwrap()).unwrap();
+        assert_eq!(encode(&attrs_of(&c, &BTreeMap::from([("a".into(), "b".into())]))), want);
+    }
+}

@@ -264,3 +264,20 @@ impl Typed for User {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_passwords_hold_every_class_and_differ() {
+        let (a, b) = (first_password(), first_password());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 24);
+        for class in
+            [char::is_ascii_uppercase, char::is_ascii_lowercase, char::is_ascii_digit, char::is_ascii_punctuation]
+        {
+            assert!(a.chars().any(|c| class(&c)), "{a}");
+        }
+    }
+}

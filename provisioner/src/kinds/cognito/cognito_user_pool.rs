@@ -230,3 +230,23 @@ impl Typed for Pool {
         gone_ok(idp(cx).delete_user_pool().user_pool_id(id).send().await.map_err(|e| err("DeleteUserPool", e)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::{decode, encode};
+    use serde_json::json;
+
+    #[test]
+    fn what_is_written_reads_back() {
+        let want = json!({"password_length": 16, "password_symbols": false, "temporary_password_days": 2, "mfa": "on", "deletion_protection": false, "tags": {"a": "b"}});
+        let w = decode::<Attrs>(&want).unwrap();
+        let p = UserPoolType::builder()
+            .policies(policy(&w))
+            .deletion_protection(protection(&w))
+            .mfa_configuration(UserPoolMfaType::On)
+            .user_pool_tags("a", "b")
+            .build();
+        assert_eq!(encode(&attrs_of(&p)), want);
+    }
+}

@@ -339,3 +339,28 @@ impl Typed for Client {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::encode;
+    use serde_json::json;
+
+    #[test]
+    fn urls_on_a_distribution_read_back_as_its_site() {
+        let c = UserPoolClientType::builder()
+            .user_pool_id("p")
+            .callback_urls("https://d1.cloudfront.net/callback")
+            .callback_urls("http://localhost:3000/cb")
+            .logout_urls("https://d1.cloudfront.net/")
+            .allowed_o_auth_scopes("openid")
+            .id_token_validity(60)
+            .refresh_token_validity(30)
+            .build();
+        let by_domain = std::collections::BTreeMap::from([("d1.cloudfront.net".to_owned(), "E1".to_owned())]);
+        let v = encode(&attrs_of(&c, &by_domain));
+        assert_eq!(v["sites"], json!([{ "distribution": "E1", "callback": "/callback", "signout": "/" }]));
+        assert_eq!(v["callback_urls"], json!(["http://localhost:3000/cb"]));
+        assert_eq!(v["logout_urls"], json!([]));
+    }
+}

@@ -383,3 +383,23 @@ fn check(r: &Resource, _: &Stack, d: &mut Diags) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_single_port_is_a_range_of_one_and_all_has_none() {
+        let r = |p: &str, f: Option<i64>, t: Option<i64>| Rule {
+            protocol: p.into(),
+            from_port: f,
+            to_port: t,
+            cidr: None,
+            group: None,
+            own: true,
+            description: None,
+        };
+        assert_eq!(r("tcp", Some(80), None).canonical(), r("tcp", Some(80), Some(80)));
+        assert_eq!(r("all", Some(0), Some(9)).canonical(), r("all", None, None));
+    }
+}

@@ -280,6 +280,23 @@ impl Typed for Repository {
 }
 
 #[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lifecycle_rule_reads_back_as_written_and_others_do_not() {
+        assert_eq!(kept(&policy(10)), Some(10));
+        assert_eq!(
+            kept(
+                r#"{"rules":[{"selection":{"countType":"sinceImagePushed","countNumber":3},"action":{"type":"expire"}}]}"#
+            ),
+            None
+        );
+        assert_eq!(kept("not json"), None);
+    }
+}
+
+#[cfg(test)]
 mod cost_tests {
     use crate::kinds::test_support::{close, of, priced};
 

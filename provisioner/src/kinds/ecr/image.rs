@@ -318,3 +318,21 @@ impl Typed for ImageKind {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_carry_name_time_and_digest_and_others_are_ignored() {
+        let hex = "ab".repeat(32);
+        let tag = tag_for("web-api", &format!("sha256:{hex}"));
+        assert!(tag.len() <= 128 - (MAX_NAME - "web-api".len()), "{tag}");
+        let (name, digest, time) = parse_tag(&tag).unwrap();
+        assert_eq!((name, digest.as_str()), ("web-api", format!("sha256:{hex}").as_str()));
+        assert_eq!(time.len(), 16);
+        assert_eq!(parse_tag("latest"), None);
+        assert_eq!(parse_tag(&format!("x-20260101T000000Z-{}", "g".repeat(64))), None);
+        assert_eq!(parse_tag("x-2026-abc"), None);
+    }
+}

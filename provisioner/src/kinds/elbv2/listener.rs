@@ -364,3 +364,33 @@ impl Typed for Listener {
         gone_ok(elb(cx).delete_listener().listener_arn(id).send().await.map_err(|e| err("DeleteListener", e)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn certificate_arns() {
+        assert!(is_certificate_arn(
+            "arn:aws:acm:eu-central-1:123456789012:certificate/0f1e2d3c-aaaa-bbbb-cccc-000000000000"
+        ));
+        assert!(is_certificate_arn("arn:aws:iam::123456789012:server-certificate/web"));
+        assert!(!is_certificate_arn("arn:aws:acm:eu-central-1:1234:certificate/x"));
+        assert!(!is_certificate_arn("arn:aws:s3:::bucket"));
+        assert!(!is_certificate_arn("certificate/x"));
+    }
+
+    #[test]
+    fn only_the_chosen_action_is_compared() {
+        let mut v = json!({ "action": "redirect", "target_group": "tg", "redirect_port": 443, "protocol": "HTTP", "ssl_policy": "x" });
+        normalize(&mut v);
+        assert_eq!(
+            (v["target_group"].clone(), v["redirect_port"].clone(), v["ssl_policy"].clone()),
+            (Value::Null, json!(443), Value::Null)
+        );
+        let mut v = json!({ "protocol": "HTTPS" });
+        normalize(&mut v);
+        assert_eq!(v["ssl_policy"], json!(DEFAULT_SSL_POLICY));
+    }
+}

@@ -394,3 +394,29 @@ impl Typed for Role {
         gone_ok(iam(cx).delete_role().role_name(id).send().await.map_err(|e| err("DeleteRole", e)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// What IAM answers (URL-encoded, strings where one value, any order) reads as declared.
+    #[test]
+    fn policies_compare_canonically() {
+        let doc = "%7B%22Version%22%3A%222012-10-17%22%2C%22Statement%22%3A%7B%22Effect%22%3A%22Allow%22%2C%22Action%22%3A%22dynamodb%3APutItem%22%2C%22Resource%22%3A%5B%22b%22%2C%22a%22%5D%7D%7D";
+        let read: Vec<Value> = statements(&decode(doc))
+            .iter()
+            .map(|s| json!({"effect": s["Effect"], "actions": strings(&s["Action"]), "resources": strings(&s["Resource"])}))
+            .collect();
+        let mut live =
+            json!({ "trusted_services": "ecs-tasks.amazonaws.com", "statements": read, "managed_policies": null });
+        let mut want = json!({
+            "trusted_services": ["ecs-tasks.amazonaws.com"],
+            "statements": [{ "effect": null, "actions": ["dynamodb:PutItem"], "resources": ["a", "b"] }],
+            "managed_policies": [],
+        });
+        normalize(&mut live);
+        normalize(&mut want);
+        assert_eq!(live, want);
+    }
+}

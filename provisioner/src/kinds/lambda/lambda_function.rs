@@ -630,3 +630,45 @@ impl Typed for Function {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_same_files_zip_to_the_same_bytes_in_any_order() {
+        let a = vec![("index.mjs".to_owned(), b"export const x = 1;".to_vec()), ("lib/a.js".to_owned(), vec![7; 1000])];
+        let mut b = a.clone();
+        b.reverse();
+        let (za, zb) = (zip(&a).unwrap(), zip(&b).unwrap());
+        assert_eq!(za, zb);
+        let mut read = zip::ZipArchive::new(std::io::Cursor::new(za)).unwrap();
+        assert_eq!(read.len(), 2);
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut read.by_name("index.mjs").unwrap(), &mut s).unwrap();
+        assert_eq!(s, "export const x = 1;");
+        assert_eq!(read.by_name("lib/a.js").unwrap().unix_mode(), Some(0o100644));
+        assert_ne!(digest(&a), digest(&[("index.mjs".to_owned(), b"export const x = 2;".to_vec())]));
+    }
+
+    #[test]
+    fn edge_functions_live_in_us_east_1_within_viewer_limits() {
+        let src = |region: &str, memory: i64| {
+            format!("[stack]\nname = \"t\"\nregion = \"eu-central-1\"\n[lambda_function.auth]\n{region}role = \"arn:aws:iam::1:role/r\"\npackage = \"dist\"\nedge = true\nmemory = {memory}\n")
+        };
+        let codes = |s: String| match crate::stack::parse(crate::kinds::all(), "t.toml", &s, &BTreeMap::new()) {
+            Ok(_) => vec![],
+            Err(d) => d.items.iter().map(|i| i.code).collect::<Vec<_>>(),
+        };
+        assert_eq!(codes(src("", 128)), vec!["edge-region"]);
+        assert_eq!(codes(src("region = \"us-east-1\"\n", 256)), vec!["edge-limits"]);
+        assert!(codes(src("region = \"us-east-1\"\n", 128)).is_empty());
+    }
+
+    #[test]
+    fn config_values_must_fit_a_tag() {
+        assert!(taggable("https://cognito-idp.us-east-1.amazonaws.com/us-east-1_Ab12"));
+        assert!(!taggable("{\"keys\": []}"));
+        assert!(!taggable(&"x".repeat(257)));
+    }
+}

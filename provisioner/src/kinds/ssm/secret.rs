@@ -211,3 +211,16 @@ impl Typed for Secret {
         gone_ok(ssm(cx).delete_parameter().name(id).send().await.map(|_| ()).map_err(|e| err("DeleteParameter", e)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_values_are_letters_and_digits_and_differ() {
+        let (a, b) = (generate(32), generate(32));
+        assert_eq!(a.len(), 32);
+        assert!(a.chars().all(|c| c.is_ascii_alphanumeric()));
+        assert_ne!(a, b);
+    }
+}

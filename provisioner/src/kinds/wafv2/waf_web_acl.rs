@@ -464,6 +464,35 @@ impl Typed for WebAcl {
 }
 
 #[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::decode;
+    use serde_json::json;
+
+    #[test]
+    fn arns_name_the_acl_and_its_scope() {
+        let (n, id, s) = parts("arn:aws:wafv2:eu-central-1:123456789012:regional/webacl/q-web/1a2b").unwrap();
+        assert_eq!((n, id, s), ("q-web", "1a2b", Scope::Regional));
+        let (_, _, s) = parts("arn:aws:wafv2:us-east-1:123456789012:global/webacl/q-edge/9").unwrap();
+        assert_eq!(s, Scope::Cloudfront);
+        assert!(parts("arn:aws:s3:::b").is_none());
+    }
+
+    #[test]
+    fn rules_in_priority_order() {
+        let a = decode::<Attrs>(&json!({ "rate_limit": 500, "managed_rule_groups": ["AWSManagedRulesCommonRuleSet"] }))
+            .unwrap();
+        let rules = a.rules("s-web").unwrap();
+        assert_eq!(
+            rules.iter().map(|r| (r.name(), r.priority())).collect::<Vec<_>>(),
+            [(RATE_RULE, 0), ("AWSManagedRulesCommonRuleSet", 1)]
+        );
+        let rate = rules[0].statement().unwrap().rate_based_statement().unwrap();
+        assert_eq!((rate.limit(), rate.evaluation_window_sec()), (500, 300));
+    }
+}
+
+#[cfg(test)]
 mod cost_tests {
     use crate::kinds::test_support::{close, of, priced};
 
