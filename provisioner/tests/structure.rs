@@ -1,14 +1,17 @@
 //! The provisioner's module structure: the drawing of which file uses which (every `use` and
-//! every `crate::`, `super::`, `self::` path, resolved to the file that defines the module) has
-//! no circle but the declaration-instance pair `schema.rs` <-> `stack/mod.rs` (a kind's
-//! declaration checks a resource of the stack; a resource names its kind). Anyone can draw it:
-//! `cargo test -p provisioner --test structure -- --nocapture` prints the circles it finds.
+//! every `crate::`, `super::`, `self::` path and path into a child module, resolved to the file
+//! that defines the module) has no circle across modules but the declaration-instance pair
+//! `schema.rs` <-> `stack/` (a kind's declaration checks a resource of the stack; a resource
+//! names its kind). Inside a module of several files, its `mod.rs` and its files may use each
+//! other (it re-exports them, they use its types), but its files among themselves
+//! (`stack/load.rs`, `stack/values.rs`) may not. Anyone can draw it: `cargo test -p provisioner
+//! --test structure -- --nocapture` prints the circles it finds.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-/// The pairs of files allowed to use each other, and why (see the file's doc).
-const ALLOWED: &[&[&str]] = &[&["schema.rs", "stack/mod.rs"]];
+/// The modules allowed to use each other, and why (see the file's doc).
+const ALLOWED: &[&[&str]] = &[&["schema.rs", "stack/"]];
 
 #[test]
 fn no_import_circle_but_the_declaration_instance_pair() {
@@ -17,16 +20,49 @@ fn no_import_circle_but_the_declaration_instance_pair() {
     let edges: BTreeMap<&str, BTreeSet<&str>> =
         files.iter().map(|(f, text)| (f.as_str(), uses(f, text, &files).into_iter().collect())).collect();
     assert!(
-        edges["engine/exec.rs"].contains("walk.rs") && edges["stack/load.rs"].contains("stack/values.rs"),
+        edges["engine/exec.rs"].contains("walk.rs")
+            && edges["stack/load.rs"].contains("stack/values.rs")
+            && edges["provider/mod.rs"].contains("provider/typed.rs"),
         "{edges:?}"
     );
-    let circles = strongly_connected(&edges);
-    for c in &circles {
+    let found = circles(&edges, &files);
+    for c in &found {
         eprintln!("circle: {}", c.join(" -> "));
     }
-    let allowed: Vec<Vec<&str>> = ALLOWED.iter().map(|c| c.to_vec()).collect();
-    let unwanted: Vec<&Vec<&str>> = circles.iter().filter(|c| !allowed.contains(c)).collect();
+    let allowed: Vec<Vec<String>> = ALLOWED.iter().map(|c| c.iter().map(|s| (*s).to_owned()).collect()).collect();
+    let unwanted: Vec<&Vec<String>> = found.iter().filter(|c| !allowed.contains(c)).collect();
     assert!(unwanted.is_empty(), "import circles: {unwanted:?}");
+}
+
+/// The module a file belongs to: its directory (`stack/`) when that holds a `mod.rs`, else the
+/// file itself.
+fn unit(file: &str, files: &BTreeMap<String, String>) -> String {
+    match file.rsplit_once('/') {
+        Some((dir, _)) if files.contains_key(&format!("{dir}/mod.rs")) => format!("{dir}/"),
+        _ => file.to_owned(),
+    }
+}
+
+/// The circles that matter: each circle of files that spans modules, as its modules, and each
+/// circle among one module's own files (its `mod.rs` aside).
+fn circles(edges: &BTreeMap<&str, BTreeSet<&str>>, files: &BTreeMap<String, String>) -> Vec<Vec<String>> {
+    let mut out: Vec<Vec<String>> = Vec::new();
+    for c in strongly_connected(edges) {
+        let modules: BTreeSet<String> = c.iter().map(|f| unit(f, files)).collect();
+        if modules.len() > 1 {
+            out.push(modules.into_iter().collect());
+        }
+    }
+    let siblings: BTreeMap<&str, BTreeSet<&str>> = edges
+        .iter()
+        .filter(|(f, _)| !f.ends_with("mod.rs"))
+        .map(|(f, tos)| {
+            let same = tos.iter().filter(|t| !t.ends_with("mod.rs") && unit(t, files) == unit(f, files));
+            (*f, same.copied().collect())
+        })
+        .collect();
+    out.extend(strongly_connected(&siblings).into_iter().map(|c| c.into_iter().map(str::to_owned).collect()));
+    out
 }
 
 /// The analysis itself, on a small crate: a circle through `super::`, one through `crate::`,
@@ -51,6 +87,32 @@ fn the_drawing_sees_what_it_should() {
     assert_eq!(edges["b.rs"], ["a/x.rs"].into(), "a test module's super is its own file");
     assert!(edges["c.rs"].is_empty());
     assert_eq!(strongly_connected(&edges), vec![vec!["a/mod.rs", "a/x.rs", "b.rs"]]);
+    assert_eq!(circles(&edges, &files), vec![vec!["a/".to_owned(), "b.rs".to_owned()]], "as modules");
+}
+
+/// A `mod.rs` and its files using each other is no circle; its files using each other in one
+/// is, and so is a circle across modules that passes through a path into a child module
+/// (`pub use x::Y` in a `mod.rs`).
+#[test]
+fn a_module_and_its_files_may_use_each_other_but_not_its_files_in_a_circle() {
+    let files: BTreeMap<String, String> = [
+        ("lib.rs", "mod p; mod q; mod r;"),
+        ("p/mod.rs", "mod x; mod y; pub use x::X;\npub struct T;"),
+        ("p/x.rs", "use super::T; use super::y::Y;"),
+        ("p/y.rs", "use crate::p::x::X;"),
+        ("q/mod.rs", "mod z; pub use z::Z;"),
+        ("q/z.rs", "use crate::r::R;"),
+        ("r.rs", "use crate::q::Q;"),
+    ]
+    .into_iter()
+    .map(|(f, t)| (f.to_owned(), t.to_owned()))
+    .collect();
+    let edges: BTreeMap<&str, BTreeSet<&str>> =
+        files.iter().map(|(f, text)| (f.as_str(), uses(f, text, &files).into_iter().collect())).collect();
+    assert_eq!(edges["p/mod.rs"], ["p/x.rs"].into(), "a path into a child module is seen");
+    let mut found = circles(&edges, &files);
+    found.sort();
+    assert_eq!(found, vec![vec!["p/x.rs".to_owned(), "p/y.rs".to_owned()], vec!["q/".to_owned(), "r.rs".to_owned()]]);
 }
 
 /// Every `.rs` file under `dir`, by path relative to `root` (`/`-separated).
@@ -191,6 +253,10 @@ fn uses<'a>(file: &str, text: &str, files: &'a BTreeMap<String, String>) -> BTre
         let (mut base, mut rest) = match first.as_str() {
             "crate" => (Vec::new(), &p[1..]),
             "super" | "self" => (me.clone(), &p[..]),
+            // A path into a child module (`pub use typed::Typed;` in a `mod.rs`).
+            child if depth[at] == 0 && file_of(&[&me[..], &[child.to_owned()]].concat(), files).is_some() => {
+                (me.clone(), &p[..])
+            }
             _ => continue,
         };
         // Inside an inline module, its own `super` is this file.
