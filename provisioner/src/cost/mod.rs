@@ -20,7 +20,9 @@ pub fn of_stack(stack: &crate::stack::Stack) -> Breakdown {
     let wanted: Vec<(String, &'static crate::schema::Kind, Value, String)> = stack
         .resources
         .iter()
-        .map(|r| (r.address(), r.kind, crate::stack::desired(r, stack), stack.region_of(r).to_owned()))
+        .map(|r| {
+            (r.address(), r.kind, crate::schema::own(&crate::stack::desired(r, stack)), stack.region_of(r).to_owned())
+        })
         .collect();
     let items: Vec<Item<'_>> = wanted
         .iter()

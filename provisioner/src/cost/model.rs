@@ -106,20 +106,10 @@ impl<'a> CostCx<'a> {
             .collect()
     }
 
-    pub fn str(&self, field: &str) -> Option<&'a str> {
-        self.attrs.get(field).and_then(Value::as_str)
-    }
-
-    pub fn int(&self, field: &str) -> Option<i64> {
-        self.attrs.get(field).and_then(Value::as_i64)
-    }
-
-    pub fn bool(&self, field: &str) -> bool {
-        self.attrs.get(field).and_then(Value::as_bool).unwrap_or(false)
-    }
-
-    pub fn list(&self, field: &str) -> Vec<&'a Value> {
-        self.attrs.get(field).and_then(Value::as_array).map(|a| a.iter().collect()).unwrap_or_default()
+    /// The resource's own attributes as its kind's type (`None` only for a value not in the
+    /// declared shape, which a loaded stack and a discovery never give).
+    pub fn attrs<T: serde::de::DeserializeOwned>(&self) -> Option<T> {
+        serde_json::from_value(self.attrs.clone()).ok()
     }
 }
 

@@ -278,14 +278,17 @@ fn cost(stack: &Stack, actual: &Actual, after: &[(String, &'static Kind, Value)]
             Some((a.clone(), *k, v))
         })
         .collect();
-    let before: Vec<Item<'_>> = have
-        .iter()
-        .map(|(a, k, v)| Item { address: a.clone(), kind: k.name, cost: k.cost, attrs: v, region: region(v) })
-        .collect();
-    let after: Vec<Item<'_>> = after
-        .iter()
-        .map(|(a, k, v)| Item { address: a.clone(), kind: k.name, cost: k.cost, attrs: v, region: region(v) })
-        .collect();
+    // A cost function reads the kind's own fields (typed), the region apart.
+    let priced = |side: &[(String, &'static Kind, Value)]| -> Vec<(String, &'static Kind, Value, String)> {
+        side.iter().map(|(a, k, v)| (a.clone(), *k, own(v), region(v))).collect()
+    };
+    let (have, after) = (priced(&have), priced(after));
+    fn items<'a>(side: &'a [(String, &'static Kind, Value, String)]) -> Vec<Item<'a>> {
+        side.iter()
+            .map(|(a, k, v, r)| Item { address: a.clone(), kind: k.name, cost: k.cost, attrs: v, region: r.clone() })
+            .collect()
+    }
+    let (before, after) = (items(&have), items(&after));
     delta(&breakdown(&before, &stack.prices, &stack.usage), &breakdown(&after, &stack.prices, &stack.usage))
 }
 

@@ -178,7 +178,8 @@ const CDN_DATA_GB: crate::cost::UsageKey =
 /// viewer-request; origin-response runs only on cache misses, counted as the S3 GETs).
 fn cost(cx: &crate::cost::CostCx<'_>) -> Vec<crate::cost::Part> {
     use crate::cost::{parts::millions, Part, CDN_REQUESTS, WEB_GB_OUT, WEB_REQUESTS};
-    let (requests, gb) = if cx.str("traffic") == Some("web") {
+    let Some(a) = cx.attrs::<Attrs>() else { return Vec::new() };
+    let (requests, gb) = if a.traffic.as_deref() == Some("web") {
         (cx.usage(&WEB_REQUESTS), cx.usage(&WEB_GB_OUT))
     } else {
         (cx.usage(&CDN_REQUESTS), cx.usage(&CDN_DATA_GB))
@@ -187,7 +188,7 @@ fn cost(cx: &crate::cost::CostCx<'_>) -> Vec<crate::cost::Part> {
         Part::new("HTTPS requests", "cloudfront.requests", millions(requests)),
         Part::new("data out", "cloudfront.data_out", gb),
     ];
-    if cx.str("viewer_request").is_some() {
+    if a.viewer_request.is_some() {
         parts.push(Part::new("Lambda@Edge viewer-request calls", "lambda_edge.requests", millions(requests)));
         // Billed by the millisecond at the function's memory: 5 ms at 128 MB.
         parts.push(Part::new("Lambda@Edge viewer-request time", "lambda_edge.duration", requests * 0.005 * 0.125));
@@ -256,7 +257,6 @@ struct Attrs {
     #[serde(default, deserialize_with = "null_as_empty")]
     behaviors: Vec<Behavior>,
     /// Read by the cost function from the declaration; nothing AWS holds.
-    #[allow(dead_code)]
     traffic: Option<String>,
     viewer_request: Option<String>,
     origin_response: Option<String>,

@@ -243,12 +243,8 @@ const DYNAMODB_STORAGE_GB: crate::cost::UsageKey = crate::cost::UsageKey {
 /// storage and its continuous backups, priced in the replica's region. 25 GB of storage are free.
 fn cost(cx: &crate::cost::CostCx<'_>) -> Vec<crate::cost::Part> {
     use crate::cost::{parts::millions, Part};
-    let indexes = cx
-        .attrs
-        .get("layout")
-        .and_then(|l| l.get("GlobalSecondaryIndexes"))
-        .and_then(Value::as_array)
-        .map_or(0, Vec::len) as f64;
+    let Some(a) = cx.attrs::<Attrs>() else { return Vec::new() };
+    let indexes = a.layout.global_secondary_indexes.len() as f64;
     let (reads, writes, gb) = (cx.usage(&DYNAMODB_READS), cx.usage(&DYNAMODB_WRITES), cx.usage(&DYNAMODB_STORAGE_GB));
     let stored = gb * (1.0 + indexes);
     let mut out = vec![
@@ -260,10 +256,10 @@ fn cost(cx: &crate::cost::CostCx<'_>) -> Vec<crate::cost::Part> {
         Part::new("reads", "dynamodb.read", millions(reads)),
         Part::new("storage", "dynamodb.storage", stored),
     ];
-    if cx.bool("point_in_time_recovery") {
+    if a.point_in_time_recovery {
         out.push(Part::new("point-in-time recovery", "dynamodb.pitr", stored));
     }
-    for r in cx.list("replicas").iter().filter_map(|r| r.as_str()) {
+    for r in &a.replicas {
         out.push(
             Part::new(format!("replicated writes to {r}"), "dynamodb.replicated_write", millions(writes)).in_region(r),
         );
@@ -273,7 +269,7 @@ fn cost(cx: &crate::cost::CostCx<'_>) -> Vec<crate::cost::Part> {
             );
         }
         out.push(Part::new(format!("storage in {r}"), "dynamodb.storage", stored).in_region(r));
-        if cx.bool("point_in_time_recovery") {
+        if a.point_in_time_recovery {
             out.push(Part::new(format!("point-in-time recovery in {r}"), "dynamodb.pitr", stored).in_region(r));
         }
     }

@@ -99,12 +99,13 @@ pub static KIND: Kind = Kind::new(
 /// subnet hands them out.
 fn cost(cx: &crate::cost::CostCx<'_>) -> Vec<crate::cost::Part> {
     use crate::cost::Part;
-    let ty = cx.str("instance_type").unwrap_or("?");
+    let Some(a) = cx.attrs::<Attrs>() else { return Vec::new() };
+    let ty = &a.instance_type;
     let mut parts = vec![
         Part::hourly(cx, format!("instance ({ty})"), format!("ec2.instance.{ty}"), 1.0),
-        Part::new("root volume (gp3)", "ebs.gp3", cx.int("root_volume_gb").unwrap_or(20) as f64),
+        Part::new("root volume (gp3)", "ebs.gp3", f64::from(a.root_gb())),
     ];
-    let public = cx.str("subnet").and_then(|s| cx.other(s)).and_then(|s| s.get("public_ip_on_launch")?.as_bool());
+    let public = cx.other(&a.subnet).and_then(|s| s.get("public_ip_on_launch")?.as_bool());
     if public == Some(true) {
         parts.push(crate::cost::parts::public_ipv4(cx, "from its subnet", 1.0));
     }

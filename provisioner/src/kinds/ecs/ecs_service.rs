@@ -125,13 +125,21 @@ pub static KIND: Kind = Kind::new("ecs_service", "A Fargate service named <name>
 /// Its tasks, `desired_count` of them or, when an `autoscaling` resource sets the count, its
 /// minimum to its maximum.
 fn cost(cx: &crate::cost::CostCx<'_>) -> Vec<crate::cost::Part> {
-    let (min, max) = match cx.int("desired_count") {
-        Some(n) => (n, n),
+    let Some(a) = cx.attrs::<Attrs>() else { return Vec::new() };
+    let (min, max) = match a.desired_count {
+        Some(n) => (i64::from(n), i64::from(n)),
         None => cx.referring("autoscaling", "service").first().map_or((1, 1), |a| {
             (a.get("min").and_then(Value::as_i64).unwrap_or(1), a.get("max").and_then(Value::as_i64).unwrap_or(1))
         }),
     };
-    super::fargate_parts(cx, min, max)
+    let tasks = super::Tasks {
+        vcpu: a.cpu.unwrap_or(256) as f64 / 1024.0,
+        gb: a.memory.unwrap_or(512) as f64 / 1024.0,
+        arch: a.architecture.as_deref().unwrap_or("X86_64").to_ascii_lowercase(),
+        regular: a.spot_after.map(i64::from),
+        public_ip: a.public_ip,
+    };
+    super::fargate_parts(cx, &tasks, min, max)
 }
 
 /// The declared shape, decoded once from `want` or `have`.

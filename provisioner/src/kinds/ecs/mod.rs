@@ -104,15 +104,23 @@ pub async fn service_arns(cx: &Cx) -> Result<Vec<String>, crate::error::OpError>
     .await
 }
 
+/// What a service's tasks are, for their price.
+pub struct Tasks {
+    pub vcpu: f64,
+    pub gb: f64,
+    /// `x86_64` or `arm64`, as the price keys spell it.
+    pub arch: String,
+    /// The tasks beyond this many run on Fargate Spot.
+    pub regular: Option<i64>,
+    pub public_ip: bool,
+}
+
 /// The Fargate parts of `tasks` tasks of a service (`tasks_max` where autoscaling may add more):
 /// vCPU and memory by the hour at its architecture's prices, the tasks beyond `spot_after` at
 /// Fargate Spot's, and a public IPv4 address per task when it has one.
-pub fn fargate_parts(cx: &crate::cost::CostCx<'_>, tasks: i64, tasks_max: i64) -> Vec<crate::cost::Part> {
+pub fn fargate_parts(cx: &crate::cost::CostCx<'_>, t: &Tasks, tasks: i64, tasks_max: i64) -> Vec<crate::cost::Part> {
     use crate::cost::{parts, Part};
-    let vcpu = cx.int("cpu").unwrap_or(256) as f64 / 1024.0;
-    let gb = cx.int("memory").unwrap_or(512) as f64 / 1024.0;
-    let arch = cx.str("architecture").unwrap_or("X86_64").to_ascii_lowercase();
-    let regular = cx.int("spot_after");
+    let (vcpu, gb, arch, regular) = (t.vcpu, t.gb, &t.arch, t.regular);
     // (regular, spot) of a task count.
     let split = |n: i64| match regular {
         Some(r) => (n.min(r) as f64, (n - r).max(0) as f64),
@@ -146,7 +154,7 @@ pub fn fargate_parts(cx: &crate::cost::CostCx<'_>, tasks: i64, tasks_max: i64) -
         spot * gb,
         spot_max * gb,
     );
-    if cx.bool("public_ip") && tasks_max > 0 {
+    if t.public_ip && tasks_max > 0 {
         let p = parts::public_ipv4(cx, "one per task", tasks as f64);
         out.push(if tasks_max > tasks { p.up_to(tasks_max as f64 * cx.hours) } else { p });
     }

@@ -91,8 +91,9 @@ fn cost(cx: &crate::cost::CostCx<'_>) -> Vec<crate::cost::Part> {
         Part::hourly(cx, "load balancer", "elb.alb", 1.0),
         Part::hourly(cx, "capacity units (LCU)", "elb.alb_lcu", lcu),
     ];
-    if !cx.bool("internal") {
-        out.push(parts::public_ipv4(cx, "one per subnet", cx.list("subnets").len() as f64));
+    let Some(a) = cx.attrs::<Attrs>() else { return Vec::new() };
+    if !a.internal {
+        out.push(parts::public_ipv4(cx, "one per subnet", a.subnets.len() as f64));
         out.push(Part::new("data out to the internet", "data_out.internet", cx.usage(&WEB_GB_OUT)));
     }
     out

@@ -41,7 +41,7 @@ const LOG_GB: crate::cost::UsageKey =
 fn cost(cx: &crate::cost::CostCx<'_>) -> Vec<crate::cost::Part> {
     use crate::cost::Part;
     let gb = cx.usage(&LOG_GB);
-    let days = cx.int("retention_days").unwrap_or(365) as f64;
+    let days = cx.attrs::<Attrs>().and_then(|a| a.retention_days).unwrap_or(365) as f64;
     vec![
         Part::new("ingestion", "logs.ingest", gb),
         Part::new(format!("storage ({days} days kept)"), "logs.storage", gb * days / 30.0),

@@ -55,7 +55,7 @@ const ALERT_EMAILS: crate::cost::UsageKey =
 
 /// One e-mail per message and subscription; the first 1,000 a month are free.
 fn cost(cx: &crate::cost::CostCx<'_>) -> Vec<crate::cost::Part> {
-    let subscribers = cx.list("email_subscriptions").len() as f64;
+    let subscribers = cx.attrs::<Attrs>().map_or(0, |a| a.email_subscriptions.len()) as f64;
     vec![crate::cost::Part::new("e-mail notifications", "sns.email", cx.usage(&ALERT_EMAILS) * subscribers)]
 }
 

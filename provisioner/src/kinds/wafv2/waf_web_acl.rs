@@ -88,9 +88,10 @@ const PAID_GROUPS: &[&str] = &[
 /// inspects (the load balancers' or, at CloudFront scope, the distributions').
 fn cost(cx: &crate::cost::CostCx<'_>) -> Vec<crate::cost::Part> {
     use crate::cost::{parts::millions, Part, CDN_REQUESTS, WEB_REQUESTS};
-    let groups = cx.list("managed_rule_groups");
-    let rules = groups.len() + usize::from(cx.int("rate_limit").is_some());
-    let requests = match (cx.str("traffic"), cx.str("scope")) {
+    let Some(a) = cx.attrs::<Attrs>() else { return Vec::new() };
+    let groups = &a.managed_rule_groups;
+    let rules = groups.len() + usize::from(a.rate_limit.is_some());
+    let requests = match (a.traffic.as_deref(), a.scope.as_deref()) {
         (Some("web"), _) => &WEB_REQUESTS,
         (Some("cdn"), _) | (None, Some("CLOUDFRONT")) => &CDN_REQUESTS,
         _ => &WEB_REQUESTS,
@@ -100,7 +101,7 @@ fn cost(cx: &crate::cost::CostCx<'_>) -> Vec<crate::cost::Part> {
         Part::new(format!("rules ({rules})"), "waf.rule", rules as f64),
         Part::new("requests inspected", "waf.requests", millions(cx.usage(requests))),
     ];
-    for g in groups.iter().filter_map(|g| g.as_str()).filter(|g| PAID_GROUPS.contains(g)) {
+    for g in groups.iter().filter(|g| PAID_GROUPS.contains(&g.as_str())) {
         out.push(Part::new(format!("{g} subscription"), format!("waf.managed.{g}"), 1.0));
     }
     out
