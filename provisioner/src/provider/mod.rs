@@ -1,5 +1,5 @@
-//! The AWS side of a resource kind, as the engine sees it: the [`Ops`] a kind implements, the
-//! context [`Cx`] its operations run in (the stack's identity, one region, SDK clients built
+//! The AWS side of a resource kind, as the engine sees it: the untyped [`Ops`] (what a kind's
+//! [`Typed`] side is adapted to, in `typed.rs`), the context [`Cx`] its operations run in (the stack's identity, one region, SDK clients built
 //! lazily per service and region from one configuration), and what discovery finds ([`Live`]).
 //! Nothing here names an AWS service: each service's module brings its own clients and codes.
 
