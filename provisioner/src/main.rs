@@ -297,13 +297,9 @@ fn main() -> ExitCode {
             None => ExitCode::FAILURE,
         },
         Cmd::Schema => {
-            println!("{}", serde_json::to_string_pretty(&provisioner::docs::json_schema()).unwrap_or_default());
-            ExitCode::SUCCESS
+            emit(&format!("{}\n", serde_json::to_string_pretty(&provisioner::docs::json_schema()).unwrap_or_default()))
         }
-        Cmd::Docs => {
-            print!("{}", provisioner::docs::markdown());
-            ExitCode::SUCCESS
-        }
+        Cmd::Docs => emit(&provisioner::docs::markdown()),
         Cmd::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "provisioner", &mut std::io::stdout());
             ExitCode::SUCCESS
@@ -358,5 +354,19 @@ fn pin(file: &std::path::Path, write: bool) -> ExitCode {
             eprintln!("provisioner: run `provisioner pin --write {}` to take the registries' digests", file.display());
         }
         ExitCode::FAILURE
+    }
+}
+
+/// Writes a command's whole output: a reader that stopped reading (`provisioner docs | head`)
+/// ends it quietly, as it ends `cat`.
+fn emit(text: &str) -> ExitCode {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            eprintln!("error: writing the output: {e}");
+            ExitCode::FAILURE
+        }
+        _ => ExitCode::SUCCESS,
     }
 }

@@ -532,6 +532,17 @@ fn cli_schema_docs_and_completions_come_from_the_declarations() {
         checked_in == docs,
         "docs/kinds.md is not what `provisioner docs` prints: run `cargo run -p provisioner -- docs > docs/kinds.md`"
     );
+    // A reader that stops early (`provisioner docs | head`) ends it quietly: no panic.
+    let mut early = Command::new(env!("CARGO_BIN_EXE_provisioner"))
+        .arg("docs")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(early.stdout.take());
+    let gone = early.wait_with_output().unwrap();
+    assert!(gone.status.success(), "{gone:?}");
+    assert!(String::from_utf8_lossy(&gone.stderr).is_empty(), "{}", String::from_utf8_lossy(&gone.stderr));
     // The real stacks pass the schema, as an editor checks them (python-jsonschema, Debian's,
     // beside cloud-init; TOML read by Python's tomllib).
     let dir = tempfile_dir().join("schema");
