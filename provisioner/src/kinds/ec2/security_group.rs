@@ -263,9 +263,41 @@ async fn authorize(cx: &Cx, id: &str, egress: bool, new: &[Rule]) -> Result<(), 
             .map_err(|e| err("AuthorizeSecurityGroupIngress", e))
     };
     match res {
-        // Already there: a rerun after a crash between the call and its answer.
-        Err(e) if e.has_code("InvalidPermission.Duplicate") => Ok(()),
+        // A permission already there (a rerun after a crash between the call and its answer, or
+        // the same permission under another description: AWS counts them as one). AWS refuses
+        // the whole batch, so one at a time, and one that is there gets its description.
+        Err(e) if e.has_code("InvalidPermission.Duplicate") && new.len() > 1 => {
+            for r in new {
+                Box::pin(authorize(cx, id, egress, std::slice::from_ref(r))).await?;
+            }
+            Ok(())
+        }
+        Err(e) if e.has_code("InvalidPermission.Duplicate") => describe(cx, id, egress, &new[0]).await,
         other => other,
+    }
+}
+
+/// Gives a permission the group has the rule's description.
+async fn describe(cx: &Cx, id: &str, egress: bool, rule: &Rule) -> Result<(), OpError> {
+    let perm = permission(rule, id);
+    if egress {
+        ec2(cx)
+            .update_security_group_rule_descriptions_egress()
+            .group_id(id)
+            .ip_permissions(perm)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| err("UpdateSecurityGroupRuleDescriptionsEgress", e))
+    } else {
+        ec2(cx)
+            .update_security_group_rule_descriptions_ingress()
+            .group_id(id)
+            .ip_permissions(perm)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| err("UpdateSecurityGroupRuleDescriptionsIngress", e))
     }
 }
 
